@@ -1,0 +1,56 @@
+"""Development sessions. ``nox`` with no arguments runs what CI runs.
+
+Sessions run in the current environment (the venv the README creates with
+``pip install -e '.[dev]'``), so a run does not rebuild virtualenvs.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import nox
+
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["lint", "typecheck", "imports", "protos", "tests"]
+
+ROOT = pathlib.Path(__file__).parent
+PY = sys.executable
+BIN = pathlib.Path(sys.executable).parent
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite (netns tests need root; CI runs as root)."""
+    session.run(PY, "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.run(PY, "-m", "ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on src/."""
+    session.run(PY, "-m", "mypy", "--strict", "src")
+
+
+@nox.session
+def imports(session: nox.Session) -> None:
+    """import-linter: core never imports backends; layers; sans-IO codecs."""
+    session.run(str(BIN / "lint-imports"))
+
+
+@nox.session
+def protos(session: nox.Session) -> None:
+    """Regenerate protocol code and fail if it differs from what is committed."""
+    session.run(PY, "scripts/gen_protos.py", "--check")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run every benchmark and print its table."""
+    for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        session.run(PY, str(script))

@@ -1,0 +1,161 @@
+"""Backends and their capabilities, found once at start-up.
+
+A backend is one object with a ``name``. What it can do is told by which capability
+protocols it implements; :func:`handler_table` checks them once and builds a frozen table,
+so the rest of the driver never asks ``isinstance`` again (this module is the only place
+that does). A backend that implements nothing is rejected.
+
+Capabilities:
+
+=====================  ===============================================  ===================
+protocol               what for                                         used by
+=====================  ===============================================  ===================
+Discovery              find devices, notice changes                     inventory loop
+NamespaceMover         move a device into a pod netns and back          NRI Run/StopPodSandbox
+ValidatesConfig        reject a config that cannot apply to a device    kubelet prepare
+AdjustsContainers      device nodes for containers (RDMA, vfio)         NRI CreateContainer
+ReportsHealth          per-device health                                 health endpoint
+=====================  ===============================================  ===================
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from dranet_core.config.model import NetworkConfig
+from dranet_core.discovery import Discovery
+from dranet_core.errors import BackendError
+from dranet_core.netns import NamespaceMover
+from dranet_core.plans import PreparedDevice
+from dranet_core.types import Device, DeviceNode
+
+__all__ = [
+    "AdjustsContainers",
+    "Backend",
+    "HandlerTable",
+    "ReportsHealth",
+    "ValidatesConfig",
+    "handler_table",
+]
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Anything with a name; capabilities come from the protocols below."""
+
+    @property
+    def name(self) -> str:
+        """The backend's name, as registered in the ``dranet.backends`` entry points."""
+        ...
+
+
+@runtime_checkable
+class ValidatesConfig(Protocol):
+    """Checks, at prepare time, that a merged config can apply to a device of this backend."""
+
+    def validate_config(self, device: Device, config: NetworkConfig) -> None:
+        """Raise :class:`~dranet_core.errors.ConfigError` if ``config`` cannot apply."""
+        ...
+
+    def owns(self, device: Device) -> bool:
+        """Whether ``device`` has a facet of this backend (only then is it asked)."""
+        ...
+
+
+@runtime_checkable
+class AdjustsContainers(Protocol):
+    """Adds device nodes to each container of a pod that holds one of its devices."""
+
+    def device_nodes(self, device: PreparedDevice) -> Sequence[DeviceNode]:
+        """Device nodes every container of the pod needs for ``device`` (may be empty)."""
+        ...
+
+
+@runtime_checkable
+class ReportsHealth(Protocol):
+    """Reports per-device health (KEP-4680)."""
+
+    async def health(self) -> Mapping[str, bool]:
+        """Device name -> healthy, for the devices this backend owns."""
+        ...
+
+
+@attrs.frozen(kw_only=True)
+class HandlerTable:
+    """Which backend does what, in backend order (attach order; detach is reversed)."""
+
+    backends: tuple[Backend, ...]
+    discoverers: tuple[Discovery, ...]
+    movers: tuple[tuple[str, NamespaceMover], ...]
+    validators: tuple[ValidatesConfig, ...]
+    adjusters: tuple[AdjustsContainers, ...]
+    health: tuple[ReportsHealth, ...]
+
+    def describe(self) -> dict[str, list[str]]:
+        """Backend name -> capability names, for logs and ``dranet inventory``."""
+        out: dict[str, list[str]] = {}
+        for b in self.backends:
+            caps = []
+            if b in self.discoverers:
+                caps.append("discover")
+            if any(m is b for _, m in self.movers):
+                caps.append("move")
+            if b in self.validators:
+                caps.append("validate")
+            if b in self.adjusters:
+                caps.append("adjust")
+            if b in self.health:
+                caps.append("health")
+            out[b.name] = caps
+        return out
+
+
+def handler_table(backends: Sequence[Backend]) -> HandlerTable:
+    """Check each backend's capabilities once and build the table.
+
+    Raises :class:`BackendError` for a backend that implements no capability or whose name
+    is used twice.
+    """
+    seen: set[str] = set()
+    disc: list[Discovery] = []
+    movers: list[tuple[str, NamespaceMover]] = []
+    vals: list[ValidatesConfig] = []
+    adjs: list[AdjustsContainers] = []
+    health: list[ReportsHealth] = []
+    for b in backends:
+        if b.name in seen:
+            raise BackendError(b.name, "two backends have this name")
+        seen.add(b.name)
+        found = []
+        if isinstance(b, Discovery):
+            disc.append(b)
+            found.append("discover")
+        if isinstance(b, NamespaceMover):
+            movers.append((b.name, b))
+            found.append("move")
+        if isinstance(b, ValidatesConfig):
+            vals.append(b)
+            found.append("validate")
+        if isinstance(b, AdjustsContainers):
+            adjs.append(b)
+            found.append("adjust")
+        if isinstance(b, ReportsHealth):
+            health.append(b)
+            found.append("health")
+        if not found:
+            raise BackendError(b.name, "implements no capability (discover, move, validate, adjust, health)")
+        log.info("backend %s handles: %s", b.name, ", ".join(found))
+    return HandlerTable(
+        backends=tuple(backends),
+        discoverers=tuple(disc),
+        movers=tuple(movers),
+        validators=tuple(vals),
+        adjusters=tuple(adjs),
+        health=tuple(health),
+    )

@@ -1,0 +1,67 @@
+"""The StatusPublisher interface: tell the cluster what exists and what happened.
+
+The API-server implementation lives in :mod:`dranet_core.kube`; a local one that writes the
+same objects as YAML/JSON (for ``dranet demo`` and ``dranet inventory``) lives beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from dranet_core.types import ClaimRef, Device, DeviceStatus
+
+__all__ = ["EventRecord", "StatusPublisher"]
+
+
+@attrs.frozen(kw_only=True)
+class EventRecord:
+    """A Kubernetes Event to emit. ``kind`` is ``Pod`` or ``ResourceClaim``."""
+
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    type: str  # "Normal" | "Warning"
+    reason: str  # e.g. ClaimPrepareFailed, NetworkDeviceAttachFailed, RDMADeviceAttachFailed
+    message: str
+
+
+@runtime_checkable
+class StatusPublisher(Protocol):
+    """Publishes the node's devices and the claims' device status.
+
+    Contract:
+
+    * Every method returns quickly: work is queued and done by the publisher's own
+      supervised task (:meth:`run`), with retry and backoff; the API server being slow or
+      down never blocks the kubelet or NRI paths.
+    * :meth:`publish_devices` takes the complete device list of the node; publishing the
+      same list twice writes nothing the second time.
+    * :meth:`set_claim_status` replaces this driver's entries of the claim's
+      ``status.devices``; :meth:`clear_claim_status` removes them. The latest call for a
+      claim wins.
+    * :meth:`record_event` may drop events under rate limiting.
+    """
+
+    async def publish_devices(self, devices: Sequence[Device]) -> None:
+        """Make ``devices`` the published device set of this node."""
+        ...
+
+    async def set_claim_status(self, claim: ClaimRef, devices: Sequence[DeviceStatus]) -> None:
+        """Make ``devices`` this driver's entries in the claim's ``status.devices``."""
+        ...
+
+    async def clear_claim_status(self, claim: ClaimRef) -> None:
+        """Remove this driver's entries from the claim's ``status.devices``."""
+        ...
+
+    async def record_event(self, event: EventRecord) -> None:
+        """Emit a Kubernetes Event (rate-limited)."""
+        ...
+
+    async def run(self) -> None:
+        """Do the queued work until cancelled (run under the driver's supervisor)."""
+        ...
