@@ -31,7 +31,7 @@ def test_attribute_count_limit() -> None:
     attrs = {f"dra.net/a{i}": i for i in range(30)}
     Device(name="eth0", attributes=attrs, capacity={"dra.net/c0": "1", "dra.net/c1": "2"})
     with pytest.raises(ValueError, match="exceed the limit of 32"):
-        Device(name="eth0", attributes=attrs, capacity={"dra.net/c0": "1", "dra.net/c1": "2", "dra.net/c2": "3"})
+        Device(name="eth0", attributes=attrs, capacity={f"dra.net/c{i}": "1" for i in range(3)})
 
 
 @pytest.mark.parametrize("name", ["eth0", "pci-0000-8a-00-0", "net-mv2gqorq"])

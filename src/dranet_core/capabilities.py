@@ -97,23 +97,8 @@ class HandlerTable:
     adjusters: tuple[AdjustsContainers, ...]
     health: tuple[ReportsHealth, ...]
 
-    def describe(self) -> dict[str, list[str]]:
-        """Backend name -> capability names, for logs and ``dranet inventory``."""
-        out: dict[str, list[str]] = {}
-        for b in self.backends:
-            caps = []
-            if b in self.discoverers:
-                caps.append("discover")
-            if any(m is b for _, m in self.movers):
-                caps.append("move")
-            if b in self.validators:
-                caps.append("validate")
-            if b in self.adjusters:
-                caps.append("adjust")
-            if b in self.health:
-                caps.append("health")
-            out[b.name] = caps
-        return out
+    capabilities: Mapping[str, tuple[str, ...]]
+    """Backend name -> capability names, for logs and ``dranet inventory``."""
 
 
 def handler_table(backends: Sequence[Backend]) -> HandlerTable:
@@ -128,6 +113,7 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
     vals: list[ValidatesConfig] = []
     adjs: list[AdjustsContainers] = []
     health: list[ReportsHealth] = []
+    caps: dict[str, tuple[str, ...]] = {}
     for b in backends:
         if b.name in seen:
             raise BackendError(b.name, "two backends have this name")
@@ -150,6 +136,7 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
             found.append("health")
         if not found:
             raise BackendError(b.name, "implements no capability (discover, move, validate, adjust, health)")
+        caps[b.name] = tuple(found)
         log.info("backend %s handles: %s", b.name, ", ".join(found))
     return HandlerTable(
         backends=tuple(backends),
@@ -158,4 +145,5 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
         validators=tuple(vals),
         adjusters=tuple(adjs),
         health=tuple(health),
+        capabilities=caps,
     )
