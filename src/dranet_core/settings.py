@@ -1,0 +1,297 @@
+"""Driver settings: frozen, keyword-only groups, one per concern, validated on construction.
+
+Every literal host path the driver uses (kubelet root, NRI socket, sysfs, procfs, the host
+network namespace) is a field here and nowhere else, so tests and the demo point the driver
+at throwaway locations by building different settings — never by patching globals.
+
+The command line (:mod:`dranet_core.cli`) maps the Go driver's flags onto these groups with
+the same names and defaults where they mean the same (``--kubeconfig``, ``--hostname-override``,
+``--filter``, ``--bind-address``, ``--kubelet-root-dir``, ``--db-path``,
+``--inventory-{min,max}-poll-interval``, ``--inventory-poll-burst``, ``--move-ib-interfaces``).
+
+An invalid value raises :class:`~dranet_core.errors.SettingsError` whose message starts with
+the flag name (``--bind-address: port must be 0..65535, got 70000``), so the CLI can print it
+as it is and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import attrs
+
+from dranet_core.errors import SettingsError
+
+__all__ = [
+    "DEFAULT_FILTER_EXPRESSION",
+    "CheckpointSettings",
+    "HostSettings",
+    "InventorySettings",
+    "KubeSettings",
+    "KubeletSettings",
+    "LogSettings",
+    "NriSettings",
+    "ObservabilitySettings",
+    "Settings",
+    "ShutdownSettings",
+    "parse_bind_address",
+    "parse_duration",
+]
+
+DEFAULT_FILTER_EXPRESSION: Final = (
+    '!("dra.net/type" in attributes) || attributes["dra.net/type"].StringValue  != "veth"'
+)
+"""The Go driver's default ``--filter``: publish everything except veth devices."""
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS: Final = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str, *, flag: str) -> float:
+    """Parse a Go duration (``"2s"``, ``"1m30s"``, ``"500ms"``, a bare ``"0"``) into seconds.
+
+    Raises :class:`SettingsError` naming ``flag`` when ``text`` is not a duration.
+    """
+    s = text.strip()
+    if s in ("0", "+0"):
+        return 0.0
+    pos = 0
+    total = 0.0
+    while pos < len(s):
+        m = _DURATION_PART.match(s, pos)
+        if m is None:
+            break
+        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        pos = m.end()
+    if not s or pos != len(s):
+        raise SettingsError(f"{flag}: invalid duration {text!r} (examples: 2s, 500ms, 1m30s)")
+    return total
+
+
+def parse_bind_address(text: str, *, flag: str = "--bind-address") -> tuple[str, int]:
+    """Split ``host:port`` (``":9177"``, ``"127.0.0.1:9177"``, ``"[::1]:9177"``) into parts.
+
+    An empty host means every address. Raises :class:`SettingsError` naming ``flag``.
+    """
+    host, sep, port_s = text.rpartition(":")
+    if not sep:
+        raise SettingsError(f"{flag}: expected host:port, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise SettingsError(f"{flag}: an IPv6 host must be in brackets, got {text!r}")
+    if not port_s.isdigit():
+        raise SettingsError(f"{flag}: port must be a number, got {port_s!r}")
+    port = int(port_s)
+    if not 0 <= port <= 65535:
+        raise SettingsError(f"{flag}: port must be 0..65535, got {port}")
+    return host, port
+
+
+def _positive(flag: str, *, allow_zero: bool = False) -> Any:
+    def check(_: object, __: attrs.Attribute[Any], value: float) -> None:
+        if value < 0 or (value == 0 and not allow_zero):
+            raise SettingsError(f"{flag}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+    return check
+
+
+def _absolute(flag: str) -> Any:
+    def check(_: object, __: attrs.Attribute[Any], value: Path) -> None:
+        if not value.is_absolute():
+            raise SettingsError(f"{flag}: must be an absolute path, got {str(value)!r}")
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class KubeSettings:
+    """How to reach the API server and who we are."""
+
+    node_name: str = attrs.field()
+    """``--hostname-override`` / ``$NODE_NAME`` / the OS hostname: the pool and slice node."""
+
+    kubeconfig: str = ""
+    """``--kubeconfig``: path to a kubeconfig; empty means in-cluster config (service account)."""
+
+    driver_name: str = "dra.net"
+    """The DRA driver name; ``dra.net`` so manifests written for the Go driver work unchanged."""
+
+    @node_name.validator
+    def _check_node(self, _: attrs.Attribute[str], value: str) -> None:
+        if not value:
+            raise SettingsError("--hostname-override: node name is empty (set it or NODE_NAME)")
+        if len(value) > 253 or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", value):
+            raise SettingsError(f"--hostname-override: {value!r} is not a valid node name (DNS subdomain)")
+
+
+@attrs.frozen(kw_only=True)
+class KubeletSettings:
+    """Where the kubelet looks for plugins, and how long we wait for it."""
+
+    root_dir: Path = attrs.field(default=Path("/var/lib/kubelet"), validator=_absolute("--kubelet-root-dir"))
+    """``--kubelet-root-dir``: sockets go to ``<root>/plugins_registry`` and ``<root>/plugins/<driver>``."""
+
+    registration_timeout: float = attrs.field(
+        default=0.0, validator=_positive("registration", allow_zero=True)
+    )
+    """Seconds to wait for the kubelet's ``NotifyRegistrationStatus``; 0 waits forever (it is
+    retried and shown in /healthz, never fatal — the Go driver's 30 s limit caused #19)."""
+
+    def registry_dir(self) -> Path:
+        """``<root>/plugins_registry``: where the registration socket goes."""
+        return self.root_dir / "plugins_registry"
+
+    def plugin_dir(self, driver_name: str) -> Path:
+        """``<root>/plugins/<driver>``: where ``dra.sock`` goes."""
+        return self.root_dir / "plugins" / driver_name
+
+
+@attrs.frozen(kw_only=True)
+class NriSettings:
+    """How we register with the container runtime."""
+
+    socket_path: Path = attrs.field(
+        default=Path("/var/run/nri/nri.sock"), validator=_absolute("--nri-socket")
+    )
+    """``--nri-socket``: the runtime's NRI socket."""
+
+    plugin_index: str = attrs.field(default="00")
+    """``--nri-plugin-index``: two digits; ``00`` runs us before any other plugin, as the Go driver."""
+
+    @plugin_index.validator
+    def _check_index(self, _: attrs.Attribute[str], value: str) -> None:
+        if not re.fullmatch(r"\d\d", value):
+            raise SettingsError(f"--nri-plugin-index: must be two digits (00-99), got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class InventorySettings:
+    """Device discovery and publishing."""
+
+    filter: str = DEFAULT_FILTER_EXPRESSION
+    """``--filter``: a CEL expression over ``attributes``; a device is published when it is true.
+    Empty publishes every device."""
+
+    min_poll_interval: float = attrs.field(default=2.0, validator=_positive("--inventory-min-poll-interval"))
+    """``--inventory-min-poll-interval`` in seconds: at most one rescan per interval (token refill)."""
+
+    max_poll_interval: float = attrs.field(default=60.0, validator=_positive("--inventory-max-poll-interval"))
+    """``--inventory-max-poll-interval`` in seconds: full resync even without kernel events."""
+
+    poll_burst: int = attrs.field(default=5, validator=_positive("--inventory-poll-burst"))
+    """``--inventory-poll-burst``: rescans allowed back to back before the rate limit applies."""
+
+    move_ib_interfaces: bool = True
+    """``--move-ib-interfaces``: false keeps IPoIB netdevs on the host (device exposed RDMA-only)."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_poll_interval < self.min_poll_interval:
+            raise SettingsError(
+                f"--inventory-max-poll-interval: {self.max_poll_interval}s is shorter than "
+                f"--inventory-min-poll-interval {self.min_poll_interval}s"
+            )
+
+
+@attrs.frozen(kw_only=True)
+class HostSettings:
+    """The host file systems and namespaces the backends read and move devices between."""
+
+    sysfs_root: Path = attrs.field(default=Path("/sys"), validator=_absolute("--sysfs-root"))
+    """Root of sysfs (tests point it at a fake tree)."""
+
+    procfs_root: Path = attrs.field(default=Path("/proc"), validator=_absolute("--procfs-root"))
+    """Root of procfs."""
+
+    dev_root: Path = attrs.field(default=Path("/dev"), validator=_absolute("--dev-root"))
+    """Root of devfs (``/dev/infiniband``, ``/dev/vfio``)."""
+
+    host_netns: Path = attrs.field(default=Path("/proc/self/ns/net"), validator=_absolute("--host-netns"))
+    """The network namespace devices come home to: the one the driver runs in (hostNetwork)."""
+
+    netns_dir: Path = attrs.field(default=Path("/var/run/netns"), validator=_absolute("--netns-dir"))
+    """Where runtimes bind-mount pod network namespaces."""
+
+
+@attrs.frozen(kw_only=True)
+class CheckpointSettings:
+    """Where prepared claims and the per-device attach journal survive restarts."""
+
+    db_path: Path | None = attrs.field(default=Path("/var/run/dranet/dranet.db"))
+    """``--db-path``: the checkpoint file; None (flag set to "") keeps state in memory only."""
+
+    @db_path.validator
+    def _check_db(self, _: attrs.Attribute[Path | None], value: Path | None) -> None:
+        if value is not None and not value.is_absolute():
+            raise SettingsError(f"--db-path: must be an absolute path or empty, got {str(value)!r}")
+
+
+@attrs.frozen(kw_only=True)
+class ObservabilitySettings:
+    """The health and metrics HTTP endpoint."""
+
+    bind_address: str = attrs.field(default=":9177")
+    """``--bind-address``: ``host:port`` serving ``/healthz`` and ``/metrics``; empty disables it."""
+
+    @bind_address.validator
+    def _check_bind(self, _: attrs.Attribute[str], value: str) -> None:
+        if value:
+            parse_bind_address(value)
+
+
+@attrs.frozen(kw_only=True)
+class LogSettings:
+    """Logging."""
+
+    format: Literal["text", "json"] = attrs.field(default="text")
+    """``--log-format``: ``text`` for people, ``json`` (one object per line) for collectors."""
+
+    verbosity: int = attrs.field(default=0, validator=_positive("-v", allow_zero=True))
+    """``-v``: 0 info, 1..3 more info, >= 4 debug (the manifests use 4, as the Go driver's klog)."""
+
+    @format.validator
+    def _check_format(self, _: attrs.Attribute[str], value: str) -> None:
+        if value not in ("text", "json"):
+            raise SettingsError(f"--log-format: must be text or json, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class ShutdownSettings:
+    """What the first SIGTERM waits for (the second one exits at once)."""
+
+    grace_period: float = attrs.field(default=10.0, validator=_positive("--shutdown-grace", allow_zero=True))
+    """``--shutdown-grace`` in seconds: how long in-flight kubelet and NRI calls may take to finish
+    after the first signal. The DaemonSet's terminationGracePeriodSeconds (30) must exceed it."""
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """Everything the reference driver needs, grouped by concern."""
+
+    kube: KubeSettings
+    kubelet: KubeletSettings = attrs.field(factory=KubeletSettings)
+    nri: NriSettings = attrs.field(factory=NriSettings)
+    inventory: InventorySettings = attrs.field(factory=InventorySettings)
+    host: HostSettings = attrs.field(factory=HostSettings)
+    checkpoint: CheckpointSettings = attrs.field(factory=CheckpointSettings)
+    observability: ObservabilitySettings = attrs.field(factory=ObservabilitySettings)
+    log: LogSettings = attrs.field(factory=LogSettings)
+    shutdown: ShutdownSettings = attrs.field(factory=ShutdownSettings)
+
+    backends: tuple[str, ...] | None = attrs.field(default=None)
+    """``--backends``: entry-point names to load, in attach order; None loads every installed one."""
+
+    @backends.validator
+    def _check_backends(self, _: attrs.Attribute[Any], value: tuple[str, ...] | None) -> None:
+        if value is None:
+            return
+        if not value:
+            raise SettingsError("--backends: names no backend")
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise SettingsError(f"--backends: {name!r} is not a backend name")
+        dup = sorted({n for n in value if value.count(n) > 1})
+        if dup:
+            raise SettingsError(f"--backends: {', '.join(dup)} named twice")

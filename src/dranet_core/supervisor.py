@@ -1,0 +1,350 @@
+"""Supervision: every long-lived piece of the driver is a named job under one TaskGroup.
+
+How it works:
+
+* A :class:`Job` names a coroutine factory and says what its end means. A *service* (the
+  kubelet servers, the NRI connection, the inventory loop, the status publisher) should run
+  until cancelled: if it returns or raises a recoverable error, :func:`guard` waits
+  (exponential backoff with jitter, capped) and starts it again — forever, never "five times
+  then exit" — and marks its part of :class:`Health` unhealthy with the reason meanwhile. A
+  *finishable* job (a one-shot start-up step) may return. A fatal error (a permanent one:
+  bad settings, an unreadable checkpoint, a bug) is re-raised as :class:`JobFailed` and the
+  TaskGroup cancels every other job, so the driver stops with that cause.
+* :class:`Supervisor` owns the TaskGroup. Jobs are added before or while it runs; it is the
+  only place in the driver that creates tasks.
+* :class:`ShutdownSignals` turns the first SIGTERM/SIGINT into an event (the owner then runs
+  its ordered shutdown) and makes the second one exit the process at once.
+* Time comes from an injected :class:`Clock`, so tests run backoff and grace periods in
+  milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Final, Protocol
+
+import attrs
+
+from dranet_core.errors import DranetError, ProtocolError, RpcError
+
+__all__ = [
+    "Backoff",
+    "Clock",
+    "Health",
+    "Job",
+    "JobFailed",
+    "MonotonicClock",
+    "PartState",
+    "ShutdownSignals",
+    "Supervisor",
+    "guard",
+    "is_recoverable",
+]
+
+log = logging.getLogger(__name__)
+
+
+class Clock(Protocol):
+    """Time, injectable: ``now()`` in monotonic seconds and ``sleep(seconds)``."""
+
+    def now(self) -> float:
+        """Monotonic seconds."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
+        ...
+
+
+class MonotonicClock:
+    """The real clock."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+_FOREIGN_IO_MODULES: Final = ("aiohttp", "kubernetes_asyncio", "grpclib", "h2", "pyroute2")
+
+
+class JobFailed(DranetError):
+    """A job failed with an error that retrying cannot fix; the driver stops with it."""
+
+    def __init__(self, job: str, cause: BaseException) -> None:
+        super().__init__(f"{job}: {type(cause).__name__}: {cause}")
+        self.job = job
+        self.cause = cause
+
+
+def is_recoverable(exc: BaseException) -> bool:
+    """The default policy: may retrying later succeed?
+
+    Recoverable: connection and I/O errors (``OSError``, ``TimeoutError``), protocol errors
+    from a peer, RPC errors, errors marked temporary, and errors raised by the network
+    libraries we use (aiohttp, kubernetes-asyncio, grpclib, pyroute2). Everything else —
+    permanent errors, settings and checkpoint errors, programming errors — is fatal.
+    """
+    if isinstance(exc, DranetError):
+        return exc.temporary or isinstance(exc, ProtocolError | RpcError)
+    if isinstance(exc, OSError | TimeoutError | EOFError | asyncio.IncompleteReadError):
+        return True
+    mod = type(exc).__module__.split(".")[0]
+    return mod in _FOREIGN_IO_MODULES
+
+
+@attrs.frozen(kw_only=True)
+class Backoff:
+    """Exponential backoff with full jitter: attempt n waits U(0.5, 1) * min(cap, base * 2**n)."""
+
+    base: float = 0.5
+    """Seconds before the first retry."""
+    cap: float = 30.0
+    """Longest wait between attempts, in seconds."""
+    reset_after: float = 60.0
+    """A run that lasted this many seconds counts as healthy: the next failure starts over."""
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based)."""
+        r: float = (rng or random).uniform(0.5, 1.0)
+        step: float = self.base * 2.0 ** min(attempt, 30)
+        return r * min(self.cap, step)
+
+
+@attrs.frozen
+class PartState:
+    """One part of the driver as /healthz shows it."""
+
+    ok: bool
+    detail: str
+    since: float
+
+
+class Health:
+    """Per-part health: the driver is ready when every registered part is ok.
+
+    Parts are registered as not-ready (``"starting"``) and flip with :meth:`ok` /
+    :meth:`failing`. Watchers (e.g. the devices-per-state gauge) read :meth:`snapshot`.
+    """
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or MonotonicClock()
+        self._parts: dict[str, PartState] = {}
+        self._changed = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"Health(ready={self.ready}, parts={ {k: v.ok for k, v in self._parts.items()} })"
+
+    def register(self, part: str, detail: str = "starting") -> None:
+        """Add ``part`` as not ready yet."""
+        self._parts.setdefault(part, PartState(False, detail, self._clock.now()))
+
+    def ok(self, part: str, detail: str = "ok") -> None:
+        """Mark ``part`` healthy."""
+        self._set(part, True, detail)
+
+    def failing(self, part: str, detail: str) -> None:
+        """Mark ``part`` unhealthy, with the reason shown in /healthz."""
+        self._set(part, False, detail)
+
+    def _set(self, part: str, ok: bool, detail: str) -> None:
+        old = self._parts.get(part)
+        if old is None or old.ok != ok or old.detail != detail:
+            since = self._clock.now() if old is None or old.ok != ok else old.since
+            self._parts[part] = PartState(ok, detail, since)
+            self._changed.set()
+
+    @property
+    def ready(self) -> bool:
+        """True when at least one part is registered and every part is ok."""
+        return bool(self._parts) and all(p.ok for p in self._parts.values())
+
+    def snapshot(self) -> Mapping[str, PartState]:
+        """A copy of every part's state."""
+        return dict(self._parts)
+
+    async def wait_ready(self) -> None:
+        """Return once :attr:`ready` is true."""
+        while not self.ready:
+            self._changed.clear()
+            await self._changed.wait()
+
+
+@attrs.frozen(kw_only=True)
+class Job:
+    """A named long-lived coroutine and what its end means.
+
+    ``part`` is the Health part the job reports into (None: it does not report). A job that
+    manages its own part (e.g. only ok after registration) sets ``manages_health=True`` and
+    the guard only marks it failing between attempts.
+    """
+
+    name: str
+    run: Callable[[], Awaitable[None]]
+    finishable: bool = False
+    part: str | None = None
+    manages_health: bool = False
+    backoff: Backoff = attrs.field(factory=Backoff)
+    recoverable: Callable[[BaseException], bool] = is_recoverable
+
+
+async def guard(job: Job, *, health: Health | None = None, clock: Clock | None = None) -> None:
+    """Run ``job`` until it finishes (if finishable) or is cancelled; retry recoverable failures.
+
+    Raises :class:`JobFailed` for a fatal error (and for a finishable job, never otherwise).
+    """
+    clock = clock or MonotonicClock()
+    attempt = 0
+    while True:
+        started = clock.now()
+        if health is not None and job.part is not None and not job.manages_health:
+            health.ok(job.part, "running")
+        try:
+            await job.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not job.recoverable(exc):
+                log.error("job %s failed: %s", job.name, exc, extra={"job": job.name})
+                raise JobFailed(job.name, exc) from exc
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            if job.finishable:
+                return
+            reason = "finished unexpectedly"
+        if clock.now() - started >= job.backoff.reset_after:
+            attempt = 0
+        delay = job.backoff.delay(attempt)
+        attempt += 1
+        if health is not None and job.part is not None:
+            health.failing(job.part, f"{reason}; retry {attempt} in {delay:.1f}s")
+        log.warning(
+            "job %s: %s; retrying in %.1fs (attempt %d)", job.name, reason, delay, attempt,
+            extra={"job": job.name},
+        )
+        await clock.sleep(delay)
+
+
+class Supervisor:
+    """Owns the one TaskGroup; runs :class:`Job` s under :func:`guard`.
+
+    Use as ``async with Supervisor(health=h) as sup: sup.start(job); ...``. Leaving the block
+    waits for finishable jobs and (after :meth:`stop`) cancels services. A fatal job error
+    cancels everything and leaves the block with an ``ExceptionGroup`` holding
+    :class:`JobFailed`; :func:`fatal_cause` extracts it.
+    """
+
+    def __init__(self, *, health: Health | None = None, clock: Clock | None = None) -> None:
+        self.health = health
+        self.clock = clock or MonotonicClock()
+        self._group: asyncio.TaskGroup | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def __repr__(self) -> str:
+        running = sorted(n for n, t in self._tasks.items() if not t.done())
+        return f"Supervisor(running={running})"
+
+    async def __aenter__(self) -> Supervisor:
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        assert self._group is not None
+        try:
+            await self._group.__aexit__(et, exc, tb)  # type: ignore[arg-type]
+        finally:
+            self._group = None
+
+    def start(self, job: Job) -> asyncio.Task[None]:
+        """Start ``job`` under guard as a task named after it."""
+        if self._group is None:
+            raise RuntimeError("supervisor is not running")
+        if job.name in self._tasks and not self._tasks[job.name].done():
+            raise RuntimeError(f"job {job.name} is already running")
+        if self.health is not None and job.part is not None:
+            self.health.register(job.part)
+        task = self._group.create_task(guard(job, health=self.health, clock=self.clock), name=job.name)
+        self._tasks[job.name] = task
+        return task
+
+    async def stop(self, *names: str) -> None:
+        """Cancel the named jobs (all when none named) and wait for them to end."""
+        targets = [t for n, t in self._tasks.items() if (not names or n in names) and not t.done()]
+        for t in targets:
+            t.cancel()
+        for t in targets:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    def running(self) -> list[str]:
+        """Names of the jobs still running."""
+        return sorted(n for n, t in self._tasks.items() if not t.done())
+
+
+def fatal_cause(group: BaseExceptionGroup[BaseException]) -> JobFailed | None:
+    """The first :class:`JobFailed` in an exception group from :class:`Supervisor`, if any."""
+    match, _ = group.split(JobFailed)
+    if match is None:
+        return None
+    for exc in _leaves(match):
+        if isinstance(exc, JobFailed):
+            return exc
+    return None
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+class ShutdownSignals:
+    """Two-stage signal handling: the first SIGTERM/SIGINT sets :attr:`requested`; the second
+    restores the default action and re-raises the signal, so the process exits at once.
+
+    Use as a context manager around the driver's life; it removes its handlers on exit.
+    """
+
+    SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, *, exit_now: Callable[[int], None] | None = None) -> None:
+        self.requested = asyncio.Event()
+        self.signal: int | None = None
+        self._exit_now = exit_now or self._die
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __enter__(self) -> ShutdownSignals:
+        self._loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            self._loop.add_signal_handler(sig, self._on_signal, sig)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None
+        for sig in self.SIGNALS:
+            self._loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        if self.requested.is_set():
+            log.warning("second signal %s: exiting now", signal.Signals(sig).name)
+            self._exit_now(sig)
+            return
+        log.info("signal %s: shutting down (send it again to exit at once)", signal.Signals(sig).name)
+        self.signal = sig
+        self.requested.set()
+
+    @staticmethod
+    def _die(sig: int) -> None:
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
