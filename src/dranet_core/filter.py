@@ -1,0 +1,112 @@
+"""The device filter: a CEL expression over a device's attributes, as the Go driver's ``--filter``.
+
+The expression sees one variable, ``attributes``: a map from attribute name to a value object
+with the fields of the Kubernetes ``DeviceAttribute`` (``StringValue``, ``IntValue``,
+``BoolValue``, ``VersionValue``). Exactly one field is set; the others are ``null``, as the
+nil pointers of the Go struct are. So the Go driver's expressions work unchanged::
+
+    attributes["dra.net/type"].StringValue != "veth"
+    attributes["dra.net/mtu"].IntValue >= 9000
+    "dra.net/pciVendor" in attributes && attributes["dra.net/pciVendor"].StringValue.contains("Mellanox")
+
+Semantics (the Go driver's, ``pkg/filter``):
+
+* ``true`` keeps the device, ``false`` drops it;
+* an evaluation error (a missing key, a type mismatch) **keeps** the device and is logged
+  (fail-open: a typo must not unpublish a node's NICs);
+* a result that is not a bool drops the device (logged);
+* an empty expression keeps everything;
+* an expression that does not parse is a :class:`~dranet_core.errors.SettingsError` naming
+  the expression, raised by :meth:`DeviceFilter.compile`.
+
+The CEL implementation is ``common-expression-language`` (module ``cel``, Rust ``cel``
+crate): it runs the Go expressions the same way and evaluates in ~15 µs, twenty times
+faster than ``cel-python``. Unlike cel-go it does not type-check at compile time: a
+type error shows up at evaluation, where fail-open keeps the device.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+import cel
+
+from dranet_core.errors import SettingsError
+from dranet_core.types import AttributeValue, Device, Version
+
+__all__ = ["DEFAULT_FILTER", "DeviceFilter", "attribute_map"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FILTER: Final = (
+    '!("dra.net/type" in attributes) || attributes["dra.net/type"].StringValue != "veth"'
+)
+"""The Go driver's default: drop veths, keep every device without a type (IB-only)."""
+
+
+def _value_object(value: AttributeValue) -> dict[str, Any]:
+    obj: dict[str, Any] = {"StringValue": None, "IntValue": None, "BoolValue": None, "VersionValue": None}
+    if isinstance(value, bool):
+        obj["BoolValue"] = value
+    elif isinstance(value, int):
+        obj["IntValue"] = value
+    elif isinstance(value, Version):
+        obj["VersionValue"] = value.value
+    else:
+        obj["StringValue"] = value
+    return obj
+
+
+def attribute_map(attributes: Mapping[str, AttributeValue]) -> dict[str, dict[str, Any]]:
+    """The ``attributes`` variable for one device: name -> DeviceAttribute-like map."""
+    return {name: _value_object(v) for name, v in attributes.items()}
+
+
+class DeviceFilter:
+    """A compiled device filter. Build with :meth:`compile`; ask with :meth:`matches`."""
+
+    __slots__ = ("_program", "expression")
+
+    def __init__(self, expression: str, program: Any) -> None:
+        self.expression = expression
+        self._program = program
+
+    @classmethod
+    def compile(cls, expression: str) -> DeviceFilter:
+        """Compile ``expression``; an empty (or blank) one matches every device.
+
+        Raises :class:`SettingsError` naming the expression if it does not parse.
+        """
+        if not expression.strip():
+            return cls("", None)
+        try:
+            program = cel.compile(expression)
+        except (ValueError, RuntimeError) as exc:
+            raise SettingsError(f"filter: invalid CEL expression {expression!r}: {exc}") from exc
+        return cls(expression, program)
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether this filter keeps every device."""
+        return self._program is None
+
+    def matches(self, device: Device) -> bool:
+        """Whether ``device`` passes the filter (see the module docstring for the rules)."""
+        if self._program is None:
+            return True
+        try:
+            result = self._program.execute({"attributes": attribute_map(device.attributes)})
+        except Exception as exc:  # the library raises KeyError, TypeError, ValueError, RuntimeError
+            log.warning("filter %r: evaluation error on device %s, keeping it: %s", self.expression,
+                        device.name, exc)
+            return True
+        if not isinstance(result, bool):
+            log.warning("filter %r: non-bool result %r on device %s, dropping it", self.expression,
+                        result, device.name)
+            return False
+        return result
+
+    def __repr__(self) -> str:
+        return f"DeviceFilter({self.expression!r})"
