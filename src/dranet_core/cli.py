@@ -1,13 +1,210 @@
-"""The ``dranet`` command line (placeholder until the driver lands)."""
+"""The ``dranet`` command line: ``run`` (the default), ``inventory``, ``demo``, ``version``.
+
+``dranet run`` takes the Go driver's flags with the same names and defaults where they mean
+the same (``--kubeconfig``, ``--hostname-override``, ``--filter``, ``--bind-address``,
+``--kubelet-root-dir``, ``--db-path``, ``--inventory-*``, ``--move-ib-interfaces``, and
+klog's ``--v``), plus ours (``--nri-socket``, ``--nri-plugin-index``, ``--backends``,
+``--log-format``, ``--shutdown-grace``). Go-style ``--flag=value`` and booleans written
+``--move-ib-interfaces=false`` work. Invalid values are rejected before anything starts,
+with a message naming the flag, and exit status 2.
+
+Heavy modules (the driver, kubernetes-asyncio) are imported only by the command that needs
+them, so ``dranet version`` and argument errors are instant.
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import asyncio
+import os
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from dranet_core.errors import SettingsError
+from dranet_core.settings import (
+    DEFAULT_FILTER_EXPRESSION,
+    CheckpointSettings,
+    HostSettings,
+    InventorySettings,
+    KubeletSettings,
+    KubeSettings,
+    LogSettings,
+    NriSettings,
+    ObservabilitySettings,
+    Settings,
+    ShutdownSettings,
+    parse_duration,
+)
+
+__all__ = ["build_parser", "main", "settings_from_args"]
+
+COMMANDS = ("run", "inventory", "demo", "version")
+
+
+def _bool(text: str) -> bool:
+    v = text.strip().lower()
+    if v in ("1", "t", "true", "yes", "on"):
+        return True
+    if v in ("0", "f", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_node_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--hostname-override", default="", help="node name (default: $NODE_NAME, else the hostname)"
+    )
+    p.add_argument(
+        "--filter", default=DEFAULT_FILTER_EXPRESSION,
+        help="CEL expression over device attributes; only matching devices are published ('' = all)",
+    )
+    p.add_argument("--backends", default="", help="comma-separated backends to load, in order (default: all)")
+    p.add_argument("--move-ib-interfaces", type=_bool, nargs="?", const=True, default=True, metavar="BOOL",
+                   help="move IPoIB netdevs into pods (false: RDMA only)")
+    p.add_argument("--sysfs-root", default="/sys", help=argparse.SUPPRESS)
+    p.add_argument("--procfs-root", default="/proc", help=argparse.SUPPRESS)
+
+
+def _add_log_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-format", default="text", choices=("text", "json"), help="log line format")
+    p.add_argument("-v", dest="verbosity", action="count", default=0, help="more verbose (repeatable)")
+    p.add_argument("--v", dest="verbosity", type=int, metavar="N", help="log verbosity, as klog (4 = debug)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(prog="dranet", description="Kubernetes network DRA driver (dra.net)")
+    sub = parser.add_subparsers(dest="command", metavar="{run,inventory,demo,version}")
+
+    run = sub.add_parser("run", help="run the driver (the default command)")
+    run.add_argument("--kubeconfig", default="", help="kubeconfig path ('' = in-cluster config)")
+    run.add_argument("--bind-address", default=":9177", help="host:port for /healthz and /metrics ('' = off)")
+    run.add_argument("--kubelet-root-dir", default="/var/lib/kubelet", help="kubelet root directory")
+    run.add_argument(
+        "--db-path", default="/var/run/dranet/dranet.db", help="checkpoint file ('' = memory only)"
+    )
+    run.add_argument("--inventory-min-poll-interval", default="2s", help="minimum time between rescans")
+    run.add_argument("--inventory-max-poll-interval", default="1m", help="periodic full rescan")
+    run.add_argument("--inventory-poll-burst", type=int, default=5, help="rescans allowed back to back")
+    run.add_argument("--nri-socket", default="/var/run/nri/nri.sock", help="the runtime's NRI socket")
+    run.add_argument("--nri-plugin-index", default="00", help="NRI plugin index (two digits)")
+    run.add_argument("--shutdown-grace", default="10s", help="time in-flight calls get after SIGTERM")
+    run.add_argument("--driver-name", default="dra.net", help=argparse.SUPPRESS)
+    run.add_argument("--host-netns", default="/proc/self/ns/net", help=argparse.SUPPRESS)
+    _add_node_flags(run)
+    _add_log_flags(run)
+
+    inv = sub.add_parser("inventory", help="discover this host's devices and print them (read-only)")
+    inv.add_argument(
+        "-o", "--output", default="table", choices=("table", "yaml", "json"), help="output format"
+    )
+    _add_node_flags(inv)
+    _add_log_flags(inv)
+
+    demo = sub.add_parser("demo", help="walk one pod through its life in throwaway namespaces (root)")
+    demo.add_argument("--quiet", action="store_true", help="print only the step summary")
+    _add_log_flags(demo)
+
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _node_name(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    name: str = args.hostname_override or environ.get("NODE_NAME", "") or socket.gethostname().lower()
+    return name
+
+
+def _backends(text: str) -> tuple[str, ...] | None:
+    if not text.strip():
+        return None
+    return tuple(n.strip() for n in text.split(",") if n.strip()) or None
+
+
+def _duration(args: argparse.Namespace, dest: str, default: float) -> float:
+    text = getattr(args, dest, None)
+    return default if text is None else parse_duration(text, flag="--" + dest.replace("_", "-"))
+
+
+def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from parsed ``run``/``inventory`` arguments.
+
+    Raises :class:`SettingsError` naming the flag for any invalid value.
+    """
+    env = os.environ if environ is None else environ
+    run = args.command == "run"
+    inv = InventorySettings(
+        filter=args.filter,
+        min_poll_interval=_duration(args, "inventory_min_poll_interval", 2.0),
+        max_poll_interval=_duration(args, "inventory_max_poll_interval", 60.0),
+        poll_burst=args.inventory_poll_burst if run else 5,
+        move_ib_interfaces=args.move_ib_interfaces,
+    )
+    host = HostSettings(
+        sysfs_root=Path(args.sysfs_root),
+        procfs_root=Path(args.procfs_root),
+        **({"host_netns": Path(args.host_netns)} if run else {}),
+    )
+    log = LogSettings(format=args.log_format, verbosity=args.verbosity or 0)
+    if not run:
+        return Settings(
+            kube=KubeSettings(node_name=_node_name(args, env)), inventory=inv, host=host, log=log,
+            backends=_backends(args.backends), checkpoint=CheckpointSettings(db_path=None),
+            observability=ObservabilitySettings(bind_address=""),
+        )
+    return Settings(
+        kube=KubeSettings(
+            node_name=_node_name(args, env), kubeconfig=args.kubeconfig, driver_name=args.driver_name
+        ),
+        kubelet=KubeletSettings(root_dir=Path(args.kubelet_root_dir)),
+        nri=NriSettings(socket_path=Path(args.nri_socket), plugin_index=args.nri_plugin_index),
+        inventory=inv,
+        host=host,
+        checkpoint=CheckpointSettings(db_path=Path(args.db_path) if args.db_path else None),
+        observability=ObservabilitySettings(bind_address=args.bind_address),
+        log=log,
+        shutdown=ShutdownSettings(grace_period=parse_duration(args.shutdown_grace, flag="--shutdown-grace")),
+        backends=_backends(args.backends),
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dranet")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``dranet`` console script."""
-    parser = argparse.ArgumentParser(prog="dranet", description="Kubernetes network DRA driver (dra.net)")
-    parser.parse_args(argv)
-    return 0
+    """Entry point of the ``dranet`` console script; returns the exit status."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if not args_in or (args_in[0] not in COMMANDS and args_in[0] not in ("-h", "--help")):
+        args_in.insert(0, "run")
+    parser = build_parser()
+    args = parser.parse_args(args_in)
+    if args.command == "version":
+        print(f"dranet {_version()}")
+        return 0
+    if args.command == "demo":
+        from dranet_core.demo import run_demo
+
+        return run_demo(quiet=args.quiet, verbosity=args.verbosity or 0, log_format=args.log_format)
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        parser.error(str(exc))
+    from dranet_core.observability import setup_logging
+
+    setup_logging(settings.log.format, settings.log.verbosity)
+    if args.command == "inventory":
+        from dranet_core.app import print_inventory
+
+        status: int = asyncio.run(print_inventory(settings, output=args.output))
+        return status
+    from dranet_core.app import run_driver
+
+    code: int = asyncio.run(run_driver(settings))
+    return code

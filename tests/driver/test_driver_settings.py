@@ -1,0 +1,155 @@
+"""Settings and the command line: defaults as the Go driver, each validation message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dranet_core import cli
+from dranet_core.errors import SettingsError
+from dranet_core.settings import (
+    DEFAULT_FILTER_EXPRESSION,
+    InventorySettings,
+    KubeSettings,
+    LogSettings,
+    NriSettings,
+    Settings,
+    parse_bind_address,
+    parse_duration,
+)
+
+
+def _settings(*argv: str, env: dict[str, str] | None = None) -> Settings:
+    args = cli.build_parser().parse_args(["run", *argv])
+    return cli.settings_from_args(args, env if env is not None else {"NODE_NAME": "node-a"})
+
+
+def test_defaults_match_the_go_driver() -> None:
+    s = _settings()
+    assert s.kube.node_name == "node-a"
+    assert s.kube.kubeconfig == ""
+    assert s.kube.driver_name == "dra.net"
+    assert s.observability.bind_address == ":9177"
+    assert s.kubelet.root_dir == Path("/var/lib/kubelet")
+    assert s.kubelet.plugin_dir("dra.net") == Path("/var/lib/kubelet/plugins/dra.net")
+    assert s.kubelet.registry_dir() == Path("/var/lib/kubelet/plugins_registry")
+    assert s.checkpoint.db_path == Path("/var/run/dranet/dranet.db")
+    assert s.inventory.min_poll_interval == 2.0
+    assert s.inventory.max_poll_interval == 60.0
+    assert s.inventory.poll_burst == 5
+    assert s.inventory.move_ib_interfaces is True
+    assert s.inventory.filter == DEFAULT_FILTER_EXPRESSION
+    assert s.nri.socket_path == Path("/var/run/nri/nri.sock")
+    assert s.nri.plugin_index == "00"
+    assert s.backends is None
+
+
+def test_go_style_flags() -> None:
+    s = _settings(
+        "--hostname-override=worker-1", "--move-ib-interfaces=false", "--filter=", "--db-path=",
+        "--v=4", "--inventory-min-poll-interval=500ms", "--inventory-max-poll-interval=1m30s",
+        "--backends=netdev,rdma", "--log-format=json",
+    )
+    assert s.kube.node_name == "worker-1"
+    assert s.inventory.move_ib_interfaces is False
+    assert s.inventory.filter == ""
+    assert s.checkpoint.db_path is None
+    assert s.log.verbosity == 4
+    assert s.log.format == "json"
+    assert s.inventory.min_poll_interval == 0.5
+    assert s.inventory.max_poll_interval == 90.0
+    assert s.backends == ("netdev", "rdma")
+
+
+def test_hostname_override_beats_node_name() -> None:
+    assert _settings("--hostname-override", "x-1", env={"NODE_NAME": "y"}).kube.node_name == "x-1"
+    assert _settings(env={"NODE_NAME": "from-env"}).kube.node_name == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--bind-address", "9177"], "--bind-address: expected host:port"),
+        (["--bind-address", ":70000"], "--bind-address: port must be 0..65535, got 70000"),
+        (["--bind-address", "::1:80"], "--bind-address: an IPv6 host must be in brackets"),
+        (["--inventory-min-poll-interval", "2 parsecs"], "--inventory-min-poll-interval: invalid duration"),
+        (["--inventory-min-poll-interval", "0s"], "--inventory-min-poll-interval: must be > 0"),
+        (["--inventory-min-poll-interval", "2m", "--inventory-max-poll-interval", "1m"],
+         "--inventory-max-poll-interval: 60.0s is shorter than --inventory-min-poll-interval 120.0s"),
+        (["--inventory-poll-burst", "0"], "--inventory-poll-burst: must be > 0"),
+        (["--nri-plugin-index", "7"], "--nri-plugin-index: must be two digits"),
+        (["--nri-socket", "nri.sock"], "--nri-socket: must be an absolute path"),
+        (["--kubelet-root-dir", "kubelet"], "--kubelet-root-dir: must be an absolute path"),
+        (["--db-path", "db.json"], "--db-path: must be an absolute path or empty"),
+        (["--hostname-override", "Not_A_Node"], "--hostname-override: 'Not_A_Node' is not a valid node name"),
+        (["--backends", "netdev,netdev"], "--backends: netdev named twice"),
+        (["--backends", "net dev"], "--backends: 'net dev' is not a backend name"),
+        (["--shutdown-grace=-1s"], "--shutdown-grace: invalid duration"),
+    ],
+)
+def test_invalid_values_name_the_flag(argv: list[str], message: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        _settings(*argv)
+    assert str(info.value).startswith(message)
+
+
+def test_empty_node_name_is_rejected() -> None:
+    with pytest.raises(SettingsError, match="node name is empty"):
+        KubeSettings(node_name="")
+
+
+def test_log_settings_validate() -> None:
+    with pytest.raises(SettingsError, match="--log-format: must be text or json"):
+        LogSettings(format="xml")  # type: ignore[arg-type]
+    with pytest.raises(SettingsError, match="-v: must be >= 0"):
+        LogSettings(verbosity=-1)
+
+
+def test_settings_are_frozen() -> None:
+    s = NriSettings()
+    with pytest.raises(AttributeError):
+        s.plugin_index = "01"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        InventorySettings(2.0)  # type: ignore[misc]  # keyword-only
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("0", 0.0), ("2s", 2.0), ("500ms", 0.5), ("1m", 60.0), ("1h2m3s", 3723.0), ("1.5s", 1.5),
+     ("10us", 1e-5)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text, flag="--x") == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "s", "2", "2x", "-1s", "1s garbage"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(SettingsError, match="--x: invalid duration"):
+        parse_duration(text, flag="--x")
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [(":9177", ("", 9177)), ("127.0.0.1:80", ("127.0.0.1", 80)), ("[::1]:0", ("::1", 0))],
+)
+def test_parse_bind_address(text: str, parts: tuple[str, int]) -> None:
+    assert parse_bind_address(text) == parts
+
+
+def test_cli_rejects_invalid_flag_with_status_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--nri-plugin-index=abc", "--hostname-override=n1"])
+    assert info.value.code == 2
+    assert "--nri-plugin-index: must be two digits (00-99), got 'abc'" in capsys.readouterr().err
+
+
+def test_cli_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["version"]) == 0
+    assert capsys.readouterr().out.startswith("dranet ")
+
+
+def test_run_is_the_default_command() -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--bind-address=nonsense", "--hostname-override=n1"])
+    assert info.value.code == 2
