@@ -18,6 +18,7 @@ The tree::
     ├── ClaimError                     a claim cannot be prepared (per claim, never per call)
     ├── CheckpointError                the checkpoint file is unreadable or of unknown version
     ├── BackendError                   a backend failed to load or is unusable
+    ├── AlreadyRunningError            another instance holds our sockets / lock
     └── SettingsError                  an invalid flag or setting
 
 Independently of the tree, an error is *temporary* (retrying later may succeed: the API server
@@ -31,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "AlreadyRunningError",
     "BackendError",
     "CheckpointError",
     "ClaimError",
@@ -192,3 +194,7 @@ class BackendError(DranetError):
 
 class SettingsError(PermanentError):
     """An invalid setting or flag value; names the setting."""
+
+
+class AlreadyRunningError(PermanentError):
+    """Another instance of the driver is running on this node (holds the socket lock)."""

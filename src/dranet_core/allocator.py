@@ -1,0 +1,240 @@
+"""The default Allocator: pure claim planning plus the checkpoint.
+
+:func:`plan_claim` is the whole decision, a pure function of its inputs: it takes this
+driver's allocation results for this node's pool, finds each device in the inventory,
+refuses devices already prepared for another claim, refuses what the Go driver refuses
+(more than one pod in ``reservedFor`` for an exclusive device, non-pod consumers), resolves
+the configuration of each device's requests and runs the backends' config validators.
+
+:class:`ClaimAllocator` implements :class:`~dranet_core.allocation.Allocator` on top of it:
+keyed by claim UID (never namespace/name), idempotent (a repeated prepare returns the stored
+plan and writes nothing; unprepare of an unknown claim succeeds), calls for the same UID
+serialised, calls for different UIDs concurrent, and device reservations taken atomically so
+two claims racing for one device cannot both win.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+
+from dranet_core.capabilities import ValidatesConfig
+from dranet_core.checkpoint import ClaimStore
+from dranet_core.config.model import NetworkConfig
+from dranet_core.errors import ClaimError, ConfigError
+from dranet_core.plans import ClaimPlan, PreparedDevice
+from dranet_core.types import AllocationResult, Claim, ClaimRef, Device, OpaqueConfig
+
+__all__ = ["ClaimAllocator", "ConfigResolver", "KeyedLocks", "default_resolver", "plan_claim"]
+
+log = logging.getLogger(__name__)
+
+ConfigResolver = Callable[[Sequence[OpaqueConfig], str, str], NetworkConfig]
+"""``(configs, request, driver) -> NetworkConfig``: decode, validate, merge and default the
+opaque configs that apply to one request; raises ConfigError with JSON paths."""
+
+
+def default_resolver(configs: Sequence[OpaqueConfig], request: str, driver: str) -> NetworkConfig:
+    """``dranet_core.config.resolve_config`` (looked up at call time)."""
+    from dranet_core import config as config_api
+
+    resolve = getattr(config_api, "resolve_config", None)
+    if resolve is None:
+        raise ConfigError("config resolution is not available (dranet_core.config.resolve_config missing)")
+    result = resolve(configs, request, driver)
+    assert isinstance(result, NetworkConfig)
+    return result
+
+
+def _consumers(claim: Claim) -> tuple[str, ...]:
+    pods: list[str] = []
+    for c in claim.reserved_for:
+        if not c.is_pod:
+            group = c.api_group or "core"
+            raise ClaimError(
+                str(claim.ref),
+                f"reservedFor {group}/{c.resource} {c.name}: only pods can consume this driver's devices",
+            )
+        if c.uid not in pods:
+            pods.append(c.uid)
+    return tuple(pods)
+
+
+def _group(results: Sequence[AllocationResult]) -> list[tuple[AllocationResult, tuple[str, ...]]]:
+    """Results grouped by (pool, device, share id), request names in allocation order."""
+    order: list[tuple[str, str, str | None]] = []
+    first: dict[tuple[str, str, str | None], AllocationResult] = {}
+    names: dict[tuple[str, str, str | None], list[str]] = {}
+    for r in results:
+        key = (r.pool, r.device, r.share_id)
+        if key not in first:
+            order.append(key)
+            first[key] = r
+            names[key] = []
+        if r.request not in names[key]:
+            names[key].append(r.request)
+    return [(first[k], tuple(names[k])) for k in order]
+
+
+def plan_claim(
+    claim: Claim,
+    inventory: Mapping[str, Device],
+    *,
+    driver: str,
+    pool: str,
+    taken: Mapping[str, str],
+    resolve: ConfigResolver = default_resolver,
+    validators: Sequence[ValidatesConfig] = (),
+) -> ClaimPlan:
+    """Plan ``claim`` against this node's ``inventory`` (device name -> Device).
+
+    ``taken`` maps device names to the UID of the claim they are prepared for. Only
+    allocation results of ``driver`` in ``pool`` (the node) are considered; a claim with
+    none gets a plan with no devices. The configuration of a device is resolved for its
+    first request name (a device allocated to several requests gets the configs that apply
+    to that one). ``PreparedDevice.facets`` are the inventory device's facets.
+
+    Raises ClaimError (device unknown or taken, unsupported consumers) or ConfigError (with
+    the JSON path prefixed by the device); never mutates anything.
+    """
+    uid = claim.ref.uid
+    pods = _consumers(claim)
+    mine = [r for r in claim.results if r.driver == driver and r.pool == pool]
+    grouped = _group(mine)
+    exclusive = any(r.share_id is None for r, _ in grouped)
+    if exclusive and len(pods) > 1:
+        raise ClaimError(
+            str(claim.ref),
+            f"reserved for {len(pods)} pods; an exclusive network device can be used by only one pod",
+        )
+    devices: list[PreparedDevice] = []
+    for result, requests in grouped:
+        dev = inventory.get(result.device)
+        if dev is None:
+            raise ClaimError(
+                str(claim.ref), f"device {result.device} (pool {result.pool}) is not on this node"
+            )
+        owner = taken.get(result.device)
+        if owner is not None and owner != uid:
+            raise ClaimError(str(claim.ref), f"device {result.device} is already prepared for claim {owner}")
+        try:
+            config = resolve(claim.configs, requests[0], driver)
+            for v in validators:
+                if v.owns(dev):
+                    v.validate_config(dev, config)
+        except ConfigError as exc:
+            raise exc.prefixed(f"device {result.device}") from exc
+        devices.append(
+            PreparedDevice(
+                pool=result.pool,
+                device=result.device,
+                request_names=requests,
+                config=config,
+                facets=dict(dev.facets),
+                share_id=result.share_id,
+            )
+        )
+    return ClaimPlan(claim=claim.ref, pods=pods, devices=tuple(devices))
+
+
+class KeyedLocks:
+    """One asyncio.Lock per key, created on demand and dropped when nobody holds or waits."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        """Hold the lock of ``key`` for the duration of the ``async with`` block."""
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class ClaimAllocator:
+    """The core Allocator: :func:`plan_claim` plus a :class:`ClaimStore` checkpoint.
+
+    ``pool`` is this node's pool name (the node name). ``validators`` are the backends'
+    ValidatesConfig capabilities, asked for each device they own.
+    """
+
+    def __init__(
+        self,
+        driver_name: str,
+        pool: str,
+        store: ClaimStore,
+        *,
+        validators: Sequence[ValidatesConfig] = (),
+        resolve: ConfigResolver = default_resolver,
+    ) -> None:
+        self.driver_name = driver_name
+        self.pool = pool
+        self.store = store
+        self._validators = tuple(validators)
+        self._resolve = resolve
+        self._locks = KeyedLocks()
+        self._reserved: dict[str, str] = {}  # device -> claim uid, plans not yet in the store
+
+    def taken(self) -> dict[str, str]:
+        """Device name -> UID of the claim it is prepared (or being prepared) for."""
+        out = {d.device: uid for uid, pc in self.store.claims().items() for d in pc.plan.devices}
+        out.update(self._reserved)
+        return out
+
+    async def prepare(self, claim: Claim, inventory: Mapping[str, Device]) -> ClaimPlan:
+        """Plan and record ``claim``; a repeat returns the recorded plan unchanged."""
+        uid = claim.ref.uid
+        async with self._locks.hold(uid):
+            known = self.store.get(uid)
+            if known is not None:
+                return known.plan
+            # No await between planning and reserving: two claims cannot both take a device.
+            plan = plan_claim(
+                claim,
+                inventory,
+                driver=self.driver_name,
+                pool=self.pool,
+                taken=self.taken(),
+                resolve=self._resolve,
+                validators=self._validators,
+            )
+            for d in plan.devices:
+                self._reserved[d.device] = uid
+            try:
+                await self.store.put_plan(plan)
+            finally:
+                for d in plan.devices:
+                    if self._reserved.get(d.device) == uid:
+                        del self._reserved[d.device]
+            log.info(
+                "claim %s prepared: devices %s for pods %s",
+                claim.ref,
+                [d.device for d in plan.devices],
+                list(plan.pods),
+            )
+            return plan
+
+    async def unprepare(self, claim: ClaimRef) -> ClaimPlan | None:
+        """Forget ``claim`` (by UID); returns its plan, or None if it was not prepared."""
+        async with self._locks.hold(claim.uid):
+            old = await self.store.remove(claim.uid)
+            if old is not None:
+                log.info("claim %s unprepared", claim)
+            return None if old is None else old.plan
+
+    def prepared(self) -> Mapping[str, ClaimPlan]:
+        """The prepared claims, by claim UID."""
+        return {uid: pc.plan for uid, pc in self.store.claims().items()}
