@@ -86,7 +86,8 @@ async def test_metrics_have_the_go_names(server: ObservabilityServer) -> None:
     assert code == 200
     for name in GO_METRICS:
         assert f"\n{name}" in text, name
-    assert 'dranet_driver_dra_plugin_requests_total{method="PrepareResourceClaims",status="success"} 1.0' in text
+    dra = 'dranet_driver_dra_plugin_requests_total{method="PrepareResourceClaims",status="success"} 1.0'
+    assert dra in text
     assert 'dranet_driver_published_devices_total{feature="total"} 10.0' in text
     assert 'dranet_driver_published_devices_total{feature="rdma"} 2.0' in text
     assert "dranet_driver_last_published_time_seconds 1234.0" in text
