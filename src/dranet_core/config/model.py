@@ -9,6 +9,7 @@ and all derive from these definitions.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
@@ -23,82 +24,175 @@ __all__ = [
 ]
 
 
-def _j(name: str) -> dict[str, str]:
-    return {"json": name}
+def _j(name: str, doc: str = "", **rules: Any) -> dict[str, Any]:
+    """Field metadata: the JSON name, a one-line description and the static rules.
+
+    Rule keys (read generically by the decoder, the validator, the JSON Schema generator and
+    the docs, so they cannot drift): ``kind`` (integer width: ``int32``, ``int64``,
+    ``uint8``, ``uint32``), ``minimum``, ``maximum``, ``one_of``, ``not_in``, ``format``
+    (``ifname``, ``cidr``, ``ip``, ``mac``; for a list it applies to each item),
+    ``required`` (must be set and non-empty), ``empty_is_unset`` (``""`` means unset, as a
+    plain Go string with ``omitempty``).
+    """
+    return {"json": name, "doc": doc, **rules}
 
 
 @attrs.frozen(kw_only=True)
 class VRFConfig:
     """A VRF to create (or join) in the pod netns and enslave the interface to."""
 
-    name: str | None = attrs.field(default=None, metadata=_j("name"))
-    table: int | None = attrs.field(default=None, metadata=_j("table"))
+    name: str | None = attrs.field(
+        default=None, metadata=_j("name", "VRF device name in the pod netns", required=True)
+    )
+    table: int | None = attrs.field(
+        default=None,
+        metadata=_j(
+            "table",
+            "routing table of the VRF (default: FNV-32a(name) % 1000 + 1000)",
+            kind="uint32",
+            minimum=1,
+            not_in=(253, 254, 255),
+        ),
+    )
 
 
 @attrs.frozen(kw_only=True)
 class InterfaceConfig:
     """How the interface looks inside the pod."""
 
-    name: str | None = attrs.field(default=None, metadata=_j("name"))
-    addresses: tuple[str, ...] | None = attrs.field(default=None, metadata=_j("addresses"))
-    dhcp: bool | None = attrs.field(default=None, metadata=_j("dhcp"))
-    mtu: int | None = attrs.field(default=None, metadata=_j("mtu"))
-    hardware_addr: str | None = attrs.field(default=None, metadata=_j("hardwareAddr"))
-    gso_max_size: int | None = attrs.field(default=None, metadata=_j("gsoMaxSize"))
-    gro_max_size: int | None = attrs.field(default=None, metadata=_j("groMaxSize"))
-    gso_ipv4_max_size: int | None = attrs.field(default=None, metadata=_j("gsoIPv4MaxSize"))
-    gro_ipv4_max_size: int | None = attrs.field(default=None, metadata=_j("groIPv4MaxSize"))
-    disable_ebpf_programs: bool | None = attrs.field(default=None, metadata=_j("disableEbpfPrograms"))
-    forwarding: bool | None = attrs.field(default=None, metadata=_j("forwarding"))
-    arp_ignore: int | None = attrs.field(default=None, metadata=_j("arpIgnore"))
-    arp_announce: int | None = attrs.field(default=None, metadata=_j("arpAnnounce"))
-    vrf: VRFConfig | None = attrs.field(default=None, metadata=_j("vrf"))
+    name: str | None = attrs.field(
+        default=None,
+        metadata=_j(
+            "name",
+            "interface name inside the pod (default: the host name)",
+            format="ifname",
+            empty_is_unset=True,
+        ),
+    )
+    addresses: tuple[str, ...] | None = attrs.field(
+        default=None, metadata=_j("addresses", "IP addresses in CIDR form (host bits allowed)", format="cidr")
+    )
+    dhcp: bool | None = attrs.field(
+        default=None, metadata=_j("dhcp", "get an IPv4 address by DHCP (not with addresses)")
+    )
+    mtu: int | None = attrs.field(default=None, metadata=_j("mtu", "MTU", kind="int32", minimum=68))
+    hardware_addr: str | None = attrs.field(
+        default=None, metadata=_j("hardwareAddr", "MAC address", format="mac")
+    )
+    gso_max_size: int | None = attrs.field(
+        default=None, metadata=_j("gsoMaxSize", "IFLA_GSO_MAX_SIZE", kind="int32", minimum=1)
+    )
+    gro_max_size: int | None = attrs.field(
+        default=None, metadata=_j("groMaxSize", "IFLA_GRO_MAX_SIZE", kind="int32", minimum=1)
+    )
+    gso_ipv4_max_size: int | None = attrs.field(
+        default=None, metadata=_j("gsoIPv4MaxSize", "IFLA_GSO_IPV4_MAX_SIZE", kind="int32", minimum=1)
+    )
+    gro_ipv4_max_size: int | None = attrs.field(
+        default=None, metadata=_j("groIPv4MaxSize", "IFLA_GRO_IPV4_MAX_SIZE", kind="int32", minimum=1)
+    )
+    disable_ebpf_programs: bool | None = attrs.field(
+        default=None, metadata=_j("disableEbpfPrograms", "detach TC/TCX BPF programs and unpin BPF links")
+    )
+    forwarding: bool | None = attrs.field(
+        default=None, metadata=_j("forwarding", "per-interface IPv4/IPv6 forwarding")
+    )
+    arp_ignore: int | None = attrs.field(
+        default=None, metadata=_j("arpIgnore", "sysctl arp_ignore", kind="int32", one_of=(0, 1, 2, 3, 8))
+    )
+    arp_announce: int | None = attrs.field(
+        default=None, metadata=_j("arpAnnounce", "sysctl arp_announce", kind="int32", minimum=0, maximum=2)
+    )
+    vrf: VRFConfig | None = attrs.field(default=None, metadata=_j("vrf", "enslave the interface to a VRF"))
 
 
 @attrs.frozen(kw_only=True)
 class RouteConfig:
     """A static route. ``scope`` is 0 (universe) or 253 (link); ``table`` 0 means main."""
 
-    destination: str | None = attrs.field(default=None, metadata=_j("destination"))
-    gateway: str | None = attrs.field(default=None, metadata=_j("gateway"))
-    source: str | None = attrs.field(default=None, metadata=_j("source"))
-    scope: int | None = attrs.field(default=None, metadata=_j("scope"))
-    table: int | None = attrs.field(default=None, metadata=_j("table"))
+    destination: str | None = attrs.field(
+        default=None,
+        metadata=_j(
+            "destination", "destination prefix in CIDR form (required)", format="cidr", required=True
+        ),
+    )
+    gateway: str | None = attrs.field(
+        default=None,
+        metadata=_j("gateway", "next hop IP; required unless scope is 253", format="ip", empty_is_unset=True),
+    )
+    source: str | None = attrs.field(
+        default=None, metadata=_j("source", "preferred source IP", format="ip", empty_is_unset=True)
+    )
+    scope: int | None = attrs.field(
+        default=None,
+        metadata=_j("scope", "0 (universe, default) or 253 (link)", kind="uint8", one_of=(0, 253)),
+    )
+    table: int | None = attrs.field(
+        default=None, metadata=_j("table", "routing table; 0 or unset means main", kind="uint32", minimum=0)
+    )
 
 
 @attrs.frozen(kw_only=True)
 class RuleConfig:
     """A policy routing rule."""
 
-    priority: int | None = attrs.field(default=None, metadata=_j("priority"))
-    source: str | None = attrs.field(default=None, metadata=_j("source"))
-    destination: str | None = attrs.field(default=None, metadata=_j("destination"))
-    table: int | None = attrs.field(default=None, metadata=_j("table"))
+    priority: int | None = attrs.field(
+        default=None, metadata=_j("priority", "rule priority", kind="int64", minimum=0, maximum=32767)
+    )
+    source: str | None = attrs.field(
+        default=None, metadata=_j("source", "source prefix in CIDR form", format="cidr", empty_is_unset=True)
+    )
+    destination: str | None = attrs.field(
+        default=None,
+        metadata=_j("destination", "destination prefix in CIDR form", format="cidr", empty_is_unset=True),
+    )
+    table: int | None = attrs.field(
+        default=None, metadata=_j("table", "routing table to look up", kind="uint32", minimum=0)
+    )
 
 
 @attrs.frozen(kw_only=True)
 class NeighborConfig:
     """A permanent ARP/NDP entry."""
 
-    destination: str | None = attrs.field(default=None, metadata=_j("destination"))
-    hardware_addr: str | None = attrs.field(default=None, metadata=_j("hardwareAddr"))
+    destination: str | None = attrs.field(
+        default=None, metadata=_j("destination", "neighbor IP (required)", format="ip", required=True)
+    )
+    hardware_addr: str | None = attrs.field(
+        default=None,
+        metadata=_j("hardwareAddr", "neighbor MAC address (required)", format="mac", required=True),
+    )
 
 
 @attrs.frozen(kw_only=True)
 class EthtoolConfig:
     """Offload features and private flags to set, by name, inside the pod."""
 
-    features: Mapping[str, bool] | None = attrs.field(default=None, metadata=_j("features"))
-    private_flags: Mapping[str, bool] | None = attrs.field(default=None, metadata=_j("privateFlags"))
+    features: Mapping[str, bool] | None = attrs.field(
+        default=None, metadata=_j("features", "offload features by kernel, long or short name")
+    )
+    private_flags: Mapping[str, bool] | None = attrs.field(
+        default=None, metadata=_j("privateFlags", "driver private flags by name")
+    )
 
 
 @attrs.frozen(kw_only=True)
 class NetworkConfig:
     """The whole opaque configuration of one device."""
 
-    profile: str | None = attrs.field(default=None, metadata=_j("profile"))
-    interface: InterfaceConfig | None = attrs.field(default=None, metadata=_j("interface"))
-    routes: tuple[RouteConfig, ...] | None = attrs.field(default=None, metadata=_j("routes"))
-    rules: tuple[RuleConfig, ...] | None = attrs.field(default=None, metadata=_j("rules"))
-    neighbors: tuple[NeighborConfig, ...] | None = attrs.field(default=None, metadata=_j("neighbors"))
-    ethtool: EthtoolConfig | None = attrs.field(default=None, metadata=_j("ethtool"))
+    profile: str | None = attrs.field(
+        default=None, metadata=_j("profile", "profile resolved by the profile provider", empty_is_unset=True)
+    )
+    interface: InterfaceConfig | None = attrs.field(
+        default=None, metadata=_j("interface", "the interface inside the pod")
+    )
+    routes: tuple[RouteConfig, ...] | None = attrs.field(default=None, metadata=_j("routes", "static routes"))
+    rules: tuple[RuleConfig, ...] | None = attrs.field(
+        default=None, metadata=_j("rules", "policy routing rules (not with interface.vrf)")
+    )
+    neighbors: tuple[NeighborConfig, ...] | None = attrs.field(
+        default=None, metadata=_j("neighbors", "permanent ARP/NDP entries")
+    )
+    ethtool: EthtoolConfig | None = attrs.field(
+        default=None, metadata=_j("ethtool", "offload features and private flags")
+    )

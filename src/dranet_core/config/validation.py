@@ -1,0 +1,244 @@
+"""Validation of a claim configuration: every rule of the Go driver, and a few more.
+
+:func:`validate_config` checks a :class:`NetworkConfig` (decoded, merged, or built in code by
+a profile provider) and raises one :class:`~dranet_core.errors.ConfigError` with *all* the
+issues, each with its JSON path and a rule that shows the offending value::
+
+    interface.mtu: must be >= 68, got 40
+
+Per-field rules come from the model's metadata (``kind``, ``minimum``, ``maximum``,
+``one_of``, ``not_in``, ``format``, ``required``), read generically, so the JSON Schema
+(:mod:`dranet_core.config.schema`) states the same bounds. Rules that relate two fields are
+written out here:
+
+* ``interface``: ``dhcp: true`` and non-empty ``addresses`` are mutually exclusive;
+* ``rules`` are not allowed together with ``interface.vrf``;
+* ``routes[i].gateway`` is required unless ``scope`` is 253 (link), and it and ``source``
+  must be of the destination's IP family;
+* ``rules[i].source`` and ``destination`` must be of the same family.
+
+:func:`validate_rdma_only` is the extra check for a device that has no network interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from dranet_core.config.codec import describe_json, join_path
+from dranet_core.config.fields import FieldSpec, TypeSpec, fields_of, int_bounds
+from dranet_core.config.formats import ifname_problems, parse_ip, parse_mac, parse_prefix
+from dranet_core.config.model import NetworkConfig, RouteConfig, RuleConfig
+from dranet_core.errors import ConfigError, ConfigIssue
+
+__all__ = ["config_issues", "validate_config", "validate_rdma_only"]
+
+_RT_SCOPE_LINK = 253
+
+
+def validate_config(config: NetworkConfig, *, path: str = "") -> None:
+    """Raise :class:`ConfigError` listing every broken rule of ``config`` (paths under ``path``)."""
+    issues = config_issues(config, path=path)
+    if issues:
+        raise ConfigError(issues)
+
+
+def config_issues(config: NetworkConfig, *, path: str = "") -> list[ConfigIssue]:
+    """Every broken rule of ``config``, in field order (empty: valid)."""
+    issues: list[ConfigIssue] = []
+    _check_object(config, path, issues)
+    _check_cross_field(config, path, issues)
+    return issues
+
+
+# -- generic per-field rules ---------------------------------------------------------------
+
+
+def _check_object(obj: object, path: str, issues: list[ConfigIssue]) -> None:
+    for spec in fields_of(type(obj)):
+        value = getattr(obj, spec.attr)
+        fpath = join_path(path, spec.json)
+        if value is None or (value == "" and spec.empty_is_unset):
+            if spec.required:
+                issues.append(ConfigIssue(fpath, "is required"))
+            continue
+        _check_value(spec, spec.type, value, fpath, issues)
+
+
+def _check_value(spec: FieldSpec, tp: TypeSpec, value: object, path: str, issues: list[ConfigIssue]) -> None:
+    kind = tp.kind
+    if kind == "object":
+        assert tp.cls is not None
+        if not isinstance(value, tp.cls):
+            issues.append(ConfigIssue(path, f"must be a {tp.cls.__name__}, got {type(value).__name__}"))
+        else:
+            _check_object(value, path, issues)
+    elif kind == "list":
+        assert tp.item is not None
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            issues.append(ConfigIssue(path, f"must be a list, got {describe_json(value)}"))
+            return
+        for i, item in enumerate(value):
+            _check_value(spec, tp.item, item, join_path(path, i), issues)
+    elif kind == "map":
+        assert tp.item is not None
+        if not isinstance(value, Mapping):
+            issues.append(ConfigIssue(path, f"must be a map, got {describe_json(value)}"))
+            return
+        for key, item in value.items():
+            _check_value(spec, tp.item, item, join_path(path, str(key)), issues)
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            issues.append(ConfigIssue(path, f"must be a boolean, got {describe_json(value)}"))
+    elif kind == "int":
+        _check_int(spec.meta, value, path, issues)
+    else:
+        _check_str(spec, value, path, issues)
+
+
+def _check_int(meta: Mapping[str, Any], value: object, path: str, issues: list[ConfigIssue]) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        issues.append(ConfigIssue(path, f"must be an integer, got {describe_json(value)}"))
+        return
+    if "one_of" in meta:
+        allowed = tuple(meta["one_of"])
+        if value not in allowed:
+            issues.append(ConfigIssue(path, f"must be one of {', '.join(map(str, allowed))}, got {value}"))
+        return
+    lo, hi = int_bounds(meta)
+    if value < lo:
+        issues.append(ConfigIssue(path, f"must be >= {lo}, got {value}"))
+    elif value > hi:
+        issues.append(ConfigIssue(path, f"must be <= {hi}, got {value}"))
+    elif value in meta.get("not_in", ()):
+        reserved = ", ".join(map(str, meta["not_in"]))
+        issues.append(ConfigIssue(path, f"must not be one of the reserved values {reserved}, got {value}"))
+
+
+def _check_str(spec: FieldSpec, value: object, path: str, issues: list[ConfigIssue]) -> None:
+    if not isinstance(value, str):
+        issues.append(ConfigIssue(path, f"must be a string, got {describe_json(value)}"))
+        return
+    if value == "" and spec.required:
+        issues.append(ConfigIssue(path, "must not be empty"))
+        return
+    fmt = spec.meta.get("format")
+    if fmt == "ifname":
+        issues.extend(ConfigIssue(path, p) for p in ifname_problems(value))
+        return
+    parser = {"cidr": parse_prefix, "ip": parse_ip, "mac": parse_mac}.get(fmt or "")
+    if parser is not None:
+        try:
+            parser(value)
+        except ValueError as exc:
+            issues.append(ConfigIssue(path, str(exc)))
+
+
+# -- rules relating several fields ---------------------------------------------------------
+
+
+def _family(text: str | None, parse: Any) -> int | None:
+    if not text:
+        return None
+    try:
+        result = parse(text)
+    except ValueError:
+        return None  # reported by the per-field rule
+    addr = result[0] if isinstance(result, tuple) else result
+    return int(addr.version)
+
+
+def _fam(version: int) -> str:
+    return f"IPv{version}"
+
+
+def _check_cross_field(config: NetworkConfig, path: str, issues: list[ConfigIssue]) -> None:
+    iface = config.interface
+    if iface is not None and iface.dhcp is True and iface.addresses:
+        issues.append(ConfigIssue(join_path(path, "interface"), "dhcp and addresses are mutually exclusive"))
+    if iface is not None and iface.vrf is not None and config.rules:
+        issues.append(ConfigIssue(join_path(path, "rules"), "not supported when interface.vrf is set"))
+    for i, route in enumerate(_objects(config.routes, RouteConfig)):
+        _check_route(route, join_path(join_path(path, "routes"), i), issues)
+    for i, rule in enumerate(_objects(config.rules, RuleConfig)):
+        rpath = join_path(join_path(path, "rules"), i)
+        src, dst = _family(rule.source, parse_prefix), _family(rule.destination, parse_prefix)
+        if src is not None and dst is not None and src != dst:
+            issues.append(
+                ConfigIssue(
+                    rpath,
+                    f"source {rule.source!r} ({_fam(src)}) and destination {rule.destination!r} "
+                    f"({_fam(dst)}) must be the same IP family",
+                )
+            )
+
+
+def _objects(values: object, cls: type[Any]) -> Iterable[Any]:
+    if isinstance(values, Sequence) and not isinstance(values, str):
+        return [v for v in values if isinstance(v, cls)]
+    return ()
+
+
+def _check_route(route: RouteConfig, path: str, issues: list[ConfigIssue]) -> None:
+    dst = _family(route.destination, parse_prefix) if isinstance(route.destination, str) else None
+    if route.scope != _RT_SCOPE_LINK and not route.gateway:
+        issues.append(
+            ConfigIssue(join_path(path, "gateway"), "is required unless scope is 253 (link), got no gateway")
+        )
+    for name, text in (("gateway", route.gateway), ("source", route.source)):
+        fam = _family(text, parse_ip) if isinstance(text, str) else None
+        if dst is not None and fam is not None and fam != dst:
+            issues.append(
+                ConfigIssue(
+                    join_path(path, name),
+                    f"must be the same IP family as destination {route.destination!r} ({_fam(dst)}), "
+                    f"got {text!r} ({_fam(fam)})",
+                )
+            )
+
+
+# -- RDMA-only devices ---------------------------------------------------------------------
+
+_RDMA_FORBIDDEN_INTERFACE = (
+    "name",
+    "addresses",
+    "mtu",
+    "hardware_addr",
+    "dhcp",
+    "gso_max_size",
+    "gro_max_size",
+    "gso_ipv4_max_size",
+    "gro_ipv4_max_size",
+    "disable_ebpf_programs",
+    "arp_ignore",
+    "arp_announce",
+)
+
+
+def validate_rdma_only(config: NetworkConfig, *, path: str = "") -> None:
+    """Reject what cannot apply to an RDMA device that has no network interface.
+
+    Forbidden (when set; an empty name or list counts as unset): every interface field but
+    ``forwarding`` and ``vrf``, and ``routes``, ``rules``, ``neighbors`` and ``ethtool``.
+    ``profile`` is allowed. Raises :class:`ConfigError` with one issue per field.
+    """
+    rule = "not supported for RDMA-only devices (no network interface)"
+    issues: list[ConfigIssue] = []
+    iface = config.interface
+    if iface is not None:
+        ipath = join_path(path, "interface")
+        by_attr = {s.attr: s for s in fields_of(type(iface))}
+        for attr in _RDMA_FORBIDDEN_INTERFACE:
+            value = getattr(iface, attr)
+            if value is not None and value != "" and value != ():
+                issues.append(ConfigIssue(join_path(ipath, by_attr[attr].json), rule))
+    for name, value in (
+        ("routes", config.routes),
+        ("rules", config.rules),
+        ("neighbors", config.neighbors),
+        ("ethtool", config.ethtool),
+    ):
+        if value is not None and value != ():
+            issues.append(ConfigIssue(join_path(path, name), rule))
+    if issues:
+        raise ConfigError(issues)
