@@ -29,3 +29,7 @@ async def _no_pending_tasks() -> AsyncIterator[None]:
 
 def is_root() -> bool:
     return os.geteuid() == 0
+
+
+# The fake Kubernetes API server's fixtures (tests/fakeapi), shared by every area.
+from fakeapi.fixtures import fake_api, fake_api_client  # noqa: E402, F401
