@@ -1,0 +1,512 @@
+"""The NRI plugin runtime: register with the container runtime, serve its events, reconnect.
+
+Theory of operation
+-------------------
+One *session* is one connection to the runtime (``/var/run/nri/nri.sock``, or the fd a
+runtime-launched plugin inherits). Per session::
+
+    connect ─► MuxTrunk (one reader task)
+               ├─ conn 1: TtrpcServer  serving nri.pkg.api.v1alpha1.Plugin   (runtime → us)
+               └─ conn 2: TtrpcClient  calling nri.pkg.api.v1alpha1.Runtime  (us → runtime)
+    RegisterPlugin(name, index) ─► runtime calls Configure ─► Synchronize (maybe split)
+    ─► events (RunPodSandbox, ...) until the connection ends
+
+The server on conn 1 is attached *before* RegisterPlugin is sent and the reader never waits
+for the RegisterPlugin reply, because the runtime sends Configure as soon as it has processed
+the registration, possibly before its reply (fact sheet trap 3).
+
+Configure is answered with the events the handler has methods for
+(:func:`~dranet_core.nri.handlers.subscribed_events`), clipped to what the runtime's NRI
+version accepts (:func:`~dranet_core.nri.events.valid_events`; never 0, which would mean
+"everything"). Runtimes with NRI >= v0.12 call RunPodSandbox/StopPodSandbox/RemovePodSandbox
+directly and older ones send StateChange; both are served. Methods for events we do not
+handle are absent, so the server answers UNIMPLEMENTED (12), which is what makes a v0.12
+runtime fall back to StateChange. A split Synchronize (``more = true``) is answered
+``more = true`` with no updates and accumulated; the handler sees all pods once.
+
+Handler time is bounded (see :mod:`dranet_core.nri.handlers` for the contract): each call gets
+``min(request_timeout, deadline of the call) - margin``; if the handler is still running the
+runtime gets DEADLINE_EXCEEDED (a normal error status, so the connection survives) and the
+handler keeps running to completion as a *late* task, tracked, logged and awaited by
+:meth:`NriPlugin.aclose`; later events for the same sandbox wait for it first.
+
+When the connection ends (runtime restart, garbage on the socket, a protocol error) the
+session is torn down and :meth:`NriPlugin.run` reconnects with exponential backoff, forever;
+handler state lives in the driver and is reconciled by the Synchronize of the next session.
+A plugin on an inherited fd cannot reconnect: ``run()`` returns when that connection ends
+(the runtime restarts launched plugins itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import attrs
+
+from dranet_core.errors import ProtocolError, RpcError, SettingsError
+from dranet_core.nri import api
+from dranet_core.nri.convert import container_from_nri, linux_device, pod_from_nri
+from dranet_core.nri.events import EventType, event_mask, valid_events
+from dranet_core.nri.handlers import (
+    ContainerInfo,
+    CreateContainerHandler,
+    RemovePodSandboxHandler,
+    RunPodSandboxHandler,
+    StopPodSandboxHandler,
+    subscribed_events,
+)
+from dranet_core.transport.mux import MuxTrunk
+from dranet_core.transport.ttrpc import (
+    DEADLINE_EXCEEDED,
+    INVALID_ARGUMENT,
+    UNAVAILABLE,
+    Handler,
+    TtrpcClient,
+    TtrpcServer,
+)
+from dranet_core.transport.unix import open_fd, open_unix
+from dranet_core.types import PodSandbox
+from dranet_core.wire.mux import PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN
+
+__all__ = ["DEFAULT_SOCKET_PATH", "NriHealth", "NriPlugin"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOCKET_PATH: Final = "/var/run/nri/nri.sock"
+FAILED_PRECONDITION: Final = 9
+_NAME = re.compile(r"^[a-zA-Z0-9_.+-]+$")
+_INDEX = re.compile(r"^[0-9]{2}$")
+
+M = TypeVar("M")
+T = TypeVar("T")
+
+
+@attrs.frozen(kw_only=True)
+class NriHealth:
+    """A snapshot for the health endpoint."""
+
+    registered: bool
+    """Registered, configured and synchronized: the runtime is delivering events to us."""
+    connected: bool
+    last_error: str | None
+    connects: int
+    """Connections made so far (1 + reconnections)."""
+    runtime: str
+    """``<runtime_name> <runtime_version>`` from the last Configure, or empty."""
+    events: int
+    """The event mask we subscribed with in the last Configure (0 before any)."""
+    late_running: int
+    late_completions: int
+    late_failures: int
+
+
+def _parse(cls: type[M], payload: bytes, what: str) -> M:
+    try:
+        return cls.parse(payload)  # type: ignore[attr-defined, no-any-return]
+    except Exception as exc:  # betterproto2 raises assorted errors on garbage
+        raise RpcError(INVALID_ARGUMENT, f"malformed {what}: {exc}") from exc
+
+
+class NriPlugin:
+    """An NRI plugin serving ``handler``; see the module docstring.
+
+    ``handler`` implements any of the protocols of :mod:`dranet_core.nri.handlers`
+    (at least one event). Use ``socket_fd`` (e.g. from
+    :func:`~dranet_core.transport.unix.inherited_socket_fd`) for a runtime-launched plugin.
+    Times are seconds. Lifecycle: run ``await plugin.run()`` in a supervised task, cancel it
+    to stop, then ``await plugin.aclose()`` (waits up to ``shutdown_grace`` for late handlers,
+    then cancels them).
+    """
+
+    def __init__(
+        self,
+        handler: object,
+        *,
+        socket_path: str | Path = DEFAULT_SOCKET_PATH,
+        socket_fd: int | None = None,
+        plugin_name: str = "dra.net",
+        plugin_index: str = "00",
+        registration_timeout: float = 5.0,
+        request_timeout_hint: float = 2.0,
+        handler_margin: float = 0.25,
+        reconnect_initial: float = 0.5,
+        reconnect_max: float = 30.0,
+        shutdown_grace: float = 5.0,
+    ) -> None:
+        if not _NAME.match(plugin_name):
+            raise SettingsError(f"NRI plugin name {plugin_name!r}: must match [a-zA-Z0-9_.+-]+")
+        if not _INDEX.match(plugin_index):
+            raise SettingsError(f"NRI plugin index {plugin_index!r}: must be two digits 00-99")
+        if min(registration_timeout, request_timeout_hint, reconnect_initial, reconnect_max) <= 0:
+            raise SettingsError("NRI timeouts and reconnect delays must be > 0")
+        if not 0 <= handler_margin < request_timeout_hint:
+            raise SettingsError("NRI handler margin must be >= 0 and below the request timeout")
+        self._handler = handler
+        self._events = subscribed_events(handler)
+        if not self._events:
+            raise SettingsError(
+                f"NRI handler {type(handler).__name__} implements no NRI event "
+                "(run_pod_sandbox, stop_pod_sandbox, remove_pod_sandbox, create_container)"
+            )
+        self._wanted = event_mask(self._events)
+        self._socket_path = str(socket_path)
+        self._socket_fd = socket_fd
+        self._name = plugin_name
+        self._index = plugin_index
+        self._registration_timeout = registration_timeout
+        self._request_timeout = request_timeout_hint
+        self._margin = handler_margin
+        self._reconnect_initial = reconnect_initial
+        self._reconnect_max = reconnect_max
+        self._shutdown_grace = shutdown_grace
+        self._methods = self._method_table()
+
+        self._client: TtrpcClient | None = None
+        self._trunk: MuxTrunk | None = None
+        self._registered = False
+        self._synced: asyncio.Event | None = None
+        self._sync_pods: list[PodSandbox] = []
+        self._sync_ctrs: list[ContainerInfo] = []
+        self._closing = False
+        self._last_error: str | None = None
+        self._connects = 0
+        self._runtime = ""
+        self._events_sent = 0
+        self._late: dict[asyncio.Task[Any], tuple[str, str]] = {}
+        self._late_by_key: dict[str, asyncio.Task[Any]] = {}
+        self._late_completions = 0
+        self._late_failures = 0
+
+    def __repr__(self) -> str:
+        where = f"fd {self._socket_fd}" if self._socket_fd is not None else self._socket_path
+        state = "registered" if self._registered else "unregistered"
+        return f"<NriPlugin {self._index}-{self._name} {where} {state} events={self._wanted:#x}>"
+
+    # --- public view -------------------------------------------------------------------
+
+    @property
+    def registered(self) -> bool:
+        """True while the runtime has us configured and synchronized."""
+        return self._registered
+
+    @property
+    def subscribed(self) -> int:
+        """The event mask the handler asks for (before clipping to the runtime's set)."""
+        return self._wanted
+
+    def health(self) -> NriHealth:
+        """Readiness and the last error, for /healthz."""
+        return NriHealth(
+            registered=self._registered,
+            connected=self._trunk is not None and not self._trunk.closed,
+            last_error=self._last_error,
+            connects=self._connects,
+            runtime=self._runtime,
+            events=self._events_sent,
+            late_running=len(self._late),
+            late_completions=self._late_completions,
+            late_failures=self._late_failures,
+        )
+
+    async def update_containers(
+        self,
+        updates: Sequence[api.ContainerUpdate] = (),
+        evictions: Sequence[api.ContainerEviction] = (),
+    ) -> list[api.ContainerUpdate]:
+        """Ask the runtime to update (or evict) containers; returns the updates that failed.
+
+        Raises RpcError UNAVAILABLE when not registered, or the runtime's error status.
+        """
+        client = self._client
+        if client is None or not self._registered:
+            raise RpcError(UNAVAILABLE, "NRI plugin is not registered with the runtime")
+        req = api.UpdateContainersRequest(update=list(updates), evict=list(evictions))
+        payload = await client.call(
+            api.RUNTIME_SERVICE, "UpdateContainers", bytes(req), timeout_s=self._request_timeout
+        )
+        return list(_parse(api.UpdateContainersResponse, payload, "UpdateContainersResponse").failed)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, register and serve; on disconnect reconnect with backoff, forever.
+
+        Cancel to stop. Returns only for an inherited fd whose connection ended, or after
+        :meth:`aclose`.
+        """
+        delay = self._reconnect_initial
+        while not self._closing:
+            synced = False
+            try:
+                synced = await self._session()
+                self._set_error("runtime closed the NRI connection")
+            except (OSError, ProtocolError, RpcError, TimeoutError) as exc:
+                self._set_error(f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # keep the driver alive whatever a session hit
+                log.exception("NRI session failed")
+                self._set_error(f"{type(exc).__name__}: {exc}")
+            if self._socket_fd is not None or self._closing:
+                return
+            if synced:
+                delay = self._reconnect_initial
+            log.warning("NRI: reconnecting to %s in %.2fs", self._socket_path, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._reconnect_max)
+
+    async def aclose(self) -> None:
+        """Stop reconnecting, close the connection, and finish late handler work.
+
+        Late handlers get ``shutdown_grace`` seconds to complete; then they are cancelled.
+        """
+        self._closing = True
+        trunk = self._trunk
+        if trunk is not None:
+            await trunk.aclose()
+        late = list(self._late)
+        if late:
+            _, pending = await asyncio.wait(late, timeout=self._shutdown_grace)
+            for t in pending:
+                log.warning("NRI: cancelling late handler %s after the shutdown grace", t.get_name())
+                t.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    def _set_error(self, text: str) -> None:
+        self._last_error = text
+        log.warning("NRI: %s", text)
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._socket_fd is not None:
+            fd, self._socket_fd = self._socket_fd, -1  # an inherited fd can be used once
+            if fd < 0:
+                raise ConnectionResetError("the inherited NRI socket was already used and closed")
+            return await open_fd(fd)
+        return await open_unix(self._socket_path)
+
+    async def _session(self) -> bool:
+        """One connection; returns whether it got as far as a completed Synchronize."""
+        reader, writer = await self._open()
+        self._connects += 1
+        trunk = MuxTrunk(reader, writer)
+        server = TtrpcServer(
+            {api.PLUGIN_SERVICE: self._methods},
+            send=functools.partial(trunk.send_message, PLUGIN_SERVICE_CONN),
+            drain=trunk.drain,
+        )
+        client = TtrpcClient(
+            send=functools.partial(trunk.send_message, RUNTIME_SERVICE_CONN), drain=trunk.drain
+        )
+        trunk.attach(PLUGIN_SERVICE_CONN, server.receive, lambda _exc: server.close())
+        trunk.attach(RUNTIME_SERVICE_CONN, client.receive, client.close)
+        synced = self._synced = asyncio.Event()
+        self._sync_pods, self._sync_ctrs = [], []
+        self._trunk = trunk
+        reader_task = asyncio.get_running_loop().create_task(trunk.run(), name="nri-mux-reader")
+        try:
+            register = api.RegisterPluginRequest(plugin_name=self._name, plugin_idx=self._index)
+            await client.call(
+                api.RUNTIME_SERVICE, "RegisterPlugin", bytes(register), timeout_s=self._registration_timeout
+            )
+            self._client = client
+            log.info("NRI: registered as %s-%s", self._index, self._name)
+            sync_wait = asyncio.get_running_loop().create_task(synced.wait(), name="nri-sync-wait")
+            try:
+                done, _ = await asyncio.wait(
+                    {reader_task, sync_wait},
+                    timeout=self._registration_timeout + 2 * self._request_timeout,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                sync_wait.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sync_wait
+            if not done:
+                raise TimeoutError("the runtime did not Configure and Synchronize after registration")
+            await reader_task  # until the runtime goes away (re-raises a reader error)
+            return synced.is_set()
+        finally:
+            self._registered = False
+            self._client = None
+            self._trunk = None
+            client.close()
+            reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader_task
+            await server.aclose()
+            await trunk.aclose()
+
+    # --- serving -----------------------------------------------------------------------
+
+    def _method_table(self) -> dict[str, Handler]:
+        table: dict[str, Handler] = {
+            "Configure": self._configure,
+            "Synchronize": self._synchronize,
+            "Shutdown": self._shutdown,
+            "StateChange": self._state_change,
+        }
+        if EventType.RUN_POD_SANDBOX in self._events:
+            table["RunPodSandbox"] = self._run_pod_sandbox
+        if EventType.STOP_POD_SANDBOX in self._events:
+            table["StopPodSandbox"] = self._stop_pod_sandbox
+        if EventType.REMOVE_POD_SANDBOX in self._events:
+            table["RemovePodSandbox"] = self._remove_pod_sandbox
+        if EventType.CREATE_CONTAINER in self._events:
+            table["CreateContainer"] = self._create_container
+        return table
+
+    async def _configure(self, payload: bytes, deadline: float | None) -> bytes:
+        req = _parse(api.ConfigureRequest, payload, "ConfigureRequest")
+        self._runtime = f"{req.runtime_name} {req.runtime_version}".strip()
+        if req.request_timeout > 0:
+            self._request_timeout = req.request_timeout / 1000
+        if req.registration_timeout > 0:
+            self._registration_timeout = req.registration_timeout / 1000
+        valid = valid_events(req.runtime_name, req.runtime_version, req.NRI_version)
+        mask = self._wanted & valid
+        if mask == 0:  # 0 would subscribe to everything
+            raise RpcError(FAILED_PRECONDITION, f"no handled event is supported by {self._runtime}")
+        self._events_sent = mask
+        log.info(
+            "NRI: configured by %s (NRI %s), request timeout %.3gs, events %#x",
+            self._runtime, req.NRI_version or "<0.12", self._request_timeout, mask,
+        )
+        return bytes(api.ConfigureResponse(events=mask))
+
+    async def _synchronize(self, payload: bytes, deadline: float | None) -> bytes:
+        req = _parse(api.SynchronizeRequest, payload, "SynchronizeRequest")
+        self._sync_pods.extend(pod_from_nri(p) for p in req.pods)
+        self._sync_ctrs.extend(container_from_nri(c) for c in req.containers)
+        if req.more:
+            return bytes(api.SynchronizeResponse(more=True))
+        pods, ctrs = self._sync_pods, self._sync_ctrs
+        self._sync_pods, self._sync_ctrs = [], []
+        sync = getattr(self._handler, "synchronize", None)
+        if callable(sync):
+            await self._bounded("synchronize", "Synchronize", deadline, lambda: sync(pods, ctrs))
+        self._registered = True
+        if self._synced is not None:
+            self._synced.set()
+        log.info("NRI: synchronized %d pods, %d containers", len(pods), len(ctrs))
+        return bytes(api.SynchronizeResponse())
+
+    async def _shutdown(self, payload: bytes, deadline: float | None) -> bytes:
+        log.info("NRI: the runtime asked us to shut down; waiting for it to close the connection")
+        return bytes(api.Empty())
+
+    async def _pod_event(self, event: EventType, pod: PodSandbox, deadline: float | None) -> None:
+        h = self._handler
+        call: Callable[[], Awaitable[object]]
+        if event == EventType.RUN_POD_SANDBOX and isinstance(h, RunPodSandboxHandler):
+            call = functools.partial(h.run_pod_sandbox, pod)
+        elif event == EventType.STOP_POD_SANDBOX and isinstance(h, StopPodSandboxHandler):
+            call = functools.partial(h.stop_pod_sandbox, pod)
+        elif event == EventType.REMOVE_POD_SANDBOX and isinstance(h, RemovePodSandboxHandler):
+            call = functools.partial(h.remove_pod_sandbox, pod)
+        else:
+            return
+        await self._bounded(pod.id or pod.uid, event.name, deadline, call)
+
+    async def _run_pod_sandbox(self, payload: bytes, deadline: float | None) -> bytes:
+        req = _parse(api.RunPodSandboxRequest, payload, "RunPodSandboxRequest")
+        await self._pod_event(EventType.RUN_POD_SANDBOX, pod_from_nri(req.pod), deadline)
+        return b""
+
+    async def _stop_pod_sandbox(self, payload: bytes, deadline: float | None) -> bytes:
+        req = _parse(api.StopPodSandboxRequest, payload, "StopPodSandboxRequest")
+        await self._pod_event(EventType.STOP_POD_SANDBOX, pod_from_nri(req.pod), deadline)
+        return b""
+
+    async def _remove_pod_sandbox(self, payload: bytes, deadline: float | None) -> bytes:
+        req = _parse(api.RemovePodSandboxRequest, payload, "RemovePodSandboxRequest")
+        await self._pod_event(EventType.REMOVE_POD_SANDBOX, pod_from_nri(req.pod), deadline)
+        return b""
+
+    async def _create_container(self, payload: bytes, deadline: float | None) -> bytes:
+        req = _parse(api.CreateContainerRequest, payload, "CreateContainerRequest")
+        h = self._handler
+        if not isinstance(h, CreateContainerHandler):
+            return b""
+        pod, ctr = pod_from_nri(req.pod), container_from_nri(req.container)
+        nodes = await self._bounded(
+            pod.id or pod.uid, "CreateContainer", deadline, functools.partial(h.create_container, pod, ctr)
+        )
+        if not nodes:
+            return b""
+        adjust = api.ContainerAdjustment(
+            linux=api.LinuxContainerAdjustment(devices=[linux_device(n) for n in nodes])
+        )
+        return bytes(api.CreateContainerResponse(adjust=adjust))
+
+    async def _state_change(self, payload: bytes, deadline: float | None) -> bytes:
+        req = _parse(api.StateChangeEvent, payload, "StateChangeEvent")
+        try:
+            event = EventType(int(req.event))
+        except ValueError:
+            return b""  # an event this code does not know: nothing to do
+        if event in self._events and event in (
+            EventType.RUN_POD_SANDBOX, EventType.STOP_POD_SANDBOX, EventType.REMOVE_POD_SANDBOX
+        ):
+            await self._pod_event(event, pod_from_nri(req.pod), deadline)
+        return b""
+
+    # --- bounded handler time ----------------------------------------------------------
+
+    async def _bounded(
+        self, key: str, what: str, deadline: float | None, call: Callable[[], Awaitable[T]]
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        budget = self._request_timeout - self._margin
+        if deadline is not None:
+            budget = min(budget, deadline - now - self._margin)
+        until = now + max(budget, 0.0)
+        earlier = self._late_by_key.get(key)
+        if earlier is not None and not earlier.done():
+            log.info("NRI: %s for %s waits for the still-running %s", what, key, self._late[earlier][1])
+            await asyncio.wait({earlier}, timeout=max(until - loop.time(), 0.0))
+
+        async def _call() -> T:
+            return await call()
+
+        task: asyncio.Task[T] = loop.create_task(_call(), name=f"nri-{what}-{key}")
+        try:
+            done, _ = await asyncio.wait({task}, timeout=max(until - loop.time(), 0.0))
+        except asyncio.CancelledError:
+            if not task.done():
+                self._adopt_late(key, what, task)
+            raise
+        if not done:
+            self._adopt_late(key, what, task)
+            raise RpcError(
+                DEADLINE_EXCEEDED,
+                f"{what} for {key} did not finish within {budget:.2f}s (runtime request timeout "
+                f"{self._request_timeout:.3g}s); it continues in the background",
+            )
+        return task.result()  # the handler's own exception becomes the ttrpc error status
+
+    def _adopt_late(self, key: str, what: str, task: asyncio.Task[Any]) -> None:
+        log.warning("NRI: %s for %s is late; it keeps running in the background", what, key)
+        self._late[task] = (key, what)
+        self._late_by_key[key] = task
+        task.add_done_callback(self._late_done)
+
+    def _late_done(self, task: asyncio.Task[Any]) -> None:
+        key, what = self._late.pop(task, ("?", "?"))
+        if self._late_by_key.get(key) is task:
+            del self._late_by_key[key]
+        if task.cancelled():
+            self._late_failures += 1
+            log.error("NRI: late %s for %s was cancelled", what, key)
+        elif (exc := task.exception()) is not None:
+            self._late_failures += 1
+            self._set_error(f"late {what} for {key} failed: {exc}")
+        else:
+            self._late_completions += 1
+            log.info("NRI: late %s for %s completed", what, key)
