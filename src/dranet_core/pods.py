@@ -81,7 +81,7 @@ class PodNetworking:
 
     ``movers`` are ``(backend name, mover)`` in attach order; a mover handles a device when
     the device has a facet of that backend. ``on_change`` is called after every journal write
-    with the count of devices per phase (for the metrics gauge); ``observe`` gets
+    (the driver updates the devices-per-state gauge and inventory pins); ``observe`` gets
     ``(action, backend, ok, seconds)`` for every mover call (latency histograms);
     ``rescan`` asks the inventory for a rescan after devices came home.
     """
@@ -95,7 +95,7 @@ class PodNetworking:
         driver_name: str,
         pool: str,
         device_nodes: Sequence[DeviceNodeSource] = (),
-        on_change: Callable[[Mapping[str, int]], None] | None = None,
+        on_change: Callable[[], None] | None = None,
         observe: Callable[[str, str, bool, float], None] | None = None,
         rescan: Callable[[], None] | None = None,
     ) -> None:
@@ -124,7 +124,8 @@ class PodNetworking:
                 out.extend(_Item(pc, d) for d in pc.plan.devices)
         return out
 
-    def _items_held_by(self, pod_uid: str) -> list[tuple[_Item, DeviceState]]:
+    def held_by(self, pod_uid: str) -> list[tuple[_Item, DeviceState]]:
+        """Devices not at home whose journal names ``pod_uid``, with their journal entries."""
         out: list[tuple[_Item, DeviceState]] = []
         for pc in self.store.claims().values():
             for d in pc.plan.devices:
@@ -140,6 +141,15 @@ class PodNetworking:
             for d in pc.plan.devices:
                 c[(pc.devices.get(d.device) or DeviceState()).phase] += 1
         return dict(c)
+
+    def held_devices(self) -> set[str]:
+        """Names of the devices not at home (attaching, attached or detaching)."""
+        return {
+            d.device
+            for pc in self.store.claims().values()
+            for d in pc.plan.devices
+            if (pc.devices.get(d.device) or DeviceState()).phase != "prepared"
+        }
 
     def has_devices(self, pod_uid: str) -> bool:
         """Whether any prepared claim is reserved for ``pod_uid``."""
@@ -253,7 +263,7 @@ class PodNetworking:
 
     async def detach_pod(self, pod: PodSandbox) -> None:
         """Bring home every device ``pod`` holds (NRI StopPodSandbox). Never raises."""
-        held = self._items_held_by(pod.uid)
+        held = self.held_by(pod.uid)
         for item, _ in reversed(held):
             await self._detach_one(item, pod, reason="stop")
         if held and self._rescan is not None:
@@ -348,7 +358,7 @@ class PodNetworking:
     async def _journal(self, item: _Item, state: DeviceState) -> None:
         await self.store.set_device_state(item.uid, item.device.device, state)
         if self._on_change is not None:
-            self._on_change(self.states())
+            self._on_change()
 
     def _timing(self, action: str, backend: str, ok: bool, t0: float) -> None:
         if self._observe is not None:
