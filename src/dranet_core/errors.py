@@ -19,7 +19,8 @@ The tree::
     ├── CheckpointError                the checkpoint file is unreadable or of unknown version
     ├── BackendError                   a backend failed to load or is unusable
     ├── AlreadyRunningError            another instance holds our sockets / lock
-    └── SettingsError                  an invalid flag or setting
+    ├── SettingsError                  an invalid flag or setting
+    └── KubeApiError                   a Kubernetes API request failed (HTTP status, temporary?)
 
 Independently of the tree, an error is *temporary* (retrying later may succeed: the API server
 is down, a netns is busy) or *permanent* (retrying cannot help: the config is invalid). The
@@ -47,6 +48,7 @@ __all__ = [
     "RemoteProtocolError",
     "RpcError",
     "SettingsError",
+    "KubeApiError",
     "TemporaryError",
 ]
 
@@ -198,3 +200,16 @@ class SettingsError(PermanentError):
 
 class AlreadyRunningError(PermanentError):
     """Another instance of the driver is running on this node (holds the socket lock)."""
+
+
+class KubeApiError(DranetError):
+    """A Kubernetes API request failed. ``status`` is the HTTP status (0: no response, the
+    server is unreachable); ``temporary`` says whether retrying later may succeed (5xx, 429,
+    timeouts, connection errors) or not (422 Invalid, 400)."""
+
+    def __init__(self, operation: str, status: int, reason: str, *, temporary: bool) -> None:
+        super().__init__(f"{operation}: {status or 'unreachable'}: {reason}")
+        self.operation = operation
+        self.status = status
+        self.reason = reason
+        self.temporary = temporary
