@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 from dranet_core.allocation import Allocator
 from dranet_core.allocator import KeyedLocks
 from dranet_core.dra.servicer import PrepareOutcome, PrepareResult
-from dranet_core.errors import DranetError
+from dranet_core.errors import ClaimError, DranetError
 from dranet_core.plans import ClaimPlan
 from dranet_core.types import Claim, ClaimRef, Device
 
@@ -38,6 +38,12 @@ UnprepareHook = Callable[[ClaimRef, ClaimPlan | None], Awaitable[None]]
 
 PrepareErrorHook = Callable[[ClaimRef, Exception], Awaitable[None]]
 """Called when preparing a claim failed (must not raise; errors are logged)."""
+
+
+def _message(ref: ClaimRef, exc: Exception) -> str:
+    """The error text for the kubelet: always names the claim."""
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, ClaimError) else f"claim {ref}: {text}"
 
 
 @runtime_checkable
@@ -100,7 +106,7 @@ class DefaultPreparer:
                         await hook(ref, exc)
                     except Exception:
                         log.exception("claim %s: prepare-error hook failed", ref)
-                return str(exc) or type(exc).__name__
+                return _message(ref, exc)
 
     async def _unprepare_one(self, ref: ClaimRef) -> str | None:
         async with self._locks.hold(ref.uid):
@@ -115,4 +121,4 @@ class DefaultPreparer:
                     log.exception("claim %s: unexpected error while unpreparing", ref)
                 else:
                     log.warning("claim %s: unprepare failed: %s", ref, exc)
-                return str(exc) or type(exc).__name__
+                return _message(ref, exc)

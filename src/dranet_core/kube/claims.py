@@ -99,6 +99,13 @@ def claim_from_json(ref: ClaimRef, data: dict[str, Any], *, driver: str, pool: s
     return Claim(ref=ref, results=tuple(results), configs=tuple(configs), reserved_for=consumers)
 
 
+class _HttpError(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status} {reason}")
+        self.status = status
+        self.reason = reason
+
+
 class ApiClaimSource:
     """Reads claims through a ``kubernetes_asyncio.client.ApiClient`` (built by the driver).
 
@@ -141,6 +148,7 @@ class ApiClaimSource:
         return self.versions[0]
 
     async def _get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        """GET ``path`` as JSON; raises :class:`_HttpError` for a status >= 400."""
         resp = await self.api_client.call_api(
             path,
             "GET",
@@ -151,6 +159,9 @@ class ApiClaimSource:
             _request_timeout=self.request_timeout,
         )
         body = await resp.read()
+        status = int(getattr(resp, "status", 200))
+        if status >= 400:
+            raise _HttpError(status, str(getattr(resp, "reason", "") or ""))
         return json.loads(body)
 
     async def get(self, ref: ClaimRef) -> Claim:
@@ -161,7 +172,7 @@ class ApiClaimSource:
         path = f"/apis/resource.k8s.io/{version}/namespaces/{{namespace}}/resourceclaims/{{name}}"
         try:
             data = await self._get(path, {"namespace": ref.namespace, "name": ref.name})
-        except ApiException as exc:
+        except (ApiException, _HttpError) as exc:
             if exc.status == 404:
                 if await self._version_gone(version):
                     return await self.get(ref)

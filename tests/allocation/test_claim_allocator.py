@@ -1,0 +1,265 @@
+"""plan_claim (pure) and ClaimAllocator (idempotence, UID keys, races)."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+from collections.abc import Sequence
+
+import pytest
+
+from dranet_core.allocation import Allocator
+from dranet_core.allocator import ClaimAllocator, KeyedLocks, plan_claim
+from dranet_core.checkpoint import ClaimStore, decode_checkpoint
+from dranet_core.config.model import InterfaceConfig, NetworkConfig
+from dranet_core.errors import ClaimError, ConfigError, ConfigIssue
+from dranet_core.types import AllocationResult, Claim, ClaimRef, ConsumerRef, Device, OpaqueConfig
+
+DRIVER = "dra.net"
+POOL = "node-a"
+
+INVENTORY = {
+    name: Device(
+        name=name, attributes={"dra.net/ifName": name}, facets={"netdev": {"ifName": name, "idx": i}}
+    )
+    for i, name in enumerate(["eth1", "eth2", "eth3", "ib0"], start=2)
+}
+
+
+def resolver(configs: Sequence[OpaqueConfig], request: str, driver: str) -> NetworkConfig:
+    """A tiny stand-in: the last applying config's interface name/mtu; mtu < 68 is invalid."""
+    out = NetworkConfig()
+    for c in configs:
+        if c.driver == driver and c.applies_to(request):
+            iface = c.parameters.get("interface", {})
+            if iface.get("mtu", 1500) < 68:
+                raise ConfigError([ConfigIssue("interface.mtu", "must be >= 68")])
+            out = NetworkConfig(interface=InterfaceConfig(name=iface.get("name"), mtu=iface.get("mtu")))
+    return out
+
+
+def pod(uid: str = "pod-1") -> ConsumerRef:
+    return ConsumerRef(resource="pods", name=f"p-{uid}", uid=uid)
+
+
+def claim(
+    uid: str = "c1",
+    devices: Sequence[tuple[str, str]] = (("nic", "eth1"),),
+    *,
+    pods: Sequence[ConsumerRef] = (),
+    configs: Sequence[OpaqueConfig] = (),
+    name: str | None = None,
+    share: str | None = None,
+) -> Claim:
+    return Claim(
+        ref=ClaimRef(namespace="ns", name=name or f"claim-{uid}", uid=uid),
+        results=tuple(
+            AllocationResult(request=r, driver=DRIVER, pool=POOL, device=d, share_id=share)
+            for r, d in devices
+        ),
+        configs=tuple(configs),
+        reserved_for=tuple(pods) or (pod(),),
+    )
+
+
+def plan(c: Claim, taken: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return plan_claim(c, INVENTORY, driver=DRIVER, pool=POOL, taken=taken or {}, resolve=resolver)
+
+
+def test_plan_takes_only_this_driver_and_pool_and_copies_facets() -> None:
+    c = Claim(
+        ref=ClaimRef(namespace="ns", name="c", uid="u"),
+        results=(
+            AllocationResult(request="nic", driver=DRIVER, pool=POOL, device="eth1"),
+            AllocationResult(request="gpu", driver="gpu.example.com", pool=POOL, device="gpu0"),
+            AllocationResult(request="nic", driver=DRIVER, pool="node-b", device="eth2"),
+            AllocationResult(request="nic2", driver=DRIVER, pool=POOL, device="eth3"),
+        ),
+        configs=(
+            OpaqueConfig(
+                source="FromClaim",
+                requests=("nic2",),
+                driver=DRIVER,
+                parameters={"interface": {"name": "net9", "mtu": 9000}},
+            ),
+        ),
+        reserved_for=(pod("p1"),),
+    )
+    p = plan(c)
+    assert p.claim == c.ref and p.pods == ("p1",)
+    assert [(d.device, d.request_names) for d in p.devices] == [("eth1", ("nic",)), ("eth3", ("nic2",))]
+    assert p.devices[0].config == NetworkConfig()
+    assert p.devices[1].config == NetworkConfig(interface=InterfaceConfig(name="net9", mtu=9000))
+    assert p.devices[1].facets == {"netdev": {"ifName": "eth3", "idx": 4}}
+    assert p.devices[0].pool == POOL
+
+
+def test_plan_groups_requests_of_one_device() -> None:
+    p = plan(claim(devices=[("a", "eth1"), ("b/sub", "eth1"), ("a", "eth1")]))
+    assert [(d.device, d.request_names) for d in p.devices] == [("eth1", ("a", "b/sub"))]
+
+
+def test_claim_without_our_results_gets_an_empty_plan() -> None:
+    assert plan(claim(devices=[])).devices == ()
+
+
+def test_more_than_one_pod_is_refused_for_exclusive_devices() -> None:
+    with pytest.raises(ClaimError, match="reserved for 2 pods"):
+        plan(claim(pods=[pod("a"), pod("b")]))
+    # the same pod twice is one pod
+    assert plan(claim(pods=[pod("a"), pod("a")])).pods == ("a",)
+    # shared (share id) devices may serve several pods
+    assert plan(claim(pods=[pod("a"), pod("b")], share="s1")).pods == ("a", "b")
+
+
+def test_non_pod_consumer_is_refused() -> None:
+    job = ConsumerRef(api_group="batch", resource="jobs", name="j", uid="j1")
+    with pytest.raises(ClaimError, match="batch/jobs j: only pods"):
+        plan(claim(pods=[job]))
+
+
+def test_unknown_device_is_refused() -> None:
+    with pytest.raises(ClaimError, match=r"device eth9 .* is not on this node"):
+        plan(claim(devices=[("nic", "eth9")]))
+
+
+def test_device_taken_by_another_claim_is_refused_but_not_by_itself() -> None:
+    with pytest.raises(ClaimError, match="eth1 is already prepared for claim other"):
+        plan(claim(), taken={"eth1": "other"})
+    assert plan(claim(), taken={"eth1": "c1"}).devices[0].device == "eth1"
+
+
+def test_config_error_carries_the_device_and_json_path() -> None:
+    bad = OpaqueConfig(source="FromClaim", driver=DRIVER, parameters={"interface": {"mtu": 10}})
+    with pytest.raises(ConfigError) as info:
+        plan(claim(configs=[bad]))
+    assert info.value.issues == (ConfigIssue("device eth1.interface.mtu", "must be >= 68"),)
+
+
+def test_validators_run_only_for_owned_devices() -> None:
+    asked: list[str] = []
+
+    class Validator:
+        def owns(self, device: Device) -> bool:
+            return device.name.startswith("ib")
+
+        def validate_config(self, device: Device, config: NetworkConfig) -> None:
+            asked.append(device.name)
+            raise ConfigError([ConfigIssue("interface.name", "not for IB")])
+
+    c = claim(devices=[("a", "eth1")])
+    plan_claim(c, INVENTORY, driver=DRIVER, pool=POOL, taken={}, resolve=resolver, validators=[Validator()])
+    assert asked == []
+    with pytest.raises(ConfigError, match=r"device ib0.interface.name: not for IB"):
+        plan_claim(
+            claim(devices=[("a", "ib0")]),
+            INVENTORY,
+            driver=DRIVER,
+            pool=POOL,
+            taken={},
+            resolve=resolver,
+            validators=[Validator()],
+        )
+    assert asked == ["ib0"]
+
+
+def test_plan_is_pure() -> None:
+    c = claim()
+    taken: dict[str, str] = {}
+    assert plan(c, taken) == plan(c, taken)
+    assert taken == {}
+
+
+# --- ClaimAllocator ---
+
+
+def make(tmp_path: pathlib.Path) -> tuple[ClaimAllocator, ClaimStore]:
+    store = ClaimStore(tmp_path / "cp.json")
+    return ClaimAllocator(DRIVER, POOL, store, resolve=resolver), store
+
+
+async def test_allocator_implements_the_protocol_and_persists(tmp_path: pathlib.Path) -> None:
+    alloc, _ = make(tmp_path)
+    assert isinstance(alloc, Allocator)
+    p = await alloc.prepare(claim(), INVENTORY)
+    assert alloc.prepared() == {"c1": p}
+    assert decode_checkpoint((tmp_path / "cp.json").read_bytes())["c1"].plan == p
+
+
+async def test_repeated_prepare_returns_the_same_plan_and_writes_nothing(tmp_path: pathlib.Path) -> None:
+    alloc, _ = make(tmp_path)
+    p1 = await alloc.prepare(claim(), INVENTORY)
+    before = (tmp_path / "cp.json").stat().st_mtime_ns, (tmp_path / "cp.json").read_bytes()
+    # even with a changed claim object and an empty inventory (device already in the pod)
+    p2 = await alloc.prepare(claim(pods=[pod("zzz")]), {})
+    assert p2 == p1
+    assert ((tmp_path / "cp.json").stat().st_mtime_ns, (tmp_path / "cp.json").read_bytes()) == before
+
+
+async def test_unprepare_returns_the_plan_once_then_none(tmp_path: pathlib.Path) -> None:
+    alloc, _ = make(tmp_path)
+    p = await alloc.prepare(claim(), INVENTORY)
+    ref = claim().ref
+    assert await alloc.unprepare(ref) == p
+    assert await alloc.unprepare(ref) is None
+    assert alloc.prepared() == {}
+    # the device is free again
+    assert (await alloc.prepare(claim("c2"), INVENTORY)).devices[0].device == "eth1"
+
+
+async def test_keyed_by_uid_not_by_name(tmp_path: pathlib.Path) -> None:
+    alloc, _ = make(tmp_path)
+    await alloc.prepare(claim("old", name="same"), INVENTORY)
+    # a claim re-created under the same name has a new UID: it is a different claim
+    with pytest.raises(ClaimError, match="already prepared for claim old"):
+        await alloc.prepare(claim("new", name="same"), INVENTORY)
+    # unpreparing the new UID does not touch the old one
+    assert await alloc.unprepare(ClaimRef(namespace="ns", name="same", uid="new")) is None
+    assert list(alloc.prepared()) == ["old"]
+
+
+async def test_two_claims_racing_for_one_device_only_one_wins(tmp_path: pathlib.Path) -> None:
+    alloc, _ = make(tmp_path)
+    results = await asyncio.gather(
+        *(alloc.prepare(claim(f"c{i}"), INVENTORY) for i in range(8)), return_exceptions=True
+    )
+    wins = [r for r in results if not isinstance(r, BaseException)]
+    losses = [r for r in results if isinstance(r, ClaimError)]
+    assert len(wins) == 1 and len(losses) == 7
+    assert list(alloc.prepared()) == [wins[0].claim.uid]
+
+
+async def test_prepare_racing_unprepare_of_the_same_uid_leaks_nothing(tmp_path: pathlib.Path) -> None:
+    alloc, store = make(tmp_path)
+    for _ in range(20):
+        await asyncio.gather(alloc.prepare(claim(), INVENTORY), alloc.unprepare(claim().ref))
+        # serialised: prepare then unprepare, so nothing remains and the device is free
+        assert alloc.prepared() == {} and alloc.taken() == {}
+    assert decode_checkpoint((tmp_path / "cp.json").read_bytes()) == {}
+    assert store.claims() == {}
+
+
+async def test_state_survives_a_new_process(tmp_path: pathlib.Path) -> None:
+    alloc, _ = make(tmp_path)
+    p = await alloc.prepare(claim(), INVENTORY)
+    alloc2, store2 = make(tmp_path)
+    await store2.load()
+    assert alloc2.prepared() == {"c1": p}
+    with pytest.raises(ClaimError, match="already prepared for claim c1"):
+        await alloc2.prepare(claim("c2"), INVENTORY)
+    assert await alloc2.unprepare(claim().ref) == p
+
+
+async def test_keyed_locks_are_dropped_when_unused() -> None:
+    locks = KeyedLocks()
+    order: list[str] = []
+
+    async def work(tag: str) -> None:
+        async with locks.hold("k"):
+            order.append(f"{tag}-in")
+            await asyncio.sleep(0.01)
+            order.append(f"{tag}-out")
+
+    await asyncio.gather(work("a"), work("b"))
+    assert order == ["a-in", "a-out", "b-in", "b-out"]
+    assert len(locks) == 0
