@@ -1,0 +1,350 @@
+"""Network-namespace plumbing for the netdev mover: fds, threads inside a netns, netlink sockets.
+
+Three rules, all from measurements (see docs/mover.md):
+
+* never ``AsyncIPRoute(netns=...)``: it forks once per instance (10-15 ms, and unsafe in a
+  threaded process). A netlink socket for another netns is made by a thread that ``setns()``
+  into it; a socket keeps the netns it was created in for its whole life, so the socket is
+  then used from the event loop like any other (:func:`rtnl_socket`, :class:`Rtnl`).
+* code that must *run* inside a netns (``/proc/sys/net`` writes, the ethtool ioctl socket)
+  runs in a fresh, short-lived thread (:func:`run_in_netns`). The thread exits afterwards, so
+  it never has to find its way home, and no pooled thread is ever left in a pod's netns.
+* a netns is held by an open fd (``O_RDONLY`` on ``/run/netns/x`` or ``/proc/<pid>/ns/net``),
+  never by a name that may be reused.
+
+:class:`Rtnl` is a thin async rtnetlink client on a pyroute2 ``AsyncIPRoute`` with
+``use_socket=``. It knows the link attributes pyroute2 0.9.7 lacks (``IFLA_GSO_IPV4_MAX_SIZE``
+and ``IFLA_GRO_IPV4_MAX_SIZE``) and turns kernel errors into :class:`NetlinkFailure`, which
+carries the errno and the kernel's extended-ack message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno as errno_mod
+import os
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTM_NEWLINK
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+__all__ = [
+    "CLONE_NEWNET",
+    "NETLINK_ROUTE",
+    "SELF_NETNS",
+    "LinkMsg",
+    "NetlinkFailure",
+    "Rtnl",
+    "open_netns",
+    "rtnl_socket",
+    "run_in_netns",
+    "setns",
+]
+
+T = TypeVar("T")
+
+CLONE_NEWNET: Final = 0x40000000
+NETLINK_ROUTE: Final = 0
+SELF_NETNS: Final = "/proc/self/ns/net"
+"""The netns of this process; the default *host* netns of a mover (opened once, at construction)."""
+
+_SOCK_BUF: Final = 1 << 20
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def setns(fd: int) -> None:
+    """Move the *calling thread* into the network namespace ``fd`` refers to."""
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def open_netns(path: str) -> int:
+    """Open a netns reference (``O_RDONLY|O_CLOEXEC``); raises ``OSError`` if it is gone."""
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+async def run_in_netns(ns_fd: int, fn: Callable[[], T]) -> T:
+    """Run ``fn()`` in a fresh thread that has entered netns ``ns_fd``; return its result.
+
+    The thread ends when ``fn`` returns; it is never reused, so it needs no way back. If the
+    awaiting task is cancelled, ``fn`` still runs to its end (these are microsecond jobs).
+    """
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[T] = loop.create_future()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if fut.done():
+            return
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+    def body() -> None:
+        try:
+            setns(ns_fd)
+            result = fn()
+        except BaseException as exc:
+            loop.call_soon_threadsafe(deliver, False, exc)
+        else:
+            loop.call_soon_threadsafe(deliver, True, result)
+
+    thread = threading.Thread(target=body, name="dranet-netns", daemon=True)
+    thread.start()
+    result = await fut
+    thread.join()  # it has delivered its result: only its exit is left
+    return result
+
+
+async def rtnl_socket(ns_fd: int) -> socket.socket:
+    """A NETLINK_ROUTE socket that lives in netns ``ns_fd`` (buffers sized as pyroute2's)."""
+
+    def make() -> socket.socket:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCK_BUF)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCK_BUF)
+        return sock
+
+    return await run_in_netns(ns_fd, make)
+
+
+class LinkMsg(ifinfmsg):  # type: ignore[misc]
+    """``ifinfmsg`` with the link attributes pyroute2 0.9.7 does not know (kernel >= 6.3).
+
+    pyroute2 compiles an NLA table once per class and marks it in a name-mangled class
+    attribute that subclasses inherit; resetting it makes this class compile its own table.
+    """
+
+    _nlmsg_base__compiled_nla = False
+    nla_map = (
+        *ifinfmsg.nla_map,
+        ("IFLA_DEVLINK_PORT", "hex"),
+        ("IFLA_GSO_IPV4_MAX_SIZE", "uint32"),
+        ("IFLA_GRO_IPV4_MAX_SIZE", "uint32"),
+    )
+
+
+class NetlinkFailure(Exception):
+    """A kernel refusal: errno plus the extended-ack text when the kernel sent one.
+
+    Internal to the netdev backend: the mover turns it into a DeviceError naming the step.
+    """
+
+    def __init__(self, code: int, message: str = "") -> None:
+        self.code = code
+        text = os.strerror(code) if code > 0 else f"error {code}"
+        if message and message != text:
+            text = f"{text}: {message}"
+        super().__init__(text)
+        self.text = text
+
+
+def _failure(exc: NetlinkError) -> NetlinkFailure:
+    code = int(getattr(exc, "code", 0) or 0)
+    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
+    msg = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
+    return NetlinkFailure(code, msg)
+
+
+class Rtnl:
+    """An rtnetlink client bound to one netns (by the socket it was opened on).
+
+    Every method raises :class:`NetlinkFailure` on a kernel error. Methods with ``exist_ok``
+    treat ``EEXIST`` as success, and ``*_get`` methods return ``None`` for ``ENODEV``.
+    Concurrent calls on one instance are fine (pyroute2 matches replies by sequence number).
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._ipr = AsyncIPRoute(use_socket=sock, ext_ack=True)
+        self._ipr.marshal.msg_map[RTM_NEWLINK] = LinkMsg
+        self._closed = False
+
+    @classmethod
+    async def open(cls, ns_fd: int) -> Rtnl:
+        """A client for netns ``ns_fd``; close it with :meth:`aclose`."""
+        sock = await rtnl_socket(ns_fd)
+        try:
+            return cls(sock)
+        except BaseException:
+            sock.close()
+            raise
+
+    async def aclose(self) -> None:
+        """Close the client and its socket (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._ipr.close()
+        finally:
+            self._sock.close()
+
+    async def __aenter__(self) -> Rtnl:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"Rtnl(fd={self._sock.fileno()}, closed={self._closed})"
+
+    # -- links ---------------------------------------------------------------------------
+
+    async def link_get(self, *, index: int | None = None, ifname: str | None = None) -> Any | None:
+        """The link message for ``index`` or ``ifname``, or ``None`` if there is none."""
+        kw: dict[str, Any] = {"index": index} if index is not None else {"ifname": ifname}
+        try:
+            res = await self._ipr.link("get", **kw)
+        except NetlinkError as exc:
+            if exc.code in (errno_mod.ENODEV, errno_mod.ENOENT):
+                return None
+            raise _failure(exc) from exc
+        return res[0] if res else None
+
+    async def link_dump(self) -> list[Any]:
+        """Every link of the netns (a full dump: only for rare paths such as recovery)."""
+        try:
+            return [m async for m in await self._ipr.link("dump")]
+        except NetlinkError as exc:
+            raise _failure(exc) from exc
+
+    async def link_set(self, index: int, attrs: list[tuple[str, Any]], *, up: bool | None = None) -> None:
+        """One RTM_NEWLINK on ``index`` with raw ``IFLA_*`` attributes (and IFF_UP if given).
+
+        ``IFLA_NET_NS_FD`` takes an int fd here. Attributes are applied by the kernel in one
+        request: a netns move plus rename plus MTU/MAC/GSO/GRO is atomic from our side.
+        """
+        msg = LinkMsg()
+        msg["index"] = index
+        if up is not None:
+            msg["flags"] = 1 if up else 0
+            msg["change"] = 1
+        msg["attrs"] = attrs
+        await self._request(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK)
+
+    async def link_new(self, msg: LinkMsg) -> None:
+        """Create a link from a prepared RTM_NEWLINK body (``NLM_F_CREATE|NLM_F_EXCL``)."""
+        await self._request(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+
+    async def link_add(self, **kwargs: Any) -> None:
+        """Create a link (pyroute2 keywords, e.g. ``ifname=, kind="vrf", vrf_table=``)."""
+        try:
+            await self._ipr.link("add", **kwargs)
+        except NetlinkError as exc:
+            raise _failure(exc) from exc
+
+    async def link_del(self, index: int) -> None:
+        """Delete a link; a missing one is not an error."""
+        try:
+            await self._ipr.link("del", index=index)
+        except NetlinkError as exc:
+            if exc.code not in (errno_mod.ENODEV, errno_mod.ENOENT):
+                raise _failure(exc) from exc
+
+    # -- addresses, routes, rules, neighbours --------------------------------------------
+
+    async def addr_dump(self, index: int) -> list[Any]:
+        """Addresses of link ``index`` (both families)."""
+        try:
+            return [m async for m in await self._ipr.addr("dump", index=index) if m["index"] == index]
+        except NetlinkError as exc:
+            raise _failure(exc) from exc
+
+    async def addr_add(self, index: int, address: str, prefixlen: int, *, exist_ok: bool = True,
+                       **extra: Any) -> None:
+        """Add an address (``broadcast=``, ``scope=``, ``flags=`` pass through)."""
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        await self._call_exist_ok(
+            self._ipr.addr("add", index=index, address=address, prefixlen=prefixlen, family=family, **extra),
+            exist_ok,
+        )
+
+    async def route_dump(self, family: int) -> list[Any]:
+        """Routes of one family, all tables."""
+        try:
+            return [m async for m in await self._ipr.route("dump", family=family)]
+        except NetlinkError as exc:
+            raise _failure(exc) from exc
+
+    async def route_add(self, *, exist_ok: bool = True, **kwargs: Any) -> None:
+        """Add a route (pyroute2 keywords: ``dst``, ``gateway``, ``oif``, ``table``, ...)."""
+        await self._call_exist_ok(self._ipr.route("add", **kwargs), exist_ok)
+
+    async def rule_dump(self, family: int) -> list[Any]:
+        """Policy rules of one family."""
+        try:
+            return [m async for m in await self._ipr.rule("dump", family=family)]
+        except NetlinkError as exc:
+            raise _failure(exc) from exc
+
+    async def rule_add(self, *, exist_ok: bool = True, **kwargs: Any) -> bool:
+        """Add a rule; returns False when it existed already (and ``exist_ok``)."""
+        return await self._call_exist_ok(self._ipr.rule("add", **kwargs), exist_ok)
+
+    async def rule_del(self, **kwargs: Any) -> None:
+        """Delete a rule; a missing one is not an error."""
+        try:
+            await self._ipr.rule("del", **kwargs)
+        except NetlinkError as exc:
+            if exc.code != errno_mod.ENOENT:
+                raise _failure(exc) from exc
+
+    async def neigh_dump(self, index: int) -> list[Any]:
+        """Neighbour entries of link ``index`` (both families)."""
+        try:
+            return [m async for m in await self._ipr.neigh("dump", ifindex=index) if m["ifindex"] == index]
+        except NetlinkError as exc:
+            raise _failure(exc) from exc
+
+    async def neigh_add(self, *, exist_ok: bool = True, **kwargs: Any) -> None:
+        """Add a neighbour entry (``dst``, ``lladdr``, ``ifindex``, ``state``)."""
+        await self._call_exist_ok(self._ipr.neigh("add", **kwargs), exist_ok)
+
+    async def tc_filters(self, index: int, parent: int) -> list[Any]:
+        """TC filters of link ``index`` under ``parent`` (e.g. clsact ingress)."""
+        try:
+            return [m async for m in await self._ipr.get_filters(index=index, parent=parent)]
+        except NetlinkError as exc:
+            if exc.code in (errno_mod.EINVAL, errno_mod.ENOENT):
+                return []
+            raise _failure(exc) from exc
+
+    async def tc_filter_del(self, index: int, parent: int, handle: int, info: int) -> None:
+        """Delete one TC filter (kind-independent: handle, parent and prio/protocol ``info``)."""
+        try:
+            await self._ipr.tc("del-filter", index=index, parent=parent, handle=handle, info=info)
+        except NetlinkError as exc:
+            if exc.code not in (errno_mod.ENOENT, errno_mod.EINVAL):
+                raise _failure(exc) from exc
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def _request(self, msg: Any, msg_type: int, flags: int) -> None:
+        try:
+            async for _ in await self._ipr.nlm_request(msg, msg_type, flags):
+                pass
+        except NetlinkError as exc:
+            raise _failure(exc) from exc
+
+    @staticmethod
+    async def _call_exist_ok(call: Any, exist_ok: bool) -> bool:
+        try:
+            res = await call
+            if hasattr(res, "__aiter__"):
+                async for _ in res:
+                    pass
+        except NetlinkError as exc:
+            if exist_ok and exc.code == errno_mod.EEXIST:
+                return False
+            raise _failure(exc) from exc
+        return True

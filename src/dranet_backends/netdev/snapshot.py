@@ -1,0 +1,309 @@
+"""The host snapshot: everything needed to give a netdev back exactly as it was.
+
+Taken before the device moves (:func:`take`), stored in the checkpoint as JSON
+(:meth:`HostSnapshot.to_json`), and read back by whichever process detaches
+(:meth:`HostSnapshot.from_json`): restore is driven by the snapshot alone.
+
+What is recorded, and why each item is needed on return:
+
+* identity: name, ifindex, kind, MAC, permanent MAC, PCI address, virtual or not: to find
+  the device again (a physical one may come back from a dead netns as ``devN``);
+* MTU, MAC, GSO/GRO max sizes (IPv6 and IPv4): the pod config may change them;
+* addresses, permanent neighbours: the kernel flushes them on a netns move;
+* routes through the device (all tables but ``local``, no ``proto kernel`` routes: the kernel
+  re-creates those from the addresses): flushed with the addresses;
+* policy rules that send traffic to the tables those routes use, or that name the device
+  (``iif``/``oif``): restored only if they went missing;
+* ARP and forwarding sysctls of the device: reset by the kernel on a netns move;
+* ethtool features that can change, and private flags: the pod config may change them;
+* whether the link was up.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+
+from dranet_backends.netdev import ethtool, sysctl
+from dranet_backends.netdev.nsutil import Rtnl, run_in_netns
+
+__all__ = [
+    "SNAPSHOT_VERSION",
+    "AddressRecord",
+    "HostSnapshot",
+    "NeighborRecord",
+    "RouteRecord",
+    "RuleRecord",
+    "take",
+]
+
+SNAPSHOT_VERSION: Final = 1
+RT_TABLE_MAIN: Final = 254
+RT_TABLE_LOCAL: Final = 255
+RTPROT_KERNEL: Final = 2
+NUD_PERMANENT: Final = 0x80
+IFF_UP: Final = 0x1
+_SPECIAL_TABLES: Final = frozenset({0, 253, RT_TABLE_MAIN, RT_TABLE_LOCAL})
+
+
+@attrs.frozen(kw_only=True)
+class AddressRecord:
+    """One address of the device."""
+
+    address: str
+    prefixlen: int
+    scope: int = 0
+    broadcast: str | None = None
+    flags: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class RouteRecord:
+    """One route through the device. ``dst`` is ``None`` for a default route."""
+
+    family: int
+    dst: str | None
+    dst_len: int
+    gateway: str | None = None
+    prefsrc: str | None = None
+    scope: int = 0
+    table: int = RT_TABLE_MAIN
+    priority: int | None = None
+    proto: int = 3
+
+
+@attrs.frozen(kw_only=True)
+class RuleRecord:
+    """One policy rule related to the device."""
+
+    family: int
+    priority: int | None = None
+    table: int = 0
+    src: str | None = None
+    src_len: int = 0
+    dst: str | None = None
+    dst_len: int = 0
+    iifname: str | None = None
+    oifname: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class NeighborRecord:
+    """One permanent neighbour entry on the device."""
+
+    dst: str
+    lladdr: str
+
+
+def _records(cls: type[Any], items: Any) -> tuple[Any, ...]:
+    return tuple(cls(**i) for i in items or ())
+
+
+@attrs.frozen(kw_only=True)
+class HostSnapshot:
+    """The host state of one netdev (see the module docstring); JSON round-trips exactly."""
+
+    ifname: str
+    ifindex: int
+    kind: str | None = None
+    mac: str | None = None
+    perm_mac: str | None = None
+    pci_address: str | None = None
+    virtual: bool = True
+    up: bool = False
+    mtu: int | None = None
+    gso_max_size: int | None = None
+    gro_max_size: int | None = None
+    gso_ipv4_max_size: int | None = None
+    gro_ipv4_max_size: int | None = None
+    addresses: tuple[AddressRecord, ...] = ()
+    routes: tuple[RouteRecord, ...] = ()
+    rules: tuple[RuleRecord, ...] = ()
+    neighbors: tuple[NeighborRecord, ...] = ()
+    sysctls: Mapping[str, int] = attrs.field(factory=dict)
+    features: Mapping[str, bool] = attrs.field(factory=dict)
+    private_flags: Mapping[str, bool] = attrs.field(factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (with a ``version`` key) for the checkpoint."""
+        out = attrs.asdict(self, recurse=True)
+        for key in ("addresses", "routes", "rules", "neighbors"):
+            out[key] = list(out[key])
+        out["sysctls"] = dict(self.sysctls)
+        out["features"] = dict(self.features)
+        out["private_flags"] = dict(self.private_flags)
+        out["version"] = SNAPSHOT_VERSION
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> HostSnapshot:
+        """Parse :meth:`to_json` output; raises ``ValueError`` naming what is wrong."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"netdev snapshot must be an object, got {type(data).__name__}")
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"netdev snapshot version {data.get('version')!r} is not {SNAPSHOT_VERSION}")
+        d = {k: v for k, v in data.items() if k != "version"}
+        try:
+            d["addresses"] = _records(AddressRecord, d.get("addresses"))
+            d["routes"] = _records(RouteRecord, d.get("routes"))
+            d["rules"] = _records(RuleRecord, d.get("rules"))
+            d["neighbors"] = _records(NeighborRecord, d.get("neighbors"))
+            snap = cls(**d)
+        except TypeError as exc:
+            raise ValueError(f"netdev snapshot: {exc}") from exc
+        if not isinstance(snap.ifname, str) or not isinstance(snap.ifindex, int):
+            raise ValueError("netdev snapshot: ifname and ifindex are required")
+        return snap
+
+    @property
+    def global_addresses(self) -> tuple[AddressRecord, ...]:
+        """Addresses of global scope (what a pod gets when no addresses are configured)."""
+        return tuple(a for a in self.addresses if a.scope == 0)
+
+
+def _perm_mac(link: Any) -> str | None:
+    raw = link.get("perm_address")
+    if not raw:
+        return None
+    if isinstance(raw, str) and ":" not in raw:  # pyroute2 decodes it as hex "0a1b2c..."
+        raw = ":".join(raw[i : i + 2] for i in range(0, len(raw), 2))
+    text = str(raw).lower()
+    return None if text.strip("0:") == "" else text
+
+
+def link_identity(link: Any) -> dict[str, Any]:
+    """Identity fields of a pyroute2 link message (kind, MACs, PCI address)."""
+    bus = link.get("parent_dev_bus_name")
+    return {
+        "ifname": link.get("ifname"),
+        "ifindex": int(link["index"]),
+        "kind": link.get(("linkinfo", "kind")),
+        "mac": link.get("address"),
+        "perm_mac": _perm_mac(link),
+        "pci_address": link.get("parent_dev_name") if bus == "pci" else None,
+    }
+
+
+def _address_records(msgs: list[Any]) -> tuple[AddressRecord, ...]:
+    out = []
+    for m in msgs:
+        addr = m.get("address") if m["family"] == socket.AF_INET6 else (m.get("local") or m.get("address"))
+        if not addr:
+            continue
+        flags = m.get("flags")
+        out.append(
+            AddressRecord(
+                address=addr,
+                prefixlen=int(m["prefixlen"]),
+                scope=int(m["scope"]),
+                broadcast=m.get("broadcast") if m["family"] == socket.AF_INET else None,
+                flags=int(flags if flags is not None else m["flags"]),
+            )
+        )
+    return tuple(out)
+
+
+async def _routes(rtnl: Rtnl, index: int) -> tuple[RouteRecord, ...]:
+    out = []
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for r in await rtnl.route_dump(family):
+            if r.get("oif") != index or r["proto"] == RTPROT_KERNEL or r["type"] != 1:
+                continue
+            table = r.get("table") or r["table"]
+            if table == RT_TABLE_LOCAL:
+                continue
+            out.append(
+                RouteRecord(
+                    family=family,
+                    dst=r.get("dst"),
+                    dst_len=int(r["dst_len"]),
+                    gateway=r.get("gateway"),
+                    prefsrc=r.get("prefsrc"),
+                    scope=int(r["scope"]),
+                    table=int(table),
+                    priority=r.get("priority"),
+                    proto=int(r["proto"]),
+                )
+            )
+    return tuple(out)
+
+
+async def _rules(rtnl: Rtnl, ifname: str, tables: set[int]) -> tuple[RuleRecord, ...]:
+    out = []
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for r in await rtnl.rule_dump(family):
+            table = int(r.get("table") or r["table"])
+            iif, oif = r.get("iifname"), r.get("oifname")
+            if not ((table in tables and table not in _SPECIAL_TABLES) or ifname in (iif, oif)):
+                continue
+            out.append(
+                RuleRecord(
+                    family=family,
+                    priority=r.get("priority"),
+                    table=table,
+                    src=r.get("src"),
+                    src_len=int(r["src_len"]),
+                    dst=r.get("dst"),
+                    dst_len=int(r["dst_len"]),
+                    iifname=iif,
+                    oifname=oif,
+                )
+            )
+    return tuple(out)
+
+
+def _host_thread_state(ifname: str, proc_sys: str) -> tuple[dict[str, int], dict[str, bool], dict[str, bool]]:
+    sysctls = sysctl.read_device(ifname, root=proc_sys)
+    with ethtool.inet_socket() as sock:
+        try:
+            feats = ethtool.get_features(sock, ifname)
+            features = {n: feats.active[n] for n in sorted(feats.changeable)}
+        except OSError:
+            features = {}
+        try:
+            flags = ethtool.get_private_flags(sock, ifname)
+        except OSError:
+            flags = {}
+    return sysctls, features, flags
+
+
+async def take(rtnl: Rtnl, ns_fd: int, link: Any, facet: Mapping[str, Any],
+               proc_sys: str = sysctl.PROC_SYS_NET) -> HostSnapshot:
+    """Snapshot the device ``link`` (a pyroute2 link message from ``rtnl``'s netns ``ns_fd``)."""
+    ident = link_identity(link)
+    index = ident["ifindex"]
+    ifname = ident["ifname"]
+    addresses = _address_records(await rtnl.addr_dump(index))
+    routes = await _routes(rtnl, index)
+    rules = await _rules(rtnl, ifname, {r.table for r in routes})
+    neighbors = tuple(
+        NeighborRecord(dst=n.get("dst"), lladdr=n.get("lladdr"))
+        for n in await rtnl.neigh_dump(index)
+        if n["state"] & NUD_PERMANENT and n.get("dst") and n.get("lladdr")
+    )
+    sysctls, features, flags = await run_in_netns(ns_fd, lambda: _host_thread_state(ifname, proc_sys))
+    return HostSnapshot(
+        ifname=ifname,
+        ifindex=index,
+        kind=ident["kind"],
+        mac=ident["mac"],
+        perm_mac=ident["perm_mac"] or facet.get("perm_mac") or None,
+        pci_address=ident["pci_address"] or facet.get("pci_address") or None,
+        virtual=bool(facet.get("virtual", ident["kind"] is not None)),
+        up=bool(link["flags"] & IFF_UP),
+        mtu=link.get("mtu"),
+        gso_max_size=link.get("gso_max_size"),
+        gro_max_size=link.get("gro_max_size"),
+        gso_ipv4_max_size=link.get("gso_ipv4_max_size"),
+        gro_ipv4_max_size=link.get("gro_ipv4_max_size"),
+        addresses=addresses,
+        routes=routes,
+        rules=rules,
+        neighbors=neighbors,
+        sysctls=sysctls,
+        features=features,
+        private_flags=flags,
+    )
