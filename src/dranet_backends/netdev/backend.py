@@ -1,0 +1,357 @@
+"""The netdev backend object: discovery of network devices (and, via mover.py, their moves).
+
+:class:`NetdevBackend` implements :class:`~dranet_core.discovery.Discovery`:
+
+* :meth:`~NetdevBackend.watch` opens an rtnetlink socket subscribed to the link, IPv4/IPv6
+  address, IPv4/IPv6 route and tc groups, applies each event to a :class:`KernelView` and
+  calls ``notify()`` when something discovery publishes may have changed. Socket overflow
+  (``ENOBUFS``) marks the view stale, so the next scan re-dumps everything.
+* :meth:`~NetdevBackend.scan` builds the device list from that view. While the watch runs,
+  a scan after one link event re-reads nothing but what the event made dirty (one link's
+  sysfs facts, the default routes if one changed, one link's tc filters); without a watch,
+  after an overflow, or when the last full dump is older than ``full_resync`` seconds
+  (default 60), it re-dumps links, addresses, routes and qdiscs first.
+
+Which network namespace is "the host" is a parameter (``netns``, a path such as
+``/run/netns/x``; default: the process's own), so tests scan a throwaway namespace. Netlink
+sockets are opened there without forking (:func:`rtnl.open_netlink_socket`).
+
+Device names: a netdev on a PCI function is named after the function (``pci-0000-8a-00-0``)
+and keeps that name when the netdev moves into a pod (the PCI function is still listed from
+sysfs, with its PCI attributes only); other netdevs by normalised interface name.
+
+Exclusions: loopback, ``docker0``, ``cilium_*``, the default-route uplinks and every link
+below them, and PCI NICs without a driver or bound to a userspace driver (vfio/uio).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dranet_core.types import AttributeValue, Device
+
+from . import rtnl
+from .attributes import netdev_attributes, pci_attributes
+from .facet import FACET, NetdevFacet
+from .naming import device_name_for_interface, device_name_for_pci
+from .pciids import DEFAULT_PATHS, PciIds
+from .state import KernelView, uplinks
+from .sysfs import USERSPACE_DRIVERS, PciFunction, netdev_sysfs, pci_network_functions
+
+__all__ = ["NetdevBackend"]
+
+log = logging.getLogger(__name__)
+
+IGNORED_NAMES = frozenset({"docker0"})
+IGNORED_PREFIXES = ("cilium_",)
+WATCH_GROUPS = (
+    rtnl.RTMGRP_LINK
+    | rtnl.RTMGRP_IPV4_IFADDR
+    | rtnl.RTMGRP_IPV6_IFADDR
+    | rtnl.RTMGRP_IPV4_ROUTE
+    | rtnl.RTMGRP_IPV6_ROUTE
+    | rtnl.RTMGRP_TC
+)
+_YIELD_EVERY = 64
+
+
+def _ignored(link: rtnl.Link) -> bool:
+    return (
+        bool(link.flags & rtnl.IFF_LOOPBACK)
+        or link.name in IGNORED_NAMES
+        or link.name.startswith(IGNORED_PREFIXES)
+    )
+
+
+class NetdevBackend:
+    """The ``netdev`` backend: network devices seen through rtnetlink and sysfs."""
+
+    name = "netdev"
+
+    def __init__(
+        self,
+        *,
+        sysfs: Path = Path("/sys"),
+        netns: str | None = None,
+        pci_ids: PciIds | None = None,
+        full_resync: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sysfs = Path(sysfs)
+        self.netns = netns
+        self._ids = pci_ids if pci_ids is not None else PciIds()
+        self._full_resync = full_resync
+        self._clock = clock
+        self._view = KernelView()
+        self._req: rtnl.RtnlSocket | None = None
+        self._lock = asyncio.Lock()
+        self._watching = False
+        self._stale = True
+        self._synced_at: float | None = None
+        self._syncing = False
+        self._replay: list[tuple[int, rtnl.Message]] = []
+        self._uplinks: frozenset[int] = frozenset()
+        self._pci: dict[str, PciFunction] = {}
+        self._pci_attrs: dict[str, dict[str, AttributeValue]] = {}
+        self._netdevs: dict[int, tuple[str, Device] | None] = {}
+        self._uplink_pci: dict[int, str] = {}
+        self.full_syncs = 0
+        self.events = 0
+
+    @classmethod
+    def from_context(cls, context: Any) -> NetdevBackend:
+        """Build from a ``BackendContext`` (``sysfs``, ``options``: ``netns``, ``pci_ids``, ``full_resync``).
+
+        ``pci_ids`` is a ``:``-separated list of pci.ids paths (default: the distribution paths).
+        """
+        options: Mapping[str, str] = getattr(context, "options", {}) or {}
+        ids_opt = options.get("pci_ids")
+        ids = PciIds(ids_opt.split(":") if ids_opt else DEFAULT_PATHS)
+        return cls(
+            sysfs=Path(getattr(context, "sysfs", "/sys")),
+            netns=options.get("netns") or None,
+            pci_ids=ids,
+            full_resync=float(options.get("full_resync", "60")),
+        )
+
+    # -- Discovery -------------------------------------------------------------------------
+
+    async def scan(self) -> Sequence[Device]:
+        """Every netdev/PCI network device of the host netns, now (see the module docstring)."""
+        async with self._lock:
+            if self._needs_full_sync():
+                await self._full_sync()
+            else:
+                await self._catch_up()
+            return await self._devices()
+
+    async def watch(self, notify: Callable[[], None]) -> None:
+        """Follow rtnetlink events and call ``notify()`` on relevant changes; runs until cancelled."""
+        sock = await rtnl.open_netlink_socket(self.netns, WATCH_GROUPS)
+        loop = asyncio.get_running_loop()
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        self._watching = True
+        self._stale = True  # events before the subscription are unknown: re-dump once
+        try:
+            notify()
+            while True:
+                try:
+                    n = await loop.sock_recv_into(sock, buf)
+                except OSError as exc:
+                    if exc.errno != errno.ENOBUFS:
+                        raise
+                    log.warning("netdev: event socket overflowed; the next scan re-dumps")
+                    self._stale = True
+                    notify()
+                    continue
+                if self._handle_events(bytes(view[:n])):
+                    notify()
+        finally:
+            self._watching = False
+            sock.close()
+
+    def close(self) -> None:
+        """Close the request socket (a later scan opens a new one)."""
+        if self._req is not None:
+            self._req.close()
+            self._req = None
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _handle_events(self, data: bytes) -> bool:
+        changed = False
+        try:
+            for mtype, _, _, rec in rtnl.decode(data):
+                if rec is None:
+                    continue
+                self.events += 1
+                if self._syncing:
+                    self._replay.append((mtype, rec))
+                    changed = True
+                elif self._view.apply(mtype, rec):
+                    changed = True
+        except (OSError, ValueError, IndexError) as exc:  # struct.error is a ValueError
+            log.warning("netdev: undecodable event (%s); the next scan re-dumps", exc)
+            self._stale = True
+            return True
+        return changed
+
+    # -- kernel reads ----------------------------------------------------------------------
+
+    def _needs_full_sync(self) -> bool:
+        if not self._watching or self._stale or self._synced_at is None:
+            return True
+        return self._clock() - self._synced_at >= self._full_resync
+
+    async def _socket(self) -> rtnl.RtnlSocket:
+        if self._req is None:
+            self._req = await rtnl.RtnlSocket.open(self.netns)
+        return self._req
+
+    async def _full_sync(self) -> None:
+        req = await self._socket()
+        self._syncing = True
+        self._replay = []
+        self._stale = False
+        try:
+            links = [r for r in await req.request(rtnl.link_dump_request) if isinstance(r, rtnl.Link)]
+            addrs = [r for r in await req.request(rtnl.addr_dump_request) if isinstance(r, rtnl.Addr)]
+            routes = await self._dump_routes(req)
+            qdiscs = [r for r in await req.request(rtnl.qdisc_dump_request) if isinstance(r, rtnl.Qdisc)]
+        except BaseException:
+            self._stale = True
+            raise
+        finally:
+            self._syncing = False
+        v = self._view
+        v.load_links(links)
+        v.load_addrs(addrs)
+        v.load_routes(routes)
+        v.load_qdiscs(qdiscs)
+        for mtype, rec in self._replay:
+            v.apply(mtype, rec)
+        self._replay = []
+        v.tc_dirty = set(v.tc_parents)
+        v.dirty.clear()
+        self._netdevs.clear()
+        self._synced_at = self._clock()
+        self.full_syncs += 1
+        await self._catch_up()
+
+    async def _dump_routes(self, req: rtnl.RtnlSocket) -> list[rtnl.Route]:
+        out: list[rtnl.Route] = []
+        for family in (2, 10):
+            out.extend(
+                r for r in await req.request(rtnl.route_dump_request, family) if isinstance(r, rtnl.Route)
+            )
+        return out
+
+    async def _catch_up(self) -> None:
+        """Re-read what events made dirty: default routes, tc filters, the PCI list."""
+        v = self._view
+        req = await self._socket()
+        if v.routes_dirty:
+            v.load_routes(await self._dump_routes(req))
+        while v.tc_dirty:
+            idx = v.tc_dirty.pop()
+            found: list[rtnl.TcFilter] = []
+            if v.tc_parents.get(idx) and idx in v.links:
+                for parent in (rtnl.TC_H_MIN_INGRESS, rtnl.TC_H_MIN_EGRESS):
+                    recs = await req.request(rtnl.filter_dump_request, idx, parent)
+                    found.extend(r for r in recs if isinstance(r, rtnl.TcFilter))
+            old = v.tc_names.get(idx)
+            v.set_tc_names(idx, found)
+            if v.tc_names.get(idx) != old:
+                v.dirty.add(idx)
+        if v.links_changed:
+            v.links_changed = False
+            await self._read_pci()
+        ups = uplinks(v.routes, v.links)
+        if ups != self._uplinks:
+            log.info("netdev: uplinks now %s", sorted(v.links[i].name for i in ups if i in v.links))
+            self._uplinks = ups
+            self._netdevs.clear()
+        for idx in v.dirty:
+            self._netdevs.pop(idx, None)
+        v.dirty.clear()
+
+    async def _read_pci(self) -> None:
+        funcs = pci_network_functions(self.sysfs)
+        pci: dict[str, PciFunction] = {}
+        for fn in funcs:
+            if fn.driver is None or fn.driver in USERSPACE_DRIVERS:
+                log.debug("netdev: PCI %s has driver %s: no netdev, not ours", fn.address, fn.driver)
+                continue
+            pci[fn.address] = fn
+        if pci.keys() != self._pci.keys() or any(pci[a] != self._pci[a] for a in pci):
+            if pci:
+                await asyncio.to_thread(self._ids.load)
+            self._pci = pci
+            self._pci_attrs = {a: pci_attributes(fn, self._ids) for a, fn in pci.items()}
+            self._netdevs.clear()
+
+    # -- devices ---------------------------------------------------------------------------
+
+    def _build(self, link: rtnl.Link) -> tuple[str, Device] | None:
+        if _ignored(link):
+            return None
+        sys = netdev_sysfs(self.sysfs, link.name, link.index)
+        if link.index in self._uplinks:
+            if sys.pci_address:
+                self._uplink_pci[link.index] = sys.pci_address
+            return None
+        attrs = netdev_attributes(
+            link, self._view.addresses(link.index), sys, self._view.tc_names.get(link.index, ())
+        )
+        if sys.pci_address is not None:
+            name = device_name_for_pci(sys.pci_address)
+            pci_attrs = self._pci_attrs.get(sys.pci_address)
+            if pci_attrs is None:
+                pci_attrs = {"dra.net/pciAddress": sys.pci_address}
+            attrs = {**pci_attrs, **attrs}
+        else:
+            name = device_name_for_interface(link.name)
+        facet = NetdevFacet(
+            ifname=link.name,
+            ifindex=link.index,
+            mac=link.mac,
+            perm_mac=link.perm_mac,
+            pci_address=sys.pci_address,
+            kind=link.kind or "device",
+            virtual=sys.virtual,
+            alias=link.alias,
+        )
+        try:
+            return name, Device(name=name, attributes=attrs, facets={FACET: facet.to_json()})
+        except ValueError as exc:
+            log.warning("netdev: leaving out %s (%s): %s", link.name, name, exc)
+            return None
+
+    async def _devices(self) -> list[Device]:
+        v = self._view
+        out: dict[str, Device] = {}
+        built = 0
+        for idx in sorted(v.links):
+            if idx in self._netdevs:
+                entry = self._netdevs[idx]
+            else:
+                entry = self._build(v.links[idx])
+                self._netdevs[idx] = entry
+                built += 1
+                if built % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+            if entry is None:
+                continue
+            name, dev = entry
+            if name in out:
+                log.warning(
+                    "netdev: %s (index %d) maps to device %s, already taken; left out",
+                    v.links[idx].name,
+                    idx,
+                    name,
+                )
+                continue
+            out[name] = dev
+        excluded_pci = {a for i, a in self._uplink_pci.items() if i in self._uplinks}
+        for addr, fn in self._pci.items():
+            name = device_name_for_pci(addr)
+            if name in out or addr in excluded_pci:
+                continue
+            try:
+                out[name] = Device(name=name, attributes=self._pci_attrs[addr])
+            except ValueError as exc:
+                log.warning("netdev: leaving out PCI %s: %s", fn.address, exc)
+        return list(out.values())
+
+    def __repr__(self) -> str:
+        return (
+            f"NetdevBackend(netns={self.netns or 'own'}, sysfs={str(self.sysfs)!r}, links={len(self._view.links)}, "
+            f"uplinks={len(self._uplinks)}, watching={self._watching}, full_syncs={self.full_syncs})"
+        )

@@ -1,0 +1,171 @@
+"""What sysfs says about a netdev and its PCI function, read under a given sysfs root.
+
+The root is a parameter (``BackendContext.sysfs``), so tests build fake trees in a temporary
+directory with the real layout::
+
+    class/net/eth1 -> ../../devices/pci0000:00/0000:00:03.0/net/eth1
+    devices/pci0000:00/0000:00:03.0/{vendor,device,subsystem_vendor,subsystem_device,class,numa_node}
+    devices/pci0000:00/0000:00:03.0/{sriov_totalvfs,sriov_numvfs,physfn -> ../0000:00:02.0}
+    devices/pci0000:00/0000:00:03.0/driver -> ../../../bus/pci/drivers/mlx5_core
+    bus/pci/devices/0000:00:03.0 -> ../../../devices/pci0000:00/0000:00:03.0
+
+``/sys/class/net`` shows the links of the network namespace sysfs was mounted in. When
+discovery scans another namespace, an interface may be missing there (treated as virtual,
+not PCI) or, worse, be a different interface with the same name: if the ``ifindex`` file
+disagrees with the kernel's index, the entry is ignored.
+
+Everything here is plain blocking file access to an in-memory filesystem (microseconds per
+call); callers on the event loop batch it between yields.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import attrs
+
+__all__ = [
+    "USERSPACE_DRIVERS",
+    "NetdevSysfs",
+    "PciFunction",
+    "netdev_sysfs",
+    "pci_function",
+    "pci_network_functions",
+]
+
+_BDF = re.compile(r"^(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
+
+USERSPACE_DRIVERS = frozenset({"vfio-pci", "uio_pci_generic", "igb_uio", "pci-stub"})
+"""PCI drivers that give no netdev: such NICs belong to the SR-IOV/userspace backends."""
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _read_int(path: Path, base: int = 10) -> int | None:
+    text = _read(path)
+    if text is None:
+        return None
+    try:
+        return int(text, base)
+    except ValueError:
+        return None
+
+
+@attrs.frozen(kw_only=True)
+class NetdevSysfs:
+    """Sysfs facts of one netdev. ``present`` is False when sysfs does not show it."""
+
+    present: bool = False
+    virtual: bool = True
+    pci_address: str | None = None
+    sriov_totalvfs: int | None = None
+    sriov_numvfs: int | None = None
+    is_vf: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class PciFunction:
+    """Sysfs facts of one PCI function (ids are lower-case hex without ``0x``)."""
+
+    address: str
+    vendor: str | None = None
+    device: str | None = None
+    subsystem_vendor: str | None = None
+    subsystem_device: str | None = None
+    pci_class: str | None = None
+    numa_node: int | None = None
+    pcie_root: str | None = None
+    driver: str | None = None
+
+
+def _normal_bdf(bdf: str) -> str:
+    bdf = bdf.lower()
+    return bdf if bdf.count(":") == 2 else f"0000:{bdf}"
+
+
+def netdev_sysfs(sysfs: Path, ifname: str, ifindex: int | None = None) -> NetdevSysfs:
+    """Facts about netdev ``ifname`` (expected at ``ifindex``) under ``sysfs``."""
+    entry = sysfs / "class" / "net" / ifname
+    if not ifname or "/" in ifname or not os.path.lexists(entry):
+        return NetdevSysfs()
+    if ifindex is not None:
+        seen = _read_int(entry / "ifindex")
+        if seen is not None and seen != ifindex:
+            return NetdevSysfs()  # a namesake in another netns
+    real = Path(os.path.realpath(entry))
+    virtual = real.is_relative_to(Path(os.path.realpath(sysfs / "devices" / "virtual")))
+    pci: str | None = None
+    if not virtual:
+        for part in reversed(real.parts):
+            if _BDF.match(part):
+                pci = _normal_bdf(part)
+                break
+    dev = entry / "device"
+    total = _read_int(dev / "sriov_totalvfs")
+    numvfs = _read_int(dev / "sriov_numvfs") if total else None
+    return NetdevSysfs(
+        present=True,
+        virtual=virtual,
+        pci_address=pci,
+        sriov_totalvfs=total,
+        sriov_numvfs=numvfs,
+        is_vf=os.path.islink(dev / "physfn"),
+    )
+
+
+def _hex_id(path: Path) -> str | None:
+    text = _read(path)
+    if text is None:
+        return None
+    return text.lower().removeprefix("0x")
+
+
+def pci_function(sysfs: Path, address: str) -> PciFunction:
+    """Facts about PCI function ``address`` (``0000:8a:00.0``) under ``sysfs``."""
+    base = sysfs / "bus" / "pci" / "devices" / address
+    numa = _read_int(base / "numa_node")
+    driver_link = base / "driver"
+    driver = os.path.basename(os.readlink(driver_link)) if os.path.islink(driver_link) else None
+    root: str | None = None
+    if os.path.lexists(base):
+        for part in Path(os.path.realpath(base)).parts:
+            if part.startswith("pci") and ":" in part:
+                root = part
+                break
+    return PciFunction(
+        address=address,
+        vendor=_hex_id(base / "vendor"),
+        device=_hex_id(base / "device"),
+        subsystem_vendor=_hex_id(base / "subsystem_vendor"),
+        subsystem_device=_hex_id(base / "subsystem_device"),
+        pci_class=_hex_id(base / "class"),
+        numa_node=numa if numa is not None and numa >= 0 else None,
+        pcie_root=root,
+        driver=driver,
+    )
+
+
+def pci_network_functions(sysfs: Path) -> list[PciFunction]:
+    """Every PCI network controller (class 0x02) under ``sysfs``, whatever its driver.
+
+    The caller decides what to do with unbound or userspace-bound ones.
+    """
+    base = sysfs / "bus" / "pci" / "devices"
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return []
+    out: list[PciFunction] = []
+    for name in names:
+        cls = _hex_id(base / name / "class")
+        if cls is None or not cls.startswith("02"):
+            continue
+        out.append(pci_function(sysfs, _normal_bdf(name)))
+    return out
