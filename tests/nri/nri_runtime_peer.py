@@ -66,7 +66,8 @@ class FakePod:
         out: list[tuple[int, pb.Value]] = [(1, self.id), (2, self.name), (3, self.uid), (4, self.namespace)]
         for k, v in self.labels.items():
             out.append((5, [(1, k), (2, v)]))
-        out += [(6, [(1, "kubernetes.io/config.seen"), (2, "2026-01-01")]), (7, "runc"), (8, linux), (9, 4242)]
+        out += [(6, [(1, "kubernetes.io/config.seen"), (2, "2026-01-01")]), (7, "runc"), (8, linux)]
+        out.append((9, 4242))
         out += [(10, ip) for ip in self.ips]
         return out
 
@@ -210,7 +211,7 @@ class PeerSession:
                         st = pb.decode(pb.first(resp, 1, b""))  # type: ignore[arg-type]
                         code = int(pb.first(st, 1, 0))
                         message = pb.text(st, 2) if 2 in st else ""
-                        fut.set_result((code, message, bytes(pb.first(resp, 2, b""))))  # type: ignore[arg-type]
+                        fut.set_result((code, message, bytes(pb.first(resp, 2, b""))))
                 elif conn_id == 2 and mtype == 1:
                     self.serve_runtime(sid, pb.decode(data))
                 else:
@@ -230,7 +231,7 @@ class PeerSession:
 
     def serve_runtime(self, sid: int, req: dict[int, list[int | bytes]]) -> None:
         service, method = pb.text(req, 1), pb.text(req, 2)
-        payload = bytes(pb.first(req, 3, b""))  # type: ignore[arg-type]
+        payload = bytes(pb.first(req, 3, b""))
         if service != RUNTIME:
             self.reply(sid, UNIMPLEMENTED, f"service {service}")
         elif method == "RegisterPlugin":
@@ -252,15 +253,16 @@ class PeerSession:
         else:
             self.reply(sid, UNIMPLEMENTED, f"method {method}")
 
-    async def call(self, method: str, payload: bytes, timeout: float | None = None) -> Result:
+    async def call(self, method: str, payload: bytes) -> Result:
         """Call the plugin; on timeout close it, as the runtime does (a fatal error)."""
-        timeout = self.peer.request_timeout if timeout is None else timeout
+        timeout = self.peer.request_timeout
         sid = self.next_sid
         self.next_sid += 2
         fut: asyncio.Future[tuple[int, str, bytes]] = asyncio.get_running_loop().create_future()
         self.pending[sid] = fut
+        trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         req = pb.encode([(1, PLUGIN), (2, method), (3, payload), (4, int(timeout * 1e9)),
-                         (5, [(1, "traceparent"), (2, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")])])
+                         (5, [(1, "traceparent"), (2, trace)])])
         self.write_msg(1, ttrpc_msg(sid, 1, req))
         try:
             code, message, data = await asyncio.wait_for(fut, timeout)
@@ -315,7 +317,8 @@ class PeerSession:
             parts.append(([], ctrs))
         for n, (ps, cs) in enumerate(parts):
             more = n < len(parts) - 1
-            fields: list[tuple[int, pb.Value]] = [(1, p.fields()) for p in ps] + [(2, c.fields()) for c in cs]
+            fields: list[tuple[int, pb.Value]] = [(1, p.fields()) for p in ps]
+            fields += [(2, c.fields()) for c in cs]
             if more:
                 fields.append((3, 1))
             res = await self.call("Synchronize", pb.encode(fields))
@@ -421,9 +424,9 @@ class RuntimePeer:
             if me is not None:
                 self._handlers.discard(me)
 
-    async def wait_ready(self, count: int = 1, timeout: float = 10.0) -> PeerSession:
-        """Wait until the ``count``-th session (1-based) has completed Synchronize."""
-        async with asyncio.timeout(timeout):
+    async def wait_ready(self, count: int = 1) -> PeerSession:
+        """Wait (10 s at most) until the ``count``-th session (1-based) has completed Synchronize."""
+        async with asyncio.timeout(10):
             async with self._new_session:
                 await self._new_session.wait_for(lambda: len(self.sessions) >= count)
             s = self.sessions[count - 1]

@@ -6,7 +6,7 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -26,8 +26,7 @@ from nri_runtime_peer import (
 )
 
 from dranet_core.errors import RpcError, SettingsError
-from dranet_core.nri import ContainerInfo, NriPlugin
-from dranet_core.nri import api
+from dranet_core.nri import ContainerInfo, NriPlugin, api
 from dranet_core.types import DeviceNode, PodSandbox
 
 pytestmark = pytest.mark.socket
@@ -76,9 +75,9 @@ class RunOnly:
 
 
 @pytest.fixture
-def sock_path() -> AsyncIterator[str]:
+def sock_path() -> Iterator[str]:
     path = f"/tmp/dnt-nri-{uuid.uuid4().hex[:10]}.sock"
-    yield path  # type: ignore[misc]
+    yield path
     if os.path.exists(path):
         os.unlink(path)
 
