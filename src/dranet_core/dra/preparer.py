@@ -80,11 +80,15 @@ class DefaultPreparer:
 
     async def prepare(self, claims: Sequence[ClaimRef]) -> Mapping[str, PrepareResult]:
         """Prepare each claim; per-claim results, never an exception for one bad claim."""
+        if len(claims) == 1:
+            return {claims[0].uid: await self._prepare_one(claims[0])}
         results = await asyncio.gather(*(self._prepare_one(r) for r in claims))
         return {r.uid: res for r, res in zip(claims, results, strict=True)}
 
     async def unprepare(self, claims: Sequence[ClaimRef]) -> Mapping[str, str | None]:
         """Unprepare each claim; per-claim error strings (None = done)."""
+        if len(claims) == 1:
+            return {claims[0].uid: await self._unprepare_one(claims[0])}
         results = await asyncio.gather(*(self._unprepare_one(r) for r in claims))
         return {r.uid: res for r, res in zip(claims, results, strict=True)}
 
