@@ -223,6 +223,8 @@ class PodNetworking:
             if st.phase != "prepared" and st.pod_uid not in (None, pod.uid):
                 raise DeviceError(dev.device, "attach", f"still held by pod {st.pod_uid} ({st.phase})")
             movers = self._movers_for(dev)
+            if not movers:
+                raise DeviceError(dev.device, "attach", f"no backend can move it (facets: {sorted(dev.facets)})")
             if st.phase == "attaching" and st.pod_uid == pod.uid and isinstance(st.snapshot, dict):
                 snaps: dict[str, JSON] = dict(st.snapshot)  # resume a half-done attach
             else:
