@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -177,7 +178,7 @@ class NetdevBackend:
                     changed = True
                 elif self._view.apply(mtype, rec):
                     changed = True
-        except (OSError, ValueError, IndexError) as exc:  # struct.error is a ValueError
+        except (OSError, ValueError, IndexError, struct.error) as exc:
             log.warning("netdev: undecodable event (%s); the next scan re-dumps", exc)
             self._stale = True
             return True

@@ -426,17 +426,20 @@ def decode(data: bytes) -> Iterator[tuple[int, int, int, Message]]:
             return
         body, end = off + 16, off + mlen
         rec: Message = None
+        size = end - body
         if mtype in (RTM_NEWLINK, RTM_DELLINK):
-            rec = decode_link(data, body, end)
+            if size >= IFINFOMSG.size:
+                rec = decode_link(data, body, end)
         elif mtype in (RTM_NEWADDR, RTM_DELADDR):
-            rec = decode_addr(data, body, end)
+            if size >= IFADDRMSG.size:
+                rec = decode_addr(data, body, end)
         elif mtype in (RTM_NEWROUTE, RTM_DELROUTE):
-            rec = decode_route(data, body, end)
-        elif mtype in (RTM_NEWQDISC, RTM_DELQDISC):
-            rec = decode_tc(data, body, end, False)
-        elif mtype in (RTM_NEWTFILTER, RTM_DELTFILTER):
-            rec = decode_tc(data, body, end, True)
-        elif mtype == NLMSG_ERROR:
+            if size >= RTMSG.size:
+                rec = decode_route(data, body, end)
+        elif mtype in (RTM_NEWQDISC, RTM_DELQDISC, RTM_NEWTFILTER, RTM_DELTFILTER):
+            if size >= TCMSG.size:
+                rec = decode_tc(data, body, end, mtype in (RTM_NEWTFILTER, RTM_DELTFILTER))
+        elif mtype == NLMSG_ERROR and size >= 4:
             code = struct.unpack_from("=i", data, body)[0]
             if code:
                 raise OSError(-code, os.strerror(-code))
