@@ -1,0 +1,255 @@
+"""Pod networking glue: the attach journal, rollback, detach, restart reconciliation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from dranet_core.checkpoint import ClaimStore, DeviceState
+from dranet_core.errors import DeviceError
+from dranet_core.netns import AttachResult
+from dranet_core.plans import ClaimPlan, PreparedDevice
+from dranet_core.pods import PodNetworking
+from dranet_core.status import EventRecord
+from dranet_core.types import JSON, ClaimRef, DeviceNode, DeviceStatus, NetworkData, PodSandbox
+
+POD = PodSandbox(uid="pod-1", name="p1", namespace="default", netns="/run/netns/x")
+CLAIM = ClaimRef(namespace="default", name="c1", uid="claim-1")
+
+
+class FakeMover:
+    """Records calls; ``fail`` names devices whose attach/detach raises."""
+
+    def __init__(self, name: str = "netdev") -> None:
+        self.name = name
+        self.calls: list[tuple[str, str, Any]] = []
+        self.fail_attach: set[str] = set()
+        self.fail_detach: set[str] = set()
+
+    async def snapshot(self, device: PreparedDevice) -> JSON:
+        self.calls.append(("snapshot", device.device, None))
+        return {"name": f"host-{device.device}", "by": self.name}
+
+    async def attach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> AttachResult:
+        self.calls.append(("attach", device.device, snapshot))
+        if device.device in self.fail_attach:
+            raise DeviceError(device.device, "move", "EBUSY")
+        return AttachResult(network_data=NetworkData(interface_name="net1", ips=("192.0.2.1/24",)))
+
+    async def detach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> None:
+        self.calls.append(("detach", device.device, snapshot))
+        if device.device in self.fail_detach:
+            raise DeviceError(device.device, "move", "gone")
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.statuses: dict[str, Sequence[DeviceStatus]] = {}
+        self.events: list[EventRecord] = []
+
+    async def publish_devices(self, devices: Sequence[Any]) -> None:
+        return None
+
+    async def set_claim_status(self, claim: ClaimRef, devices: Sequence[DeviceStatus]) -> None:
+        self.statuses[claim.uid] = devices
+
+    async def clear_claim_status(self, claim: ClaimRef) -> None:
+        self.statuses.pop(claim.uid, None)
+
+    async def record_event(self, event: EventRecord) -> None:
+        self.events.append(event)
+
+    async def run(self) -> None:
+        return None
+
+
+def _dev(name: str, facets: tuple[str, ...] = ("netdev",)) -> PreparedDevice:
+    return PreparedDevice(
+        pool="node", device=name, request_names=("nic",), facets={f: {"ifname": name} for f in facets}
+    )
+
+
+def _plan(*devices: PreparedDevice, pods: tuple[str, ...] = ("pod-1",)) -> ClaimPlan:
+    return ClaimPlan(claim=CLAIM, pods=pods, devices=devices)
+
+
+@attrs.define
+class Rig:
+    store: ClaimStore
+    mover: FakeMover
+    publisher: FakePublisher
+    pods: PodNetworking
+    changes: list[int]
+
+
+async def _rig(tmp_path: Path, *devices: PreparedDevice, movers: Sequence[FakeMover] | None = None) -> Rig:
+    store = ClaimStore(tmp_path / "ckpt.json", fsync=False)
+    await store.load()
+    if devices:
+        await store.put_plan(_plan(*devices))
+    ms = list(movers) if movers is not None else [FakeMover()]
+    pub = FakePublisher()
+    changes: list[int] = []
+    pods = PodNetworking(
+        store=store, movers=[(m.name, m) for m in ms], publisher=pub, driver_name="dra.net", pool="node",
+        on_change=lambda: changes.append(1),
+    )
+    return Rig(store, ms[0], pub, pods, changes)
+
+
+def _phase(rig: Rig, device: str) -> str:
+    st = rig.store.device_state(CLAIM.uid, device)
+    return st.phase if st else "?"
+
+
+async def test_attach_journals_and_publishes_status(tmp_path: Path) -> None:
+    rig = await _rig(tmp_path, _dev("eth1"))
+    await rig.pods.attach_pod(POD)
+    assert [c[0] for c in rig.mover.calls] == ["snapshot", "attach"]
+    assert rig.mover.calls[1][2] == {"name": "host-eth1", "by": "netdev"}
+    st = rig.store.device_state(CLAIM.uid, "eth1")
+    assert st is not None
+    assert st.phase == "attached"
+    assert st.pod_uid == "pod-1"
+    assert st.netns == "/run/netns/x"
+    assert st.snapshot == {"netdev": {"name": "host-eth1", "by": "netdev"}}
+    (status,) = rig.publisher.statuses[CLAIM.uid]
+    assert (status.driver, status.pool, status.device) == ("dra.net", "node", "eth1")
+    assert [(c.type, c.reason) for c in status.conditions] == [
+        ("Ready", "NetworkDeviceReady"), ("NetworkReady", "NetworkReady")
+    ]
+    assert status.network_data == NetworkData(interface_name="net1", ips=("192.0.2.1/24",))
+    assert len(rig.changes) == 2  # attaching, attached
+    assert rig.pods.held_devices() == {"eth1"}
+
+
+async def test_repeated_attach_is_a_noop(tmp_path: Path) -> None:
+    rig = await _rig(tmp_path, _dev("eth1"))
+    await rig.pods.attach_pod(POD)
+    rig.mover.calls.clear()
+    await rig.pods.attach_pod(POD)
+    assert rig.mover.calls == []
+
+
+async def test_failure_rolls_back_the_pods_other_devices(tmp_path: Path) -> None:
+    rig = await _rig(tmp_path, _dev("eth1"), _dev("eth2"))
+    rig.mover.fail_attach.add("eth2")
+    with pytest.raises(DeviceError, match="device eth2: move: EBUSY"):
+        await rig.pods.attach_pod(POD)
+    assert ("detach", "eth1", {"name": "host-eth1", "by": "netdev"}) in rig.mover.calls
+    assert _phase(rig, "eth1") == "prepared"
+    assert _phase(rig, "eth2") == "prepared"
+    assert [e.reason for e in rig.publisher.events] == ["NetworkDeviceAttachFailed"]
+    assert rig.publisher.events[0].kind == "Pod"
+    assert CLAIM.uid not in rig.publisher.statuses
+
+
+async def test_second_mover_failure_undoes_the_first(tmp_path: Path) -> None:
+    first, second = FakeMover("netdev"), FakeMover("rdma")
+    second.fail_attach.add("eth1")
+    rig = await _rig(tmp_path, _dev("eth1", ("netdev", "rdma")), movers=[first, second])
+    with pytest.raises(DeviceError):
+        await rig.pods.attach_pod(POD)
+    assert [c[0] for c in first.calls] == ["snapshot", "attach", "detach"]
+    assert _phase(rig, "eth1") == "prepared"
+
+
+async def test_host_network_pod_is_refused(tmp_path: Path) -> None:
+    rig = await _rig(tmp_path, _dev("eth1"))
+    with pytest.raises(DeviceError, match="has no network namespace"):
+        await rig.pods.attach_pod(attrs.evolve(POD, netns=None))
+    assert rig.mover.calls == []
+
+
+async def test_device_without_a_mover_is_refused(tmp_path: Path) -> None:
+    rig = await _rig(tmp_path, _dev("eth1", ("rdma",)))
+    with pytest.raises(DeviceError, match="no backend can move it"):
+        await rig.pods.attach_pod(POD)
+    assert _phase(rig, "eth1") == "prepared"
+
+
+async def test_pod_without_devices_is_untouched(tmp_path: Path) -> None:
+    rig = await _rig(tmp_path, _dev("eth1"))
+    await rig.pods.attach_pod(attrs.evolve(POD, uid="other"))
+    await rig.pods.detach_pod(attrs.evolve(POD, uid="other"))
+    assert rig.mover.calls == []
+    assert rig.changes == []
+
+
+async def test_detach_restores_with_the_stored_snapshot(tmp_path: Path) -> None:
+    rig = await _rig(tmp_path, _dev("eth1"))
+    await rig.pods.attach_pod(POD)
+    await rig.pods.detach_pod(POD)
+    assert rig.mover.calls[-1] == ("detach", "eth1", {"name": "host-eth1", "by": "netdev"})
+    assert rig.store.device_state(CLAIM.uid, "eth1") == DeviceState()
+    assert rig.pods.held_devices() == set()
+
+
+async def test_failed_detach_stays_detaching_and_is_reported(tmp_path: Path) -> None:
+    rig = await _rig(tmp_path, _dev("eth1"))
+    await rig.pods.attach_pod(POD)
+    rig.mover.fail_detach.add("eth1")
+    await rig.pods.detach_pod(POD)  # never raises
+    assert _phase(rig, "eth1") == "detaching"
+    assert [e.reason for e in rig.publisher.events] == ["NetworkDeviceDetachFailed"]
+    rig.mover.fail_detach.clear()
+    await rig.pods.release_claim(CLAIM)  # the unprepare hook finishes it
+    assert _phase(rig, "eth1") == "prepared"
+
+
+@pytest.mark.parametrize(
+    ("phase", "running", "expected", "calls", "final"),
+    [
+        ("attaching", True, "resumed", ["attach"], "attached"),
+        ("attaching", False, "returned", ["detach"], "prepared"),
+        ("attached", True, "kept", [], "attached"),
+        ("attached", False, "returned", ["detach"], "prepared"),
+        ("detaching", True, "returned", ["detach"], "prepared"),
+        ("detaching", False, "returned", ["detach"], "prepared"),
+        ("prepared", True, "attached", ["snapshot", "attach"], "attached"),
+        ("prepared", False, "kept", [], "prepared"),
+    ],
+)
+async def test_restart_reconciliation(
+    tmp_path: Path, phase: str, running: bool, expected: str, calls: list[str], final: str
+) -> None:
+    # a previous process left this journal entry; a new process loads it from the file
+    first = await _rig(tmp_path, _dev("eth1"))
+    snap = {"netdev": {"name": "host-eth1", "by": "netdev"}}
+    if phase != "prepared":
+        entry = DeviceState(phase=phase, pod_uid="pod-1", netns="/run/netns/old", snapshot=snap)  # type: ignore[arg-type]
+        await first.store.set_device_state(CLAIM.uid, "eth1", entry)
+    rig = await _rig(tmp_path)  # restart: same file, new objects
+    assert rig.store.get(CLAIM.uid) is not None
+    done = await rig.pods.reconcile([POD] if running else [])
+    assert done == {expected: 1}
+    assert [c[0] for c in rig.mover.calls] == calls
+    if phase != "prepared" and calls:
+        assert rig.mover.calls[-1][2] == snap["netdev"]  # the stored snapshot, not a new one
+    assert _phase(rig, "eth1") == final
+    assert rig.store.get(CLAIM.uid) is not None  # never pruned on a guess (#232)
+
+
+async def test_container_devices_are_deduplicated(tmp_path: Path) -> None:
+    rig = await _rig(tmp_path, _dev("eth1"), _dev("eth2"))
+    node = DeviceNode(path="/dev/infiniband/uverbs0", type="c", major=231, minor=192)
+    shared = DeviceNode(path="/dev/infiniband/rdma_cm", type="c", major=10, minor=58)
+    pods = PodNetworking(
+        store=rig.store, movers=[], publisher=rig.publisher, driver_name="dra.net", pool="node",
+        device_nodes=[lambda d: [node, shared] if d.device == "eth1" else [shared]],
+    )
+    assert pods.container_devices(POD) == [node, shared]
+    assert pods.container_devices(attrs.evolve(POD, uid="nobody")) == []
+
+
+async def test_repr_and_states(tmp_path: Path) -> None:
+    rig = await _rig(tmp_path, _dev("eth1"), _dev("eth2"))
+    await rig.store.set_device_state(CLAIM.uid, "eth2", DeviceState(phase="attached", pod_uid="pod-1"))
+    assert rig.pods.states() == {"prepared": 1, "attached": 1}
+    assert repr(rig.pods) == (
+        "PodNetworking(pool='node', movers=['netdev'], states={'prepared': 1, 'attached': 1})"
+    )
