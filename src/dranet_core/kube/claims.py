@@ -137,6 +137,10 @@ class ApiClaimSource:
         try:
             raw = await self._get("/apis/resource.k8s.io")
             served = [str(v.get("version")) for v in _list(raw, "versions") if isinstance(v, dict)]
+        except _HttpError as exc:
+            if exc.status == 404:
+                raise ClaimError("resource.k8s.io", "the API server does not serve resource.k8s.io") from exc
+            log.warning("resource.k8s.io discovery failed (%s); assuming %s", exc, self.versions[0])
         except Exception as exc:  # discovery failing is not fatal: try the preferred version
             log.warning("resource.k8s.io discovery failed (%s); assuming %s", exc, self.versions[0])
         for v in self.versions:
