@@ -32,6 +32,9 @@ _SEMVER = re.compile(
 )
 _QUANTITY = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
 _REASON = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+_CONDITION_TYPE = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
 
@@ -218,7 +221,7 @@ def _condition_causes(path: str, conds: Any) -> list[Cause]:
     for i, c in enumerate(conds):
         cp = f"{path}[{i}]"
         ctype = c.get("type")
-        if not isinstance(ctype, str) or not ctype or _qualified_name_problem(ctype):
+        if not isinstance(ctype, str) or len(ctype) > 316 or not _CONDITION_TYPE.match(ctype):
             out.append(Cause(f"{cp}.type", f"Invalid value: {ctype!r}"))
         if ctype in types:
             out.append(Cause(f"{cp}.type", f"Duplicate value: {ctype!r}"))

@@ -758,7 +758,7 @@ class FakeApiServer:
         new = self._merge_subresource(route, old, patched)
         return self._finish_update(route, old, new)
 
-    def _apply(self, rec: RecordedRequest, route: _Route, key: Key) -> dict[str, Any]:
+    def _check_apply_request(self, rec: RecordedRequest, route: _Route) -> tuple[str, dict[str, Any]]:
         manager = rec.query.get("fieldManager")
         if not manager:
             raise HttpError(
@@ -775,6 +775,18 @@ class FakeApiServer:
         name = (config.get("metadata") or {}).get("name")
         if name not in (None, route.name):
             raise HttpError(400, "BadRequest", "the name of the object does not match the name on the URL")
+        return manager, config
+
+    def _check_preconditions(self, route: _Route, sent: dict[str, Any], old: dict[str, Any]) -> None:
+        """metadata.resourceVersion and metadata.uid in a patch are preconditions."""
+        self._check_rv(route, sent.get("resourceVersion"), old)
+        uid = old["metadata"].get("uid")
+        if sent.get("uid") not in (None, "", uid):
+            msg = f"Precondition failed: UID in precondition: {sent['uid']}, UID in object meta: {uid}"
+            raise HttpError(409, "Conflict", msg)
+
+    def _apply(self, rec: RecordedRequest, route: _Route, key: Key) -> dict[str, Any]:
+        manager, config = self._check_apply_request(rec, route)
         force = rec.query.get("force", "") in _TRUE
         old = self._store.get(key)
         if old is None:
@@ -793,7 +805,7 @@ class FakeApiServer:
         elif route.info.has_status:
             config = {k: v for k, v in config.items() if k != "status"}
         if key in self._store:
-            self._check_rv(route, (rec.body.get("metadata") or {}).get("resourceVersion"), old)
+            self._check_preconditions(route, rec.body.get("metadata") or {}, old)
         owner_key = f"{manager}/{route.subresource}" if route.subresource else manager
         owners = self._owners.get(key, {})
         try:
