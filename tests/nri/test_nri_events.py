@@ -55,8 +55,10 @@ def test_subscribed_events_follow_methods() -> None:
 def test_pod_conversion() -> None:
     nri = api.PodSandbox(
         id="sb1", name="p", uid="u1", namespace="ns", ips=["10.0.0.5", "fd00::5"],
-        linux=api.LinuxPodSandbox(namespaces=[api.LinuxNamespace(type="ipc", path="/x"),
-                                              api.LinuxNamespace(type="network", path="/var/run/netns/cni-9")]),
+        linux=api.LinuxPodSandbox(namespaces=[
+            api.LinuxNamespace(type="ipc", path="/x"),
+            api.LinuxNamespace(type="network", path="/var/run/netns/cni-9"),
+        ]),
     )
     assert pod_from_nri(nri) == PodSandbox(uid="u1", name="p", namespace="ns", id="sb1",
                                            netns="/var/run/netns/cni-9", ips=("10.0.0.5", "fd00::5"))

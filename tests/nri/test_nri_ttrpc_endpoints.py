@@ -146,7 +146,8 @@ async def test_unknown_metadata_is_ignored(srv: ServerUnderTest) -> None:
 async def test_malformed_envelope(srv: ServerUnderTest) -> None:
     srv.server.receive([Frame(1, 1, 0, b"\x0a\x09ab")])
     resp = await srv.reply(1)
-    assert resp.status is not None and resp.status.code == 3 and "malformed ttrpc request" in resp.status.message
+    assert resp.status is not None and resp.status.code == 3
+    assert "malformed ttrpc request" in resp.status.message
 
 
 async def test_aclose_cancels_running_handlers(srv: ServerUnderTest) -> None:
