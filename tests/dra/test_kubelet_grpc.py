@@ -443,3 +443,19 @@ async def test_unknown_method_is_unimplemented(node: Node, pb: types.SimpleNames
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await call(b"", timeout=5)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_existing_kubelet_dirs_keep_their_mode(
+    kubelet_root: pathlib.Path, fake_api_client: Any
+) -> None:
+    registry = kubelet_root / "plugins_registry"
+    registry.mkdir()
+    os.chmod(registry, 0o755)
+    n = Node(kubelet_root, fake_api_client)
+    await n.start()
+    try:
+        assert stat.S_IMODE(os.stat(registry).st_mode) == 0o755
+        assert stat.S_IMODE(os.stat(kubelet_root / "plugins" / DRIVER).st_mode) == 0o750
+        assert stat.S_IMODE(os.stat(kubelet_root / "plugins").st_mode) == 0o750
+    finally:
+        await n.close()

@@ -6,7 +6,8 @@ Sockets (``root`` = the kubelet root dir, default from :mod:`dranet_core.setting
     <root>/plugins_registry/<driver>-reg.sock     registration (started second)
     <root>/plugins/<driver>/instance.lock         flock held while running
 
-Directories are created with mode 0750, sockets get mode 0600. A stale socket file is
+Directories we create get mode 0750 (existing ones, like the kubelet's ``plugins_registry``,
+are left alone); sockets get mode 0600. A stale socket file is
 removed before listening; a second instance is refused (:class:`AlreadyRunningError`) because
 it cannot take the instance lock, instead of silently stealing the sockets. :meth:`run`
 watches both socket files and re-creates one that was deleted or replaced (a kubelet restart
@@ -63,8 +64,17 @@ class PluginPaths:
 
 
 def _mkdir(path: pathlib.Path) -> None:
-    path.mkdir(mode=0o750, parents=True, exist_ok=True)
-    os.chmod(path, 0o750)
+    """Create ``path`` (and missing parents) with mode 0750; existing dirs are left as they are
+    (``plugins_registry`` belongs to the kubelet)."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            d.mkdir(mode=0o750)
+            os.chmod(d, 0o750)  # not subject to the umask
 
 
 class KubeletPlugin:
