@@ -153,6 +153,7 @@ class NetdevMover:
         self._retry_interval = rename_retry_interval
         self.pending_renames: dict[int, str] = {}
         """Host ifindex -> original name, for devices parked under a temporary name."""
+        self._pending: dict[int, tuple[str, HostSnapshot]] = {}
         self.lost: list[str] = []
         """Devices (DRA names) found gone at detach: virtual devices that died with a pod netns."""
 
@@ -226,12 +227,14 @@ class NetdevMover:
         macs = {m.lower() for m in (snap.mac, cfg_mac) if m}
         return bool(ident["ifindex"] == snap.ifindex or (ident["mac"] or "").lower() in macs)
 
-    async def _find_home(self, snap: HostSnapshot, *, scan: bool = False) -> Any | None:
+    async def _find_home(self, snap: HostSnapshot, *, scan: bool = False, pod_name: str | None = None) -> Any | None:
         host = await self._host_rtnl()
         link = await host.link_get(index=snap.ifindex)
         if link is not None and self._same(link, snap):
             return link
-        for name in (snap.ifname, temp_name(snap.ifindex)):
+        for name in (snap.ifname, temp_name(snap.ifindex), pod_name):
+            if name is None:
+                continue
             link = await host.link_get(ifname=name)
             if link is not None and self._same(link, snap):
                 return link
@@ -431,7 +434,9 @@ class NetdevMover:
         await run_in_netns(ctx.pod_fd, l3mdev)
 
     def _pod_routes(self, ctx: _Attach) -> list[dict[str, Any]]:
-        pod_ips = {a for a, _ in self._pod_addresses(ctx)}
+        pod_addrs = self._pod_addresses(ctx)
+        pod_ips = {a for a, _ in pod_addrs}
+        pod_nets = [ipaddress.ip_interface(f"{a}/{p}").network for a, p in pod_addrs]
         wanted: dict[tuple[str, int], dict[str, Any]] = {}
         for r in ctx.cfg.routes or ():
             if not r.destination:
@@ -446,7 +451,7 @@ class NetdevMover:
                 kw["prefsrc"] = r.source
             wanted[(str(net), kw["table"])] = kw
         for h in ctx.snap.routes:
-            host_kw = self._host_route(h, pod_ips)
+            host_kw = self._host_route(h, pod_ips, pod_nets)
             if host_kw is not None:
                 wanted.setdefault((f"{host_kw['dst']}/{host_kw['dst_len']}", host_kw["table"]), host_kw)
         routes = list(wanted.values())
@@ -457,11 +462,13 @@ class NetdevMover:
         return routes
 
     @staticmethod
-    def _host_route(h: RouteRecord, pod_ips: set[str]) -> dict[str, Any] | None:
+    def _host_route(h: RouteRecord, pod_ips: set[str], pod_nets: list[Any]) -> dict[str, Any] | None:
         if h.dst is None:
             return None  # as the Go driver: routes without a destination are not copied
         if h.family == socket.AF_INET6 and ipaddress.ip_address(h.dst).is_link_local:
             return None
+        if h.gateway and h.scope == 0 and not any(ipaddress.ip_address(h.gateway) in n for n in pod_nets):
+            return None  # the gateway is off the pod's subnets: the kernel would refuse it
         kw: dict[str, Any] = {"dst": h.dst, "dst_len": h.dst_len, "family": h.family, "scope": h.scope,
                               "table": h.table}
         if h.gateway:
@@ -582,7 +589,7 @@ class NetdevMover:
             link = await self._wrap(device, "detach", self._find_in_pod(pod, snap, name, cfg_mac))
             if link is not None:
                 await self._wrap(device, "return", self._return(pod, int(link["index"]), snap))
-        home = await self._wrap(device, "detach", self._find_home(snap, scan=pod is None))
+        home = await self._wrap(device, "detach", self._find_home(snap, scan=pod is None, pod_name=name))
         if home is None and pod is None:
             if snap.virtual:
                 log.warning("device %s (%s) was virtual and died with its pod netns",
@@ -596,7 +603,7 @@ class NetdevMover:
             raise DeviceNotFoundError(
                 device.device, "detach", f"{snap.ifname} is neither in the pod nor on the host"
             )
-        await self._restore(device, snap, home)
+        await self._restore(device.device, snap, home)
 
     async def _return(self, pod: Rtnl, index: int, snap: HostSnapshot) -> None:
         await pod.link_set(index, [], up=False)
@@ -605,11 +612,15 @@ class NetdevMover:
         except NetlinkFailure as exc:
             if exc.code != errno.EEXIST:
                 raise
+            # The kernel moves first and renames after: if only the rename failed, the device
+            # is home under its pod name already and restore renames (or parks) it.
+            if await pod.link_get(index=index) is None:
+                return
             tmp = temp_name(snap.ifindex)
             log.warning("%s is taken on the host; bringing the device home as %s", snap.ifname, tmp)
             await pod.link_set(index, [("IFLA_NET_NS_FD", self._host_fd), ("IFLA_IFNAME", tmp)])
 
-    async def _restore(self, device: PreparedDevice, snap: HostSnapshot, link: Any) -> None:
+    async def _restore(self, device: str, snap: HostSnapshot, link: Any) -> None:
         host = await self._host_rtnl()
         index = int(link["index"])
         step = "restore"
@@ -618,7 +629,7 @@ class NetdevMover:
             cur_name = str(link.get("ifname"))
             if cur_name != snap.ifname:
                 step = "restore:name"
-                cur_name = await self._rename_home(host, index, snap.ifname, temp_name(snap.ifindex))
+                cur_name = await self._rename_home(host, index, snap, device)
                 up_now = False
             step = "restore:link"
             diff = self._link_diff(link, snap)
@@ -648,7 +659,7 @@ class NetdevMover:
                 await host.neigh_add(dst=n.dst, lladdr=n.lladdr, ifindex=index, state=NUD_PERMANENT,
                                      family=_family(n.dst))
         except (NetlinkFailure, OSError, ValueError) as exc:
-            raise DeviceError(device.device, step, f"{snap.ifname}: {exc}") from exc
+            raise DeviceError(device, step, f"{snap.ifname}: {exc}") from exc
 
     @staticmethod
     async def _restore_addresses(host: Rtnl, index: int, snap: HostSnapshot) -> None:
@@ -703,8 +714,10 @@ class NetdevMover:
                 if snap.private_flags:
                     ethtool.set_private_flags(sock, ifname, snap.private_flags)
 
-    async def _rename_home(self, host: Rtnl, index: int, name: str, tmp: str) -> str:
-        """Rename home device ``index`` to ``name``; if taken, park it as ``tmp``. Returns its name."""
+    async def _rename_home(self, host: Rtnl, index: int, snap: HostSnapshot, device: str) -> str:
+        """Rename home device ``index`` to its host name; if taken, park it under its temporary
+        name and remember it for :meth:`retry_renames`. Returns the name it now has."""
+        name, tmp = snap.ifname, temp_name(snap.ifindex)
         await host.link_set(index, [], up=False)
         try:
             await host.link_set(index, [("IFLA_IFNAME", name)])
@@ -715,35 +728,50 @@ class NetdevMover:
             if link is not None and link.get("ifname") != tmp:
                 await host.link_set(index, [("IFLA_IFNAME", tmp)])
             self.pending_renames[index] = name
+            self._pending[index] = (device, snap)
             log.warning("host name %s is taken; device ifindex %d waits as %s", name, index, tmp)
             return tmp
         self.pending_renames.pop(index, None)
+        self._pending.pop(index, None)
         return name
 
     # -- pending renames -----------------------------------------------------------------
 
     async def retry_renames(self) -> int:
-        """Give parked devices their original names where now free; returns how many."""
+        """Give parked devices their original names where now free; returns how many.
+
+        The rename is tried with the link as it is (kernels >= 6.x rename an up link); if the
+        kernel wants it down (EBUSY), it is taken down, renamed and the snapshot restored
+        again, since taking a link down flushes its routes and IPv6 addresses.
+        """
         if not self.pending_renames:
             return 0
         host = await self._host_rtnl()
         done = 0
         for index, name in list(self.pending_renames.items()):
+            device, snap = self._pending[index]
             link = await host.link_get(index=index)
             if link is None:
                 self.pending_renames.pop(index, None)
+                self._pending.pop(index, None)
                 continue
             if await host.link_get(ifname=name) is not None:
                 continue
-            up = bool(link["flags"] & 1)
             try:
-                if up:
+                try:
+                    await host.link_set(index, [("IFLA_IFNAME", name)])
+                except NetlinkFailure as exc:
+                    if exc.code != errno.EBUSY:
+                        raise
                     await host.link_set(index, [], up=False)
-                await host.link_set(index, [("IFLA_IFNAME", name)], up=True if up else None)
-            except NetlinkFailure as exc:
+                    await host.link_set(index, [("IFLA_IFNAME", name)])
+                    link = await host.link_get(index=index)
+                    await self._restore(device, snap, link)
+            except (NetlinkFailure, DeviceError) as exc:
                 log.warning("renaming ifindex %d to %s failed: %s", index, name, exc)
                 continue
             self.pending_renames.pop(index, None)
+            self._pending.pop(index, None)
             done += 1
         return done
 
