@@ -134,6 +134,7 @@ class Driver:
             on_change=self._journal_changed,
             observe=self._observe,
             rescan=self.inventory.request_rescan,
+            hold=self._hold if settings.debug.hold_phase else None,
         )
         self._synchronized = False
         self.nri_handlers = NriHandlers(
@@ -184,6 +185,13 @@ class Driver:
         hist = self.metrics.attach_latency if action == "attach" else self.metrics.detach_latency
         hist.labels(backend=backend, status="success" if ok else "failed").observe(seconds)
 
+    async def _hold(self, phase: str) -> None:
+        if phase == self.settings.debug.hold_phase:
+            log.warning(
+                "debug: holding %.1fs after journal phase %s", self.settings.debug.hold_seconds, phase
+            )
+            await asyncio.sleep(self.settings.debug.hold_seconds)
+
     def _on_synchronized(self) -> None:
         self._synchronized = True
 
@@ -219,7 +227,9 @@ class Driver:
 
     # --- lifecycle ---
 
-    async def run(self, *, stop: asyncio.Event | None = None, started: Callable[[], None] | None = None) -> None:
+    async def run(
+        self, *, stop: asyncio.Event | None = None, started: Callable[[], None] | None = None
+    ) -> None:
         """Run until ``stop`` is set (or forever), then shut down gracefully (module doc)."""
         self.started_at = time.monotonic()
         stop = stop or asyncio.Event()
@@ -355,8 +365,12 @@ def resource_slices(settings: Settings, devices: Sequence[Device]) -> list[dict[
     plan = plan_slices(desired, [], node=node, driver=driver)
     return [
         slice_object(
-            name=w.name, driver=driver, node=node, generation=plan.generation,
-            slice_count=plan.slice_count, devices=w.devices,
+            name=w.name,
+            driver=driver,
+            node=node,
+            generation=plan.generation,
+            slice_count=plan.slice_count,
+            devices=w.devices,
         )
         for w in plan.writes
     ]
@@ -388,4 +402,3 @@ async def print_inventory(settings: Settings, *, output: str = "table", out: Tex
 
         stream.write(yaml.safe_dump_all(slices, sort_keys=False))
     return 0
-

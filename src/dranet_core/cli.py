@@ -26,6 +26,7 @@ from dranet_core.errors import SettingsError
 from dranet_core.settings import (
     DEFAULT_FILTER_EXPRESSION,
     CheckpointSettings,
+    DebugSettings,
     HostSettings,
     InventorySettings,
     KubeletSettings,
@@ -57,12 +58,20 @@ def _add_node_flags(p: argparse.ArgumentParser) -> None:
         "--hostname-override", default="", help="node name (default: $NODE_NAME, else the hostname)"
     )
     p.add_argument(
-        "--filter", default=DEFAULT_FILTER_EXPRESSION,
+        "--filter",
+        default=DEFAULT_FILTER_EXPRESSION,
         help="CEL expression over device attributes; only matching devices are published ('' = all)",
     )
     p.add_argument("--backends", default="", help="comma-separated backends to load, in order (default: all)")
-    p.add_argument("--move-ib-interfaces", type=_bool, nargs="?", const=True, default=True, metavar="BOOL",
-                   help="move IPoIB netdevs into pods (false: RDMA only)")
+    p.add_argument(
+        "--move-ib-interfaces",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        metavar="BOOL",
+        help="move IPoIB netdevs into pods (false: RDMA only)",
+    )
     p.add_argument("--sysfs-root", default="/sys", help=argparse.SUPPRESS)
     p.add_argument("--procfs-root", default="/proc", help=argparse.SUPPRESS)
 
@@ -93,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shutdown-grace", default="10s", help="time in-flight calls get after SIGTERM")
     run.add_argument("--driver-name", default="dra.net", help=argparse.SUPPRESS)
     run.add_argument("--host-netns", default="/proc/self/ns/net", help=argparse.SUPPRESS)
+    run.add_argument("--debug-hold-after", default="", help=argparse.SUPPRESS)
     _add_node_flags(run)
     _add_log_flags(run)
 
@@ -127,6 +137,15 @@ def _duration(args: argparse.Namespace, dest: str, default: float) -> float:
     return default if text is None else parse_duration(text, flag="--" + dest.replace("_", "-"))
 
 
+def _debug(text: str) -> DebugSettings:
+    if not text:
+        return DebugSettings()
+    phase, sep, secs = text.partition(":")
+    if not sep:
+        raise SettingsError(f"--debug-hold-after: expected PHASE:SECONDS, got {text!r}")
+    return DebugSettings(hold_phase=phase, hold_seconds=parse_duration(secs, flag="--debug-hold-after"))
+
+
 def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from parsed ``run``/``inventory`` arguments.
 
@@ -149,8 +168,12 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
     log = LogSettings(format=args.log_format, verbosity=args.verbosity or 0)
     if not run:
         return Settings(
-            kube=KubeSettings(node_name=_node_name(args, env)), inventory=inv, host=host, log=log,
-            backends=_backends(args.backends), checkpoint=CheckpointSettings(db_path=None),
+            kube=KubeSettings(node_name=_node_name(args, env)),
+            inventory=inv,
+            host=host,
+            log=log,
+            backends=_backends(args.backends),
+            checkpoint=CheckpointSettings(db_path=None),
             observability=ObservabilitySettings(bind_address=""),
         )
     return Settings(
@@ -166,6 +189,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
         log=log,
         shutdown=ShutdownSettings(grace_period=parse_duration(args.shutdown_grace, flag="--shutdown-grace")),
         backends=_backends(args.backends),
+        debug=_debug(args.debug_hold_after),
     )
 
 

@@ -50,40 +50,79 @@ class Metrics:
         r = self.registry
         ns, sub = "dranet", "driver"
         self.dra_requests = Counter(
-            "dra_plugin_requests", "DRA kubelet plugin requests", ["method", "status"],
-            namespace=ns, subsystem=sub, registry=r,
+            "dra_plugin_requests",
+            "DRA kubelet plugin requests",
+            ["method", "status"],
+            namespace=ns,
+            subsystem=sub,
+            registry=r,
         )
         self.dra_latency = Histogram(
-            "dra_plugin_requests_latency_seconds", "DRA kubelet plugin request latency", ["method"],
-            namespace=ns, subsystem=sub, registry=r, buckets=_LATENCY_BUCKETS,
+            "dra_plugin_requests_latency_seconds",
+            "DRA kubelet plugin request latency",
+            ["method"],
+            namespace=ns,
+            subsystem=sub,
+            registry=r,
+            buckets=_LATENCY_BUCKETS,
         )
         self.nri_requests = Counter(
-            "nri_plugin_requests", "NRI plugin requests", ["method", "status"],
-            namespace=ns, subsystem=sub, registry=r,
+            "nri_plugin_requests",
+            "NRI plugin requests",
+            ["method", "status"],
+            namespace=ns,
+            subsystem=sub,
+            registry=r,
         )
         self.nri_latency = Histogram(
-            "nri_plugin_requests_latency_seconds", "NRI plugin request latency", ["method", "status"],
-            namespace=ns, subsystem=sub, registry=r, buckets=_LATENCY_BUCKETS,
+            "nri_plugin_requests_latency_seconds",
+            "NRI plugin request latency",
+            ["method", "status"],
+            namespace=ns,
+            subsystem=sub,
+            registry=r,
+            buckets=_LATENCY_BUCKETS,
         )
         self.published_devices = Gauge(
-            "published_devices_total", "Devices published in ResourceSlices", ["feature"],
-            namespace=ns, subsystem=sub, registry=r,
+            "published_devices_total",
+            "Devices published in ResourceSlices",
+            ["feature"],
+            namespace=ns,
+            subsystem=sub,
+            registry=r,
         )
         self.last_published = Gauge(
-            "last_published_time_seconds", "Unix time of the last ResourceSlice publication",
-            namespace=ns, subsystem=sub, registry=r,
+            "last_published_time_seconds",
+            "Unix time of the last ResourceSlice publication",
+            namespace=ns,
+            subsystem=sub,
+            registry=r,
         )
         self.attach_latency = Histogram(
-            "device_attach_latency_seconds", "Moving and configuring one device into a pod netns",
-            ["backend", "status"], namespace=ns, subsystem=sub, registry=r, buckets=_LATENCY_BUCKETS,
+            "device_attach_latency_seconds",
+            "Moving and configuring one device into a pod netns",
+            ["backend", "status"],
+            namespace=ns,
+            subsystem=sub,
+            registry=r,
+            buckets=_LATENCY_BUCKETS,
         )
         self.detach_latency = Histogram(
-            "device_detach_latency_seconds", "Bringing one device back to the host netns",
-            ["backend", "status"], namespace=ns, subsystem=sub, registry=r, buckets=_LATENCY_BUCKETS,
+            "device_detach_latency_seconds",
+            "Bringing one device back to the host netns",
+            ["backend", "status"],
+            namespace=ns,
+            subsystem=sub,
+            registry=r,
+            buckets=_LATENCY_BUCKETS,
         )
         self.devices = Gauge(
-            "devices", "Prepared devices by journal state (prepared, attaching, attached, detaching)",
-            ["state"], namespace=ns, subsystem=sub, registry=r,
+            "devices",
+            "Prepared devices by journal state (prepared, attaching, attached, detaching)",
+            ["state"],
+            namespace=ns,
+            subsystem=sub,
+            registry=r,
         )
         if process:
             from prometheus_client import ProcessCollector
@@ -157,8 +196,13 @@ class ObservabilityServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             status, ctype, body, head = await self._respond(reader)
-            reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-                      503: "Service Unavailable"}[status]
+            reason = {
+                200: "OK",
+                400: "Bad Request",
+                404: "Not Found",
+                405: "Method Not Allowed",
+                503: "Service Unavailable",
+            }[status]
             header = (
                 f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
@@ -217,7 +261,10 @@ class StructuredFormatter(logging.Formatter):
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
         if self.json:
             obj: dict[str, Any] = {
-                "ts": ts, "level": record.levelname.lower(), "logger": record.name, "msg": msg
+                "ts": ts,
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "msg": msg,
             }
             for k, v in fields.items():
                 obj[k] = v if isinstance(v, int | float | bool | None) else str(v)

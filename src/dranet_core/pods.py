@@ -33,7 +33,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import attrs
 
@@ -83,7 +83,9 @@ class PodNetworking:
     the device has a facet of that backend. ``on_change`` is called after every journal write
     (the driver updates the devices-per-state gauge and inventory pins); ``observe`` gets
     ``(action, backend, ok, seconds)`` for every mover call (latency histograms);
-    ``rescan`` asks the inventory for a rescan after devices came home.
+    ``rescan`` asks the inventory for a rescan after devices came home; ``hold(phase)`` is
+    awaited after each ``attaching``/``detaching`` journal write (a test seam, see
+    :class:`~dranet_core.settings.DebugSettings`).
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class PodNetworking:
         on_change: Callable[[], None] | None = None,
         observe: Callable[[str, str, bool, float], None] | None = None,
         rescan: Callable[[], None] | None = None,
+        hold: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.movers = tuple(movers)
@@ -108,6 +111,7 @@ class PodNetworking:
         self._on_change = on_change
         self._observe = observe
         self._rescan = rescan
+        self._hold = hold
         self._locks: dict[str, asyncio.Lock] = {}
 
     def __repr__(self) -> str:
@@ -224,7 +228,9 @@ class PodNetworking:
                 raise DeviceError(dev.device, "attach", f"still held by pod {st.pod_uid} ({st.phase})")
             movers = self._movers_for(dev)
             if not movers:
-                raise DeviceError(dev.device, "attach", f"no backend can move it (facets: {sorted(dev.facets)})")
+                raise DeviceError(
+                    dev.device, "attach", f"no backend can move it (facets: {sorted(dev.facets)})"
+                )
             if st.phase == "attaching" and st.pod_uid == pod.uid and isinstance(st.snapshot, dict):
                 snaps: dict[str, JSON] = dict(st.snapshot)  # resume a half-done attach
             else:
@@ -361,6 +367,8 @@ class PodNetworking:
         await self.store.set_device_state(item.uid, item.device.device, state)
         if self._on_change is not None:
             self._on_change()
+        if self._hold is not None and state.phase in ("attaching", "detaching"):
+            await self._hold(state.phase)
 
     def _timing(self, action: str, backend: str, ok: bool, t0: float) -> None:
         if self._observe is not None:
@@ -369,8 +377,15 @@ class PodNetworking:
     async def _event(self, pod: PodSandbox, reason: str, message: str) -> None:
         try:
             await self.publisher.record_event(
-                EventRecord(kind="Pod", namespace=pod.namespace, name=pod.name, uid=pod.uid,
-                            type="Warning", reason=reason, message=message[:1024])
+                EventRecord(
+                    kind="Pod",
+                    namespace=pod.namespace,
+                    name=pod.name,
+                    uid=pod.uid,
+                    type="Warning",
+                    reason=reason,
+                    message=message[:1024],
+                )
             )
         except Exception as exc:  # an event must never break the NRI path
             log.warning("cannot record event %s: %s", reason, exc)

@@ -27,6 +27,7 @@ from dranet_core.errors import SettingsError
 __all__ = [
     "DEFAULT_FILTER_EXPRESSION",
     "CheckpointSettings",
+    "DebugSettings",
     "HostSettings",
     "InventorySettings",
     "KubeSettings",
@@ -267,6 +268,23 @@ class ShutdownSettings:
 
 
 @attrs.frozen(kw_only=True)
+class DebugSettings:
+    """Test seams; never set in production."""
+
+    hold_phase: str | None = attrs.field(default=None)
+    """``--debug-hold-after=PHASE:SECONDS``: after writing journal phase PHASE (``attaching`` or
+    ``detaching``) for a device, wait SECONDS before touching it, so a test can kill the process
+    in the middle of an attach or detach, or send SIGTERM while a call is in flight."""
+
+    hold_seconds: float = attrs.field(default=0.0, validator=_positive("--debug-hold-after", allow_zero=True))
+
+    @hold_phase.validator
+    def _check_phase(self, _: attrs.Attribute[str | None], value: str | None) -> None:
+        if value is not None and value not in ("attaching", "detaching"):
+            raise SettingsError(f"--debug-hold-after: phase must be attaching or detaching, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
 class Settings:
     """Everything the reference driver needs, grouped by concern."""
 
@@ -279,6 +297,7 @@ class Settings:
     observability: ObservabilitySettings = attrs.field(factory=ObservabilitySettings)
     log: LogSettings = attrs.field(factory=LogSettings)
     shutdown: ShutdownSettings = attrs.field(factory=ShutdownSettings)
+    debug: DebugSettings = attrs.field(factory=DebugSettings)
 
     backends: tuple[str, ...] | None = attrs.field(default=None)
     """``--backends``: entry-point names to load, in attach order; None loads every installed one."""

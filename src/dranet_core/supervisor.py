@@ -227,7 +227,11 @@ async def guard(job: Job, *, health: Health | None = None, clock: Clock | None =
         if health is not None and job.part is not None:
             health.failing(job.part, f"{reason}; retry {attempt} in {delay:.1f}s")
         log.warning(
-            "job %s: %s; retrying in %.1fs (attempt %d)", job.name, reason, delay, attempt,
+            "job %s: %s; retrying in %.1fs (attempt %d)",
+            job.name,
+            reason,
+            delay,
+            attempt,
             extra={"job": job.name},
         )
         await clock.sleep(delay)

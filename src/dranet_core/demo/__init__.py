@@ -113,7 +113,9 @@ def _link_state(ns: str, name: str) -> dict[str, Any]:
         "name": d["ifname"],
         "mtu": d["mtu"],
         "mac": d.get("address"),
-        "addrs": sorted(f"{a['local']}/{a['prefixlen']}" for a in d.get("addr_info", []) if a.get("scope") == "global"),
+        "addrs": sorted(
+            f"{a['local']}/{a['prefixlen']}" for a in d.get("addr_info", []) if a.get("scope") == "global"
+        ),
     }
 
 
@@ -271,9 +273,14 @@ async def _scenario(scene: Scene, p: Printer) -> None:  # noqa: PLR0915 - a line
             for st in publisher.statuses.get(ref.uid, ()):
                 nd = st.network_data
                 p.show(f"device {st.driver}/{st.pool}/{st.device}")
-                p.show("  conditions: " + ", ".join(f"{c.type}={c.status} ({c.reason})" for c in st.conditions))
+                p.show(
+                    "  conditions: " + ", ".join(f"{c.type}={c.status} ({c.reason})" for c in st.conditions)
+                )
                 if nd is not None:
-                    p.show(f"  networkData: interfaceName={nd.interface_name} mac={nd.hardware_address} ips={list(nd.ips)}")
+                    p.show(
+                        f"  networkData: interfaceName={nd.interface_name} "
+                        f"mac={nd.hardware_address} ips={list(nd.ips)}"
+                    )
             p.show(f"journal: {driver.pods.states()}")
 
         with p.step("the pod is deleted: NRI StopPodSandbox brings the device home, RemovePodSandbox"):
@@ -315,13 +322,17 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def run_demo(*, quiet: bool = False, verbosity: int = 0, log_format: str = "text", out: TextIO | None = None) -> int:
+def run_demo(
+    *, quiet: bool = False, verbosity: int = 0, log_format: str = "text", out: TextIO | None = None
+) -> int:
     """Run the demo (root only); returns the exit status. Cleans up even on Ctrl-C."""
     from dranet_core.observability import setup_logging
 
     stream = out or sys.stdout
     if os.geteuid() != 0:
-        print("dranet demo: needs root (it creates network namespaces); try: sudo dranet demo", file=sys.stderr)
+        print(
+            "dranet demo: needs root (it creates network namespaces); try: sudo dranet demo", file=sys.stderr
+        )
         return 1
     if shutil.which("ip") is None:
         print("dranet demo: needs the iproute2 'ip' command", file=sys.stderr)
@@ -331,9 +342,13 @@ def run_demo(*, quiet: bool = False, verbosity: int = 0, log_format: str = "text
         import logging
 
         logging.getLogger().setLevel(logging.WARNING)
-    scene = Scene(prefix=f"dnt-demo-{secrets.token_hex(3)}", tmp=Path(tempfile.mkdtemp(prefix="dranet-demo-")))
+    scene = Scene(
+        prefix=f"dnt-demo-{secrets.token_hex(3)}", tmp=Path(tempfile.mkdtemp(prefix="dranet-demo-"))
+    )
     printer = Printer(stream, quiet)
-    stream.write(f"dranet demo: node namespace {scene.node}, pod namespace {scene.pod}, state in {scene.tmp}\n")
+    stream.write(
+        f"dranet demo: node namespace {scene.node}, pod namespace {scene.pod}, state in {scene.tmp}\n"
+    )
     try:
         with printer.step("build the throwaway node and pod network namespaces"):
             scene.build()

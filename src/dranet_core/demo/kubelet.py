@@ -46,7 +46,11 @@ class KubeletPeer:
         try:
             stub = RegistrationStub(channel)
             info = await stub.get_info(InfoRequest(), timeout=timeout)
-            ok = info.type == "DRAPlugin" and info.name == self.driver_name and "v1.DRAPlugin" in info.supported_versions
+            ok = (
+                info.type == "DRAPlugin"
+                and info.name == self.driver_name
+                and "v1.DRAPlugin" in info.supported_versions
+            )
             error = "" if ok else f"unexpected plugin info {info.type}/{info.name} {info.supported_versions}"
             await stub.notify_registration_status(
                 RegistrationStatus(plugin_registered=ok, error=error), timeout=timeout
@@ -65,7 +69,9 @@ class KubeletPeer:
             self._channel = Channel(path=self.endpoint)
         return dra.DraPluginStub(self._channel)
 
-    async def prepare(self, claims: Sequence[ClaimRef], *, timeout: float = 45.0) -> Mapping[str, dra.NodePrepareResourceResponse]:
+    async def prepare(
+        self, claims: Sequence[ClaimRef], *, timeout: float = 45.0
+    ) -> Mapping[str, dra.NodePrepareResourceResponse]:
         """NodePrepareResources; per-claim responses by UID."""
         req = dra.NodePrepareResourcesRequest(
             claims=[dra.Claim(namespace=c.namespace, name=c.name, uid=c.uid) for c in claims]

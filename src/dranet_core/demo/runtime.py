@@ -112,7 +112,9 @@ class NriRuntimePeer:
             send=functools.partial(trunk.send_message, RUNTIME_SERVICE_CONN),
             drain=trunk.drain,
         )
-        client = TtrpcClient(send=functools.partial(trunk.send_message, PLUGIN_SERVICE_CONN), drain=trunk.drain)
+        client = TtrpcClient(
+            send=functools.partial(trunk.send_message, PLUGIN_SERVICE_CONN), drain=trunk.drain
+        )
         trunk.attach(RUNTIME_SERVICE_CONN, server.receive, lambda _e: server.close())
         trunk.attach(PLUGIN_SERVICE_CONN, client.receive, client.close)
         try:
@@ -150,7 +152,10 @@ class NriRuntimePeer:
             raise RpcError(UNAVAILABLE, f"{method}: no plugin connected")
         self.events += 1
         return await client.call(
-            api.PLUGIN_SERVICE, method, bytes(message), timeout_s=timeout or self.request_timeout  # type: ignore[call-overload]
+            api.PLUGIN_SERVICE,
+            method,
+            bytes(message),
+            timeout_s=timeout or self.request_timeout,  # type: ignore[call-overload]
         )
 
     async def run_pod_sandbox(self, pod: DemoPod) -> None:
