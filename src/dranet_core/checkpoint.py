@@ -523,12 +523,26 @@ class ClaimStore:
                 return  # a write that started after our mutation already covered it
             gen = self._generation
             data = encode_checkpoint(self._claims)
-            try:
-                await asyncio.to_thread(self._write, data)
-            except OSError as exc:
+            fut = asyncio.get_running_loop().run_in_executor(None, self._write, data)
+            cancelled = False
+            while not fut.done():
+                # A cancelled caller (e.g. a kubelet deadline) still waits for the thread, so
+                # two writes never run at once; the cancellation is re-raised afterwards.
+                try:
+                    await asyncio.shield(fut)
+                except asyncio.CancelledError:
+                    cancelled = True
+                except Exception:
+                    break  # read from the future below
+            error = fut.exception()
+            if error is None:
+                self._written = gen
+            else:
                 undo()
-                raise CheckpointError(f"checkpoint {self._path}: write failed: {exc}") from exc
-            self._written = gen
+            if cancelled:
+                raise asyncio.CancelledError
+            if error is not None:
+                raise CheckpointError(f"checkpoint {self._path}: write failed: {error}") from error
 
     def _write(self, data: bytes) -> None:
         assert self._path is not None

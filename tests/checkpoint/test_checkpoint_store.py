@@ -269,3 +269,34 @@ async def test_concurrent_mutations_all_reach_the_file(tmp_path: pathlib.Path) -
     assert sorted(on_disk) == sorted(f"u{i}" for i in range(60))
     await asyncio.gather(*(store.remove(f"u{i}") for i in range(0, 60, 2)))
     assert sorted(decode_checkpoint(path.read_bytes())) == sorted(f"u{i}" for i in range(1, 60, 2))
+
+
+async def test_cancelled_mutation_never_overlaps_writes(tmp_path: pathlib.Path) -> None:
+    import threading
+    import time
+
+    store = ClaimStore(tmp_path / "cp.json")
+    real_write = store._write
+    active = 0
+    peak = 0
+    guard = threading.Lock()
+
+    def slow_write(data: bytes) -> None:
+        nonlocal active, peak
+        with guard:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.05)
+        real_write(data)
+        with guard:
+            active -= 1
+
+    store._write = slow_write  # type: ignore[method-assign]
+    first = asyncio.ensure_future(store.put_plan(_plan("a")))
+    await asyncio.sleep(0.01)  # the first write is now running in its thread
+    first.cancel()
+    await store.put_plan(_plan("b", ("eth2",)))
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert peak == 1
+    assert sorted(decode_checkpoint((tmp_path / "cp.json").read_bytes())) == ["a", "b"]
