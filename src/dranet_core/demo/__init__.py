@@ -230,7 +230,7 @@ async def _scenario(scene: Scene, p: Printer) -> None:  # noqa: PLR0915 - a line
     pod = DemoPod(uid=f"pod-{secrets.token_hex(4)}", name="demo-pod", netns=f"/run/netns/{scene.pod}")
     ref = ClaimRef(namespace="default", name="demo-claim", uid=f"claim-{secrets.token_hex(4)}")
 
-    async def steps(driver_task: asyncio.Task[None]) -> None:
+    async def steps(driver_task: asyncio.Task[None]) -> None:  # noqa: PLR0915 - a linear script
         with p.step("start the driver: kubelet registration, NRI registration, first publish"):
             await asyncio.wait_for(kubelet.register(), 15)
             await asyncio.wait_for(runtime.plugin_ready.wait(), 15)

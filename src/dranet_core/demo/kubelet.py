@@ -9,6 +9,7 @@ the generated kubelet stubs): dial ``<driver>-reg.sock``, ``GetInfo``, check the
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -34,18 +35,18 @@ class KubeletPeer:
     def __repr__(self) -> str:
         return f"KubeletPeer({self.registration_socket!r}, endpoint={self.endpoint!r})"
 
-    async def register(self, *, timeout: float = 10.0) -> str:
+    async def register(self, *, within: float = 10.0) -> str:
         """Wait for the registration socket, register the plugin; returns its DRA endpoint."""
         loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while not Path(self.registration_socket).exists():
+        end = loop.time() + within
+        while not await asyncio.to_thread(os.path.exists, self.registration_socket):
             if loop.time() > end:
                 raise TimeoutError(f"no registration socket at {self.registration_socket}")
             await asyncio.sleep(0.02)
         channel = Channel(path=self.registration_socket)
         try:
             stub = RegistrationStub(channel)
-            info = await stub.get_info(InfoRequest(), timeout=timeout)
+            info = await stub.get_info(InfoRequest(), timeout=within)
             ok = (
                 info.type == "DRAPlugin"
                 and info.name == self.driver_name
@@ -53,7 +54,7 @@ class KubeletPeer:
             )
             error = "" if ok else f"unexpected plugin info {info.type}/{info.name} {info.supported_versions}"
             await stub.notify_registration_status(
-                RegistrationStatus(plugin_registered=ok, error=error), timeout=timeout
+                RegistrationStatus(plugin_registered=ok, error=error), timeout=within
             )
         finally:
             channel.close()
@@ -70,21 +71,21 @@ class KubeletPeer:
         return dra.DraPluginStub(self._channel)
 
     async def prepare(
-        self, claims: Sequence[ClaimRef], *, timeout: float = 45.0
+        self, claims: Sequence[ClaimRef], *, within: float = 45.0
     ) -> Mapping[str, dra.NodePrepareResourceResponse]:
         """NodePrepareResources; per-claim responses by UID."""
         req = dra.NodePrepareResourcesRequest(
             claims=[dra.Claim(namespace=c.namespace, name=c.name, uid=c.uid) for c in claims]
         )
-        resp = await self._stub().node_prepare_resources(req, timeout=timeout)
+        resp = await self._stub().node_prepare_resources(req, timeout=within)
         return dict(resp.claims)
 
-    async def unprepare(self, claims: Sequence[ClaimRef], *, timeout: float = 45.0) -> Mapping[str, str]:
+    async def unprepare(self, claims: Sequence[ClaimRef], *, within: float = 45.0) -> Mapping[str, str]:
         """NodeUnprepareResources; per-claim error strings by UID (empty = done)."""
         req = dra.NodeUnprepareResourcesRequest(
             claims=[dra.Claim(namespace=c.namespace, name=c.name, uid=c.uid) for c in claims]
         )
-        resp = await self._stub().node_unprepare_resources(req, timeout=timeout)
+        resp = await self._stub().node_unprepare_resources(req, timeout=within)
         return {uid: r.error for uid, r in resp.claims.items()}
 
     def close(self) -> None:

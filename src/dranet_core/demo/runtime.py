@@ -14,10 +14,12 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
+import betterproto2
 
 from dranet_core.errors import RpcError
 from dranet_core.nri import api
@@ -91,7 +93,7 @@ class NriRuntimePeer:
                 await server.serve_forever()
         finally:
             with contextlib.suppress(FileNotFoundError):
-                Path(self.socket_path).unlink()
+                os.unlink(self.socket_path)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -146,7 +148,7 @@ class NriRuntimePeer:
         sync = api.SynchronizeRequest(pods=[p.to_nri() for p in self.pods.values()], containers=[])
         await client.call(api.PLUGIN_SERVICE, "Synchronize", bytes(sync), timeout_s=30.0)
 
-    async def _call(self, method: str, message: object, timeout: float | None = None) -> bytes:
+    async def _call(self, method: str, message: betterproto2.Message, within: float | None = None) -> bytes:
         client = self._client
         if client is None:
             raise RpcError(UNAVAILABLE, f"{method}: no plugin connected")
@@ -155,7 +157,7 @@ class NriRuntimePeer:
             api.PLUGIN_SERVICE,
             method,
             bytes(message),
-            timeout_s=timeout or self.request_timeout,  # type: ignore[call-overload]
+            timeout_s=within or self.request_timeout,
         )
 
     async def run_pod_sandbox(self, pod: DemoPod) -> None:
