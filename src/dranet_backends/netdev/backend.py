@@ -164,6 +164,29 @@ class NetdevBackend:
             self._req.close()
             self._req = None
 
+    # -- NamespaceMover (delegated to mover.NetdevMover; added by the mover's author) ------
+
+    def _netdev_mover(self) -> Any:
+        mover = getattr(self, "_mover", None)
+        if mover is None:
+            from .mover import NetdevMover
+
+            mover = NetdevMover(host_netns=self.netns) if self.netns else NetdevMover()
+            self._mover = mover
+        return mover
+
+    async def snapshot(self, device: Any) -> Any:
+        """Host state of ``device`` before it moves (see :meth:`.mover.NetdevMover.snapshot`)."""
+        return await self._netdev_mover().snapshot(device)
+
+    async def attach(self, device: Any, pod: Any, snapshot: Any) -> Any:
+        """Move ``device`` into ``pod.netns`` and configure it (:meth:`.mover.NetdevMover.attach`)."""
+        return await self._netdev_mover().attach(device, pod, snapshot)
+
+    async def detach(self, device: Any, pod: Any, snapshot: Any) -> None:
+        """Bring ``device`` home and restore ``snapshot`` (:meth:`.mover.NetdevMover.detach`)."""
+        await self._netdev_mover().detach(device, pod, snapshot)
+
     # -- events ----------------------------------------------------------------------------
 
     def _handle_events(self, data: bytes) -> bool:
