@@ -16,6 +16,7 @@ model's attrs fields (:mod:`dranet_core.config.fields`): there is no per-field p
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -53,6 +54,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+@functools.lru_cache(maxsize=4096)
 def join_path(path: str, key: str | int) -> str:
     """``path`` extended by an object key (``a.b``, ``a["x.y"]``) or a list index (``a[1]``)."""
     if isinstance(key, int):

@@ -3,6 +3,9 @@
 Each checker is a pure function. ``parse_*`` return the parsed value or raise
 :class:`ValueError` with a message fit to follow a JSON path (``must be ...``).
 
+``parse_ip`` and ``parse_prefix`` are memoised (the same addresses are checked at decode,
+validation, merge and again per device); their results are immutable.
+
 Compatibility notes (Go ``net``/``netip`` parity):
 
 * IP addresses: dotted-quad IPv4 (no leading zeros) or IPv6 text; IPv6 zones (``%eth0``)
@@ -16,6 +19,7 @@ Compatibility notes (Go ``net``/``netip`` parity):
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -55,6 +59,7 @@ _MAC_RE: Final = re.compile(MAC_PATTERN)
 _PREFIX_LEN_RE: Final = re.compile(r"^(0|[1-9][0-9]{0,2})$")
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_ip(text: str) -> IPAddress:
     """An IPv4 or IPv6 address (no zone)."""
     if "%" in text:
@@ -65,6 +70,7 @@ def parse_ip(text: str) -> IPAddress:
         raise ValueError(f"must be an IP address, got {text!r}") from None
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_prefix(text: str) -> tuple[IPAddress, int]:
     """An address with a prefix length, host bits allowed: ``(address, length)``."""
     addr_text, sep, len_text = text.rpartition("/")

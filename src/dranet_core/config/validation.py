@@ -22,7 +22,7 @@ written out here:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from dranet_core.config.codec import describe_json, join_path
@@ -57,12 +57,11 @@ def config_issues(config: NetworkConfig, *, path: str = "") -> list[ConfigIssue]
 def _check_object(obj: object, path: str, issues: list[ConfigIssue]) -> None:
     for spec in fields_of(type(obj)):
         value = getattr(obj, spec.attr)
-        fpath = join_path(path, spec.json)
         if value is None or (value == "" and spec.empty_is_unset):
             if spec.required:
-                issues.append(ConfigIssue(fpath, "is required"))
+                issues.append(ConfigIssue(join_path(path, spec.json), "is required"))
             continue
-        _check_value(spec, spec.type, value, fpath, issues)
+        _check_value(spec, spec.type, value, join_path(path, spec.json), issues)
 
 
 def _check_value(spec: FieldSpec, tp: TypeSpec, value: object, path: str, issues: list[ConfigIssue]) -> None:
@@ -115,6 +114,9 @@ def _check_int(meta: Mapping[str, Any], value: object, path: str, issues: list[C
         issues.append(ConfigIssue(path, f"must not be one of the reserved values {reserved}, got {value}"))
 
 
+_PARSERS: dict[str, Callable[[str], object]] = {"cidr": parse_prefix, "ip": parse_ip, "mac": parse_mac}
+
+
 def _check_str(spec: FieldSpec, value: object, path: str, issues: list[ConfigIssue]) -> None:
     if not isinstance(value, str):
         issues.append(ConfigIssue(path, f"must be a string, got {describe_json(value)}"))
@@ -126,7 +128,7 @@ def _check_str(spec: FieldSpec, value: object, path: str, issues: list[ConfigIss
     if fmt == "ifname":
         issues.extend(ConfigIssue(path, p) for p in ifname_problems(value))
         return
-    parser = {"cidr": parse_prefix, "ip": parse_ip, "mac": parse_mac}.get(fmt or "")
+    parser = _PARSERS.get(fmt or "")
     if parser is not None:
         try:
             parser(value)
