@@ -1,0 +1,141 @@
+"""Message-level tests: VRF request bytes, ethtool ioctl payloads, names, snapshot JSON.
+
+Byte vectors are written out by hand from the rtnetlink / ethtool layouts, not produced by
+the encoders under test.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from dranet_backends.netdev import ethtool, sysctl, vrf
+from dranet_backends.netdev.mover import link_attrs, temp_name
+from dranet_backends.netdev.snapshot import AddressRecord, HostSnapshot, RouteRecord
+from dranet_core.config.model import InterfaceConfig
+
+
+def test_vrf_create_request_bytes() -> None:
+    msg = vrf.create_request("blue", 77)
+    msg["header"]["type"] = 16
+    msg["header"]["flags"] = 0x0605
+    msg["header"]["sequence_number"] = 1
+    msg.encode()
+    data = bytes(msg.data)
+    # ifinfomsg: family 0, pad, type 0, index 0, flags 0, change 0
+    ifi = b"\x00\x00\x00\x00" + b"\x00" * 12
+    ifname = b"\x09\x00\x03\x00blue\x00\x00\x00\x00"  # len 9 (4 + "blue\0"), padded to 12
+    kind = b"\x08\x00\x01\x00vrf\x00"  # IFLA_INFO_KIND "vrf\0": len 4 + 4
+    table = b"\x08\x00\x01\x00\x4d\x00\x00\x00"  # IFLA_VRF_TABLE u32 77
+    data_nla = b"\x0c\x00\x02\x00" + table  # IFLA_INFO_DATA
+    linkinfo = struct.pack("=HH", 4 + len(kind) + len(data_nla), 18) + kind + data_nla
+    body = ifi + ifname + linkinfo
+    assert data[16:] == body
+    assert struct.unpack_from("=IHH", data, 0) == (16 + len(body), 16, 0x0605)
+
+
+def test_vrf_default_table_is_fnv_in_range() -> None:
+    assert vrf.fnv32a(b"") == 0x811C9DC5
+    assert vrf.fnv32a(b"a") == 0xE40C292C  # published FNV-1a 32 test vector
+    t = vrf.default_table("blue")
+    assert 1000 <= t <= 1999
+    assert t == vrf.fnv32a(b"blue") % 1000 + 1000
+
+
+def test_ethtool_sfeatures_payload_by_hand() -> None:
+    names = [f"f{i}" for i in range(40)]  # two words
+    data = ethtool.encode_sfeatures(names, {"f1": True, "f33": False})
+    assert data == struct.pack("=II", 0x3B, 2) + struct.pack("=II", 0b10, 0b10) + struct.pack("=II", 0b10, 0)
+    with pytest.raises(KeyError):
+        ethtool.encode_sfeatures(names, {"nope": True})
+
+
+def test_ethtool_decode_features_and_strings() -> None:
+    raw = b"rx-gro".ljust(32, b"\0") + b"tx-checksum-ip-generic".ljust(32, b"\0")
+    names = ethtool.decode_strings(raw, 2)
+    assert names == ("rx-gro", "tx-checksum-ip-generic")
+    blocks = struct.pack("=IIII", 0b01, 0, 0b10, 0)  # rx-gro changeable+off, tx-... fixed+on
+    f = ethtool.decode_features(names, blocks)
+    assert f.changeable == frozenset({"rx-gro"})
+    assert f.active == {"rx-gro": False, "tx-checksum-ip-generic": True}
+
+
+@pytest.mark.parametrize(
+    ("asked", "expected"),
+    [
+        ({"gro": True}, {"rx-gro": True}),
+        ({"generic-receive-offload": False}, {"rx-gro": False}),
+        ({"rx-gro": True}, {"rx-gro": True}),
+        ({"tx": False}, {"tx-checksum-ipv4": False, "tx-checksum-ip-generic": False}),
+        ({"tso": True}, {"tx-tcp-segmentation": True, "tx-tcp6-segmentation": True}),
+    ],
+)
+def test_feature_names_short_long_kernel(asked: dict[str, bool], expected: dict[str, bool]) -> None:
+    names = ["rx-gro", "tx-checksum-ipv4", "tx-checksum-ip-generic", "tx-tcp-segmentation",
+             "tx-tcp6-segmentation", "rx-checksum"]
+    assert ethtool.resolve_features(asked, names) == expected
+
+
+def test_unknown_feature_is_named() -> None:
+    with pytest.raises(KeyError, match="lro"):
+        ethtool.resolve_features({"lro": True}, ["rx-gro"])
+
+
+def test_ifreq_layout() -> None:
+    req = ethtool.ifreq("eth0", 0x1122334455667788)
+    assert len(req) == 40
+    assert req[:16] == b"eth0" + b"\0" * 12
+    assert struct.unpack_from("=Q", req, 16)[0] == 0x1122334455667788
+    with pytest.raises(ValueError):
+        ethtool.ifreq("x" * 16, 0)
+
+
+def test_link_attrs_and_temp_name() -> None:
+    iface = InterfaceConfig(mtu=9000, hardware_addr="02:AA:00:00:00:01", gso_max_size=1, gro_ipv4_max_size=2)
+    assert link_attrs(iface) == [("IFLA_MTU", 9000), ("IFLA_ADDRESS", "02:aa:00:00:00:01"),
+                                 ("IFLA_GSO_MAX_SIZE", 1), ("IFLA_GRO_IPV4_MAX_SIZE", 2)]
+    assert link_attrs(None) == []
+    assert temp_name(0x7FFFFFFF) == "drn7fffffff"
+    assert len(temp_name(0x7FFFFFFF)) <= 15
+
+
+def test_sysctl_paths_are_checked() -> None:
+    assert sysctl.device_path("ipv4.arp_ignore", "eth0", "/r") == "/r/ipv4/conf/eth0/arp_ignore"
+    for key, name in (("ipv4.arp_ignore", "../x"), ("ipv9.x", "eth0"), ("ipv4.a/b", "eth0")):
+        with pytest.raises(ValueError):
+            sysctl.device_path(key, name)
+
+
+def test_sysctl_read_write_on_a_fake_tree(tmp_path: object) -> None:
+    import pathlib
+
+    root = pathlib.Path(str(tmp_path))
+    d = root / "ipv4" / "conf" / "eth0"
+    d.mkdir(parents=True)
+    (d / "arp_ignore").write_text("0\n")
+    assert sysctl.read_device("eth0", root=str(root)) == {"ipv4.arp_ignore": 0}
+    assert sysctl.write_device("eth0", {"ipv4.arp_ignore": 2}, str(root)) == {"ipv4.arp_ignore": 0}
+    assert (d / "arp_ignore").read_text() == "2\n"
+    assert sysctl.write_device("eth0", {"ipv6.forwarding": 1}, str(root), optional=("ipv6.forwarding",)) == {}
+    with pytest.raises(OSError, match="arp_announce"):
+        sysctl.write_device("eth0", {"ipv4.arp_announce": 1}, str(root))
+
+
+def test_snapshot_json_round_trip_and_errors() -> None:
+    snap = HostSnapshot(
+        ifname="eth1", ifindex=7, kind="veth", mac="02:00:00:00:00:01", up=True, mtu=1500,
+        addresses=(AddressRecord(address="192.0.2.1", prefixlen=24, flags=0x80),),
+        routes=(RouteRecord(family=2, dst="198.51.100.0", dst_len=24, gateway="192.0.2.254"),),
+        sysctls={"ipv4.arp_ignore": 1}, features={"rx-gro": True},
+    )
+    import json
+
+    data = json.loads(json.dumps(snap.to_json()))
+    assert HostSnapshot.from_json(data) == snap
+    with pytest.raises(ValueError, match="version"):
+        HostSnapshot.from_json({**data, "version": 2})
+    with pytest.raises(ValueError, match="object"):
+        HostSnapshot.from_json([1])
+    with pytest.raises(ValueError, match="netdev snapshot"):
+        HostSnapshot.from_json({**data, "bogus": 1})
