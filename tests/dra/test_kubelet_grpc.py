@@ -459,3 +459,17 @@ async def test_existing_kubelet_dirs_keep_their_mode(
         assert stat.S_IMODE(os.stat(kubelet_root / "plugins").st_mode) == 0o750
     finally:
         await n.close()
+
+
+async def test_cancelling_run_closes_the_plugin(node: Node) -> None:
+    runner = asyncio.create_task(node.plugin.run())
+    await asyncio.sleep(0.05)
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await runner
+    assert not node.plugin.paths.dra_socket.exists()
+    assert not node.plugin.paths.registration_socket.exists()
+    # the lock is free again: a new instance can start
+    again = KubeletPlugin(DRIVER, node.preparer, kubelet_root=node.root)
+    await again.start()
+    await again.shutdown(0)

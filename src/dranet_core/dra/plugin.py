@@ -155,15 +155,23 @@ class KubeletPlugin:
             raise
 
     async def run(self) -> None:
-        """Start if needed, then keep both sockets present until :meth:`shutdown`."""
+        """Start if needed, then keep both sockets present until :meth:`shutdown`.
+
+        Returns once :meth:`shutdown` was called. If cancelled instead, it closes at once
+        (in-flight calls are cancelled, sockets removed) and re-raises the cancellation.
+        """
         if self._dra is None:
             await self.start()
-        while not self._stopped.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), self._watch_interval)
-            if self._stopped.is_set():
-                break
-            await self.check_sockets()
+        try:
+            while not self._stopped.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), self._watch_interval)
+                if self._stopped.is_set():
+                    break
+                await self.check_sockets()
+        except asyncio.CancelledError:
+            await self.shutdown(0)
+            raise
 
     async def check_sockets(self) -> bool:
         """Re-create any socket file that vanished or was replaced; True if one was."""

@@ -128,6 +128,12 @@ class UnixGrpcServer:
             raise
         self._servers.append(server)
         self._inode = _inode(self.path)
+        if self._closed:  # shutdown ran while we were re-creating the socket
+            server.stop_listening()
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            server.close()
+            return
         log.info("serving gRPC on %s", self.path)
 
     async def ensure_socket(self) -> bool:
