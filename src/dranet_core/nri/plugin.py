@@ -52,7 +52,13 @@ import attrs
 
 from dranet_core.errors import ProtocolError, RpcError, SettingsError
 from dranet_core.nri import api
-from dranet_core.nri.convert import container_from_nri, linux_device, pod_from_nri
+from dranet_core.nri._decode import (
+    decode_container_request,
+    decode_pod_request,
+    decode_state_change,
+    decode_synchronize,
+)
+from dranet_core.nri.convert import linux_device
 from dranet_core.nri.events import EventType, event_mask, valid_events
 from dranet_core.nri.handlers import (
     ContainerInfo,
@@ -111,6 +117,13 @@ def _parse(cls: type[M], payload: bytes, what: str) -> M:
     try:
         return cls.parse(payload)  # type: ignore[attr-defined, no-any-return]
     except Exception as exc:  # betterproto2 raises assorted errors on garbage
+        raise RpcError(INVALID_ARGUMENT, f"malformed {what}: {exc}") from exc
+
+
+def _decode(fn: Callable[[bytes], T], payload: bytes, what: str) -> T:
+    try:
+        return fn(payload)
+    except ProtocolError as exc:
         raise RpcError(INVALID_ARGUMENT, f"malformed {what}: {exc}") from exc
 
 
@@ -380,10 +393,10 @@ class NriPlugin:
         return bytes(api.ConfigureResponse(events=mask))
 
     async def _synchronize(self, payload: bytes, deadline: float | None) -> bytes:
-        req = _parse(api.SynchronizeRequest, payload, "SynchronizeRequest")
-        self._sync_pods.extend(pod_from_nri(p) for p in req.pods)
-        self._sync_ctrs.extend(container_from_nri(c) for c in req.containers)
-        if req.more:
+        req_pods, req_ctrs, more = _decode(decode_synchronize, payload, "SynchronizeRequest")
+        self._sync_pods.extend(req_pods)
+        self._sync_ctrs.extend(req_ctrs)
+        if more:
             return bytes(api.SynchronizeResponse(more=True))
         pods, ctrs = self._sync_pods, self._sync_ctrs
         self._sync_pods, self._sync_ctrs = [], []
@@ -414,26 +427,25 @@ class NriPlugin:
         await self._bounded(pod.id or pod.uid, event.name, deadline, call)
 
     async def _run_pod_sandbox(self, payload: bytes, deadline: float | None) -> bytes:
-        req = _parse(api.RunPodSandboxRequest, payload, "RunPodSandboxRequest")
-        await self._pod_event(EventType.RUN_POD_SANDBOX, pod_from_nri(req.pod), deadline)
+        pod = _decode(decode_pod_request, payload, "RunPodSandboxRequest")
+        await self._pod_event(EventType.RUN_POD_SANDBOX, pod, deadline)
         return b""
 
     async def _stop_pod_sandbox(self, payload: bytes, deadline: float | None) -> bytes:
-        req = _parse(api.StopPodSandboxRequest, payload, "StopPodSandboxRequest")
-        await self._pod_event(EventType.STOP_POD_SANDBOX, pod_from_nri(req.pod), deadline)
+        pod = _decode(decode_pod_request, payload, "StopPodSandboxRequest")
+        await self._pod_event(EventType.STOP_POD_SANDBOX, pod, deadline)
         return b""
 
     async def _remove_pod_sandbox(self, payload: bytes, deadline: float | None) -> bytes:
-        req = _parse(api.RemovePodSandboxRequest, payload, "RemovePodSandboxRequest")
-        await self._pod_event(EventType.REMOVE_POD_SANDBOX, pod_from_nri(req.pod), deadline)
+        pod = _decode(decode_pod_request, payload, "RemovePodSandboxRequest")
+        await self._pod_event(EventType.REMOVE_POD_SANDBOX, pod, deadline)
         return b""
 
     async def _create_container(self, payload: bytes, deadline: float | None) -> bytes:
-        req = _parse(api.CreateContainerRequest, payload, "CreateContainerRequest")
+        pod, ctr = _decode(decode_container_request, payload, "CreateContainerRequest")
         h = self._handler
         if not isinstance(h, CreateContainerHandler):
             return b""
-        pod, ctr = pod_from_nri(req.pod), container_from_nri(req.container)
         nodes = await self._bounded(
             pod.id or pod.uid, "CreateContainer", deadline, functools.partial(h.create_container, pod, ctr)
         )
@@ -445,15 +457,15 @@ class NriPlugin:
         return bytes(api.CreateContainerResponse(adjust=adjust))
 
     async def _state_change(self, payload: bytes, deadline: float | None) -> bytes:
-        req = _parse(api.StateChangeEvent, payload, "StateChangeEvent")
+        number, pod, _ = _decode(decode_state_change, payload, "StateChangeEvent")
         try:
-            event = EventType(int(req.event))
+            event = EventType(number)
         except ValueError:
             return b""  # an event this code does not know: nothing to do
         if event in self._events and event in (
             EventType.RUN_POD_SANDBOX, EventType.STOP_POD_SANDBOX, EventType.REMOVE_POD_SANDBOX
         ):
-            await self._pod_event(event, pod_from_nri(req.pod), deadline)
+            await self._pod_event(event, pod, deadline)
         return b""
 
     # --- bounded handler time ----------------------------------------------------------
