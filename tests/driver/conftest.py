@@ -1,0 +1,126 @@
+"""Fixtures for the driver tests: a throwaway node, grpcio kubelet stubs, the NRI test peer.
+
+* ``node_ns``: a "node" network namespace with a veth uplink and a macvlan device
+  (``dnm0``, 10.98.0.10/24, MTU 1500) and an empty "pod" namespace; every name starts with
+  ``dnt-drv-<random>``; both are deleted (with their devices) even when the test fails.
+* ``grpc_pb``: the kubelet's registration and DRA v1 messages and stubs compiled with
+  grpc_tools.protoc from the project's .proto files (an independent codec: grpcio + upb).
+* The NRI runtime peer of tests/nri is imported from there (``nri_runtime_peer``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+NRI_TESTS = Path(__file__).resolve().parents[1] / "nri"
+if str(NRI_TESTS) not in sys.path:
+    sys.path.insert(0, str(NRI_TESTS))
+
+PROTO_ROOT = Path(__file__).resolve().parents[2] / "src" / "dranet_core" / "proto"
+
+
+def ip(*args: str, check: bool = True) -> str:
+    out = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if check and out.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {out.stderr.strip()}")
+    return out.stdout
+
+
+def link(ns: str, name: str) -> dict[str, Any] | None:
+    """``ip -j addr show`` of one link in ``ns`` (None if it is not there)."""
+    out = subprocess.run(["ip", "-j", "-n", ns, "addr", "show", "dev", name], capture_output=True, text=True)
+    if out.returncode != 0:
+        return None
+    data = json.loads(out.stdout or "[]")
+    return data[0] if data else None
+
+
+def global_addrs(info: dict[str, Any]) -> list[str]:
+    return sorted(
+        f"{a['local']}/{a['prefixlen']}" for a in info.get("addr_info", []) if a.get("scope") == "global"
+    )
+
+
+@attrs.frozen
+class NodeNs:
+    prefix: str
+    node: str
+    pod: str
+
+    @property
+    def node_path(self) -> str:
+        return f"/run/netns/{self.node}"
+
+    @property
+    def pod_path(self) -> str:
+        return f"/run/netns/{self.pod}"
+
+    def links(self, ns: str) -> list[str]:
+        return sorted(x["ifname"] for x in json.loads(ip("-j", "-n", ns, "link", "show")))
+
+
+@pytest.fixture
+def node_ns() -> Iterator[NodeNs]:
+    if os.geteuid() != 0:
+        pytest.skip("probe euid==0 failed: network namespace tests need root")
+    prefix = f"dnt-drv-{secrets.token_hex(3)}"
+    ns = NodeNs(prefix=prefix, node=f"{prefix}-n", pod=f"{prefix}-p")
+    try:
+        ip("netns", "add", ns.node)
+        ip("netns", "add", ns.pod)
+        n = ("-n", ns.node)
+        ip(*n, "link", "set", "lo", "up")
+        ip(*n, "link", "add", "dnv0", "type", "veth", "peer", "name", "dnv0p")
+        ip(*n, "link", "set", "dnv0", "up")
+        ip(*n, "link", "set", "dnv0p", "up")
+        ip(*n, "link", "add", "dnm0", "link", "dnv0", "type", "macvlan", "mode", "bridge")
+        ip(*n, "addr", "add", "10.98.0.10/24", "dev", "dnm0")
+        ip(*n, "link", "set", "dnm0", "up")
+        ip("-n", ns.pod, "link", "set", "lo", "up")
+        yield ns
+    finally:
+        ip("netns", "del", ns.pod, check=False)
+        ip("netns", "del", ns.node, check=False)
+
+
+@pytest.fixture(scope="session")
+def grpc_pb() -> Iterator[types.SimpleNamespace]:
+    out = Path(tempfile.mkdtemp(prefix="dnt-drv-pb-"))
+    files = ["kubelet/pluginregistration/v1/api.proto", "kubelet/dra/v1/api.proto"]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{PROTO_ROOT}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            *files,
+        ],
+        check=True,
+    )
+    sys.path.insert(0, str(out))
+    try:
+        yield types.SimpleNamespace(
+            reg=importlib.import_module("kubelet.pluginregistration.v1.api_pb2"),
+            reg_grpc=importlib.import_module("kubelet.pluginregistration.v1.api_pb2_grpc"),
+            v1=importlib.import_module("kubelet.dra.v1.api_pb2"),
+            v1_grpc=importlib.import_module("kubelet.dra.v1.api_pb2_grpc"),
+        )
+    finally:
+        sys.path.remove(str(out))
+        shutil.rmtree(out, ignore_errors=True)

@@ -1,0 +1,379 @@
+"""The real ``dranet run`` as a separate process: grpcio as the kubelet, the NRI test peer as
+the runtime, the fake API server, real veth/macvlan devices in throwaway namespaces.
+
+One pod's full life, with the driver killed (SIGKILL) after prepare, after attach and in the
+middle of a detach, and restarted each time; every device must end where it should. Then
+SIGTERM with an NRI call in flight (it completes, sockets are removed, exit 0) and a second
+SIGTERM (exits at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import types
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from conftest import NodeNs, global_addrs, link
+from fakeapi import FakeApiServer, write_kubeconfig
+from nri_runtime_peer import FakePod, PeerSession, RuntimePeer
+
+pytestmark = [pytest.mark.netns, pytest.mark.socket, pytest.mark.slow]
+
+NODE = "node-a"
+CONFIG = {"interface": {"name": "net1", "addresses": ["192.168.77.2/24"], "mtu": 1400}}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Kubelet:
+    """The kubelet's side of plugin registration and DRA v1, with grpcio (sync, in threads)."""
+
+    def __init__(self, pb: types.SimpleNamespace, root: Path) -> None:
+        self.pb = pb
+        self.reg_sock = root / "plugins_registry" / "dra.net-reg.sock"
+        self.endpoint = ""
+
+    def _register(self) -> None:
+        """Like the kubelet's plugin watcher: (re)try until the socket answers (a crashed
+        driver leaves a stale socket file behind), then GetInfo and accept."""
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with grpc.insecure_channel(f"unix://{self.reg_sock}") as ch:
+                    stub = self.pb.reg_grpc.RegistrationStub(ch)
+                    info = stub.GetInfo(self.pb.reg.InfoRequest(), timeout=2)
+                    assert info.name == "dra.net"
+                    assert "v1.DRAPlugin" in info.supported_versions
+                    status = self.pb.reg.RegistrationStatus(plugin_registered=True)
+                    stub.NotifyRegistrationStatus(status, timeout=10)
+                self.endpoint = info.endpoint
+                return
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    async def register(self) -> None:
+        await asyncio.to_thread(self._register)
+
+    def _call(self, method: str, uids: Sequence[tuple[str, str]]) -> Any:
+        with grpc.insecure_channel(f"unix://{self.endpoint}") as ch:
+            stub = self.pb.v1_grpc.DRAPluginStub(ch)
+            claims = [self.pb.v1.Claim(namespace="default", name=n, uid=u) for n, u in uids]
+            if method == "prepare":
+                return stub.NodePrepareResources(
+                    self.pb.v1.NodePrepareResourcesRequest(claims=claims), timeout=30
+                )
+            return stub.NodeUnprepareResources(
+                self.pb.v1.NodeUnprepareResourcesRequest(claims=claims), timeout=30
+            )
+
+    async def prepare(self, name: str, uid: str) -> Any:
+        return (await asyncio.to_thread(self._call, "prepare", [(name, uid)])).claims[uid]
+
+    async def unprepare(self, name: str, uid: str) -> Any:
+        return (await asyncio.to_thread(self._call, "unprepare", [(name, uid)])).claims[uid]
+
+
+class Rig:
+    """Everything around one driver process (which may be killed and restarted)."""
+
+    def __init__(self, tmp: Path, ns: NodeNs, api: FakeApiServer, pb: types.SimpleNamespace) -> None:
+        self.tmp = tmp
+        self.ns = ns
+        self.api = api
+        self.root = tmp / "kubelet"
+        self.db = tmp / "state" / "dranet.db"
+        self.nri_sock = tmp / "nri.sock"
+        self.kubeconfig = write_kubeconfig(tmp / "kubeconfig", api.url)
+        self.port = _free_port()
+        self.kubelet = Kubelet(pb, self.root)
+        self.runtime = RuntimePeer(str(self.nri_sock))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.sessions = 0
+        self.logs: list[Path] = []
+
+    def argv(self, *extra: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "dranet_core",
+            "run",
+            f"--hostname-override={NODE}",
+            f"--kubeconfig={self.kubeconfig}",
+            f"--kubelet-root-dir={self.root}",
+            f"--nri-socket={self.nri_sock}",
+            f"--db-path={self.db}",
+            f"--bind-address=127.0.0.1:{self.port}",
+            "--filter=",
+            "--backends=netdev",
+            f"--host-netns={self.ns.node_path}",
+            "--inventory-min-poll-interval=100ms",
+            "--shutdown-grace=5s",
+            "-v",
+            *extra,
+        ]
+
+    async def start(self, *extra: str) -> PeerSession:
+        log = self.tmp / f"driver-{len(self.logs)}.log"
+        self.logs.append(log)
+        self.proc = self._spawn(log, self.argv(*extra))
+        await self.kubelet.register()
+        self.sessions += 1
+        session = await self.runtime.wait_ready(self.sessions)
+        assert session.ready.is_set(), self.log_text()
+        await self.wait_healthy()
+        return session
+
+    @staticmethod
+    def _spawn(log: Path, argv: list[str]) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+
+    async def healthz(self) -> tuple[int, dict[str, Any]]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), json.loads(body)
+
+    async def wait_healthy(self) -> None:
+        deadline = time.monotonic() + 20
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                code, last = await self.healthz()
+                if code == 200:
+                    return
+            except OSError as exc:
+                last = exc
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"driver never healthy: {last}\n{self.log_text()}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def wait_exit(self, within: float = 20) -> int:
+        assert self.proc is not None
+        deadline = time.monotonic() + within
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"driver did not exit in {within}s\n{self.log_text()}")
+            await asyncio.sleep(0.02)
+        return self.proc.returncode
+
+    async def crash(self) -> None:
+        """SIGKILL: no cleanup at all (sockets stay behind, like a real crash)."""
+        self.kill(signal.SIGKILL)
+        assert await self.wait_exit() == -signal.SIGKILL
+
+    def journal(self) -> dict[str, Any]:
+        if not self.db.exists():
+            return {}
+        doc = json.loads(self.db.read_text())
+        return {dev: st for c in doc["claims"].values() for dev, st in c["devices"].items()}
+
+    def log_text(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-6000:]}" for p in self.logs if p.exists()
+        )
+
+    def put_claim(self, name: str, uid: str, device: str, pod: FakePod) -> None:
+        self.api.put_object(
+            {
+                "apiVersion": "resource.k8s.io/v1",
+                "kind": "ResourceClaim",
+                "metadata": {"name": name, "namespace": "default", "uid": uid},
+                "spec": {
+                    "devices": {"requests": [{"name": "nic", "exactly": {"deviceClassName": "dranet"}}]}
+                },
+                "status": {
+                    "allocation": {
+                        "devices": {
+                            "results": [
+                                {"request": "nic", "driver": "dra.net", "pool": NODE, "device": device}
+                            ],
+                            "config": [
+                                {
+                                    "source": "FromClaim",
+                                    "requests": [],
+                                    "opaque": {"driver": "dra.net", "parameters": CONFIG},
+                                }
+                            ],
+                        }
+                    },
+                    "reservedFor": [{"resource": "pods", "name": pod.name, "uid": pod.uid}],
+                },
+            }
+        )
+
+
+@pytest.fixture
+async def rig(
+    tmp_path: Path, node_ns: NodeNs, fake_api: FakeApiServer, grpc_pb: types.SimpleNamespace
+) -> AsyncIterator[Rig]:
+    r = Rig(tmp_path, node_ns, fake_api, grpc_pb)
+    await r.runtime.start()
+    try:
+        yield r
+    finally:
+        if r.proc is not None and r.proc.poll() is None:
+            r.proc.kill()
+            r.proc.wait(10)
+        await r.runtime.aclose()
+
+
+def _exists(path: str | Path) -> bool:
+    return Path(path).exists()
+
+
+def _in_pod(rig: Rig) -> dict[str, Any] | None:
+    return link(rig.ns.pod, "net1")
+
+
+def _at_home(rig: Rig) -> dict[str, Any] | None:
+    return link(rig.ns.node, "dnm0")
+
+
+def _assert_home_as_before(rig: Rig, before: dict[str, Any]) -> None:
+    home = _at_home(rig)
+    assert home is not None, f"dnm0 is not home\n{rig.log_text()}"
+    assert home["mtu"] == before["mtu"]
+    assert home["address"] == before["address"]
+    assert global_addrs(home) == global_addrs(before) == ["10.98.0.10/24"]
+    assert _in_pod(rig) is None
+    assert rig.ns.links(rig.ns.pod) == ["lo"]
+
+
+async def test_pod_lifecycle_with_crashes_at_every_stage(rig: Rig) -> None:
+    before = _at_home(rig)
+    assert before is not None
+    pod = FakePod(id="sb-1", name="p1", uid=str(uuid.uuid4()), netns=rig.ns.pod_path)
+    claim_uid = str(uuid.uuid4())
+    rig.put_claim("c1", claim_uid, "dnm0", pod)
+
+    # prepare, then crash
+    await rig.start()
+    res = await rig.kubelet.prepare("c1", claim_uid)
+    assert res.error == "", rig.log_text()
+    assert [(d.pool_name, d.device_name) for d in res.devices] == [(NODE, "dnm0")]
+    assert rig.journal() == {"dnm0": {"phase": "prepared"}}
+    await rig.crash()
+
+    # restart: the prepared claim survives; RunPodSandbox attaches; crash after attach
+    session = await rig.start()
+    result = await session.run_pod_sandbox(pod)
+    assert result.code == 0, f"{result}\n{rig.log_text()}"
+    inside = _in_pod(rig)
+    assert inside is not None
+    assert inside["mtu"] == 1400
+    assert global_addrs(inside) == ["192.168.77.2/24"]
+    assert _at_home(rig) is None
+    assert rig.journal()["dnm0"]["phase"] == "attached"
+    await rig.crash()
+
+    # restart while the pod runs: Synchronize keeps the device in the pod
+    rig.runtime.sync_pods = [pod]
+    session = await rig.start("--debug-hold-after=detaching:60s")
+    assert _in_pod(rig) is not None
+    assert rig.journal()["dnm0"]["phase"] == "attached"
+
+    # crash in the middle of the detach (journal says detaching, nothing moved yet)
+    stop = asyncio.ensure_future(session.stop_pod_sandbox(pod))
+    deadline = time.monotonic() + 10
+    while rig.journal().get("dnm0", {}).get("phase") != "detaching":
+        assert time.monotonic() < deadline, rig.log_text()
+        await asyncio.sleep(0.01)
+    await rig.crash()
+    await asyncio.gather(stop, return_exceptions=True)
+    assert _in_pod(rig) is not None  # the crash left it half-way
+
+    # restart: the pod is gone from the runtime; reconciliation brings the device home
+    rig.runtime.sync_pods = []
+    await rig.start()
+    deadline = time.monotonic() + 10
+    while rig.journal().get("dnm0", {}).get("phase") != "prepared":
+        assert time.monotonic() < deadline, rig.log_text()
+        await asyncio.sleep(0.02)
+    _assert_home_as_before(rig, before)
+    # the claim was not pruned on a guess: it waits for the kubelet's unprepare
+    assert "dnm0" in rig.journal()
+    res = await rig.kubelet.unprepare("c1", claim_uid)
+    assert res.error == ""
+    assert rig.journal() == {}
+
+    # graceful stop: sockets removed, exit 0
+    rig.kill(signal.SIGTERM)
+    assert await rig.wait_exit() == 0, rig.log_text()
+    assert not rig.kubelet.reg_sock.exists()
+    assert not _exists(rig.kubelet.endpoint)
+    _assert_home_as_before(rig, before)
+
+
+async def test_sigterm_with_a_call_in_flight_then_second_signal(rig: Rig) -> None:
+    pod = FakePod(id="sb-2", name="p2", uid=str(uuid.uuid4()), netns=rig.ns.pod_path)
+    claim_uid = str(uuid.uuid4())
+    rig.put_claim("c2", claim_uid, "dnm0", pod)
+
+    session = await rig.start("--debug-hold-after=attaching:1s")
+    assert (await rig.kubelet.prepare("c2", claim_uid)).error == ""
+    run = asyncio.ensure_future(session.run_pod_sandbox(pod))
+    deadline = time.monotonic() + 10
+    while rig.journal().get("dnm0", {}).get("phase") != "attaching":
+        assert time.monotonic() < deadline, rig.log_text()
+        await asyncio.sleep(0.01)
+    t0 = time.monotonic()
+    rig.kill(signal.SIGTERM)  # the attach is in flight (held for 1 s)
+    assert (await run).code == 0, rig.log_text()
+    assert await rig.wait_exit() == 0, rig.log_text()
+    assert time.monotonic() - t0 < 5
+    assert rig.journal()["dnm0"]["phase"] == "attached"  # finished, and left in the running pod
+    assert _in_pod(rig) is not None
+    assert not rig.kubelet.reg_sock.exists()
+
+    # restart with the pod still running and a long hold in detach: the first SIGTERM
+    # waits for the in-flight StopPodSandbox, the second exits at once
+    rig.runtime.sync_pods = [pod]
+    session = await rig.start("--debug-hold-after=detaching:60s")
+    stop = asyncio.ensure_future(session.stop_pod_sandbox(pod))
+    deadline = time.monotonic() + 10
+    while rig.journal().get("dnm0", {}).get("phase") != "detaching":
+        assert time.monotonic() < deadline, rig.log_text()
+        await asyncio.sleep(0.01)
+    rig.kill(signal.SIGTERM)
+    await asyncio.sleep(0.3)
+    assert rig.proc is not None and rig.proc.poll() is None  # still draining
+    t0 = time.monotonic()
+    rig.kill(signal.SIGTERM)
+    assert await rig.wait_exit() == -signal.SIGTERM
+    assert time.monotonic() - t0 < 2
+    await asyncio.gather(stop, return_exceptions=True)
+
+    # and the half-done detach is finished by the next start (the pod is gone now)
+    rig.runtime.sync_pods = []
+    await rig.start()
+    deadline = time.monotonic() + 10
+    while rig.journal().get("dnm0", {}).get("phase") != "prepared":
+        assert time.monotonic() < deadline, rig.log_text()
+        await asyncio.sleep(0.02)
+    assert _at_home(rig) is not None
+    assert _in_pod(rig) is None
