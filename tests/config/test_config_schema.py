@@ -60,6 +60,8 @@ EXTRA_CASES: list[tuple[str, Any, bool]] = [
     ("mac-mixed", {"interface": {"hardwareAddr": "02:00-5e:10:00:01"}}, False),
     ("name-16-unicode-ok", {"interface": {"name": "ñ" * 7}}, True),
     ("top-array", [], False),
+    ("interface-null", {"interface": None, "rules": [{"table": 1}]}, True),
+    ("vrf-null-with-rules", {"interface": {"vrf": None}, "rules": [{"table": 1}]}, True),
 ]
 
 
@@ -99,7 +101,7 @@ def test_schema_shape() -> None:
     assert iface["additionalProperties"] is False
     assert iface["properties"]["mtu"]["minimum"] == 68
     assert iface["properties"]["mtu"]["maximum"] == 2**31 - 1
-    assert iface["properties"]["arpIgnore"]["enum"] == [0, 1, 2, 3, 8]
+    assert iface["properties"]["arpIgnore"]["enum"] == [0, 1, 2, 3, 8, None]
     vrf_table = iface["properties"]["vrf"]["properties"]["table"]
     assert vrf_table["minimum"] == 1 and vrf_table["not"] == {"enum": [253, 254, 255]}
     route = schema["properties"]["routes"]["items"]
@@ -126,3 +128,61 @@ def test_schema_and_decoder_agree_on_shapes(
 ) -> None:
     assert _validator_accepts(params) is valid
     assert validator.is_valid(params) is valid
+
+
+# -- property: whatever the validator accepts, the schema accepts ------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-3, max_value=300),
+    st.sampled_from([0, 1, 2, 3, 8, 68, 253, 254, 9000, 2**31, 2**32]),
+    st.sampled_from(["", "eth0", "a/b", ".", "10.0.0.1/8", "::/0", "10.0.0.1", "2001:db8::1"]),
+    st.sampled_from(["02:00:5e:10:00:01", "0200.5e10.0001", "x" * 16, "ñet", "fe80::1%eth0"]),
+)
+
+
+def _obj(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({}, optional=fields)
+
+
+_vrf = _obj({"name": _scalars, "table": _scalars})
+_iface = _obj(
+    {
+        "name": _scalars,
+        "addresses": st.none() | st.lists(_scalars, max_size=2),
+        "dhcp": _scalars,
+        "mtu": _scalars,
+        "hardwareAddr": _scalars,
+        "gsoMaxSize": _scalars,
+        "arpIgnore": _scalars,
+        "arpAnnounce": _scalars,
+        "vrf": st.none() | _vrf,
+    }
+)
+_route = _obj(
+    {"destination": _scalars, "gateway": _scalars, "source": _scalars, "scope": _scalars, "table": _scalars}
+)
+_rule = _obj({"priority": _scalars, "source": _scalars, "destination": _scalars, "table": _scalars})
+_neigh = _obj({"destination": _scalars, "hardwareAddr": _scalars})
+_docs = _obj(
+    {
+        "profile": _scalars,
+        "interface": st.none() | _iface,
+        "routes": st.none() | st.lists(_route, max_size=2),
+        "rules": st.none() | st.lists(_rule, max_size=2),
+        "neighbors": st.none() | st.lists(_neigh, max_size=2),
+        "ethtool": st.none() | _obj({"features": st.none() | st.dictionaries(st.text(max_size=3), _scalars)}),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_docs)
+def test_schema_never_rejects_what_the_validator_accepts(params: dict[str, Any]) -> None:
+    validator = jsonschema.Draft202012Validator(config_json_schema())
+    if _validator_accepts(params):
+        assert validator.is_valid(params), list(validator.iter_errors(params))

@@ -33,6 +33,8 @@ _IFNAME_PATTERN: Final = r"^(?!\.\.?$)(?:[-_.0-9A-Za-z]|[^\x00-\x7F])*$"
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     t = schema["type"]
     schema["type"] = [t, "null"]
+    if "enum" in schema:
+        schema["enum"] = [*schema["enum"], None]  # an enum constrains every type, null included
     return schema
 
 
@@ -95,10 +97,12 @@ def _object_schema(cls: type) -> dict[str, Any]:
     return schema
 
 
+# Each "not" names "type": "object" so that it cannot match a null (unset) object.
 _CROSS_FIELD: Final[dict[type, dict[str, Any]]] = {
     InterfaceConfig: {
         "not": {
             "description": "dhcp and addresses are mutually exclusive",
+            "type": "object",
             "required": ["dhcp", "addresses"],
             "properties": {"dhcp": {"const": True}, "addresses": {"type": "array", "minItems": 1}},
         }
@@ -115,6 +119,7 @@ _CROSS_FIELD: Final[dict[type, dict[str, Any]]] = {
     NetworkConfig: {
         "not": {
             "description": "rules are not supported when interface.vrf is set",
+            "type": "object",
             "required": ["interface", "rules"],
             "properties": {
                 "interface": {
