@@ -1,0 +1,389 @@
+"""ResourceSlice planning: which slices to create, replace and delete for a device set.
+
+Pure functions, no I/O. The publisher (:mod:`.publisher`) feeds them what exists on the
+server and what should, and executes the :class:`SlicePlan` they return.
+
+**Pool and names.** One pool per node, named after the node, ``spec.nodeName = <node>``.
+Slice names are deterministic: ``<node>-<driver>-<index>`` (:func:`slice_name`; made a DNS
+subdomain, hashed when too long), so a restarted driver finds and *adopts* its slices
+(:func:`parse_slice_index`). This driver's slices for this node whose names do not follow the
+scheme (for example the Go driver's ``<node>-dra.net-xxxxx`` from ``generateName``; its
+random suffix never is a number below 10000 without leading zeros) are deleted.
+
+**Sticky layout.** A device stays in the slice it was published in: devices are matched by
+name to the slice that holds them; new devices fill existing slices that have room (lowest
+index first) and then new slices at the lowest free index, at most ``max_per_slice`` (128)
+each. So a changed, added or removed device rewrites exactly one slice, and an insertion never
+shifts chunk boundaries. From scratch this gives sorted chunks of 128 (1,000 devices: 8
+slices). Slices that become empty are dropped (a node with no devices keeps one empty
+slice); when the layout has more than twice the slices needed it is repacked from scratch.
+
+**Generation.** ``spec.pool.generation`` and ``resourceSliceCount`` are the same in every
+slice of the pool. The generation is bumped (and every slice rewritten) when the number of
+slices changes, devices are repacked, or what exists is inconsistent (mixed generations,
+wrong count, extra slices, foreign slices of a higher generation); a change confined to
+existing slices, or re-creating slices that went missing (the kubelet deleted them, or an
+interrupted plan had not created them yet), keeps it: with a sticky layout no device can
+appear in two slices, which is what the generation protects the scheduler from (the upstream
+helper keeps it when one update suffices, too). A new pool starts at generation 1.
+
+**Limits.** :func:`device_problems` checks a device against what the API server enforces
+(DNS-label name, qualified attribute names, 64-character strings, 32 attributes plus
+capacities, quantities); :func:`prepare_devices` leaves such devices (and duplicate names)
+out and reports them instead of letting one device break the whole slice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+from kubernetes_asyncio.client import (
+    ApiClient,
+    V1Device,
+    V1DeviceAttribute,
+    V1DeviceCapacity,
+    V1ObjectMeta,
+    V1OwnerReference,
+    V1ResourcePool,
+    V1ResourceSlice,
+    V1ResourceSliceSpec,
+)
+
+from dranet_core.types import (
+    DEVICE_ATTRIBUTE_MAX,
+    JSON,
+    STRING_ATTRIBUTE_MAX_LEN,
+    Device,
+    Version,
+    is_dns_label,
+    is_dns_subdomain,
+    validate_qualified_name,
+)
+
+__all__ = [
+    "MAX_DEVICES_PER_SLICE",
+    "ExistingSlice",
+    "SkippedDevice",
+    "SlicePlan",
+    "SliceWrite",
+    "device_body",
+    "device_problems",
+    "existing_from_object",
+    "parse_slice_index",
+    "plan_slices",
+    "prepare_devices",
+    "slice_name",
+    "slice_object",
+]
+
+MAX_DEVICES_PER_SLICE: Final = 128
+"""resource.k8s.io: devices per ResourceSlice (64 with taints or counters, which we don't use)."""
+
+_MAX_INDEX: Final = 10000
+_QUANTITY = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
+# sanitize_for_serialization uses no instance state; a real ApiClient() would open an HTTP session
+_SERIALIZER: Final = ApiClient.__new__(ApiClient)
+
+
+def _sanitize(model: Any) -> Any:
+    return _SERIALIZER.sanitize_for_serialization(model)
+
+
+# --------------------------------------------------------------------------- names
+
+
+def _slice_name_base(node: str, driver: str) -> str:
+    base = f"{node}-{driver}".lower()
+    if len(base) + 5 > 253 or not is_dns_subdomain(base + "-0"):
+        digest = hashlib.sha256(f"{node}\0{driver}".encode()).hexdigest()[:16]
+        head = re.sub(r"[^a-z0-9.-]", "-", base)[:200].strip("-.")
+        base = f"{head}-{digest}" if head else digest
+    return base
+
+
+def slice_name(node: str, driver: str, index: int) -> str:
+    """The name of slice ``index`` of this node's pool: ``<node>-<driver>-<index>``."""
+    return f"{_slice_name_base(node, driver)}-{index}"
+
+
+def parse_slice_index(name: str, node: str, driver: str) -> int | None:
+    """The index if ``name`` follows :func:`slice_name` for this node and driver, else None."""
+    prefix = _slice_name_base(node, driver) + "-"
+    if not name.startswith(prefix):
+        return None
+    rest = name[len(prefix):]
+    if not re.fullmatch(r"0|[1-9][0-9]*", rest) or int(rest) >= _MAX_INDEX:
+        return None
+    return int(rest)
+
+
+# --------------------------------------------------------------------------- devices
+
+
+@attrs.frozen(kw_only=True)
+class SkippedDevice:
+    """A device left out of the slices, and why."""
+
+    name: str
+    reason: str
+
+
+def device_problems(device: Device) -> list[str]:
+    """What the API server would reject about ``device`` (empty: nothing)."""
+    problems: list[str] = []
+    if not is_dns_label(device.name):
+        problems.append(f"name {device.name!r} is not a DNS label")
+    for name, value in device.attributes.items():
+        try:
+            validate_qualified_name(name)
+        except ValueError as exc:
+            problems.append(str(exc))
+        if isinstance(value, str | Version) and len(str(value)) > STRING_ATTRIBUTE_MAX_LEN:
+            problems.append(f"attribute {name}: longer than {STRING_ATTRIBUTE_MAX_LEN} characters")
+        if not isinstance(value, bool | int | str | Version):
+            problems.append(f"attribute {name}: unsupported type {type(value).__name__}")
+    for name, quantity in device.capacity.items():
+        try:
+            validate_qualified_name(name)
+        except ValueError as exc:
+            problems.append(str(exc))
+        if not isinstance(quantity, str) or not _QUANTITY.match(quantity):
+            problems.append(f"capacity {name}: {quantity!r} is not a quantity")
+    if len(device.attributes) + len(device.capacity) > DEVICE_ATTRIBUTE_MAX:
+        total = f"{len(device.attributes)} attributes + {len(device.capacity)} capacities"
+        problems.append(f"{total} exceed {DEVICE_ATTRIBUTE_MAX}")
+    return problems
+
+
+def _attribute(value: Any) -> V1DeviceAttribute:
+    if isinstance(value, bool):
+        return V1DeviceAttribute(bool=value)
+    if isinstance(value, int):
+        return V1DeviceAttribute(int=value)
+    if isinstance(value, Version):
+        return V1DeviceAttribute(version=value.value)
+    return V1DeviceAttribute(string=str(value))
+
+
+def device_body(device: Device) -> dict[str, JSON]:
+    """The ``spec.devices[]`` entry (resource.k8s.io/v1 form) for ``device``."""
+    model = V1Device(
+        name=device.name,
+        attributes={k: _attribute(v) for k, v in sorted(device.attributes.items())} or None,
+        capacity={k: V1DeviceCapacity(value=v) for k, v in sorted(device.capacity.items())} or None,
+    )
+    body: dict[str, JSON] = _sanitize(model)
+    return body
+
+
+def prepare_devices(devices: Iterable[Device]) -> tuple[dict[str, dict[str, JSON]], list[SkippedDevice]]:
+    """Bodies by device name for the publishable devices, and the ones left out (with why)."""
+    bodies: dict[str, dict[str, JSON]] = {}
+    skipped: list[SkippedDevice] = []
+    for device in devices:
+        problems = device_problems(device)
+        if device.name in bodies:
+            problems.append("duplicate device name")
+        if problems:
+            skipped.append(SkippedDevice(name=device.name, reason="; ".join(problems)))
+            continue
+        bodies[device.name] = device_body(device)
+    return bodies, skipped
+
+
+# --------------------------------------------------------------------------- what exists
+
+
+@attrs.frozen(kw_only=True)
+class ExistingSlice:
+    """A slice of this driver and node as it is on the server (as far as we know).
+
+    ``index`` is None for a slice that does not follow our naming scheme (to be deleted).
+    ``devices`` are in v1 form (v1beta1's ``basic`` unnested), in slice order.
+    """
+
+    name: str
+    index: int | None
+    uid: str
+    resource_version: str
+    generation: int
+    slice_count: int
+    pool: str
+    devices: tuple[dict[str, JSON], ...] = ()
+
+
+def _flat_device(device: dict[str, JSON]) -> dict[str, JSON]:
+    basic = device.get("basic")
+    if isinstance(basic, dict):
+        return {"name": device.get("name"), **basic}
+    return device
+
+
+def existing_from_object(obj: Mapping[str, Any], *, node: str, driver: str) -> ExistingSlice:
+    """Read a ResourceSlice (a JSON dict of any served version) into an :class:`ExistingSlice`."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    pool = spec.get("pool") or {}
+    name = str(meta.get("name", ""))
+    index = parse_slice_index(name, node, driver) if pool.get("name") == node else None
+    return ExistingSlice(
+        name=name,
+        index=index,
+        uid=str(meta.get("uid", "")),
+        resource_version=str(meta.get("resourceVersion", "")),
+        generation=int(pool.get("generation") or 0),
+        slice_count=int(pool.get("resourceSliceCount") or 0),
+        pool=str(pool.get("name", "")),
+        devices=tuple(_flat_device(d) for d in spec.get("devices") or [] if isinstance(d, dict)),
+    )
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@attrs.frozen(kw_only=True)
+class SliceWrite:
+    """Create (``existing`` None) or replace one slice."""
+
+    index: int
+    name: str
+    devices: tuple[dict[str, JSON], ...]
+    existing: ExistingSlice | None
+
+
+@attrs.frozen(kw_only=True)
+class SlicePlan:
+    """What to do: ``writes`` first (creates and replaces), then ``deletes``."""
+
+    writes: tuple[SliceWrite, ...]
+    deletes: tuple[ExistingSlice, ...]
+    generation: int
+    slice_count: int
+    device_count: int
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.writes and not self.deletes
+
+
+def _sticky_layout(
+    desired: Mapping[str, Any], ours: Sequence[ExistingSlice], max_per_slice: int
+) -> dict[int, list[str]]:
+    layout: dict[int, list[str]] = {}
+    placed: set[str] = set()
+    for s in sorted(ours, key=lambda s: s.index or 0):
+        assert s.index is not None
+        names: list[str] = []
+        for d in s.devices:
+            n = d.get("name")
+            if isinstance(n, str) and n in desired and n not in placed and len(names) < max_per_slice:
+                names.append(n)
+                placed.add(n)
+        layout[s.index] = names
+    pending = sorted(n for n in desired if n not in placed)
+    for index in sorted(layout):
+        room = max_per_slice - len(layout[index])
+        if room > 0 and pending:
+            layout[index].extend(pending[:room])
+            pending = pending[room:]
+    index = 0
+    while pending:
+        while index in layout:
+            index += 1
+        layout[index] = pending[:max_per_slice]
+        pending = pending[max_per_slice:]
+    return {i: names for i, names in layout.items() if names}
+
+
+def plan_slices(
+    desired: Mapping[str, dict[str, JSON]],
+    existing: Iterable[ExistingSlice],
+    *,
+    node: str,
+    driver: str,
+    max_per_slice: int = MAX_DEVICES_PER_SLICE,
+) -> SlicePlan:
+    """Plan the writes that make the server hold exactly ``desired`` (bodies by device name)."""
+    existing = list(existing)
+    ours = [s for s in existing if s.index is not None]
+    foreign = [s for s in existing if s.index is None]
+    by_index = {s.index: s for s in ours}
+    needed = max(1, math.ceil(len(desired) / max_per_slice))
+    layout = _sticky_layout(desired, ours, max_per_slice)
+    repacked = len(layout) > 2 * needed
+    if repacked:
+        names = sorted(desired)
+        layout = {i: names[i * max_per_slice:(i + 1) * max_per_slice] for i in range(needed)}
+    if not layout:
+        layout = {min((i for i in by_index if i is not None), default=0): []}
+    target = {i: tuple(desired[n] for n in sorted(names)) for i, names in layout.items()}
+    count = len(target)
+    top = max((s.generation for s in existing if s.pool == node), default=0)
+    # Missing slices (deleted behind our back, or not yet created by an interrupted plan) can be
+    # (re)created under the current generation: their devices are in no other slice.
+    consistent = (
+        bool(ours)
+        and not repacked
+        and set(by_index) <= set(target)
+        and all(s.generation == top and s.slice_count == count for s in ours)
+    )
+    generation = top if consistent else top + 1
+    writes = []
+    for i in sorted(target):
+        cur = by_index.get(i)
+        if consistent and cur is not None and cur.devices == target[i]:
+            continue
+        writes.append(SliceWrite(index=i, name=slice_name(node, driver, i), devices=target[i], existing=cur))
+    deletes = foreign + [s for s in ours if s.index not in target]
+    return SlicePlan(
+        writes=tuple(writes),
+        deletes=tuple(sorted(deletes, key=lambda s: s.name)),
+        generation=generation,
+        slice_count=count,
+        device_count=len(desired),
+    )
+
+
+def slice_object(
+    *,
+    name: str,
+    driver: str,
+    node: str,
+    generation: int,
+    slice_count: int,
+    devices: Sequence[dict[str, JSON]],
+    api_version: str = "v1",
+    owner_uid: str | None = None,
+    resource_version: str | None = None,
+) -> dict[str, JSON]:
+    """The ResourceSlice object (JSON) for ``api_version`` (v1, v1beta2 or v1beta1).
+
+    With ``owner_uid`` the Node is the controller owner, so the slice dies with the node.
+    """
+    owners = None
+    if owner_uid:
+        owners = [V1OwnerReference(api_version="v1", kind="Node", name=node, uid=owner_uid, controller=True)]
+    model = V1ResourceSlice(
+        api_version=f"resource.k8s.io/{api_version}",
+        kind="ResourceSlice",
+        metadata=V1ObjectMeta(name=name, owner_references=owners, resource_version=resource_version),
+        spec=V1ResourceSliceSpec(
+            driver=driver,
+            node_name=node,
+            pool=V1ResourcePool(name=node, generation=generation, resource_slice_count=slice_count),
+            devices=[],
+        ),
+    )
+    obj: dict[str, JSON] = _sanitize(model)
+    if api_version == "v1beta1":
+        obj["spec"]["devices"] = [
+            {"name": d["name"], "basic": {k: v for k, v in d.items() if k != "name"}} for d in devices
+        ]
+    else:
+        obj["spec"]["devices"] = [dict(d) for d in devices]
+    return obj
