@@ -11,6 +11,7 @@ from dranet_core.config import (
     InterfaceConfig,
     NetworkConfig,
     RouteConfig,
+    RuleConfig,
     decode_config,
     validate_config,
     validate_rdma_only,
@@ -126,3 +127,21 @@ def test_rdma_only_collects_all() -> None:
         "config[0].parameters.routes",
         "config[0].parameters.ethtool",
     ]
+
+
+def test_wrong_python_types_never_crash_cross_field_rules() -> None:
+    cfg = NetworkConfig(
+        interface={"dhcp": True},  # type: ignore[arg-type]
+        routes=(RouteConfig(destination=5, gateway=["x"]),),  # type: ignore[arg-type]
+        rules=(RuleConfig(source=7, destination=("a",)),),  # type: ignore[arg-type]
+    )
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg)
+    assert {i.path for i in info.value.issues} >= {
+        "interface",
+        "routes[0].destination",
+        "routes[0].gateway",
+        "rules[0].source",
+        "rules[0].destination",
+    }
+    validate_rdma_only(NetworkConfig(interface=InterfaceConfig(addresses=[], name="")))  # type: ignore[arg-type]

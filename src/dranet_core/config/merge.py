@@ -40,6 +40,8 @@ _MAIN_TABLE: Final = 254
 def _prefix_key(text: str | None) -> Hashable:
     if text is None:
         return None
+    if not isinstance(text, str):  # not validated yet: compare by value
+        return repr(text)
     try:
         addr, length = parse_prefix(text)
     except ValueError:
@@ -50,6 +52,8 @@ def _prefix_key(text: str | None) -> Hashable:
 def _ip_key(text: str | None) -> Hashable:
     if text is None:
         return None
+    if not isinstance(text, str):  # not validated yet: compare by value
+        return repr(text)
     try:
         return parse_ip(text).packed
     except ValueError:

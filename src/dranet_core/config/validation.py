@@ -28,7 +28,7 @@ from typing import Any
 from dranet_core.config.codec import describe_json, join_path
 from dranet_core.config.fields import FieldSpec, TypeSpec, fields_of, int_bounds
 from dranet_core.config.formats import ifname_problems, parse_ip, parse_mac, parse_prefix
-from dranet_core.config.model import NetworkConfig, RouteConfig, RuleConfig
+from dranet_core.config.model import InterfaceConfig, NetworkConfig, RouteConfig, RuleConfig
 from dranet_core.errors import ConfigError, ConfigIssue
 
 __all__ = ["config_issues", "validate_config", "validate_rdma_only"]
@@ -139,8 +139,8 @@ def _check_str(spec: FieldSpec, value: object, path: str, issues: list[ConfigIss
 # -- rules relating several fields ---------------------------------------------------------
 
 
-def _family(text: str | None, parse: Any) -> int | None:
-    if not text:
+def _family(text: object, parse: Any) -> int | None:
+    if not text or not isinstance(text, str):
         return None
     try:
         result = parse(text)
@@ -155,7 +155,7 @@ def _fam(version: int) -> str:
 
 
 def _check_cross_field(config: NetworkConfig, path: str, issues: list[ConfigIssue]) -> None:
-    iface = config.interface
+    iface = config.interface if isinstance(config.interface, InterfaceConfig) else None
     if iface is not None and iface.dhcp is True and iface.addresses:
         issues.append(ConfigIssue(join_path(path, "interface"), "dhcp and addresses are mutually exclusive"))
     if iface is not None and iface.vrf is not None and config.rules:
@@ -182,13 +182,13 @@ def _objects(values: object, cls: type[Any]) -> Iterable[Any]:
 
 
 def _check_route(route: RouteConfig, path: str, issues: list[ConfigIssue]) -> None:
-    dst = _family(route.destination, parse_prefix) if isinstance(route.destination, str) else None
+    dst = _family(route.destination, parse_prefix)
     if route.scope != _RT_SCOPE_LINK and not route.gateway:
         issues.append(
             ConfigIssue(join_path(path, "gateway"), "is required unless scope is 253 (link), got no gateway")
         )
     for name, text in (("gateway", route.gateway), ("source", route.source)):
-        fam = _family(text, parse_ip) if isinstance(text, str) else None
+        fam = _family(text, parse_ip)
         if dst is not None and fam is not None and fam != dst:
             issues.append(
                 ConfigIssue(
@@ -217,6 +217,11 @@ _RDMA_FORBIDDEN_INTERFACE = (
 )
 
 
+def _unset(value: object) -> bool:
+    """None, or an empty string or list (what Go's ``omitempty`` leaves out); ``False`` is set."""
+    return value is None or (isinstance(value, str | Sequence) and len(value) == 0)
+
+
 def validate_rdma_only(config: NetworkConfig, *, path: str = "") -> None:
     """Reject what cannot apply to an RDMA device that has no network interface.
 
@@ -227,12 +232,12 @@ def validate_rdma_only(config: NetworkConfig, *, path: str = "") -> None:
     rule = "not supported for RDMA-only devices (no network interface)"
     issues: list[ConfigIssue] = []
     iface = config.interface
-    if iface is not None:
+    if isinstance(iface, InterfaceConfig):
         ipath = join_path(path, "interface")
         by_attr = {s.attr: s for s in fields_of(type(iface))}
         for attr in _RDMA_FORBIDDEN_INTERFACE:
             value = getattr(iface, attr)
-            if value is not None and value != "" and value != ():
+            if not _unset(value):
                 issues.append(ConfigIssue(join_path(ipath, by_attr[attr].json), rule))
     for name, value in (
         ("routes", config.routes),
@@ -240,7 +245,7 @@ def validate_rdma_only(config: NetworkConfig, *, path: str = "") -> None:
         ("neighbors", config.neighbors),
         ("ethtool", config.ethtool),
     ):
-        if value is not None and value != ():
+        if (name == "ethtool" and value is not None) or (name != "ethtool" and not _unset(value)):
             issues.append(ConfigIssue(join_path(path, name), rule))
     if issues:
         raise ConfigError(issues)
