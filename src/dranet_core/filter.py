@@ -40,9 +40,7 @@ __all__ = ["DEFAULT_FILTER", "DeviceFilter", "attribute_map"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FILTER: Final = (
-    '!("dra.net/type" in attributes) || attributes["dra.net/type"].StringValue != "veth"'
-)
+DEFAULT_FILTER: Final = '!("dra.net/type" in attributes) || attributes["dra.net/type"].StringValue != "veth"'
 """The Go driver's default: drop veths, keep every device without a type (IB-only)."""
 
 
@@ -99,12 +97,17 @@ class DeviceFilter:
         try:
             result = self._program.execute({"attributes": attribute_map(device.attributes)})
         except Exception as exc:  # the library raises KeyError, TypeError, ValueError, RuntimeError
-            log.warning("filter %r: evaluation error on device %s, keeping it: %s", self.expression,
-                        device.name, exc)
+            log.warning(
+                "filter %r: evaluation error on device %s, keeping it: %s", self.expression, device.name, exc
+            )
             return True
         if not isinstance(result, bool):
-            log.warning("filter %r: non-bool result %r on device %s, dropping it", self.expression,
-                        result, device.name)
+            log.warning(
+                "filter %r: non-bool result %r on device %s, dropping it",
+                self.expression,
+                result,
+                device.name,
+            )
             return False
         return result
 

@@ -238,8 +238,11 @@ class Inventory:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("inventory: watch of %s failed; resync keeps running, retrying in %.0fs",
-                              type(discoverer).__name__, backoff)
+                log.exception(
+                    "inventory: watch of %s failed; resync keeps running, retrying in %.0fs",
+                    type(discoverer).__name__,
+                    backoff,
+                )
             if self._clock.now() - started > 60.0:
                 backoff = 1.0
             await self._clock.sleep(backoff)
@@ -332,4 +335,3 @@ class Inventory:
             f"published={len(self._view.published)}, pinned={len(self._pinned)}, scans={self._scans}, "
             f"publishes={self._publishes})"
         )
-

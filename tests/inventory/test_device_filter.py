@@ -12,12 +12,18 @@ from dranet_core.types import Device, Version
 
 
 def dev(name: str, **attrs: object) -> Device:
-    return Device(name=name, attributes={f"dra.net/{k}": v for k, v in attrs.items()})  # type: ignore[misc]
+    return Device(name=name, attributes={f"dra.net/{k}": v for k, v in attrs.items()})
 
 
 VETH = dev("veth0", type="veth", ifName="veth0", mtu=1500, virtual=True)
-NIC = dev("pci-0000-00-03-0", type="device", ifName="eth1", mtu=9000, virtual=False,
-          pciVendor="Mellanox Technologies")
+NIC = dev(
+    "pci-0000-00-03-0",
+    type="device",
+    ifName="eth1",
+    mtu=9000,
+    virtual=False,
+    pciVendor="Mellanox Technologies",
+)
 IB_ONLY = dev("pci-0000-8a-00-0", pciAddress="0000:8a:00.0", rdma=True)
 
 
@@ -41,10 +47,16 @@ def test_empty_filter_keeps_everything() -> None:
         # unguarded: IB_ONLY has no such attribute, the eval error keeps it (fail-open)
         ('attributes["dra.net/mtu"].IntValue >= 9000', {"pci-0000-00-03-0", "pci-0000-8a-00-0"}),
         ('attributes["dra.net/virtual"].BoolValue == false', {"pci-0000-00-03-0", "pci-0000-8a-00-0"}),
-        ('"dra.net/pciVendor" in attributes && '
-         'attributes["dra.net/pciVendor"].StringValue.contains("Mellanox")', {"pci-0000-00-03-0"}),
-        ('"dra.net/ifName" in attributes && '
-         'attributes["dra.net/ifName"].StringValue.matches("^veth[0-9]+$")', {"veth0"}),
+        (
+            '"dra.net/pciVendor" in attributes && '
+            'attributes["dra.net/pciVendor"].StringValue.contains("Mellanox")',
+            {"pci-0000-00-03-0"},
+        ),
+        (
+            '"dra.net/ifName" in attributes && '
+            'attributes["dra.net/ifName"].StringValue.matches("^veth[0-9]+$")',
+            {"veth0"},
+        ),
         ('"dra.net/rdma" in attributes && attributes["dra.net/rdma"].BoolValue', {"pci-0000-8a-00-0"}),
         # unset fields are null, like nil pointers of the Go struct
         ('attributes["dra.net/mtu"].StringValue == null', {"veth0", "pci-0000-00-03-0", "pci-0000-8a-00-0"}),
@@ -70,7 +82,7 @@ def test_non_bool_result_drops_device(caplog: pytest.LogCaptureFixture) -> None:
     assert "non-bool" in caplog.text
 
 
-@pytest.mark.parametrize("bad", ['attributes[', '"a" +', "foo(", "&&"])
+@pytest.mark.parametrize("bad", ["attributes[", '"a" +', "foo(", "&&"])
 def test_compile_error_names_expression(bad: str) -> None:
     with pytest.raises(SettingsError) as ei:
         DeviceFilter.compile(bad)

@@ -97,8 +97,11 @@ class FakePublisher:
 
 
 def dev(name: str, **attrs: object) -> Device:
-    return Device(name=name, attributes={f"dra.net/{k}": v for k, v in attrs.items()},  # type: ignore[misc]
-                  facets={"fake": {"n": name}})
+    return Device(
+        name=name,
+        attributes={f"dra.net/{k}": v for k, v in attrs.items()},
+        facets={"fake": {"n": name}},
+    )
 
 
 class Harness:
@@ -200,8 +203,15 @@ async def test_periodic_resync_without_events(make: Callable[..., Harness]) -> N
 
 async def test_devices_merged_across_backends(make: Callable[..., Harness]) -> None:
     netdev = FakeDiscovery([dev("pci-0000-00-03-0", ifName="eth1", rdma=False)])
-    rdma = FakeDiscovery([Device(name="pci-0000-00-03-0", attributes={"dra.net/rdma": True},
-                                 facets={"rdma": {"link": "mlx5_0"}})])
+    rdma = FakeDiscovery(
+        [
+            Device(
+                name="pci-0000-00-03-0",
+                attributes={"dra.net/rdma": True},
+                facets={"rdma": {"link": "mlx5_0"}},
+            )
+        ]
+    )
     h = make(netdev, rdma)
     await settle()
     (only,) = h.pub.published[-1]

@@ -14,7 +14,7 @@ import secrets
 import subprocess
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -95,7 +95,8 @@ def global_cidrs(addr_info: list[dict[str, Any]], family: str) -> list[str]:
     return sorted(
         f"{a['local']}/{a['prefixlen']}"
         for a in addr_info
-        if a["family"] == family and a.get("scope") == "global"
+        if a["family"] == family
+        and a.get("scope") == "global"
         and not a["local"].startswith(("169.254.", "fe80:"))
     )
 
@@ -197,8 +198,21 @@ async def test_ecmp_and_multipath_uplinks(ns: NS, backend: NetdevBackend) -> Non
         ns.ip("link", "add", f"dm{i}", "type", "veth", "peer", "name", f"dm{i}p")
         ns.ip("link", "set", f"dm{i}", "up")
         ns.ip("addr", "add", f"10.9.{i}.1/24", "dev", f"dm{i}")
-    ns.ip("route", "add", "default", "nexthop", "via", "10.9.0.254", "dev", "dm0",
-          "nexthop", "via", "10.9.1.254", "dev", "dm1")
+    ns.ip(
+        "route",
+        "add",
+        "default",
+        "nexthop",
+        "via",
+        "10.9.0.254",
+        "dev",
+        "dm0",
+        "nexthop",
+        "via",
+        "10.9.1.254",
+        "dev",
+        "dm1",
+    )
     ns.ip("route", "append", "default", "via", "10.9.3.254", "dev", "dm3", "metric", "50")
     devs = by_ifname(await backend.scan())
     assert "dm0" not in devs and "dm1" not in devs
@@ -227,7 +241,7 @@ async def test_create_entry_point_reads_context(ns: NS, nosys: Path) -> None:
         node_name = "n"
         sysfs = nosys
         procfs = Path("/proc")
-        options = {"netns": ns.path, "full_resync": "30"}
+        options: ClassVar[dict[str, str]] = {"netns": ns.path, "full_resync": "30"}
 
     b = create(Ctx())
     try:
@@ -264,9 +278,9 @@ class RecordingPublisher:
         raise AssertionError("not used")
 
 
-async def wait_until(pred: Any, timeout: float = 5.0) -> None:
+async def wait_until(pred: Any, limit: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
+    end = loop.time() + limit
     while not pred():
         if loop.time() > end:
             raise AssertionError("condition not reached in time")
@@ -297,7 +311,9 @@ async def test_events_lead_to_exactly_one_republish(ns: NS, backend: NetdevBacke
     inv = Inventory([backend], pub, filter=DeviceFilter.compile(""), min_interval=0.2, coalesce=0.1)
     task = await run_inventory(inv)
     try:
-        await wait_until(lambda: pub.published and backend.full_syncs >= 1 and "dev0" in by_ifname(pub.published[-1]))
+        await wait_until(
+            lambda: pub.published and backend.full_syncs >= 1 and "dev0" in by_ifname(pub.published[-1])
+        )
         base = await quiet(pub)
         syncs = backend.full_syncs
         # one change: MTU
@@ -323,7 +339,9 @@ async def test_events_lead_to_exactly_one_republish(ns: NS, backend: NetdevBacke
         assert backend.full_syncs == syncs
         # a link going away is noticed
         ns.ip("link", "del", "dev0")
-        await wait_until(lambda: "dev0" not in by_ifname(pub.published[-1]) and "dev1" not in by_ifname(pub.published[-1]))
+        await wait_until(
+            lambda: "dev0" not in by_ifname(pub.published[-1]) and "dev1" not in by_ifname(pub.published[-1])
+        )
     finally:
         await stop(task)
 
@@ -338,8 +356,13 @@ async def test_default_filter_and_custom_filter(ns: NS, backend: NetdevBackend) 
     assert {"dfmv0", "dfbr0"} <= by_ifname(list(view.published.values())).keys()
     assert not {"dfv0", "dfv1"} & by_ifname(list(view.published.values())).keys()
     assert {"dfv0", "dfv1"} <= by_ifname(list(view.devices.values())).keys()  # unfiltered view
-    custom = Inventory([backend], pub, filter=DeviceFilter.compile(
-        '"dra.net/ifName" in attributes && attributes["dra.net/ifName"].StringValue.startsWith("dfv")'))
+    custom = Inventory(
+        [backend],
+        pub,
+        filter=DeviceFilter.compile(
+            '"dra.net/ifName" in attributes && attributes["dra.net/ifName"].StringValue.startsWith("dfv")'
+        ),
+    )
     view = await custom.refresh()
     assert set(by_ifname(list(view.published.values()))) == {"dfv0", "dfv1"}
 

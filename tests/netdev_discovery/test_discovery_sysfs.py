@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,8 @@ from dranet_backends.netdev import NetdevBackend
 from dranet_backends.netdev.pciids import PciIds
 from dranet_backends.netdev.sysfs import netdev_sysfs, pci_function
 from dranet_core.types import Device
+
+ScanWith = Callable[..., Awaitable[dict[str, Device]]]
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CAP_NET_ADMIN) for network namespaces")
 
@@ -58,8 +60,14 @@ class FakeSysfs:
     ) -> Path:
         d = self.root / "devices" / bus_root / bdf
         d.mkdir(parents=True)
-        for name, value in (("vendor", vendor), ("device", device), ("subsystem_vendor", subsystem[0]),
-                            ("subsystem_device", subsystem[1]), ("class", pci_class), ("numa_node", numa)):
+        for name, value in (
+            ("vendor", vendor),
+            ("device", device),
+            ("subsystem_vendor", subsystem[0]),
+            ("subsystem_device", subsystem[1]),
+            ("class", pci_class),
+            ("numa_node", numa),
+        ):
             (d / name).write_text(value + "\n")
         if totalvfs is not None:
             (d / "sriov_totalvfs").write_text(f"{totalvfs}\n")
@@ -70,7 +78,9 @@ class FakeSysfs:
             drv = self.root / "bus" / "pci" / "drivers" / driver
             drv.mkdir(parents=True, exist_ok=True)
             (d / "driver").symlink_to(os.path.relpath(drv, d))
-        (self.root / "bus" / "pci" / "devices" / bdf).symlink_to(os.path.relpath(d, self.root / "bus" / "pci" / "devices"))
+        (self.root / "bus" / "pci" / "devices" / bdf).symlink_to(
+            os.path.relpath(d, self.root / "bus" / "pci" / "devices")
+        )
         return d
 
     def netdev(self, pci_dir: Path, ifname: str, ifindex: int | None = None) -> None:
@@ -122,7 +132,7 @@ def ifindex(ns: str, ifname: str) -> int:
 
 
 @pytest.fixture
-async def scan_with(ns: str) -> AsyncIterator[object]:
+async def scan_with(ns: str) -> AsyncIterator[ScanWith]:
     made: list[NetdevBackend] = []
 
     async def _scan(sysfs: Path, ids: PciIds | None = None) -> dict[str, Device]:
@@ -141,7 +151,9 @@ def veth(ns: str, a: str, b: str) -> None:
 
 @pytest.mark.netns
 @root_only
-async def test_pci_pf_attributes_with_pci_ids(ns: str, fake: FakeSysfs, pci_ids: PciIds, scan_with) -> None:  # type: ignore[no-untyped-def]
+async def test_pci_pf_attributes_with_pci_ids(
+    ns: str, fake: FakeSysfs, pci_ids: PciIds, scan_with: ScanWith
+) -> None:
     veth(ns, "dpf0", "dpf0p")
     pf = fake.pci("0000:3b:00.0", totalvfs=8, numvfs=2)
     fake.netdev(pf, "dpf0", ifindex(ns, "dpf0"))
@@ -170,11 +182,12 @@ async def test_pci_pf_attributes_with_pci_ids(ns: str, fake: FakeSysfs, pci_ids:
 
 @pytest.mark.netns
 @root_only
-async def test_vf_and_hex_ids_without_pci_ids(ns: str, fake: FakeSysfs, scan_with) -> None:  # type: ignore[no-untyped-def]
+async def test_vf_and_hex_ids_without_pci_ids(ns: str, fake: FakeSysfs, scan_with: ScanWith) -> None:
     veth(ns, "dvf0", "dvf0p")
     fake.pci("0000:3b:00.0", totalvfs=8, numvfs=1)
-    vf = fake.pci("0000:3b:00.2", device="0x101c", subsystem=("0x15b3", "0x0009"), numa="-1",
-                  physfn="0000:3b:00.0")
+    vf = fake.pci(
+        "0000:3b:00.2", device="0x101c", subsystem=("0x15b3", "0x0009"), numa="-1", physfn="0000:3b:00.0"
+    )
     fake.netdev(vf, "dvf0", ifindex(ns, "dvf0"))
     devs = await scan_with(fake.root)
     a = devs["pci-0000-3b-00-2"].attributes
@@ -191,7 +204,9 @@ async def test_vf_and_hex_ids_without_pci_ids(ns: str, fake: FakeSysfs, scan_wit
 
 @pytest.mark.netns
 @root_only
-async def test_pci_identity_survives_netdev_leaving(ns: str, fake: FakeSysfs, pci_ids: PciIds, scan_with) -> None:  # type: ignore[no-untyped-def]
+async def test_pci_identity_survives_netdev_leaving(
+    ns: str, fake: FakeSysfs, pci_ids: PciIds, scan_with: ScanWith
+) -> None:
     veth(ns, "dmv0", "dmv0p")
     nic = fake.pci("0000:5e:00.0")
     fake.netdev(nic, "dmv0", ifindex(ns, "dmv0"))
@@ -207,7 +222,7 @@ async def test_pci_identity_survives_netdev_leaving(ns: str, fake: FakeSysfs, pc
 
 @pytest.mark.netns
 @root_only
-async def test_userspace_and_unbound_nics_excluded(ns: str, fake: FakeSysfs, scan_with) -> None:  # type: ignore[no-untyped-def]
+async def test_userspace_and_unbound_nics_excluded(ns: str, fake: FakeSysfs, scan_with: ScanWith) -> None:
     fake.pci("0000:60:00.0", driver="vfio-pci")
     fake.pci("0000:60:00.1", driver="igb_uio")
     fake.pci("0000:60:00.2", driver=None)
@@ -220,13 +235,16 @@ async def test_userspace_and_unbound_nics_excluded(ns: str, fake: FakeSysfs, sca
 
 @pytest.mark.netns
 @root_only
-async def test_uplink_pci_nic_not_published(ns: str, fake: FakeSysfs, scan_with) -> None:  # type: ignore[no-untyped-def]
+async def test_uplink_pci_nic_not_published(ns: str, fake: FakeSysfs, scan_with: ScanWith) -> None:
     veth(ns, "dup0", "dup0p")
     nic = fake.pci("0000:70:00.0")
     fake.netdev(nic, "dup0", ifindex(ns, "dup0"))
-    for args in (("link", "set", "dup0", "up"), ("link", "set", "dup0p", "up"),
-                 ("addr", "add", "10.5.0.1/24", "dev", "dup0"),
-                 ("route", "add", "default", "via", "10.5.0.254", "dev", "dup0")):
+    for args in (
+        ("link", "set", "dup0", "up"),
+        ("link", "set", "dup0p", "up"),
+        ("addr", "add", "10.5.0.1/24", "dev", "dup0"),
+        ("route", "add", "default", "via", "10.5.0.254", "dev", "dup0"),
+    ):
         sh("ip", "-n", ns, *args)
     devs = await scan_with(fake.root)
     assert "pci-0000-70-00-0" not in devs
@@ -234,7 +252,7 @@ async def test_uplink_pci_nic_not_published(ns: str, fake: FakeSysfs, scan_with)
 
 @pytest.mark.netns
 @root_only
-async def test_namesake_in_another_netns_is_ignored(ns: str, fake: FakeSysfs, scan_with) -> None:  # type: ignore[no-untyped-def]
+async def test_namesake_in_another_netns_is_ignored(ns: str, fake: FakeSysfs, scan_with: ScanWith) -> None:
     veth(ns, "dns0", "dns0p")
     nic = fake.pci("0000:71:00.0")
     fake.netdev(nic, "dns0", ifindex(ns, "dns0") + 1000)  # sysfs shows another dns0
@@ -255,7 +273,12 @@ def test_netdev_sysfs_absent_and_virtual(fake: FakeSysfs) -> None:
 def test_pci_function_facts(fake: FakeSysfs) -> None:
     fake.pci("0000:3b:00.0", numa="0")
     fn = pci_function(fake.root, "0000:3b:00.0")
-    assert (fn.vendor, fn.device, fn.subsystem_vendor, fn.subsystem_device) == ("15b3", "101b", "15b3", "0006")
+    assert (fn.vendor, fn.device, fn.subsystem_vendor, fn.subsystem_device) == (
+        "15b3",
+        "101b",
+        "15b3",
+        "0006",
+    )
     assert fn.numa_node == 0 and fn.pcie_root == "pci0000:3a" and fn.driver == "mlx5_core"
     missing = pci_function(fake.root, "0000:99:00.0")
     assert missing.vendor is None and missing.pcie_root is None

@@ -41,11 +41,24 @@ def _bpf(cmd: int, attr: bytearray) -> int:
 
 
 def load_and_pin(path: Path, name: bytes) -> None:
-    insns = ctypes.create_string_buffer(bytes.fromhex("b700000000000000" "9500000000000000"), 16)
+    insns = ctypes.create_string_buffer(bytes.fromhex("b7000000000000009500000000000000"), 16)
     lic = ctypes.create_string_buffer(b"GPL")
     attr = bytearray(128)
-    struct.pack_into("=IIQQIIQII16s", attr, 0, _SCHED_CLS, 2, ctypes.addressof(insns), ctypes.addressof(lic),
-                     0, 0, 0, 0, 0, name)
+    struct.pack_into(
+        "=IIQQIIQII16s",
+        attr,
+        0,
+        _SCHED_CLS,
+        2,
+        ctypes.addressof(insns),
+        ctypes.addressof(lic),
+        0,
+        0,
+        0,
+        0,
+        0,
+        name,
+    )
     fd = _bpf(_BPF_PROG_LOAD, attr)
     if fd < 0:
         pytest.skip(f"probe bpf(BPF_PROG_LOAD): kernel refused ({os.strerror(ctypes.get_errno())})")
@@ -124,8 +137,20 @@ async def test_bpf_filters_reported_and_followed_by_events(ns: str, bpffs: Path,
         tc(ns, "qdisc", "add", "dev", "dtc0", "clsact")
         # classic BPF (no program name) is not an eBPF program
         tc(ns, "filter", "add", "dev", "dtc0", "ingress", "bpf", "bytecode", "1,6 0 0 0")
-        tc(ns, "filter", "add", "dev", "dtc0", "ingress", "pref", "10", "bpf", "da", "object-pinned",
-           str(bpffs / "ing"))
+        tc(
+            ns,
+            "filter",
+            "add",
+            "dev",
+            "dtc0",
+            "ingress",
+            "pref",
+            "10",
+            "bpf",
+            "da",
+            "object-pinned",
+            str(bpffs / "ing"),
+        )
         tc(ns, "filter", "add", "dev", "dtc0", "egress", "bpf", "da", "object-pinned", str(bpffs / "egr"))
         notified.clear()
         await asyncio.wait_for(notified.wait(), 5)  # no link bounce needed (unlike the Go driver)

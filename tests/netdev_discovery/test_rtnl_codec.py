@@ -7,6 +7,8 @@ aligned; rtmsg; tcmsg; rtnexthop) and linux/if_link.h / if_addr.h. Little-endian
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dranet_backends.netdev import rtnl
@@ -17,46 +19,122 @@ from dranet_backends.netdev.state import KernelView, uplinks
 from dranet_backends.netdev.sysfs import NetdevSysfs
 
 NEWLINK = bytes.fromhex(
-    "80000000" "1000" "0200" "07000000" "00000000"  # nlmsghdr: len 128, RTM_NEWLINK, MULTI, seq 7
-    "00" "00" "0100" "05000000" "43100000" "00000000"  # ifinfomsg: ether, index 5, flags, change
-    "09000300" "65746837" "00000000"  # IFLA_IFNAME "eth7"
-    "08000400" "28230000"  # IFLA_MTU 9000
-    "0a000100" "020000aabbcc" "0000"  # IFLA_ADDRESS
-    "05001000" "06000000"  # IFLA_OPERSTATE up
-    "08000a00" "03000000"  # IFLA_MASTER 3
-    "10001280" "09000100" "76657468" "00000000"  # IFLA_LINKINFO { IFLA_INFO_KIND "veth" }
-    "07001400" "75700000"  # IFLA_IFALIAS "up"
-    "0a003600" "020000aabbcc" "0000"  # IFLA_PERM_ADDRESS
-    "0c001700" "0000000000000000"  # IFLA_STATS64 (ignored)
+    "80000000"
+    "1000"
+    "0200"
+    "07000000"
+    "00000000"  # nlmsghdr: len 128, RTM_NEWLINK, MULTI, seq 7
+    "00"
+    "00"
+    "0100"
+    "05000000"
+    "43100000"
+    "00000000"  # ifinfomsg: ether, index 5, flags, change
+    "09000300"
+    "65746837"
+    "00000000"  # IFLA_IFNAME "eth7"
+    "08000400"
+    "28230000"  # IFLA_MTU 9000
+    "0a000100"
+    "020000aabbcc"
+    "0000"  # IFLA_ADDRESS
+    "05001000"
+    "06000000"  # IFLA_OPERSTATE up
+    "08000a00"
+    "03000000"  # IFLA_MASTER 3
+    "10001280"
+    "09000100"
+    "76657468"
+    "00000000"  # IFLA_LINKINFO { IFLA_INFO_KIND "veth" }
+    "07001400"
+    "75700000"  # IFLA_IFALIAS "up"
+    "0a003600"
+    "020000aabbcc"
+    "0000"  # IFLA_PERM_ADDRESS
+    "0c001700"
+    "0000000000000000"  # IFLA_STATS64 (ignored)
 )
 
 NEWROUTE_MULTIPATH = bytes.fromhex(
-    "50000000" "1800" "0200" "01000000" "00000000"  # len 80, RTM_NEWROUTE
-    "02" "00" "00" "00" "fe" "03" "00" "01" "00000000"  # rtmsg: inet, dst_len 0, table main, unicast
-    "08000f00" "fe000000"  # RTA_TABLE 254
-    "08000600" "64000000"  # RTA_PRIORITY 100
+    "50000000"
+    "1800"
+    "0200"
+    "01000000"
+    "00000000"  # len 80, RTM_NEWROUTE
+    "02"
+    "00"
+    "00"
+    "00"
+    "fe"
+    "03"
+    "00"
+    "01"
+    "00000000"  # rtmsg: inet, dst_len 0, table main, unicast
+    "08000f00"
+    "fe000000"  # RTA_TABLE 254
+    "08000600"
+    "64000000"  # RTA_PRIORITY 100
     "24000900"  # RTA_MULTIPATH, two rtnexthops
-    "1000" "00" "00" "04000000" "08000500" "0a000001"
-    "1000" "00" "00" "06000000" "08000500" "0a000002"
+    "1000"
+    "00"
+    "00"
+    "04000000"
+    "08000500"
+    "0a000001"
+    "1000"
+    "00"
+    "00"
+    "06000000"
+    "08000500"
+    "0a000002"
 )
 
 NEWADDR6 = bytes.fromhex(
-    "2c000000" "1400" "0000" "02000000" "00000000"  # len 44, RTM_NEWADDR
-    "0a" "40" "80" "00" "05000000"  # ifaddrmsg: inet6, /64, permanent, universe, index 5
-    "14000100" "20010db8000000000000000000000010"  # IFA_ADDRESS 2001:db8::10
+    "2c000000"
+    "1400"
+    "0000"
+    "02000000"
+    "00000000"  # len 44, RTM_NEWADDR
+    "0a"
+    "40"
+    "80"
+    "00"
+    "05000000"  # ifaddrmsg: inet6, /64, permanent, universe, index 5
+    "14000100"
+    "20010db8000000000000000000000010"  # IFA_ADDRESS 2001:db8::10
 )
 
 NEWTFILTER_BPF = bytes.fromhex(
-    "40000000" "2c00" "0200" "03000000" "00000000"  # len 64, RTM_NEWTFILTER
-    "00" "000000" "05000000" "01000000" "f2ffffff" "00030100"  # tcmsg: ifindex 5, parent ffff:fff2
-    "08000100" "62706600"  # TCA_KIND "bpf"
-    "14000280" "10000700" "70726f672e6f3a5b74635d00"  # TCA_OPTIONS { TCA_BPF_NAME "prog.o:[tc]" }
+    "40000000"
+    "2c00"
+    "0200"
+    "03000000"
+    "00000000"  # len 64, RTM_NEWTFILTER
+    "00"
+    "000000"
+    "05000000"
+    "01000000"
+    "f2ffffff"
+    "00030100"  # tcmsg: ifindex 5, parent ffff:fff2
+    "08000100"
+    "62706600"  # TCA_KIND "bpf"
+    "14000280"
+    "10000700"
+    "70726f672e6f3a5b74635d00"  # TCA_OPTIONS { TCA_BPF_NAME "prog.o:[tc]" }
 )
 
 ERROR_ENODEV = bytes.fromhex(
-    "24000000" "0200" "0000" "09000000" "00000000"  # len 36, NLMSG_ERROR
+    "24000000"
+    "0200"
+    "0000"
+    "09000000"
+    "00000000"  # len 36, NLMSG_ERROR
     "edffffff"  # error -19
-    "28000000" "1200" "0103" "09000000" "00000000"  # the request's header
+    "28000000"
+    "1200"
+    "0103"
+    "09000000"
+    "00000000"  # the request's header
 )
 
 
@@ -111,17 +189,36 @@ def test_garbled_attribute_length_is_contained() -> None:
 
 def test_link_dump_request_bytes() -> None:
     expected = bytes.fromhex(
-        "28000000" "1200" "0103" "01000000" "00000000"  # len 40, RTM_GETLINK, REQUEST|DUMP, seq 1
-        "00" "00" "0000" "00000000" "00000000" "00000000"  # ifinfomsg all zero
-        "08001d00" "08000000"  # IFLA_EXT_MASK RTEXT_FILTER_SKIP_STATS
+        "28000000"
+        "1200"
+        "0103"
+        "01000000"
+        "00000000"  # len 40, RTM_GETLINK, REQUEST|DUMP, seq 1
+        "00"
+        "00"
+        "0000"
+        "00000000"
+        "00000000"
+        "00000000"  # ifinfomsg all zero
+        "08001d00"
+        "08000000"  # IFLA_EXT_MASK RTEXT_FILTER_SKIP_STATS
     )
     assert rtnl.link_dump_request(1) == expected
 
 
 def test_filter_dump_request_bytes() -> None:
     expected = bytes.fromhex(
-        "24000000" "2e00" "0103" "02000000" "00000000"  # len 36, RTM_GETTFILTER, REQUEST|DUMP
-        "00" "000000" "07000000" "00000000" "f3ffffff" "00000000"  # ifindex 7, parent ffff:fff3
+        "24000000"
+        "2e00"
+        "0103"
+        "02000000"
+        "00000000"  # len 36, RTM_GETTFILTER, REQUEST|DUMP
+        "00"
+        "000000"
+        "07000000"
+        "00000000"
+        "f3ffffff"
+        "00000000"  # ifindex 7, parent ffff:fff3
     )
     assert rtnl.filter_dump_request(2, 7, rtnl.TC_H_MIN_EGRESS) == expected
 
@@ -132,7 +229,9 @@ def _link(index: int, name: str, master: int = 0) -> rtnl.Link:
     return link
 
 
-def _route(family: int, oifs: tuple[int, ...], prio: int = 0, table: int = 254, dst_len: int = 0) -> rtnl.Route:
+def _route(
+    family: int, oifs: tuple[int, ...], prio: int = 0, table: int = 254, dst_len: int = 0
+) -> rtnl.Route:
     r = rtnl.Route(family, dst_len, table, 1)
     r.oifs, r.priority = oifs, prio
     return r
@@ -182,8 +281,15 @@ def test_alias_cut_to_64_bytes() -> None:
 
 
 def test_facet_round_trip_and_errors() -> None:
-    f = NetdevFacet(ifname="eth1", ifindex=4, mac="02:00:00:00:00:01", perm_mac=None, pci_address="0000:00:03.0",
-                    kind="device", virtual=False)
+    f = NetdevFacet(
+        ifname="eth1",
+        ifindex=4,
+        mac="02:00:00:00:00:01",
+        perm_mac=None,
+        pci_address="0000:00:03.0",
+        kind="device",
+        virtual=False,
+    )
     j = f.to_json()
     assert set(j) >= {"ifname", "ifindex", "mac", "perm_mac", "pci_address", "kind", "virtual"}
     assert NetdevFacet.from_json({**j, "future": 1}) == f
@@ -203,5 +309,15 @@ def test_names() -> None:
 
 def test_short_fixed_header_is_not_decoded() -> None:
     # a RTM_NEWLINK whose body is shorter than an ifinfomsg: yielded as an unknown record
-    short = bytes.fromhex("18000000" "1000" "0000" "01000000" "00000000" "0000000000000000")
+    short = bytes.fromhex("180000001000000001000000000000000000000000000000")
     assert list(rtnl.decode(short)) == [(rtnl.RTM_NEWLINK, 0, 1, None)]
+
+
+def test_ipoib_left_out_unless_moving_ib_interfaces(tmp_path: Path) -> None:
+    from dranet_backends.netdev import NetdevBackend
+
+    link = _link(3, "ib0")
+    link.kind = "ipoib"
+    assert NetdevBackend(sysfs=tmp_path, move_ib_interfaces=False)._build(link) is None
+    built = NetdevBackend(sysfs=tmp_path)._build(link)
+    assert built is not None and built[1].attributes["dra.net/type"] == "ipoib"

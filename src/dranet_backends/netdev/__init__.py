@@ -4,7 +4,8 @@
 ``dranet_core.backends.BackendContext`` (or any object with ``sysfs`` and ``options``);
 options understood by discovery: ``netns`` (path of the network namespace to treat as the
 host's; default the process's own), ``pci_ids`` (``:``-separated pci.ids paths) and
-``full_resync`` (seconds between full re-dumps while events are followed; default 60).
+``full_resync`` (seconds between full re-dumps while events are followed; default 60) and
+``move_ib_interfaces`` (``false`` leaves IPoIB netdevs out; default ``true``).
 """
 
 from __future__ import annotations

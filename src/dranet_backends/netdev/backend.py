@@ -21,7 +21,9 @@ and keeps that name when the netdev moves into a pod (the PCI function is still 
 sysfs, with its PCI attributes only); other netdevs by normalised interface name.
 
 Exclusions: loopback, ``docker0``, ``cilium_*``, the default-route uplinks and every link
-below them, and PCI NICs without a driver or bound to a userspace driver (vfio/uio).
+below them, PCI NICs without a driver or bound to a userspace driver (vfio/uio), and IPoIB
+links when ``move_ib_interfaces`` is false (their PCI function is then listed without
+netdev attributes, as the Go driver's IB-only devices).
 """
 
 from __future__ import annotations
@@ -82,12 +84,14 @@ class NetdevBackend:
         netns: str | None = None,
         pci_ids: PciIds | None = None,
         full_resync: float = 60.0,
+        move_ib_interfaces: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sysfs = Path(sysfs)
         self.netns = netns
         self._ids = pci_ids if pci_ids is not None else PciIds()
         self._full_resync = full_resync
+        self.move_ib_interfaces = move_ib_interfaces
         self._clock = clock
         self._view = KernelView()
         self._req: rtnl.RtnlSocket | None = None
@@ -107,7 +111,8 @@ class NetdevBackend:
 
     @classmethod
     def from_context(cls, context: Any) -> NetdevBackend:
-        """Build from a ``BackendContext`` (``sysfs``, ``options``: ``netns``, ``pci_ids``, ``full_resync``).
+        """Build from a ``BackendContext`` (``sysfs``; ``options``: ``netns``, ``pci_ids``, ``full_resync``,
+        ``move_ib_interfaces``).
 
         ``pci_ids`` is a ``:``-separated list of pci.ids paths (default: the distribution paths).
         """
@@ -119,6 +124,7 @@ class NetdevBackend:
             netns=options.get("netns") or None,
             pci_ids=ids,
             full_resync=float(options.get("full_resync", "60")),
+            move_ib_interfaces=options.get("move_ib_interfaces", "true").lower() != "false",
         )
 
     # -- Discovery -------------------------------------------------------------------------
@@ -304,7 +310,7 @@ class NetdevBackend:
     # -- devices ---------------------------------------------------------------------------
 
     def _build(self, link: rtnl.Link) -> tuple[str, Device] | None:
-        if _ignored(link):
+        if _ignored(link) or (link.kind == "ipoib" and not self.move_ib_interfaces):
             return None
         sys = netdev_sysfs(self.sysfs, link.name, link.index)
         if link.index in self._uplinks:
@@ -376,6 +382,7 @@ class NetdevBackend:
 
     def __repr__(self) -> str:
         return (
-            f"NetdevBackend(netns={self.netns or 'own'}, sysfs={str(self.sysfs)!r}, links={len(self._view.links)}, "
-            f"uplinks={len(self._uplinks)}, watching={self._watching}, full_syncs={self.full_syncs})"
+            f"NetdevBackend(netns={self.netns or 'own'}, sysfs={str(self.sysfs)!r}, "
+            f"links={len(self._view.links)}, uplinks={len(self._uplinks)}, watching={self._watching}, "
+            f"full_syncs={self.full_syncs})"
         )

@@ -411,6 +411,25 @@ def decode_tc(data: bytes, off: int, end: int, filter_: bool) -> Qdisc | TcFilte
     return Qdisc(index, parent, kind)
 
 
+def _decode_one(mtype: int, data: bytes, body: int, end: int) -> Message:
+    size = end - body
+    if mtype in (RTM_NEWLINK, RTM_DELLINK):
+        return decode_link(data, body, end) if size >= IFINFOMSG.size else None
+    if mtype in (RTM_NEWADDR, RTM_DELADDR):
+        return decode_addr(data, body, end) if size >= IFADDRMSG.size else None
+    if mtype in (RTM_NEWROUTE, RTM_DELROUTE):
+        return decode_route(data, body, end) if size >= RTMSG.size else None
+    if mtype in (RTM_NEWQDISC, RTM_DELQDISC, RTM_NEWTFILTER, RTM_DELTFILTER):
+        if size < TCMSG.size:
+            return None
+        return decode_tc(data, body, end, mtype in (RTM_NEWTFILTER, RTM_DELTFILTER))
+    if mtype == NLMSG_ERROR and size >= 4:
+        code = struct.unpack_from("=i", data, body)[0]
+        if code:
+            raise OSError(-code, os.strerror(-code))
+    return None
+
+
 def decode(data: bytes) -> Iterator[tuple[int, int, int, Message]]:
     """Decode every netlink message in a datagram: (type, flags, seq, record or None).
 
@@ -425,24 +444,7 @@ def decode(data: bytes) -> Iterator[tuple[int, int, int, Message]]:
         if mlen < 16 or off + mlen > n:
             return
         body, end = off + 16, off + mlen
-        rec: Message = None
-        size = end - body
-        if mtype in (RTM_NEWLINK, RTM_DELLINK):
-            if size >= IFINFOMSG.size:
-                rec = decode_link(data, body, end)
-        elif mtype in (RTM_NEWADDR, RTM_DELADDR):
-            if size >= IFADDRMSG.size:
-                rec = decode_addr(data, body, end)
-        elif mtype in (RTM_NEWROUTE, RTM_DELROUTE):
-            if size >= RTMSG.size:
-                rec = decode_route(data, body, end)
-        elif mtype in (RTM_NEWQDISC, RTM_DELQDISC, RTM_NEWTFILTER, RTM_DELTFILTER):
-            if size >= TCMSG.size:
-                rec = decode_tc(data, body, end, mtype in (RTM_NEWTFILTER, RTM_DELTFILTER))
-        elif mtype == NLMSG_ERROR and size >= 4:
-            code = struct.unpack_from("=i", data, body)[0]
-            if code:
-                raise OSError(-code, os.strerror(-code))
+        rec = _decode_one(mtype, data, body, end)
         yield mtype, flags, seq, rec
         off += (mlen + 3) & ~3
 
