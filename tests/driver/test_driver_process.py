@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import types
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -228,10 +230,21 @@ class Rig:
 
 
 @pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short directory: unix socket paths are limited to 108 bytes (pytest's tmp_path is long)."""
+    path = Path(tempfile.mkdtemp(prefix="dnt-drv-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 async def rig(
-    tmp_path: Path, node_ns: NodeNs, fake_api: FakeApiServer, grpc_pb: types.SimpleNamespace
+    short_tmp: Path, node_ns: NodeNs, fake_api: FakeApiServer, grpc_pb: types.SimpleNamespace
 ) -> AsyncIterator[Rig]:
-    r = Rig(tmp_path, node_ns, fake_api, grpc_pb)
+    fake_api.put_object({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}})
+    r = Rig(short_tmp, node_ns, fake_api, grpc_pb)
     await r.runtime.start()
     try:
         yield r
