@@ -37,7 +37,7 @@ from dranet_core.checkpoint import ClaimStore
 from dranet_core.dra.plugin import KubeletPlugin, PluginPaths
 from dranet_core.dra.preparer import ClaimSource, DefaultPreparer
 from dranet_core.driver import InFlight, MeteredPreparer, MeteredPublisher, NriHandlers
-from dranet_core.errors import DranetError
+from dranet_core.errors import DranetError, TemporaryError
 from dranet_core.filter import DeviceFilter
 from dranet_core.inventory import Inventory
 from dranet_core.nri.plugin import NriPlugin
@@ -137,6 +137,7 @@ class Driver:
             hold=self._hold if settings.debug.hold_phase else None,
         )
         self._synchronized = False
+        self._stopping = False
         self.nri_handlers = NriHandlers(
             self.pods, metrics=self.metrics, inflight=self.inflight, on_synchronized=self._on_synchronized
         )
@@ -206,6 +207,11 @@ class Driver:
         self.health.ok("inventory", f"{len(self.inventory.current().published)} devices published")
         await self.inventory.run()
 
+    async def _kubelet_job(self) -> None:
+        await self.kubelet.run()  # returns after shutdown() (or raises)
+        if not self._stopping:
+            raise TemporaryError("the kubelet plugin servers stopped unexpectedly")
+
     async def _health_job(self) -> None:
         """Mirror the kubelet and NRI registration states into Health (every 100 ms)."""
         while True:
@@ -242,7 +248,7 @@ class Driver:
                 sup.start(Job(name="observability server", run=self.server.serve))
             sup.start(Job(name="status publisher", run=self.publisher.run))
             sup.start(Job(name="inventory", run=self._inventory_job))
-            sup.start(Job(name="kubelet plugin", run=self.kubelet.run))
+            sup.start(Job(name="kubelet plugin", run=self._kubelet_job, finishable=True))
             sup.start(Job(name="nri plugin", run=self.nri.run))
             sup.start(Job(name="health", run=self._health_job))
             if started is not None:
@@ -253,6 +259,7 @@ class Driver:
     async def shutdown(self, sup: Supervisor) -> None:
         """The ordered shutdown: drain kubelet + NRI calls, remove sockets, cancel the jobs."""
         grace = self.settings.shutdown.grace_period
+        self._stopping = True
         t0 = time.monotonic()
         log.info("shutting down: refusing new prepares, %.1fs for in-flight calls", grace)
         await self.kubelet.shutdown(grace)  # drains DRA calls, removes the sockets
@@ -398,7 +405,7 @@ async def print_inventory(settings: Settings, *, output: str = "table", out: Tex
         doc: Mapping[str, Any] = {"apiVersion": "v1", "kind": "List", "items": slices}
         stream.write(json.dumps(doc, indent=2) + "\n")
     else:
-        import yaml  # type: ignore[import-untyped]
+        import yaml
 
         stream.write(yaml.safe_dump_all(slices, sort_keys=False))
     return 0

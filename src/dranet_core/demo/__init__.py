@@ -57,29 +57,43 @@ DEMO_FILTER = '"dra.net/type" in attributes && attributes["dra.net/type"].String
 
 
 class DemoPublisher:
-    """A local StatusPublisher: keeps the published devices, claim statuses and events."""
+    """The local StatusPublisher (:class:`~dranet_core.kube.local.LocalStatusPublisher`, which
+    writes the objects the API publisher would send as YAML files under ``out``), plus a
+    record of what was published for the demo's printout."""
 
-    def __init__(self) -> None:
+    def __init__(self, out: Path, *, node_name: str) -> None:
+        from dranet_core.kube.local import LocalStatusPublisher
+
+        self.out = out
+        self.inner = LocalStatusPublisher(out, node_name=node_name)
         self.devices: tuple[Device, ...] = ()
         self.statuses: dict[str, tuple[DeviceStatus, ...]] = {}
         self.events: list[EventRecord] = []
         self.published = asyncio.Event()
 
     async def publish_devices(self, devices: Sequence[Device]) -> None:
+        await self.inner.publish_devices(devices)
         self.devices = tuple(devices)
         self.published.set()
 
     async def set_claim_status(self, claim: ClaimRef, devices: Sequence[DeviceStatus]) -> None:
+        await self.inner.set_claim_status(claim, devices)
         self.statuses[claim.uid] = tuple(devices)
 
     async def clear_claim_status(self, claim: ClaimRef) -> None:
+        await self.inner.clear_claim_status(claim)
         self.statuses.pop(claim.uid, None)
 
     async def record_event(self, event: EventRecord) -> None:
+        await self.inner.record_event(event)
         self.events.append(event)
 
     async def run(self) -> None:
-        await asyncio.Event().wait()
+        await self.inner.run()
+
+    def claim_status_file(self, claim: ClaimRef) -> Path:
+        """Where the local publisher wrote the claim's status apply body."""
+        return self.out / "resourceclaims" / claim.namespace / f"{claim.name}.status.yaml"
 
 
 class MemoryClaimSource:
@@ -220,7 +234,7 @@ async def _scenario(scene: Scene, p: Printer) -> None:  # noqa: PLR0915 - a line
         shutdown=ShutdownSettings(grace_period=2.0),
         backends=("netdev",),
     )
-    publisher = DemoPublisher()
+    publisher = DemoPublisher(scene.tmp / "api", node_name=node_name)
     claims = MemoryClaimSource()
     runtime = NriRuntimePeer(settings.nri.socket_path)
     kubelet = KubeletPeer(settings.kubelet.registry_dir() / "dra.net-reg.sock")
@@ -270,7 +284,11 @@ async def _scenario(scene: Scene, p: Printer) -> None:  # noqa: PLR0915 - a line
                 raise RuntimeError(f"device in the pod is not configured as asked: {inside}")
 
         with p.step("claim status (status.devices) written by the driver"):
-            for st in publisher.statuses.get(ref.uid, ()):
+            status_file = publisher.claim_status_file(ref)
+            if status_file.exists():
+                p.show(f"$ cat <api>/{status_file.relative_to(publisher.out)}")
+                p.show(status_file.read_text())
+            for st in () if status_file.exists() else publisher.statuses.get(ref.uid, ()):
                 nd = st.network_data
                 p.show(f"device {st.driver}/{st.pool}/{st.device}")
                 p.show(
