@@ -39,8 +39,12 @@ def batch(ns: str | None, lines: list[str]) -> float:
 def make_devices(node: str, n: int) -> None:
     lines = []
     for i in range(n):
-        lines += [f"link add b{i} type veth peer name bp{i}", f"link set bp{i} up",
-                  f"addr add 10.{i // 250}.{i % 250}.1/24 dev b{i}", f"link set b{i} up"]
+        lines += [
+            f"link add b{i} type veth peer name bp{i}",
+            f"link set bp{i} up",
+            f"addr add 10.{i // 250}.{i % 250}.1/24 dev b{i}",
+            f"link set b{i} up",
+        ]
     batch(node, lines)
 
 
@@ -49,11 +53,17 @@ def floor(node: str, pod: str, n: int) -> float:
     t = batch(node, [f"link set b{i} netns {pod} name p{i}" for i in range(n)])
     pod_lines = []
     for i in range(n):
-        pod_lines += [f"addr add 10.{i // 250}.{i % 250}.1/24 dev p{i}", f"link set p{i} up",
-                      f"route add 172.{16 + i // 250}.{i % 250}.0/24 via 10.{i // 250}.{i % 250}.2 dev p{i}"]
+        pod_lines += [
+            f"addr add 10.{i // 250}.{i % 250}.1/24 dev p{i}",
+            f"link set p{i} up",
+            f"route add 172.{16 + i // 250}.{i % 250}.0/24 via 10.{i // 250}.{i % 250}.2 dev p{i}",
+        ]
     t += batch(pod, pod_lines)
-    t += batch(pod, [f"link set p{i} down" for i in range(n)] +
-               [f"link set p{i} netns {node} name b{i}" for i in range(n)])
+    t += batch(
+        pod,
+        [f"link set p{i} down" for i in range(n)]
+        + [f"link set p{i} netns {node} name b{i}" for i in range(n)],
+    )
     node_lines = []
     for i in range(n):
         node_lines += [f"addr add 10.{i // 250}.{i % 250}.1/24 dev b{i}", f"link set b{i} up"]
@@ -68,11 +78,20 @@ async def ours(node: str, pod: str, n: int) -> list[float]:
         for i in range(n):
             cfg = NetworkConfig(
                 interface=InterfaceConfig(name=f"p{i}"),
-                routes=(RouteConfig(destination=f"172.{16 + i // 250}.{i % 250}.0/24",
-                                    gateway=f"10.{i // 250}.{i % 250}.2"),),
+                routes=(
+                    RouteConfig(
+                        destination=f"172.{16 + i // 250}.{i % 250}.0/24",
+                        gateway=f"10.{i // 250}.{i % 250}.2",
+                    ),
+                ),
             )
-            dev = PreparedDevice(pool="n", device=f"b{i}", request_names=("r",), config=cfg,
-                                 facets={"netdev": {"ifname": f"b{i}"}})
+            dev = PreparedDevice(
+                pool="n",
+                device=f"b{i}",
+                request_names=("r",),
+                config=cfg,
+                facets={"netdev": {"ifname": f"b{i}"}},
+            )
             snap = await mover.snapshot(dev)  # taken at prepare time, not part of the timing
             t0 = time.perf_counter()
             await mover.attach(dev, sandbox, snap)

@@ -42,4 +42,3 @@ async def mover(lab: Lab) -> AsyncIterator[NetdevMover]:
         yield m
     finally:
         await m.aclose()
-

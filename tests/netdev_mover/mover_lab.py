@@ -83,9 +83,13 @@ def host_state(ns: str, ifname: str) -> dict[str, Any]:
         for r in ipj(ns, fam, "route", "show", "table", "all", "dev", ifname)
         if r.get("table") != "local" and r.get("protocol") != "kernel"
     )
-    rules = sorted(json.dumps(r, sort_keys=True) for fam in ("-4", "-6") for r in ipj(ns, fam, "rule", "show"))
+    rules = sorted(
+        json.dumps(r, sort_keys=True) for fam in ("-4", "-6") for r in ipj(ns, fam, "rule", "show")
+    )
     neigh = sorted(
-        (n["dst"], n.get("lladdr")) for n in ipj(ns, "neigh", "show", "dev", ifname) if "PERMANENT" in n.get("state", [])
+        (n["dst"], n.get("lladdr"))
+        for n in ipj(ns, "neigh", "show", "dev", ifname)
+        if "PERMANENT" in n.get("state", [])
     )
     sysctls = {
         k: sysctl_get(ns, f"{k.split('.')[0]}/conf/{ifname}/{k.split('.')[1]}")
@@ -127,13 +131,26 @@ class Lab:
         return int(ipj(self.node, "link", "show", "dev", name)[0]["ifindex"])
 
     def pod_sandbox(self, netns: str | None = None) -> PodSandbox:
-        return PodSandbox(uid="uid-1", name="pod", namespace="default", netns=netns or f"/run/netns/{self.pod}")
+        return PodSandbox(
+            uid="uid-1", name="pod", namespace="default", netns=netns or f"/run/netns/{self.pod}"
+        )
 
     def device(self, ifname: str, config: NetworkConfig | None = None, **facet: Any) -> PreparedDevice:
         idx = ipj(self.node, "link", "show", "dev", ifname)[0]["ifindex"]
-        f = {"ifname": ifname, "ifindex": idx, "mac": None, "perm_mac": None, "pci_address": None,
-             "kind": "veth", "virtual": True, **facet}
-        return PreparedDevice(pool="node", device=ifname, request_names=("nic",),
-                              config=config or NetworkConfig(), facets={"netdev": f})
-
-
+        f = {
+            "ifname": ifname,
+            "ifindex": idx,
+            "mac": None,
+            "perm_mac": None,
+            "pci_address": None,
+            "kind": "veth",
+            "virtual": True,
+            **facet,
+        }
+        return PreparedDevice(
+            pool="node",
+            device=ifname,
+            request_names=("nic",),
+            config=config or NetworkConfig(),
+            facets={"netdev": f},
+        )

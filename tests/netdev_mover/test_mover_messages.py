@@ -72,8 +72,14 @@ def test_ethtool_decode_features_and_strings() -> None:
     ],
 )
 def test_feature_names_short_long_kernel(asked: dict[str, bool], expected: dict[str, bool]) -> None:
-    names = ["rx-gro", "tx-checksum-ipv4", "tx-checksum-ip-generic", "tx-tcp-segmentation",
-             "tx-tcp6-segmentation", "rx-checksum"]
+    names = [
+        "rx-gro",
+        "tx-checksum-ipv4",
+        "tx-checksum-ip-generic",
+        "tx-tcp-segmentation",
+        "tx-tcp6-segmentation",
+        "rx-checksum",
+    ]
     assert ethtool.resolve_features(asked, names) == expected
 
 
@@ -93,8 +99,12 @@ def test_ifreq_layout() -> None:
 
 def test_link_attrs_and_temp_name() -> None:
     iface = InterfaceConfig(mtu=9000, hardware_addr="02:AA:00:00:00:01", gso_max_size=1, gro_ipv4_max_size=2)
-    assert link_attrs(iface) == [("IFLA_MTU", 9000), ("IFLA_ADDRESS", "02:aa:00:00:00:01"),
-                                 ("IFLA_GSO_MAX_SIZE", 1), ("IFLA_GRO_IPV4_MAX_SIZE", 2)]
+    assert link_attrs(iface) == [
+        ("IFLA_MTU", 9000),
+        ("IFLA_ADDRESS", "02:aa:00:00:00:01"),
+        ("IFLA_GSO_MAX_SIZE", 1),
+        ("IFLA_GRO_IPV4_MAX_SIZE", 2),
+    ]
     assert link_attrs(None) == []
     assert temp_name(0x7FFFFFFF) == "drn7fffffff"
     assert len(temp_name(0x7FFFFFFF)) <= 15
@@ -124,10 +134,16 @@ def test_sysctl_read_write_on_a_fake_tree(tmp_path: object) -> None:
 
 def test_snapshot_json_round_trip_and_errors() -> None:
     snap = HostSnapshot(
-        ifname="eth1", ifindex=7, kind="veth", mac="02:00:00:00:00:01", up=True, mtu=1500,
+        ifname="eth1",
+        ifindex=7,
+        kind="veth",
+        mac="02:00:00:00:00:01",
+        up=True,
+        mtu=1500,
         addresses=(AddressRecord(address="192.0.2.1", prefixlen=24, flags=0x80),),
         routes=(RouteRecord(family=2, dst="198.51.100.0", dst_len=24, gateway="192.0.2.254"),),
-        sysctls={"ipv4.arp_ignore": 1}, features={"rx-gro": True},
+        sysctls={"ipv4.arp_ignore": 1},
+        features={"rx-gro": True},
     )
     import json
 

@@ -34,7 +34,9 @@ def _rich_host(lab: Lab, name: str = "hv0") -> None:
     lab.ip(lab.node, "route", "add", "198.51.100.0/24", "via", "192.0.2.1", "dev", name)
     lab.ip(lab.node, "route", "add", "203.0.113.0/24", "via", "192.0.2.1", "dev", name, "table", "100")
     lab.ip(lab.node, "rule", "add", "from", "192.0.2.5", "table", "100", "priority", "100")
-    lab.ip(lab.node, "neigh", "add", "192.0.2.9", "lladdr", "02:00:00:00:00:09", "dev", name, "nud", "permanent")
+    lab.ip(
+        lab.node, "neigh", "add", "192.0.2.9", "lladdr", "02:00:00:00:00:09", "dev", name, "nud", "permanent"
+    )
     lab.ip(lab.node, "link", "set", name, "mtu", "1450")
     in_ns(lab.node, "sysctl", "-qw", f"net.ipv4.conf.{name}.arp_announce=2")
     in_ns(lab.node, "ethtool", "-K", name, "gro", "on")
@@ -67,7 +69,9 @@ FULL = NetworkConfig(
     ),
     rules=(RuleConfig(priority=300, source="10.9.0.0/24", table=200),),
     neighbors=(NeighborConfig(destination="10.9.0.7", hardware_addr="02:00:00:00:00:07"),),
-    ethtool=EthtoolConfig(features={"tx": False, "generic-receive-offload": True, "tx-scatter-gather": False}),
+    ethtool=EthtoolConfig(
+        features={"tx": False, "generic-receive-offload": True, "tx-scatter-gather": False}
+    ),
 )
 
 
@@ -91,7 +95,9 @@ async def test_attach_applies_every_supported_field(lab: Lab, mover: NetdevMover
     assert (link["gso_max_size"], link["gro_max_size"]) == (32768, 32768)
     assert raw_link_sizes(lab.pod, "net1")[63] == 16384
     assert raw_link_sizes(lab.pod, "net1")[64] == 16384
-    addrs = {(a["local"], a["prefixlen"]) for a in ipj(lab.pod, "addr", "show", "dev", "net1")[0]["addr_info"]}
+    addrs = {
+        (a["local"], a["prefixlen"]) for a in ipj(lab.pod, "addr", "show", "dev", "net1")[0]["addr_info"]
+    }
     assert {("10.9.0.2", 24), ("fd00:9::2", 64)} <= addrs
     assert ("192.0.2.5", 24) not in addrs  # configured addresses replace the host's
     assert sysctl_get(lab.pod, "ipv4/conf/net1/arp_ignore") == 2
@@ -110,7 +116,9 @@ async def test_attach_applies_every_supported_field(lab: Lab, mover: NetdevMover
     t200 = {r["dst"]: r for r in ipj(lab.pod, "route", "show", "table", "200")}
     assert t200["10.77.0.0/16"]["gateway"] == "10.9.0.1"
     rules = ipj(lab.pod, "rule", "show")
-    assert any(r.get("priority") == 300 and r.get("table") == "200" and r.get("src") == "10.9.0.0" for r in rules)
+    assert any(
+        r.get("priority") == 300 and r.get("table") == "200" and r.get("src") == "10.9.0.0" for r in rules
+    )
     neigh = {n["dst"]: n for n in ipj(lab.pod, "neigh", "show", "dev", "net1")}
     assert neigh["10.9.0.7"]["lladdr"] == "02:00:00:00:00:07"
     assert "PERMANENT" in neigh["10.9.0.7"]["state"]
@@ -231,7 +239,9 @@ async def test_name_collision_on_return_parks_then_renames(lab: Lab, mover: Netd
     assert mover.pending_renames == {}
 
 
-async def test_pod_netns_deleted_before_detach_virtual_device_is_recorded_lost(lab: Lab, mover: NetdevMover) -> None:
+async def test_pod_netns_deleted_before_detach_virtual_device_is_recorded_lost(
+    lab: Lab, mover: NetdevMover
+) -> None:
     lab.veth("hv0", "hv0p")
     dev = lab.device("hv0")
     snap = await mover.snapshot(dev)
@@ -256,7 +266,9 @@ async def test_pod_netns_deleted_physical_device_back_as_devN_is_renamed_and_res
     # A veth cannot come back, so stand in for it: a device named dev<N> with the same ifindex.
     await _until_gone(lab, "hv0p")
     idx = str(before["ifindex"])
-    lab.ip(lab.node, "link", "add", "name", f"dev{idx}", "index", idx, "type", "veth", "peer", "name", "hv0p2")
+    lab.ip(
+        lab.node, "link", "add", "name", f"dev{idx}", "index", idx, "type", "veth", "peer", "name", "hv0p2"
+    )
     lab.ip(lab.node, "link", "set", "hv0p2", "up")
     lab.ip(lab.node, "link", "set", f"dev{idx}", "address", before["mac"])
     await mover.detach(dev, lab.pod_sandbox(), snap)
@@ -360,8 +372,11 @@ async def test_bad_inputs_name_the_problem_and_move_nothing(lab: Lab, mover: Net
         await mover.attach(dev, lab.pod_sandbox(), {"version": 99})
     assert "version" in info.value.reason
     with pytest.raises(DeviceNotFoundError):
-        await mover.snapshot(PreparedDevice(pool="node", device="ghost", request_names=("r",),
-                                            facets={"netdev": {"ifname": "ghost0"}}))
+        await mover.snapshot(
+            PreparedDevice(
+                pool="node", device="ghost", request_names=("r",), facets={"netdev": {"ifname": "ghost0"}}
+            )
+        )
     with pytest.raises(DeviceError) as info:
         await mover.snapshot(PreparedDevice(pool="node", device="x", request_names=("r",)))
     assert "facet" in info.value.reason
@@ -371,12 +386,16 @@ async def test_bad_inputs_name_the_problem_and_move_nothing(lab: Lab, mover: Net
 async def test_vrf_real_when_the_kernel_has_it(lab: Lab, mover: NetdevMover) -> None:
     sh(["ip", "-n", lab.node, "link", "add", "probe-vrf", "type", "vrf", "table", "10"], check=False)
     if not [x for x in ipj(lab.node, "link", "show") if x["ifname"] == "probe-vrf"]:
-        pytest.skip("probe vrf: kernel lacks CONFIG_NET_VRF (ip link add type vrf failed); "
-                    "covered by the message tests in test_mover_messages.py")
+        pytest.skip(
+            "probe vrf: kernel lacks CONFIG_NET_VRF (ip link add type vrf failed); "
+            "covered by the message tests in test_mover_messages.py"
+        )
     lab.ip(lab.node, "link", "del", "probe-vrf")
     lab.veth("hv0", "hv0p")
-    cfg = NetworkConfig(interface=InterfaceConfig(addresses=("10.1.0.2/24",), vrf=VRFConfig(name="blue", table=77)),
-        routes=(RouteConfig(destination="10.2.0.0/16", gateway="10.1.0.1"),))
+    cfg = NetworkConfig(
+        interface=InterfaceConfig(addresses=("10.1.0.2/24",), vrf=VRFConfig(name="blue", table=77)),
+        routes=(RouteConfig(destination="10.2.0.0/16", gateway="10.1.0.1"),),
+    )
     dev = lab.device("hv0", cfg)
     snap = await mover.snapshot(dev)
     await mover.attach(dev, lab.pod_sandbox(), snap)
@@ -392,8 +411,10 @@ async def test_kinds_this_kernel_may_lack(lab: Lab, mover: NetdevMover, kind: st
     tail: list[str] = ["id", "5"] if kind == "vlan" else []
     sh(["ip", "-n", lab.node, "link", "add", *extra, "name", "k0", "type", kind, *tail], check=False)
     if not [x for x in ipj(lab.node, "link", "show") if x["ifname"] == "k0"]:
-        pytest.skip(f"probe {kind}: this kernel cannot create a {kind} link; the move message is the same "
-                    "for every kind and is covered by the veth/macvlan tests")
+        pytest.skip(
+            f"probe {kind}: this kernel cannot create a {kind} link; the move message is the same "
+            "for every kind and is covered by the veth/macvlan tests"
+        )
     lab.ip(lab.node, "addr", "add", "192.0.2.77/24", "dev", "k0")
     lab.ip(lab.node, "link", "set", "k0", "up")
     before = host_state(lab.node, "k0")
@@ -402,4 +423,3 @@ async def test_kinds_this_kernel_may_lack(lab: Lab, mover: NetdevMover, kind: st
     await mover.attach(dev, lab.pod_sandbox(), snap)
     await mover.detach(dev, lab.pod_sandbox(), snap)
     assert host_state(lab.node, "k0") == before
-

@@ -68,8 +68,17 @@ log = logging.getLogger(__name__)
 
 FACET: Final = "netdev"
 ATTACH_STEPS: Final = (
-    "move", "sysctls", "addresses", "up", "ethtool", "ebpf", "vrf",
-    "routes", "rules", "neighbors", "readback",
+    "move",
+    "sysctls",
+    "addresses",
+    "up",
+    "ethtool",
+    "ebpf",
+    "vrf",
+    "routes",
+    "rules",
+    "neighbors",
+    "readback",
 )
 StepHook = Callable[[str, str], Awaitable[None]]
 """Called as ``hook(device, step)`` before each attach step; raising fails that step (tests)."""
@@ -227,7 +236,9 @@ class NetdevMover:
         macs = {m.lower() for m in (snap.mac, cfg_mac) if m}
         return bool(ident["ifindex"] == snap.ifindex or (ident["mac"] or "").lower() in macs)
 
-    async def _find_home(self, snap: HostSnapshot, *, scan: bool = False, pod_name: str | None = None) -> Any | None:
+    async def _find_home(
+        self, snap: HostSnapshot, *, scan: bool = False, pod_name: str | None = None
+    ) -> Any | None:
         host = await self._host_rtnl()
         link = await host.link_get(index=snap.ifindex)
         if link is not None and self._same(link, snap):
@@ -316,8 +327,9 @@ class NetdevMover:
                 reason = f"{reason}; rollback failed: {exc}"
                 log.error("attach rollback of %s failed: %s", ctx.device.device, exc)
             else:
-                log.warning("attach of %s failed at %s; rolled back: %s",
-                            ctx.device.device, failed.step, reason)
+                log.warning(
+                    "attach of %s failed at %s; rolled back: %s", ctx.device.device, failed.step, reason
+                )
             raise DeviceError(ctx.device.device, failed.step, reason) from failed.__cause__
         return result
 
@@ -442,9 +454,13 @@ class NetdevMover:
             if not r.destination:
                 continue
             net = ipaddress.ip_network(r.destination, strict=False)
-            kw: dict[str, Any] = {"dst": str(net.network_address), "dst_len": net.prefixlen,
-                                  "family": _family(r.destination), "scope": r.scope or 0,
-                                  "table": r.table or 254}
+            kw: dict[str, Any] = {
+                "dst": str(net.network_address),
+                "dst_len": net.prefixlen,
+                "family": _family(r.destination),
+                "scope": r.scope or 0,
+                "table": r.table or 254,
+            }
             if r.gateway:
                 kw["gateway"] = r.gateway
             if r.source:
@@ -469,8 +485,13 @@ class NetdevMover:
             return None
         if h.gateway and h.scope == 0 and not any(ipaddress.ip_address(h.gateway) in n for n in pod_nets):
             return None  # the gateway is off the pod's subnets: the kernel would refuse it
-        kw: dict[str, Any] = {"dst": h.dst, "dst_len": h.dst_len, "family": h.family, "scope": h.scope,
-                              "table": h.table}
+        kw: dict[str, Any] = {
+            "dst": h.dst,
+            "dst_len": h.dst_len,
+            "family": h.family,
+            "scope": h.scope,
+            "table": h.table,
+        }
         if h.gateway:
             kw["gateway"] = h.gateway
         if h.prefsrc and h.prefsrc in pod_ips:  # a source the pod lacks is EINVAL (Go PR #318)
@@ -522,8 +543,9 @@ class NetdevMover:
             if not dst or not mac or dst in seen:
                 continue
             seen.add(dst)
-            await ctx.pod.neigh_add(dst=dst, lladdr=mac.lower(), ifindex=ctx.index, state=NUD_PERMANENT,
-                                    family=_family(dst))
+            await ctx.pod.neigh_add(
+                dst=dst, lladdr=mac.lower(), ifindex=ctx.index, state=NUD_PERMANENT, family=_family(dst)
+            )
 
     async def _readback(self, ctx: _Attach) -> AttachResult:
         ips = []
@@ -585,15 +607,18 @@ class NetdevMover:
     async def _bring_home(
         self, device: PreparedDevice, snap: HostSnapshot, pod: Rtnl | None, name: str, cfg_mac: str | None
     ) -> None:
+        fresh = False
         if pod is not None:
             link = await self._wrap(device, "detach", self._find_in_pod(pod, snap, name, cfg_mac))
             if link is not None:
                 await self._wrap(device, "return", self._return(pod, int(link["index"]), snap))
+                fresh = True
         home = await self._wrap(device, "detach", self._find_home(snap, scan=pod is None, pod_name=name))
         if home is None and pod is None:
             if snap.virtual:
-                log.warning("device %s (%s) was virtual and died with its pod netns",
-                            device.device, snap.ifname)
+                log.warning(
+                    "device %s (%s) was virtual and died with its pod netns", device.device, snap.ifname
+                )
                 self.lost.append(device.device)
                 return
             raise DeviceNotFoundError(
@@ -603,7 +628,9 @@ class NetdevMover:
             raise DeviceNotFoundError(
                 device.device, "detach", f"{snap.ifname} is neither in the pod nor on the host"
             )
-        await self._restore(device.device, snap, home)
+        eth = device.config.ethtool
+        touched = bool(eth and (eth.features or eth.private_flags))
+        await self._restore(device.device, snap, home, fresh=fresh, features_touched=touched)
 
     async def _return(self, pod: Rtnl, index: int, snap: HostSnapshot) -> None:
         await pod.link_set(index, [], up=False)
@@ -620,7 +647,21 @@ class NetdevMover:
             log.warning("%s is taken on the host; bringing the device home as %s", snap.ifname, tmp)
             await pod.link_set(index, [("IFLA_NET_NS_FD", self._host_fd), ("IFLA_IFNAME", tmp)])
 
-    async def _restore(self, device: str, snap: HostSnapshot, link: Any) -> None:
+    async def _restore(
+        self,
+        device: str,
+        snap: HostSnapshot,
+        link: Any,
+        *,
+        fresh: bool = False,
+        features_touched: bool = True,
+    ) -> None:
+        """Restore ``snap`` on home device ``link``.
+
+        ``fresh``: the device has just arrived from another netns, so its sysctls are the host
+        defaults (the kernel re-creates them); only those that differ are written, and with
+        ``features_touched`` false the ethtool state is known unchanged: then no thread runs.
+        """
         host = await self._host_rtnl()
         index = int(link["index"])
         step = "restore"
@@ -637,7 +678,14 @@ class NetdevMover:
                 mac_change = any(a == "IFLA_ADDRESS" for a, _ in diff)
                 await host.link_set(index, diff, up=False if up_now and mac_change else None)
             step = "restore:sysctls+ethtool"
-            await run_in_netns(self._host_fd, lambda: self._restore_in_ns(cur_name, snap))
+            sysctls = dict(snap.sysctls)
+            if fresh and snap.sysctl_defaults:
+                sysctls = {k: v for k, v in sysctls.items() if snap.sysctl_defaults.get(k) != v}
+            features = features_touched or not fresh
+            if sysctls or (features and (snap.features or snap.private_flags)):
+                await run_in_netns(
+                    self._host_fd, lambda: self._restore_in_ns(cur_name, snap, sysctls, features)
+                )
             step = "restore:addresses"
             await self._restore_addresses(host, index, snap)
             step = "restore:up"
@@ -656,8 +704,9 @@ class NetdevMover:
                 await host.rule_add(**kw)
             step = "restore:neighbors"
             for n in snap.neighbors:
-                await host.neigh_add(dst=n.dst, lladdr=n.lladdr, ifindex=index, state=NUD_PERMANENT,
-                                     family=_family(n.dst))
+                await host.neigh_add(
+                    dst=n.dst, lladdr=n.lladdr, ifindex=index, state=NUD_PERMANENT, family=_family(n.dst)
+                )
         except (NetlinkFailure, OSError, ValueError) as exc:
             raise DeviceError(device, step, f"{snap.ifname}: {exc}") from exc
 
@@ -676,8 +725,14 @@ class NetdevMover:
     @staticmethod
     async def _restore_routes(host: Rtnl, index: int, snap: HostSnapshot) -> None:
         for r in sorted(snap.routes, key=lambda r: -r.scope):
-            kw: dict[str, Any] = {"family": r.family, "dst_len": r.dst_len, "scope": r.scope,
-                                  "table": r.table, "proto": r.proto, "oif": index}
+            kw: dict[str, Any] = {
+                "family": r.family,
+                "dst_len": r.dst_len,
+                "scope": r.scope,
+                "table": r.table,
+                "proto": r.proto,
+                "oif": index,
+            }
             for key in ("dst", "gateway", "prefsrc", "priority"):
                 if getattr(r, key) is not None:
                     kw[key] = getattr(r, key)
@@ -700,15 +755,20 @@ class NetdevMover:
             out.append(("IFLA_ADDRESS", snap.mac))
         return out
 
-    def _restore_in_ns(self, ifname: str, snap: HostSnapshot) -> None:
-        if snap.sysctls:
-            sysctl.write_device(ifname, snap.sysctls, self._proc_sys, optional=tuple(snap.sysctls))
-        if snap.features or snap.private_flags:
+    def _restore_in_ns(
+        self, ifname: str, snap: HostSnapshot, sysctls: Mapping[str, int], features: bool
+    ) -> None:
+        if sysctls:
+            sysctl.write_device(ifname, sysctls, self._proc_sys, optional=tuple(sysctls))
+        if features and (snap.features or snap.private_flags):
             with ethtool.inet_socket() as sock:
                 if snap.features:
                     cur = ethtool.get_features(sock, ifname)
-                    todo = {n: on for n, on in snap.features.items()
-                            if n in cur.changeable and cur.active.get(n) != on}
+                    todo = {
+                        n: on
+                        for n, on in snap.features.items()
+                        if n in cur.changeable and cur.active.get(n) != on
+                    }
                     if todo:
                         ethtool.set_features(sock, ifname, todo)
                 if snap.private_flags:

@@ -32,7 +32,7 @@ from typing import Any, Final, TypeVar
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTM_NEWLINK
+from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_NEWLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 __all__ = [
@@ -56,6 +56,7 @@ SELF_NETNS: Final = "/proc/self/ns/net"
 """The netns of this process; the default *host* netns of a mover (opened once, at construction)."""
 
 _SOCK_BUF: Final = 1 << 20
+RTEXT_FILTER_SKIP_STATS: Final = 1 << 3
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -201,10 +202,19 @@ class Rtnl:
     # -- links ---------------------------------------------------------------------------
 
     async def link_get(self, *, index: int | None = None, ifname: str | None = None) -> Any | None:
-        """The link message for ``index`` or ``ifname``, or ``None`` if there is none."""
-        kw: dict[str, Any] = {"index": index} if index is not None else {"ifname": ifname}
+        """The link message for ``index`` or ``ifname``, or ``None`` if there is none.
+
+        Asks the kernel to leave the statistics out (``IFLA_EXT_MASK`` =
+        ``RTEXT_FILTER_SKIP_STATS``): half the decoding time of a full message.
+        """
+        msg = LinkMsg()
+        msg["index"] = index or 0
+        attrs: list[tuple[str, Any]] = [("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS)]
+        if index is None:
+            attrs.append(("IFLA_IFNAME", ifname))
+        msg["attrs"] = attrs
         try:
-            res = await self._ipr.link("get", **kw)
+            res = [m async for m in await self._ipr.nlm_request(msg, RTM_GETLINK, NLM_F_REQUEST)]
         except NetlinkError as exc:
             if exc.code in (errno_mod.ENODEV, errno_mod.ENOENT):
                 return None
@@ -260,8 +270,9 @@ class Rtnl:
         except NetlinkError as exc:
             raise _failure(exc) from exc
 
-    async def addr_add(self, index: int, address: str, prefixlen: int, *, exist_ok: bool = True,
-                       **extra: Any) -> None:
+    async def addr_add(
+        self, index: int, address: str, prefixlen: int, *, exist_ok: bool = True, **extra: Any
+    ) -> None:
         """Add an address (``broadcast=``, ``scope=``, ``flags=`` pass through)."""
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         await self._call_exist_ok(

@@ -124,6 +124,8 @@ class HostSnapshot:
     rules: tuple[RuleRecord, ...] = ()
     neighbors: tuple[NeighborRecord, ...] = ()
     sysctls: Mapping[str, int] = attrs.field(factory=dict)
+    sysctl_defaults: Mapping[str, int] = attrs.field(factory=dict)
+    """The host netns ``conf/default`` values: what the kernel gives a device that arrives."""
     features: Mapping[str, bool] = attrs.field(factory=dict)
     private_flags: Mapping[str, bool] = attrs.field(factory=dict)
 
@@ -133,6 +135,7 @@ class HostSnapshot:
         for key in ("addresses", "routes", "rules", "neighbors"):
             out[key] = list(out[key])
         out["sysctls"] = dict(self.sysctls)
+        out["sysctl_defaults"] = dict(self.sysctl_defaults)
         out["features"] = dict(self.features)
         out["private_flags"] = dict(self.private_flags)
         out["version"] = SNAPSHOT_VERSION
@@ -255,8 +258,11 @@ async def _rules(rtnl: Rtnl, ifname: str, tables: set[int]) -> tuple[RuleRecord,
     return tuple(out)
 
 
-def _host_thread_state(ifname: str, proc_sys: str) -> tuple[dict[str, int], dict[str, bool], dict[str, bool]]:
+def _host_thread_state(
+    ifname: str, proc_sys: str
+) -> tuple[dict[str, int], dict[str, int], dict[str, bool], dict[str, bool]]:
     sysctls = sysctl.read_device(ifname, root=proc_sys)
+    defaults = sysctl.read_device("default", root=proc_sys)
     with ethtool.inet_socket() as sock:
         try:
             feats = ethtool.get_features(sock, ifname)
@@ -267,11 +273,12 @@ def _host_thread_state(ifname: str, proc_sys: str) -> tuple[dict[str, int], dict
             flags = ethtool.get_private_flags(sock, ifname)
         except OSError:
             flags = {}
-    return sysctls, features, flags
+    return sysctls, defaults, features, flags
 
 
-async def take(rtnl: Rtnl, ns_fd: int, link: Any, facet: Mapping[str, Any],
-               proc_sys: str = sysctl.PROC_SYS_NET) -> HostSnapshot:
+async def take(
+    rtnl: Rtnl, ns_fd: int, link: Any, facet: Mapping[str, Any], proc_sys: str = sysctl.PROC_SYS_NET
+) -> HostSnapshot:
     """Snapshot the device ``link`` (a pyroute2 link message from ``rtnl``'s netns ``ns_fd``)."""
     ident = link_identity(link)
     index = ident["ifindex"]
@@ -284,7 +291,9 @@ async def take(rtnl: Rtnl, ns_fd: int, link: Any, facet: Mapping[str, Any],
         for n in await rtnl.neigh_dump(index)
         if n["state"] & NUD_PERMANENT and n.get("dst") and n.get("lladdr")
     )
-    sysctls, features, flags = await run_in_netns(ns_fd, lambda: _host_thread_state(ifname, proc_sys))
+    sysctls, defaults, features, flags = await run_in_netns(
+        ns_fd, lambda: _host_thread_state(ifname, proc_sys)
+    )
     return HostSnapshot(
         ifname=ifname,
         ifindex=index,
@@ -304,6 +313,7 @@ async def take(rtnl: Rtnl, ns_fd: int, link: Any, facet: Mapping[str, Any],
         rules=rules,
         neighbors=neighbors,
         sysctls=sysctls,
+        sysctl_defaults=defaults,
         features=features,
         private_flags=flags,
     )

@@ -36,7 +36,13 @@ DEVICE_KEYS: Final = ("ipv4.arp_ignore", "ipv4.arp_announce", "ipv4.forwarding",
 def device_path(key: str, ifname: str, root: str = PROC_SYS_NET) -> str:
     """The file of per-device sysctl ``key`` (``family.name``) for ``ifname``."""
     family, _, name = key.partition(".")
-    if family not in ("ipv4", "ipv6") or not name or "/" in name or "/" in ifname or ifname in (".", ".."):
+    if (
+        family not in ("ipv4", "ipv6")
+        or not name
+        or "/" in name
+        or "/" in ifname
+        or ifname in ("", ".", "..")
+    ):
         raise ValueError(f"bad sysctl key {key!r} or interface {ifname!r}")
     return os.path.join(root, family, "conf", ifname, name)
 
@@ -54,8 +60,9 @@ def read_device(ifname: str, keys: Iterable[str] = DEVICE_KEYS, root: str = PROC
     return out
 
 
-def write_device(ifname: str, values: Mapping[str, int], root: str = PROC_SYS_NET,
-                 *, optional: Collection[str] = ()) -> dict[str, int]:
+def write_device(
+    ifname: str, values: Mapping[str, int], root: str = PROC_SYS_NET, *, optional: Collection[str] = ()
+) -> dict[str, int]:
     """Write ``values`` for ``ifname``, skipping those already equal; returns what changed
     (old values). Keys in ``optional`` whose file is absent are skipped (IPv6 disabled);
     any other failure raises ``OSError`` naming the key and the file."""

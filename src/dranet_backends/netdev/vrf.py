@@ -41,7 +41,14 @@ def create_request(name: str, table: int) -> LinkMsg:
     msg = LinkMsg()
     msg["attrs"] = [
         ("IFLA_IFNAME", name),
-        ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "vrf"),
-                                     ("IFLA_INFO_DATA", {"attrs": [("IFLA_VRF_TABLE", table)]})]}),
+        (
+            "IFLA_LINKINFO",
+            {
+                "attrs": [
+                    ("IFLA_INFO_KIND", "vrf"),
+                    ("IFLA_INFO_DATA", {"attrs": [("IFLA_VRF_TABLE", table)]}),
+                ]
+            },
+        ),
     ]
     return msg
