@@ -385,3 +385,34 @@ async def test_peer_go_reader_rejects_one_big_frame() -> None:
 def test_socket_path_is_configurable(tmp_path: Path) -> None:
     plugin = NriPlugin(Recorder(), socket_path=tmp_path / "nri.sock")
     assert str(tmp_path / "nri.sock") in repr(plugin)
+
+
+async def test_near_4mib_synchronize(harness: Harness) -> None:
+    rec = Recorder()
+    pods = [pod(i) for i in range(11_000)]  # ~3.9 MB in one Synchronize, one more frame after 4096
+    s = await harness.start(rec, pods=pods)
+    assert len(rec.synced[0][0]) == 11_000 and rec.synced[0][0][-1].uid == "uid-10999"
+    assert s.violations == []
+
+
+async def test_oversized_request_gets_resource_exhausted(harness: Harness) -> None:
+    s = await harness.start(Recorder())
+    sid = s.next_sid
+    s.next_sid += 2
+    fut: asyncio.Future[tuple[int, str, bytes]] = asyncio.get_running_loop().create_future()
+    s.pending[sid] = fut
+    length = (4 << 20) + 1
+    msg = length.to_bytes(4, "big") + sid.to_bytes(4, "big") + b"\x01\x00" + bytes(length)
+    s.send_raw(go_frames(1, msg[: (4 << 20)]) + go_frames(1, msg[(4 << 20):]))
+    code, message, _ = await asyncio.wait_for(fut, 10)
+    assert code == 8 and "exceed maximum message size" in message
+    assert (await s.run_pod_sandbox(pod(1))).code == 0  # the connection survives
+
+
+async def test_big_update_containers(harness: Harness) -> None:
+    s = await harness.start(Recorder())
+    assert harness.plugin is not None
+    updates = [api.ContainerUpdate(container_id=f"{i:064x}", ignore_failure=True) for i in range(200)]
+    assert await harness.plugin.update_containers(updates) == []
+    [upd] = s.updates
+    assert len(upd[1]) == 200 and s.violations == []
