@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dranet_backends.netdev import rtnl
 from dranet_backends.netdev.attributes import join_capped, link_type, netdev_attributes
@@ -321,3 +323,42 @@ def test_ipoib_left_out_unless_moving_ib_interfaces(tmp_path: Path) -> None:
     assert NetdevBackend(sysfs=tmp_path, move_ib_interfaces=False)._build(link) is None
     built = NetdevBackend(sysfs=tmp_path)._build(link)
     assert built is not None and built[1].attributes["dra.net/type"] == "ipoib"
+
+
+_VECTORS = (NEWLINK, NEWROUTE_MULTIPATH, NEWADDR6, NEWTFILTER_BPF)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_decode_arbitrary_bytes_only_raises_oserror(data: bytes) -> None:
+    try:
+        for _, _, _, rec in rtnl.decode(data):
+            assert rec is None or isinstance(
+                rec, rtnl.Link | rtnl.Addr | rtnl.Route | rtnl.Qdisc | rtnl.TcFilter
+            )
+    except OSError:
+        pass  # an NLMSG_ERROR with an errno
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(_VECTORS), st.data())
+def test_decode_mutated_vectors_is_contained(vector: bytes, data: st.DataObject) -> None:
+    buf = bytearray(vector)
+    for _ in range(data.draw(st.integers(1, 6))):
+        i = data.draw(st.integers(0, len(buf) - 1))
+        buf[i] = data.draw(st.integers(0, 255))
+    try:
+        list(rtnl.decode(bytes(buf)))
+    except OSError:
+        pass
+
+
+async def test_missing_netns_is_a_clear_backend_error(tmp_path: Path) -> None:
+    from dranet_backends.netdev import NetdevBackend
+    from dranet_core.errors import BackendError
+
+    b = NetdevBackend(sysfs=tmp_path, netns=str(tmp_path / "no-such-netns"))
+    with pytest.raises(BackendError) as ei:
+        await b.scan()
+    assert "no-such-netns" in str(ei.value)
+    b.close()

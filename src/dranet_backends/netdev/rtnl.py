@@ -300,6 +300,11 @@ def _cstr(data: bytes, start: int, end: int) -> str:
     return data[start : end if nul < 0 else nul].decode("utf-8", "replace")
 
 
+def _u32(data: bytes, s: int, e: int) -> int:
+    """A u32 attribute payload; 0 if the payload is too short (never reads past it)."""
+    return int(U32.unpack_from(data, s)[0]) if e - s >= 4 else 0
+
+
 def _attrs(data: bytes, off: int, end: int) -> Iterator[tuple[int, int, int]]:
     """Yield (type, payload start, payload end) for each rtattr in data[off:end]."""
     unpack = RTA.unpack_from
@@ -319,15 +324,15 @@ def decode_link(data: bytes, off: int, end: int) -> Link:  # noqa: C901 - one fl
         if atype == IFLA_IFNAME:
             link.name = _cstr(data, s, e)
         elif atype == IFLA_MTU:
-            link.mtu = U32.unpack_from(data, s)[0]
+            link.mtu = _u32(data, s, e)
         elif atype == IFLA_ADDRESS:
             link.mac = data[s:e].hex(":")
         elif atype == IFLA_OPERSTATE:
-            link.operstate = data[s]
+            link.operstate = data[s] if e > s else 0
         elif atype == IFLA_MASTER:
-            link.master = U32.unpack_from(data, s)[0]
+            link.master = _u32(data, s, e)
         elif atype == IFLA_LINK:
-            link.link = U32.unpack_from(data, s)[0]
+            link.link = _u32(data, s, e)
         elif atype == IFLA_LINKINFO:
             for itype, ks, ke in _attrs(data, s, e):
                 if itype == IFLA_INFO_KIND:
@@ -337,7 +342,7 @@ def decode_link(data: bytes, off: int, end: int) -> Link:  # noqa: C901 - one fl
         elif atype == IFLA_PERM_ADDRESS:
             link.perm_mac = data[s:e].hex(":")
         elif atype == IFLA_LINK_NETNSID:
-            link.link_netnsid = struct.unpack_from("=i", data, s)[0]
+            link.link_netnsid = struct.unpack_from("=i", data, s)[0] if e - s >= 4 else None
         elif atype == IFLA_PARENT_DEV_NAME:
             link.parent_dev = _cstr(data, s, e)
         elif atype == IFLA_PARENT_DEV_BUS_NAME:
@@ -345,8 +350,12 @@ def decode_link(data: bytes, off: int, end: int) -> Link:  # noqa: C901 - one fl
     return link
 
 
-def _ip(family: int, raw: bytes) -> str:
-    return str(ipaddress.IPv4Address(raw) if family == socket.AF_INET else ipaddress.IPv6Address(raw))
+def _ip(family: int, raw: bytes) -> str | None:
+    if family == socket.AF_INET and len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw))
+    if family == socket.AF_INET6 and len(raw) == 16:
+        return str(ipaddress.IPv6Address(raw))
+    return None
 
 
 def decode_addr(data: bytes, off: int, end: int) -> Addr | None:
@@ -361,9 +370,10 @@ def decode_addr(data: bytes, off: int, end: int) -> Addr | None:
         elif atype == IFA_ADDRESS:
             address = data[s:e]
     raw = local or address
-    if raw is None:
+    ip = _ip(family, raw) if raw is not None else None
+    if ip is None:
         return None
-    return Addr(index, family, prefixlen, scope, _ip(family, raw))
+    return Addr(index, family, prefixlen, scope, ip)
 
 
 def decode_route(data: bytes, off: int, end: int) -> Route | None:
@@ -375,11 +385,11 @@ def decode_route(data: bytes, off: int, end: int) -> Route | None:
     oifs: list[int] = []
     for atype, s, e in _attrs(data, off + RTMSG.size, end):
         if atype == RTA_TABLE:
-            route.table = U32.unpack_from(data, s)[0]
+            route.table = _u32(data, s, e)
         elif atype == RTA_OIF:
-            oifs.append(U32.unpack_from(data, s)[0])
+            oifs.append(_u32(data, s, e))
         elif atype == RTA_PRIORITY:
-            route.priority = U32.unpack_from(data, s)[0]
+            route.priority = _u32(data, s, e)
         elif atype == RTA_DST:
             route.dst = _ip(family, data[s:e])
         elif atype == RTA_MULTIPATH:
