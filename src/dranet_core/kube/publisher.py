@@ -221,6 +221,7 @@ class KubeStatusPublisher:
         self._dirty_seq = 0
         self._watch_enabled = asyncio.Event()
         self._skipped: tuple[SkippedDevice, ...] = ()
+        self._layout: dict[str, int] = {}
         self._published_devices = 0
         self._published_slices = 0
         self._in_sync = False
@@ -471,6 +472,7 @@ class KubeStatusPublisher:
             node=self.node_name,
             driver=self.driver_name,
             max_per_slice=self.settings.max_devices_per_slice,
+            preferred=self._layout,
         )
         if not await self._write_slices(plan):
             return False
@@ -478,6 +480,12 @@ class KubeStatusPublisher:
             return False
         self._published_devices = plan.device_count
         self._published_slices = plan.slice_count
+        self._layout = {
+            str(d.get("name")): s.index
+            for s in self._existing.values()
+            if s.index is not None
+            for d in s.devices
+        }
         if not plan.is_noop or self._last_published is None:
             self._last_published = time.time()
             writes = len(plan.writes) + len(plan.deletes)

@@ -272,7 +272,10 @@ class SlicePlan:
 
 
 def _sticky_layout(
-    desired: Mapping[str, Any], ours: Sequence[ExistingSlice], max_per_slice: int
+    desired: Mapping[str, Any],
+    ours: Sequence[ExistingSlice],
+    max_per_slice: int,
+    preferred: Mapping[str, int],
 ) -> dict[int, list[str]]:
     layout: dict[int, list[str]] = {}
     placed: set[str] = set()
@@ -286,6 +289,15 @@ def _sticky_layout(
                 placed.add(n)
         layout[s.index] = names
     pending = sorted(n for n in desired if n not in placed)
+    # devices whose slice went missing go back where they were, so that recreating it is one write
+    rest: list[str] = []
+    for n in pending:
+        p = preferred.get(n)
+        if p is not None and 0 <= p < _MAX_INDEX and len(layout.setdefault(p, [])) < max_per_slice:
+            layout[p].append(n)
+        else:
+            rest.append(n)
+    pending = rest
     for index in sorted(layout):
         room = max_per_slice - len(layout[index])
         if room > 0 and pending:
@@ -307,14 +319,19 @@ def plan_slices(
     node: str,
     driver: str,
     max_per_slice: int = MAX_DEVICES_PER_SLICE,
+    preferred: Mapping[str, int] | None = None,
 ) -> SlicePlan:
-    """Plan the writes that make the server hold exactly ``desired`` (bodies by device name)."""
+    """Plan the writes that make the server hold exactly ``desired`` (bodies by device name).
+
+    ``preferred`` maps device names to the slice index they were last published in (the
+    publisher's memory), used for devices found in no existing slice.
+    """
     existing = list(existing)
     ours = [s for s in existing if s.index is not None]
     foreign = [s for s in existing if s.index is None]
     by_index = {s.index: s for s in ours}
     needed = max(1, math.ceil(len(desired) / max_per_slice))
-    layout = _sticky_layout(desired, ours, max_per_slice)
+    layout = _sticky_layout(desired, ours, max_per_slice, preferred or {})
     repacked = len(layout) > 2 * needed
     if repacked:
         names = sorted(desired)

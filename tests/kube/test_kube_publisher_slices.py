@@ -1,0 +1,361 @@
+"""KubeStatusPublisher + ResourceSlices against the fake API server: exact requests."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+import pytest
+from fakeapi import FakeApiServer, validate_resource_slice
+from kube_testing import (
+    DRIVER,
+    NODE,
+    SLICES,
+    add_node,
+    devices,
+    eventually,
+    idle,
+    make_publisher,
+    running,
+    slice_devices,
+    slices,
+)
+from kubernetes_asyncio.client import ApiClient
+
+from dranet_core.kube.publisher import PublisherSettings
+from dranet_core.types import Device
+
+
+@pytest.mark.parametrize("n", [0, 1, 128, 129, 1000])
+async def test_publish_from_scratch(fake_api: FakeApiServer, fake_api_client: ApiClient, n: int) -> None:
+    node = add_node(fake_api)
+    pub = make_publisher(fake_api_client)
+    devs = devices(n)
+    async with running(pub):
+        await pub.publish_devices(devs)
+        await idle(pub)
+    expected = max(1, math.ceil(n / 128))
+    posts = fake_api.writes("resourceslices", method="POST")
+    assert len(posts) == expected and fake_api.count_writes("resourceslices") == expected
+    assert [p.path for p in posts] == [SLICES] * expected
+    names = [p.body["metadata"]["name"] for p in posts]
+    assert names == [f"{NODE}-{DRIVER}-{i}" for i in range(expected)]
+    all_names = sorted(d.name for d in devs)
+    for i, p in enumerate(posts):
+        body = p.body
+        assert validate_resource_slice(body) == []
+        assert body["apiVersion"] == "resource.k8s.io/v1" and body["kind"] == "ResourceSlice"
+        assert body["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "name": NODE,
+                "uid": node["metadata"]["uid"],
+                "controller": True,
+            }
+        ]
+        spec = body["spec"]
+        assert spec["driver"] == DRIVER and spec["nodeName"] == NODE
+        assert spec["pool"] == {"name": NODE, "generation": 1, "resourceSliceCount": expected}
+        assert [d["name"] for d in spec["devices"]] == all_names[i * 128 : (i + 1) * 128]
+    if n:
+        first = posts[0].body["spec"]["devices"][0]
+        assert first == {
+            "name": "eth0000",
+            "attributes": {
+                "dra.net/ifName": {"string": "eth0"},
+                "dra.net/mtu": {"int": 1500},
+                "dra.net/virtual": {"bool": False},
+            },
+        }
+    assert pub.health.published_devices == n and pub.health.published_slices == expected
+    assert pub.health.slices_in_sync and pub.health.last_published_time is not None
+
+
+async def test_no_write_when_nothing_changed_over_ten_rescans(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    add_node(fake_api)
+    pub = make_publisher(fake_api_client)
+    async with running(pub):
+        await pub.publish_devices(devices(300))
+        await idle(pub)
+        before = fake_api.count_writes()
+        for _ in range(10):
+            await pub.publish_devices(devices(300))  # equal values, new objects
+            await idle(pub)
+    assert before == 3
+    assert fake_api.count_writes() == before
+
+
+@pytest.mark.parametrize(
+    ("change", "slice_index"),
+    [("modify", 1), ("add", 7), ("remove", 0)],
+)
+async def test_one_device_change_writes_exactly_one_slice(
+    fake_api: FakeApiServer, fake_api_client: ApiClient, change: str, slice_index: int
+) -> None:
+    add_node(fake_api)
+    pub = make_publisher(fake_api_client)
+    devs = devices(1000)
+    async with running(pub):
+        await pub.publish_devices(devs)
+        await idle(pub)
+        fake_api.clear_requests()
+        if change == "modify":
+            devs[200] = attrs.evolve(devs[200], attributes={**devs[200].attributes, "dra.net/mtu": 9000})
+        elif change == "add":
+            # sorts into the middle: a naive sorted-chunk layout would shift every later slice
+            devs.append(Device(name="eth0500a", attributes={"dra.net/ifName": "new"}))
+        else:
+            del devs[5]
+        await pub.publish_devices(devs)
+        await idle(pub)
+    writes = fake_api.writes("resourceslices")
+    assert [(w.method, w.name) for w in writes] == [("PUT", f"{NODE}-{DRIVER}-{slice_index}")]
+    pool = writes[0].body["spec"]["pool"]
+    assert pool == {"name": NODE, "generation": 1, "resourceSliceCount": 8}
+    published = {d for names in slice_devices(fake_api).values() for d in names}
+    assert published == {d.name for d in devs}
+
+
+async def test_new_slice_bumps_generation_everywhere(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    add_node(fake_api)
+    pub = make_publisher(fake_api_client)
+    async with running(pub):
+        await pub.publish_devices(devices(128))
+        await idle(pub)
+        await pub.publish_devices(devices(129))
+        await idle(pub)
+    got = slices(fake_api)
+    assert sorted(s["metadata"]["name"] for s in got) == [f"{NODE}-{DRIVER}-0", f"{NODE}-{DRIVER}-1"]
+    assert {(s["spec"]["pool"]["generation"], s["spec"]["pool"]["resourceSliceCount"]) for s in got} == {
+        (2, 2)
+    }
+    # then back to 128: the emptied slice is deleted (with preconditions), generation 3
+    async with running(pub):
+        await pub.publish_devices(devices(128))
+        await idle(pub)
+    deletes = fake_api.writes("resourceslices", method="DELETE")
+    assert [d.name for d in deletes] == [f"{NODE}-{DRIVER}-1"]
+    assert set(deletes[0].body["preconditions"]) == {"uid", "resourceVersion"}
+    assert [s["spec"]["pool"] for s in slices(fake_api)] == [
+        {"name": NODE, "generation": 3, "resourceSliceCount": 1}
+    ]
+
+
+async def test_recreates_slice_deleted_behind_its_back(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    add_node(fake_api)
+    pub = make_publisher(fake_api_client)
+    async with running(pub):
+        await pub.publish_devices(devices(300))
+        await idle(pub)
+        fake_api.clear_requests()
+        victim = f"{NODE}-{DRIVER}-1"
+        gone = fake_api.delete_object("resourceslices", victim)
+        assert gone is not None
+        await eventually(lambda: fake_api.get_object("resourceslices", victim) is not None)
+        await idle(pub)
+        again = fake_api.get_object("resourceslices", victim)
+        assert again is not None
+        assert [d["name"] for d in again["spec"]["devices"]] == [d["name"] for d in gone["spec"]["devices"]]
+        assert again["spec"]["pool"] == gone["spec"]["pool"]  # same generation: only the missing one
+        assert [(w.method, w.name) for w in fake_api.writes("resourceslices")] == [("POST", None)]
+        # the kubelet wipes all of the driver's slices for the node
+        fake_api.clear_requests()
+        for s in slices(fake_api):
+            fake_api.delete_object("resourceslices", s["metadata"]["name"])
+        await eventually(lambda: len(slices(fake_api)) == 3)
+        await idle(pub)
+    assert sum(len(v) for v in slice_devices(fake_api).values()) == 300
+    assert fake_api.count_writes("resourceslices") == 3
+
+
+async def test_conflict_is_reread_and_retried(fake_api: FakeApiServer, fake_api_client: ApiClient) -> None:
+    add_node(fake_api)
+    pub = make_publisher(fake_api_client)
+    devs = devices(10)
+    async with running(pub):
+        await pub.publish_devices(devs)
+        await idle(pub)
+        fake_api.clear_requests()
+        fake_api.fail_next("PUT", f"{SLICES}/", status=409, message="the object has been modified")
+        devs[0] = attrs.evolve(devs[0], attributes={"dra.net/ifName": "renamed"})
+        await pub.publish_devices(devs)
+        await idle(pub)
+    seq = [(r.method, r.status) for r in fake_api.requests_for("resourceslices") if not r.is_watch]
+    assert seq[0] == ("PUT", 409)
+    assert ("GET", 200) in seq[1:] and seq[-1] == ("PUT", 200)
+    assert slices(fake_api)[0]["spec"]["devices"][0]["attributes"]["dra.net/ifName"] == {"string": "renamed"}
+
+
+async def test_someone_else_modifies_our_slice(fake_api: FakeApiServer, fake_api_client: ApiClient) -> None:
+    add_node(fake_api)
+    pub = make_publisher(fake_api_client)
+    async with running(pub):
+        await pub.publish_devices(devices(3))
+        await idle(pub)
+        tampered = slices(fake_api)[0]
+        tampered["spec"]["devices"] = []
+        fake_api.put_object(tampered)
+        await eventually(lambda: len(slices(fake_api)[0]["spec"]["devices"]) == 3)
+        await idle(pub)
+
+
+async def test_server_errors_back_off_and_retry(fake_api: FakeApiServer, fake_api_client: ApiClient) -> None:
+    add_node(fake_api)
+    delays: list[float] = []
+
+    async def sleep(d: float) -> None:
+        delays.append(d)
+
+    pub = make_publisher(fake_api_client, sleep=sleep)
+    fake_api.fail_next("POST", SLICES, status=500, count=3)
+    async with running(pub):
+        await pub.publish_devices(devices(5))
+        await idle(pub)
+    statuses = [r.status for r in fake_api.writes("resourceslices")]
+    assert statuses == [500, 500, 500, 201]
+    assert len(delays) >= 3 and delays[0] < delays[1] < delays[2]
+    assert pub.health.last_error is not None and "500" in pub.health.last_error
+
+
+async def test_unreachable_at_start_then_publishes(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    add_node(fake_api)
+    await fake_api.go_down()
+    pub = make_publisher(fake_api_client)
+    async with running(pub):
+        # returns although nothing can be written: the kubelet/NRI paths are never blocked
+        await pub.publish_devices(devices(3))
+        await eventually(lambda: pub.health.last_error is not None)
+        assert not pub.is_idle and "unreachable" in (pub.health.last_error or "")
+        await fake_api.come_back()
+        await idle(pub)
+    assert len(slices(fake_api)) == 1 and pub.health.node_uid is not None
+
+
+async def test_restart_adopts_and_deletes_strangers(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    node = add_node(fake_api)
+    first = make_publisher(fake_api_client)
+    async with running(first):
+        await first.publish_devices(devices(300))
+        await idle(first)
+    # a Go-driver slice (generateName) for this node and another node's slice
+    stranger = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceSlice",
+        "metadata": {"name": f"{NODE}-{DRIVER}-x7k2q"},
+        "spec": {
+            "driver": DRIVER,
+            "nodeName": NODE,
+            "pool": {"name": NODE, "generation": 1, "resourceSliceCount": 1},
+            "devices": [],
+        },
+    }
+    fake_api.put_object(stranger)
+    other = dict(stranger, metadata={"name": "node-b-dra.net-0"})
+    other["spec"] = dict(
+        stranger["spec"], nodeName="node-b", pool={"name": "node-b", "generation": 1, "resourceSliceCount": 1}
+    )
+    fake_api.put_object(other)
+    fake_api.clear_requests()
+    second = make_publisher(fake_api_client, node_uid=node["metadata"]["uid"])
+    async with running(second):
+        await second.publish_devices(devices(300))
+        await idle(second)
+    writes = [(w.method, w.name) for w in fake_api.writes("resourceslices")]
+    # adoption: our three slices are kept as they are; only the stranger goes
+    assert writes == [("DELETE", f"{NODE}-{DRIVER}-x7k2q")]
+    assert fake_api.get_object("resourceslices", "node-b-dra.net-0") is not None
+    assert sorted(s["metadata"]["name"] for s in slices(fake_api)) == [
+        f"{NODE}-{DRIVER}-{i}" for i in range(3)
+    ]
+
+
+async def test_restart_adopts_without_writes(fake_api: FakeApiServer, fake_api_client: ApiClient) -> None:
+    add_node(fake_api)
+    first = make_publisher(fake_api_client)
+    async with running(first):
+        await first.publish_devices(devices(1000))
+        await idle(first)
+    fake_api.clear_requests()
+    second = make_publisher(fake_api_client)
+    async with running(second):
+        await second.publish_devices(devices(1000))
+        await idle(second)
+    assert fake_api.count_writes() == 0
+    assert second.health.published_slices == 8
+
+
+@pytest.mark.parametrize("version", ["v1beta2", "v1beta1"])
+async def test_falls_back_to_beta_versions(
+    fake_api: FakeApiServer, fake_api_client: ApiClient, version: str
+) -> None:
+    add_node(fake_api)
+    fake_api.serve_versions("resource.k8s.io", version)
+    pub = make_publisher(fake_api_client)
+    async with running(pub):
+        await pub.publish_devices(devices(2))
+        await idle(pub)
+        assert pub.health.api_version == version
+        await pub.publish_devices(devices(2))
+        await idle(pub)
+    (post,) = fake_api.writes("resourceslices")
+    assert post.path == f"/apis/resource.k8s.io/{version}/resourceslices"
+    assert post.body["apiVersion"] == f"resource.k8s.io/{version}"
+    dev = post.body["spec"]["devices"][0]
+    if version == "v1beta1":
+        assert dev == {
+            "name": "eth0000",
+            "basic": {
+                "attributes": {
+                    "dra.net/ifName": {"string": "eth0"},
+                    "dra.net/mtu": {"int": 1500},
+                    "dra.net/virtual": {"bool": False},
+                }
+            },
+        }
+        assert validate_resource_slice(post.body, "v1beta1") == []
+    else:
+        assert "basic" not in dev and dev["name"] == "eth0000"
+
+
+async def test_device_breaking_a_limit_is_left_out(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    add_node(fake_api)
+    pub = make_publisher(fake_api_client)
+    good = devices(3)
+    bad_quantity = Device(name="weird0", capacity={"dra.net/bandwidth": "fast"})
+    with attrs.validators.disabled():
+        too_many = Device(name="many0", attributes={f"dra.net/a{i}": i for i in range(40)})
+        bad_name = Device(name="Not_A_Label")
+    dup = Device(name="eth0001", attributes={"dra.net/ifName": "dup"})
+    async with running(pub):
+        await pub.publish_devices([*good, bad_quantity, too_many, bad_name, dup])
+        await idle(pub)
+    assert slice_devices(fake_api) == {f"{NODE}-{DRIVER}-0": ["eth0000", "eth0001", "eth0002"]}
+    skipped = {s.name: s.reason for s in pub.health.skipped_devices}
+    assert set(skipped) == {"weird0", "many0", "Not_A_Label", "eth0001"}
+    assert "quantity" in skipped["weird0"] and "exceed 32" in skipped["many0"]
+    assert "DNS label" in skipped["Not_A_Label"] and "duplicate" in skipped["eth0001"]
+
+
+def test_driver_and_node_names_are_validated(fake_api_client: Any) -> None:
+    from dranet_core.kube.publisher import KubeStatusPublisher
+
+    with pytest.raises(ValueError, match="driver name"):
+        KubeStatusPublisher(fake_api_client, driver_name="Dra.Net", node_name=NODE)
+    with pytest.raises(ValueError, match="node name"):
+        KubeStatusPublisher(fake_api_client, driver_name=DRIVER, node_name="bad_node")
+    with pytest.raises(ValueError, match="max_devices_per_slice"):
+        PublisherSettings(max_devices_per_slice=129)
