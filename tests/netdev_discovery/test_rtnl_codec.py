@@ -7,6 +7,7 @@ aligned; rtmsg; tcmsg; rtnexthop) and linux/if_link.h / if_addr.h. Little-endian
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -347,10 +348,8 @@ def test_decode_mutated_vectors_is_contained(vector: bytes, data: st.DataObject)
     for _ in range(data.draw(st.integers(1, 6))):
         i = data.draw(st.integers(0, len(buf) - 1))
         buf[i] = data.draw(st.integers(0, 255))
-    try:
+    with contextlib.suppress(OSError):
         list(rtnl.decode(bytes(buf)))
-    except OSError:
-        pass
 
 
 async def test_missing_netns_is_a_clear_backend_error(tmp_path: Path) -> None:
