@@ -361,3 +361,27 @@ async def test_missing_netns_is_a_clear_backend_error(tmp_path: Path) -> None:
         await b.scan()
     assert "no-such-netns" in str(ei.value)
     b.close()
+
+
+def test_event_stream_error_marks_view_stale(tmp_path: Path) -> None:
+    from dranet_backends.netdev import NetdevBackend
+
+    b = NetdevBackend(sysfs=tmp_path)
+    b._watching, b._stale, b._synced_at = True, False, 0.0
+    b._full_resync = 1e9
+    assert b._needs_full_sync() is False
+    assert b._handle_events(NEWLINK) is True  # a new link: notify
+    assert b._view.links[5].name == "eth7"
+    assert b._handle_events(NEWLINK) is False  # the same state again: nothing to publish
+    assert b._handle_events(ERROR_ENODEV) is True
+    assert b._needs_full_sync() is True  # the next scan re-dumps
+
+
+def test_events_during_a_full_dump_are_replayed(tmp_path: Path) -> None:
+    from dranet_backends.netdev import NetdevBackend
+
+    b = NetdevBackend(sysfs=tmp_path)
+    b._syncing = True
+    assert b._handle_events(NEWLINK + NEWADDR6) is True
+    assert [type(r).__name__ for _, r in b._replay] == ["Link", "Addr"]
+    assert b._view.links == {}  # not applied to the view being replaced
