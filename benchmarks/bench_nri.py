@@ -144,7 +144,7 @@ async def main(n: int) -> int:
             cc = await timed(n, create)
 
             pods = [FakePod(id=f"{i:064x}", name=f"pod-{i}", uid=f"uid-{i:08d}", netns=f"/var/run/netns/cni-{i}",
-                            ips=(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",)) for i in range(10_000)]
+                            ips=(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",)) for i in range(13_500)]
             sync_payload = pb.encode([(1, p.fields()) for p in pods])
             while len(sync_payload) > (4 << 20) - 200:
                 pods.pop()
