@@ -154,3 +154,44 @@ class Lab:
             config=config or NetworkConfig(),
             facets={"netdev": f},
         )
+
+
+_TCX_SCRIPT = r"""
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def bpf(cmd, attr):
+    r = libc.syscall(ctypes.c_long(321), ctypes.c_int(cmd), attr, ctypes.c_uint(len(attr)))
+    if r < 0:
+        raise OSError(ctypes.get_errno(), "bpf %d" % cmd)
+    return r
+ifindex = int(sys.argv[2])
+if sys.argv[1] == "attach":
+    insns = ctypes.create_string_buffer(bytes([0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]), 16)
+    lic = ctypes.create_string_buffer(b"GPL")
+    attr = ctypes.create_string_buffer(144)
+    struct.pack_into("=IIQQ", attr, 0, 3, 2, ctypes.addressof(insns), ctypes.addressof(lic))
+    fd = bpf(5, attr)                                   # BPF_PROG_LOAD, SCHED_CLS
+    attr = ctypes.create_string_buffer(144)
+    struct.pack_into("=III", attr, 0, ifindex, fd, 46)  # BPF_PROG_ATTACH, BPF_TCX_INGRESS
+    bpf(8, attr)
+    print("attached")
+else:
+    ids = (ctypes.c_uint32 * 16)()
+    attr = ctypes.create_string_buffer(144)
+    struct.pack_into("=II", attr, 0, ifindex, 46)
+    struct.pack_into("=Q", attr, 16, ctypes.addressof(ids))
+    struct.pack_into("=I", attr, 24, 16)
+    bpf(16, attr)                                       # BPF_PROG_QUERY
+    print(struct.unpack_from("=I", attr, 24)[0])
+"""
+
+
+def tcx_attach(ns: str, ifindex: int) -> None:
+    """Load a 2-instruction SCHED_CLS program and attach it at TCX ingress, inside ``ns``
+    (hand-packed bpf(2), independent of the code under test)."""
+    assert in_ns(ns, "python3", "-c", _TCX_SCRIPT, "attach", str(ifindex)).strip() == "attached"
+
+
+def tcx_count(ns: str, ifindex: int) -> int:
+    """How many programs sit at TCX ingress of ``ifindex`` in ``ns``."""
+    return int(in_ns(ns, "python3", "-c", _TCX_SCRIPT, "query", str(ifindex)).strip())

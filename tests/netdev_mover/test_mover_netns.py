@@ -7,7 +7,18 @@ import errno
 import json
 
 import pytest
-from mover_lab import Lab, ethtool_k, host_state, in_ns, ipj, raw_link_sizes, sh, sysctl_get
+from mover_lab import (
+    Lab,
+    ethtool_k,
+    host_state,
+    in_ns,
+    ipj,
+    raw_link_sizes,
+    sh,
+    sysctl_get,
+    tcx_attach,
+    tcx_count,
+)
 
 from dranet_backends.netdev.mover import ATTACH_STEPS, NetdevMover, temp_name
 from dranet_core.config.model import (
@@ -423,3 +434,39 @@ async def test_kinds_this_kernel_may_lack(lab: Lab, mover: NetdevMover, kind: st
     await mover.attach(dev, lab.pod_sandbox(), snap)
     await mover.detach(dev, lab.pod_sandbox(), snap)
     assert host_state(lab.node, "k0") == before
+
+
+@pytest.mark.parametrize("disable", [True, False])
+async def test_ebpf_programs_in_the_pod_are_detached_only_when_asked(lab: Lab, disable: bool) -> None:
+    lab.veth("hv0", "hv0p")
+    cfg = NetworkConfig(interface=InterfaceConfig(name="net1", disable_ebpf_programs=disable))
+
+    async def plant(device: str, step: str) -> None:
+        # programs attached in the pod after the move and before the ebpf step (as a CNI or
+        # another agent might): one TC clsact program and one TCX program
+        if step == "ebpf":
+            idx = int(ipj(lab.pod, "link", "show", "dev", "net1")[0]["ifindex"])
+            in_ns(lab.pod, "tc", "qdisc", "add", "dev", "net1", "clsact")
+            in_ns(lab.pod, "tc", "filter", "add", "dev", "net1", "egress", "bpf", "bytecode", "1,6 0 0 0")
+            in_ns(lab.pod, "tc", "filter", "add", "dev", "net1", "ingress", "bpf", "bytecode", "1,6 0 0 0")
+            tcx_attach(lab.pod, idx)
+
+    m = NetdevMover(host_netns=f"/run/netns/{lab.node}", step_hook=plant)
+    try:
+        dev = lab.device("hv0", cfg)
+        snap = await m.snapshot(dev)
+        await m.attach(dev, lab.pod_sandbox(), snap)
+        idx = int(ipj(lab.pod, "link", "show", "dev", "net1")[0]["ifindex"])
+        tc_left = [f for f in _tc_filters(lab.pod, "net1") if f.get("kind") == "bpf"]
+        egress = in_ns(lab.pod, "tc", "-j", "filter", "show", "dev", "net1", "egress")
+        if disable:
+            assert tc_left == []
+            assert "bpf" not in egress
+            assert tcx_count(lab.pod, idx) == 0
+        else:
+            assert tc_left
+            assert "bpf" in egress
+            assert tcx_count(lab.pod, idx) == 1
+        await m.detach(dev, lab.pod_sandbox(), snap)
+    finally:
+        await m.aclose()

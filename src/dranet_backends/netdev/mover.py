@@ -411,9 +411,12 @@ class NetdevMover:
 
     async def _ebpf(self, ctx: _Attach) -> None:
         iface = ctx.cfg.interface
-        if iface is not None and iface.disable_ebpf_programs:
-            removed = await ebpf.detach_tc_programs(ctx.pod, ctx.index)
-            log.info("detached %d TC program(s) from %s in the pod", removed, ctx.name)
+        if iface is None or not iface.disable_ebpf_programs:
+            return
+        tc = await ebpf.detach_tc_programs(ctx.pod, ctx.index)
+        index = ctx.index
+        tcx = await run_in_netns(ctx.pod_fd, lambda: ebpf.detach_tcx_programs(index))
+        log.info("detached %d TC and %d TCX program(s) from %s in the pod", tc, tcx, ctx.name)
 
     async def _vrf(self, ctx: _Attach) -> None:
         iface = ctx.cfg.interface
