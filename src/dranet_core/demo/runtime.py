@@ -79,7 +79,7 @@ class NriRuntimePeer:
         self.events = 0
         self.connections = 0
         self._client: TtrpcClient | None = None
-        self._registered = asyncio.Event()
+        self._trunk: MuxTrunk | None = None
 
     def __repr__(self) -> str:
         state = "ready" if self.plugin_ready.is_set() else "waiting"
@@ -92,12 +92,20 @@ class NriRuntimePeer:
             async with server:
                 await server.serve_forever()
         finally:
+            await self.disconnect()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.socket_path)
+
+    async def disconnect(self) -> None:
+        """Drop the plugin's connection (the runtime restarted); the plugin reconnects."""
+        trunk = self._trunk
+        if trunk is not None:
+            await trunk.aclose()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         trunk = MuxTrunk(reader, writer)
+        self._trunk = trunk
         registered = asyncio.Event()
 
         async def register(payload: bytes, deadline: float | None) -> bytes:
@@ -133,6 +141,8 @@ class NriRuntimePeer:
             if self._client is client:
                 self._client = None
                 self.plugin_ready.clear()
+            if self._trunk is trunk:
+                self._trunk = None
             await server.aclose()
             await trunk.aclose()
 

@@ -1,0 +1,175 @@
+"""The composed Driver in-process: /healthz says which part is unhealthy, recovers forever,
+/metrics counts calls, shutdown removes the sockets. No root needed (a fake discovery backend)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from dranet_core.app import Driver
+from dranet_core.demo import DemoPublisher, MemoryClaimSource
+from dranet_core.demo.kubelet import KubeletPeer
+from dranet_core.demo.runtime import DemoPod, NriRuntimePeer
+from dranet_core.settings import (
+    CheckpointSettings,
+    KubeletSettings,
+    KubeSettings,
+    NriSettings,
+    ObservabilitySettings,
+    Settings,
+    ShutdownSettings,
+)
+from dranet_core.types import Device
+
+pytestmark = [pytest.mark.socket]
+
+
+class FakeDiscovery:
+    name = "fake"
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    async def scan(self) -> Sequence[Device]:
+        return [Device(name=f"dev{i}", attributes={"dra.net/ifName": f"dev{i}"}) for i in range(self.n)]
+
+    async def watch(self, notify: Callable[[], None]) -> None:
+        await asyncio.Event().wait()
+
+
+async def _get(port: int, path: str) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+async def _health(port: int) -> tuple[int, dict[str, Any]]:
+    code, body = await _get(port, "/healthz")
+    return code, json.loads(body)
+
+
+async def _until(pred: Callable[[], Any], what: str, within: float = 10.0) -> None:
+    async with asyncio.timeout(within):
+        while True:  # polling an HTTP endpoint: there is no event to wait for
+            if await pred():
+                return
+            await asyncio.sleep(0.02)
+
+
+@attrs.frozen
+class Running:
+    driver: Driver
+    runtime: NriRuntimePeer
+    kubelet: KubeletPeer
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="dnt-drvh-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def running(short_tmp: Path) -> AsyncIterator[Running]:
+    settings = Settings(
+        kube=KubeSettings(node_name="node-h"),
+        kubelet=KubeletSettings(root_dir=short_tmp / "kubelet"),
+        nri=NriSettings(socket_path=short_tmp / "nri.sock"),
+        checkpoint=CheckpointSettings(db_path=short_tmp / "db.json"),
+        observability=ObservabilitySettings(bind_address="127.0.0.1:0"),
+        shutdown=ShutdownSettings(grace_period=1.0),
+    )
+    publisher = DemoPublisher(short_tmp / "api", node_name="node-h")
+    driver = Driver(
+        settings, backends=[FakeDiscovery(10)], publisher=publisher, claim_source=MemoryClaimSource()
+    )
+    runtime = NriRuntimePeer(settings.nri.socket_path)
+    kubelet = KubeletPeer(settings.kubelet.registry_dir() / "dra.net-reg.sock")
+    stop = asyncio.Event()
+    async with asyncio.TaskGroup() as tg:
+        rt = tg.create_task(runtime.serve())
+        drv = tg.create_task(driver.run(stop=stop))
+        try:
+            assert driver.server is not None
+            await asyncio.wait_for(driver.server.started.wait(), 10)
+            yield Running(driver, runtime, kubelet, stop, drv)
+        finally:
+            kubelet.close()
+            stop.set()
+            await drv
+            rt.cancel()
+
+
+async def test_health_names_the_unhealthy_part_and_recovers(running: Running) -> None:
+    driver, runtime, kubelet = running.driver, running.runtime, running.kubelet
+    assert driver.server is not None and driver.server.port
+    port = driver.server.port
+
+    async def only_kubelet_missing() -> bool:
+        code, doc = await _health(port)
+        return code == 503 and doc["failing"] == ["kubelet"]
+
+    await _until(only_kubelet_missing, "nri and inventory ready, kubelet not registered")
+    code, doc = await _health(port)
+    assert doc["parts"]["kubelet"]["detail"] == "waiting for the kubelet to register us"
+    assert doc["parts"]["inventory"] == {"ok": True, "detail": "10 devices published"}
+    assert doc["parts"]["nri"]["detail"].startswith("registered with dranet-demo-runtime")
+
+    await kubelet.register()
+
+    async def healthy() -> bool:
+        return (await _health(port))[0] == 200
+
+    await _until(healthy, "all parts ok")
+
+    # the runtime restarts: NRI shows as failing, then the plugin reconnects by itself
+    await runtime.disconnect()
+
+    async def nri_failing() -> bool:
+        code, doc = await _health(port)
+        return code == 503 and doc["failing"] == ["nri"]
+
+    await _until(nri_failing, "nri failing after the runtime dropped us")
+    await _until(healthy, "nri back after reconnecting")
+    assert runtime.connections == 2
+
+    # metrics: published devices, an NRI no-op call
+    await runtime.run_pod_sandbox(DemoPod(uid="nobody", name="p", netns="/run/netns/none"))
+    code, body = await _get(port, "/metrics")
+    text = body.decode()
+    assert code == 200
+    assert 'dranet_driver_published_devices_total{feature="total"} 10.0' in text
+    assert 'dranet_driver_nri_plugin_requests_total{method="RunPodSandbox",status="noop"} 1.0' in text
+    assert "process_start_time_seconds" in text
+
+
+async def test_shutdown_removes_the_sockets(short_tmp: Path, running: Running) -> None:
+    driver = running.driver
+    await running.kubelet.register()
+    await asyncio.wait_for(driver.health.wait_ready(), 10)
+    reg = short_tmp / "kubelet" / "plugins_registry" / "dra.net-reg.sock"
+    dra = short_tmp / "kubelet" / "plugins" / "dra.net" / "dra.sock"
+    assert reg.exists() and dra.exists()
+    assert driver.started_at is not None and driver.ready_at is not None
+    assert driver.ready_at - driver.started_at < 10
+    running.stop.set()
+    await asyncio.wait_for(running.task, 10)
+    assert not reg.exists()
+    assert not dra.exists()
