@@ -72,6 +72,7 @@ def _add_node_flags(p: argparse.ArgumentParser) -> None:
         metavar="BOOL",
         help="move IPoIB netdevs into pods (false: RDMA only)",
     )
+    p.add_argument("--host-netns", default="/proc/self/ns/net", help=argparse.SUPPRESS)
     p.add_argument("--sysfs-root", default="/sys", help=argparse.SUPPRESS)
     p.add_argument("--procfs-root", default="/proc", help=argparse.SUPPRESS)
 
@@ -101,7 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--nri-plugin-index", default="00", help="NRI plugin index (two digits)")
     run.add_argument("--shutdown-grace", default="10s", help="time in-flight calls get after SIGTERM")
     run.add_argument("--driver-name", default="dra.net", help=argparse.SUPPRESS)
-    run.add_argument("--host-netns", default="/proc/self/ns/net", help=argparse.SUPPRESS)
     run.add_argument("--debug-hold-after", default="", help=argparse.SUPPRESS)
     _add_node_flags(run)
     _add_log_flags(run)
@@ -163,7 +163,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
     host = HostSettings(
         sysfs_root=Path(args.sysfs_root),
         procfs_root=Path(args.procfs_root),
-        **({"host_netns": Path(args.host_netns)} if run else {}),
+        host_netns=Path(args.host_netns),
     )
     log = LogSettings(format=args.log_format, verbosity=args.verbosity or 0)
     if not run:
@@ -218,8 +218,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(quiet=args.quiet, verbosity=args.verbosity or 0, log_format=args.log_format)
     try:
         settings = settings_from_args(args)
+        from dranet_core.filter import DeviceFilter
+
+        DeviceFilter.compile(settings.inventory.filter)  # a bad --filter is a flag error too
     except SettingsError as exc:
-        parser.error(str(exc))
+        print(f"dranet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     from dranet_core.observability import setup_logging
 
     setup_logging(settings.log.format, settings.log.verbosity)

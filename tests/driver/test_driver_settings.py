@@ -138,10 +138,21 @@ def test_parse_bind_address(text: str, parts: tuple[str, int]) -> None:
 
 
 def test_cli_rejects_invalid_flag_with_status_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--nri-plugin-index=abc", "--hostname-override=n1"]) == 2
+    assert capsys.readouterr().err == (
+        "dranet run: error: --nri-plugin-index: must be two digits (00-99), got 'abc'\n"
+    )
+
+
+def test_cli_rejects_a_bad_filter(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "--filter=attributes[", "--hostname-override=n1"]) == 2
+    assert capsys.readouterr().err.startswith("dranet run: error: filter: invalid CEL expression 'attributes['")
+
+
+def test_cli_rejects_unknown_flags() -> None:
     with pytest.raises(SystemExit) as info:
-        cli.main(["--nri-plugin-index=abc", "--hostname-override=n1"])
+        cli.main(["run", "--no-such-flag"])
     assert info.value.code == 2
-    assert "--nri-plugin-index: must be two digits (00-99), got 'abc'" in capsys.readouterr().err
 
 
 def test_cli_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -149,7 +160,6 @@ def test_cli_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.startswith("dranet ")
 
 
-def test_run_is_the_default_command() -> None:
-    with pytest.raises(SystemExit) as info:
-        cli.main(["--bind-address=nonsense", "--hostname-override=n1"])
-    assert info.value.code == 2
+def test_run_is_the_default_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--bind-address=nonsense", "--hostname-override=n1"]) == 2
+    assert capsys.readouterr().err.startswith("dranet run: error: --bind-address: expected host:port")

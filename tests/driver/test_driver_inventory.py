@@ -1,0 +1,86 @@
+"""``dranet inventory``: read-only discovery printed as a table or as the ResourceSlices that
+would be published, which the fake API server's schema checks accept."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import NodeNs
+from fakeapi.schema import validate_resource_slice
+
+pytestmark = [pytest.mark.netns]
+
+
+def _inventory(ns: NodeNs, *args: str) -> str:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dranet_core",
+            "inventory",
+            "--hostname-override=node-i",
+            "--backends=netdev",
+            f"--host-netns={ns.node_path}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_table(node_ns: NodeNs) -> None:
+    out = _inventory(node_ns)
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "IFNAME", "TYPE", "PCI", "MAC", "RDMA", "ATTRS"]
+    rows = {line.split()[0]: line.split() for line in lines[1:] if not line.startswith("(")}
+    assert rows["dnm0"][1:3] == ["dnm0", "macvlan"]
+    # the default filter hides the veth uplink pair and says so
+    assert "dnv0" not in rows
+    assert "hidden by --filter" in out
+
+
+def test_yaml_is_what_the_api_server_accepts(node_ns: NodeNs) -> None:
+    slices = list(yaml.safe_load_all(_inventory(node_ns, "-o", "yaml", "--filter=")))
+    assert len(slices) == 1
+    (obj,) = slices
+    assert obj["apiVersion"] == "resource.k8s.io/v1"
+    assert obj["kind"] == "ResourceSlice"
+    assert obj["spec"]["driver"] == "dra.net"
+    assert obj["spec"]["nodeName"] == "node-i"
+    assert obj["spec"]["pool"]["name"] == "node-i"
+    names = {d["name"] for d in obj["spec"]["devices"]}
+    assert {"dnm0", "dnv0", "dnv0p"} <= names
+    assert validate_resource_slice(obj, version="v1") == []
+
+
+def test_json_lists_the_same_slices(node_ns: NodeNs) -> None:
+    doc = json.loads(_inventory(node_ns, "-o", "json", "--filter="))
+    assert doc["kind"] == "List"
+    (obj,) = doc["items"]
+    assert validate_resource_slice(obj, version="v1") == []
+
+
+def test_bad_filter_is_a_clear_error(node_ns: NodeNs) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dranet_core",
+            "inventory",
+            "--hostname-override=node-i",
+            "--filter=attributes[",
+            f"--host-netns={node_ns.node_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "filter: invalid CEL expression 'attributes['" in proc.stderr
