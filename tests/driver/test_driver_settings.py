@@ -146,7 +146,8 @@ def test_cli_rejects_invalid_flag_with_status_2(capsys: pytest.CaptureFixture[st
 
 def test_cli_rejects_a_bad_filter(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["run", "--filter=attributes[", "--hostname-override=n1"]) == 2
-    assert capsys.readouterr().err.startswith("dranet run: error: filter: invalid CEL expression 'attributes['")
+    err = capsys.readouterr().err
+    assert err.startswith("dranet run: error: filter: invalid CEL expression 'attributes['")
 
 
 def test_cli_rejects_unknown_flags() -> None:
