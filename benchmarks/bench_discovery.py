@@ -98,11 +98,11 @@ async def pyroute2_dump(nspath: str) -> int:
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         tgt = os.open(nspath, os.O_RDONLY)
         try:
-            rtnl._setns(tgt)
+            rtnl.setns_net(tgt)
             try:
                 return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
             finally:
-                rtnl._setns(own)
+                rtnl.setns_net(own)
         finally:
             os.close(tgt)
             os.close(own)

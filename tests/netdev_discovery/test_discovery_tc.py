@@ -170,3 +170,78 @@ async def test_bpf_filters_reported_and_followed_by_events(ns: str, bpffs: Path,
         watch.cancel()
         await asyncio.gather(watch, return_exceptions=True)
         b.close()
+
+
+_BPF_LINK_CREATE = 28
+_BPF_TCX_INGRESS = 46
+
+
+def _load_prog(name: bytes) -> int:
+    insns = ctypes.create_string_buffer(bytes.fromhex("b7000000000000009500000000000000"), 16)
+    lic = ctypes.create_string_buffer(b"GPL")
+    attr = bytearray(128)
+    struct.pack_into(
+        "=IIQQIIQII16s",
+        attr,
+        0,
+        _SCHED_CLS,
+        2,
+        ctypes.addressof(insns),
+        ctypes.addressof(lic),
+        0,
+        0,
+        0,
+        0,
+        0,
+        name,
+    )
+    fd = _bpf(_BPF_PROG_LOAD, attr)
+    if fd < 0:
+        pytest.skip(f"probe bpf(BPF_PROG_LOAD): kernel refused ({os.strerror(ctypes.get_errno())})")
+    return fd
+
+
+def _tcx_attach_in(ns: str, ifindex: int, prog_fd: int) -> int:
+    """BPF_LINK_CREATE for TCX ingress, from a thread inside ``ns``; returns the link fd."""
+    from dranet_backends.netdev.rtnl import setns_net
+
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    tgt = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        setns_net(tgt)
+        try:
+            attr = bytearray(64)
+            struct.pack_into("=IIII", attr, 0, prog_fd, ifindex, _BPF_TCX_INGRESS, 0)
+            return _bpf(_BPF_LINK_CREATE, attr)
+        finally:
+            setns_net(own)
+    finally:
+        os.close(tgt)
+        os.close(own)
+
+
+async def test_tcx_program_names_read_at_resync(ns: str, tmp_path: Path) -> None:
+    sh("ip", "-n", ns, "link", "add", "dtx0", "type", "veth", "peer", "name", "dtx1")
+    ifindex = int(sh("ip", "-n", ns, "-o", "link", "show", "dtx0").split(":", 1)[0])
+    prog = _load_prog(b"dnt_tcx")
+    link_fd = -1
+    (tmp_path / "sys").mkdir()
+    b = NetdevBackend(sysfs=tmp_path / "sys", netns=f"/run/netns/{ns}")
+    try:
+        link_fd = await asyncio.to_thread(_tcx_attach_in, ns, ifindex, prog)
+        if link_fd < 0:
+            pytest.skip(f"probe bpf(BPF_LINK_CREATE, TCX): {os.strerror(ctypes.get_errno())} (kernel < 6.6?)")
+        a = attrs_of(await b.scan(), "dtx0")  # no watch: every scan is a full read
+        assert a["dra.net/tcxProgramNames"] == "dnt_tcx"
+        assert a["dra.net/ebpf"] is True
+        assert "dra.net/tcFilterNames" not in a
+        assert "dra.net/tcxProgramNames" not in attrs_of(await b.scan(), "dtx1")
+        os.close(link_fd)  # detaches
+        link_fd = -1
+        a = attrs_of(await b.scan(), "dtx0")
+        assert "dra.net/tcxProgramNames" not in a and a["dra.net/ebpf"] is False
+    finally:
+        if link_fd >= 0:
+            os.close(link_fd)
+        os.close(prog)
+        b.close()

@@ -20,8 +20,9 @@ dra.net/virtual                    bool    sysfs path under devices/virtual (or 
 dra.net/sriov                      bool    ``device/sriov_totalvfs`` > 0
 dra.net/sriovVfs                   int     ``device/sriov_numvfs`` (only when sriov)
 dra.net/isSriovVf                  bool    ``device/physfn`` exists (only ``true`` is emitted)
-dra.net/ebpf                       bool    a tc BPF filter is attached (ingress or egress)
+dra.net/ebpf                       bool    a tc BPF filter or a TCX program is attached
 dra.net/tcFilterNames              string  the tc BPF filter names, comma-joined (if any)
+dra.net/tcxProgramNames            string  the TCX program names, comma-joined (if any)
 dra.net/rdma                       bool    false (the RDMA backend overrides it)
 dra.net/pciAddress                 string  ``0000:8a:00.0``
 dra.net/pciVendor                  string  vendor name from pci.ids, else the hex id
@@ -83,7 +84,11 @@ def link_type(link: Link) -> str:
 
 
 def netdev_attributes(
-    link: Link, addrs: Iterable[Addr], sys: NetdevSysfs, tc_names: Iterable[str] = ()
+    link: Link,
+    addrs: Iterable[Addr],
+    sys: NetdevSysfs,
+    tc_names: Iterable[str] = (),
+    tcx_names: Iterable[str] = (),
 ) -> dict[str, AttributeValue]:
     """The netdev attributes of ``link``."""
     v4: list[str] = []
@@ -112,9 +117,12 @@ def netdev_attributes(
     if sys.is_vf:
         attrs[D + "isSriovVf"] = True
     names = list(dict.fromkeys(tc_names))
-    attrs[D + "ebpf"] = bool(names)
+    tcx = list(dict.fromkeys(tcx_names))
+    attrs[D + "ebpf"] = bool(names or tcx)
     if names:
         attrs[D + "tcFilterNames"] = join_capped(names)
+    if tcx:
+        attrs[D + "tcxProgramNames"] = join_capped(tcx)
     return attrs
 
 

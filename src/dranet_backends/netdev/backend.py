@@ -46,6 +46,7 @@ from .naming import device_name_for_interface, device_name_for_pci
 from .pciids import DEFAULT_PATHS, PciIds
 from .state import KernelView, uplinks
 from .sysfs import USERSPACE_DRIVERS, PciFunction, netdev_sysfs, pci_network_functions
+from .tcx import TcxReader
 
 __all__ = ["NetdevBackend"]
 
@@ -94,6 +95,7 @@ class NetdevBackend:
         self.move_ib_interfaces = move_ib_interfaces
         self._clock = clock
         self._view = KernelView()
+        self._tcx = TcxReader(netns)
         self._req: rtnl.RtnlSocket | None = None
         self._lock = asyncio.Lock()
         self._watching = False
@@ -249,6 +251,8 @@ class NetdevBackend:
             v.apply(mtype, rec)
         self._replay = []
         v.tc_dirty = set(v.tc_parents)
+        if self._tcx.supported:
+            v.tcx_names = await asyncio.to_thread(self._tcx.read, list(v.links))
         v.dirty.clear()
         self._netdevs.clear()
         self._synced_at = self._clock()
@@ -283,6 +287,15 @@ class NetdevBackend:
         if v.links_changed:
             v.links_changed = False
             await self._read_pci()
+        if v.dirty and self._tcx.supported:
+            # TCX attachments have no events: re-read them for the links that changed
+            dirty = [i for i in v.dirty if i in v.links]
+            tcx = await asyncio.to_thread(self._tcx.read, dirty)
+            for i in dirty:
+                if i in tcx:
+                    v.tcx_names[i] = tcx[i]
+                else:
+                    v.tcx_names.pop(i, None)
         ups = uplinks(v.routes, v.links)
         if ups != self._uplinks:
             log.info("netdev: uplinks now %s", sorted(v.links[i].name for i in ups if i in v.links))
@@ -318,7 +331,11 @@ class NetdevBackend:
                 self._uplink_pci[link.index] = sys.pci_address
             return None
         attrs = netdev_attributes(
-            link, self._view.addresses(link.index), sys, self._view.tc_names.get(link.index, ())
+            link,
+            self._view.addresses(link.index),
+            sys,
+            self._view.tc_names.get(link.index, ()),
+            self._view.tcx_names.get(link.index, ()),
         )
         if sys.pci_address is not None:
             name = device_name_for_pci(sys.pci_address)

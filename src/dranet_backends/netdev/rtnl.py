@@ -39,6 +39,7 @@ __all__ = [
     "TcFilter",
     "decode",
     "open_netlink_socket",
+    "setns_net",
 ]
 
 # linux/netlink.h
@@ -515,7 +516,8 @@ _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _setns(fd: int) -> None:
+def setns_net(fd: int) -> None:
+    """``setns(fd, CLONE_NEWNET)`` for the calling thread (``os.setns`` is Python 3.12+)."""
     if _libc.setns(fd, _CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
@@ -529,11 +531,11 @@ def _socket_in_netns(netns: str | None, groups: int) -> socket.socket:
     try:
         target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            _setns(target)
+            setns_net(target)
             try:
                 return _new_socket(groups)
             finally:
-                _setns(own)
+                setns_net(own)
         finally:
             os.close(target)
     finally:

@@ -1,7 +1,8 @@
 """The kernel's network state as discovery sees it, kept current from rtnetlink events.
 
 :class:`KernelView` holds the links, their addresses, the main-table default routes, and
-which links carry a clsact/ingress qdisc and which BPF filters. A full dump fills it;
+which links carry a clsact/ingress qdisc and which BPF filters, and the TCX programs
+(read by :mod:`.tcx`, which has no events). A full dump fills it;
 events (RTM_NEW*/DEL* for links, addresses, routes, qdiscs and filters) update it in
 place, recording what became dirty:
 
@@ -85,6 +86,7 @@ class KernelView:
         self.routes: list[Route] = []
         self.tc_parents: dict[int, set[str]] = defaultdict(set)
         self.tc_names: dict[int, tuple[str, ...]] = {}
+        self.tcx_names: dict[int, tuple[str, ...]] = {}
         self.dirty: set[int] = set()
         self.tc_dirty: set[int] = set()
         self.routes_dirty = False
@@ -165,6 +167,7 @@ class KernelView:
                 return False
             self.addrs.pop(link.index, None)
             self.tc_names.pop(link.index, None)
+            self.tcx_names.pop(link.index, None)
             self.tc_parents.pop(link.index, None)
             self.dirty.add(link.index)
             self.links_changed = True
