@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from dranet_backends.netdev import rtnl
 from dranet_backends.netdev.attributes import join_capped, link_type, netdev_attributes
 from dranet_backends.netdev.facet import NetdevFacet
-from dranet_backends.netdev.naming import device_name_for_interface, device_name_for_pci
 from dranet_backends.netdev.state import KernelView, uplinks
 from dranet_backends.netdev.sysfs import NetdevSysfs
+from dranet_core.names import device_name_for_interface, device_name_for_pci
 
 NEWLINK = bytes.fromhex(
     "80000000"

@@ -37,12 +37,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dranet_core.names import device_name_for_interface, device_name_for_pci
 from dranet_core.types import AttributeValue, Device
 
 from . import rtnl
 from .attributes import netdev_attributes, pci_attributes
 from .facet import FACET, NetdevFacet
-from .naming import device_name_for_interface, device_name_for_pci
 from .pciids import DEFAULT_PATHS, PciIds
 from .state import KernelView, uplinks
 from .sysfs import USERSPACE_DRIVERS, PciFunction, netdev_sysfs, pci_network_functions
