@@ -385,3 +385,27 @@ def test_events_during_a_full_dump_are_replayed(tmp_path: Path) -> None:
     assert b._handle_events(NEWLINK + NEWADDR6) is True
     assert [type(r).__name__ for _, r in b._replay] == ["Link", "Addr"]
     assert b._view.links == {}  # not applied to the view being replaced
+
+
+async def test_kernel_read_failure_is_a_backend_error_and_socket_reopens(tmp_path: Path) -> None:
+    from dranet_backends.netdev import NetdevBackend
+    from dranet_core.errors import BackendError
+
+    class Broken:
+        closed = False
+
+        async def request(self, *args: object, **kw: object) -> list[object]:
+            raise OSError(9, "Bad file descriptor")
+
+        def close(self) -> None:
+            self.closed = True
+
+    b = NetdevBackend(sysfs=tmp_path)
+    broken = Broken()
+    b._req = broken  # type: ignore[assignment]
+    with pytest.raises(BackendError, match="Bad file descriptor"):
+        await b.scan()
+    assert broken.closed and b._req is None
+    devices = await b.scan()  # reopens a socket in the own netns and works again
+    assert all(d.name for d in devices)
+    b.close()

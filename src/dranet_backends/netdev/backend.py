@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dranet_core.errors import BackendError
 from dranet_core.names import device_name_for_interface, device_name_for_pci
 from dranet_core.types import AttributeValue, Device
 
@@ -132,12 +133,21 @@ class NetdevBackend:
     # -- Discovery -------------------------------------------------------------------------
 
     async def scan(self) -> Sequence[Device]:
-        """Every netdev/PCI network device of the host netns, now (see the module docstring)."""
+        """Every netdev/PCI network device of the host netns, now (see the module docstring).
+
+        Raises :class:`BackendError` if the kernel cannot be read (the netns is gone, the
+        socket broke); the request socket is then reopened by the next scan.
+        """
         async with self._lock:
-            if self._needs_full_sync():
-                await self._full_sync()
-            else:
-                await self._catch_up()
+            try:
+                if self._needs_full_sync():
+                    await self._full_sync()
+                else:
+                    await self._catch_up()
+            except OSError as exc:
+                self.close()
+                self._stale = True
+                raise BackendError(self.name, f"reading {self.netns or 'own netns'} failed: {exc}") from exc
             return await self._devices()
 
     async def watch(self, notify: Callable[[], None]) -> None:
