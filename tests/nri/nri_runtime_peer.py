@@ -166,6 +166,7 @@ class PeerSession:
         self.max_frame_sizes: dict[int, int] = {1: 0, 2: 0}
         self.tasks: list[asyncio.Task[None]] = []
         self.sync_replies: list[dict[int, list[int | bytes]]] = []
+        self.last_runtime_sid = 0
 
     # ---- plumbing
     def write_msg(self, conn_id: int, msg: bytes) -> None:
@@ -213,6 +214,9 @@ class PeerSession:
                         message = pb.text(st, 2) if 2 in st else ""
                         fut.set_result((code, message, bytes(pb.first(resp, 2, b""))))
                 elif conn_id == 2 and mtype == 1:
+                    if sid % 2 == 0 or sid <= self.last_runtime_sid:  # Go: InvalidArgument
+                        self.violations.append(f"bad stream id {sid} after {self.last_runtime_sid}")
+                    self.last_runtime_sid = sid
                     self.serve_runtime(sid, pb.decode(data))
                 else:
                     self.violations.append(f"unexpected ttrpc type {mtype} on conn {conn_id}")
