@@ -386,3 +386,30 @@ async def test_route_change_with_watch_recomputes_uplinks(ns: NS, backend: Netde
         assert "dr1" not in by_ifname(pub.published[-1])
     finally:
         await stop(task)
+
+
+async def test_pinned_device_stays_published_while_in_a_pod(ns: NS, backend: NetdevBackend) -> None:
+    pod = f"dnt-disc-{secrets.token_hex(4)}"
+    sh("ip", "netns", "add", pod)
+    try:
+        ns.ip("link", "add", "dpin0", "type", "veth", "peer", "name", "dpin1")
+        ns.ip("link", "set", "dpin0", "mtu", "1400")
+        pub = RecordingPublisher()
+        inv = Inventory([backend], pub, min_interval=0.1, coalesce=0.05)
+        task = await run_inventory(inv)
+        try:
+            await wait_until(lambda: pub.published and "dpin0" in by_ifname(pub.published[-1]))
+            before = by_ifname(pub.published[-1])["dpin0"]
+            base = await quiet(pub)
+            inv.pin(before.name)
+            ns.ip("link", "set", "dpin0", "netns", pod)  # what the mover does on attach
+            assert "dpin0" not in ns.links()
+            await asyncio.sleep(0.5)
+            assert len(pub.published) == base  # nothing changed for the cluster
+            assert inv.current().published[before.name] == before
+            inv.unpin(before.name)  # detach without the device coming back (e.g. a veth died)
+            await wait_until(lambda: before.name not in {d.name for d in pub.published[-1]})
+        finally:
+            await stop(task)
+    finally:
+        sh("ip", "netns", "del", pod, check=False)
