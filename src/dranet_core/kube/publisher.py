@@ -57,6 +57,7 @@ from dranet_core.kube.client import api_error, call_raw, probe_resource_api_vers
 from dranet_core.kube.events import EventLimiter, event_object
 from dranet_core.kube.slices import (
     MAX_DEVICES_PER_SLICE,
+    BodyCache,
     ExistingSlice,
     SkippedDevice,
     SlicePlan,
@@ -222,6 +223,8 @@ class KubeStatusPublisher:
         self._watch_enabled = asyncio.Event()
         self._skipped: tuple[SkippedDevice, ...] = ()
         self._layout: dict[str, int] = {}
+        self._bodies: BodyCache = {}
+        self._synced: tuple[Device, ...] | None = None
         self._published_devices = 0
         self._published_slices = 0
         self._in_sync = False
@@ -461,7 +464,9 @@ class KubeStatusPublisher:
         assert self._desired is not None
         if self._existing is None:
             self._existing = await self._list_slices()
-        bodies, skipped = prepare_devices(self._desired)
+        elif self._desired is self._synced:
+            return True  # neither the device set nor the server (as far as the watch tells) changed
+        bodies, skipped = prepare_devices(self._desired, cache=self._bodies)
         if tuple(skipped) != self._skipped:
             for s in skipped:
                 log.warning("device %s left out of the ResourceSlices: %s", s.name, s.reason)
@@ -486,6 +491,7 @@ class KubeStatusPublisher:
             if s.index is not None
             for d in s.devices
         }
+        self._synced = self._desired
         if not plan.is_noop or self._last_published is None:
             self._last_published = time.time()
             writes = len(plan.writes) + len(plan.deletes)
@@ -562,7 +568,7 @@ class KubeStatusPublisher:
                 await self._sleep(backoff.next())
 
     async def _watch_once(self, backoff: Backoff) -> None:
-        w = watch.Watch()
+        w = watch.Watch(return_type="object")  # raw dicts: no model building per event
         async with w.stream(
             self._resource_api().list_resource_slice,
             field_selector=self._selector,
