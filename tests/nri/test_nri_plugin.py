@@ -260,12 +260,31 @@ async def test_slow_handler_answers_in_time_and_completes_late(harness: Harness)
     assert "continues in the background" in r.message
     assert harness.plugin is not None and harness.plugin.health().late_running == 1
     rec.delay = 0
-    r2 = await s.stop_pod_sandbox(pod(1))  # waits for the late run of the same sandbox
+    r2 = await s.stop_pod_sandbox(pod(1))  # waits for the late run (and its undo) of the same sandbox
     assert r2.code == 0
-    assert rec.finished == [f"run:{pod(1).id}", f"stop:{pod(1).id}"]
+    sid = pod(1).id
+    # the late run completed, was undone (stop + remove) because the runtime had failed it,
+    # and only then did the runtime's own stop run
+    assert rec.finished == [f"run:{sid}", f"stop:{sid}", f"remove:{sid}", f"stop:{sid}"]
     h = harness.plugin.health()
-    assert (h.late_running, h.late_completions) == (0, 1)
+    assert (h.late_running, h.late_completions, h.late_compensations) == (0, 1, 1)
     assert not s.closed.is_set()
+
+
+async def test_late_run_is_undone_without_further_events(harness: Harness) -> None:
+    rec = Recorder()
+    s = await harness.start(rec, request_timeout=0.5, handler_margin=0.2)
+    rec.delay = 0.5
+    assert (await s.run_pod_sandbox(pod(4))).code == 4
+    rec.delay = 0
+    assert harness.plugin is not None
+    for _ in range(200):
+        if harness.plugin.health().late_compensations:
+            break
+        await asyncio.sleep(0.01)
+    assert [w for w, _ in rec.calls] == ["run", "stop", "remove"]
+    assert {p.id for _, p in rec.calls} == {pod(4).id}
+    assert (await s.run_pod_sandbox(pod(5))).code == 0  # still connected and serving
 
 
 async def test_runtime_restart_reconnects_and_resyncs(harness: Harness) -> None:

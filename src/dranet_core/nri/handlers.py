@@ -8,13 +8,18 @@ All methods are coroutines and receive core types (:class:`~dranet_core.types.Po
 Contracts shared by every method:
 
 * **Time.** The runtime waits ``request_timeout`` (2 s by default) for each call and *drops
-  the plugin* when it passes. The plugin therefore answers with an error status at
-  ``min(request timeout, the call's deadline) - margin`` if the handler is still running; the
-  handler is **not cancelled**: it keeps running to completion in the background, its outcome
-  is logged and counted (``NriHealth.late_completions`` / ``late_failures``), and later events
-  for the same pod sandbox wait for it first (bounded by their own budget). A handler that
-  moved a device after the runtime gave up on ``RunPodSandbox`` will see that sandbox stopped
-  and removed (containerd tears a failed sandbox down), and undoes its work there.
+  the plugin* when it passes. The plugin therefore answers with an error status
+  (DEADLINE_EXCEEDED) at ``min(request timeout, the call's deadline) - margin`` if the handler
+  is still running; the handler is **not cancelled**: it keeps running to completion in the
+  background, its outcome is logged and counted (``NriHealth.late_*``), and later events for
+  the same sandbox wait for it first (bounded by their own budget). A *late RunPodSandbox* is
+  then **undone**: containerd tears down a sandbox whose NRI RunPodSandbox failed without
+  sending StopPodSandbox/RemovePodSandbox to plugins, so once the late run has finished the
+  plugin calls the handler's own ``stop_pod_sandbox`` and ``remove_pod_sandbox`` for that
+  sandbox (``NriHealth.late_compensations``). Only :meth:`NriPlugin.aclose` cancels handler
+  work, after its grace period; a handler must roll back on cancellation.
+* **Identity.** The kubelet retries a failed sandbox with a *new* sandbox (new ``pod.id``, same
+  ``pod.uid``); key attach state on ``pod.id`` where a late undo could meet a retry.
 * **Errors.** Raise :class:`~dranet_core.errors.RpcError` to choose the status code; any
   other exception becomes UNKNOWN with the exception text. containerd fails the pod
   (RunPodSandbox) or container (CreateContainer) on an error and only logs errors of

@@ -28,7 +28,9 @@ Handler time is bounded (see :mod:`dranet_core.nri.handlers` for the contract): 
 ``min(request_timeout, deadline of the call) - margin``; if the handler is still running the
 runtime gets DEADLINE_EXCEEDED (a normal error status, so the connection survives) and the
 handler keeps running to completion as a *late* task, tracked, logged and awaited by
-:meth:`NriPlugin.aclose`; later events for the same sandbox wait for it first.
+:meth:`NriPlugin.aclose`; later events for the same sandbox wait for it first. A late
+RunPodSandbox is undone afterwards by calling the handler's stop and remove methods, because
+the runtime failed that sandbox and will not tell plugins about it again.
 
 When the connection ends (runtime restart, garbage on the socket, a protocol error) the
 session is torn down and :meth:`NriPlugin.run` reconnects with exponential backoff, forever;
@@ -111,6 +113,18 @@ class NriHealth:
     late_running: int
     late_completions: int
     late_failures: int
+    late_compensations: int
+    """Late RunPodSandbox calls undone by a plugin-made Stop/RemovePodSandbox (the runtime had
+    already failed the sandbox and tells plugins nothing more about it)."""
+
+
+class _LateFlag:
+    """Set when a handler call outlived its budget and the runtime got an error instead."""
+
+    __slots__ = ("set",)
+
+    def __init__(self) -> None:
+        self.set = False
 
 
 def _parse(cls: type[M], payload: bytes, what: str) -> M:
@@ -196,6 +210,7 @@ class NriPlugin:
         self._late_by_key: dict[str, asyncio.Task[Any]] = {}
         self._late_completions = 0
         self._late_failures = 0
+        self._late_compensations = 0
 
     def __repr__(self) -> str:
         where = f"fd {self._socket_fd}" if self._socket_fd is not None else self._socket_path
@@ -226,6 +241,7 @@ class NriPlugin:
             late_running=len(self._late),
             late_completions=self._late_completions,
             late_failures=self._late_failures,
+            late_compensations=self._late_compensations,
         )
 
     async def update_containers(
@@ -416,15 +432,35 @@ class NriPlugin:
     async def _pod_event(self, event: EventType, pod: PodSandbox, deadline: float | None) -> None:
         h = self._handler
         call: Callable[[], Awaitable[object]]
+        late = _LateFlag()
         if event == EventType.RUN_POD_SANDBOX and isinstance(h, RunPodSandboxHandler):
-            call = functools.partial(h.run_pod_sandbox, pod)
+            call = functools.partial(self._run_then_compensate, h, pod, late)
         elif event == EventType.STOP_POD_SANDBOX and isinstance(h, StopPodSandboxHandler):
             call = functools.partial(h.stop_pod_sandbox, pod)
         elif event == EventType.REMOVE_POD_SANDBOX and isinstance(h, RemovePodSandboxHandler):
             call = functools.partial(h.remove_pod_sandbox, pod)
         else:
             return
-        await self._bounded(pod.id or pod.uid, event.name, deadline, call)
+        await self._bounded(pod.id or pod.uid, event.name, deadline, call, late)
+
+    async def _run_then_compensate(self, h: RunPodSandboxHandler, pod: PodSandbox, late: _LateFlag) -> None:
+        """RunPodSandbox; if it finished after the runtime was told it failed, undo it.
+
+        containerd tears a sandbox whose NRI RunPodSandbox failed down without telling NRI
+        plugins (no StopPodSandbox / RemovePodSandbox follows), so the plugin delivers those
+        two events itself, to the handler's own stop/remove methods, once the late run is done.
+        """
+        await h.run_pod_sandbox(pod)
+        if not late.set:
+            return
+        log.warning("NRI: RunPodSandbox for %s finished after the runtime failed it; undoing it", pod)
+        if isinstance(h, StopPodSandboxHandler):
+            await h.stop_pod_sandbox(pod)
+        if isinstance(h, RemovePodSandboxHandler):
+            await h.remove_pod_sandbox(pod)
+        if not isinstance(h, StopPodSandboxHandler | RemovePodSandboxHandler):
+            log.error("NRI: handler has no stop/remove method; %s stays attached to a dead sandbox", pod)
+        self._late_compensations += 1
 
     async def _run_pod_sandbox(self, payload: bytes, deadline: float | None) -> bytes:
         pod = _decode(decode_pod_request, payload, "RunPodSandboxRequest")
@@ -471,7 +507,12 @@ class NriPlugin:
     # --- bounded handler time ----------------------------------------------------------
 
     async def _bounded(
-        self, key: str, what: str, deadline: float | None, call: Callable[[], Awaitable[T]]
+        self,
+        key: str,
+        what: str,
+        deadline: float | None,
+        call: Callable[[], Awaitable[T]],
+        late: _LateFlag | None = None,
     ) -> T:
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -492,10 +533,10 @@ class NriPlugin:
             done, _ = await asyncio.wait({task}, timeout=max(until - loop.time(), 0.0))
         except asyncio.CancelledError:
             if not task.done():
-                self._adopt_late(key, what, task)
+                self._adopt_late(key, what, task, late)
             raise
         if not done:
-            self._adopt_late(key, what, task)
+            self._adopt_late(key, what, task, late)
             raise RpcError(
                 DEADLINE_EXCEEDED,
                 f"{what} for {key} did not finish within {budget:.2f}s (runtime request timeout "
@@ -503,7 +544,9 @@ class NriPlugin:
             )
         return task.result()  # the handler's own exception becomes the ttrpc error status
 
-    def _adopt_late(self, key: str, what: str, task: asyncio.Task[Any]) -> None:
+    def _adopt_late(self, key: str, what: str, task: asyncio.Task[Any], late: _LateFlag | None) -> None:
+        if late is not None:
+            late.set = True
         log.warning("NRI: %s for %s is late; it keeps running in the background", what, key)
         self._late[task] = (key, what)
         self._late_by_key[key] = task
