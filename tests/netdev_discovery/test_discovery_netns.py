@@ -45,6 +45,9 @@ class NS:
     def ip(self, *args: str, check: bool = True) -> str:
         return sh("ip", "-n", self.name, *args, check=check)
 
+    def batch(self, commands: str) -> None:
+        subprocess.run(["ip", "-n", self.name, "-batch", "-"], input=commands, text=True, check=True)
+
     def links(self) -> dict[str, dict[str, Any]]:
         return {x["ifname"]: x for x in json.loads(self.ip("-j", "-d", "link", "show"))}
 
@@ -308,7 +311,7 @@ async def stop(task: asyncio.Task[None]) -> None:
 async def test_events_lead_to_exactly_one_republish(ns: NS, backend: NetdevBackend) -> None:
     ns.ip("link", "add", "dev0", "type", "veth", "peer", "name", "dev1")
     pub = RecordingPublisher()
-    inv = Inventory([backend], pub, filter=DeviceFilter.compile(""), min_interval=0.2, coalesce=0.1)
+    inv = Inventory([backend], pub, filter=DeviceFilter.compile(""), min_interval=0.2, coalesce=0.2)
     task = await run_inventory(inv)
     try:
         await wait_until(
@@ -323,8 +326,7 @@ async def test_events_lead_to_exactly_one_republish(ns: NS, backend: NetdevBacke
         assert n == base + 1
         assert by_ifname(pub.published[-1])["dev0"].attributes["dra.net/mtu"] == 1280
         # link up + address: a burst of several kernel events, still one publish
-        ns.ip("link", "set", "dev0", "up")
-        ns.ip("addr", "add", "203.0.113.9/24", "dev", "dev0")
+        ns.batch("link set dev0 up\naddr add 203.0.113.9/24 dev dev0\n")  # back to back
         await wait_until(lambda: len(pub.published) > n)
         n2 = await quiet(pub)
         assert n2 == n + 1
