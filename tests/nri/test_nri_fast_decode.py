@@ -16,7 +16,9 @@ from dranet_core.nri._decode import (
     decode_state_change,
     decode_synchronize,
 )
-from dranet_core.nri.convert import container_from_nri, pod_from_nri
+from dranet_core.nri._encode import encode_create_container_response
+from dranet_core.nri.convert import container_from_nri, linux_device, pod_from_nri
+from dranet_core.types import DeviceNode
 
 text = st.text(max_size=30)
 namespaces = st.lists(
@@ -76,3 +78,23 @@ def test_hand_written_pod_vector() -> None:
     pod = b"\x0a\x01s\x1a\x01u" + b"\x42\x0f\x2a\x0d\x0a\x07network\x12\x02/n" + b"\x52\x0810.0.0.1"
     got = decode_pod_request(b"\x0a" + bytes([len(pod)]) + pod)
     assert (got.id, got.uid, got.netns, got.ips) == ("s", "u", "/n", ("10.0.0.1",))
+
+
+node = st.builds(
+    DeviceNode,
+    path=text, type=st.sampled_from(["c", "b", ""]),
+    major=st.integers(min_value=0, max_value=2**40), minor=st.integers(min_value=0, max_value=2**40),
+    file_mode=st.one_of(st.none(), st.integers(min_value=0, max_value=0o7777)),
+    uid=st.one_of(st.none(), st.integers(min_value=0, max_value=2**32 - 1)),
+    gid=st.one_of(st.none(), st.integers(min_value=0, max_value=2**32 - 1)),
+)
+
+
+@settings(max_examples=150)
+@given(st.lists(node, max_size=10))
+def test_adjustment_encoding_is_byte_identical(nodes: list[DeviceNode]) -> None:
+    devices = [linux_device(n) for n in nodes]
+    reference = api.CreateContainerResponse(
+        adjust=api.ContainerAdjustment(linux=api.LinuxContainerAdjustment(devices=devices))
+    )
+    assert encode_create_container_response(nodes) == (bytes(reference) if nodes else b"")

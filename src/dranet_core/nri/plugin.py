@@ -60,7 +60,7 @@ from dranet_core.nri._decode import (
     decode_state_change,
     decode_synchronize,
 )
-from dranet_core.nri.convert import linux_device
+from dranet_core.nri._encode import encode_create_container_response
 from dranet_core.nri.events import EventType, event_mask, valid_events
 from dranet_core.nri.handlers import (
     ContainerInfo,
@@ -485,12 +485,7 @@ class NriPlugin:
         nodes = await self._bounded(
             pod.id or pod.uid, "CreateContainer", deadline, functools.partial(h.create_container, pod, ctr)
         )
-        if not nodes:
-            return b""
-        adjust = api.ContainerAdjustment(
-            linux=api.LinuxContainerAdjustment(devices=[linux_device(n) for n in nodes])
-        )
-        return bytes(api.CreateContainerResponse(adjust=adjust))
+        return encode_create_container_response(nodes)
 
     async def _state_change(self, payload: bytes, deadline: float | None) -> bytes:
         number, pod, _ = _decode(decode_state_change, payload, "StateChangeEvent")
