@@ -39,7 +39,7 @@ from dranet_core.settings import (
     parse_duration,
 )
 
-__all__ = ["build_parser", "main", "settings_from_args"]
+__all__ = ["build_parser", "main", "prefer_light_cel", "settings_from_args"]
 
 COMMANDS = ("run", "inventory", "demo", "version")
 
@@ -202,6 +202,39 @@ def _version() -> str:
         return "0+unknown"
 
 
+def prefer_light_cel() -> None:
+    """Make ``import cel`` load only the CEL extension module, not the package's CLI.
+
+    The ``common-expression-language`` package's ``__init__`` imports its interactive CLI
+    (prompt_toolkit and friends): about 24 MiB of resident memory the driver never uses. When
+    ``cel`` is not imported yet, register a package module whose attributes are the compiled
+    extension's (``compile``, ``evaluate``, ``Context``, ...); submodules (``cel.cli``) still
+    import normally if someone asks. Called by the commands before anything imports ``cel``.
+    """
+    if "cel" in sys.modules:
+        return
+    import importlib
+    import importlib.util
+    import types
+
+    spec = importlib.util.find_spec("cel")
+    if spec is None or spec.submodule_search_locations is None:
+        return
+    pkg = types.ModuleType("cel")
+    pkg.__path__ = list(spec.submodule_search_locations)
+    pkg.__spec__ = spec
+    pkg.__file__ = spec.origin
+    sys.modules["cel"] = pkg
+    try:
+        ext = importlib.import_module("cel.cel")
+    except ImportError:
+        del sys.modules["cel"]
+        return
+    for name in dir(ext):
+        if not name.startswith("_"):
+            setattr(pkg, name, getattr(ext, name))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dranet`` console script; returns the exit status."""
     args_in = list(sys.argv[1:] if argv is None else argv)
@@ -212,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(f"dranet {_version()}")
         return 0
+    prefer_light_cel()
     if args.command == "demo":
         from dranet_core.demo import run_demo
 

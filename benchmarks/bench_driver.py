@@ -1,0 +1,193 @@
+"""Benchmark: the real ``dranet run`` process — start-up to ready, and idle resident memory
+with 10 and with 1,000 devices published — against floors measured in the same run.
+
+Peers are local: the fake API server (tests/fakeapi), the in-package kubelet and NRI runtime
+peers (``dranet_core.demo``). Devices are veth ends in a throwaway ``dnt-bench-drv-*``
+namespace that the driver treats as its host namespace (``--filter=`` publishes them all).
+
+Floors:
+* memory: a Python process that imports the dependency set the driver needs (kubernetes-
+  asyncio's client, grpclib, betterproto2, pyroute2, prometheus-client, cel — its extension
+  only, as the driver loads it —, attrs, PyYAML) and nothing else of ours;
+* start-up: the same process's wall time from spawn to exit (interpreter + imports).
+
+Targets (issue 7): ready <= 2 s; RSS idle <= 100 MB with 10 devices, <= 130 MB with 1,000.
+
+    sudo .venv/bin/python benchmarks/bench_driver.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fakeapi import FakeApiServer, write_kubeconfig  # noqa: E402
+
+from dranet_core.demo.kubelet import KubeletPeer  # noqa: E402
+from dranet_core.demo.runtime import NriRuntimePeer  # noqa: E402
+
+DEPENDENCIES = (
+    "kubernetes_asyncio.client",
+    "grpclib.server",
+    "betterproto2",
+    "pyroute2",
+    "prometheus_client",
+    "cel",
+    "attrs",
+    "yaml",
+)
+NODE = "bench-node"
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+def make_devices(ns: str, n: int) -> None:
+    """``n`` devices: n/2 veth pairs (both ends are published with an empty filter)."""
+    lines = [f"link add bdv{i} type veth peer name bdp{i}" for i in range(n // 2)]
+    with tempfile.NamedTemporaryFile("w", suffix=".batch") as f:
+        f.write("\n".join(lines) + "\n")
+        f.flush()
+        subprocess.run(["ip", "-n", ns, "-batch", f.name], check=True, capture_output=True)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def floor() -> tuple[float, float]:
+    """(seconds from spawn to exit, RSS MiB) of a process importing only the dependencies."""
+    code = (
+        "import importlib\n"
+        "from dranet_core.cli import prefer_light_cel\n"
+        "prefer_light_cel()\n"
+        f"for m in {DEPENDENCIES!r}: importlib.import_module(m)\n"
+        "print([l for l in open('/proc/self/status') if l.startswith('VmRSS:')][0].split()[1])\n"
+    )
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return time.perf_counter() - t0, int(out.strip()) / 1024
+
+
+def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def node(n_devices: int) -> AsyncIterator[tuple[str, Path]]:
+    ns = f"dnt-bench-drv-{secrets.token_hex(3)}"
+    tmp = Path(tempfile.mkdtemp(prefix="dnt-bdrv-", dir="/tmp"))
+    try:
+        await asyncio.to_thread(ip, "netns", "add", ns)
+        await asyncio.to_thread(make_devices, ns, n_devices)
+        yield ns, tmp
+    finally:
+        await asyncio.to_thread(subprocess.run, ["ip", "netns", "del", ns], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def healthy(port: int) -> bool:
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return data.startswith(b"HTTP/1.1 200")
+
+
+def published(api: FakeApiServer) -> int:
+    return sum(len(s["spec"].get("devices", [])) for s in api.list_objects("resourceslices"))
+
+
+async def run_once(n_devices: int, settle: float) -> tuple[float, float, int]:
+    """(seconds to ready, idle RSS MiB, devices published) for one driver start."""
+    api = FakeApiServer()
+    await api.start()
+    api.put_object({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}})
+    try:
+        async with node(n_devices) as (ns, tmp), asyncio.TaskGroup() as tg:
+            runtime = NriRuntimePeer(tmp / "nri.sock")
+            rt = tg.create_task(runtime.serve())
+            kubelet = KubeletPeer(tmp / "kubelet" / "plugins_registry" / "dra.net-reg.sock")
+            port = free_port()
+            argv = [
+                sys.executable, "-m", "dranet_core", "run", f"--hostname-override={NODE}",
+                f"--kubeconfig={write_kubeconfig(tmp / 'kubeconfig', api.url)}",
+                f"--kubelet-root-dir={tmp / 'kubelet'}", f"--nri-socket={tmp / 'nri.sock'}",
+                f"--db-path={tmp / 'db.json'}", f"--bind-address=127.0.0.1:{port}", "--filter=",
+                "--backends=netdev", f"--host-netns=/run/netns/{ns}",
+            ]  # fmt: skip
+            t0 = time.perf_counter()
+            proc = spawn(argv)
+            try:
+                await kubelet.register(within=30)
+                while not (await healthy(port) and published(api) >= n_devices):
+                    if time.perf_counter() - t0 > 60:
+                        raise TimeoutError("driver not ready in 60 s")
+                    await asyncio.sleep(0.005)
+                ready = time.perf_counter() - t0
+                await asyncio.sleep(settle)
+                rss = rss_kib(proc.pid) / 1024
+                count = published(api)
+            finally:
+                kubelet.close()
+                proc.terminate()
+                await asyncio.to_thread(proc.wait, 30)
+                rt.cancel()
+        return ready, rss, count
+    finally:
+        await api.close()
+
+
+async def main() -> None:
+    if os.geteuid() != 0:
+        sys.exit("bench_driver: needs root (network namespaces)")
+    floors = [floor() for _ in range(3)]
+    f_time = min(t for t, _ in floors)
+    f_rss = min(r for _, r in floors)
+    rows = []
+    for n, target_rss in ((10, 100.0), (1000, 130.0)):
+        runs = [await run_once(n, settle=3.0) for _ in range(3)]
+        ready = min(r for r, _, _ in runs)
+        rss = max(m for _, m, _ in runs)
+        count = runs[-1][2]
+        rows.append((f"start-up to ready, {n} devices", f"{ready:.2f} s", f"{f_time:.2f} s", "<= 2.00 s",
+                     ready <= 2.0))  # fmt: skip
+        rows.append((f"idle RSS, {count} devices published", f"{rss:.1f} MiB", f"{f_rss:.1f} MiB",
+                     f"<= {target_rss:.0f} MB", rss * 1.048576 <= target_rss))  # fmt: skip
+    print(f"{'measure':42} {'dranet run':>12} {'floor':>10} {'target':>11}  ok")
+    for name, value, fl, target, ok in rows:
+        print(f"{name:42} {value:>12} {fl:>10} {target:>11}  {'yes' if ok else 'NO'}")
+    print("floor = a python process importing only the dependency set (best of 3); driver = best of 3")
+    print("ready = kubelet + NRI registered, /healthz 200, every device in the fake API's slices")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
