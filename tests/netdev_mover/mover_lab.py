@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from typing import Any
 
 import attrs
@@ -73,6 +74,11 @@ def raw_link_sizes(ns: str, ifname: str) -> dict[int, int]:
 def host_state(ns: str, ifname: str) -> dict[str, Any]:
     """Everything the snapshot promises to restore, as iproute2/ethtool/procfs see it."""
     link = ipj(ns, "-d", "link", "show", "dev", ifname)[0]
+    for _ in range(100):  # carrier follows "up" asynchronously (linkwatch); routes show it
+        if "UP" not in link["flags"] or "LOWER_UP" in link["flags"]:
+            break
+        time.sleep(0.02)
+        link = ipj(ns, "-d", "link", "show", "dev", ifname)[0]
     addrs = sorted(
         (a["local"], a["prefixlen"], a.get("scope"))
         for a in ipj(ns, "addr", "show", "dev", ifname)[0]["addr_info"]

@@ -470,3 +470,82 @@ async def test_ebpf_programs_in_the_pod_are_detached_only_when_asked(lab: Lab, d
         await m.detach(dev, lab.pod_sandbox(), snap)
     finally:
         await m.aclose()
+
+
+async def test_name_taken_in_the_pod_fails_the_move_and_leaves_the_device_home(
+    lab: Lab, mover: NetdevMover
+) -> None:
+    _rich_host(lab)
+    before = host_state(lab.node, "hv0")
+    lab.ip(lab.pod, "link", "add", "net1", "type", "veth", "peer", "name", "other")
+    dev = lab.device("hv0", NetworkConfig(interface=InterfaceConfig(name="net1")))
+    snap = await mover.snapshot(dev)
+    with pytest.raises(DeviceError) as info:
+        await mover.attach(dev, lab.pod_sandbox(), snap)
+    assert info.value.step == "move"
+    assert "exists" in info.value.reason.lower()
+    assert host_state(lab.node, "hv0") == before
+    assert {link["ifname"] for link in ipj(lab.pod, "link", "show")} == {"lo", "net1", "other"}
+
+
+async def test_concurrent_attach_and_detach_of_several_devices(lab: Lab, mover: NetdevMover) -> None:
+    names = [f"hc{i}" for i in range(4)]
+    for i, name in enumerate(names):
+        lab.veth(name, f"{name}p")
+        lab.ip(lab.node, "addr", "add", f"192.0.{2 + i}.5/24", "dev", name)
+    before = {name: host_state(lab.node, name) for name in names}
+    devs = [
+        lab.device(name, NetworkConfig(interface=InterfaceConfig(name=f"net{i}", mtu=1300 + i)))
+        for i, name in enumerate(names)
+    ]
+    snaps = await asyncio.gather(*(mover.snapshot(d) for d in devs))
+    results = await asyncio.gather(*(mover.attach(d, lab.pod_sandbox(), s) for d, s in zip(devs, snaps)))
+    for i, res in enumerate(results):
+        assert res.network_data is not None
+        assert res.network_data.interface_name == f"net{i}"
+        assert res.network_data.ips == (f"192.0.{2 + i}.5/24",)
+        assert ipj(lab.pod, "link", "show", "dev", f"net{i}")[0]["mtu"] == 1300 + i
+    await asyncio.gather(*(mover.detach(d, lab.pod_sandbox(), s) for d, s in zip(devs, snaps)))
+    assert {name: host_state(lab.node, name) for name in names} == before
+
+
+async def test_run_renames_a_parked_device_once_its_name_is_free(lab: Lab) -> None:
+    lab.veth("hv0", "hv0p")
+    lab.ip(lab.node, "addr", "add", "192.0.2.5/24", "dev", "hv0")
+    before = host_state(lab.node, "hv0")
+    m = NetdevMover(host_netns=f"/run/netns/{lab.node}", rename_retry_interval=0.05)
+    try:
+        dev = lab.device("hv0")
+        snap = await m.snapshot(dev)
+        await m.attach(dev, lab.pod_sandbox(), snap)
+        lab.ip(lab.node, "link", "add", "hv0", "type", "veth", "peer", "name", "squat")
+        await m.detach(dev, lab.pod_sandbox(), snap)
+        assert list(m.pending_renames.values()) == ["hv0"]
+        async with asyncio.TaskGroup() as tg:
+            runner = tg.create_task(m.run(), name="rename retrier")
+            lab.ip(lab.node, "link", "del", "hv0")
+            for _ in range(100):
+                if not m.pending_renames:
+                    break
+                await asyncio.sleep(0.02)
+            runner.cancel()
+        assert m.pending_renames == {}
+    finally:
+        await m.aclose()
+    assert host_state(lab.node, "hv0") == before
+
+
+async def test_pod_without_netns_is_an_error_at_attach_and_lost_at_detach(
+    lab: Lab, mover: NetdevMover
+) -> None:
+    lab.veth("hv0", "hv0p")
+    dev = lab.device("hv0")
+    snap = await mover.snapshot(dev)
+    no_ns = lab.pod_sandbox().__class__(uid="u", name="p", namespace="d", netns=None)
+    with pytest.raises(DeviceError) as info:
+        await mover.attach(dev, no_ns, snap)
+    assert info.value.step == "netns"
+    # detach with no netns: the device is home already, so it is only restored
+    await mover.detach(dev, no_ns, snap)
+    assert ipj(lab.node, "link", "show", "dev", "hv0")[0]["ifname"] == "hv0"
+    assert mover.lost == []

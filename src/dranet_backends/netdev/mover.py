@@ -155,6 +155,8 @@ class NetdevMover:
     ) -> None:
         self._host_fd = open_netns(host_netns)
         self._host_path = host_netns
+        own, host = os.stat(SELF_NETNS), os.fstat(self._host_fd)
+        self._host_is_self = (own.st_dev, own.st_ino) == (host.st_dev, host.st_ino)
         self._proc_sys = proc_sys
         self._hook = step_hook
         self._host: Rtnl | None = None
@@ -186,6 +188,13 @@ class NetdevMover:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    async def _in_host_ns(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` in the host netns: inline when that is this thread's own netns (procfs and
+        ioctl calls of microseconds), else in a thread that entered it."""
+        if self._host_is_self:
+            return fn()
+        return await run_in_netns(self._host_fd, fn)
 
     async def _host_rtnl(self) -> Rtnl:
         if self._host is None:
@@ -226,6 +235,12 @@ class NetdevMover:
 
     @staticmethod
     def _same(link: Any, snap: HostSnapshot, cfg_mac: str | None = None) -> bool:
+        """Whether ``link`` is the snapshot's device: same permanent MAC, else same PCI
+        function, else same kind and a MAC it may carry (the host's or the configured one).
+
+        Neither a name nor an ifindex is proof: both are per netns, and a device that moves
+        into a netns where its ifindex is taken gets a new one.
+        """
         ident = link_identity(link)
         if snap.perm_mac and ident["perm_mac"]:
             return bool(ident["perm_mac"] == snap.perm_mac)
@@ -234,27 +249,31 @@ class NetdevMover:
         if ident["kind"] != snap.kind:
             return False
         macs = {m.lower() for m in (snap.mac, cfg_mac) if m}
-        return bool(ident["ifindex"] == snap.ifindex or (ident["mac"] or "").lower() in macs)
+        return (ident["mac"] or "").lower() in macs
 
     async def _find_home(
-        self, snap: HostSnapshot, *, scan: bool = False, pod_name: str | None = None
+        self,
+        snap: HostSnapshot,
+        *,
+        scan: bool = False,
+        pod_name: str | None = None,
+        cfg_mac: str | None = None,
     ) -> Any | None:
+        """The device in the host netns, by ifindex, then by name (original, temporary, pod
+        name), then (``scan``) among all links: a device back from a dead netns as devN."""
         host = await self._host_rtnl()
         link = await host.link_get(index=snap.ifindex)
-        if link is not None and self._same(link, snap):
+        if link is not None and self._same(link, snap, cfg_mac):
             return link
         for name in (snap.ifname, temp_name(snap.ifindex), pod_name):
             if name is None:
                 continue
             link = await host.link_get(ifname=name)
-            if link is not None and self._same(link, snap):
+            if link is not None and self._same(link, snap, cfg_mac):
                 return link
-        if scan:  # a physical device back from a dead netns, maybe as devN
+        if scan:
             for link in await host.link_dump():
-                ident = link_identity(link)
-                if (snap.perm_mac and ident["perm_mac"] == snap.perm_mac) or (
-                    snap.pci_address and ident["pci_address"] == snap.pci_address
-                ):
+                if self._same(link, snap, cfg_mac):
                     return link
         return None
 
@@ -265,6 +284,10 @@ class NetdevMover:
         link = await pod.link_get(index=snap.ifindex)
         if link is not None and self._same(link, snap, cfg_mac):
             return link
+        # moved under another name, or given another ifindex: a pod has few links
+        for link in await pod.link_dump():
+            if self._same(link, snap, cfg_mac):
+                return link
         return None
 
     # -- attach --------------------------------------------------------------------------
@@ -336,8 +359,8 @@ class NetdevMover:
     async def _move_in(self, ctx: _Attach) -> None:
         iface = ctx.cfg.interface
         extra = link_attrs(iface)
-        home = await self._find_home(ctx.snap)
         cfg_mac = iface.hardware_addr if iface else None
+        home = await self._find_home(ctx.snap, cfg_mac=cfg_mac)
         if home is not None:
             host = await self._host_rtnl()
             await host.link_set(
@@ -616,7 +639,9 @@ class NetdevMover:
             if link is not None:
                 await self._wrap(device, "return", self._return(pod, int(link["index"]), snap))
                 fresh = True
-        home = await self._wrap(device, "detach", self._find_home(snap, scan=pod is None, pod_name=name))
+        home = await self._wrap(
+            device, "detach", self._find_home(snap, scan=pod is None, pod_name=name, cfg_mac=cfg_mac)
+        )
         if home is None and pod is None:
             if snap.virtual:
                 log.warning(
@@ -631,14 +656,22 @@ class NetdevMover:
             raise DeviceNotFoundError(
                 device.device, "detach", f"{snap.ifname} is neither in the pod nor on the host"
             )
-        eth = device.config.ethtool
-        touched = bool(eth and (eth.features or eth.private_flags))
-        await self._restore(device.device, snap, home, fresh=fresh, features_touched=touched)
+        await self._restore(device.device, snap, home, fresh=fresh)
 
     async def _return(self, pod: Rtnl, index: int, snap: HostSnapshot) -> None:
+        """Down in the pod, then one RTM_NEWLINK: home, original name, original ifindex.
+
+        The ifindex changes only if the pod had the original one taken; it is asked back
+        (``IFLA_NEW_IFINDEX``) when it is free at home.
+        """
         await pod.link_set(index, [], up=False)
+        extra: list[tuple[str, Any]] = []
+        if index != snap.ifindex and await (await self._host_rtnl()).link_get(index=snap.ifindex) is None:
+            extra.append(("IFLA_NEW_IFINDEX", snap.ifindex))
         try:
-            await pod.link_set(index, [("IFLA_NET_NS_FD", self._host_fd), ("IFLA_IFNAME", snap.ifname)])
+            await pod.link_set(
+                index, [("IFLA_NET_NS_FD", self._host_fd), ("IFLA_IFNAME", snap.ifname), *extra]
+            )
         except NetlinkFailure as exc:
             if exc.code != errno.EEXIST:
                 raise
@@ -648,22 +681,13 @@ class NetdevMover:
                 return
             tmp = temp_name(snap.ifindex)
             log.warning("%s is taken on the host; bringing the device home as %s", snap.ifname, tmp)
-            await pod.link_set(index, [("IFLA_NET_NS_FD", self._host_fd), ("IFLA_IFNAME", tmp)])
+            await pod.link_set(index, [("IFLA_NET_NS_FD", self._host_fd), ("IFLA_IFNAME", tmp), *extra])
 
-    async def _restore(
-        self,
-        device: str,
-        snap: HostSnapshot,
-        link: Any,
-        *,
-        fresh: bool = False,
-        features_touched: bool = True,
-    ) -> None:
+    async def _restore(self, device: str, snap: HostSnapshot, link: Any, *, fresh: bool = False) -> None:
         """Restore ``snap`` on home device ``link``.
 
         ``fresh``: the device has just arrived from another netns, so its sysctls are the host
-        defaults (the kernel re-creates them); only those that differ are written, and with
-        ``features_touched`` false the ethtool state is known unchanged: then no thread runs.
+        netns defaults (the kernel re-creates them); only those that differ are written.
         """
         host = await self._host_rtnl()
         index = int(link["index"])
@@ -684,11 +708,10 @@ class NetdevMover:
             sysctls = dict(snap.sysctls)
             if fresh and snap.sysctl_defaults:
                 sysctls = {k: v for k, v in sysctls.items() if snap.sysctl_defaults.get(k) != v}
-            features = features_touched or not fresh
-            if sysctls or (features and (snap.features or snap.private_flags)):
-                await run_in_netns(
-                    self._host_fd, lambda: self._restore_in_ns(cur_name, snap, sysctls, features)
-                )
+            if sysctls or snap.features or snap.private_flags:
+                # features are always compared: a netns move itself may change some (veth
+                # drops GRO), whatever the config asked for
+                await self._in_host_ns(lambda: self._restore_in_ns(cur_name, snap, sysctls))
             step = "restore:addresses"
             await self._restore_addresses(host, index, snap)
             step = "restore:up"
@@ -758,12 +781,10 @@ class NetdevMover:
             out.append(("IFLA_ADDRESS", snap.mac))
         return out
 
-    def _restore_in_ns(
-        self, ifname: str, snap: HostSnapshot, sysctls: Mapping[str, int], features: bool
-    ) -> None:
+    def _restore_in_ns(self, ifname: str, snap: HostSnapshot, sysctls: Mapping[str, int]) -> None:
         if sysctls:
             sysctl.write_device(ifname, sysctls, self._proc_sys, optional=tuple(sysctls))
-        if features and (snap.features or snap.private_flags):
+        if snap.features or snap.private_flags:
             with ethtool.inet_socket() as sock:
                 if snap.features:
                     cur = ethtool.get_features(sock, ifname)

@@ -175,10 +175,18 @@ class Rtnl:
         """A client for netns ``ns_fd``; close it with :meth:`aclose`."""
         sock = await rtnl_socket(ns_fd)
         try:
-            return cls(sock)
+            rtnl = cls(sock)
         except BaseException:
             sock.close()
             raise
+        try:
+            # pyroute2 sets its transport up lazily on the first request, and two concurrent
+            # first requests would each make one (leaking the other): do it once, here
+            await rtnl._ipr.setup_endpoint()
+        except BaseException:
+            await rtnl.aclose()
+            raise
+        return rtnl
 
     async def aclose(self) -> None:
         """Close the client and its socket (idempotent)."""
