@@ -499,13 +499,15 @@ async def test_concurrent_attach_and_detach_of_several_devices(lab: Lab, mover: 
         for i, name in enumerate(names)
     ]
     snaps = await asyncio.gather(*(mover.snapshot(d) for d in devs))
-    results = await asyncio.gather(*(mover.attach(d, lab.pod_sandbox(), s) for d, s in zip(devs, snaps)))
+    results = await asyncio.gather(
+        *(mover.attach(d, lab.pod_sandbox(), s) for d, s in zip(devs, snaps, strict=True))
+    )
     for i, res in enumerate(results):
         assert res.network_data is not None
         assert res.network_data.interface_name == f"net{i}"
         assert res.network_data.ips == (f"192.0.{2 + i}.5/24",)
         assert ipj(lab.pod, "link", "show", "dev", f"net{i}")[0]["mtu"] == 1300 + i
-    await asyncio.gather(*(mover.detach(d, lab.pod_sandbox(), s) for d, s in zip(devs, snaps)))
+    await asyncio.gather(*(mover.detach(d, lab.pod_sandbox(), s) for d, s in zip(devs, snaps, strict=True)))
     assert {name: host_state(lab.node, name) for name in names} == before
 
 
