@@ -10,6 +10,7 @@ import pytest
 from fakeapi import FakeApiServer, validate_resource_slice
 from kube_testing import (
     DRIVER,
+    FAST,
     NODE,
     SLICES,
     add_node,
@@ -359,3 +360,32 @@ def test_driver_and_node_names_are_validated(fake_api_client: Any) -> None:
         KubeStatusPublisher(fake_api_client, driver_name=DRIVER, node_name="bad_node")
     with pytest.raises(ValueError, match="max_devices_per_slice"):
         PublisherSettings(max_devices_per_slice=129)
+
+
+async def test_watch_resumes_and_survives_expired_history(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    add_node(fake_api)
+    pub = make_publisher(fake_api_client, settings=attrs.evolve(FAST, watch_timeout=1))
+    async with running(pub):
+        await pub.publish_devices(devices(3))
+        await idle(pub)
+        watches = [r for r in fake_api.requests_for("resourceslices") if r.is_watch]
+        assert len(watches) == 1 and watches[0].query["resourceVersion"]
+        # the stream times out and resumes from the last resourceVersion; meanwhile history is lost
+        fake_api.put_object(
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "other"}}
+        )  # rv moves on
+        fake_api.compact()
+
+        def lists() -> int:
+            return sum(1 for r in fake_api.requests_for("resourceslices", method="GET") if not r.is_watch)
+
+        assert lists() == 1
+        # the resumed watch gets 410 Expired: a fresh list, then a watch from its resourceVersion
+        await eventually(lambda: lists() == 2, limit=8)
+        await eventually(lambda: fake_api.requests[-1].is_watch)
+        assert fake_api.requests[-1].query["resourceVersion"] == str(fake_api.resource_version)
+        victim = f"{NODE}-{DRIVER}-0"
+        fake_api.delete_object("resourceslices", victim)
+        await eventually(lambda: fake_api.get_object("resourceslices", victim) is not None)

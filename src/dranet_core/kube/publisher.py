@@ -180,6 +180,19 @@ class _SliceEvent:
     resource_version: str
 
 
+def _newer(event_rv: str, known_rv: str) -> bool:
+    """Whether an event's resourceVersion differs from ours and is not an older one.
+
+    resourceVersions are opaque; when both are integers (they are etcd revisions in practice)
+    an older event is one we have already seen the outcome of.
+    """
+    if event_rv == known_rv:
+        return False
+    if event_rv.isdigit() and known_rv.isdigit():
+        return int(event_rv) > int(known_rv)
+    return True
+
+
 class KubeStatusPublisher:
     """Publishes ResourceSlices, claim device status and events to the API server.
 
@@ -221,6 +234,9 @@ class KubeStatusPublisher:
         self._slices_wanted = asyncio.Event()
         self._dirty_seq = 0
         self._watch_enabled = asyncio.Event()
+        self._watch_rv: str | None = None
+        self._list_rv: str | None = None
+        self._lists = 0
         self._skipped: tuple[SkippedDevice, ...] = ()
         self._layout: dict[str, int] = {}
         self._bodies: BodyCache = {}
@@ -439,7 +455,7 @@ class KubeStatusPublisher:
             elif ev.type == "RESYNC":
                 stale = True
             else:
-                stale = known is None or known.resource_version != ev.resource_version
+                stale = known is None or _newer(ev.resource_version, known.resource_version)
             if stale:
                 log.info("ResourceSlice %s: %s by someone else; re-listing", ev.name, ev.type.lower())
                 self._existing = None
@@ -453,6 +469,9 @@ class KubeStatusPublisher:
             request_timeout=self.settings.request_timeout,
         )
         self._ok()
+        self._lists += 1
+        self._signal_progress()
+        self._list_rv = str((got.get("metadata") or {}).get("resourceVersion") or "") or None
         out: dict[str, ExistingSlice] = {}
         for obj in got.get("items") or []:
             s = existing_from_object(obj, node=self.node_name, driver=self.driver_name)
@@ -554,38 +573,59 @@ class KubeStatusPublisher:
         return True
 
     async def _watch_loop(self) -> None:
+        """Watch our slices from the resourceVersion of a list, so no change can slip between.
+
+        A stream that ends (``watch_timeout``) is resumed from the last event seen; a 410
+        (history compacted) or any error makes it start over from a fresh list.
+        """
         backoff = Backoff(self.settings.backoff_initial, self.settings.backoff_max)
+        loop = asyncio.get_running_loop()
         while True:
             await self._watch_enabled.wait()
+            if self._watch_rv is None:
+                await self._wait_for_fresh_list()
+                self._watch_rv = self._list_rv
+            started = loop.time()
             try:
-                await self._ensure_api_version()
-                await self._watch_once(backoff)
-            except KubeApiError as exc:
-                self._failed("watching ResourceSlices", exc)
+                await self._watch_once()
+            except (KubeApiError, ApiException, aiohttp.ClientError, TimeoutError, OSError) as exc:
+                err = api_error("watch ResourceSlices", exc)
+                self._watch_rv = None
+                if err.status != 410:
+                    self._failed("watching ResourceSlices", err)
+                    await self._sleep(backoff.next())
+                continue
+            if loop.time() - started < 1.0:  # a server closing streams at once must not make us spin
                 await self._sleep(backoff.next())
-            except (ApiException, aiohttp.ClientError, TimeoutError, OSError) as exc:
-                self._failed("watching ResourceSlices", api_error("watch ResourceSlices", exc))
-                await self._sleep(backoff.next())
+            else:
+                backoff.reset()
 
-    async def _watch_once(self, backoff: Backoff) -> None:
+    async def _wait_for_fresh_list(self) -> None:
+        """Have the slice loop re-list, and wait until it has."""
+        before = self._lists
+        self._slice_events.append(_SliceEvent("RESYNC", "", "", ""))
+        self._mark_slices_dirty()
+        while self._lists == before:
+            progress = self._progress
+            await progress.wait()
+
+    async def _watch_once(self) -> None:
         w = watch.Watch(return_type="object")  # raw dicts: no model building per event
         async with w.stream(
             self._resource_api().list_resource_slice,
             field_selector=self._selector,
+            resource_version=self._watch_rv,
             timeout_seconds=self.settings.watch_timeout,
         ) as stream:
-            # a new connection: whatever happened while we were not watching, re-list once
-            self._slice_events.append(_SliceEvent("RESYNC", "", "", ""))
-            self._mark_slices_dirty()
             async for ev in stream:
-                backoff.reset()
                 raw = ev.get("raw_object") or {}
                 meta = raw.get("metadata") or {}
+                rv = str(meta.get("resourceVersion", ""))
+                if rv:
+                    self._watch_rv = rv
                 if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                    self._slice_events.append(_SliceEvent(
-                        ev["type"], str(meta.get("name", "")), str(meta.get("uid", "")),
-                        str(meta.get("resourceVersion", "")),
-                    ))
+                    name, uid = str(meta.get("name", "")), str(meta.get("uid", ""))
+                    self._slice_events.append(_SliceEvent(ev["type"], name, uid, rv))
                     self._mark_slices_dirty()
 
     # ------------------------------------------------------------------ claim status
