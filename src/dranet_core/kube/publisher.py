@@ -17,8 +17,9 @@ supervised coroutine that does the I/O, in four loops under one ``TaskGroup``:
     Watches the same slices. A slice of ours deleted or changed by someone else (the kubelet
     wipes a driver's slices at its start and 30 s after losing the plugin) or a stranger
     slice makes the slice loop re-list and repair. Events are judged by the slice loop, after
-    its own writes are recorded, so our own writes never cause extra writes. Every
-    (re)connection also re-lists once, so nothing missed while disconnected stays broken.
+    its own writes are recorded, so our own writes never cause extra writes. The watch starts
+    at the resourceVersion of a list and resumes from the last event it saw, so nothing can
+    slip between; after a 410 (history gone) or an error it starts over from a fresh list.
 ``claims``
     Claim device status (KEP-4817) by server-side apply on ``resourceclaims/<name>/status``
     with field manager = driver name and ``force``; one apply per claim for all its devices.
@@ -95,7 +96,7 @@ class PublisherSettings:
     backoff_max: float = attrs.field(default=30.0, validator=_positive)
     """Longest retry delay."""
     watch_timeout: int = attrs.field(default=300)
-    """``timeoutSeconds`` of the slice watch; it reconnects (and re-lists once) after that."""
+    """``timeoutSeconds`` of the slice watch; the stream then resumes from its last event."""
     owner_reference: bool = True
     """Make the Node the owner of the slices (needs one GET of the Node)."""
     event_burst: int = 5
