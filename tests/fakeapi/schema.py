@@ -153,7 +153,7 @@ def validate_resource_slice(obj: dict[str, Any], version: str = "v1") -> list[Ca
 def _spec_causes(spec: dict[str, Any]) -> list[Cause]:
     out: list[Cause] = []
     driver = spec.get("driver")
-    if not (is_dns_subdomain(driver) and len(driver) <= 63):
+    if not (isinstance(driver, str) and is_dns_subdomain(driver) and len(driver) <= 63):
         out.append(Cause("spec.driver", f"Invalid value: {driver!r}: must be a DNS subdomain of <= 63"))
     pool = spec.get("pool")
     if not isinstance(pool, dict):
@@ -198,7 +198,7 @@ def _devices_causes(spec: dict[str, Any], version: str) -> list[Cause]:
         limit = MAX_DEVICES_WITH_TAINTS_OR_COUNTERS
     if len(devices) > limit:
         out.append(Cause("spec.devices", f"Too many: {len(devices)}: must have at most {limit} items"))
-    seen: set[str] = set()
+    seen: set[Any] = set()
     for i, device in enumerate(devices):
         if not isinstance(device, dict):
             out.append(Cause(f"spec.devices[{i}]", "must be an object"))
