@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -435,3 +436,24 @@ async def test_big_update_containers(harness: Harness) -> None:
     assert await harness.plugin.update_containers(updates) == []
     [upd] = s.updates
     assert len(upd[1]) == 200 and s.violations == []
+
+
+async def test_connection_lost_during_slow_run_keeps_the_work(harness: Harness) -> None:
+    """containerd treats a lost plugin as success for the event: the late run must not be undone."""
+    rec = Recorder()
+    s = await harness.start(rec, request_timeout=2.0)
+    rec.delay = 0.3
+    call = asyncio.create_task(s.run_pod_sandbox(pod(6)))
+    await asyncio.sleep(0.1)
+    s.close()  # the runtime drops the plugin mid-call
+    with contextlib.suppress(ConnectionResetError):
+        await call
+    assert harness.plugin is not None and harness.peer is not None
+    await harness.peer.wait_ready(count=2)
+    for _ in range(100):
+        if harness.plugin.health().late_completions:
+            break
+        await asyncio.sleep(0.01)
+    h = harness.plugin.health()
+    assert (h.late_completions, h.late_compensations) == (1, 0)
+    assert [w for w, _ in rec.calls] == ["run"]

@@ -16,8 +16,10 @@ Contracts shared by every method:
   then **undone**: containerd tears down a sandbox whose NRI RunPodSandbox failed without
   sending StopPodSandbox/RemovePodSandbox to plugins, so once the late run has finished the
   plugin calls the handler's own ``stop_pod_sandbox`` and ``remove_pod_sandbox`` for that
-  sandbox (``NriHealth.late_compensations``). Only :meth:`NriPlugin.aclose` cancels handler
-  work, after its grace period; a handler must roll back on cancellation.
+  sandbox (``NriHealth.late_compensations``). If the connection is lost mid-call instead, the
+  runtime proceeds as if the event succeeded, so that work is kept, not undone. Only
+  :meth:`NriPlugin.aclose` cancels handler work, after its grace period; a handler must roll
+  back on cancellation.
 * **Identity.** The kubelet retries a failed sandbox with a *new* sandbox (new ``pod.id``, same
   ``pod.uid``); key attach state on ``pod.id`` where a late undo could meet a retry.
 * **Errors.** Raise :class:`~dranet_core.errors.RpcError` to choose the status code; any

@@ -527,11 +527,13 @@ class NriPlugin:
         try:
             done, _ = await asyncio.wait({task}, timeout=max(until - loop.time(), 0.0))
         except asyncio.CancelledError:
+            # The connection went away (or we are closing). The runtime treats a lost plugin as
+            # success for this event, so the work is still wanted: no undo.
             if not task.done():
-                self._adopt_late(key, what, task, late)
+                self._adopt_late(key, what, task, None)
             raise
         if not done:
-            self._adopt_late(key, what, task, late)
+            self._adopt_late(key, what, task, late)  # the runtime gets an error: undo a late run
             raise RpcError(
                 DEADLINE_EXCEEDED,
                 f"{what} for {key} did not finish within {budget:.2f}s (runtime request timeout "
