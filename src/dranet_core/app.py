@@ -164,6 +164,7 @@ class Driver:
             self.server = ObservabilityServer(
                 settings.observability.bind_address, health=self.health, metrics=self.metrics
             )
+        self._api_publisher: Any = publisher if hasattr(type(publisher), "health") else None
         self._pinned: set[str] = set()
         self.started_at: float | None = None
         self.ready_at: float | None = None
@@ -226,10 +227,22 @@ class Driver:
             else:
                 self._synchronized = self._synchronized and nri.registered
                 self.health.failing("nri", nri.last_error or "connecting to the runtime")
+            if self._api_publisher is not None:
+                self._mirror_api_health(self._api_publisher.health)
             if self.ready_at is None and self.health.ready and self.started_at is not None:
                 self.ready_at = time.monotonic()
                 log.info("driver ready in %.2fs", self.ready_at - self.started_at)
             await asyncio.sleep(0.1)
+
+    def _mirror_api_health(self, h: Any) -> None:
+        """The API publisher's state as the ``apiserver`` part (duck-typed PublisherHealth)."""
+        failing = h.last_error is not None and (h.last_success_time or 0) <= (h.last_error_time or 0)
+        if failing:
+            self.health.failing("apiserver", f"{h.last_error} (retrying)")
+        elif h.slices_in_sync:
+            self.health.ok("apiserver", f"{h.published_devices} devices in {h.published_slices} slice(s)")
+        else:
+            self.health.failing("apiserver", "publishing ResourceSlices")
 
     # --- lifecycle ---
 
@@ -243,6 +256,8 @@ class Driver:
         self._journal_changed()
         for part in ("kubelet", "nri", "inventory"):
             self.health.register(part)
+        if self._api_publisher is not None:
+            self.health.register("apiserver")
         async with Supervisor(health=self.health, clock=self.clock) as sup:
             if self.server is not None:
                 sup.start(Job(name="observability server", run=self.server.serve))

@@ -173,3 +173,62 @@ async def test_shutdown_removes_the_sockets(short_tmp: Path, running: Running) -
     await asyncio.wait_for(running.task, 10)
     assert not reg.exists()
     assert not dra.exists()
+
+
+async def test_api_server_down_shows_in_health_and_recovers(short_tmp: Path, fake_api: Any) -> None:
+    from fakeapi import write_kubeconfig
+
+    from dranet_core.app import kube_environment
+
+    fake_api.put_object({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-h"}})
+    settings = Settings(
+        kube=KubeSettings(
+            node_name="node-h", kubeconfig=str(write_kubeconfig(short_tmp / "kc", fake_api.url))
+        ),
+        kubelet=KubeletSettings(root_dir=short_tmp / "kubelet"),
+        nri=NriSettings(socket_path=short_tmp / "nri.sock"),
+        checkpoint=CheckpointSettings(db_path=None),
+        observability=ObservabilitySettings(bind_address=""),
+        shutdown=ShutdownSettings(grace_period=1.0),
+    )
+    runtime = NriRuntimePeer(settings.nri.socket_path)
+    kubelet = KubeletPeer(settings.kubelet.registry_dir() / "dra.net-reg.sock")
+    stop = asyncio.Event()
+
+    async def part(name: str) -> tuple[bool, str]:
+        st = driver.health.snapshot()[name]
+        return st.ok, st.detail
+
+    async with kube_environment(settings) as (publisher, claims):
+        driver = Driver(settings, backends=[FakeDiscovery(3)], publisher=publisher, claim_source=claims)
+        async with asyncio.TaskGroup() as tg:
+            rt = tg.create_task(runtime.serve())
+            drv = tg.create_task(driver.run(stop=stop))
+            try:
+                await kubelet.register()
+                await asyncio.wait_for(driver.health.wait_ready(), 10)
+                assert await part("apiserver") == (True, "3 devices in 1 slice(s)")
+                assert len(fake_api.list_objects("resourceslices")) == 1
+
+                await fake_api.go_down()
+                await driver.publisher.publish_devices([])  # something to write while it is down
+
+                async def api_failing() -> bool:
+                    ok, _ = await part("apiserver")
+                    return not ok and not driver.health.ready
+
+                await _until(api_failing, "apiserver part failing while the API server is down")
+                assert "retrying" in (await part("apiserver"))[1]
+
+                await fake_api.come_back()
+
+                async def api_ok() -> bool:
+                    return (await part("apiserver"))[0]
+
+                await _until(api_ok, "apiserver part ok again", within=30)
+                assert (await part("apiserver"))[1] == "0 devices in 1 slice(s)"
+            finally:
+                kubelet.close()
+                stop.set()
+                await drv
+                rt.cancel()
