@@ -2,7 +2,7 @@
 
 :func:`event_object` builds a core/v1 ``Event`` (the kind ``kubectl describe`` shows) from
 an :class:`~dranet_core.status.EventRecord`: ``involvedObject`` (kind, namespace, name, uid,
-apiVersion ``v1`` for pods, ``resource.k8s.io/v1`` for claims), reason, message (at most 1 KiB,
+apiVersion ``v1`` for pods, ``resource.k8s.io/<served version>`` for claims), reason, message (at most 1 KiB,
 as client-go's recorder truncates), type, ``source`` and ``reportingComponent`` = driver name,
 ``reportingInstance``/``source.host`` = node, first/last timestamps, count 1. The name is
 ``<object>.<hex nanoseconds>`` like client-go's.
@@ -28,14 +28,17 @@ from dranet_core.types import JSON
 __all__ = ["MAX_EVENT_MESSAGE", "EventLimiter", "event_object"]
 
 MAX_EVENT_MESSAGE: Final = 1024
-_API_VERSIONS: Final = {"Pod": "v1", "ResourceClaim": "resource.k8s.io/v1"}
 _SERIALIZER: Final = ApiClient.__new__(ApiClient)  # stateless use: sanitize_for_serialization only
 
 
 def event_object(
-    event: EventRecord, *, driver: str, node: str, now: datetime | None = None
+    event: EventRecord, *, driver: str, node: str, now: datetime | None = None, resource_version: str = "v1"
 ) -> dict[str, JSON]:
-    """The core/v1 Event (JSON) for ``event``, reported by ``driver`` on ``node``."""
+    """The core/v1 Event (JSON) for ``event``, reported by ``driver`` on ``node``.
+
+    ``resource_version`` is the resource.k8s.io version the server serves (for a claim's
+    ``involvedObject.apiVersion``).
+    """
     when = now or datetime.now(UTC)
     message = event.message
     if len(message) > MAX_EVENT_MESSAGE:
@@ -46,7 +49,7 @@ def event_object(
         kind="Event",
         metadata=V1ObjectMeta(name=f"{event.name}.{time.time_ns():x}", namespace=event.namespace),
         involved_object=V1ObjectReference(
-            api_version=_API_VERSIONS.get(event.kind, "v1"),
+            api_version=f"resource.k8s.io/{resource_version}" if event.kind == "ResourceClaim" else "v1",
             kind=event.kind,
             name=event.name,
             namespace=event.namespace,

@@ -702,7 +702,8 @@ class KubeStatusPublisher:
                 continue
             job = self._events[0]
             ev = job.event
-            body = event_object(ev, driver=self.driver_name, node=self.node_name, now=self._now())
+            body = event_object(ev, driver=self.driver_name, node=self.node_name, now=self._now(),
+                                resource_version=self._api_version or "v1")
             try:
                 await call_raw(f"create Event for {ev.kind} {ev.namespace}/{ev.name}",
                                core.create_namespaced_event, ev.namespace, body,
