@@ -309,8 +309,8 @@ async def _until_gone(lab: Lab, ifname: str) -> None:
     raise AssertionError(f"{ifname} still exists 5 s after its peer's netns was deleted")
 
 
-class _Crash(Exception):
-    """Stands for the process dying: not a step failure, so no rollback runs."""
+class _Crash(BaseException):
+    """Stands for the process dying (like a cancellation or exit): no rollback runs."""
 
 
 async def test_attach_resumes_after_a_crash_half_way(lab: Lab) -> None:
@@ -551,3 +551,88 @@ async def test_pod_without_netns_is_an_error_at_attach_and_lost_at_detach(
     await mover.detach(dev, no_ns, snap)
     assert ipj(lab.node, "link", "show", "dev", "hv0")[0]["ifname"] == "hv0"
     assert mover.lost == []
+
+
+@pytest.mark.parametrize("step", ["return", "restore:link", "restore:addresses", "restore:routes"])
+async def test_detach_resumes_after_a_crash_half_way(lab: Lab, step: str) -> None:
+    _rich_host(lab)
+    before = host_state(lab.node, "hv0")
+
+    async def crash(device: str, at: str) -> None:
+        if at == step:
+            raise _Crash(at)
+
+    dev = lab.device("hv0", FULL)
+    first = NetdevMover(host_netns=f"/run/netns/{lab.node}", step_hook=crash)
+    try:
+        snap = await first.snapshot(dev)
+        await first.attach(dev, lab.pod_sandbox(), snap)
+        with pytest.raises(_Crash):
+            await first.detach(dev, lab.pod_sandbox(), snap)
+    finally:
+        await first.aclose()
+    second = NetdevMover(host_netns=f"/run/netns/{lab.node}")
+    try:
+        await second.detach(dev, lab.pod_sandbox(), snap)
+    finally:
+        await second.aclose()
+    assert host_state(lab.node, "hv0") == before
+    assert [link for link in ipj(lab.pod, "link", "show") if link["ifname"] != "lo"] == []
+
+
+async def test_restore_failure_names_the_restore_step_and_a_retry_completes(lab: Lab) -> None:
+    _rich_host(lab)
+    before = host_state(lab.node, "hv0")
+    fail = True
+
+    async def hook(device: str, at: str) -> None:
+        if fail and at == "restore:routes":
+            raise OSError(errno.EIO, "injected restore failure")
+
+    m = NetdevMover(host_netns=f"/run/netns/{lab.node}", step_hook=hook)
+    try:
+        dev = lab.device("hv0", FULL)
+        snap = await m.snapshot(dev)
+        await m.attach(dev, lab.pod_sandbox(), snap)
+        with pytest.raises(DeviceError) as info:
+            await m.detach(dev, lab.pod_sandbox(), snap)
+        assert info.value.step == "restore:routes"
+        assert "injected restore failure" in info.value.reason
+        fail = False
+        await m.detach(dev, lab.pod_sandbox(), snap)
+    finally:
+        await m.aclose()
+    assert host_state(lab.node, "hv0") == before
+
+
+async def test_unknown_private_flag_fails_the_ethtool_step_naming_it(lab: Lab, mover: NetdevMover) -> None:
+    _rich_host(lab)
+    before = host_state(lab.node, "hv0")
+    dev = lab.device("hv0", NetworkConfig(ethtool=EthtoolConfig(private_flags={"no-such-flag": True})))
+    snap = await mover.snapshot(dev)
+    with pytest.raises(DeviceError) as info:
+        await mover.attach(dev, lab.pod_sandbox(), snap)
+    assert info.value.step == "ethtool"
+    assert "no-such-flag" in info.value.reason
+    assert host_state(lab.node, "hv0") == before
+
+
+async def test_a_bug_in_a_step_still_rolls_back(lab: Lab) -> None:
+    lab.veth("hv0", "hv0p")
+    lab.ip(lab.node, "addr", "add", "192.0.2.5/24", "dev", "hv0")
+    before = host_state(lab.node, "hv0")
+
+    async def bug(device: str, at: str) -> None:
+        if at == "up":
+            raise TypeError("a programming error")
+
+    m = NetdevMover(host_netns=f"/run/netns/{lab.node}", step_hook=bug)
+    try:
+        dev = lab.device("hv0")
+        snap = await m.snapshot(dev)
+        with pytest.raises(DeviceError) as info:
+            await m.attach(dev, lab.pod_sandbox(), snap)
+    finally:
+        await m.aclose()
+    assert info.value.step == "up"
+    assert host_state(lab.node, "hv0") == before

@@ -81,7 +81,9 @@ ATTACH_STEPS: Final = (
     "readback",
 )
 StepHook = Callable[[str, str], Awaitable[None]]
-"""Called as ``hook(device, step)`` before each attach step; raising fails that step (tests)."""
+"""Called as ``hook(device, step)`` before each attach step (:data:`ATTACH_STEPS`) and each
+detach step (``return``, ``restore:name`` ... ``restore:neighbors``); raising fails that step.
+A test seam for failure and crash injection."""
 
 _IFA_F_PERMANENT: Final = 0x80
 _IFA_RESTORE_FLAGS: Final = 0x02 | 0x10 | 0x100 | 0x200  # nodad, homeaddress, mngtmpaddr, noprefixroute
@@ -114,11 +116,20 @@ def _family(addr: str) -> int:
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
+_TRANSIENT: Final = frozenset({errno.EBUSY, errno.EAGAIN, errno.ENOBUFS, errno.EINTR})
+
+
 class _StepFailed(Exception):
-    def __init__(self, step: str, reason: str) -> None:
+    def __init__(self, step: str, reason: str, temporary: bool = False) -> None:
         super().__init__(f"{step}: {reason}")
         self.step = step
         self.reason = reason
+        self.temporary = temporary
+
+
+def _is_transient(exc: BaseException) -> bool:
+    code = getattr(exc, "code", None) if isinstance(exc, NetlinkFailure) else getattr(exc, "errno", None)
+    return code in _TRANSIENT
 
 
 @attrs.define
@@ -320,14 +331,16 @@ class NetdevMover:
             os.close(pod_fd)
 
     async def _step(self, ctx: _Attach, step: str, action: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one attach step; any ``Exception`` fails it (and rolls back). A
+        ``BaseException`` (cancellation, exit) does not: attach is resumable instead."""
         try:
             if self._hook is not None:
                 await self._hook(ctx.device.device, step)
             return await action()
-        except (NetlinkFailure, OSError, ValueError, KeyError) as exc:
-            raise _StepFailed(step, f"{ctx.name}: {exc}") from exc
         except DeviceError as exc:
-            raise _StepFailed(step, exc.reason) from exc
+            raise _StepFailed(step, exc.reason, exc.temporary) from exc
+        except Exception as exc:
+            raise _StepFailed(step, f"{ctx.name}: {exc}", _is_transient(exc)) from exc
 
     async def _attach(self, ctx: _Attach) -> AttachResult:
         try:
@@ -346,14 +359,16 @@ class NetdevMover:
             reason = failed.reason
             try:
                 await self._rollback(ctx)
-            except (DeviceError, NetlinkFailure, OSError) as exc:
+            except Exception as exc:
                 reason = f"{reason}; rollback failed: {exc}"
                 log.error("attach rollback of %s failed: %s", ctx.device.device, exc)
             else:
                 log.warning(
                     "attach of %s failed at %s; rolled back: %s", ctx.device.device, failed.step, reason
                 )
-            raise DeviceError(ctx.device.device, failed.step, reason) from failed.__cause__
+            raise DeviceError(
+                ctx.device.device, failed.step, reason, temporary=failed.temporary
+            ) from failed.__cause__
         return result
 
     async def _move_in(self, ctx: _Attach) -> None:
@@ -628,7 +643,12 @@ class NetdevMover:
         try:
             return await coro
         except (NetlinkFailure, OSError, ValueError) as exc:
-            raise DeviceError(device.device, step, str(exc)) from exc
+            raise DeviceError(device.device, step, str(exc), temporary=_is_transient(exc)) from exc
+
+    async def _at(self, device: str, step: str) -> None:
+        """The step hook for detach/restore steps (``return``, ``restore:*``)."""
+        if self._hook is not None:
+            await self._hook(device, step)
 
     async def _bring_home(
         self, device: PreparedDevice, snap: HostSnapshot, pod: Rtnl | None, name: str, cfg_mac: str | None
@@ -637,6 +657,7 @@ class NetdevMover:
         if pod is not None:
             link = await self._wrap(device, "detach", self._find_in_pod(pod, snap, name, cfg_mac))
             if link is not None:
+                await self._wrap(device, "return", self._at(device.device, "return"))
                 await self._wrap(device, "return", self._return(pod, int(link["index"]), snap))
                 fresh = True
         home = await self._wrap(
@@ -697,14 +718,17 @@ class NetdevMover:
             cur_name = str(link.get("ifname"))
             if cur_name != snap.ifname:
                 step = "restore:name"
+                await self._at(device, step)
                 cur_name = await self._rename_home(host, index, snap, device)
                 up_now = False
             step = "restore:link"
+            await self._at(device, step)
             diff = self._link_diff(link, snap)
             if diff:
                 mac_change = any(a == "IFLA_ADDRESS" for a, _ in diff)
                 await host.link_set(index, diff, up=False if up_now and mac_change else None)
             step = "restore:sysctls+ethtool"
+            await self._at(device, step)
             sysctls = dict(snap.sysctls)
             if fresh and snap.sysctl_defaults:
                 sysctls = {k: v for k, v in sysctls.items() if snap.sysctl_defaults.get(k) != v}
@@ -713,15 +737,19 @@ class NetdevMover:
                 # drops GRO), whatever the config asked for
                 await self._in_host_ns(lambda: self._restore_in_ns(cur_name, snap, sysctls))
             step = "restore:addresses"
+            await self._at(device, step)
             await self._restore_addresses(host, index, snap)
             step = "restore:up"
+            await self._at(device, step)
             if snap.up:
                 await host.link_set(index, [], up=True)
             elif up_now:
                 await host.link_set(index, [], up=False)
             step = "restore:routes"
+            await self._at(device, step)
             await self._restore_routes(host, index, snap)
             step = "restore:rules"
+            await self._at(device, step)
             for rule in snap.rules:
                 kw = {k: v for k, v in attrs.asdict(rule).items() if v is not None}
                 for key in ("src", "dst"):
@@ -729,12 +757,13 @@ class NetdevMover:
                         kw.pop(f"{key}_len")
                 await host.rule_add(**kw)
             step = "restore:neighbors"
+            await self._at(device, step)
             for n in snap.neighbors:
                 await host.neigh_add(
                     dst=n.dst, lladdr=n.lladdr, ifindex=index, state=NUD_PERMANENT, family=_family(n.dst)
                 )
         except (NetlinkFailure, OSError, ValueError) as exc:
-            raise DeviceError(device, step, f"{snap.ifname}: {exc}") from exc
+            raise DeviceError(device, step, f"{snap.ifname}: {exc}", temporary=_is_transient(exc)) from exc
 
     @staticmethod
     async def _restore_addresses(host: Rtnl, index: int, snap: HostSnapshot) -> None:
