@@ -294,6 +294,8 @@ class PeerSession:
             self.violations.append("no RegisterPlugin")
             self.close()
             return
+        if self.peer.stall_after_register:
+            return  # a runtime that never configures the plugin
         cfg: list[tuple[int, pb.Value]] = [(2, era.runtime_name), (3, era.runtime_version),
                                            (4, int(self.peer.registration_timeout * 1000)),
                                            (5, int(self.peer.request_timeout * 1000))]
@@ -397,6 +399,7 @@ class RuntimePeer:
         self.sync_pods: list[FakePod] = []
         self.sync_containers: list[FakeContainer] = []
         self.sync_chunk: int | None = None
+        self.stall_after_register = False
         self.sessions: list[PeerSession] = []
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -427,6 +430,11 @@ class RuntimePeer:
                 await writer.wait_closed()
             if me is not None:
                 self._handlers.discard(me)
+
+    async def wait_sessions(self, count: int) -> None:
+        """Wait (10 s at most) until ``count`` plugin connections were accepted."""
+        async with asyncio.timeout(10), self._new_session:
+            await self._new_session.wait_for(lambda: len(self.sessions) >= count)
 
     async def wait_ready(self, count: int = 1) -> PeerSession:
         """Wait (10 s at most) until the ``count``-th session (1-based) has completed Synchronize."""

@@ -457,3 +457,32 @@ async def test_connection_lost_during_slow_run_keeps_the_work(harness: Harness) 
     h = harness.plugin.health()
     assert (h.late_completions, h.late_compensations) == (1, 0)
     assert [w for w, _ in rec.calls] == ["run"]
+
+
+async def test_runtime_that_never_configures(sock_path: str) -> None:
+    peer = RuntimePeer(sock_path)
+    peer.stall_after_register = True
+    await peer.start()
+    plugin = NriPlugin(Recorder(), socket_path=sock_path, registration_timeout=0.2,
+                       request_timeout_hint=0.1, handler_margin=0.05, reconnect_initial=0.05)
+    task = asyncio.create_task(plugin.run())
+    try:
+        await peer.wait_sessions(2)  # gave up on the first session and dialled again
+        assert "did not Configure" in (plugin.health().last_error or "")
+        assert not plugin.registered
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await plugin.aclose()
+        await peer.aclose()
+
+
+def test_inherited_socket_env() -> None:
+    from dranet_core.transport.unix import inherited_socket_fd
+
+    assert inherited_socket_fd({}) is None
+    assert inherited_socket_fd({"NRI_PLUGIN_SOCKET": "3"}) == 3
+    with pytest.raises(ValueError, match="NRI_PLUGIN_SOCKET"):
+        inherited_socket_fd({"NRI_PLUGIN_SOCKET": "three"})
+    with pytest.raises(ValueError, match="NRI_PLUGIN_SOCKET"):
+        inherited_socket_fd({"NRI_PLUGIN_SOCKET": "-1"})
