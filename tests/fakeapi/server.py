@@ -729,7 +729,7 @@ class FakeApiServer:
         old = self._get(route)
         if (obj.get("metadata") or {}).get("name") not in (None, route.name):
             raise HttpError(400, "BadRequest", "the name of the object does not match the name on the URL")
-        self._check_rv(route, (obj.get("metadata") or {}).get("resourceVersion"), old)
+        self._check_preconditions(route, obj.get("metadata") or {}, old, patch=False)
         obj["apiVersion"], obj["kind"] = old.get("apiVersion"), old.get("kind")
         new = self._merge_subresource(route, old, obj)
         return self._finish_update(route, old, new)
@@ -748,7 +748,7 @@ class FakeApiServer:
             ):
                 if not isinstance(rec.body, dict):
                     raise PatchError("merge patch body must be a JSON object")
-                self._check_rv(route, (rec.body.get("metadata") or {}).get("resourceVersion"), old)
+                self._check_preconditions(route, rec.body.get("metadata") or {}, old, patch=True)
                 patched = merge_patch(old, rec.body)
             else:
                 raise HttpError(415, "UnsupportedMediaType", f"unsupported patch type {rec.content_type!r}")
@@ -777,13 +777,34 @@ class FakeApiServer:
             raise HttpError(400, "BadRequest", "the name of the object does not match the name on the URL")
         return manager, config
 
-    def _check_preconditions(self, route: _Route, sent: dict[str, Any], old: dict[str, Any]) -> None:
-        """metadata.resourceVersion and metadata.uid in a patch are preconditions."""
+    def _check_preconditions(
+        self, route: _Route, sent: dict[str, Any], old: dict[str, Any], *, patch: bool
+    ) -> None:
+        """``metadata.resourceVersion`` must match (409). A different ``metadata.uid`` is a failed
+        precondition on PUT (409) and, as the real server does for patches, an attempt to
+        change an immutable field on PATCH (422)."""
         self._check_rv(route, sent.get("resourceVersion"), old)
         uid = old["metadata"].get("uid")
-        if sent.get("uid") not in (None, "", uid):
+        if sent.get("uid") in (None, "", uid):
+            return
+        if not patch:
             msg = f"Precondition failed: UID in precondition: {sent['uid']}, UID in object meta: {uid}"
             raise HttpError(409, "Conflict", msg)
+        name = route.name or ""
+        raise HttpError(
+            422,
+            "Invalid",
+            f'{route.info.kind}.{route.info.group} "{name}" is invalid: metadata.uid: '
+            f"Invalid value: {sent['uid']!r}: field is immutable",
+            {
+                "name": name,
+                "group": route.info.group,
+                "kind": route.info.kind,
+                "causes": [
+                    {"reason": "FieldValueInvalid", "message": "field is immutable", "field": "metadata.uid"}
+                ],
+            },
+        )
 
     def _apply(self, rec: RecordedRequest, route: _Route, key: Key) -> dict[str, Any]:
         manager, config = self._check_apply_request(rec, route)
@@ -805,7 +826,7 @@ class FakeApiServer:
         elif route.info.has_status:
             config = {k: v for k, v in config.items() if k != "status"}
         if key in self._store:
-            self._check_preconditions(route, rec.body.get("metadata") or {}, old)
+            self._check_preconditions(route, rec.body.get("metadata") or {}, old, patch=True)
         owner_key = f"{manager}/{route.subresource}" if route.subresource else manager
         owners = self._owners.get(key, {})
         try:

@@ -370,3 +370,23 @@ async def test_merge_patch_and_hang_released_by_go_down(
     await fake_api.go_down()
     with pytest.raises(aiohttp.ClientError):
         await asyncio.wait_for(task, 5)
+
+
+async def test_uid_in_body_guards_against_a_recreated_object(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    fake_api.put_object(claim())
+    api = client.ResourceV1Api(fake_api_client)
+    body = apply_body(dev_status("eth1"))
+    body["metadata"]["uid"] = "uid-of-an-older-claim"
+    with pytest.raises(ApiException) as exc:
+        await api.patch_namespaced_resource_claim_status(
+            "c1", "default", body, field_manager="dra.net", force=True, _content_type=SSA
+        )
+    assert exc.value.status == 422 and "metadata.uid" in exc.value.body
+    s = await client.ResourceV1Api(fake_api_client).create_resource_slice(slice_body("s1"))
+    replaced = fake_api_client.sanitize_for_serialization(s)
+    replaced["metadata"]["uid"] = "other"
+    with pytest.raises(ApiException) as exc:
+        await api.replace_resource_slice("s1", replaced)
+    assert exc.value.status == 409 and "Precondition failed" in exc.value.body

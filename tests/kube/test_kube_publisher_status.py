@@ -210,12 +210,12 @@ async def test_gone_or_replaced_claim_is_dropped(fake_api: FakeApiServer, fake_a
     pub = make_publisher(fake_api_client)
     async with running(pub):
         await pub.set_claim_status(ClaimRef(namespace="default", name="missing", uid="u-x"), [ready("eth1")])
-        # same name, different uid: the claim was deleted and re-created -> 409 on the uid
+        # same name, different uid: the claim was deleted and re-created -> 422 (uid is immutable)
         await pub.set_claim_status(ClaimRef(namespace="default", name="c1", uid="old-uid"), [ready("eth1")])
         await idle(pub)
         assert pub.health.pending_claim_statuses == 0
         codes = sorted(r.status for r in fake_api.requests_for("resourceclaims", method="PATCH"))
-        assert codes == [404, 409]
+        assert codes == [404, 422]
         assert status_entries(fake_api) == []
         await pub.set_claim_status(ref, [ready("eth1")])
         await idle(pub)

@@ -24,8 +24,8 @@ supervised coroutine that does the I/O, in four loops under one ``TaskGroup``:
     Claim device status (KEP-4817) by server-side apply on ``resourceclaims/<name>/status``
     with field manager = driver name and ``force``; one apply per claim for all its devices.
     The latest call for a claim wins; temporary failures are retried with backoff; a claim
-    that is gone (404) or was replaced (409 on the uid precondition) is dropped; an invalid
-    body (422) is dropped and reported. A clear is an apply with no entries.
+    that is gone (404), was replaced (422: our body's ``metadata.uid`` is the old one) or
+    refuses the body (422 Invalid) is dropped and reported. A clear is an apply with no entries.
 ``events``
     Events (rate-limited by :class:`~.events.EventLimiter` when recorded), POSTed in order,
     retried a few times on temporary failures.
