@@ -30,10 +30,13 @@ from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 from pyroute2 import AsyncIPRoute
-from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
+from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_NEWLINK
+from pyroute2.netlink.rtnl import RTM_GETADDR, RTM_GETLINK, RTM_GETNEIGH, RTM_GETROUTE, RTM_NEWLINK
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 __all__ = [
     "CLONE_NEWNET",
@@ -57,6 +60,8 @@ SELF_NETNS: Final = "/proc/self/ns/net"
 
 _SOCK_BUF: Final = 1 << 20
 RTEXT_FILTER_SKIP_STATS: Final = 1 << 3
+SOL_NETLINK: Final = 270
+NETLINK_GET_STRICT_CHK: Final = 12
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -113,6 +118,9 @@ async def rtnl_socket(ns_fd: int) -> socket.socket:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCK_BUF)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCK_BUF)
+        # strict checking makes the kernel honour the filters in dump requests (RTA_OIF,
+        # NDA_IFINDEX, ifa_index) instead of dumping everything for us to filter in Python
+        sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
         return sock
 
     return await run_in_netns(ns_fd, make)
@@ -272,11 +280,10 @@ class Rtnl:
     # -- addresses, routes, rules, neighbours --------------------------------------------
 
     async def addr_dump(self, index: int) -> list[Any]:
-        """Addresses of link ``index`` (both families)."""
-        try:
-            return [m async for m in await self._ipr.addr("dump", index=index) if m["index"] == index]
-        except NetlinkError as exc:
-            raise _failure(exc) from exc
+        """Addresses of link ``index`` (both families), filtered by the kernel."""
+        msg = ifaddrmsg()
+        msg["index"] = index
+        return [m for m in await self._dump(msg, RTM_GETADDR) if m["index"] == index]
 
     async def addr_add(
         self, index: int, address: str, prefixlen: int, *, exist_ok: bool = True, **extra: Any
@@ -288,12 +295,14 @@ class Rtnl:
             exist_ok,
         )
 
-    async def route_dump(self, family: int) -> list[Any]:
-        """Routes of one family, all tables."""
-        try:
-            return [m async for m in await self._ipr.route("dump", family=family)]
-        except NetlinkError as exc:
-            raise _failure(exc) from exc
+    async def route_dump(self, family: int, oif: int | None = None) -> list[Any]:
+        """Routes of one family, all tables; only those through ``oif`` when given (filtered
+        by the kernel: ``RTA_OIF`` in a strict-checked dump request)."""
+        msg = rtmsg()
+        msg["family"] = family
+        if oif is not None:
+            msg["attrs"] = [("RTA_OIF", oif)]
+        return [m for m in await self._dump(msg, RTM_GETROUTE) if oif is None or m.get("oif") == oif]
 
     async def route_add(self, *, exist_ok: bool = True, **kwargs: Any) -> None:
         """Add a route (pyroute2 keywords: ``dst``, ``gateway``, ``oif``, ``table``, ...)."""
@@ -319,11 +328,10 @@ class Rtnl:
                 raise _failure(exc) from exc
 
     async def neigh_dump(self, index: int) -> list[Any]:
-        """Neighbour entries of link ``index`` (both families)."""
-        try:
-            return [m async for m in await self._ipr.neigh("dump", ifindex=index) if m["ifindex"] == index]
-        except NetlinkError as exc:
-            raise _failure(exc) from exc
+        """Neighbour entries of link ``index`` (both families), filtered by the kernel."""
+        msg = ndmsg()
+        msg["attrs"] = [("NDA_IFINDEX", index)]
+        return [m for m in await self._dump(msg, RTM_GETNEIGH) if m["ifindex"] == index]
 
     async def neigh_add(self, *, exist_ok: bool = True, **kwargs: Any) -> None:
         """Add a neighbour entry (``dst``, ``lladdr``, ``ifindex``, ``state``)."""
@@ -347,6 +355,12 @@ class Rtnl:
                 raise _failure(exc) from exc
 
     # -- plumbing ------------------------------------------------------------------------
+
+    async def _dump(self, msg: Any, msg_type: int) -> list[Any]:
+        try:
+            return [m async for m in await self._ipr.nlm_request(msg, msg_type, NLM_F_REQUEST | NLM_F_DUMP)]
+        except NetlinkError as exc:
+            raise _failure(exc) from exc
 
     async def _request(self, msg: Any, msg_type: int, flags: int) -> None:
         try:

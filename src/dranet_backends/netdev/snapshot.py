@@ -212,8 +212,8 @@ def _address_records(msgs: list[Any]) -> tuple[AddressRecord, ...]:
 async def _routes(rtnl: Rtnl, index: int) -> tuple[RouteRecord, ...]:
     out = []
     for family in (socket.AF_INET, socket.AF_INET6):
-        for r in await rtnl.route_dump(family):
-            if r.get("oif") != index or r["proto"] == RTPROT_KERNEL or r["type"] != 1:
+        for r in await rtnl.route_dump(family, oif=index):
+            if r["proto"] == RTPROT_KERNEL or r["type"] != 1:
                 continue
             table = r.get("table") or r["table"]
             if table == RT_TABLE_LOCAL:
