@@ -167,6 +167,7 @@ class PeerSession:
         self.tasks: list[asyncio.Task[None]] = []
         self.sync_replies: list[dict[int, list[int | bytes]]] = []
         self.last_runtime_sid = 0
+        self.deferred_register_reply: int | None = None
 
     # ---- plumbing
     def write_msg(self, conn_id: int, msg: bytes) -> None:
@@ -249,7 +250,10 @@ class PeerSession:
                 self.reply(sid, 2, f"invalid plugin index {idx!r}")
                 return
             self.plugin_name, self.plugin_idx = name, idx
-            self.reply(sid)
+            if self.peer.configure_before_register_reply:
+                self.deferred_register_reply = sid  # answered only after Configure (trap 3)
+            else:
+                self.reply(sid)
             self.registered.set()
         elif method == "UpdateContainers":
             self.updates.append(pb.decode(payload))
@@ -286,16 +290,25 @@ class PeerSession:
         self.pending.clear()
 
     # ---- the runtime's side of the protocol
+    def fail(self, violation: str) -> bool:
+        """Record a violation and drop the plugin, as the runtime does; returns False."""
+        self.violations.append(violation)
+        self.close()
+        return False
+
     async def handshake(self) -> None:
-        era = self.peer.era
         try:
             await asyncio.wait_for(self.registered.wait(), self.peer.registration_timeout)
         except TimeoutError:
-            self.violations.append("no RegisterPlugin")
-            self.close()
+            self.fail("no RegisterPlugin")
             return
         if self.peer.stall_after_register:
             return  # a runtime that never configures the plugin
+        if await self.configure() and await self.synchronize():
+            self.ready.set()
+
+    async def configure(self) -> bool:
+        era = self.peer.era
         cfg: list[tuple[int, pb.Value]] = [(2, era.runtime_name), (3, era.runtime_version),
                                            (4, int(self.peer.registration_timeout * 1000)),
                                            (5, int(self.peer.request_timeout * 1000))]
@@ -303,15 +316,17 @@ class PeerSession:
             cfg.append((6, era.nri_version))
         res = await self.call("Configure", pb.encode(cfg))
         if res.code != 0:
-            self.violations.append(f"Configure failed: {res.code} {res.message}")
-            self.close()
-            return
+            return self.fail(f"Configure failed: {res.code} {res.message}")
+        if self.deferred_register_reply is not None:
+            self.reply(self.deferred_register_reply)
+            self.deferred_register_reply = None
         events = int(pb.first(pb.decode(res.payload), 2, 0))
         if events & ~era.valid_events:
-            self.violations.append(f"invalid plugin events: {events:#x}")
-            self.close()
-            return
+            return self.fail(f"invalid plugin events: {events:#x}")
         self.events = era.valid_events if events == 0 else events
+        return True
+
+    async def synchronize(self) -> bool:
         pods, ctrs = self.peer.sync_pods, self.peer.sync_containers
         chunk = self.peer.sync_chunk
         parts: list[tuple[list[FakePod], list[FakeContainer]]] = []
@@ -329,16 +344,12 @@ class PeerSession:
                 fields.append((3, 1))
             res = await self.call("Synchronize", pb.encode(fields))
             if res.code != 0:
-                self.violations.append(f"Synchronize failed: {res.code} {res.message}")
-                self.close()
-                return
+                return self.fail(f"Synchronize failed: {res.code} {res.message}")
             reply = pb.decode(res.payload)
             self.sync_replies.append(reply)
             if more and (not pb.first(reply, 2, 0) or 1 in reply):
-                self.violations.append("plugin does not handle split sync requests")
-                self.close()
-                return
-        self.ready.set()
+                return self.fail("plugin does not handle split sync requests")
+        return True
 
     async def pod_event(self, event: int, method: str, pod: FakePod) -> Result:
         era = self.peer.era
@@ -400,6 +411,7 @@ class RuntimePeer:
         self.sync_containers: list[FakeContainer] = []
         self.sync_chunk: int | None = None
         self.stall_after_register = False
+        self.configure_before_register_reply = False
         self.sessions: list[PeerSession] = []
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()

@@ -486,3 +486,23 @@ def test_inherited_socket_env() -> None:
         inherited_socket_fd({"NRI_PLUGIN_SOCKET": "three"})
     with pytest.raises(ValueError, match="NRI_PLUGIN_SOCKET"):
         inherited_socket_fd({"NRI_PLUGIN_SOCKET": "-1"})
+
+
+async def test_configure_arrives_before_the_register_reply(sock_path: str) -> None:
+    """Trap 3: the runtime may call Configure before answering RegisterPlugin."""
+    peer = RuntimePeer(sock_path)
+    peer.configure_before_register_reply = True
+    await peer.start()
+    rec = Recorder()
+    plugin = NriPlugin(rec, socket_path=sock_path)
+    task = asyncio.create_task(plugin.run())
+    try:
+        s = await peer.wait_ready()
+        assert s.violations == [] and s.events == 0xF
+        assert (await s.run_pod_sandbox(pod(1))).code == 0
+        assert plugin.registered
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await plugin.aclose()
+        await peer.aclose()
