@@ -260,11 +260,15 @@ class Driver:
             self.health.register("apiserver")
         async with Supervisor(health=self.health, clock=self.clock) as sup:
             if self.server is not None:
-                sup.start(Job(name="observability server", run=self.server.serve))
-            sup.start(Job(name="status publisher", run=self.publisher.run))
-            sup.start(Job(name="inventory", run=self._inventory_job))
-            sup.start(Job(name="kubelet plugin", run=self._kubelet_job, finishable=True))
-            sup.start(Job(name="nri plugin", run=self.nri.run))
+                sup.start(
+                    Job(name="observability server", run=self.server.serve, part="observability server")
+                )
+            sup.start(Job(name="status publisher", run=self.publisher.run, part="status publisher"))
+            sup.start(Job(name="inventory loop", run=self._inventory_job, part="inventory loop"))
+            sup.start(
+                Job(name="kubelet plugin", run=self._kubelet_job, finishable=True, part="kubelet plugin")
+            )
+            sup.start(Job(name="nri plugin", run=self.nri.run, part="nri plugin"))
             sup.start(Job(name="health", run=self._health_job))
             if started is not None:
                 started()

@@ -135,12 +135,6 @@ class KubeletSettings:
     root_dir: Path = attrs.field(default=Path("/var/lib/kubelet"), validator=_absolute("--kubelet-root-dir"))
     """``--kubelet-root-dir``: sockets go to ``<root>/plugins_registry`` and ``<root>/plugins/<driver>``."""
 
-    registration_timeout: float = attrs.field(
-        default=0.0, validator=_positive("registration", allow_zero=True)
-    )
-    """Seconds to wait for the kubelet's ``NotifyRegistrationStatus``; 0 waits forever (it is
-    retried and shown in /healthz, never fatal — the Go driver's 30 s limit caused #19)."""
-
     def registry_dir(self) -> Path:
         """``<root>/plugins_registry``: where the registration socket goes."""
         return self.root_dir / "plugins_registry"
@@ -206,14 +200,8 @@ class HostSettings:
     procfs_root: Path = attrs.field(default=Path("/proc"), validator=_absolute("--procfs-root"))
     """Root of procfs."""
 
-    dev_root: Path = attrs.field(default=Path("/dev"), validator=_absolute("--dev-root"))
-    """Root of devfs (``/dev/infiniband``, ``/dev/vfio``)."""
-
     host_netns: Path = attrs.field(default=Path("/proc/self/ns/net"), validator=_absolute("--host-netns"))
     """The network namespace devices come home to: the one the driver runs in (hostNetwork)."""
-
-    netns_dir: Path = attrs.field(default=Path("/var/run/netns"), validator=_absolute("--netns-dir"))
-    """Where runtimes bind-mount pod network namespaces."""
 
 
 @attrs.frozen(kw_only=True)
