@@ -6,9 +6,12 @@ the encoders under test.
 
 from __future__ import annotations
 
+import json
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dranet_backends.netdev import ethtool, sysctl, vrf
 from dranet_backends.netdev.mover import link_attrs, temp_name
@@ -145,8 +148,6 @@ def test_snapshot_json_round_trip_and_errors() -> None:
         sysctls={"ipv4.arp_ignore": 1},
         features={"rx-gro": True},
     )
-    import json
-
     data = json.loads(json.dumps(snap.to_json()))
     assert HostSnapshot.from_json(data) == snap
     with pytest.raises(ValueError, match="version"):
@@ -155,3 +156,28 @@ def test_snapshot_json_round_trip_and_errors() -> None:
         HostSnapshot.from_json([1])
     with pytest.raises(ValueError, match="netdev snapshot"):
         HostSnapshot.from_json({**data, "bogus": 1})
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["ifname", "ifindex", "addresses", "routes", "rules", "neighbors", "mtu", "sysctls", "x"]
+        ),
+        _json,
+    )
+)
+def test_garbled_snapshot_json_gives_value_error_only(extra: dict[str, object]) -> None:
+    data = {"version": 1, "ifname": "eth0", "ifindex": 3, **extra}
+    try:
+        snap = HostSnapshot.from_json(data)
+    except ValueError as exc:
+        assert "snapshot" in str(exc)
+    else:
+        assert HostSnapshot.from_json(json.loads(json.dumps(snap.to_json()))) == snap

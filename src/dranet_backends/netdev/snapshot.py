@@ -21,7 +21,10 @@ What is recorded, and why each item is needed on return:
 
 from __future__ import annotations
 
+import collections.abc
 import socket
+import types
+import typing
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -99,7 +102,42 @@ class NeighborRecord:
 
 
 def _records(cls: type[Any], items: Any) -> tuple[Any, ...]:
-    return tuple(cls(**i) for i in items or ())
+    if items is None:
+        return ()
+    if not isinstance(items, list | tuple) or not all(isinstance(i, Mapping) for i in items):
+        raise TypeError(f"{cls.__name__}: a list of objects is required")
+    out = tuple(cls(**i) for i in items)
+    for rec in out:
+        _check_types(rec)
+    return out
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    if origin in (Mapping, collections.abc.Mapping):
+        key_t, val_t = typing.get_args(hint)
+        return isinstance(value, Mapping) and all(
+            _type_ok(k, key_t) and _type_ok(v, val_t) for k, v in value.items()
+        )
+    if origin is tuple:
+        return isinstance(value, tuple)  # records were checked one by one
+    return True
+
+
+def _check_types(obj: Any) -> None:
+    hints = typing.get_type_hints(type(obj))
+    for field in attrs.fields(type(obj)):
+        value = getattr(obj, field.name)
+        if not _type_ok(value, hints[field.name]):
+            raise TypeError(f"{type(obj).__name__}.{field.name}: {value!r} is not {hints[field.name]}")
 
 
 @attrs.frozen(kw_only=True)
@@ -155,10 +193,9 @@ class HostSnapshot:
             d["rules"] = _records(RuleRecord, d.get("rules"))
             d["neighbors"] = _records(NeighborRecord, d.get("neighbors"))
             snap = cls(**d)
+            _check_types(snap)
         except TypeError as exc:
             raise ValueError(f"netdev snapshot: {exc}") from exc
-        if not isinstance(snap.ifname, str) or not isinstance(snap.ifindex, int):
-            raise ValueError("netdev snapshot: ifname and ifindex are required")
         return snap
 
     @property
