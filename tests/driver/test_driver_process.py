@@ -390,3 +390,26 @@ async def test_sigterm_with_a_call_in_flight_then_second_signal(rig: Rig) -> Non
         await asyncio.sleep(0.02)
     assert _at_home(rig) is not None
     assert _in_pod(rig) is None
+
+
+async def test_a_second_instance_stops_with_its_cause_and_leaves_the_first_alone(rig: Rig) -> None:
+    await rig.start()
+    other_port = _free_port()
+    argv = [
+        a if not a.startswith("--bind-address=") else f"--bind-address=127.0.0.1:{other_port}"
+        for a in rig.argv()
+    ]
+    log = rig.tmp / "second.log"
+    second = Rig._spawn(log, argv)
+    deadline = time.monotonic() + 20
+    while second.poll() is None:
+        assert time.monotonic() < deadline, log.read_text()
+        await asyncio.sleep(0.05)
+    text = log.read_text()
+    assert second.returncode == 1, text
+    assert "dranet stopped: kubelet plugin: AlreadyRunningError: another instance of dra.net holds" in text
+    # the first one still serves its sockets and is healthy
+    assert rig.kubelet.reg_sock.exists()
+    assert (await rig.healthz())[0] == 200
+    rig.kill(signal.SIGTERM)
+    assert await rig.wait_exit() == 0
