@@ -636,3 +636,18 @@ async def test_a_bug_in_a_step_still_rolls_back(lab: Lab) -> None:
         await m.aclose()
     assert info.value.step == "up"
     assert host_state(lab.node, "hv0") == before
+
+
+async def test_a_device_that_was_down_on_the_host_comes_back_down(lab: Lab, mover: NetdevMover) -> None:
+    lab.veth("hv0", "hv0p", up=False)
+    lab.ip(lab.node, "addr", "add", "192.0.2.5/24", "dev", "hv0")
+    in_ns(lab.node, "sysctl", "-qw", "net.ipv4.conf.hv0.arp_ignore=1")
+    before = host_state(lab.node, "hv0")
+    assert before["up"] is False
+    dev = lab.device("hv0", NetworkConfig(interface=InterfaceConfig(name="eth1", arp_ignore=3)))
+    snap = await mover.snapshot(dev)
+    await mover.attach(dev, lab.pod_sandbox(), snap)
+    assert "UP" in ipj(lab.pod, "link", "show", "dev", "eth1")[0]["flags"]
+    assert sysctl_get(lab.pod, "ipv4/conf/eth1/arp_ignore") == 3
+    await mover.detach(dev, lab.pod_sandbox(), snap)
+    assert host_state(lab.node, "hv0") == before
