@@ -84,3 +84,28 @@ def test_bad_filter_is_a_clear_error(node_ns: NodeNs) -> None:
     )
     assert proc.returncode == 2
     assert "filter: invalid CEL expression 'attributes['" in proc.stderr
+
+
+NO_CAPS = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all", "--"]
+
+
+def test_works_without_privileges(node_ns: NodeNs) -> None:
+    """In the node's namespace, with every capability dropped: discovery still lists devices."""
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("probe 'setpriv' failed: util-linux setpriv is not installed")
+    enter = ["ip", "netns", "exec", node_ns.node]
+    caps = subprocess.run(
+        [*enter, *NO_CAPS, "grep", "CapEff", "/proc/self/status"], capture_output=True, text=True
+    )
+    assert caps.stdout.split() == ["CapEff:", "0000000000000000"]
+    proc = subprocess.run(
+        [*enter, *NO_CAPS, sys.executable, "-m", "dranet_core", "inventory",
+         "--hostname-override=node-i", "-o", "yaml", "--filter=", "--backends=netdev"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (obj,) = list(yaml.safe_load_all(proc.stdout))
+    assert {"dnm0", "dnv0", "dnv0p"} <= {d["name"] for d in obj["spec"]["devices"]}
+    assert validate_resource_slice(obj, version="v1") == []
