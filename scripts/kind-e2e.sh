@@ -75,13 +75,13 @@ kubectl -n kube-system rollout status ds/dranet --timeout=120s
 step "add dummy0 on $WORKER and wait for it in the ResourceSlice"
 docker exec "$WORKER" ip link add dummy0 type dummy
 docker exec "$WORKER" ip link set up dev dummy0
+# (attribute names contain "/", which kubectl's jsonpath cannot address: grep the JSON)
+published() { kubectl get resourceslices -o json | grep -q '"string": "dummy0"'; }
 for _ in $(seq 30); do
-  if kubectl get resourceslices -o jsonpath='{.items[*].spec.devices[*].attributes.dra\.net/ifName.string}' \
-      | tr ' ' '\n' | grep -qx dummy0; then break; fi
+  published && break
   sleep 2
 done
-kubectl get resourceslices -o jsonpath='{.items[*].spec.devices[*].attributes.dra\.net/ifName.string}' \
-  | tr ' ' '\n' | grep -qx dummy0
+published
 
 step "claim dummy0 for a pod (renamed eth99, 169.254.169.13/24, mtu 1400)"
 kubectl apply -f deploy/claims/resourceclaim.yaml
