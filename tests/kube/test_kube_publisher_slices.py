@@ -389,3 +389,24 @@ async def test_watch_resumes_and_survives_expired_history(
         victim = f"{NODE}-{DRIVER}-0"
         fake_api.delete_object("resourceslices", victim)
         await eventually(lambda: fake_api.get_object("resourceslices", victim) is not None)
+
+
+async def test_recreated_node_gets_slices_owned_by_the_new_node(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    add_node(fake_api)
+    pub = make_publisher(fake_api_client)
+    async with running(pub):
+        await pub.publish_devices(devices(200))
+        await idle(pub)
+        fake_api.delete_object("nodes", NODE)  # garbage collection takes the slices with it
+        assert slices(fake_api) == []
+        new_uid = add_node(fake_api)["metadata"]["uid"]
+
+        def owned_by_new_node() -> bool:
+            got = slices(fake_api)
+            return len(got) == 2 and all(s["metadata"]["ownerReferences"][0]["uid"] == new_uid for s in got)
+
+        await eventually(owned_by_new_node)
+        await idle(pub)
+    assert pub.health.node_uid == new_uid

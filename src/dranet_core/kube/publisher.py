@@ -18,8 +18,9 @@ supervised coroutine that does the I/O, in four loops under one ``TaskGroup``:
     wipes a driver's slices at its start and 30 s after losing the plugin) or a stranger
     slice makes the slice loop re-list and repair. Events are judged by the slice loop, after
     its own writes are recorded, so our own writes never cause extra writes. The watch starts
-    at the resourceVersion of a list and resumes from the last event it saw, so nothing can
-    slip between; after a 410 (history gone) or an error it starts over from a fresh list.
+    at the resourceVersion of a list and resumes from the last event it saw (after a timeout
+    or a broken connection), so nothing can slip between; after a 410 (history gone) it
+    starts over from a fresh list.
 ``claims``
     Claim device status (KEP-4817) by server-side apply on ``resourceclaims/<name>/status``
     with field manager = driver name and ``force``; one apply per claim for all its devices.
@@ -224,6 +225,8 @@ class KubeStatusPublisher:
         self._api_client = api_client
         self._api_version = api_version
         self._node_uid = node_uid
+        self._node_uid_given = node_uid is not None
+        self._refresh_node = False
         self._sleep = sleep
         self._times = TransitionTimes(now=now)
         self._now = now
@@ -242,6 +245,7 @@ class KubeStatusPublisher:
         self._layout: dict[str, int] = {}
         self._bodies: BodyCache = {}
         self._synced: tuple[Device, ...] | None = None
+        self._synced_owner: str | None = None
         self._published_devices = 0
         self._published_slices = 0
         self._in_sync = False
@@ -393,7 +397,11 @@ class KubeStatusPublisher:
         return resource_api(self._api_client, self._api_version)
 
     async def _ensure_node_uid(self) -> None:
-        if self._node_uid is not None or not self.settings.owner_reference:
+        """GET the Node once for its uid; again after our slices were deleted behind our back
+        (the Node may have been re-created: slices owned by the old one are garbage)."""
+        if not self.settings.owner_reference or self._node_uid_given:
+            return
+        if self._node_uid is not None and not self._refresh_node:
             return
         node = await call_raw(
             f"get node {self.node_name}",
@@ -401,7 +409,11 @@ class KubeStatusPublisher:
             self.node_name,
             request_timeout=self.settings.request_timeout,
         )
-        self._node_uid = str(node["metadata"]["uid"])
+        uid = str(node["metadata"]["uid"])
+        if self._node_uid is not None and uid != self._node_uid:
+            log.info("node %s was re-created (uid %s -> %s)", self.node_name, self._node_uid, uid)
+        self._node_uid = uid
+        self._refresh_node = False
         self._ok()
 
     # ------------------------------------------------------------------ slices
@@ -425,8 +437,8 @@ class KubeStatusPublisher:
             seq = self._dirty_seq
             try:
                 await self._ensure_api_version()
-                await self._ensure_node_uid()
                 self._judge_slice_events()
+                await self._ensure_node_uid()
                 done = await self._sync_slices()
             except KubeApiError as exc:
                 self._failed("publishing ResourceSlices", exc)
@@ -453,6 +465,7 @@ class KubeStatusPublisher:
             known = self._existing.get(ev.name)
             if ev.type == "DELETED":
                 stale = known is not None and known.uid == ev.uid
+                self._refresh_node = self._refresh_node or stale
             elif ev.type == "RESYNC":
                 stale = True
             else:
@@ -484,7 +497,7 @@ class KubeStatusPublisher:
         assert self._desired is not None
         if self._existing is None:
             self._existing = await self._list_slices()
-        elif self._desired is self._synced:
+        elif self._desired is self._synced and self._node_uid == self._synced_owner:
             return True  # neither the device set nor the server (as far as the watch tells) changed
         bodies, skipped = prepare_devices(self._desired, cache=self._bodies)
         if tuple(skipped) != self._skipped:
@@ -498,6 +511,7 @@ class KubeStatusPublisher:
             driver=self.driver_name,
             max_per_slice=self.settings.max_devices_per_slice,
             preferred=self._layout,
+            owner_uid=self._node_uid if self.settings.owner_reference else None,
         )
         if not await self._write_slices(plan):
             return False
@@ -512,6 +526,7 @@ class KubeStatusPublisher:
             for d in s.devices
         }
         self._synced = self._desired
+        self._synced_owner = self._node_uid
         if not plan.is_noop or self._last_published is None:
             self._last_published = time.time()
             writes = len(plan.writes) + len(plan.deletes)
@@ -576,25 +591,27 @@ class KubeStatusPublisher:
     async def _watch_loop(self) -> None:
         """Watch our slices from the resourceVersion of a list, so no change can slip between.
 
-        A stream that ends (``watch_timeout``) is resumed from the last event seen; a 410
-        (history compacted) or any error makes it start over from a fresh list.
+        A stream that ends (``watch_timeout``) or breaks is resumed from the last event seen;
+        a 410 (that history is gone) makes it start over from a fresh list.
         """
         backoff = Backoff(self.settings.backoff_initial, self.settings.backoff_max)
         loop = asyncio.get_running_loop()
         while True:
             await self._watch_enabled.wait()
             if self._watch_rv is None:
-                await self._wait_for_fresh_list()
+                if self._list_rv is None:
+                    await self._wait_for_fresh_list()
                 self._watch_rv = self._list_rv
             started = loop.time()
             try:
                 await self._watch_once()
             except (KubeApiError, ApiException, aiohttp.ClientError, TimeoutError, OSError) as exc:
                 err = api_error("watch ResourceSlices", exc)
-                self._watch_rv = None
-                if err.status != 410:
-                    self._failed("watching ResourceSlices", err)
-                    await self._sleep(backoff.next())
+                if err.status == 410:
+                    self._watch_rv = self._list_rv = None
+                    continue
+                self._failed("watching ResourceSlices", err)
+                await self._sleep(backoff.next())
                 continue
             if loop.time() - started < 1.0:  # a server closing streams at once must not make us spin
                 await self._sleep(backoff.next())
@@ -602,7 +619,7 @@ class KubeStatusPublisher:
                 backoff.reset()
 
     async def _wait_for_fresh_list(self) -> None:
-        """Have the slice loop re-list, and wait until it has."""
+        """Have the slice loop (re-)list, and wait until it has."""
         before = self._lists
         self._slice_events.append(_SliceEvent("RESYNC", "", "", ""))
         self._mark_slices_dirty()

@@ -247,6 +247,8 @@ class ExistingSlice:
     slice_count: int
     pool: str
     devices: tuple[dict[str, JSON], ...] = ()
+    owner_uid: str | None = None
+    """The uid of the Node in ``ownerReferences`` (None: no Node owner)."""
 
 
 def _flat_device(device: dict[str, JSON]) -> dict[str, JSON]:
@@ -263,6 +265,8 @@ def existing_from_object(obj: Mapping[str, Any], *, node: str, driver: str) -> E
     pool = spec.get("pool") or {}
     name = str(meta.get("name", ""))
     index = parse_slice_index(name, node, driver) if pool.get("name") == node else None
+    owner = next((str(r.get("uid")) for r in meta.get("ownerReferences") or []
+                  if r.get("kind") == "Node" and r.get("name") == node), None)
     return ExistingSlice(
         name=name,
         index=index,
@@ -272,6 +276,7 @@ def existing_from_object(obj: Mapping[str, Any], *, node: str, driver: str) -> E
         slice_count=int(pool.get("resourceSliceCount") or 0),
         pool=str(pool.get("name", "")),
         devices=tuple(_flat_device(d) for d in spec.get("devices") or [] if isinstance(d, dict)),
+        owner_uid=owner,
     )
 
 
@@ -352,11 +357,13 @@ def plan_slices(
     driver: str,
     max_per_slice: int = MAX_DEVICES_PER_SLICE,
     preferred: Mapping[str, int] | None = None,
+    owner_uid: str | None = None,
 ) -> SlicePlan:
     """Plan the writes that make the server hold exactly ``desired`` (bodies by device name).
 
     ``preferred`` maps device names to the slice index they were last published in (the
-    publisher's memory), used for devices found in no existing slice.
+    publisher's memory), used for devices found in no existing slice. With ``owner_uid`` a
+    slice whose Node owner differs (the Node was re-created) is rewritten too.
     """
     existing = list(existing)
     ours = [s for s in existing if s.index is not None]
@@ -385,7 +392,8 @@ def plan_slices(
     writes = []
     for i in sorted(target):
         cur = by_index.get(i)
-        if consistent and cur is not None and cur.devices == target[i]:
+        owner_ok = owner_uid is None or (cur is not None and cur.owner_uid == owner_uid)
+        if consistent and cur is not None and cur.devices == target[i] and owner_ok:
             continue
         writes.append(SliceWrite(index=i, name=slice_name(node, driver, i), devices=target[i], existing=cur))
     deletes = foreign + [s for s in ours if s.index not in target]
