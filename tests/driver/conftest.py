@@ -1,7 +1,8 @@
 """Fixtures for the driver tests: a throwaway node, grpcio kubelet stubs, the NRI test peer.
 
-* ``node_ns``: a "node" network namespace with a veth uplink and a macvlan device
-  (``dnm0``, 10.98.0.10/24, MTU 1500) and an empty "pod" namespace; every name starts with
+* ``node_ns``: a "node" network namespace with a veth uplink ``dnv0``/``dnv0p``, a macvlan
+  device on it (``dnm0``, 10.98.0.10/24), a veth pair ``dnt0`` (10.98.2.10/24) / ``dnt0p``, and
+  an empty "pod" namespace; every name starts with
   ``dnt-drv-<random>``; both are deleted (with their devices) even when the test fails.
 * ``grpc_pb``: the kubelet's registration and DRA v1 messages and stubs compiled with
   grpc_tools.protoc from the project's .proto files (an independent codec: grpcio + upb).
@@ -90,6 +91,10 @@ def node_ns() -> Iterator[NodeNs]:
         ip(*n, "link", "add", "dnm0", "link", "dnv0", "type", "macvlan", "mode", "bridge")
         ip(*n, "addr", "add", "10.98.0.10/24", "dev", "dnm0")
         ip(*n, "link", "set", "dnm0", "up")
+        ip(*n, "link", "add", "dnt0", "type", "veth", "peer", "name", "dnt0p")
+        ip(*n, "addr", "add", "10.98.2.10/24", "dev", "dnt0")
+        ip(*n, "link", "set", "dnt0", "up")
+        ip(*n, "link", "set", "dnt0p", "up")
         ip("-n", ns.pod, "link", "set", "lo", "up")
         yield ns
     finally:
