@@ -410,3 +410,27 @@ async def test_recreated_node_gets_slices_owned_by_the_new_node(
         await eventually(owned_by_new_node)
         await idle(pub)
     assert pub.health.node_uid == new_uid
+
+
+async def test_a_bug_in_one_iteration_does_not_kill_the_publisher(
+    fake_api: FakeApiServer, fake_api_client: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dranet_core.kube.publisher as publisher_module
+
+    real = publisher_module.plan_slices
+    calls = {"n": 0}
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("planner bug")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(publisher_module, "plan_slices", flaky)
+    add_node(fake_api)
+    pub = make_publisher(fake_api_client)
+    async with running(pub):
+        await pub.publish_devices(devices(2))
+        await idle(pub)
+    assert len(slices(fake_api)) == 1 and calls["n"] >= 2
+    assert pub.health.last_error is not None and "planner bug" in pub.health.last_error
