@@ -634,6 +634,10 @@ class KubeStatusPublisher:
             field_selector=self._selector,
             resource_version=self._watch_rv,
             timeout_seconds=self.settings.watch_timeout,
+            # aiohttp's default total timeout (300 s) would cut the stream; bound the silence instead
+            _request_timeout=aiohttp.ClientTimeout(
+                total=None, connect=self.settings.request_timeout, sock_read=self.settings.watch_timeout + 30
+            ),
         ) as stream:
             async for ev in stream:
                 raw = ev.get("raw_object") or {}
