@@ -43,6 +43,26 @@ __all__ = ["build_parser", "main", "prefer_light_cel", "settings_from_args"]
 
 COMMANDS = ("run", "inventory", "demo", "version")
 
+GO_ONLY_FLAGS = {
+    "--cloud-provider-hint": "",
+    "--profile-provider": "cloud",
+    "--webhook-url": "",
+    "--feature-gates": "",
+}
+"""Go driver flags this driver accepts (so its manifests and Helm values still start it) but
+does not implement: cloud/webhook providers and feature gates. A value other than the
+default or ``NONE`` is logged as a warning at start."""
+_HARMLESS = {"", "none", "NONE"}
+
+
+def _go_only_warnings(args: argparse.Namespace) -> list[str]:
+    out = []
+    for flag, default in GO_ONLY_FLAGS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), default)
+        if value != default and value not in _HARMLESS:
+            out.append(f"{flag}={value} is not supported by this driver and is ignored")
+    return out
+
 
 def _bool(text: str) -> bool:
     v = text.strip().lower()
@@ -103,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shutdown-grace", default="10s", help="time in-flight calls get after SIGTERM")
     run.add_argument("--driver-name", default="dra.net", help=argparse.SUPPRESS)
     run.add_argument("--debug-hold-after", default="", help=argparse.SUPPRESS)
+    compat = run.add_argument_group("accepted for compatibility with the Go driver, not implemented")
+    for flag, default in GO_ONLY_FLAGS.items():
+        compat.add_argument(flag, default=default, metavar="VALUE", help=f"(default {default!r}; ignored)")
     _add_node_flags(run)
     _add_log_flags(run)
 
@@ -261,6 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dranet_core.observability import setup_logging
 
     setup_logging(settings.log.format, settings.log.verbosity)
+    if args.command == "run":
+        import logging
+
+        for warning in _go_only_warnings(args):
+            logging.getLogger("dranet_core.cli").warning(warning)
     if args.command == "inventory":
         from dranet_core.app import print_inventory
 

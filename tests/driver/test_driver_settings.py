@@ -183,3 +183,16 @@ def test_light_cel_skips_the_cli_and_still_compiles() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "False", "False"]
+
+
+def test_go_only_flags_are_accepted_and_warned_about() -> None:
+    args = cli.build_parser().parse_args(
+        ["run", "--cloud-provider-hint=NONE", "--profile-provider=none", "--feature-gates=X=true",
+         "--webhook-url=http://x:1"]
+    )  # fmt: skip
+    cli.settings_from_args(args, {"NODE_NAME": "n"})  # still valid settings
+    assert cli._go_only_warnings(args) == [
+        "--webhook-url=http://x:1 is not supported by this driver and is ignored",
+        "--feature-gates=X=true is not supported by this driver and is ignored",
+    ]
+    assert cli._go_only_warnings(cli.build_parser().parse_args(["run"])) == []
