@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import NodeNs
+from driver_helpers import NodeNs, node_ns_fixture  # noqa: F401 (the node_ns fixture)
 from fakeapi.schema import validate_resource_slice
 
 pytestmark = [pytest.mark.netns]

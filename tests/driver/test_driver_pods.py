@@ -95,7 +95,11 @@ async def _rig(tmp_path: Path, *devices: PreparedDevice, movers: Sequence[FakeMo
     pub = FakePublisher()
     changes: list[int] = []
     pods = PodNetworking(
-        store=store, movers=[(m.name, m) for m in ms], publisher=pub, driver_name="dra.net", pool="node",
+        store=store,
+        movers=[(m.name, m) for m in ms],
+        publisher=pub,
+        driver_name="dra.net",
+        pool="node",
         on_change=lambda: changes.append(1),
     )
     return Rig(store, ms[0], pub, pods, changes)
@@ -120,7 +124,8 @@ async def test_attach_journals_and_publishes_status(tmp_path: Path) -> None:
     (status,) = rig.publisher.statuses[CLAIM.uid]
     assert (status.driver, status.pool, status.device) == ("dra.net", "node", "eth1")
     assert [(c.type, c.reason) for c in status.conditions] == [
-        ("Ready", "NetworkDeviceReady"), ("NetworkReady", "NetworkReady")
+        ("Ready", "NetworkDeviceReady"),
+        ("NetworkReady", "NetworkReady"),
     ]
     assert status.network_data == NetworkData(interface_name="net1", ips=("192.0.2.1/24",))
     assert len(rig.changes) == 2  # attaching, attached
@@ -239,7 +244,11 @@ async def test_container_devices_are_deduplicated(tmp_path: Path) -> None:
     node = DeviceNode(path="/dev/infiniband/uverbs0", type="c", major=231, minor=192)
     shared = DeviceNode(path="/dev/infiniband/rdma_cm", type="c", major=10, minor=58)
     pods = PodNetworking(
-        store=rig.store, movers=[], publisher=rig.publisher, driver_name="dra.net", pool="node",
+        store=rig.store,
+        movers=[],
+        publisher=rig.publisher,
+        driver_name="dra.net",
+        pool="node",
         device_nodes=[lambda d: [node, shared] if d.device == "eth1" else [shared]],
     )
     assert pods.container_devices(POD) == [node, shared]

@@ -26,7 +26,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import NodeNs, global_addrs, link
+from driver_helpers import NodeNs, global_addrs, grpc_pb_fixture, link, node_ns_fixture  # noqa: F401
 from fakeapi import FakeApiServer, write_kubeconfig
 from nri_runtime_peer import FakePod, PeerSession, RuntimePeer
 

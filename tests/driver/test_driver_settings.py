@@ -47,9 +47,15 @@ def test_defaults_match_the_go_driver() -> None:
 
 def test_go_style_flags() -> None:
     s = _settings(
-        "--hostname-override=worker-1", "--move-ib-interfaces=false", "--filter=", "--db-path=",
-        "--v=4", "--inventory-min-poll-interval=500ms", "--inventory-max-poll-interval=1m30s",
-        "--backends=netdev,rdma", "--log-format=json",
+        "--hostname-override=worker-1",
+        "--move-ib-interfaces=false",
+        "--filter=",
+        "--db-path=",
+        "--v=4",
+        "--inventory-min-poll-interval=500ms",
+        "--inventory-max-poll-interval=1m30s",
+        "--backends=netdev,rdma",
+        "--log-format=json",
     )
     assert s.kube.node_name == "worker-1"
     assert s.inventory.move_ib_interfaces is False
@@ -75,8 +81,10 @@ def test_hostname_override_beats_node_name() -> None:
         (["--bind-address", "::1:80"], "--bind-address: an IPv6 host must be in brackets"),
         (["--inventory-min-poll-interval", "2 parsecs"], "--inventory-min-poll-interval: invalid duration"),
         (["--inventory-min-poll-interval", "0s"], "--inventory-min-poll-interval: must be > 0"),
-        (["--inventory-min-poll-interval", "2m", "--inventory-max-poll-interval", "1m"],
-         "--inventory-max-poll-interval: 60.0s is shorter than --inventory-min-poll-interval 120.0s"),
+        (
+            ["--inventory-min-poll-interval", "2m", "--inventory-max-poll-interval", "1m"],
+            "--inventory-max-poll-interval: 60.0s is shorter than --inventory-min-poll-interval 120.0s",
+        ),
         (["--inventory-poll-burst", "0"], "--inventory-poll-burst: must be > 0"),
         (["--nri-plugin-index", "7"], "--nri-plugin-index: must be two digits"),
         (["--nri-socket", "nri.sock"], "--nri-socket: must be an absolute path"),
@@ -116,8 +124,15 @@ def test_settings_are_frozen() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("0", 0.0), ("2s", 2.0), ("500ms", 0.5), ("1m", 60.0), ("1h2m3s", 3723.0), ("1.5s", 1.5),
-     ("10us", 1e-5)],
+    [
+        ("0", 0.0),
+        ("2s", 2.0),
+        ("500ms", 0.5),
+        ("1m", 60.0),
+        ("1h2m3s", 3723.0),
+        ("1.5s", 1.5),
+        ("10us", 1e-5),
+    ],
 )
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text, flag="--x") == pytest.approx(seconds)
@@ -176,7 +191,7 @@ def test_light_cel_skips_the_cli_and_still_compiles() -> None:
         "prefer_light_cel()\n"
         "from dranet_core.filter import DeviceFilter\n"
         "from dranet_core.types import Device\n"
-        "f = DeviceFilter.compile('attributes[\"dra.net/type\"].StringValue == \"veth\"')\n"
+        'f = DeviceFilter.compile(\'attributes["dra.net/type"].StringValue == "veth"\')\n'
         "print(f.matches(Device(name='a', attributes={'dra.net/type': 'veth'})),"
         " f.matches(Device(name='b', attributes={'dra.net/type': 'macvlan'})),"
         " any(m.startswith('prompt_toolkit') for m in sys.modules))\n"

@@ -71,7 +71,11 @@ async def test_recoverable_failures_retry_forever_and_show_in_health() -> None:
             raise ConnectionResetError("connection lost")
 
     job = Job(
-        name="nri", run=flaky, finishable=True, part="nri", manages_health=True,
+        name="nri",
+        run=flaky,
+        finishable=True,
+        part="nri",
+        manages_health=True,
         backoff=Backoff(base=1, cap=8),
     )
     health.register("nri")

@@ -1,4 +1,4 @@
-"""Fixtures for the driver tests: a throwaway node, grpcio kubelet stubs, the NRI test peer.
+"""Helpers and fixtures for the driver tests: a throwaway node, grpcio kubelet stubs, the NRI test peer.
 
 * ``node_ns``: a "node" network namespace with a veth uplink ``dnv0``/``dnv0p``, a macvlan
   device on it (``dnm0``, 10.98.0.10/24), a veth pair ``dnt0`` (10.98.2.10/24) / ``dnt0p``, and
@@ -7,6 +7,10 @@
 * ``grpc_pb``: the kubelet's registration and DRA v1 messages and stubs compiled with
   grpc_tools.protoc from the project's .proto files (an independent codec: grpcio + upb).
 * The NRI runtime peer of tests/nri is imported from there (``nri_runtime_peer``).
+
+Test modules import the fixture functions (``node_ns_fixture``, registered as ``node_ns``); this
+directory has no conftest.py on purpose: ``from conftest import ...`` elsewhere in the suite
+is ambiguous once several test directories have one.
 """
 
 from __future__ import annotations
@@ -74,8 +78,8 @@ class NodeNs:
         return sorted(x["ifname"] for x in json.loads(ip("-j", "-n", ns, "link", "show")))
 
 
-@pytest.fixture
-def node_ns() -> Iterator[NodeNs]:
+@pytest.fixture(name="node_ns")
+def node_ns_fixture() -> Iterator[NodeNs]:
     if os.geteuid() != 0:
         pytest.skip("probe euid==0 failed: network namespace tests need root")
     prefix = f"dnt-drv-{secrets.token_hex(3)}"
@@ -102,8 +106,8 @@ def node_ns() -> Iterator[NodeNs]:
         ip("netns", "del", ns.node, check=False)
 
 
-@pytest.fixture(scope="session")
-def grpc_pb() -> Iterator[types.SimpleNamespace]:
+@pytest.fixture(name="grpc_pb", scope="session")
+def grpc_pb_fixture() -> Iterator[types.SimpleNamespace]:
     out = Path(tempfile.mkdtemp(prefix="dnt-drv-pb-"))
     files = ["kubelet/pluginregistration/v1/api.proto", "kubelet/dra/v1/api.proto"]
     subprocess.run(
