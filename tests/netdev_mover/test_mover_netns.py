@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import os
+from pathlib import Path
 
 import pytest
 from mover_lab import (
@@ -651,3 +653,27 @@ async def test_a_device_that_was_down_on_the_host_comes_back_down(lab: Lab, move
     assert sysctl_get(lab.pod, "ipv4/conf/eth1/arp_ignore") == 3
     await mover.detach(dev, lab.pod_sandbox(), snap)
     assert host_state(lab.node, "hv0") == before
+
+
+def test_call_in_netns_always_returns_the_thread_home(lab: Lab) -> None:
+    from dranet_backends.netdev.nsutil import THREAD_NETNS, call_in_netns, open_netns
+
+    def here() -> tuple[int, int]:
+        st = os.stat(THREAD_NETNS)
+        return st.st_dev, st.st_ino
+
+    home = here()
+    fd = open_netns(f"/run/netns/{lab.pod}")
+    try:
+        target = os.fstat(fd)
+        assert call_in_netns(fd, here) == (target.st_dev, target.st_ino) != home
+        assert here() == home
+        with pytest.raises(ZeroDivisionError):
+            call_in_netns(fd, lambda: 1 // 0)
+        assert here() == home
+        # what is created inside stays there: a sysctl read sees the pod netns's own value
+        in_ns(lab.pod, "sysctl", "-qw", "net.ipv4.conf.lo.arp_ignore=2")
+        path = Path("/proc/sys/net/ipv4/conf/lo/arp_ignore")
+        assert call_in_netns(fd, lambda: path.read_text().strip()) == "2"
+    finally:
+        os.close(fd)

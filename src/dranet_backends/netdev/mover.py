@@ -48,7 +48,7 @@ from typing import Any, Final, NoReturn
 import attrs
 
 from dranet_backends.netdev import ebpf, ethtool, sysctl, vrf
-from dranet_backends.netdev.nsutil import SELF_NETNS, NetlinkFailure, Rtnl, open_netns, run_in_netns
+from dranet_backends.netdev.nsutil import SELF_NETNS, Rtnl, call_in_netns, open_netns, run_in_netns
 from dranet_backends.netdev.snapshot import (
     NUD_PERMANENT,
     HostSnapshot,
@@ -119,17 +119,8 @@ def _family(addr: str) -> int:
 _TRANSIENT: Final = frozenset({errno.EBUSY, errno.EAGAIN, errno.ENOBUFS, errno.EINTR})
 
 
-class _StepFailed(Exception):
-    def __init__(self, step: str, reason: str, temporary: bool = False) -> None:
-        super().__init__(f"{step}: {reason}")
-        self.step = step
-        self.reason = reason
-        self.temporary = temporary
-
-
 def _is_transient(exc: BaseException) -> bool:
-    code = getattr(exc, "code", None) if isinstance(exc, NetlinkFailure) else getattr(exc, "errno", None)
-    return code in _TRANSIENT
+    return isinstance(exc, OSError) and exc.errno in _TRANSIENT
 
 
 @attrs.define
@@ -200,12 +191,11 @@ class NetdevMover:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _in_host_ns(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` in the host netns: inline when that is this thread's own netns (procfs and
-        ioctl calls of microseconds), else in a thread that entered it."""
+    def _in_host_ns(self, fn: Callable[[], Any]) -> Any:
+        """Run quick, non-blocking ``fn`` in the host netns, on this thread."""
         if self._host_is_self:
             return fn()
-        return await run_in_netns(self._host_fd, fn)
+        return call_in_netns(self._host_fd, fn)
 
     async def _host_rtnl(self) -> Rtnl:
         if self._host is None:
@@ -238,7 +228,7 @@ class NetdevMover:
             if link is None:
                 raise DeviceNotFoundError(device.device, "snapshot", f"no link {facet['ifname']} on the host")
             snap = await take(host, self._host_fd, link, facet, self._proc_sys)
-        except (NetlinkFailure, OSError) as exc:
+        except OSError as exc:
             raise DeviceError(device.device, "snapshot", f"{facet['ifname']}: {exc}") from exc
         return snap.to_json()
 
@@ -338,9 +328,10 @@ class NetdevMover:
                 await self._hook(ctx.device.device, step)
             return await action()
         except DeviceError as exc:
-            raise _StepFailed(step, exc.reason, exc.temporary) from exc
+            raise type(exc)(ctx.device.device, step, exc.reason, temporary=exc.temporary) from exc
         except Exception as exc:
-            raise _StepFailed(step, f"{ctx.name}: {exc}", _is_transient(exc)) from exc
+            reason = f"{ctx.name}: {exc}"
+            raise DeviceError(ctx.device.device, step, reason, temporary=_is_transient(exc)) from exc
 
     async def _attach(self, ctx: _Attach) -> AttachResult:
         try:
@@ -355,7 +346,7 @@ class NetdevMover:
             await self._step(ctx, "rules", lambda: self._rules(ctx))
             await self._step(ctx, "neighbors", lambda: self._neighbors(ctx))
             result: AttachResult = await self._step(ctx, "readback", lambda: self._readback(ctx))
-        except _StepFailed as failed:
+        except DeviceError as failed:
             reason = failed.reason
             try:
                 await self._rollback(ctx)
@@ -366,7 +357,7 @@ class NetdevMover:
                 log.warning(
                     "attach of %s failed at %s; rolled back: %s", ctx.device.device, failed.step, reason
                 )
-            raise DeviceError(
+            raise type(failed)(
                 ctx.device.device, failed.step, reason, temporary=failed.temporary
             ) from failed.__cause__
         return result
@@ -412,7 +403,7 @@ class NetdevMover:
             values["ipv6.forwarding"] = int(iface.forwarding)
         if values:
             name, root = ctx.name, self._proc_sys
-            await run_in_netns(
+            call_in_netns(
                 ctx.pod_fd, lambda: sysctl.write_device(name, values, root, optional=("ipv6.forwarding",))
             )
 
@@ -453,7 +444,7 @@ class NetdevMover:
             return
         tc = await ebpf.detach_tc_programs(ctx.pod, ctx.index)
         index = ctx.index
-        tcx = await run_in_netns(ctx.pod_fd, lambda: ebpf.detach_tcx_programs(index))
+        tcx = call_in_netns(ctx.pod_fd, lambda: ebpf.detach_tcx_programs(index))
         log.info("detached %d TC and %d TCX program(s) from %s in the pod", tc, tcx, ctx.name)
 
     async def _vrf(self, ctx: _Attach) -> None:
@@ -484,7 +475,7 @@ class NetdevMover:
             sysctl.write_global("ipv4/tcp_l3mdev_accept", 1, root)
             sysctl.write_global("ipv4/udp_l3mdev_accept", 1, root)
 
-        await run_in_netns(ctx.pod_fd, l3mdev)
+        call_in_netns(ctx.pod_fd, l3mdev)
 
     def _pod_routes(self, ctx: _Attach) -> list[dict[str, Any]]:
         pod_addrs = self._pod_addresses(ctx)
@@ -642,7 +633,7 @@ class NetdevMover:
     async def _wrap(device: PreparedDevice, step: str, coro: Awaitable[Any]) -> Any:
         try:
             return await coro
-        except (NetlinkFailure, OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             raise DeviceError(device.device, step, str(exc), temporary=_is_transient(exc)) from exc
 
     async def _at(self, device: str, step: str) -> None:
@@ -693,8 +684,8 @@ class NetdevMover:
             await pod.link_set(
                 index, [("IFLA_NET_NS_FD", self._host_fd), ("IFLA_IFNAME", snap.ifname), *extra]
             )
-        except NetlinkFailure as exc:
-            if exc.code != errno.EEXIST:
+        except OSError as exc:
+            if exc.errno != errno.EEXIST:
                 raise
             # The kernel moves first and renames after: if only the rename failed, the device
             # is home under its pod name already and restore renames (or parks) it.
@@ -729,13 +720,7 @@ class NetdevMover:
                 await host.link_set(index, diff, up=False if up_now and mac_change else None)
             step = "restore:sysctls+ethtool"
             await self._at(device, step)
-            sysctls = dict(snap.sysctls)
-            if fresh and snap.sysctl_defaults:
-                sysctls = {k: v for k, v in sysctls.items() if snap.sysctl_defaults.get(k) != v}
-            if sysctls or snap.features or snap.private_flags:
-                # features are always compared: a netns move itself may change some (veth
-                # drops GRO), whatever the config asked for
-                await self._in_host_ns(lambda: self._restore_in_ns(cur_name, snap, sysctls))
+            await self._restore_settings(cur_name, snap, fresh)
             step = "restore:addresses"
             await self._at(device, step)
             await self._restore_addresses(host, index, snap)
@@ -762,7 +747,7 @@ class NetdevMover:
                 await host.neigh_add(
                     dst=n.dst, lladdr=n.lladdr, ifindex=index, state=NUD_PERMANENT, family=_family(n.dst)
                 )
-        except (NetlinkFailure, OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             raise DeviceError(device, step, f"{snap.ifname}: {exc}", temporary=_is_transient(exc)) from exc
 
     @staticmethod
@@ -810,22 +795,48 @@ class NetdevMover:
             out.append(("IFLA_ADDRESS", snap.mac))
         return out
 
-    def _restore_in_ns(self, ifname: str, snap: HostSnapshot, sysctls: Mapping[str, int]) -> None:
+    async def _restore_settings(self, ifname: str, snap: HostSnapshot, fresh: bool) -> None:
+        """Sysctls (on a fresh arrival only those differing from the netns defaults) and
+        ethtool state (always compared: a netns move itself may change features, e.g. veth
+        drops GRO, whatever the config asked for)."""
+        sysctls = dict(snap.sysctls)
+        if fresh and snap.sysctl_defaults:
+            sysctls = {k: v for k, v in sysctls.items() if snap.sysctl_defaults.get(k) != v}
+        if not (sysctls or snap.features or snap.private_flags):
+            return
+        features, flags = self._in_host_ns(lambda: self._restore_in_ns(ifname, snap, sysctls))
+        if features or flags:  # changing offloads may reconfigure a real NIC: in a thread
+            await run_in_netns(self._host_fd, lambda: self._set_ethtool(ifname, features, flags))
+
+    def _restore_in_ns(
+        self, ifname: str, snap: HostSnapshot, sysctls: Mapping[str, int]
+    ) -> tuple[dict[str, bool], dict[str, bool]]:
+        """Write ``sysctls``; return the features and private flags that differ from ``snap``."""
         if sysctls:
             sysctl.write_device(ifname, sysctls, self._proc_sys, optional=tuple(sysctls))
+        features: dict[str, bool] = {}
+        flags: dict[str, bool] = {}
         if snap.features or snap.private_flags:
             with ethtool.inet_socket() as sock:
                 if snap.features:
                     cur = ethtool.get_features(sock, ifname)
-                    todo = {
+                    features = {
                         n: on
                         for n, on in snap.features.items()
                         if n in cur.changeable and cur.active.get(n) != on
                     }
-                    if todo:
-                        ethtool.set_features(sock, ifname, todo)
                 if snap.private_flags:
-                    ethtool.set_private_flags(sock, ifname, snap.private_flags)
+                    now = ethtool.get_private_flags(sock, ifname)
+                    flags = {n: on for n, on in snap.private_flags.items() if now.get(n) != on}
+        return features, flags
+
+    @staticmethod
+    def _set_ethtool(ifname: str, features: Mapping[str, bool], flags: Mapping[str, bool]) -> None:
+        with ethtool.inet_socket() as sock:
+            if features:
+                ethtool.set_features(sock, ifname, features)
+            if flags:
+                ethtool.set_private_flags(sock, ifname, flags)
 
     async def _rename_home(self, host: Rtnl, index: int, snap: HostSnapshot, device: str) -> str:
         """Rename home device ``index`` to its host name; if taken, park it under its temporary
@@ -834,8 +845,8 @@ class NetdevMover:
         await host.link_set(index, [], up=False)
         try:
             await host.link_set(index, [("IFLA_IFNAME", name)])
-        except NetlinkFailure as exc:
-            if exc.code != errno.EEXIST:
+        except OSError as exc:
+            if exc.errno != errno.EEXIST:
                 raise
             link = await host.link_get(index=index)
             if link is not None and link.get("ifname") != tmp:
@@ -873,14 +884,14 @@ class NetdevMover:
             try:
                 try:
                     await host.link_set(index, [("IFLA_IFNAME", name)])
-                except NetlinkFailure as exc:
-                    if exc.code != errno.EBUSY:
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY:
                         raise
                     await host.link_set(index, [], up=False)
                     await host.link_set(index, [("IFLA_IFNAME", name)])
                     link = await host.link_get(index=index)
                     await self._restore(device, snap, link)
-            except (NetlinkFailure, DeviceError) as exc:
+            except (OSError, DeviceError) as exc:
                 log.warning("renaming ifindex %d to %s failed: %s", index, name, exc)
                 continue
             self.pending_renames.pop(index, None)
@@ -894,5 +905,5 @@ class NetdevMover:
             await asyncio.sleep(self._retry_interval)
             try:
                 await self.retry_renames()
-            except NetlinkFailure as exc:
+            except OSError as exc:
                 log.warning("retrying renames: %s", exc)

@@ -3,19 +3,25 @@
 Three rules, all from measurements (see docs/mover.md):
 
 * never ``AsyncIPRoute(netns=...)``: it forks once per instance (10-15 ms, and unsafe in a
-  threaded process). A netlink socket for another netns is made by a thread that ``setns()``
-  into it; a socket keeps the netns it was created in for its whole life, so the socket is
-  then used from the event loop like any other (:func:`rtnl_socket`, :class:`Rtnl`).
-* code that must *run* inside a netns (``/proc/sys/net`` writes, the ethtool ioctl socket)
-  runs in a fresh, short-lived thread (:func:`run_in_netns`). The thread exits afterwards, so
-  it never has to find its way home, and no pooled thread is ever left in a pod's netns.
+  threaded process). A netlink socket for another netns is made by a thread that has
+  ``setns()``-ed into it; a socket keeps the netns it was created in for its whole life, so
+  the socket is then used from the event loop like any other (:func:`rtnl_socket`,
+  :class:`Rtnl`).
+* code that must *run* inside a netns takes one of two paths. Microsecond work that cannot
+  block (creating a socket, ``/proc/sys/net`` reads and writes, ethtool *reads*, ``bpf(2)``
+  queries) runs on the calling thread itself, which enters the netns and comes straight back
+  (:func:`call_in_netns`): no other coroutine can run in between, since nothing awaits, and
+  it costs microseconds where waking a thread costs 0.2-3 ms on a busy node. Work a driver
+  may make slow (ethtool feature *changes* reconfigure real NICs) runs in a fresh,
+  short-lived thread (:func:`run_in_netns`) that exits afterwards, so no pooled thread is
+  ever left in a pod's netns.
 * a netns is held by an open fd (``O_RDONLY`` on ``/run/netns/x`` or ``/proc/<pid>/ns/net``),
   never by a name that may be reused.
 
 :class:`Rtnl` is a thin async rtnetlink client on a pyroute2 ``AsyncIPRoute`` with
 ``use_socket=``. It knows the link attributes pyroute2 0.9.7 lacks (``IFLA_GSO_IPV4_MAX_SIZE``
-and ``IFLA_GRO_IPV4_MAX_SIZE``) and turns kernel errors into :class:`NetlinkFailure`, which
-carries the errno and the kernel's extended-ack message.
+and ``IFLA_GRO_IPV4_MAX_SIZE``) and turns kernel errors into ``OSError`` (``errno`` set, the
+kernel's extended-ack message in the text).
 """
 
 from __future__ import annotations
@@ -42,9 +48,10 @@ __all__ = [
     "CLONE_NEWNET",
     "NETLINK_ROUTE",
     "SELF_NETNS",
+    "THREAD_NETNS",
     "LinkMsg",
-    "NetlinkFailure",
     "Rtnl",
+    "call_in_netns",
     "open_netns",
     "rtnl_socket",
     "run_in_netns",
@@ -57,6 +64,7 @@ CLONE_NEWNET: Final = 0x40000000
 NETLINK_ROUTE: Final = 0
 SELF_NETNS: Final = "/proc/self/ns/net"
 """The netns of this process; the default *host* netns of a mover (opened once, at construction)."""
+THREAD_NETNS: Final = "/proc/thread-self/ns/net"
 
 _SOCK_BUF: Final = 1 << 20
 RTEXT_FILTER_SKIP_STATS: Final = 1 << 3
@@ -76,6 +84,30 @@ def setns(fd: int) -> None:
 def open_netns(path: str) -> int:
     """Open a netns reference (``O_RDONLY|O_CLOEXEC``); raises ``OSError`` if it is gone."""
     return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def call_in_netns(ns_fd: int, fn: Callable[[], T]) -> T:
+    """Run ``fn()`` on the calling thread inside netns ``ns_fd``, then return the thread to
+    the netns it was in (always, also when ``fn`` raises). ``fn`` must be quick and must not
+    block: on the event loop thread, nothing else runs meanwhile.
+
+    Returning cannot fail short of the kernel running out of memory (the thread goes back to a
+    netns it was just in, through an fd held open); if it ever does, the error says so and
+    the thread is left where it is, which is why only the event loop thread of a driver that
+    treats this error as fatal should use it.
+    """
+    own = os.open(THREAD_NETNS, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(ns_fd)
+        try:
+            return fn()
+        finally:
+            try:
+                setns(own)
+            except OSError as exc:  # pragma: no cover - needs ENOMEM from setns
+                raise OSError(exc.errno, f"cannot return to this thread's own netns: {exc}") from exc
+    finally:
+        os.close(own)
 
 
 async def run_in_netns(ns_fd: int, fn: Callable[[], T]) -> T:
@@ -111,8 +143,9 @@ async def run_in_netns(ns_fd: int, fn: Callable[[], T]) -> T:
     return result
 
 
-async def rtnl_socket(ns_fd: int) -> socket.socket:
-    """A NETLINK_ROUTE socket that lives in netns ``ns_fd`` (buffers sized as pyroute2's)."""
+def rtnl_socket(ns_fd: int) -> socket.socket:
+    """A NETLINK_ROUTE socket that lives in netns ``ns_fd`` (buffers sized as pyroute2's),
+    made on the calling thread (:func:`call_in_netns`)."""
 
     def make() -> socket.socket:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
@@ -123,7 +156,7 @@ async def rtnl_socket(ns_fd: int) -> socket.socket:
         sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
         return sock
 
-    return await run_in_netns(ns_fd, make)
+    return call_in_netns(ns_fd, make)
 
 
 class LinkMsg(ifinfmsg):  # type: ignore[misc]
@@ -142,32 +175,21 @@ class LinkMsg(ifinfmsg):  # type: ignore[misc]
     )
 
 
-class NetlinkFailure(Exception):
-    """A kernel refusal: errno plus the extended-ack text when the kernel sent one.
-
-    Internal to the netdev backend: the mover turns it into a DeviceError naming the step.
-    """
-
-    def __init__(self, code: int, message: str = "") -> None:
-        self.code = code
-        text = os.strerror(code) if code > 0 else f"error {code}"
-        if message and message != text:
-            text = f"{text}: {message}"
-        super().__init__(text)
-        self.text = text
-
-
-def _failure(exc: NetlinkError) -> NetlinkFailure:
+def _failure(exc: NetlinkError) -> OSError:
+    """A kernel refusal as an ``OSError``: errno plus the extended-ack text when there is one."""
     code = int(getattr(exc, "code", 0) or 0)
     args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
     msg = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
-    return NetlinkFailure(code, msg)
+    text = os.strerror(code) if code > 0 else f"netlink error {code}"
+    if msg and msg != text:
+        text = f"{text}: {msg}"
+    return OSError(code, text)
 
 
 class Rtnl:
     """An rtnetlink client bound to one netns (by the socket it was opened on).
 
-    Every method raises :class:`NetlinkFailure` on a kernel error. Methods with ``exist_ok``
+    Every method raises ``OSError`` (with the kernel's errno) on a kernel error. Methods with ``exist_ok``
     treat ``EEXIST`` as success, and ``*_get`` methods return ``None`` for ``ENODEV``.
     Concurrent calls on one instance are fine (pyroute2 matches replies by sequence number).
     """
@@ -181,7 +203,7 @@ class Rtnl:
     @classmethod
     async def open(cls, ns_fd: int) -> Rtnl:
         """A client for netns ``ns_fd``; close it with :meth:`aclose`."""
-        sock = await rtnl_socket(ns_fd)
+        sock = rtnl_socket(ns_fd)
         try:
             rtnl = cls(sock)
         except BaseException:
