@@ -31,6 +31,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TextIO
 
+import attrs
+
 from dranet_core.allocator import ClaimAllocator
 from dranet_core.capabilities import Backend, HandlerTable, handler_table
 from dranet_core.checkpoint import ClaimStore
@@ -311,7 +313,16 @@ async def kube_environment(settings: Settings) -> AsyncIterator[tuple[StatusPubl
 
 async def run_driver(settings: Settings, *, signals: bool = True) -> int:
     """The reference driver against the API server: returns the process exit status."""
-    log.info("dranet starting on node %s (driver %s)", settings.kube.node_name, settings.kube.driver_name)
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ver = version("dranet")
+    except PackageNotFoundError:  # a source tree without metadata
+        ver = "unknown"
+    log.info(
+        "dranet %s starting on node %s (driver %s)", ver, settings.kube.node_name, settings.kube.driver_name
+    )
+    log.info("settings: %s", attrs.asdict(settings))
     try:
         backends = load_backends_for(settings)
         async with kube_environment(settings) as (publisher, source):

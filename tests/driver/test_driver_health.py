@@ -7,6 +7,7 @@ import asyncio
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,7 @@ async def running(short_tmp: Path) -> AsyncIterator[Running]:
         nri=NriSettings(socket_path=short_tmp / "nri.sock"),
         checkpoint=CheckpointSettings(db_path=short_tmp / "db.json"),
         observability=ObservabilitySettings(bind_address="127.0.0.1:0"),
-        shutdown=ShutdownSettings(grace_period=1.0),
+        shutdown=ShutdownSettings(grace_period=10.0),
     )
     publisher = DemoPublisher(short_tmp / "api", node_name="node-h")
     driver = Driver(
@@ -169,8 +170,10 @@ async def test_shutdown_removes_the_sockets(short_tmp: Path, running: Running) -
     assert reg.exists() and dra.exists()
     assert driver.started_at is not None and driver.ready_at is not None
     assert driver.ready_at - driver.started_at < 10
+    t0 = time.monotonic()
     running.stop.set()
     await asyncio.wait_for(running.task, 10)
+    assert time.monotonic() - t0 < 2  # a 10 s grace is an upper bound: nothing in flight, no wait
     assert not reg.exists()
     assert not dra.exists()
 
