@@ -11,7 +11,7 @@ Measured in one run:
 * floor: a ttrpc call the plugin answers UNIMPLEMENTED (mux + ttrpc, no NRI decoding);
 * RunPodSandbox round trip, no devices (1,000 calls);
 * CreateContainer returning 8 device nodes (1,000 calls);
-* one ~4 MiB Synchronize (about 10,000 pods) decoded and answered.
+* one ~4 MiB Synchronize (about 13,000 pods) decoded and answered.
 
 Targets (issue 4, 2-core machine): RunPodSandbox p50 <= 0.5 ms, p99 <= 2 ms; CreateContainer
 with 8 device nodes p50 <= 1 ms; a 4 MiB Synchronize well within 2 s.
