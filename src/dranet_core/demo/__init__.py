@@ -273,7 +273,9 @@ async def _scenario(scene: Scene, p: Printer) -> None:  # noqa: PLR0915 - a line
             p.show(f"prepared: {[(d.pool_name, d.device_name) for d in res[ref.uid].devices]}")
 
         with p.step("the runtime creates the pod sandbox: NRI RunPodSandbox moves and configures the device"):
+            t = time.perf_counter()
             await runtime.run_pod_sandbox(pod)
+            p.show(f"RunPodSandbox answered in {(time.perf_counter() - t) * 1000:.0f} ms")
             await runtime.create_container(pod, "app")
             p.show("$ ip -n <pod> addr show net1")
             p.show(_ip("-n", scene.pod, "addr", "show", "dev", "net1"))
@@ -302,7 +304,9 @@ async def _scenario(scene: Scene, p: Printer) -> None:  # noqa: PLR0915 - a line
             p.show(f"journal: {driver.pods.states()}")
 
         with p.step("the pod is deleted: NRI StopPodSandbox brings the device home, RemovePodSandbox"):
+            t = time.perf_counter()
             await runtime.stop_pod_sandbox(pod)
+            p.show(f"StopPodSandbox answered in {(time.perf_counter() - t) * 1000:.0f} ms")
             await runtime.remove_pod_sandbox(pod)
             after = _link_state(scene.node, "dn-mv0")
             p.show("$ ip -n <node> addr show dn-mv0")
