@@ -677,3 +677,27 @@ def test_call_in_netns_always_returns_the_thread_home(lab: Lab) -> None:
         assert call_in_netns(fd, lambda: path.read_text().strip()) == "2"
     finally:
         os.close(fd)
+
+
+async def test_a_netns_path_that_is_not_a_netns(lab: Lab, mover: NetdevMover, tmp_path: Path) -> None:
+    lab.veth("hv0", "hv0p")
+    before = host_state(lab.node, "hv0")
+    dev = lab.device("hv0")
+    snap = await mover.snapshot(dev)
+    bogus = tmp_path / "netns"
+    bogus.write_text("not a namespace")
+    with pytest.raises(DeviceError) as info:
+        await mover.attach(dev, lab.pod_sandbox(netns=str(bogus)), snap)
+    assert info.value.step == "netns"
+    assert str(bogus) in info.value.reason
+    await mover.detach(dev, lab.pod_sandbox(netns=str(bogus)), snap)  # as good as gone: restore only
+    assert host_state(lab.node, "hv0") == before
+
+
+async def test_snapshot_finds_a_device_renamed_since_discovery(lab: Lab, mover: NetdevMover) -> None:
+    lab.veth("hv0", "hv0p")
+    dev = lab.device("hv0", mac=ipj(lab.node, "link", "show", "dev", "hv0")[0]["address"])
+    lab.ip(lab.node, "link", "set", "hv0", "down")
+    lab.ip(lab.node, "link", "set", "hv0", "name", "hv0new")
+    snap = await mover.snapshot(dev)
+    assert snap["ifname"] == "hv0new"

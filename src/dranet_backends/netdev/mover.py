@@ -221,8 +221,11 @@ class NetdevMover:
             link = None
             if isinstance(facet.get("ifindex"), int):
                 link = await host.link_get(index=facet["ifindex"])
-                if link is not None and link.get("ifname") != facet["ifname"]:
-                    link = None
+                mac = str(facet.get("mac") or "").lower()
+                if link is not None and not (
+                    link.get("ifname") == facet["ifname"] or (mac and str(link.get("address")).lower() == mac)
+                ):
+                    link = None  # the index was reused by another device
             if link is None:
                 link = await host.link_get(ifname=str(facet["ifname"]))
             if link is None:
@@ -313,7 +316,10 @@ class NetdevMover:
         except OSError as exc:
             raise DeviceError(device.device, "netns", f"{pod.netns}: {exc.strerror}") from exc
         try:
-            pod_rtnl = await Rtnl.open(pod_fd)
+            try:
+                pod_rtnl = await Rtnl.open(pod_fd)
+            except OSError as exc:  # e.g. EINVAL: the path is not a network namespace
+                raise DeviceError(device.device, "netns", f"{pod.netns}: {exc}") from exc
             async with pod_rtnl:
                 ctx = _Attach(device=device, snap=snap, cfg=cfg, name=name, pod_fd=pod_fd, pod=pod_rtnl)
                 return await self._attach(ctx)
@@ -379,8 +385,11 @@ class NetdevMover:
                 raise DeviceNotFoundError(
                     ctx.device.device, "move", f"{ctx.snap.ifname} is neither on the host nor in the pod"
                 )
-            if link.get("ifname") != ctx.name:  # crash between move and rename cannot happen; be safe
-                await ctx.pod.link_set(int(link["index"]), [("IFLA_IFNAME", ctx.name)], up=False)
+            renaming = link.get("ifname") != ctx.name  # the move's rename failed earlier
+            if renaming or any(nla == "IFLA_ADDRESS" for nla, _ in extra):
+                await ctx.pod.link_set(int(link["index"]), [], up=False)  # the "up" step follows
+            if renaming:
+                await ctx.pod.link_set(int(link["index"]), [("IFLA_IFNAME", ctx.name)])
             if extra:
                 await ctx.pod.link_set(int(link["index"]), extra)
             link = await ctx.pod.link_get(index=int(link["index"]))
@@ -619,8 +628,13 @@ class NetdevMover:
             except OSError as exc:
                 log.warning("detach of %s: pod netns %s is gone (%s)", device.device, pod.netns, exc.strerror)
         try:
+            pod_rtnl = None
             if pod_fd >= 0:
-                pod_rtnl = await self._wrap(device, "detach", Rtnl.open(pod_fd))
+                try:
+                    pod_rtnl = await Rtnl.open(pod_fd)
+                except OSError as exc:  # not a netns (a stale file): as good as gone
+                    log.warning("detach of %s: %s is not a usable netns (%s)", device.device, pod.netns, exc)
+            if pod_rtnl is not None:
                 async with pod_rtnl:
                     await self._bring_home(device, snap, pod_rtnl, name, cfg_mac)
             else:
