@@ -506,3 +506,13 @@ async def test_configure_arrives_before_the_register_reply(sock_path: str) -> No
         await asyncio.gather(task, return_exceptions=True)
         await plugin.aclose()
         await peer.aclose()
+
+
+def test_from_environment() -> None:
+    launched = NriPlugin.from_environment(
+        Recorder(), environ={"NRI_PLUGIN_SOCKET": "3", "NRI_PLUGIN_NAME": "dranet", "NRI_PLUGIN_IDX": "10"},
+        plugin_name="ignored",
+    )
+    assert "10-dranet fd 3" in repr(launched)
+    external = NriPlugin.from_environment(Recorder(), environ={}, socket_path="/run/x/nri.sock")
+    assert "00-dra.net /run/x/nri.sock" in repr(external)

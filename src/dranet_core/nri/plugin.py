@@ -45,8 +45,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -79,7 +80,7 @@ from dranet_core.transport.ttrpc import (
     TtrpcClient,
     TtrpcServer,
 )
-from dranet_core.transport.unix import open_fd, open_unix
+from dranet_core.transport.unix import inherited_socket_fd, open_fd, open_unix
 from dranet_core.types import PodSandbox
 from dranet_core.wire.mux import PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN
 
@@ -211,6 +212,26 @@ class NriPlugin:
         self._late_completions = 0
         self._late_failures = 0
         self._late_compensations = 0
+
+    @classmethod
+    def from_environment(
+        cls, handler: object, *, environ: Mapping[str, str] | None = None, **options: Any
+    ) -> NriPlugin:
+        """A plugin configured by the runtime's environment when it launched us, else by ``options``.
+
+        A runtime-launched plugin gets ``NRI_PLUGIN_SOCKET`` (pre-connected fd, always 3),
+        ``NRI_PLUGIN_NAME`` and ``NRI_PLUGIN_IDX``; when set they override ``socket_fd``,
+        ``plugin_name`` and ``plugin_index``. Raises ValueError for a malformed fd number.
+        """
+        env = os.environ if environ is None else environ
+        fd = inherited_socket_fd(env)
+        if fd is not None:
+            options["socket_fd"] = fd
+        if env.get("NRI_PLUGIN_NAME"):
+            options["plugin_name"] = env["NRI_PLUGIN_NAME"]
+        if env.get("NRI_PLUGIN_IDX"):
+            options["plugin_index"] = env["NRI_PLUGIN_IDX"]
+        return cls(handler, **options)
 
     def __repr__(self) -> str:
         where = f"fd {self._socket_fd}" if self._socket_fd is not None else self._socket_path
