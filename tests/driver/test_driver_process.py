@@ -255,6 +255,26 @@ async def rig(
         await r.runtime.aclose()
 
 
+async def _wait_phase(rig: Rig, device: str, phase: str, within: float = 10) -> None:
+    """Wait until the checkpoint's journal shows ``device`` in ``phase``."""
+    deadline = time.monotonic() + within
+    while rig.journal().get(device, {}).get("phase") != phase:
+        assert time.monotonic() < deadline, f"{device} never {phase}\n{rig.log_text()}"
+        await asyncio.sleep(0.01)
+
+
+async def _claim_devices(rig: Rig, name: str, within: float = 10) -> list[dict[str, Any]]:
+    """The claim's ``status.devices`` in the fake API server, once there are some."""
+    deadline = time.monotonic() + within
+    while True:
+        claim = rig.api.get_object("resourceclaims", name, "default") or {}
+        devices: list[dict[str, Any]] = claim.get("status", {}).get("devices", [])
+        if devices:
+            return devices
+        assert time.monotonic() < deadline, rig.log_text()
+        await asyncio.sleep(0.05)
+
+
 def _exists(path: str | Path) -> bool:
     return Path(path).exists()
 
@@ -304,6 +324,12 @@ async def test_pod_lifecycle_with_crashes_at_every_stage(rig: Rig) -> None:
     assert global_addrs(inside) == ["192.168.77.2/24"]
     assert _at_home(rig, "dnt0") is None
     assert rig.journal()["dnt0"]["phase"] == "attached"
+    # the claim's status in the API server (server-side apply by the publisher)
+    (status,) = await _claim_devices(rig, "c1")
+    assert (status["driver"], status["pool"], status["device"]) == ("dra.net", NODE, "dnt0")
+    assert status["networkData"]["interfaceName"] == "net1"
+    assert status["networkData"]["ips"] == ["192.168.77.2/24"]
+    assert [c["type"] for c in status["conditions"]] == ["Ready", "NetworkReady"]
     await rig.crash()
 
     # restart while the pod runs: Synchronize keeps the device in the pod
@@ -314,10 +340,7 @@ async def test_pod_lifecycle_with_crashes_at_every_stage(rig: Rig) -> None:
 
     # crash in the middle of the detach (journal says detaching, nothing moved yet)
     stop = asyncio.ensure_future(session.stop_pod_sandbox(pod))
-    deadline = time.monotonic() + 10
-    while rig.journal().get("dnt0", {}).get("phase") != "detaching":
-        assert time.monotonic() < deadline, rig.log_text()
-        await asyncio.sleep(0.01)
+    await _wait_phase(rig, "dnt0", "detaching")
     await rig.crash()
     await asyncio.gather(stop, return_exceptions=True)
     assert _in_pod(rig) is not None  # the crash left it half-way
@@ -325,10 +348,7 @@ async def test_pod_lifecycle_with_crashes_at_every_stage(rig: Rig) -> None:
     # restart: the pod is gone from the runtime; reconciliation brings the device home
     rig.runtime.sync_pods = []
     await rig.start()
-    deadline = time.monotonic() + 10
-    while rig.journal().get("dnt0", {}).get("phase") != "prepared":
-        assert time.monotonic() < deadline, rig.log_text()
-        await asyncio.sleep(0.02)
+    await _wait_phase(rig, "dnt0", "prepared")
     _assert_home_as_before(rig, before)
     # the claim was not pruned on a guess: it waits for the kubelet's unprepare
     assert "dnt0" in rig.journal()
@@ -352,10 +372,7 @@ async def test_sigterm_with_a_call_in_flight_then_second_signal(rig: Rig) -> Non
     session = await rig.start("--debug-hold-after=attaching:1s")
     assert (await rig.kubelet.prepare("c2", claim_uid)).error == ""
     run = asyncio.ensure_future(session.run_pod_sandbox(pod))
-    deadline = time.monotonic() + 10
-    while rig.journal().get("dnm0", {}).get("phase") != "attaching":
-        assert time.monotonic() < deadline, rig.log_text()
-        await asyncio.sleep(0.01)
+    await _wait_phase(rig, "dnm0", "attaching")
     t0 = time.monotonic()
     rig.kill(signal.SIGTERM)  # the attach is in flight (held for 1 s)
     assert (await run).code == 0, rig.log_text()
@@ -370,10 +387,7 @@ async def test_sigterm_with_a_call_in_flight_then_second_signal(rig: Rig) -> Non
     rig.runtime.sync_pods = [pod]
     session = await rig.start("--debug-hold-after=detaching:60s")
     stop = asyncio.ensure_future(session.stop_pod_sandbox(pod))
-    deadline = time.monotonic() + 10
-    while rig.journal().get("dnm0", {}).get("phase") != "detaching":
-        assert time.monotonic() < deadline, rig.log_text()
-        await asyncio.sleep(0.01)
+    await _wait_phase(rig, "dnm0", "detaching")
     rig.kill(signal.SIGTERM)
     await asyncio.sleep(0.3)
     assert rig.proc is not None and rig.proc.poll() is None  # still draining
@@ -386,10 +400,7 @@ async def test_sigterm_with_a_call_in_flight_then_second_signal(rig: Rig) -> Non
     # and the half-done detach is finished by the next start (the pod is gone now)
     rig.runtime.sync_pods = []
     await rig.start()
-    deadline = time.monotonic() + 10
-    while rig.journal().get("dnm0", {}).get("phase") != "prepared":
-        assert time.monotonic() < deadline, rig.log_text()
-        await asyncio.sleep(0.02)
+    await _wait_phase(rig, "dnm0", "prepared")
     assert _at_home(rig) is not None
     assert _in_pod(rig) is None
 
