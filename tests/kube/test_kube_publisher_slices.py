@@ -370,6 +370,7 @@ async def test_watch_resumes_and_survives_expired_history(
     async with running(pub):
         await pub.publish_devices(devices(3))
         await idle(pub)
+        await eventually(lambda: any(r.is_watch for r in fake_api.requests))
         watches = [r for r in fake_api.requests_for("resourceslices") if r.is_watch]
         assert len(watches) == 1 and watches[0].query["resourceVersion"]
         # the stream times out and resumes from the last resourceVersion; meanwhile history is lost
@@ -434,3 +435,25 @@ async def test_a_bug_in_one_iteration_does_not_kill_the_publisher(
         await idle(pub)
     assert len(slices(fake_api)) == 1 and calls["n"] >= 2
     assert pub.health.last_error is not None and "planner bug" in pub.health.last_error
+
+
+async def test_device_rejected_by_the_server_is_left_out(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    add_node(fake_api)
+    pub = make_publisher(fake_api_client)
+    msg = 'ResourceSlice "x" is invalid: spec.devices[1].attributes[dra.net/ifName]: Invalid value'
+    fake_api.fail_next("POST", SLICES, status=422, message=msg)
+    devs = devices(3)
+    async with running(pub):
+        await pub.publish_devices(devs)
+        await idle(pub)
+        assert slice_devices(fake_api) == {f"{NODE}-{DRIVER}-0": ["eth0000", "eth0002"]}
+        (skipped,) = pub.health.skipped_devices
+        assert skipped.name == "eth0001" and "rejected by the API server" in skipped.reason
+        # once the device changes it gets another chance
+        devs[1] = attrs.evolve(devs[1], attributes={"dra.net/ifName": "fixed"})
+        await pub.publish_devices(devs)
+        await idle(pub)
+    assert slice_devices(fake_api) == {f"{NODE}-{DRIVER}-0": ["eth0000", "eth0001", "eth0002"]}
+    assert pub.health.skipped_devices == ()

@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -76,6 +77,7 @@ __all__ = ["Backoff", "KubeStatusPublisher", "PublisherHealth", "PublisherSettin
 log = logging.getLogger(__name__)
 
 APPLY_PATCH = "application/apply-patch+yaml"
+_DEVICE_INDEX = re.compile(r"spec\.devices\[(\d+)\]")
 _IMMEDIATE_RELISTS = 3
 
 
@@ -244,6 +246,7 @@ class KubeStatusPublisher:
         self._skipped: tuple[SkippedDevice, ...] = ()
         self._layout: dict[str, int] = {}
         self._bodies: BodyCache = {}
+        self._rejected: dict[str, tuple[dict[str, Any], str]] = {}
         self._synced: tuple[Device, ...] | None = None
         self._synced_owner: str | None = None
         self._published_devices = 0
@@ -500,6 +503,12 @@ class KubeStatusPublisher:
         elif self._desired is self._synced and self._node_uid == self._synced_owner:
             return True  # neither the device set nor the server (as far as the watch tells) changed
         bodies, skipped = prepare_devices(self._desired, cache=self._bodies)
+        for name, (body, reason) in list(self._rejected.items()):
+            if bodies.get(name) == body:
+                del bodies[name]
+                skipped.append(SkippedDevice(name=name, reason=f"rejected by the API server: {reason}"))
+            else:
+                del self._rejected[name]  # changed or gone: it gets another chance
         if tuple(skipped) != self._skipped:
             for s in skipped:
                 log.warning("device %s left out of the ResourceSlices: %s", s.name, s.reason)
@@ -562,12 +571,25 @@ class KubeStatusPublisher:
                     log.info("%s; re-listing", exc)
                     self._existing = None
                     return False
+                if exc.status == 422 and self._reject_devices(exc, w.devices):
+                    return False  # re-plan without them
                 raise
             self._slice_writes += 1
             self._ok()
             written = existing_from_object(got, node=self.node_name, driver=self.driver_name)
             self._existing[w.name] = attrs.evolve(written, devices=w.devices)
         return True
+
+    def _reject_devices(self, exc: KubeApiError, devices: Sequence[dict[str, Any]]) -> bool:
+        """The server refused a slice (422) naming ``spec.devices[i]``: leave those devices out
+        (until they change) instead of letting them block the slice. False: none named."""
+        indices = {int(m) for m in _DEVICE_INDEX.findall(exc.reason)}
+        bad = [devices[i] for i in sorted(indices) if i < len(devices)]
+        for body in bad:
+            name = str(body.get("name"))
+            log.error("device %s left out of the slices: rejected by the API server: %s", name, exc.reason)
+            self._rejected[name] = (body, exc.reason[:500])
+        return bool(bad)
 
     async def _delete_slices(self, plan: SlicePlan) -> bool:
         assert self._existing is not None
