@@ -387,12 +387,20 @@ async def test_bad_inputs_name_the_problem_and_move_nothing(lab: Lab, mover: Net
     with pytest.raises(DeviceNotFoundError):
         await mover.snapshot(
             PreparedDevice(
-                pool="node", device="ghost", request_names=("r",), facets={"netdev": {"ifname": "ghost0"}}
+                pool="node",
+                device="ghost",
+                request_names=("r",),
+                facets={"netdev": {"ifname": "ghost0", "ifindex": 9999}},
             )
         )
     with pytest.raises(DeviceError) as info:
         await mover.snapshot(PreparedDevice(pool="node", device="x", request_names=("r",)))
     assert "facet" in info.value.reason
+    with pytest.raises(DeviceError) as info:
+        await mover.snapshot(
+            PreparedDevice(pool="node", device="y", request_names=("r",), facets={"netdev": {"ifname": "a"}})
+        )
+    assert "ifindex" in info.value.reason
     assert ipj(lab.node, "link", "show", "dev", "hv0")[0]["ifname"] == "hv0"
 
 

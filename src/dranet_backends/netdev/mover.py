@@ -48,6 +48,7 @@ from typing import Any, Final, NoReturn
 import attrs
 
 from dranet_backends.netdev import ebpf, ethtool, sysctl, vrf
+from dranet_backends.netdev.facet import FACET, NetdevFacet
 from dranet_backends.netdev.nsutil import SELF_NETNS, Rtnl, call_in_netns, open_netns, run_in_netns
 from dranet_backends.netdev.snapshot import (
     NUD_PERMANENT,
@@ -66,7 +67,6 @@ __all__ = ["ATTACH_STEPS", "FACET", "NetdevMover", "StepHook", "link_attrs", "te
 
 log = logging.getLogger(__name__)
 
-FACET: Final = "netdev"
 ATTACH_STEPS: Final = (
     "move",
     "sysctls",
@@ -207,32 +207,33 @@ class NetdevMover:
     # -- snapshot ------------------------------------------------------------------------
 
     @staticmethod
-    def _facet(device: PreparedDevice, step: str) -> Mapping[str, Any]:
-        facet = device.facets.get(FACET)
-        if not isinstance(facet, Mapping) or not facet.get("ifname"):
-            raise DeviceError(device.device, step, "no netdev facet with an ifname")
-        return facet
+    def _facet(device: PreparedDevice, step: str) -> NetdevFacet:
+        raw = device.facets.get(FACET)
+        if not isinstance(raw, Mapping):
+            raise DeviceError(device.device, step, "no netdev facet")
+        try:
+            return NetdevFacet.from_json(raw)
+        except ValueError as exc:
+            raise DeviceError(device.device, step, str(exc)) from exc
 
     async def snapshot(self, device: PreparedDevice) -> JSON:
         """Capture the host state of the device named by its netdev facet (JSON-able)."""
         facet = self._facet(device, "snapshot")
         host = await self._host_rtnl()
         try:
-            link = None
-            if isinstance(facet.get("ifindex"), int):
-                link = await host.link_get(index=facet["ifindex"])
-                mac = str(facet.get("mac") or "").lower()
-                if link is not None and not (
-                    link.get("ifname") == facet["ifname"] or (mac and str(link.get("address")).lower() == mac)
-                ):
-                    link = None  # the index was reused by another device
+            link = await host.link_get(index=facet.ifindex)
+            mac = facet.mac.lower()
+            if link is not None and not (
+                link.get("ifname") == facet.ifname or (mac and str(link.get("address")).lower() == mac)
+            ):
+                link = None  # the index was reused by another device
             if link is None:
-                link = await host.link_get(ifname=str(facet["ifname"]))
+                link = await host.link_get(ifname=facet.ifname)
             if link is None:
-                raise DeviceNotFoundError(device.device, "snapshot", f"no link {facet['ifname']} on the host")
-            snap = await take(host, self._host_fd, link, facet, self._proc_sys)
+                raise DeviceNotFoundError(device.device, "snapshot", f"no link {facet.ifname} on the host")
+            snap = await take(host, self._host_fd, link, facet.to_json(), self._proc_sys)
         except OSError as exc:
-            raise DeviceError(device.device, "snapshot", f"{facet['ifname']}: {exc}") from exc
+            raise DeviceError(device.device, "snapshot", f"{facet.ifname}: {exc}") from exc
         return snap.to_json()
 
     # -- finding the device --------------------------------------------------------------
