@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dranet", description="Kubernetes network DRA driver (dra.net)")
     sub = parser.add_subparsers(dest="command", metavar="{run,inventory,demo,version}")
 
-    run = sub.add_parser("run", help="run the driver (the default command)")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    run = sub.add_parser("run", help="run the driver (the default command)", formatter_class=fmt)
     run.add_argument("--kubeconfig", default="", help="kubeconfig path ('' = in-cluster config)")
     run.add_argument("--bind-address", default=":9177", help="host:port for /healthz and /metrics ('' = off)")
     run.add_argument("--kubelet-root-dir", default="/var/lib/kubelet", help="kubelet root directory")
@@ -125,11 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--debug-hold-after", default="", help=argparse.SUPPRESS)
     compat = run.add_argument_group("accepted for compatibility with the Go driver, not implemented")
     for flag, default in GO_ONLY_FLAGS.items():
-        compat.add_argument(flag, default=default, metavar="VALUE", help=f"(default {default!r}; ignored)")
+        compat.add_argument(flag, default=default, metavar="VALUE", help="ignored")
     _add_node_flags(run)
     _add_log_flags(run)
 
-    inv = sub.add_parser("inventory", help="discover this host's devices and print them (read-only)")
+    inv = sub.add_parser(
+        "inventory", help="discover this host's devices and print them (read-only)", formatter_class=fmt
+    )
     inv.add_argument(
         "-o", "--output", default="table", choices=("table", "yaml", "json"), help="output format"
     )
