@@ -709,3 +709,25 @@ async def test_snapshot_finds_a_device_renamed_since_discovery(lab: Lab, mover: 
     lab.ip(lab.node, "link", "set", "hv0", "name", "hv0new")
     snap = await mover.snapshot(dev)
     assert snap["ifname"] == "hv0new"
+
+
+async def test_the_netdev_backend_delegates_to_the_mover(lab: Lab) -> None:
+    from dranet_backends.netdev.backend import NetdevBackend
+    from dranet_core.netns import NamespaceMover
+
+    lab.veth("hv0", "hv0p")
+    lab.ip(lab.node, "addr", "add", "192.0.2.5/24", "dev", "hv0")
+    before = host_state(lab.node, "hv0")
+    backend = NetdevBackend(netns=f"/run/netns/{lab.node}")
+    assert isinstance(backend, NamespaceMover)
+    dev = lab.device("hv0", NetworkConfig(interface=InterfaceConfig(name="eth7")))
+    try:
+        snap = await backend.snapshot(dev)
+        res = await backend.attach(dev, lab.pod_sandbox(), snap)
+        assert res.network_data is not None and res.network_data.interface_name == "eth7"
+        assert ipj(lab.pod, "link", "show", "dev", "eth7")
+        await backend.detach(dev, lab.pod_sandbox(), snap)
+    finally:
+        await backend._netdev_mover().aclose()
+        backend.close()
+    assert host_state(lab.node, "hv0") == before
