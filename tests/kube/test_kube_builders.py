@@ -116,3 +116,11 @@ def test_event_limiter_refills_and_dedupes() -> None:
     clock.mono += 1000
     assert lim.allow(ev("m0"))
     assert lim.dropped == 4
+
+
+def test_transition_times_forget_the_oldest_claims() -> None:
+    times = TransitionTimes(max_claims=3)
+    cond = Condition(type="Ready", status="True", reason="R")
+    for uid in ("a", "b", "c", "d"):
+        times.time_for(uid, "dev", cond)
+    assert list(times._seen) == ["b", "c", "d"]

@@ -88,7 +88,12 @@ class TransitionTimes:
     now: Callable[[], datetime] = attrs.field(default=lambda: datetime.now(UTC))
     _seen: dict[str, dict[tuple[str, str], tuple[str, datetime]]] = attrs.field(factory=dict)
 
+    max_claims: int = 4096
+    """Claims remembered; the oldest is forgotten beyond this (a claim never cleared must not leak)."""
+
     def time_for(self, claim_uid: str, device_key: str, condition: Condition) -> datetime:
+        if claim_uid not in self._seen and len(self._seen) >= self.max_claims:
+            del self._seen[next(iter(self._seen))]
         per_claim = self._seen.setdefault(claim_uid, {})
         key = (device_key, condition.type)
         prev = per_claim.get(key)
