@@ -46,7 +46,7 @@ from dranet_core.nri.plugin import NriPlugin
 from dranet_core.observability import Metrics, ObservabilityServer
 from dranet_core.plans import ClaimPlan
 from dranet_core.pods import PodNetworking
-from dranet_core.settings import Settings
+from dranet_core.settings import HostSettings, Settings
 from dranet_core.status import StatusPublisher
 from dranet_core.supervisor import Clock, Health, Job, JobFailed, ShutdownSignals, Supervisor, fatal_cause
 from dranet_core.types import ClaimRef, Device
@@ -69,7 +69,7 @@ RDMA_ATTRIBUTE = "dra.net/rdma"
 
 def _backend_options(settings: Settings) -> dict[str, str]:
     opts = {"move_ib_interfaces": str(settings.inventory.move_ib_interfaces).lower()}
-    if str(settings.host.host_netns) != "/proc/self/ns/net":
+    if settings.host.host_netns != HostSettings().host_netns:
         opts["netns"] = str(settings.host.host_netns)  # the namespace the backends treat as the host's
     return opts
 

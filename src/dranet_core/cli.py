@@ -43,6 +43,8 @@ __all__ = ["build_parser", "main", "prefer_light_cel", "settings_from_args"]
 
 COMMANDS = ("run", "inventory", "demo", "version")
 
+_HOST = HostSettings()  # the defaults of the host paths (settings.py owns every literal path)
+
 GO_ONLY_FLAGS = {
     "--cloud-provider-hint": "",
     "--profile-provider": "cloud",
@@ -92,9 +94,9 @@ def _add_node_flags(p: argparse.ArgumentParser) -> None:
         metavar="BOOL",
         help="move IPoIB netdevs into pods (false: RDMA only)",
     )
-    p.add_argument("--host-netns", default="/proc/self/ns/net", help=argparse.SUPPRESS)
-    p.add_argument("--sysfs-root", default="/sys", help=argparse.SUPPRESS)
-    p.add_argument("--procfs-root", default="/proc", help=argparse.SUPPRESS)
+    p.add_argument("--host-netns", default=str(_HOST.host_netns), help=argparse.SUPPRESS)
+    p.add_argument("--sysfs-root", default=str(_HOST.sysfs_root), help=argparse.SUPPRESS)
+    p.add_argument("--procfs-root", default=str(_HOST.procfs_root), help=argparse.SUPPRESS)
 
 
 def _add_log_flags(p: argparse.ArgumentParser) -> None:
@@ -112,14 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the driver (the default command)", formatter_class=fmt)
     run.add_argument("--kubeconfig", default="", help="kubeconfig path ('' = in-cluster config)")
     run.add_argument("--bind-address", default=":9177", help="host:port for /healthz and /metrics ('' = off)")
-    run.add_argument("--kubelet-root-dir", default="/var/lib/kubelet", help="kubelet root directory")
     run.add_argument(
-        "--db-path", default="/var/run/dranet/dranet.db", help="checkpoint file ('' = memory only)"
+        "--kubelet-root-dir", default=str(KubeletSettings().root_dir), help="kubelet root directory"
+    )
+    run.add_argument(
+        "--db-path", default=str(CheckpointSettings().db_path), help="checkpoint file ('' = memory only)"
     )
     run.add_argument("--inventory-min-poll-interval", default="2s", help="minimum time between rescans")
     run.add_argument("--inventory-max-poll-interval", default="1m", help="periodic full rescan")
     run.add_argument("--inventory-poll-burst", type=int, default=5, help="rescans allowed back to back")
-    run.add_argument("--nri-socket", default="/var/run/nri/nri.sock", help="the runtime's NRI socket")
+    run.add_argument("--nri-socket", default=str(NriSettings().socket_path), help="the runtime's NRI socket")
     run.add_argument("--nri-plugin-index", default="00", help="NRI plugin index (two digits)")
     run.add_argument("--shutdown-grace", default="10s", help="time in-flight calls get after SIGTERM")
     run.add_argument("--driver-name", default="dra.net", help=argparse.SUPPRESS)
