@@ -7,16 +7,20 @@ the encoders under test.
 from __future__ import annotations
 
 import json
+import os
 import struct
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dranet_backends.netdev import ethtool, sysctl, vrf
-from dranet_backends.netdev.mover import link_attrs, temp_name
+from dranet_backends.netdev.mover import NetdevMover, link_attrs, temp_name
 from dranet_backends.netdev.snapshot import AddressRecord, HostSnapshot, RouteRecord
-from dranet_core.config.model import InterfaceConfig
+from dranet_core.config.model import InterfaceConfig, NetworkConfig, RouteConfig, VRFConfig
+from dranet_core.plans import PreparedDevice
 
 
 def test_vrf_create_request_bytes() -> None:
@@ -181,3 +185,99 @@ def test_garbled_snapshot_json_gives_value_error_only(extra: dict[str, object]) 
         assert "snapshot" in str(exc)
     else:
         assert HostSnapshot.from_json(json.loads(json.dumps(snap.to_json()))) == snap
+
+
+# -- the mover's pod-side plans, without a kernel ------------------------------------------
+
+
+class _FakePod:
+    """Records what the mover asks of the pod's rtnetlink (a VRF-less kernel stand-in)."""
+
+    def __init__(self) -> None:
+        self.links: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, Any]] = []
+
+    async def link_get(self, *, index: int | None = None, ifname: str | None = None) -> Any:
+        return self.links.get(ifname or "")
+
+    async def link_new(self, msg: Any) -> None:
+        self.calls.append(("link_new", msg))
+        name = dict(msg["attrs"])["IFLA_IFNAME"]
+        self.links[name] = {"index": 42, "ifname": name}
+
+    async def link_set(self, index: int, attrs: list[tuple[str, Any]], *, up: bool | None = None) -> None:
+        self.calls.append(("link_set", (index, attrs, up)))
+
+
+def _ctx(cfg: NetworkConfig, snap: HostSnapshot, pod: Any = None) -> Any:
+    from dranet_backends.netdev.mover import _Attach
+
+    dev = PreparedDevice(pool="p", device="d", request_names=("r",), config=cfg)
+    return _Attach(device=dev, snap=snap, cfg=cfg, name="net1", pod_fd=-1, pod=pod, index=7)
+
+
+_SNAP = HostSnapshot(
+    ifname="eth1",
+    ifindex=3,
+    addresses=(AddressRecord(address="192.0.2.5", prefixlen=24, flags=0x80),),
+    routes=(
+        RouteRecord(family=2, dst="198.51.100.0", dst_len=24, gateway="192.0.2.1", prefsrc="192.0.2.5"),
+        RouteRecord(family=2, dst="203.0.113.0", dst_len=24, gateway="10.0.0.1"),  # off-subnet gateway
+        RouteRecord(family=2, dst=None, dst_len=0, gateway="192.0.2.1"),  # default: not copied
+        RouteRecord(family=10, dst="fe80::", dst_len=64),  # link-local: not copied
+        RouteRecord(family=2, dst="192.0.2.1", dst_len=32, scope=253),
+    ),
+)
+
+
+def test_pod_routes_follow_go_rules_and_put_link_scope_first() -> None:
+    mover = NetdevMover.__new__(NetdevMover)
+    cfg = NetworkConfig(routes=(RouteConfig(destination="10.9.0.0/16", gateway="192.0.2.254", table=7),))
+    routes = mover._pod_routes(_ctx(cfg, _SNAP))
+    assert [(r["dst"], r["dst_len"], r["table"]) for r in routes] == [
+        ("192.0.2.1", 32, 254),
+        ("10.9.0.0", 16, 7),
+        ("198.51.100.0", 24, 254),
+    ]
+    assert routes[2]["prefsrc"] == "192.0.2.5"  # a source the pod has is kept
+    other = NetworkConfig(interface=InterfaceConfig(addresses=("192.0.2.9/24",)))
+    assert "prefsrc" not in mover._pod_routes(_ctx(other, _SNAP))[1]  # ... one it lacks is dropped
+
+
+def test_pod_routes_go_into_the_vrf_table() -> None:
+    mover = NetdevMover.__new__(NetdevMover)
+    ctx = _ctx(NetworkConfig(), _SNAP)
+    ctx.vrf_table = 1234
+    assert {r["table"] for r in mover._pod_routes(ctx)} == {1234}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="probe: setns into this process's own netns needs root")
+async def test_vrf_step_creates_enslaves_and_sets_l3mdev(tmp_path: Path) -> None:
+    pod = _FakePod()
+    (tmp_path / "ipv4").mkdir()
+    async with NetdevMover(proc_sys=str(tmp_path)) as mover:
+        cfg = NetworkConfig(interface=InterfaceConfig(vrf=VRFConfig(name="blue")))
+        ctx = _ctx(cfg, _SNAP, pod)
+        fd = os.open("/proc/self/ns/net", os.O_RDONLY)
+        try:
+            ctx.pod_fd = fd
+            await mover._vrf(ctx)
+        finally:
+            os.close(fd)
+    assert ctx.vrf_created == 42
+    assert ctx.vrf_table == vrf.default_table("blue")
+    kind, msg = pod.calls[0]
+    assert kind == "link_new" and dict(msg["attrs"])["IFLA_IFNAME"] == "blue"
+    assert ("link_set", (42, [], True)) in pod.calls  # VRF up
+    assert ("link_set", (7, [("IFLA_MASTER", 42)], None)) in pod.calls  # enslaved
+    assert (tmp_path / "ipv4" / "tcp_l3mdev_accept").read_text() == "1\n"
+    assert (tmp_path / "ipv4" / "udp_l3mdev_accept").read_text() == "1\n"
+
+
+async def test_vrf_name_taken_by_another_kind_is_refused() -> None:
+    pod = _FakePod()
+    pod.links["blue"] = {"index": 5, "ifname": "blue"}
+    mover = NetdevMover.__new__(NetdevMover)
+    ctx = _ctx(NetworkConfig(interface=InterfaceConfig(vrf=VRFConfig(name="blue", table=9))), _SNAP, pod)
+    with pytest.raises(OSError, match="not a VRF"):
+        await mover._vrf(ctx)
