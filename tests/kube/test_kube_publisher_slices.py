@@ -360,6 +360,12 @@ def test_driver_and_node_names_are_validated(fake_api_client: Any) -> None:
         KubeStatusPublisher(fake_api_client, driver_name=DRIVER, node_name="bad_node")
     with pytest.raises(ValueError, match="max_devices_per_slice"):
         PublisherSettings(max_devices_per_slice=129)
+    with pytest.raises(ValueError, match="backoff_max"):
+        PublisherSettings(backoff_initial=5, backoff_max=1)
+    with pytest.raises(ValueError, match="request_timeout"):
+        PublisherSettings(request_timeout=0)
+    with pytest.raises(ValueError, match="watch_timeout"):
+        PublisherSettings(watch_timeout=0)
 
 
 async def test_watch_resumes_and_survives_expired_history(

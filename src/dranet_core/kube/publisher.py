@@ -113,6 +113,12 @@ class PublisherSettings:
     event_attempts: int = 5
     """Tries per event before it is dropped."""
 
+    def __attrs_post_init__(self) -> None:
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError(f"backoff_max ({self.backoff_max}) < backoff_initial ({self.backoff_initial})")
+        if self.watch_timeout < 1:
+            raise ValueError(f"watch_timeout must be >= 1, got {self.watch_timeout}")
+
     @max_devices_per_slice.validator
     def _check_max(self, _: attrs.Attribute[int], value: int) -> None:
         if not 1 <= value <= MAX_DEVICES_PER_SLICE:
