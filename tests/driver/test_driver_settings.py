@@ -211,3 +211,17 @@ def test_go_only_flags_are_accepted_and_warned_about() -> None:
         "--feature-gates=X=true is not supported by this driver and is ignored",
     ]
     assert cli._go_only_warnings(cli.build_parser().parse_args(["run"])) == []
+
+
+def test_run_with_an_unusable_kubeconfig_exits_1_with_the_cause(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "dranet_core", "--hostname-override=n1", f"--kubeconfig={tmp_path / 'nope'}",
+         "--bind-address=", f"--kubelet-root-dir={tmp_path}", "--db-path=", "--backends=netdev"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert f"dranet cannot run: --kubeconfig: '{tmp_path / 'nope'}' does not exist or is not a file" in proc.stderr
+    assert not (tmp_path / "plugins_registry").exists()  # nothing was started
