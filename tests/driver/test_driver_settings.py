@@ -223,5 +223,6 @@ def test_run_with_an_unusable_kubeconfig_exits_1_with_the_cause(tmp_path: Path) 
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 1
-    assert f"dranet cannot run: --kubeconfig: '{tmp_path / 'nope'}' does not exist or is not a file" in proc.stderr
+    missing = tmp_path / "nope"
+    assert f"dranet cannot run: --kubeconfig: '{missing}' does not exist or is not a file" in proc.stderr
     assert not (tmp_path / "plugins_registry").exists()  # nothing was started
