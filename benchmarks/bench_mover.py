@@ -9,6 +9,7 @@ in throwaway ``dnt-bench-*`` namespaces.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import statistics
 import subprocess
@@ -71,9 +72,15 @@ def floor(node: str, pod: str, n: int) -> float:
     return t / n
 
 
+def ifindexes(ns: str) -> dict[str, int]:
+    out = subprocess.run(["ip", "-n", ns, "-j", "link", "show"], check=True, capture_output=True, text=True)
+    return {link["ifname"]: int(link["ifindex"]) for link in json.loads(out.stdout)}
+
+
 async def ours(node: str, pod: str, n: int) -> tuple[list[float], list[float]]:
     times = []
     snaps = []
+    index = ifindexes(node)
     async with NetdevMover(host_netns=f"/run/netns/{node}") as mover:
         sandbox = PodSandbox(uid="u", name="bench", namespace="default", netns=f"/run/netns/{pod}")
         for i in range(n):
@@ -91,7 +98,7 @@ async def ours(node: str, pod: str, n: int) -> tuple[list[float], list[float]]:
                 device=f"b{i}",
                 request_names=("r",),
                 config=cfg,
-                facets={"netdev": {"ifname": f"b{i}"}},
+                facets={"netdev": {"ifname": f"b{i}", "ifindex": index[f"b{i}"]}},
             )
             t0 = time.perf_counter()
             snap = await mover.snapshot(dev)  # taken at prepare time: reported, not in the ratio
