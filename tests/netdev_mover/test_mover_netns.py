@@ -731,3 +731,13 @@ async def test_the_netdev_backend_delegates_to_the_mover(lab: Lab) -> None:
         await backend._netdev_mover().aclose()
         backend.close()
     assert host_state(lab.node, "hv0") == before
+
+
+def test_the_benchmark_script_runs(lab: Lab) -> None:
+    """The benchmark must not rot: run it on 3 devices (no timing is asserted)."""
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_mover.py"
+    out = sh([sys.executable, str(script), "3"])
+    assert "ratio mean / floor" in out
+    assert not [ns for ns in sh(["ip", "netns", "list"]).split() if ns.startswith("dnt-bench-")]
