@@ -63,9 +63,10 @@ def _read_varint(buf: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
 
 
 def iter_fields(buf: bytes, what: str) -> Iterator[tuple[int, int, int | bytes]]:
-    """Yield ``(field number, wire type, value)``; varints as int, length fields as bytes.
+    """Yield ``(field number, wire type, value)``: varints as int, length fields as bytes.
 
-    Fixed 32/64-bit fields are yielded as bytes. Unknown fields are the caller's to skip.
+    Fixed 32/64-bit fields are checked and skipped (the envelopes have none), so a ``bytes``
+    value is always a length-delimited field. Unknown fields are the caller's to skip.
     Raises RemoteProtocolError (naming ``what``) for truncated or malformed input.
     """
     pos = 0
@@ -84,11 +85,10 @@ def iter_fields(buf: bytes, what: str) -> Iterator[tuple[int, int, int | bytes]]
                 raise RemoteProtocolError(f"{what}: field {num} length {length} runs past the end")
             yield num, wt, buf[pos : pos + length]
             pos += length
-        elif wt in (WT_I64, WT_I32):
+        elif wt in (WT_I64, WT_I32):  # never used by the envelopes: skipped, not yielded
             size = 8 if wt == WT_I64 else 4
             if size > end - pos:
                 raise RemoteProtocolError(f"{what}: field {num} truncated fixed-size value")
-            yield num, wt, buf[pos : pos + size]
             pos += size
         else:
             raise RemoteProtocolError(f"{what}: field {num} has unsupported wire type {wt}")

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from dranet_core.errors import LocalProtocolError, RemoteProtocolError
-from dranet_core.wire._protobuf import WT_LEN, WT_VARINT, iter_fields, put_bytes, put_varint_field, varint
+from dranet_core.wire._protobuf import WT_LEN, iter_fields, put_bytes, put_varint_field, varint
 
 __all__ = [
     "FLAG_NO_DATA",
@@ -234,9 +234,7 @@ def encode_response(resp: Response) -> bytes:
     return out + put_bytes(2, resp.payload)
 
 
-def _string(value: int | bytes, what: str) -> str:
-    if not isinstance(value, bytes):
-        raise RemoteProtocolError(f"{what}: expected a string, got a varint")
+def _string(value: bytes, what: str) -> str:
     try:
         return value.decode()
     except UnicodeDecodeError as exc:
@@ -254,41 +252,50 @@ def decode_request(data: bytes) -> Request:
     payload = b""
     timeout = 0
     meta: list[tuple[str, str]] = []
-    for num, wt, value in iter_fields(data, "ttrpc request"):
-        if num == 1 and wt == WT_LEN:
+    for num, _, value in iter_fields(data, "ttrpc request"):
+        if isinstance(value, int):
+            if num == 4:
+                timeout = _int64(value)
+        elif num == 1:
             service = _string(value, "ttrpc request service")
-        elif num == 2 and wt == WT_LEN:
+        elif num == 2:
             method = _string(value, "ttrpc request method")
-        elif num == 3 and wt == WT_LEN:
-            payload = bytes(value)
-        elif num == 4 and wt == WT_VARINT:
-            timeout = _int64(value)  # type: ignore[arg-type]
-        elif num == 5 and wt == WT_LEN:
-            key = val = ""
-            for n2, w2, v2 in iter_fields(value, "ttrpc metadata"):  # type: ignore[arg-type]
-                if n2 == 1 and w2 == WT_LEN:
-                    key = _string(v2, "ttrpc metadata key")
-                elif n2 == 2 and w2 == WT_LEN:
-                    val = _string(v2, "ttrpc metadata value")
-            meta.append((key, val))
+        elif num == 3:
+            payload = value
+        elif num == 5:
+            meta.append(_key_value(value))
     return Request(service, method, payload, timeout, tuple(meta))
+
+
+def _key_value(data: bytes) -> tuple[str, str]:
+    key = val = ""
+    for num, _, value in iter_fields(data, "ttrpc metadata"):
+        if isinstance(value, bytes) and num == 1:
+            key = _string(value, "ttrpc metadata key")
+        elif isinstance(value, bytes) and num == 2:
+            val = _string(value, "ttrpc metadata value")
+    return key, val
+
+
+def _status(data: bytes) -> Status:
+    code = 0
+    message = ""
+    for num, _, value in iter_fields(data, "ttrpc status"):
+        if isinstance(value, int) and num == 1:
+            code = _int64(value) & 0xFFFFFFFF  # int32 on the wire, sign-extended to 64 bits
+            code = code - (1 << 32) if code >= 1 << 31 else code
+        elif isinstance(value, bytes) and num == 2:
+            message = _string(value, "ttrpc status message")
+    return Status(code, message)
 
 
 def decode_response(data: bytes) -> Response:
     """Parse a ttrpc.Response (google.rpc.Status details are skipped)."""
     status: Status | None = None
     payload = b""
-    for num, wt, value in iter_fields(data, "ttrpc response"):
-        if num == 1 and wt == WT_LEN:
-            code = 0
-            message = ""
-            for n2, w2, v2 in iter_fields(value, "ttrpc status"):  # type: ignore[arg-type]
-                if n2 == 1 and w2 == WT_VARINT:
-                    code = _int64(v2) & 0xFFFFFFFF  # type: ignore[arg-type]
-                    code = code - (1 << 32) if code >= 1 << 31 else code
-                elif n2 == 2 and w2 == WT_LEN:
-                    message = _string(v2, "ttrpc status message")
-            status = Status(code, message)
-        elif num == 2 and wt == WT_LEN:
-            payload = bytes(value)
+    for num, _, value in iter_fields(data, "ttrpc response"):
+        if isinstance(value, bytes) and num == 1:
+            status = _status(value)
+        elif isinstance(value, bytes) and num == 2:
+            payload = value
     return Response(status, payload)
