@@ -516,3 +516,22 @@ def test_from_environment() -> None:
     assert "10-dranet fd 3" in repr(launched)
     external = NriPlugin.from_environment(Recorder(), environ={}, socket_path="/run/x/nri.sock")
     assert "00-dra.net /run/x/nri.sock" in repr(external)
+
+
+async def test_failing_synchronize_is_retried_on_a_new_connection(harness: Harness) -> None:
+    class FailsOnce(Recorder):
+        async def synchronize(self, pods: Sequence[PodSandbox], containers: Sequence[ContainerInfo]) -> None:
+            await super().synchronize(pods, containers)
+            if len(self.synced) == 1:
+                raise RpcError(14, "checkpoint not loaded yet")
+
+    rec = FailsOnce()
+    peer = harness.peer = RuntimePeer(harness.path)
+    await peer.start()
+    harness.plugin = NriPlugin(rec, socket_path=harness.path, reconnect_initial=0.05)
+    harness.task = asyncio.create_task(harness.plugin.run())
+    first = await peer.wait_ready(count=1)
+    assert first.violations == ["Synchronize failed: 14 checkpoint not loaded yet"]
+    second = await peer.wait_ready(count=2)
+    assert second.violations == [] and harness.plugin.registered
+    assert len(rec.synced) == 2
