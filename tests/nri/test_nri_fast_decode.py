@@ -38,7 +38,7 @@ def with_extra(pod: api.PodSandbox) -> bytes:
     return bytes(pod) + POD_EXTRA
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=2000)  # ms: a hang fails, a busy CI core does not
 @given(pods)
 def test_pod_requests_agree(pod: api.PodSandbox) -> None:
     raw = with_extra(pod)
@@ -46,7 +46,7 @@ def test_pod_requests_agree(pod: api.PodSandbox) -> None:
     assert decode_pod_request(payload) == pod_from_nri(api.RunPodSandboxRequest.parse(payload).pod)
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=2000)  # ms: a hang fails, a busy CI core does not
 @given(st.lists(pods, max_size=5), st.lists(containers, max_size=5), st.booleans())
 def test_synchronize_agrees(ps: list[api.PodSandbox], cs: list[api.Container], more: bool) -> None:
     payload = bytes(api.SynchronizeRequest(pods=ps, containers=cs, more=more))
@@ -56,7 +56,7 @@ def test_synchronize_agrees(ps: list[api.PodSandbox], cs: list[api.Container], m
     assert got_more == more
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=2000)  # ms: a hang fails, a busy CI core does not
 @given(pods, containers, st.integers(min_value=0, max_value=15))
 def test_container_and_state_change_agree(pod: api.PodSandbox, ctr: api.Container, event: int) -> None:
     payload = bytes(api.CreateContainerRequest(pod=pod, container=ctr))
@@ -65,7 +65,7 @@ def test_container_and_state_change_agree(pod: api.PodSandbox, ctr: api.Containe
     assert decode_state_change(sc) == (event, pod_from_nri(pod), container_from_nri(ctr))
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=2000)  # ms: a hang fails, a busy CI core does not
 @given(st.binary(max_size=300))
 def test_garbage_raises_only_protocol_error(data: bytes) -> None:
     for fn in (decode_pod_request, decode_container_request, decode_synchronize, decode_state_change):
@@ -90,7 +90,7 @@ node = st.builds(
 )
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=2000)  # ms: a hang fails, a busy CI core does not
 @given(st.lists(node, max_size=10))
 def test_adjustment_encoding_is_byte_identical(nodes: list[DeviceNode]) -> None:
     devices = [linux_device(n) for n in nodes]

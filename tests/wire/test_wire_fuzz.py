@@ -51,13 +51,13 @@ def run_ttrpc(data: bytes, cuts: list[int]) -> None:
         pass
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=2000)  # ms: a hang fails, a busy CI core does not
 @given(st.binary(max_size=2048), st.lists(st.integers(min_value=0), max_size=8))
 def test_random_bytes_to_ttrpc(data: bytes, cuts: list[int]) -> None:
     run_ttrpc(data, cuts)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=2000)  # ms: a hang fails, a busy CI core does not
 @given(st.binary(max_size=2048), st.lists(st.integers(min_value=0), max_size=8))
 def test_random_bytes_to_mux(data: bytes, cuts: list[int]) -> None:
     dec = MuxDecoder()
@@ -69,7 +69,7 @@ def test_random_bytes_to_mux(data: bytes, cuts: list[int]) -> None:
         pass
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=2000)  # ms: a hang fails, a busy CI core does not
 @given(st.lists(st.tuples(st.integers(min_value=0, max_value=len(VALID) - 1), st.integers(0, 255)),
                 min_size=1, max_size=6), st.lists(st.integers(min_value=0), max_size=4))
 def test_mutated_frames(mutations: list[tuple[int, int]], cuts: list[int]) -> None:
@@ -81,7 +81,7 @@ def test_mutated_frames(mutations: list[tuple[int, int]], cuts: list[int]) -> No
         MuxDecoder().feed(frames_for_message(1, bytes(data)))
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=2000)  # ms: a hang fails, a busy CI core does not
 @given(st.binary(max_size=512))
 def test_random_envelopes(data: bytes) -> None:
     for fn in (decode_request, decode_response):
@@ -92,7 +92,7 @@ def test_random_envelopes(data: bytes) -> None:
 text = st.text(max_size=40)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=2000)  # ms: a hang fails, a busy CI core does not
 @given(text, text, st.binary(max_size=100), st.integers(min_value=-(2**63), max_value=2**63 - 1),
        st.lists(st.tuples(text, text), max_size=3))
 def test_request_round_trip(service: str, method: str, payload: bytes, timeout: int,
@@ -101,7 +101,7 @@ def test_request_round_trip(service: str, method: str, payload: bytes, timeout: 
     assert decode_request(encode_request(req)) == req
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=2000)  # ms: a hang fails, a busy CI core does not
 @given(st.integers(min_value=-(2**31), max_value=2**31 - 1), text, st.binary(max_size=100))
 def test_response_round_trip(code: int, message: str, payload: bytes) -> None:
     resp = Response(Status(code, message) if code else None, payload)
