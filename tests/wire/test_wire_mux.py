@@ -55,3 +55,10 @@ def test_go_reader_rule_big_message_is_4096_plus_rest(size: int) -> None:
     assert [len(f.payload) for f in frames] == expected
     assert b"".join(f.payload for f in frames) == msg
     assert {f.conn_id for f in frames} == {1}
+
+
+def test_exactly_max_payload_is_accepted() -> None:
+    payload = bytes(MAX_PAYLOAD)
+    frames = MuxDecoder().feed(bytes([0, 0, 0, 2]) + MAX_PAYLOAD.to_bytes(4, "big") + payload)
+    assert frames == [MuxFrame(2, payload)]
+    assert len(encode_mux_frame(2, payload)) == MAX_PAYLOAD + 8

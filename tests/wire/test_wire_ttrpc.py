@@ -144,3 +144,13 @@ def test_envelopes_agree_with_betterproto2() -> None:
     assert [(kv.key, kv.value) for kv in theirs.metadata] == [("k", "v")]
     resp = pb_ttrpc.Response(status=pb_ttrpc.Status(code=13, message="internal"), payload=b"abc")
     assert decode_response(bytes(resp)) == Response(Status(13, "internal"), b"abc")
+
+
+def test_exactly_4_mib_is_accepted() -> None:
+    data = bytes(MAX_MESSAGE_LENGTH)
+    header = MAX_MESSAGE_LENGTH.to_bytes(4, "big") + (9).to_bytes(4, "big") + b"\x02\x00"
+    dec = FrameDecoder()
+    assert dec.feed(header + data[:1000]) == []
+    assert dec.buffered == 1000  # the header is consumed, the data kept
+    [frame] = dec.feed(data[1000:])
+    assert frame == Frame(9, 2, 0, data)
