@@ -67,7 +67,7 @@ def test_demo_runs_to_the_end_and_cleans_up() -> None:
     assert "Step timings:" in out
     assert "demo finished" in out
     # nothing left behind, the host untouched
-    assert _netns() == netns_before
+    assert _netns() == netns_before, out
     assert _tmp_dirs() == tmp_before
     assert _host_links() == links_before
 

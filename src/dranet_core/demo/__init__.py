@@ -164,11 +164,25 @@ class Scene:
             _ip(*n, "link", "set", name, "up")
         _ip("-n", self.pod, "link", "set", "lo", "up")
 
-    def remove(self) -> None:
-        """Delete both namespaces (their devices go with them) and the directory."""
+    def remove(self) -> list[str]:
+        """Delete both namespaces (their devices go with them) and the directory.
+
+        Returns what could not be removed (each deletion is retried a few times: a netns can
+        be briefly busy while the last thread that entered it is still exiting).
+        """
+        left = []
         for ns in (self.pod, self.node):
-            _ip("netns", "del", ns, check=False)
+            for attempt in range(10):
+                out = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True, check=False)
+                if out.returncode == 0 or not os.path.exists(f"/run/netns/{ns}"):
+                    break
+                time.sleep(0.05 * (attempt + 1))
+            else:
+                left.append(f"netns {ns}: {out.stderr.strip()}")
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.tmp.exists():
+            left.append(f"directory {self.tmp}")
+        return left
 
 
 class Printer:
@@ -386,5 +400,8 @@ def run_demo(
         stream.write(f"\ndemo failed: {_describe(exc)}\n")
         return 1
     finally:
-        scene.remove()
-        stream.write(f"cleaned up: namespaces {scene.node}, {scene.pod} and {scene.tmp} removed\n")
+        left = scene.remove()
+        if left:
+            stream.write(f"could not clean up: {'; '.join(left)}\n")
+        else:
+            stream.write(f"cleaned up: namespaces {scene.node}, {scene.pod} and {scene.tmp} removed\n")
