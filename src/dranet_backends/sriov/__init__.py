@@ -1,14 +1,23 @@
-"""The sriov backend: SR-IOV virtual functions and their physical functions, from sysfs."""
+"""The sriov backend: userspace-bound NICs (vfio-pci, uio) with their SR-IOV and IOMMU facts.
+
+``create(context)`` is the ``dranet.backends`` entry point. The context is a
+``dranet_core.backends.BackendContext`` (or any object with ``sysfs`` and ``options``);
+options: ``sriov.dev_root`` (the ``/dev`` to stat device nodes under; default ``/dev``),
+``sriov.poll_interval`` (seconds between sysfs polls; default 30) and the shared ``pci_ids``.
+On a machine without SR-IOV or userspace-bound NICs it loads fine and discovers nothing.
+See ``docs/sriov.md``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dranet_core.errors import BackendError
+from .backend import DEFAULT_POLL_INTERVAL, SriovBackend
+from .facet import FACET, SriovFacet
 
-__all__ = ["create"]
+__all__ = ["DEFAULT_POLL_INTERVAL", "FACET", "SriovBackend", "SriovFacet", "create"]
 
 
-def create(context: Any) -> Any:
-    """Entry point of the ``dranet.backends`` group (not implemented yet)."""
-    raise BackendError("sriov", "not implemented yet")
+def create(context: Any) -> SriovBackend:
+    """Entry point of the ``dranet.backends`` group: the sriov backend for ``context``."""
+    return SriovBackend.from_context(context)

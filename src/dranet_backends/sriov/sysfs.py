@@ -1,0 +1,209 @@
+"""What sysfs says about SR-IOV and userspace-bound PCI network functions, under a given root.
+
+The root is a parameter (``BackendContext.sysfs``); tests build fake trees in a temporary
+directory with the real layout::
+
+    bus/pci/devices/0000:00:03.1 -> ../../../devices/pci0000:00/0000:00:03.1
+    devices/pci0000:00/0000:00:03.0/{sriov_totalvfs,sriov_numvfs,virtfn0 -> ../0000:00:03.1}
+    devices/pci0000:00/0000:00:03.0/net/eth1/mtu                  (the PF's netdev)
+    devices/pci0000:00/0000:00:03.1/physfn -> ../0000:00:03.0
+    devices/pci0000:00/0000:00:03.1/driver -> ../../../bus/pci/drivers/vfio-pci
+    devices/pci0000:00/0000:00:03.1/iommu_group -> ../../../kernel/iommu_groups/12
+    kernel/iommu_groups/12/devices/0000:00:03.1 -> ../../../../devices/pci0000:00/0000:00:03.1
+    devices/pci0000:00/0000:00:04.0/uio/uio0/                     (uio_pci_generic, igb_uio)
+
+The generic PCI facts (ids, class, NUMA node, PCIe root, driver) come from the netdev
+backend's :mod:`dranet_backends.netdev.sysfs`; this module adds the SR-IOV relations (PF of a
+VF, VF index, the PF's netdev and MTU), the IOMMU group and its other members, and the uio
+nodes. ``<pf>/net/`` is tagged with the network namespace sysfs was mounted in: a PF whose
+netdev lives elsewhere shows none.
+
+Plain blocking reads of an in-memory filesystem (microseconds each); the backend runs a
+whole scan in a worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import attrs
+
+from dranet_backends.netdev.sysfs import PciFunction, pci_network_functions
+
+__all__ = [
+    "PASSTHROUGH_DRIVERS",
+    "SriovFunction",
+    "iommu_group",
+    "pf_netdev_mtu",
+    "read_function",
+    "userspace_functions",
+]
+
+PASSTHROUGH_DRIVERS = frozenset({"vfio-pci", "uio_pci_generic", "igb_uio"})
+"""Userspace drivers whose devices this backend publishes (``pci-stub`` only parks a device:
+nothing in a container can use it, so it is left out, as unbound functions are)."""
+
+_VIRTFN = re.compile(r"^virtfn(\d+)$")
+_UIO = re.compile(r"^uio\d+$")
+_BRIDGE_CLASS = "0604"
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _read_int(path: Path) -> int | None:
+    text = _read(path)
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _listdir(path: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+@attrs.frozen(kw_only=True)
+class SriovFunction:
+    """One userspace-bound PCI network function: its PCI facts plus SR-IOV and IOMMU facts.
+
+    ``pf`` is the PCI address of the physical function for a VF (None for a PF or a plain
+    function), ``vf_index`` its ``virtfnN`` number on that PF, ``pf_ifname`` the PF's netdev
+    in the scanned namespace (None if it has none there). ``iommu_group`` is None when the
+    kernel has no IOMMU group for it; ``iommu_peers`` are the other non-bridge functions of
+    the group (sorted). ``uio`` are the ``uioN`` nodes of a uio-bound function.
+    """
+
+    pci: PciFunction
+    pf: str | None = None
+    vf_index: int | None = None
+    pf_ifname: str | None = None
+    sriov_totalvfs: int | None = None
+    sriov_numvfs: int | None = None
+    iommu_group: int | None = None
+    iommu_peers: tuple[str, ...] = ()
+    uio: tuple[str, ...] = ()
+
+    @property
+    def address(self) -> str:
+        """The PCI address (``0000:00:03.1``)."""
+        return self.pci.address
+
+    @property
+    def driver(self) -> str:
+        """The bound driver's name (always one of :data:`PASSTHROUGH_DRIVERS` for a listed function)."""
+        return self.pci.driver or ""
+
+    @property
+    def is_vf(self) -> bool:
+        """Whether this is an SR-IOV virtual function."""
+        return self.pf is not None
+
+
+def _pci_dir(sysfs: Path, address: str) -> Path:
+    return sysfs / "bus" / "pci" / "devices" / address
+
+
+def iommu_group(sysfs: Path, address: str) -> int | None:
+    """The IOMMU group number of ``address``, or None when it has none (no IOMMU)."""
+    link = _pci_dir(sysfs, address) / "iommu_group"
+    if not os.path.islink(link):
+        return None
+    try:
+        return int(os.path.basename(os.readlink(link)))
+    except (OSError, ValueError):
+        return None
+
+
+def _iommu_peers(sysfs: Path, address: str, group: int) -> tuple[str, ...]:
+    members = _listdir(sysfs / "kernel" / "iommu_groups" / str(group) / "devices")
+    peers = []
+    for member in members:
+        if member == address:
+            continue
+        cls = (_read(_pci_dir(sysfs, member) / "class") or "").lower().removeprefix("0x")
+        if cls.startswith(_BRIDGE_CLASS):
+            continue  # bridges may share a group with endpoints; vfio allows that
+        peers.append(member)
+    return tuple(peers)
+
+
+def _vf_index(sysfs: Path, pf: str, vf: str) -> int | None:
+    base = _pci_dir(sysfs, pf)
+    for name in _listdir(base):
+        m = _VIRTFN.match(name)
+        if m and os.path.basename(os.path.realpath(base / name)) == vf:
+            return int(m.group(1))
+    return None
+
+
+def _first_netdev(sysfs: Path, address: str) -> str | None:
+    names = _listdir(_pci_dir(sysfs, address) / "net")
+    return names[0] if names else None
+
+
+def pf_netdev_mtu(sysfs: Path, vf_address: str) -> tuple[str, int] | None:
+    """The PF netdev name and MTU of VF ``vf_address`` (first netdev of ``physfn/net``), or None.
+
+    None when ``vf_address`` is not a VF, or its PF has no netdev in the scanned namespace.
+    """
+    physfn = _pci_dir(sysfs, vf_address) / "physfn"
+    if not os.path.islink(physfn):
+        return None
+    netdir = physfn / "net"
+    for name in _listdir(netdir):
+        mtu = _read_int(netdir / name / "mtu")
+        if mtu is not None:
+            return name, mtu
+    return None
+
+
+def read_function(sysfs: Path, fn: PciFunction) -> SriovFunction:
+    """The SR-IOV, IOMMU and uio facts of ``fn`` under ``sysfs``."""
+    base = _pci_dir(sysfs, fn.address)
+    pf: str | None = None
+    vf_index: int | None = None
+    pf_ifname: str | None = None
+    if os.path.islink(base / "physfn"):
+        pf = os.path.basename(os.path.realpath(base / "physfn"))
+        vf_index = _vf_index(sysfs, pf, fn.address)
+        pf_ifname = _first_netdev(sysfs, pf)
+    total = _read_int(base / "sriov_totalvfs")
+    numvfs = _read_int(base / "sriov_numvfs") if total else None
+    group = iommu_group(sysfs, fn.address)
+    peers = _iommu_peers(sysfs, fn.address, group) if group is not None else ()
+    uio = tuple(n for n in _listdir(base / "uio") if _UIO.match(n))
+    return SriovFunction(
+        pci=fn,
+        pf=pf,
+        vf_index=vf_index,
+        pf_ifname=pf_ifname,
+        sriov_totalvfs=total,
+        sriov_numvfs=numvfs,
+        iommu_group=group,
+        iommu_peers=peers,
+        uio=uio,
+    )
+
+
+def userspace_functions(sysfs: Path) -> list[SriovFunction]:
+    """Every PCI network function (class 0x02) bound to a :data:`PASSTHROUGH_DRIVERS` driver.
+
+    An empty list on a machine without PCI (no ``bus/pci/devices``) or without such devices.
+    """
+    return [
+        read_function(sysfs, fn)
+        for fn in pci_network_functions(sysfs)
+        if fn.driver is not None and fn.driver in PASSTHROUGH_DRIVERS
+    ]
