@@ -1,0 +1,194 @@
+"""The rdma backend object: discovery, mover, config validation and container device nodes.
+
+:class:`RdmaBackend` implements
+
+* :class:`~dranet_core.discovery.Discovery`: one device per RDMA device under
+  ``<sysfs>/class/infiniband``, named after its PCI function (``pci-0000-08-00-0``) so it
+  merges with the netdev backend's device of the same function, or, for a software device
+  (rxe, siw) without PCI function, after its netdev (merging with that netdev's device).
+  Attributes: ``dra.net/rdma=true``, ``dra.net/rdmaDevice=<name>``; for IB-only devices
+  (no netdev of the PCI function visible) also ``dra.net/pciAddress``, ``dra.net/numaNode``,
+  ``resource.kubernetes.io/numaNode`` and ``resource.kubernetes.io/pcieRoot``. Facet
+  ``facets["rdma"]`` (see :data:`FACET_KEYS`). Sysfs has no change events: :meth:`watch`
+  re-reads it every ``poll_interval`` seconds (default 30) and notifies when what it reads
+  changed.
+* :class:`~dranet_core.netns.NamespaceMover`: :class:`.mover.RdmaMover` in the RDMA netns
+  mode probed once at start.
+* :class:`~dranet_core.capabilities.ValidatesConfig`: a device without a netdev facet
+  rejects netdev settings (:func:`dranet_core.config.validate_rdma_only`).
+* :class:`~dranet_core.capabilities.AdjustsContainers`: the device's char devices plus
+  ``/dev/infiniband/rdma_cm``, stat'ed under ``dev_root``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Final
+
+from dranet_core.config import validate_rdma_only
+from dranet_core.config.model import NetworkConfig
+from dranet_core.names import device_name_for_interface, device_name_for_pci
+from dranet_core.netns import AttachResult
+from dranet_core.plans import PreparedDevice
+from dranet_core.types import JSON, AttributeValue, Device, DeviceNode, PodSandbox
+
+from .chardev import device_nodes
+from .mover import FACET, NETDEV_FACET, NetnsMode, RdmaMover
+from .sysfs import RDMA_CM, RdmaDevice, rdma_devices
+
+__all__ = ["FACET_KEYS", "RdmaBackend", "device_for"]
+
+log = logging.getLogger(__name__)
+
+D: Final = "dra.net/"
+STD: Final = "resource.kubernetes.io/"
+FACET_KEYS: Final = ("dev", "pci_address", "char_devices", "node_guid", "netdevs", "ports")
+"""Keys of ``facets["rdma"]``: RDMA device name, PCI address (or null), char device paths
+(container paths, without ``rdma_cm``), node GUID, netdevs seen at discovery, and ports
+(``[{"index", "link_layer", "state"}]``)."""
+
+
+def device_for(rd: RdmaDevice) -> Device | None:
+    """The published :class:`Device` for ``rd``; None (logged) when it cannot be named."""
+    if rd.pci_address is not None:
+        try:
+            name = device_name_for_pci(rd.pci_address)
+        except ValueError as exc:
+            log.warning("rdma: leaving out %s: %s", rd.name, exc)
+            return None
+    elif rd.netdevs:
+        try:
+            name = device_name_for_interface(rd.netdevs[0])
+        except ValueError as exc:
+            log.warning("rdma: leaving out %s: %s", rd.name, exc)
+            return None
+    else:
+        log.warning("rdma: %s has neither a PCI function nor a netdev; left out", rd.name)
+        return None
+    attrs: dict[str, AttributeValue] = {D + "rdma": True, D + "rdmaDevice": rd.name}
+    if rd.ib_only and rd.pci_address is not None:
+        attrs[D + "pciAddress"] = rd.pci_address
+        if rd.numa_node is not None:
+            attrs[D + "numaNode"] = rd.numa_node
+            attrs[STD + "numaNode"] = rd.numa_node
+        if rd.pcie_root is not None:
+            attrs[STD + "pcieRoot"] = rd.pcie_root
+    facet = {
+        "dev": rd.name,
+        "pci_address": rd.pci_address,
+        "char_devices": list(rd.char_devices),
+        "node_guid": rd.node_guid,
+        "netdevs": list(rd.netdevs),
+        "ports": [{"index": p.index, "link_layer": p.link_layer, "state": p.state} for p in rd.ports],
+    }
+    try:
+        return Device(name=name, attributes=attrs, facets={FACET: facet})
+    except ValueError as exc:
+        log.warning("rdma: leaving out %s (%s): %s", rd.name, name, exc)
+        return None
+
+
+def _devices(sysfs: Path) -> list[Device]:
+    out: dict[str, Device] = {}
+    for rd in rdma_devices(sysfs):
+        dev = device_for(rd)
+        if dev is None:
+            continue
+        if dev.name in out:
+            log.warning(
+                "rdma: %s and %s share device %s; keeping %s",
+                out[dev.name].facets[FACET]["dev"],
+                rd.name,
+                dev.name,
+                out[dev.name].facets[FACET]["dev"],
+            )
+            continue
+        out[dev.name] = dev
+    return list(out.values())
+
+
+class RdmaBackend:
+    """The ``rdma`` backend (see the module docstring)."""
+
+    name = "rdma"
+
+    def __init__(
+        self,
+        *,
+        sysfs: Path = Path("/sys"),
+        dev_root: Path = Path("/dev"),
+        mode: NetnsMode = "shared",
+        mover: RdmaMover | None = None,
+        poll_interval: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.sysfs = Path(sysfs)
+        self.dev_root = Path(dev_root)
+        self.mover = mover if mover is not None else RdmaMover(mode=mode)
+        self.poll_interval = poll_interval
+        self._sleep = sleep
+        self.scans = 0
+
+    @property
+    def mode(self) -> NetnsMode:
+        """The RDMA netns mode the mover works in."""
+        return self.mover.mode
+
+    def __repr__(self) -> str:
+        return f"RdmaBackend(sysfs={str(self.sysfs)!r}, mode={self.mode}, scans={self.scans})"
+
+    # -- Discovery -------------------------------------------------------------------------
+
+    async def scan(self) -> Sequence[Device]:
+        """Every RDMA device under ``sysfs`` now (never raises for one bad device)."""
+        self.scans += 1
+        return await asyncio.to_thread(_devices, self.sysfs)
+
+    async def watch(self, notify: Callable[[], None]) -> None:
+        """Poll sysfs every ``poll_interval`` seconds; ``notify()`` when the devices changed."""
+        last = await self.scan()
+        while True:
+            await self._sleep(self.poll_interval)
+            now = await self.scan()
+            if now != last:
+                last = now
+                notify()
+
+    # -- NamespaceMover --------------------------------------------------------------------
+
+    async def snapshot(self, device: PreparedDevice) -> JSON:
+        """See :meth:`.mover.RdmaMover.snapshot`."""
+        return await self.mover.snapshot(device)
+
+    async def attach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> AttachResult:
+        """See :meth:`.mover.RdmaMover.attach`."""
+        return await self.mover.attach(device, pod, snapshot)
+
+    async def detach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> None:
+        """See :meth:`.mover.RdmaMover.detach`."""
+        await self.mover.detach(device, pod, snapshot)
+
+    # -- ValidatesConfig -------------------------------------------------------------------
+
+    def owns(self, device: Device) -> bool:
+        """Whether ``device`` has an rdma facet."""
+        return FACET in device.facets
+
+    def validate_config(self, device: Device, config: NetworkConfig) -> None:
+        """For an IB-only device (no netdev facet), reject netdev settings (ConfigError)."""
+        if NETDEV_FACET not in device.facets:
+            validate_rdma_only(config)
+
+    # -- AdjustsContainers -----------------------------------------------------------------
+
+    def device_nodes(self, device: PreparedDevice) -> Sequence[DeviceNode]:
+        """The device's char devices and ``rdma_cm``, stat'ed (missing ones logged, skipped)."""
+        facet = device.facets.get(FACET)
+        if not isinstance(facet, dict):
+            return []
+        chars = facet.get("char_devices")
+        paths = [p for p in chars if isinstance(p, str)] if isinstance(chars, list) else []
+        return device_nodes([*paths, RDMA_CM], self.dev_root)
