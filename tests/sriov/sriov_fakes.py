@@ -134,5 +134,11 @@ def sriov_node(fs: FakeSysfs) -> None:
     fs.add("0000:00:03.0", driver="ixgbe", device="0x10fb", group=10, totalvfs=8, numvfs=2, netdev="eth1")
     fs.add("0000:00:03.1", driver="vfio-pci", device="0x10ed", group=12, pf="0000:00:03.0", vf_index=0)
     fs.add(
-        "0000:00:03.2", driver="ixgbevf", device="0x10ed", group=13, pf="0000:00:03.0", vf_index=1, netdev="eth2"
+        "0000:00:03.2",
+        driver="ixgbevf",
+        device="0x10ed",
+        group=13,
+        pf="0000:00:03.0",
+        vf_index=1,
+        netdev="eth2",
     )

@@ -1,4 +1,4 @@
-"""Device nodes for vfio- and uio-bound devices: real character nodes under a tmp /dev (root), and a stat seam."""
+"""Device nodes for vfio/uio-bound devices: real char nodes under a tmp /dev (root), and a stat seam."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from sriov_fakes import can_mknod, make_char
 
 from dranet_backends.netdev.pciids import PciIds
 from dranet_backends.sriov import SriovBackend, SriovFacet
@@ -14,7 +15,6 @@ from dranet_backends.sriov.devnodes import device_nodes_for
 from dranet_core.errors import DeviceError
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import DeviceNode
-from sriov_fakes import can_mknod, make_char
 
 VFIO = SriovFacet(pci_address="0000:00:03.1", driver="vfio-pci", iommu_group=12)
 
@@ -95,7 +95,10 @@ def test_stat_seam_gives_major_minor_without_root(tmp_path: Path) -> None:
 
     b = SriovBackend(dev_root=tmp_path / "d", pci_ids=PciIds(paths=()), stat_fn=fake_stat)
     nodes = b.device_nodes(prepared(VFIO))
-    assert [(n.path, n.major, n.minor) for n in nodes] == [("/dev/vfio/vfio", 10, 196), ("/dev/vfio/12", 511, 7)]
+    assert [(n.path, n.major, n.minor) for n in nodes] == [
+        ("/dev/vfio/vfio", 10, 196),
+        ("/dev/vfio/12", 511, 7),
+    ]
     assert seen == [str(tmp_path / "d" / "vfio" / "vfio"), str(tmp_path / "d" / "vfio" / "12")]
 
 

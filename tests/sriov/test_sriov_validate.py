@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sriov_fakes import FakeSysfs, sriov_node
 
 from dranet_backends.netdev.pciids import PciIds
 from dranet_backends.sriov import SriovBackend
@@ -19,7 +20,6 @@ from dranet_core.config.model import (
 )
 from dranet_core.errors import ConfigError, ConfigIssue
 from dranet_core.types import AllocationResult, Claim, ClaimRef, Device, OpaqueConfig
-from sriov_fakes import FakeSysfs, sriov_node
 
 D = "dra.net/"
 
