@@ -1,0 +1,151 @@
+"""RDMA discovery from fake sysfs trees with the real layout."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+from rdma_helpers import add_char, add_pci, add_rdma
+
+from dranet_backends.rdma import RdmaBackend
+from dranet_backends.rdma.sysfs import RdmaPort, char_devices, rdma_devices
+
+
+def _roce_node(root: Path) -> None:
+    """mlx5_0 on 0000:08:00.0 with netdev eth1 (RoCE), erdma_0 on 0000:09:00.0 without netdev."""
+    nic = add_pci(root, "0000:08:00.0", netdevs=["eth1"], numa=1)
+    add_rdma(root, "mlx5_0", pci=nic, ports=[(1, "Ethernet", "4: ACTIVE", ["eth1"])])
+    efa = add_pci(root, "0000:09:00.0", numa=-1, bus="pci0000:80")
+    add_rdma(root, "erdma_0", pci=efa, guid="0000:0000:0000:0001", ports=[(1, "InfiniBand", "1: DOWN", ())])
+    add_char(root, "infiniband_verbs", "uverbs0", "mlx5_0")
+    add_char(root, "infiniband_verbs", "uverbs1", "erdma_0")
+    add_char(root, "infiniband_mad", "umad0", "mlx5_0", port=1)
+    add_char(root, "infiniband_mad", "issm0", "mlx5_0", port=1)
+    add_char(root, "infiniband_cm", "ucm0", "mlx5_0")
+    (root / "class" / "infiniband_verbs" / "abi_version").write_text("6\n")
+
+
+def test_sysfs_reads_devices_ports_and_char_devices(tmp_path: Path) -> None:
+    _roce_node(tmp_path)
+    mlx, erdma = sorted(rdma_devices(tmp_path), key=lambda d: d.name)[::-1]
+    assert mlx.name == "mlx5_0"
+    assert mlx.pci_address == "0000:08:00.0"
+    assert mlx.netdevs == ("eth1",)
+    assert not mlx.ib_only
+    assert mlx.numa_node == 1
+    assert mlx.pcie_root == "pci0000:00"
+    assert mlx.node_guid == "0c42:a103:0065:8b5e"
+    assert mlx.ports == (RdmaPort(index=1, link_layer="Ethernet", state="4: ACTIVE", netdevs=("eth1",)),)
+    assert mlx.char_devices == (
+        "/dev/infiniband/issm0",
+        "/dev/infiniband/ucm0",
+        "/dev/infiniband/umad0",
+        "/dev/infiniband/uverbs0",
+    )
+    assert erdma.name == "erdma_0"
+    assert erdma.ib_only
+    assert erdma.numa_node is None  # -1 in sysfs
+    assert erdma.pcie_root == "pci0000:80"
+    assert erdma.char_devices == ("/dev/infiniband/uverbs1",)
+
+
+def test_char_devices_skip_entries_without_ibdev(tmp_path: Path) -> None:
+    add_char(tmp_path, "infiniband_verbs", "uverbs0", "mlx5_0")
+    (tmp_path / "class" / "infiniband_verbs" / "uverbs9").mkdir()
+    assert char_devices(tmp_path) == {"mlx5_0": ("/dev/infiniband/uverbs0",)}
+
+
+def test_no_infiniband_class_means_no_devices(tmp_path: Path) -> None:
+    assert rdma_devices(tmp_path) == []
+    assert rdma_devices(tmp_path / "missing") == []
+
+
+async def test_scan_publishes_mergeable_devices(tmp_path: Path) -> None:
+    _roce_node(tmp_path)
+    devices = {d.name: d for d in await RdmaBackend(sysfs=tmp_path).scan()}
+    assert sorted(devices) == ["pci-0000-08-00-0", "pci-0000-09-00-0"]
+    roce = devices["pci-0000-08-00-0"]
+    # a device with a netdev: only the RDMA attributes (the netdev backend has the rest)
+    assert dict(roce.attributes) == {"dra.net/rdma": True, "dra.net/rdmaDevice": "mlx5_0"}
+    assert roce.facets["rdma"] == {
+        "dev": "mlx5_0",
+        "pci_address": "0000:08:00.0",
+        "char_devices": [
+            "/dev/infiniband/issm0",
+            "/dev/infiniband/ucm0",
+            "/dev/infiniband/umad0",
+            "/dev/infiniband/uverbs0",
+        ],
+        "node_guid": "0c42:a103:0065:8b5e",
+        "netdevs": ["eth1"],
+        "ports": [{"index": 1, "link_layer": "Ethernet", "state": "4: ACTIVE"}],
+    }
+    ib_only = devices["pci-0000-09-00-0"]
+    assert dict(ib_only.attributes) == {
+        "dra.net/rdma": True,
+        "dra.net/rdmaDevice": "erdma_0",
+        "dra.net/pciAddress": "0000:09:00.0",
+        "resource.kubernetes.io/pcieRoot": "pci0000:80",
+    }
+
+
+async def test_soft_roce_is_named_after_its_netdev(tmp_path: Path) -> None:
+    add_rdma(tmp_path, "rxe0", parent="veth-a", ports=[(1, "Ethernet", "4: ACTIVE", ["veth-a"])])
+    add_rdma(tmp_path, "siw_ETH0", ports=[(1, "Ethernet", "4: ACTIVE", ["ETH0"])])
+    add_rdma(tmp_path, "orphan0", ports=[])
+    devices = {d.name: d for d in await RdmaBackend(sysfs=tmp_path).scan()}
+    assert sorted(devices) == ["net-ivkeqma", "veth-a"]  # ETH0 is encoded; orphan0 left out
+    assert devices["veth-a"].attributes["dra.net/rdmaDevice"] == "rxe0"
+    assert devices["veth-a"].facets["rdma"]["pci_address"] is None
+    assert "dra.net/pciAddress" not in devices["veth-a"].attributes
+
+
+async def test_two_rdma_devices_on_one_function_keep_the_first(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    nic = add_pci(tmp_path, "0000:08:00.0", netdevs=["eth1"])
+    add_rdma(tmp_path, "mlx5_0", pci=nic)
+    add_rdma(tmp_path, "mlx5_9", pci=nic)
+    with caplog.at_level(logging.WARNING):
+        (dev,) = await RdmaBackend(sysfs=tmp_path).scan()
+    assert dev.attributes["dra.net/rdmaDevice"] == "mlx5_0"
+    assert "mlx5_9" in caplog.text
+
+
+async def test_watch_notifies_only_on_change(tmp_path: Path) -> None:
+    nic = add_pci(tmp_path, "0000:08:00.0", netdevs=["eth1"])
+    add_rdma(tmp_path, "mlx5_0", pci=nic)
+    polls: list[float] = []
+    tick = asyncio.Event()
+    resume = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        tick.set()
+        await resume.wait()
+        resume.clear()
+
+    backend = RdmaBackend(sysfs=tmp_path, poll_interval=7.5, sleep=sleep)
+    notes: list[int] = []
+    task = asyncio.create_task(backend.watch(lambda: notes.append(1)))
+    try:
+
+        async def step() -> None:
+            tick.clear()
+            resume.set()
+            await asyncio.wait_for(tick.wait(), 5)
+
+        await asyncio.wait_for(tick.wait(), 5)
+        await step()  # nothing changed
+        assert notes == []
+        add_rdma(tmp_path, "mlx5_1", pci=add_pci(tmp_path, "0000:08:00.1"))
+        await step()
+        assert notes == [1]
+        await step()
+        assert notes == [1]
+        assert set(polls) == {7.5}
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
