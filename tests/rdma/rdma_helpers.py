@@ -105,37 +105,47 @@ class FakeRdmaKernel:
         if cmd in self.fail:
             b.send(self._error(-self.fail[cmd], data))
             return
-        out = b""
-        if cmd == 6:  # SYS_GET
-            body = _nla(66, bytes([0 if self.exclusive else 1])) + _nla(97, b"\x01")  # + COPY_ON_FORK-ish
+        b.send(self._answer(cmd, mtype, flags, seq, attrs, data, key))
+
+    def _answer(
+        self,
+        cmd: int,
+        mtype: int,
+        flags: int,
+        seq: int,
+        attrs: dict[int, bytes],
+        data: bytes,
+        key: tuple[int, int],
+    ) -> bytes:
+        if cmd == 6:  # SYS_GET: NETNS_MODE u8, an attribute the codec does not know, ACK if asked
+            body = _nla(66, bytes([0 if self.exclusive else 1])) + _nla(97, b"\x01")
             out = HDR.pack(HDR.size + len(body), mtype, 0, seq, 0) + body
-            if flags & 0x4:
-                out += self._error(0, data)
-        elif cmd == 1 and flags & 0x300:  # GET dump
-            for index, (name, where) in sorted(self.devices.items()):
-                if self.exclusive and where != key:
-                    continue
-                assert isinstance(name, str)
-                body = _nla(1, struct.pack("=I", index)) + _nla(2, name.encode() + b"\0")
-                body += _nla(67, b"roce\0")
-                out += HDR.pack(HDR.size + len(body), mtype, 0x2, seq, 0) + body
-            out += HDR.pack(HDR.size + 4, 3, 0x2, seq, 0) + struct.pack("=i", 0)
-        elif cmd == 2:  # SET
+            return out + self._error(0, data) if flags & 0x4 else out
+        if cmd == 1 and flags & 0x300:  # GET dump
+            return self._dump(mtype, seq, key)
+        if cmd == 2:  # SET
             index = struct.unpack("=I", attrs[1])[0]
             fd = struct.unpack("=I", attrs[68])[0]
             dev = self.devices.get(index)
             if not self.exclusive:
-                out = self._error(-errno.EOPNOTSUPP, data)
-            elif dev is None or dev[1] != key:
-                out = self._error(-errno.EINVAL, data)
-            else:
-                st = os.fstat(fd)
-                dev[1] = (st.st_dev, st.st_ino)
-                self.moves.append((str(dev[0]), (st.st_dev, st.st_ino)))
-                out = self._error(0, data)
-        else:
-            out = self._error(-errno.EOPNOTSUPP, data)
-        b.send(out)
+                return self._error(-errno.EOPNOTSUPP, data)
+            if dev is None or dev[1] != key:
+                return self._error(-errno.EINVAL, data)
+            st = os.fstat(fd)
+            dev[1] = (st.st_dev, st.st_ino)
+            self.moves.append((str(dev[0]), (st.st_dev, st.st_ino)))
+            return self._error(0, data)
+        return self._error(-errno.EOPNOTSUPP, data)
+
+    def _dump(self, mtype: int, seq: int, key: tuple[int, int]) -> bytes:
+        out = b""
+        for index, (name, where) in sorted(self.devices.items()):
+            if self.exclusive and where != key:
+                continue
+            assert isinstance(name, str)
+            body = _nla(1, struct.pack("=I", index)) + _nla(2, name.encode() + b"\0") + _nla(67, b"roce\0")
+            out += HDR.pack(HDR.size + len(body), mtype, 0x2, seq, 0) + body
+        return out + HDR.pack(HDR.size + 4, 3, 0x2, seq, 0) + struct.pack("=i", 0)
 
     @staticmethod
     def _error(code: int, request: bytes) -> bytes:
@@ -173,7 +183,11 @@ def add_rdma(
     ports: Iterable[tuple[int, str, str, Sequence[str]]] = ((1, "Ethernet", "4: ACTIVE", ()),),
 ) -> Path:
     """An RDMA device (under its PCI function, or virtual) linked from ``class/infiniband``."""
-    real = (pci / "infiniband" / name) if pci is not None else (root / "devices" / "virtual" / "infiniband" / name)
+    real = (
+        (pci / "infiniband" / name)
+        if pci is not None
+        else (root / "devices" / "virtual" / "infiniband" / name)
+    )
     real.mkdir(parents=True, exist_ok=True)
     if pci is not None:
         (real / "device").symlink_to(os.path.relpath(pci, real))

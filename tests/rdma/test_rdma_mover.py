@@ -12,6 +12,7 @@ from rdma_helpers import FakeRdmaKernel, ns_key
 
 from dranet_backends.rdma import RdmaMover
 from dranet_core.errors import DeviceError
+from dranet_core.netns import AttachResult
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import PodSandbox
 
@@ -42,11 +43,13 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
 
 def _dev(*facets: str, rdma: str = "mlx5_0") -> PreparedDevice:
     data = {"netdev": {"ifname": "eth1", "ifindex": 7}, "rdma": {"dev": rdma, "char_devices": []}}
-    return PreparedDevice(pool="n", device="pci-0000-08-00-0", request_names=("r",), facets={f: data[f] for f in facets})
+    return PreparedDevice(
+        pool="n", device="pci-0000-08-00-0", request_names=("r",), facets={f: data[f] for f in facets}
+    )
 
 
-def _conds(result: object) -> list[tuple[str, str]]:
-    return [(c.type, c.reason) for c in getattr(result, "conditions")]
+def _conds(result: AttachResult) -> list[tuple[str, str]]:
+    return [(c.type, c.reason) for c in result.conditions]
 
 
 async def test_exclusive_attach_moves_the_link_into_the_pod(env: Env) -> None:

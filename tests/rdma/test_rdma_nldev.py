@@ -22,35 +22,84 @@ pytestmark = pytest.mark.skipif(sys.byteorder != "little", reason="vectors are l
 
 # CMD_SET (type 0x1402), flags REQUEST|ACK (0x0005), seq 1, DEV_INDEX=3, NET_NS_FD=7
 SET_VECTOR = bytes.fromhex(
-    "20000000" "0214" "0500" "01000000" "00000000"  # nlmsghdr: len 32
-    "0800" "0100" "03000000"  # DEV_INDEX (1) u32 3
-    "0800" "4400" "07000000"  # NET_NS_FD (68) u32 7
+    "20000000"
+    "0214"
+    "0500"
+    "01000000"
+    "00000000"  # nlmsghdr: len 32
+    "0800"
+    "0100"
+    "03000000"  # DEV_INDEX (1) u32 3
+    "0800"
+    "4400"
+    "07000000"  # NET_NS_FD (68) u32 7
 )
 # CMD_SYS_GET (0x1406), REQUEST|ACK, seq 9, no attributes
-SYS_GET_VECTOR = bytes.fromhex("10000000" "0614" "0500" "09000000" "00000000")
+SYS_GET_VECTOR = bytes.fromhex("10000000061405000900000000000000")
 # CMD_GET (0x1401) dump: REQUEST|DUMP (0x0301), seq 2
-DUMP_VECTOR = bytes.fromhex("10000000" "0114" "0103" "02000000" "00000000")
+DUMP_VECTOR = bytes.fromhex("10000000011401030200000000000000")
 
 # kernel reply to SYS_GET seq 9: NETNS_MODE (66) u8 = 0 (exclusive), then an ACK
 SYS_GET_REPLY = bytes.fromhex(
-    "18000000" "0614" "0000" "09000000" "d2040000"  # len 24, pid 1234
-    "0500" "4200" "00" "000000"  # NETNS_MODE u8 0 + 3 pad
-    "24000000" "0200" "0000" "09000000" "d2040000"  # NLMSG_ERROR, len 36
+    "18000000"
+    "0614"
+    "0000"
+    "09000000"
+    "d2040000"  # len 24, pid 1234
+    "0500"
+    "4200"
+    "00"
+    "000000"  # NETNS_MODE u8 0 + 3 pad
+    "24000000"
+    "0200"
+    "0000"
+    "09000000"
+    "d2040000"  # NLMSG_ERROR, len 36
     "00000000"  # error 0 = ACK
-    "10000000" "0614" "0500" "09000000" "00000000"  # the original request header
+    "10000000"
+    "0614"
+    "0500"
+    "09000000"
+    "00000000"  # the original request header
 )
 # one device of a dump (seq 2): DEV_INDEX 1, DEV_NAME "mlx5_0\0", an unknown nested attr
 # with NLA_F_NESTED (0x8000 | 0x50); then NLMSG_DONE
 DUMP_REPLY = bytes.fromhex(
-    "2c000000" "0114" "0200" "02000000" "00000000"  # len 44, NLM_F_MULTI
-    "0800" "0100" "01000000"  # DEV_INDEX 1
-    "0b00" "0200" "6d6c78355f3000" "00"  # DEV_NAME "mlx5_0\0" (len 11) + 1 pad
-    "0800" "5080" "0400" "0000"  # nested unknown attr 0x50 holding an empty attr
-    "14000000" "0300" "0200" "02000000" "00000000" "00000000"  # NLMSG_DONE, 0
+    "2c000000"
+    "0114"
+    "0200"
+    "02000000"
+    "00000000"  # len 44, NLM_F_MULTI
+    "0800"
+    "0100"
+    "01000000"  # DEV_INDEX 1
+    "0b00"
+    "0200"
+    "6d6c78355f3000"
+    "00"  # DEV_NAME "mlx5_0\0" (len 11) + 1 pad
+    "0800"
+    "5080"
+    "0400"
+    "0000"  # nested unknown attr 0x50 holding an empty attr
+    "14000000"
+    "0300"
+    "0200"
+    "02000000"
+    "00000000"
+    "00000000"  # NLMSG_DONE, 0
 )
 EPERM_REPLY = bytes.fromhex(
-    "24000000" "0200" "0000" "01000000" "00000000" "ffffffff"  # error -1 (EPERM)
-    "10000000" "0214" "0500" "01000000" "00000000"
+    "24000000"
+    "0200"
+    "0000"
+    "01000000"
+    "00000000"
+    "ffffffff"  # error -1 (EPERM)
+    "10000000"
+    "0214"
+    "0500"
+    "01000000"
+    "00000000"
 )
 
 
@@ -95,9 +144,9 @@ def test_decode_error_reply() -> None:
 @pytest.mark.parametrize(
     "garbled",
     [
-        bytes.fromhex("40000000" "0614" "0000" "01000000" "00000000"),  # len beyond the datagram
-        bytes.fromhex("08000000" "0614" "0000" "01000000" "00000000"),  # len below the header
-        bytes.fromhex("18000000" "0614" "0000" "01000000" "00000000" "0900" "4200" "00000000"),  # NLA
+        bytes.fromhex("40000000061400000100000000000000"),  # len beyond the datagram
+        bytes.fromhex("08000000061400000100000000000000"),  # len below the header
+        bytes.fromhex("180000000614000001000000000000000900420000000000"),  # NLA
     ],
 )
 def test_decode_rejects_garbled_messages(garbled: bytes) -> None:
