@@ -39,7 +39,7 @@ from .chardev import device_nodes
 from .mover import FACET, NETDEV_FACET, NetnsMode, RdmaMover
 from .sysfs import RDMA_CM, RdmaDevice, rdma_devices
 
-__all__ = ["FACET_KEYS", "RdmaBackend", "device_for"]
+__all__ = ["FACET_KEYS", "RdmaBackend", "device_for", "scan_sysfs"]
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,8 @@ def device_for(rd: RdmaDevice) -> Device | None:
         return None
 
 
-def _devices(sysfs: Path) -> list[Device]:
+def scan_sysfs(sysfs: Path) -> list[Device]:
+    """The devices published for the RDMA devices under ``sysfs`` (blocking; one per name)."""
     out: dict[str, Device] = {}
     for rd in rdma_devices(sysfs):
         dev = device_for(rd)
@@ -145,7 +146,7 @@ class RdmaBackend:
     async def scan(self) -> Sequence[Device]:
         """Every RDMA device under ``sysfs`` now (never raises for one bad device)."""
         self.scans += 1
-        return await asyncio.to_thread(_devices, self.sysfs)
+        return await asyncio.to_thread(scan_sysfs, self.sysfs)
 
     async def watch(self, notify: Callable[[], None]) -> None:
         """Poll sysfs every ``poll_interval`` seconds; ``notify()`` when the devices changed."""
