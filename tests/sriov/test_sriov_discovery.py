@@ -164,6 +164,26 @@ async def test_rescan_follows_rebinds_and_removals(fs: FakeSysfs) -> None:
     assert await b.scan() == []
 
 
+async def test_unchanged_fingerprint_skips_the_full_read_until_full_resync(fs: FakeSysfs) -> None:
+    sriov_node(fs)
+    now = [0.0]
+    b = SriovBackend(sysfs=fs.root, pci_ids=PciIds(paths=()), full_resync=100.0, clock=lambda: now[0])
+    first = await b.scan()
+    assert (await b.scan(), b.full_reads) == (first, 1)
+    # the NUMA node of a bound function is not in the fingerprint: seen after full_resync
+    (fs.dev("0000:00:03.1") / "numa_node").write_text("1\n")
+    now[0] = 99.0
+    (dev,) = await b.scan()
+    assert (dev.attributes[D + "numaNode"], b.full_reads) == (0, 1)
+    now[0] = 100.0
+    (dev,) = await b.scan()
+    assert (dev.attributes[D + "numaNode"], b.full_reads) == (1, 2)
+    # a PF rename is in the fingerprint: seen at once
+    (fs.dev("0000:00:03.0") / "net" / "eth1").rename(fs.dev("0000:00:03.0") / "net" / "uplink1")
+    (dev,) = await b.scan()
+    assert (dev.attributes[D + "sriovPfName"], b.full_reads) == ("uplink1", 3)
+
+
 async def test_empty_or_missing_sysfs_discovers_nothing(tmp_path: Path) -> None:
     assert await SriovBackend(sysfs=tmp_path / "nothing", pci_ids=PciIds(paths=())).scan() == []
     assert userspace_functions(tmp_path) == []
@@ -215,6 +235,9 @@ def test_create_reads_dev_root_and_rejects_bad_intervals(tmp_path: Path) -> None
         create(BackendContext(node_name="n1", options={"sriov.poll_interval": "soon"}))
     with pytest.raises(BackendError, match="poll_interval must be > 0"):
         create(BackendContext(node_name="n1", options={"sriov.poll_interval": "0"}))
+    with pytest.raises(BackendError, match="full_resync must be > 0"):
+        create(BackendContext(node_name="n1", options={"sriov.full_resync": "-1"}))
+    assert create(BackendContext(node_name="n1", options={"sriov.full_resync": "5"})).full_resync == 5.0
 
 
 def test_a_function_that_cannot_be_a_device_is_logged_and_left_out(

@@ -3,7 +3,8 @@
 ``create(context)`` is the ``dranet.backends`` entry point. The context is a
 ``dranet_core.backends.BackendContext`` (or any object with ``sysfs`` and ``options``);
 options: ``sriov.dev_root`` (the ``/dev`` to stat device nodes under; default ``/dev``),
-``sriov.poll_interval`` (seconds between sysfs polls; default 30) and the shared ``pci_ids``.
+``sriov.poll_interval`` (seconds between sysfs polls; default 30), ``sriov.full_resync``
+(seconds after which a scan re-reads everything; default 300) and the shared ``pci_ids``.
 On a machine without SR-IOV or userspace-bound NICs it loads fine and discovers nothing.
 See ``docs/sriov.md``.
 """
@@ -12,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backend import DEFAULT_POLL_INTERVAL, SriovBackend
+from .backend import DEFAULT_FULL_RESYNC, DEFAULT_POLL_INTERVAL, SriovBackend
 from .facet import FACET, SriovFacet
 
-__all__ = ["DEFAULT_POLL_INTERVAL", "FACET", "SriovBackend", "SriovFacet", "create"]
+__all__ = ["DEFAULT_FULL_RESYNC", "DEFAULT_POLL_INTERVAL", "FACET", "SriovBackend", "SriovFacet", "create"]
 
 
 def create(context: Any) -> SriovBackend:

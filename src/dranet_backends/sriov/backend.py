@@ -6,10 +6,14 @@
   bound to ``vfio-pci``, ``uio_pci_generic`` or ``igb_uio``: the NICs the netdev backend
   cannot see because they have no netdev. Each is a ``pci-<domain>-<bus>-<dev>-<fn>`` device
   with the attributes of :mod:`.attributes` and the facet of :mod:`.facet`. The whole sysfs
-  read runs in a worker thread; the device list is rebuilt only when the sysfs facts
-  changed. :meth:`~SriovBackend.watch` polls the same facts every ``poll_interval`` seconds
+  read runs in a worker thread. A scan first reads a cheap fingerprint (per network
+  function: address and driver; for userspace-bound ones also IOMMU group and members, PF
+  link and PF netdev names, ``sriov_numvfs``, see :func:`.sysfs.fingerprint`) and re-reads
+  everything only when it changed or the last full read is older than ``full_resync``
+  seconds (default 300); the Devices are rebuilt only when the facts changed.
+  :meth:`~SriovBackend.watch` polls the fingerprint every ``poll_interval`` seconds
   (default 30; sysfs has no change events for driver binds and IOMMU groups) and calls
-  ``notify()`` once at start and whenever they changed.
+  ``notify()`` once at start and whenever it changed.
 * **AdjustsContainers.** :meth:`~SriovBackend.device_nodes` gives every container of the
   pod ``/dev/vfio/vfio`` and ``/dev/vfio/<group>`` (vfio-pci) or ``/dev/uioN`` (uio), see
   :mod:`.devnodes`.
@@ -37,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,15 +57,18 @@ from dranet_core.types import JSON, Condition, Device, DeviceNode, PodSandbox
 from .attributes import sriov_attributes
 from .devnodes import StatFn, device_nodes_for
 from .facet import FACET, SriovFacet
-from .sysfs import SriovFunction, iommu_group, pf_netdev_mtu, userspace_functions
+from .sysfs import Fingerprint, SriovFunction, fingerprint, iommu_group, pf_netdev_mtu, userspace_functions
 from .validate import netdev_config_issues, vf_mtu_issues
 
-__all__ = ["DEFAULT_POLL_INTERVAL", "SriovBackend"]
+__all__ = ["DEFAULT_FULL_RESYNC", "DEFAULT_POLL_INTERVAL", "SriovBackend"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_POLL_INTERVAL = 30.0
 """Seconds between two sysfs polls of :meth:`SriovBackend.watch`."""
+
+DEFAULT_FULL_RESYNC = 300.0
+"""Seconds after which :meth:`SriovBackend.scan` re-reads everything even if the fingerprint is unchanged."""
 
 _IS_VF = "dra.net/isSriovVf"
 _PCI_ADDRESS = "dra.net/pciAddress"
@@ -78,13 +86,21 @@ class SriovBackend:
         dev_root: Path = Path("/dev"),
         pci_ids: PciIds | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
+        full_resync: float = DEFAULT_FULL_RESYNC,
         stat_fn: StatFn = os.stat,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not poll_interval > 0:
-            raise BackendError("sriov", f"poll_interval must be > 0 seconds, got {poll_interval}")
+        for what, value in (("poll_interval", poll_interval), ("full_resync", full_resync)):
+            if not value > 0:
+                raise BackendError("sriov", f"{what} must be > 0 seconds, got {value}")
         self.sysfs = Path(sysfs)
         self.dev_root = Path(dev_root)
         self.poll_interval = poll_interval
+        self.full_resync = full_resync
+        self._clock = clock
+        self._fp: Fingerprint | None = None
+        self._full_at = 0.0
+        self.full_reads = 0
         self._ids = pci_ids if pci_ids is not None else PciIds()
         self._stat = stat_fn
         self._facts: tuple[SriovFunction, ...] | None = None
@@ -95,45 +111,58 @@ class SriovBackend:
     @classmethod
     def from_context(cls, context: Any) -> SriovBackend:
         """Build from a ``BackendContext``: ``sysfs``; options ``sriov.dev_root`` (default ``/dev``),
-        ``sriov.poll_interval`` (seconds, default 30) and the shared ``pci_ids`` (``:``-separated).
+        ``sriov.poll_interval`` (seconds, default 30), ``sriov.full_resync`` (seconds, default 300) and
+        the shared ``pci_ids`` (``:``-separated).
 
         Raises :class:`BackendError` for an unusable option value.
         """
         options: Mapping[str, str] = getattr(context, "options", {}) or {}
         ids_opt = options.get("pci_ids")
-        raw_interval = options.get("sriov.poll_interval", str(DEFAULT_POLL_INTERVAL))
-        try:
-            interval = float(raw_interval)
-        except ValueError as exc:
-            raise BackendError("sriov", f"sriov.poll_interval: not a number: {raw_interval!r}") from exc
+        seconds: dict[str, float] = {}
+        for key, default in (("poll_interval", DEFAULT_POLL_INTERVAL), ("full_resync", DEFAULT_FULL_RESYNC)):
+            raw = options.get(f"sriov.{key}", str(default))
+            try:
+                seconds[key] = float(raw)
+            except ValueError as exc:
+                raise BackendError("sriov", f"sriov.{key}: not a number: {raw!r}") from exc
         return cls(
             sysfs=Path(getattr(context, "sysfs", "/sys")),
             dev_root=Path(options.get("sriov.dev_root", "/dev")),
             pci_ids=PciIds(ids_opt.split(":") if ids_opt else DEFAULT_PATHS),
-            poll_interval=interval,
+            poll_interval=seconds["poll_interval"],
+            full_resync=seconds["full_resync"],
         )
 
     def __repr__(self) -> str:
         return (
             f"SriovBackend(sysfs={str(self.sysfs)!r}, dev_root={str(self.dev_root)!r}, "
-            f"devices={len(self._devices)}, scans={self.scans}, polls={self.polls})"
+            f"devices={len(self._devices)}, scans={self.scans}, full_reads={self.full_reads}, "
+            f"polls={self.polls})"
         )
 
     # -- Discovery -------------------------------------------------------------------------
 
-    def _read_facts(self) -> tuple[SriovFunction, ...]:
+    def _read_facts(self) -> tuple[Fingerprint, tuple[SriovFunction, ...] | None]:
+        """Runs in a worker thread: the fingerprint, and the full facts unless nothing changed."""
+        fp = fingerprint(self.sysfs)
+        if fp == self._fp and self._clock() - self._full_at < self.full_resync:
+            return fp, None
         facts = tuple(userspace_functions(self.sysfs))
         if facts:
             self._ids.load()  # once; in this worker thread, not on the event loop
-        return facts
+        return fp, facts
 
     async def scan(self) -> Sequence[Device]:
         """Every userspace-bound PCI network function, now (see the module docstring)."""
-        facts = await asyncio.to_thread(self._read_facts)
+        fp, facts = await asyncio.to_thread(self._read_facts)
         self.scans += 1
-        if facts != self._facts:
-            self._facts = facts
-            self._devices = self._build(facts)
+        if facts is not None:
+            self._fp = fp
+            self._full_at = self._clock()
+            self.full_reads += 1
+            if facts != self._facts:
+                self._facts = facts
+                self._devices = self._build(facts)
         return list(self._devices)
 
     def _build(self, facts: Sequence[SriovFunction]) -> list[Device]:
@@ -153,15 +182,14 @@ class SriovBackend:
         return out
 
     async def watch(self, notify: Callable[[], None]) -> None:
-        """Poll sysfs every ``poll_interval`` seconds; ``notify()`` at start and on change."""
-        last: tuple[SriovFunction, ...] | None = None
+        """Poll the sysfs fingerprint every ``poll_interval`` seconds; ``notify()`` at start and on change."""
+        last: Fingerprint | None = None
         while True:
-            facts = await asyncio.to_thread(userspace_functions, self.sysfs)
+            current = await asyncio.to_thread(fingerprint, self.sysfs)
             self.polls += 1
-            current = tuple(facts)
             if current != last:
                 if last is not None:
-                    log.info("sriov: userspace-bound functions changed (%d now)", len(current))
+                    log.info("sriov: PCI network functions or their bindings changed")
                 last = current
                 notify()
             await asyncio.sleep(self.poll_interval)

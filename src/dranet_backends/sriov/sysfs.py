@@ -30,11 +30,13 @@ from pathlib import Path
 
 import attrs
 
-from dranet_backends.netdev.sysfs import PciFunction, pci_network_functions
+from dranet_backends.netdev.sysfs import PciFunction, pci_function
 
 __all__ = [
     "PASSTHROUGH_DRIVERS",
+    "Fingerprint",
     "SriovFunction",
+    "fingerprint",
     "iommu_group",
     "pf_netdev_mtu",
     "read_function",
@@ -45,6 +47,7 @@ PASSTHROUGH_DRIVERS = frozenset({"vfio-pci", "uio_pci_generic", "igb_uio"})
 """Userspace drivers whose devices this backend publishes (``pci-stub`` only parks a device:
 nothing in a container can use it, so it is left out, as unbound functions are)."""
 
+_BDF = re.compile(r"^[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 _VIRTFN = re.compile(r"^virtfn(\d+)$")
 _UIO = re.compile(r"^uio\d+$")
 _BRIDGE_CLASS = "0604"
@@ -139,13 +142,18 @@ def _iommu_peers(sysfs: Path, address: str, group: int) -> tuple[str, ...]:
     return tuple(peers)
 
 
-def _vf_index(sysfs: Path, pf: str, vf: str) -> int | None:
+def _virtfns(sysfs: Path, pf: str) -> dict[str, int]:
+    """VF address -> ``virtfnN`` index, for every VF of ``pf``."""
     base = _pci_dir(sysfs, pf)
+    out: dict[str, int] = {}
     for name in _listdir(base):
         m = _VIRTFN.match(name)
-        if m and os.path.basename(os.path.realpath(base / name)) == vf:
-            return int(m.group(1))
-    return None
+        if m:
+            try:
+                out[os.path.basename(os.readlink(base / name))] = int(m.group(1))
+            except OSError:
+                continue
+    return out
 
 
 def _first_netdev(sysfs: Path, address: str) -> str | None:
@@ -169,15 +177,24 @@ def pf_netdev_mtu(sysfs: Path, vf_address: str) -> tuple[str, int] | None:
     return None
 
 
-def read_function(sysfs: Path, fn: PciFunction) -> SriovFunction:
-    """The SR-IOV, IOMMU and uio facts of ``fn`` under ``sysfs``."""
+def read_function(
+    sysfs: Path, fn: PciFunction, virtfn_cache: dict[str, dict[str, int]] | None = None
+) -> SriovFunction:
+    """The SR-IOV, IOMMU and uio facts of ``fn`` under ``sysfs``.
+
+    ``virtfn_cache`` (PF address -> its VF map), shared across the calls of one scan, saves
+    re-listing a PF's ``virtfnN`` links for each of its VFs.
+    """
     base = _pci_dir(sysfs, fn.address)
     pf: str | None = None
     vf_index: int | None = None
     pf_ifname: str | None = None
     if os.path.islink(base / "physfn"):
-        pf = os.path.basename(os.path.realpath(base / "physfn"))
-        vf_index = _vf_index(sysfs, pf, fn.address)
+        pf = os.path.basename(os.readlink(base / "physfn"))
+        cache = virtfn_cache if virtfn_cache is not None else {}
+        if pf not in cache:
+            cache[pf] = _virtfns(sysfs, pf)
+        vf_index = cache[pf].get(fn.address)
         pf_ifname = _first_netdev(sysfs, pf)
     total = _read_int(base / "sriov_totalvfs")
     numvfs = _read_int(base / "sriov_numvfs") if total else None
@@ -197,13 +214,62 @@ def read_function(sysfs: Path, fn: PciFunction) -> SriovFunction:
     )
 
 
+def _readlink_base(path: Path) -> str | None:
+    try:
+        return os.path.basename(os.readlink(path))
+    except OSError:
+        return None
+
+
+def _candidates(sysfs: Path) -> list[tuple[str, str | None]]:
+    """``(address, driver)`` of every PCI network function (class 0x02), in address order."""
+    base = sysfs / "bus" / "pci" / "devices"
+    out: list[tuple[str, str | None]] = []
+    for name in _listdir(base):
+        if not _BDF.match(name):
+            continue
+        cls = (_read(base / name / "class") or "").lower().removeprefix("0x")
+        if cls.startswith("02"):
+            out.append((name.lower(), _readlink_base(base / name / "driver")))
+    return out
+
+
 def userspace_functions(sysfs: Path) -> list[SriovFunction]:
     """Every PCI network function (class 0x02) bound to a :data:`PASSTHROUGH_DRIVERS` driver.
 
-    An empty list on a machine without PCI (no ``bus/pci/devices``) or without such devices.
+    Class and driver are checked first (two reads per function); only the matches get the
+    full read. An empty list on a machine without PCI (no ``bus/pci/devices``) or without
+    such devices.
     """
+    cache: dict[str, dict[str, int]] = {}
     return [
-        read_function(sysfs, fn)
-        for fn in pci_network_functions(sysfs)
-        if fn.driver is not None and fn.driver in PASSTHROUGH_DRIVERS
+        read_function(sysfs, pci_function(sysfs, address), cache)
+        for address, driver in _candidates(sysfs)
+        if driver in PASSTHROUGH_DRIVERS
     ]
+
+
+Fingerprint = tuple[tuple[object, ...], ...]
+
+
+def fingerprint(sysfs: Path) -> Fingerprint:
+    """A cheap summary of what :func:`userspace_functions` depends on, for change detection.
+
+    Per network function its address and driver; for a userspace-bound one also its IOMMU
+    group and the group's members, its PF link and the PF's netdev names, and its
+    ``sriov_numvfs``. Ids, NUMA node and PCIe root of a bound function do not change while
+    it stays bound, so they are not read.
+    """
+    base = sysfs / "bus" / "pci" / "devices"
+    out: list[tuple[object, ...]] = []
+    for address, driver in _candidates(sysfs):
+        if driver not in PASSTHROUGH_DRIVERS:
+            out.append((address, driver))
+            continue
+        d = base / address
+        group = _readlink_base(d / "iommu_group")
+        members = tuple(_listdir(sysfs / "kernel" / "iommu_groups" / group / "devices")) if group else ()
+        pf = _readlink_base(d / "physfn")
+        pf_net = tuple(_listdir(d / "physfn" / "net")) if pf else ()
+        out.append((address, driver, group, members, pf, pf_net, _read(d / "sriov_numvfs")))
+    return tuple(out)
