@@ -8,9 +8,10 @@ import stat
 from pathlib import Path
 
 import pytest
-from rdma_helpers import add_pci, add_rdma
+from rdma_helpers import FakeRdmaKernel, add_pci, add_rdma
 
-from dranet_backends.rdma import RdmaBackend, create, detect_netns_mode
+from dranet_backends.rdma import RdmaBackend, RdmaMover, create, detect_netns_mode
+from dranet_backends.rdma.backend import scan_sysfs
 from dranet_backends.rdma.chardev import device_node, device_nodes
 from dranet_core.backends import BackendContext, available_backends, load_backend
 from dranet_core.capabilities import handler_table
@@ -182,3 +183,38 @@ async def test_scan_of_a_real_looking_tree_counts_scans(tmp_path: Path) -> None:
     backend = RdmaBackend(sysfs=tmp_path)
     assert [d.name for d in await backend.scan()] == ["pci-0000-08-00-0"]
     assert backend.scans == 1
+
+
+@pytest.mark.parametrize("scanned_first", [True, False])
+async def test_exclusive_moved_devices_stay_listed_until_detached(
+    tmp_path: Path, scanned_first: bool
+) -> None:
+    """Exclusive mode: the infiniband class is netns-aware, the moved device leaves host sysfs."""
+    sysfs = tmp_path / "sys"
+    add_rdma(sysfs, "mlx5_0", pci=add_pci(sysfs, "0000:08:00.0"))
+    host, podns = tmp_path / "host-ns", tmp_path / "pod-ns"
+    host.write_text("")
+    podns.write_text("")
+    kernel = FakeRdmaKernel(host=str(host))
+    kernel.add(1, "mlx5_0")
+    try:
+        backend = RdmaBackend(
+            sysfs=sysfs, mover=RdmaMover(mode="exclusive", host_netns=str(host), opener=kernel.open)
+        )
+        before = list(await backend.scan()) if scanned_first else []
+        (dev,) = before or scan_sysfs(sysfs)
+        prepared = PreparedDevice(pool="n", device=dev.name, request_names=("r",), facets=dict(dev.facets))
+        pod = PodSandbox(uid="u", name="p", namespace="ns", netns=str(podns))
+        snap = await backend.snapshot(prepared)
+        await backend.attach(prepared, pod, snap)
+        (sysfs / "class" / "infiniband" / "mlx5_0").unlink()  # gone from the host's sysfs
+        (held,) = await backend.scan()
+        assert held.name == dev.name
+        assert held.attributes["dra.net/rdmaDevice"] == "mlx5_0"
+        assert held.facets["rdma"]["dev"] == "mlx5_0"
+        if scanned_first:
+            assert held == dev  # the last known attributes, unchanged
+        await backend.detach(prepared, pod, snap)
+        assert list(await backend.scan()) == []  # no longer held (and not back in the fake sysfs)
+    finally:
+        kernel.close()

@@ -111,6 +111,16 @@ def scan_sysfs(sysfs: Path) -> list[Device]:
     return list(out.values())
 
 
+def _held_device(device: PreparedDevice) -> Device:
+    """A device for ``device`` rebuilt from its prepared facet (when no scan has seen it)."""
+    facet = device.facets.get(FACET)
+    name = facet.get("dev") if isinstance(facet, dict) else None
+    attrs: dict[str, AttributeValue] = {D + "rdma": True}
+    if isinstance(name, str):
+        attrs[D + "rdmaDevice"] = name
+    return Device(name=device.device, attributes=attrs, facets={FACET: facet})
+
+
 class RdmaBackend:
     """The ``rdma`` backend (see the module docstring)."""
 
@@ -132,6 +142,8 @@ class RdmaBackend:
         self.poll_interval = poll_interval
         self._sleep = sleep
         self.scans = 0
+        self._seen: dict[str, Device] = {}
+        self._held: dict[str, Device] = {}
 
     @property
     def mode(self) -> NetnsMode:
@@ -144,9 +156,16 @@ class RdmaBackend:
     # -- Discovery -------------------------------------------------------------------------
 
     async def scan(self) -> Sequence[Device]:
-        """Every RDMA device under ``sysfs`` now (never raises for one bad device)."""
+        """Every RDMA device under ``sysfs`` now (never raises for one bad device).
+
+        In exclusive mode the kernel's ``infiniband`` class is netns-aware: a device moved
+        into a pod vanishes from the host's sysfs. Devices this process moved are therefore
+        kept in the list, with their last known attributes, until they are detached.
+        """
         self.scans += 1
-        return await asyncio.to_thread(scan_sysfs, self.sysfs)
+        found = await asyncio.to_thread(scan_sysfs, self.sysfs)
+        self._seen = {d.name: d for d in found}
+        return found + [d for name, d in self._held.items() if name not in self._seen]
 
     async def watch(self, notify: Callable[[], None]) -> None:
         """Poll sysfs every ``poll_interval`` seconds; ``notify()`` when the devices changed."""
@@ -165,12 +184,16 @@ class RdmaBackend:
         return await self.mover.snapshot(device)
 
     async def attach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> AttachResult:
-        """See :meth:`.mover.RdmaMover.attach`."""
-        return await self.mover.attach(device, pod, snapshot)
+        """See :meth:`.mover.RdmaMover.attach` (a moved device is remembered for :meth:`scan`)."""
+        result = await self.mover.attach(device, pod, snapshot)
+        if any(c.type == "RDMALinkReady" for c in result.conditions):
+            self._held[device.device] = self._seen.get(device.device) or _held_device(device)
+        return result
 
     async def detach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> None:
         """See :meth:`.mover.RdmaMover.detach`."""
         await self.mover.detach(device, pod, snapshot)
+        self._held.pop(device.device, None)
 
     # -- ValidatesConfig -------------------------------------------------------------------
 
