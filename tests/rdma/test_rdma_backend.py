@@ -53,6 +53,7 @@ def test_create_reads_options(tmp_path: Path) -> None:
     ctx = BackendContext(
         node_name="n",
         sysfs=tmp_path / "sys",
+        procfs=tmp_path / "proc",
         options={
             "netns": "/run/netns/host",
             "rdma.netns_mode": "exclusive",
@@ -68,6 +69,7 @@ def test_create_reads_options(tmp_path: Path) -> None:
         2.5,
     )
     assert b.mover.host_netns == "/run/netns/host"
+    assert b.procfs == tmp_path / "proc"
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from rdma_helpers import add_char, add_pci, add_rdma
 
 from dranet_backends.rdma import RdmaBackend
 from dranet_backends.rdma.sysfs import RdmaPort, char_devices, rdma_devices
+from dranet_backends.rdma.uplinks import default_route_interfaces
 
 
 def _roce_node(root: Path) -> None:
@@ -149,3 +150,43 @@ async def test_watch_notifies_only_on_change(tmp_path: Path) -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def _routes(procfs: Path, v4: str = "", v6: str = "") -> None:
+    (procfs / "net").mkdir(parents=True, exist_ok=True)
+    head = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+    (procfs / "net" / "route").write_text(head + v4)
+    (procfs / "net" / "ipv6_route").write_text(v6)
+
+
+def test_default_route_interfaces_from_procfs(tmp_path: Path) -> None:
+    _routes(
+        tmp_path,
+        v4="eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+        "eth3\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n",
+        v6=f"{'0' * 32} 00 {'0' * 32} 00 fd{'0' * 29}1 00000400 00000002 00000000 00000003     bond0\n"
+        f"{'0' * 32} 00 {'0' * 32} 00 {'0' * 32} ffffffff 00000001 00000000 00200200       lo\n"
+        f"{'0' * 32} 00 {'0' * 32} 00 {'0' * 32} ffffffff 00000001 00000000 00200200     eth7\n"
+        f"fe80{'0' * 28} 40 {'0' * 32} 00 {'0' * 32} 00000100 00000002 00000000 00000001     eth4\n",
+    )
+    assert default_route_interfaces(tmp_path) == {"eth0", "bond0"}
+    assert default_route_interfaces(tmp_path / "missing") == frozenset()
+
+
+async def test_rdma_devices_on_uplinks_are_not_published(tmp_path: Path) -> None:
+    sysfs, procfs = tmp_path / "sys", tmp_path / "proc"
+    add_rdma(sysfs, "mlx5_0", pci=add_pci(sysfs, "0000:08:00.0", netdevs=["eth0"]))  # the uplink
+    add_rdma(sysfs, "mlx5_1", pci=add_pci(sysfs, "0000:08:00.1", netdevs=["eth1"]))  # a bond0 slave
+    add_rdma(sysfs, "mlx5_2", pci=add_pci(sysfs, "0000:09:00.0", netdevs=["eth2"]))
+    (sysfs / "class" / "net" / "eth1").mkdir(parents=True)
+    (sysfs / "class" / "net" / "bond0").mkdir(parents=True)
+    (sysfs / "class" / "net" / "eth1" / "master").symlink_to("../bond0")
+    _routes(
+        procfs,
+        v4="eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n",
+        v6=f"{'0' * 32} 00 {'0' * 32} 00 fd{'0' * 29}1 00000400 00000002 00000000 00000003     bond0\n",
+    )
+    names = [d.attributes["dra.net/rdmaDevice"] for d in await RdmaBackend(sysfs=sysfs, procfs=procfs).scan()]
+    assert names == ["mlx5_2"]
+    # without procfs (no uplink view) all three are published
+    assert len(await RdmaBackend(sysfs=sysfs).scan()) == 3

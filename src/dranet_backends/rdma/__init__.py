@@ -77,6 +77,7 @@ def create(context: Any) -> RdmaBackend:
     log.info("rdma: RDMA netns mode %s", mode)
     return RdmaBackend(
         sysfs=Path(getattr(context, "sysfs", "/sys")),
+        procfs=Path(getattr(context, "procfs", "/proc")),
         dev_root=Path(opts.get("dev_root") or "/dev"),
         mover=RdmaMover(mode=mode, host_netns=netns),
         poll_interval=poll,

@@ -11,7 +11,8 @@
   ``resource.kubernetes.io/numaNode`` and ``resource.kubernetes.io/pcieRoot``. Facet
   ``facets["rdma"]`` (see :data:`FACET_KEYS`). Sysfs has no change events: :meth:`watch`
   re-reads it every ``poll_interval`` seconds (default 30) and notifies when what it reads
-  changed.
+  changed. With ``procfs`` (``create`` passes ``BackendContext.procfs``), RDMA devices on a
+  default-route uplink are left out, as the netdev backend leaves out the uplinks.
 * :class:`~dranet_core.netns.NamespaceMover`: :class:`.mover.RdmaMover` in the RDMA netns
   mode probed once at start.
 * :class:`~dranet_core.capabilities.ValidatesConfig`: a device without a netdev facet
@@ -38,6 +39,7 @@ from dranet_core.types import JSON, AttributeValue, Device, DeviceNode, PodSandb
 from .chardev import device_nodes
 from .mover import FACET, NETDEV_FACET, NetnsMode, RdmaMover
 from .sysfs import RDMA_CM, RdmaDevice, rdma_devices
+from .uplinks import default_route_interfaces, is_uplink
 
 __all__ = ["FACET_KEYS", "RdmaBackend", "device_for", "scan_sysfs"]
 
@@ -91,10 +93,19 @@ def device_for(rd: RdmaDevice) -> Device | None:
         return None
 
 
-def scan_sysfs(sysfs: Path) -> list[Device]:
-    """The devices published for the RDMA devices under ``sysfs`` (blocking; one per name)."""
+def scan_sysfs(sysfs: Path, procfs: Path | None = None) -> list[Device]:
+    """The devices published for the RDMA devices under ``sysfs`` (blocking; one per name).
+
+    With ``procfs``, RDMA devices whose netdev is a default-route uplink (or enslaved to
+    one) are left out, as the netdev backend leaves out their netdevs (:mod:`.uplinks`).
+    """
+    uplinks = default_route_interfaces(procfs) if procfs is not None else frozenset()
     out: dict[str, Device] = {}
     for rd in rdma_devices(sysfs):
+        up = [nd for nd in rd.netdevs if is_uplink(sysfs, nd, uplinks)]
+        if up:
+            log.debug("rdma: %s is on uplink %s; not published", rd.name, ", ".join(up))
+            continue
         dev = device_for(rd)
         if dev is None:
             continue
@@ -130,6 +141,7 @@ class RdmaBackend:
         self,
         *,
         sysfs: Path = Path("/sys"),
+        procfs: Path | None = None,
         dev_root: Path = Path("/dev"),
         mode: NetnsMode = "shared",
         mover: RdmaMover | None = None,
@@ -137,6 +149,7 @@ class RdmaBackend:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.sysfs = Path(sysfs)
+        self.procfs = procfs
         self.dev_root = Path(dev_root)
         self.mover = mover if mover is not None else RdmaMover(mode=mode)
         self.poll_interval = poll_interval
@@ -163,7 +176,7 @@ class RdmaBackend:
         kept in the list, with their last known attributes, until they are detached.
         """
         self.scans += 1
-        found = await asyncio.to_thread(scan_sysfs, self.sysfs)
+        found = await asyncio.to_thread(scan_sysfs, self.sysfs, self.procfs)
         self._seen = {d.name: d for d in found}
         return found + [d for name, d in self._held.items() if name not in self._seen]
 

@@ -33,6 +33,7 @@ a given network namespace without forking (``setns`` in a worker thread, then ba
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ctypes
 import errno
 import os
@@ -195,7 +196,10 @@ def _attrs(data: bytes) -> dict[int, bytes]:
 
 
 def decode(data: bytes) -> list[NldevMessage]:
-    """Decode every message of one datagram; raises :class:`NldevError` for a garbled one."""
+    """Decode every message of one datagram; raises :class:`NldevError` for a garbled one.
+
+    ``NLMSG_NOOP`` is dropped; fewer than 16 bytes after the last message are ignored.
+    """
     out: list[NldevMessage] = []
     off = 0
     while off + _HDR.size <= len(data):
@@ -211,8 +215,6 @@ def decode(data: bytes) -> list[NldevMessage]:
         else:
             out.append(NldevMessage(type=mtype, flags=flags, seq=seq, pid=pid, attrs=_attrs(body)))
         off += _align(length)
-    if off != len(data) and len(data) - off >= _HDR.size:
-        raise NldevError(errno.EBADMSG, "trailing bytes after the last netlink message")
     return out
 
 
@@ -364,8 +366,16 @@ async def open_nldev_socket(netns: str | None = None) -> socket.socket:
 
 
 def probe_netns_mode(netns: str | None = None, *, timeout: float = 2.0) -> int:
-    """Ask the kernel for the RDMA netns mode, blocking (for start-up); raises ``OSError``."""
-    sock = _socket_in(netns)
+    """Ask the kernel for the RDMA netns mode, blocking (for start-up); raises ``OSError``.
+
+    For another netns the socket is made in a short-lived worker thread, so the calling
+    thread never changes namespace.
+    """
+    if netns is None:
+        sock = _new_socket()
+    else:
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rdma-netns") as pool:
+            sock = pool.submit(_socket_in, netns).result()
     try:
         sock.setblocking(True)
         sock.settimeout(timeout)
