@@ -152,3 +152,11 @@ async def test_plan_claim_runs_the_check_with_the_real_config_resolver(b: SriovB
     )
     assert [d.device for d in ok.devices] == ["pci-0000-00-03-1"]
     assert ok.devices[0].facets["sriov"]["iommu_group"] == 12
+
+
+def test_pf_mtu_comes_from_the_first_pf_netdev(b: SriovBackend, fs: FakeSysfs) -> None:
+    fs.add_netdev("0000:00:03.0", "aaa0", 1280)  # sorts before eth1
+    with pytest.raises(
+        ConfigError, match="must be <= 1280, the MTU of the VF's physical function aaa0, got 1500"
+    ):
+        b.validate_config(kernel_vf(), mtu(1500))
