@@ -138,11 +138,8 @@ class Driver:
             rescan=self.inventory.request_rescan,
             hold=self._hold if settings.debug.hold_phase else None,
         )
-        self._synchronized = False
         self._stopping = False
-        self.nri_handlers = NriHandlers(
-            self.pods, metrics=self.metrics, inflight=self.inflight, on_synchronized=self._on_synchronized
-        )
+        self.nri_handlers = NriHandlers(self.pods, metrics=self.metrics, inflight=self.inflight)
         preparer = DefaultPreparer(
             claim_source,
             self.allocator,
@@ -196,9 +193,6 @@ class Driver:
             )
             await asyncio.sleep(self.settings.debug.hold_seconds)
 
-    def _on_synchronized(self) -> None:
-        self._synchronized = True
-
     async def _before_unprepare(self, ref: ClaimRef, plan: ClaimPlan | None) -> None:
         if plan is not None:
             await self.pods.release_claim(ref)
@@ -224,10 +218,10 @@ class Driver:
             else:
                 self.health.failing("kubelet", reg.last_error or "waiting for the kubelet to register us")
             nri = self.nri.health()
-            if nri.registered and self._synchronized:
+            # registered = configured and the Synchronize handler (our reconciliation) finished
+            if nri.registered:
                 self.health.ok("nri", f"registered with {nri.runtime or 'runtime'}")
             else:
-                self._synchronized = self._synchronized and nri.registered
                 self.health.failing("nri", nri.last_error or "connecting to the runtime")
             if self._api_publisher is not None:
                 self._mirror_api_health(self._api_publisher.health)
