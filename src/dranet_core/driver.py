@@ -64,8 +64,8 @@ class InFlight:
 class NriHandlers:
     """The NRI handler object: pod events to :class:`PodNetworking`, with metrics.
 
-    ``ready`` is called once after the first Synchronize finished (the NRI part of health
-    becomes ok only then, since reconciliation runs there).
+    Synchronize (every connect) runs the reconciliation; ``on_synchronized`` (optional) is
+    called after each one.
     """
 
     def __init__(
