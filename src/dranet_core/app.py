@@ -34,6 +34,7 @@ from typing import Any, TextIO
 import attrs
 
 from dranet_core.allocator import ClaimAllocator
+from dranet_core.backends import BackendContext, load_backends
 from dranet_core.capabilities import Backend, HandlerTable, handler_table
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.dra.plugin import KubeletPlugin, PluginPaths
@@ -67,25 +68,28 @@ log = logging.getLogger(__name__)
 RDMA_ATTRIBUTE = "dra.net/rdma"
 
 
-def _backend_options(settings: Settings) -> dict[str, str]:
+def backend_context(settings: Settings) -> BackendContext:
+    """The context every backend factory gets: node, roots, and the ``--backend-option`` values.
+
+    Driver-wide facts (``move_ib_interfaces``, the host ``netns`` when it is not this
+    process's) come first; explicit ``--backend-option`` values win over them.
+    """
     opts = {"move_ib_interfaces": str(settings.inventory.move_ib_interfaces).lower()}
     if settings.host.host_netns != HostSettings().host_netns:
         opts["netns"] = str(settings.host.host_netns)  # the namespace the backends treat as the host's
-    return opts
-
-
-def load_backends_for(settings: Settings) -> list[Backend]:
-    """Load the backends ``settings`` names (all installed ones when None) via entry points."""
-    from dranet_core.backends import BackendContext, load_backends
-
-    ctx = BackendContext(
+    opts.update(settings.backend_options)
+    return BackendContext(
         node_name=settings.kube.node_name,
         driver_name=settings.kube.driver_name,
         sysfs=settings.host.sysfs_root,
         procfs=settings.host.procfs_root,
-        options=_backend_options(settings),
+        options=opts,
     )
-    return load_backends(ctx, enabled=settings.backends)
+
+
+def load_backends_for(settings: Settings) -> list[Backend]:
+    """Load the backends ``settings`` names (all installed ones when None) via entry points."""
+    return load_backends(backend_context(settings), enabled=settings.backends)
 
 
 class Driver:

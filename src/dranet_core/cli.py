@@ -36,6 +36,7 @@ from dranet_core.settings import (
     ObservabilitySettings,
     Settings,
     ShutdownSettings,
+    parse_backend_options,
     parse_duration,
 )
 
@@ -85,6 +86,13 @@ def _add_node_flags(p: argparse.ArgumentParser) -> None:
         help="CEL expression over device attributes; only matching devices are published ('' = all)",
     )
     p.add_argument("--backends", default="", help="comma-separated backends to load, in order (default: all)")
+    p.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="option for the backends, e.g. rdma.netns_mode=exclusive (repeatable)",
+    )
     p.add_argument(
         "--move-ib-interfaces",
         type=_bool,
@@ -203,6 +211,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
             host=host,
             log=log,
             backends=_backends(args.backends),
+            backend_options=parse_backend_options(args.backend_option),
             checkpoint=CheckpointSettings(db_path=None),
             observability=ObservabilitySettings(bind_address=""),
         )
@@ -219,6 +228,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
         log=log,
         shutdown=ShutdownSettings(grace_period=parse_duration(args.shutdown_grace, flag="--shutdown-grace")),
         backends=_backends(args.backends),
+        backend_options=parse_backend_options(args.backend_option),
         debug=_debug(args.debug_hold_after),
     )
 

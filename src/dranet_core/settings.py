@@ -17,6 +17,7 @@ as it is and exit with status 2.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -48,6 +49,24 @@ DEFAULT_FILTER_EXPRESSION: Final = (
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS: Final = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _str_map(value: Mapping[str, str]) -> Mapping[str, str]:
+    return dict(value)
+
+
+def parse_backend_options(items: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` strings from ``--backend-option`` -> a dict; raises SettingsError."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SettingsError(f"--backend-option: expected KEY=VALUE, got {item!r}")
+        if key in out:
+            raise SettingsError(f"--backend-option: {key!r} given twice")
+        out[key] = value.strip()
+    return out
 
 
 def parse_duration(text: str, *, flag: str) -> float:
@@ -289,6 +308,11 @@ class Settings:
 
     backends: tuple[str, ...] | None = attrs.field(default=None)
     """``--backends``: entry-point names to load, in attach order; None loads every installed one."""
+
+    backend_options: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map)
+    """``--backend-option KEY=VALUE`` (repeatable): options handed to the backends, e.g.
+    ``rdma.netns_mode=exclusive`` or ``sriov.poll_interval=10``; a ``<backend>.`` prefix
+    addresses one backend (see docs/backends.md)."""
 
     @backends.validator
     def _check_backends(self, _: attrs.Attribute[Any], value: tuple[str, ...] | None) -> None:

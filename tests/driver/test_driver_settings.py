@@ -226,3 +226,37 @@ def test_run_with_an_unusable_kubeconfig_exits_1_with_the_cause(tmp_path: Path) 
     missing = tmp_path / "nope"
     assert f"dranet cannot run: --kubeconfig: '{missing}' does not exist or is not a file" in proc.stderr
     assert not (tmp_path / "plugins_registry").exists()  # nothing was started
+
+
+def test_backend_options_reach_the_backend_context() -> None:
+    from dranet_core.app import backend_context
+
+    s = _settings(
+        "--backend-option=sriov.poll_interval=10",
+        "--backend-option",
+        "rdma.netns_mode=exclusive",
+        "--move-ib-interfaces=false",
+    )
+    assert s.backend_options == {"sriov.poll_interval": "10", "rdma.netns_mode": "exclusive"}
+    ctx = backend_context(s)
+    assert ctx.options["sriov.poll_interval"] == "10"
+    assert ctx.options["rdma.netns_mode"] == "exclusive"
+    assert ctx.options["move_ib_interfaces"] == "false"
+    assert ctx.options_for("rdma")["netns_mode"] == "exclusive"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--backend-option=novalue"], "--backend-option: expected KEY=VALUE, got 'novalue'"),
+        (["--backend-option==x"], "--backend-option: expected KEY=VALUE, got '=x'"),
+        (
+            ["--backend-option=a.b=1", "--backend-option=a.b=2"],
+            "--backend-option: 'a.b' given twice",
+        ),
+    ],
+)
+def test_backend_option_errors_name_the_flag(argv: list[str], message: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        _settings(*argv)
+    assert str(info.value).startswith(message)
