@@ -42,6 +42,7 @@ __all__ = [
     "DeviceError",
     "DeviceNotFoundError",
     "DranetError",
+    "JobFailed",
     "LocalProtocolError",
     "PermanentError",
     "ProtocolError",
@@ -213,3 +214,12 @@ class KubeApiError(DranetError):
         self.status = status
         self.reason = reason
         self.temporary = temporary
+
+
+class JobFailed(DranetError):
+    """A supervised job failed with an error that retrying cannot fix; the driver stops with it."""
+
+    def __init__(self, job: str, cause: BaseException) -> None:
+        super().__init__(f"{job}: {type(cause).__name__}: {cause}")
+        self.job = job
+        self.cause = cause

@@ -37,12 +37,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping, Sequence
-from typing import Protocol
 
 import attrs
 
+from dranet_core.clock import Clock, MonotonicClock
 from dranet_core.discovery import Discovery
 from dranet_core.filter import DeviceFilter
 from dranet_core.status import StatusPublisher
@@ -51,30 +50,6 @@ from dranet_core.types import Device
 __all__ = ["Clock", "Inventory", "InventoryView", "MonotonicClock", "TokenBucket"]
 
 log = logging.getLogger(__name__)
-
-
-class Clock(Protocol):
-    """Time for the loop: injected so tests run in virtual time."""
-
-    def now(self) -> float:
-        """Seconds on a monotonic scale."""
-        ...
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds``."""
-        ...
-
-
-class MonotonicClock:
-    """The real clock: :func:`time.monotonic` and :func:`asyncio.sleep`."""
-
-    def now(self) -> float:
-        """Seconds on the monotonic clock."""
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        """``asyncio.sleep``."""
-        await asyncio.sleep(seconds)
 
 
 class TokenBucket:

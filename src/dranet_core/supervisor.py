@@ -26,13 +26,13 @@ import logging
 import os
 import random
 import signal
-import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Final, Protocol
+from typing import Final
 
 import attrs
 
-from dranet_core.errors import DranetError, ProtocolError, RpcError
+from dranet_core.clock import Clock, MonotonicClock
+from dranet_core.errors import DranetError, JobFailed, ProtocolError, RpcError
 
 __all__ = [
     "Backoff",
@@ -51,38 +51,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Clock(Protocol):
-    """Time, injectable: ``now()`` in monotonic seconds and ``sleep(seconds)``."""
-
-    def now(self) -> float:
-        """Monotonic seconds."""
-        ...
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds``."""
-        ...
-
-
-class MonotonicClock:
-    """The real clock."""
-
-    def now(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
 _FOREIGN_IO_MODULES: Final = ("aiohttp", "kubernetes_asyncio", "grpclib", "h2", "pyroute2")
-
-
-class JobFailed(DranetError):
-    """A job failed with an error that retrying cannot fix; the driver stops with it."""
-
-    def __init__(self, job: str, cause: BaseException) -> None:
-        super().__init__(f"{job}: {type(cause).__name__}: {cause}")
-        self.job = job
-        self.cause = cause
 
 
 def is_recoverable(exc: BaseException) -> bool:
