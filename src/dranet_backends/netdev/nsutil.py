@@ -15,6 +15,8 @@ Three rules, all from measurements (see docs/mover.md):
   may make slow (ethtool feature *changes* reconfigure real NICs) runs in a fresh,
   short-lived thread (:func:`run_in_netns`) that exits afterwards, so no pooled thread is
   ever left in a pod's netns.
+* both live in :mod:`dranet_backends.netns` (shared with discovery and the rdma backend) and
+  are re-exported here with ``setns``, ``open_netns`` and the netns path constants.
 * a netns is held by an open fd (``O_RDONLY`` on ``/run/netns/x`` or ``/proc/<pid>/ns/net``),
   never by a name that may be reused.
 
@@ -26,14 +28,10 @@ kernel's extended-ack message in the text).
 
 from __future__ import annotations
 
-import asyncio
-import ctypes
 import errno as errno_mod
 import os
 import socket
-import threading
-from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST
@@ -43,6 +41,16 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+from dranet_backends.netns import (
+    CLONE_NEWNET,
+    SELF_NETNS,
+    THREAD_NETNS,
+    call_in_netns,
+    open_netns,
+    run_in_netns,
+    setns,
+)
 
 __all__ = [
     "CLONE_NEWNET",
@@ -58,89 +66,12 @@ __all__ = [
     "setns",
 ]
 
-T = TypeVar("T")
-
-CLONE_NEWNET: Final = 0x40000000
 NETLINK_ROUTE: Final = 0
-SELF_NETNS: Final = "/proc/self/ns/net"
-"""The netns of this process; the default *host* netns of a mover (opened once, at construction)."""
-THREAD_NETNS: Final = "/proc/thread-self/ns/net"
 
 _SOCK_BUF: Final = 1 << 20
 RTEXT_FILTER_SKIP_STATS: Final = 1 << 3
 SOL_NETLINK: Final = 270
 NETLINK_GET_STRICT_CHK: Final = 12
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def setns(fd: int) -> None:
-    """Move the *calling thread* into the network namespace ``fd`` refers to."""
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-def open_netns(path: str) -> int:
-    """Open a netns reference (``O_RDONLY|O_CLOEXEC``); raises ``OSError`` if it is gone."""
-    return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-
-
-def call_in_netns(ns_fd: int, fn: Callable[[], T]) -> T:
-    """Run ``fn()`` on the calling thread inside netns ``ns_fd``, then return the thread to
-    the netns it was in (always, also when ``fn`` raises). ``fn`` must be quick and must not
-    block: on the event loop thread, nothing else runs meanwhile.
-
-    Returning cannot fail short of the kernel running out of memory (the thread goes back to a
-    netns it was just in, through an fd held open); if it ever does, the error says so and
-    the thread is left where it is, which is why only the event loop thread of a driver that
-    treats this error as fatal should use it.
-    """
-    own = os.open(THREAD_NETNS, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        setns(ns_fd)
-        try:
-            return fn()
-        finally:
-            try:
-                setns(own)
-            except OSError as exc:  # pragma: no cover - needs ENOMEM from setns
-                raise OSError(exc.errno, f"cannot return to this thread's own netns: {exc}") from exc
-    finally:
-        os.close(own)
-
-
-async def run_in_netns(ns_fd: int, fn: Callable[[], T]) -> T:
-    """Run ``fn()`` in a fresh thread that has entered netns ``ns_fd``; return its result.
-
-    The thread ends when ``fn`` returns; it is never reused, so it needs no way back. If the
-    awaiting task is cancelled, ``fn`` still runs to its end (these are microsecond jobs).
-    """
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future[T] = loop.create_future()
-
-    def deliver(ok: bool, value: Any) -> None:
-        if fut.done():
-            return
-        if ok:
-            fut.set_result(value)
-        else:
-            fut.set_exception(value)
-
-    def body() -> None:
-        try:
-            setns(ns_fd)
-            result = fn()
-        except BaseException as exc:
-            loop.call_soon_threadsafe(deliver, False, exc)
-        else:
-            loop.call_soon_threadsafe(deliver, True, result)
-
-    thread = threading.Thread(target=body, name="dranet-netns", daemon=True)
-    thread.start()
-    result = await fut
-    thread.join()  # it has delivered its result: only its exit is left
-    return result
 
 
 def rtnl_socket(ns_fd: int) -> socket.socket:

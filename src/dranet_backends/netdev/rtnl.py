@@ -19,7 +19,6 @@ Records are plain slotted classes, values not objects with behaviour.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import ipaddress
 import os
@@ -27,6 +26,8 @@ import socket
 import struct
 from collections.abc import Iterator
 
+from dranet_backends.netns import call_in_netns_at
+from dranet_backends.netns import setns as setns_net
 from dranet_core.errors import BackendError
 
 __all__ = [
@@ -512,34 +513,12 @@ def filter_dump_request(seq: int, index: int, parent: int) -> bytes:
 
 # -- sockets -------------------------------------------------------------------------------
 
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def setns_net(fd: int) -> None:
-    """``setns(fd, CLONE_NEWNET)`` for the calling thread (``os.setns`` is Python 3.12+)."""
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
 
 def _socket_in_netns(netns: str | None, groups: int) -> socket.socket:
     """Create (and bind) a NETLINK_ROUTE socket; inside ``netns`` if given. Runs in a thread."""
     if netns is None:
         return _new_socket(groups)
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            setns_net(target)
-            try:
-                return _new_socket(groups)
-            finally:
-                setns_net(own)
-        finally:
-            os.close(target)
-    finally:
-        os.close(own)
+    return call_in_netns_at(netns, lambda: _new_socket(groups))
 
 
 def _new_socket(groups: int) -> socket.socket:

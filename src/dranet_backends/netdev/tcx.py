@@ -24,7 +24,7 @@ import platform
 import struct
 from collections.abc import Iterable
 
-from .rtnl import setns_net
+from dranet_backends.netns import call_in_netns_at
 
 __all__ = ["TcxReader"]
 
@@ -63,25 +63,13 @@ class TcxReader:
         """Program names per link (ingress first, then egress); links without any are absent."""
         if not self.supported:
             return {}
-        own = target = None
-        if self.netns is not None:
-            own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            target = os.open(self.netns, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            if target is not None:
-                setns_net(target)
-            try:
+            if self.netns is None:
                 return self._read_all(ifindexes)
-            finally:
-                if own is not None:
-                    setns_net(own)
+            return call_in_netns_at(self.netns, lambda: self._read_all(ifindexes))
         except _Unsupported:
             self.supported = False
             return {}
-        finally:
-            for fd in (own, target):
-                if fd is not None:
-                    os.close(fd)
 
     def _read_all(self, ifindexes: Iterable[int]) -> dict[int, tuple[str, ...]]:
         out: dict[int, tuple[str, ...]] = {}

@@ -30,6 +30,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Final, Literal
 
+from dranet_backends.netns import SELF_NETNS
 from dranet_core.errors import DeviceError
 from dranet_core.netns import AttachResult
 from dranet_core.plans import PreparedDevice
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 
 FACET: Final = "rdma"
 NETDEV_FACET: Final = "netdev"
-SELF_NETNS: Final = "/proc/self/ns/net"
 
 NetnsMode = Literal["shared", "exclusive"]
 SocketOpener = Callable[[str | None], Awaitable[socket.socket]]

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ctypes
 import errno
 import os
 import socket
@@ -43,6 +42,8 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 
 import attrs
+
+from dranet_backends.netns import call_in_netns_at
 
 __all__ = [
     "NETLINK_RDMA",
@@ -314,15 +315,6 @@ class NldevSocket:
 
 # -- sockets -------------------------------------------------------------------------------
 
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
 
 def _new_socket() -> socket.socket:
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_RDMA)
@@ -339,19 +331,7 @@ def _socket_in(netns: str | None) -> socket.socket:
     """A NETLINK_RDMA socket in ``netns`` (a path; None = the calling thread's netns)."""
     if netns is None:
         return _new_socket()
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-            try:
-                return _new_socket()
-            finally:
-                _setns(own)
-        finally:
-            os.close(target)
-    finally:
-        os.close(own)
+    return call_in_netns_at(netns, _new_socket)
 
 
 async def open_nldev_socket(netns: str | None = None) -> socket.socket:
