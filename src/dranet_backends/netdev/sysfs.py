@@ -26,6 +26,8 @@ from pathlib import Path
 
 import attrs
 
+from dranet_backends.sysfs_read import normal_bdf, numa_node, pcie_root, read, read_int
+
 __all__ = [
     "USERSPACE_DRIVERS",
     "NetdevSysfs",
@@ -39,23 +41,6 @@ _BDF = re.compile(r"^(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 
 USERSPACE_DRIVERS = frozenset({"vfio-pci", "uio_pci_generic", "igb_uio", "pci-stub"})
 """PCI drivers that give no netdev: such NICs belong to the SR-IOV/userspace backends."""
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _read_int(path: Path, base: int = 10) -> int | None:
-    text = _read(path)
-    if text is None:
-        return None
-    try:
-        return int(text, base)
-    except ValueError:
-        return None
 
 
 @attrs.frozen(kw_only=True)
@@ -85,18 +70,13 @@ class PciFunction:
     driver: str | None = None
 
 
-def _normal_bdf(bdf: str) -> str:
-    bdf = bdf.lower()
-    return bdf if bdf.count(":") == 2 else f"0000:{bdf}"
-
-
 def netdev_sysfs(sysfs: Path, ifname: str, ifindex: int | None = None) -> NetdevSysfs:
     """Facts about netdev ``ifname`` (expected at ``ifindex``) under ``sysfs``."""
     entry = sysfs / "class" / "net" / ifname
     if not ifname or "/" in ifname or not os.path.lexists(entry):
         return NetdevSysfs()
     if ifindex is not None:
-        seen = _read_int(entry / "ifindex")
+        seen = read_int(entry / "ifindex")
         if seen is not None and seen != ifindex:
             return NetdevSysfs()  # a namesake in another netns
     real = Path(os.path.realpath(entry))
@@ -105,11 +85,11 @@ def netdev_sysfs(sysfs: Path, ifname: str, ifindex: int | None = None) -> Netdev
     if not virtual:
         for part in reversed(real.parts):
             if _BDF.match(part):
-                pci = _normal_bdf(part)
+                pci = normal_bdf(part)
                 break
     dev = entry / "device"
-    total = _read_int(dev / "sriov_totalvfs")
-    numvfs = _read_int(dev / "sriov_numvfs") if total else None
+    total = read_int(dev / "sriov_totalvfs")
+    numvfs = read_int(dev / "sriov_numvfs") if total else None
     return NetdevSysfs(
         present=True,
         virtual=virtual,
@@ -121,7 +101,7 @@ def netdev_sysfs(sysfs: Path, ifname: str, ifindex: int | None = None) -> Netdev
 
 
 def _hex_id(path: Path) -> str | None:
-    text = _read(path)
+    text = read(path)
     if text is None:
         return None
     return text.lower().removeprefix("0x")
@@ -130,15 +110,9 @@ def _hex_id(path: Path) -> str | None:
 def pci_function(sysfs: Path, address: str) -> PciFunction:
     """Facts about PCI function ``address`` (``0000:8a:00.0``) under ``sysfs``."""
     base = sysfs / "bus" / "pci" / "devices" / address
-    numa = _read_int(base / "numa_node")
     driver_link = base / "driver"
     driver = os.path.basename(os.readlink(driver_link)) if os.path.islink(driver_link) else None
-    root: str | None = None
-    if os.path.lexists(base):
-        for part in Path(os.path.realpath(base)).parts:
-            if part.startswith("pci") and ":" in part:
-                root = part
-                break
+    root = pcie_root(Path(os.path.realpath(base))) if os.path.lexists(base) else None
     return PciFunction(
         address=address,
         vendor=_hex_id(base / "vendor"),
@@ -146,7 +120,7 @@ def pci_function(sysfs: Path, address: str) -> PciFunction:
         subsystem_vendor=_hex_id(base / "subsystem_vendor"),
         subsystem_device=_hex_id(base / "subsystem_device"),
         pci_class=_hex_id(base / "class"),
-        numa_node=numa if numa is not None and numa >= 0 else None,
+        numa_node=numa_node(base / "numa_node"),
         pcie_root=root,
         driver=driver,
     )
@@ -167,5 +141,5 @@ def pci_network_functions(sysfs: Path) -> list[PciFunction]:
         cls = _hex_id(base / name / "class")
         if cls is None or not cls.startswith("02"):
             continue
-        out.append(pci_function(sysfs, _normal_bdf(name)))
+        out.append(pci_function(sysfs, normal_bdf(name)))
     return out

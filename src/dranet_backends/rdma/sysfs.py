@@ -33,6 +33,8 @@ from typing import Final
 
 import attrs
 
+from dranet_backends.sysfs_read import listdir, normal_bdf, numa_node, pcie_root, read
+
 __all__ = ["CHAR_DEVICE_CLASSES", "RDMA_CM", "RdmaDevice", "RdmaPort", "char_devices", "rdma_devices"]
 
 log = logging.getLogger(__name__)
@@ -44,25 +46,6 @@ RDMA_CM: Final = "/dev/infiniband/rdma_cm"
 
 CHAR_DEVICE_CLASSES: Final = ("infiniband_verbs", "infiniband_mad", "infiniband_cm")
 """Sysfs classes whose entries name an RDMA device (``ibdev``) and a ``/dev/infiniband`` node."""
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _listdir(path: Path) -> list[str]:
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
-
-
-def _normal_bdf(bdf: str) -> str:
-    bdf = bdf.lower()
-    return bdf if bdf.count(":") == 2 else f"0000:{bdf}"
 
 
 @attrs.frozen(kw_only=True)
@@ -107,7 +90,7 @@ def _pci_of(entry: Path) -> tuple[str | None, Path | None]:
     real = Path(os.path.realpath(link))
     for part in reversed(real.parts):
         if _BDF.match(part):
-            return _normal_bdf(part), real
+            return normal_bdf(part), real
     return None, None
 
 
@@ -118,14 +101,14 @@ def _port(base: Path, name: str) -> RdmaPort | None:
         return None
     pdir = base / name
     ndevs = []
-    for gid in _listdir(pdir / "gid_attrs" / "ndevs"):
-        nd = _read(pdir / "gid_attrs" / "ndevs" / gid)
+    for gid in listdir(pdir / "gid_attrs" / "ndevs"):
+        nd = read(pdir / "gid_attrs" / "ndevs" / gid)
         if nd and nd not in ndevs:
             ndevs.append(nd)
     return RdmaPort(
         index=index,
-        link_layer=_read(pdir / "link_layer") or "",
-        state=_read(pdir / "state") or "",
+        link_layer=read(pdir / "link_layer") or "",
+        state=read(pdir / "state") or "",
         netdevs=tuple(ndevs),
     )
 
@@ -135,10 +118,10 @@ def char_devices(sysfs: Path) -> dict[str, tuple[str, ...]]:
     out: dict[str, list[str]] = {}
     for cls in CHAR_DEVICE_CLASSES:
         base = sysfs / "class" / cls
-        for entry in _listdir(base):
+        for entry in listdir(base):
             if entry == "abi_version" or "/" in entry:
                 continue
-            ibdev = _read(base / entry / "ibdev")
+            ibdev = read(base / entry / "ibdev")
             if not ibdev:
                 continue
             out.setdefault(ibdev, []).append(f"/dev/infiniband/{entry}")
@@ -148,22 +131,16 @@ def char_devices(sysfs: Path) -> dict[str, tuple[str, ...]]:
 def _one(sysfs: Path, name: str, chars: dict[str, tuple[str, ...]]) -> RdmaDevice:
     entry = sysfs / "class" / "infiniband" / name
     pci, real = _pci_of(entry)
-    ports = tuple(p for p in (_port(entry / "ports", n) for n in _listdir(entry / "ports")) if p is not None)
+    ports = tuple(p for p in (_port(entry / "ports", n) for n in listdir(entry / "ports")) if p is not None)
     numa: int | None = None
     root: str | None = None
     netdevs: tuple[str, ...]
     if pci is not None and real is not None:
-        netdevs = tuple(_listdir(real / "net"))
-        text = _read(real / "numa_node")
-        try:
-            numa = int(text) if text is not None else None
-        except ValueError:
-            numa = None
-        if numa is not None and numa < 0:
-            numa = None
-        root = next((p for p in real.parts if p.startswith("pci") and ":" in p), None)
+        netdevs = tuple(listdir(real / "net"))
+        numa = numa_node(real / "numa_node")
+        root = pcie_root(real)
     else:
-        parent = _read(entry / "parent")
+        parent = read(entry / "parent")
         found = [parent] if parent else []
         for p in ports:
             found.extend(n for n in p.netdevs if n not in found)
@@ -171,7 +148,7 @@ def _one(sysfs: Path, name: str, chars: dict[str, tuple[str, ...]]) -> RdmaDevic
     return RdmaDevice(
         name=name,
         pci_address=pci,
-        node_guid=_read(entry / "node_guid") or "",
+        node_guid=read(entry / "node_guid") or "",
         numa_node=numa,
         pcie_root=root,
         ports=ports,
@@ -182,7 +159,7 @@ def _one(sysfs: Path, name: str, chars: dict[str, tuple[str, ...]]) -> RdmaDevic
 
 def rdma_devices(sysfs: Path) -> list[RdmaDevice]:
     """Every RDMA device under ``sysfs`` (empty when there is no ``class/infiniband``), by name."""
-    names = [n for n in _listdir(sysfs / "class" / "infiniband") if "/" not in n]
+    names = [n for n in listdir(sysfs / "class" / "infiniband") if "/" not in n]
     if not names:
         return []
     chars = char_devices(sysfs)

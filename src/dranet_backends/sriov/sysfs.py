@@ -31,6 +31,7 @@ from pathlib import Path
 import attrs
 
 from dranet_backends.netdev.sysfs import PciFunction, pci_function
+from dranet_backends.sysfs_read import listdir, read, read_int, readlink_base
 
 __all__ = [
     "PASSTHROUGH_DRIVERS",
@@ -51,30 +52,6 @@ _BDF = re.compile(r"^[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 _VIRTFN = re.compile(r"^virtfn(\d+)$")
 _UIO = re.compile(r"^uio\d+$")
 _BRIDGE_CLASS = "0604"
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _read_int(path: Path) -> int | None:
-    text = _read(path)
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return None
-
-
-def _listdir(path: Path) -> list[str]:
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
 
 
 @attrs.frozen(kw_only=True)
@@ -130,12 +107,12 @@ def iommu_group(sysfs: Path, address: str) -> int | None:
 
 
 def _iommu_peers(sysfs: Path, address: str, group: int) -> tuple[str, ...]:
-    members = _listdir(sysfs / "kernel" / "iommu_groups" / str(group) / "devices")
+    members = listdir(sysfs / "kernel" / "iommu_groups" / str(group) / "devices")
     peers = []
     for member in members:
         if member == address:
             continue
-        cls = (_read(_pci_dir(sysfs, member) / "class") or "").lower().removeprefix("0x")
+        cls = (read(_pci_dir(sysfs, member) / "class") or "").lower().removeprefix("0x")
         if cls.startswith(_BRIDGE_CLASS):
             continue  # bridges may share a group with endpoints; vfio allows that
         peers.append(member)
@@ -146,7 +123,7 @@ def _virtfns(sysfs: Path, pf: str) -> dict[str, int]:
     """VF address -> ``virtfnN`` index, for every VF of ``pf``."""
     base = _pci_dir(sysfs, pf)
     out: dict[str, int] = {}
-    for name in _listdir(base):
+    for name in listdir(base):
         m = _VIRTFN.match(name)
         if m:
             try:
@@ -157,7 +134,7 @@ def _virtfns(sysfs: Path, pf: str) -> dict[str, int]:
 
 
 def _first_netdev(sysfs: Path, address: str) -> str | None:
-    names = _listdir(_pci_dir(sysfs, address) / "net")
+    names = listdir(_pci_dir(sysfs, address) / "net")
     return names[0] if names else None
 
 
@@ -170,8 +147,8 @@ def pf_netdev_mtu(sysfs: Path, vf_address: str) -> tuple[str, int] | None:
     if not os.path.islink(physfn):
         return None
     netdir = physfn / "net"
-    for name in _listdir(netdir):
-        mtu = _read_int(netdir / name / "mtu")
+    for name in listdir(netdir):
+        mtu = read_int(netdir / name / "mtu")
         if mtu is not None:
             return name, mtu
     return None
@@ -196,11 +173,11 @@ def read_function(
             cache[pf] = _virtfns(sysfs, pf)
         vf_index = cache[pf].get(fn.address)
         pf_ifname = _first_netdev(sysfs, pf)
-    total = _read_int(base / "sriov_totalvfs")
-    numvfs = _read_int(base / "sriov_numvfs") if total else None
+    total = read_int(base / "sriov_totalvfs")
+    numvfs = read_int(base / "sriov_numvfs") if total else None
     group = iommu_group(sysfs, fn.address)
     peers = _iommu_peers(sysfs, fn.address, group) if group is not None else ()
-    uio = tuple(n for n in _listdir(base / "uio") if _UIO.match(n))
+    uio = tuple(n for n in listdir(base / "uio") if _UIO.match(n))
     return SriovFunction(
         pci=fn,
         pf=pf,
@@ -214,23 +191,16 @@ def read_function(
     )
 
 
-def _readlink_base(path: Path) -> str | None:
-    try:
-        return os.path.basename(os.readlink(path))
-    except OSError:
-        return None
-
-
 def _candidates(sysfs: Path) -> list[tuple[str, str | None]]:
     """``(address, driver)`` of every PCI network function (class 0x02), in address order."""
     base = sysfs / "bus" / "pci" / "devices"
     out: list[tuple[str, str | None]] = []
-    for name in _listdir(base):
+    for name in listdir(base):
         if not _BDF.match(name):
             continue
-        cls = (_read(base / name / "class") or "").lower().removeprefix("0x")
+        cls = (read(base / name / "class") or "").lower().removeprefix("0x")
         if cls.startswith("02"):
-            out.append((name.lower(), _readlink_base(base / name / "driver")))
+            out.append((name.lower(), readlink_base(base / name / "driver")))
     return out
 
 
@@ -267,9 +237,9 @@ def fingerprint(sysfs: Path) -> Fingerprint:
             out.append((address, driver))
             continue
         d = base / address
-        group = _readlink_base(d / "iommu_group")
-        members = tuple(_listdir(sysfs / "kernel" / "iommu_groups" / group / "devices")) if group else ()
-        pf = _readlink_base(d / "physfn")
-        pf_net = tuple(_listdir(d / "physfn" / "net")) if pf else ()
-        out.append((address, driver, group, members, pf, pf_net, _read(d / "sriov_numvfs")))
+        group = readlink_base(d / "iommu_group")
+        members = tuple(listdir(sysfs / "kernel" / "iommu_groups" / group / "devices")) if group else ()
+        pf = readlink_base(d / "physfn")
+        pf_net = tuple(listdir(d / "physfn" / "net")) if pf else ()
+        out.append((address, driver, group, members, pf, pf_net, read(d / "sriov_numvfs")))
     return tuple(out)
