@@ -16,24 +16,9 @@ from __future__ import annotations
 from dranet_core.errors import RemoteProtocolError
 from dranet_core.nri.handlers import ContainerInfo
 from dranet_core.types import PodSandbox
+from dranet_core.wire._protobuf import read_varint
 
 __all__ = ["decode_container_request", "decode_pod_request", "decode_state_change", "decode_synchronize"]
-
-
-def _varint(buf: bytes, pos: int, n: int, what: str) -> tuple[int, int]:
-    """Decode the varint at ``pos``; return (value, position after it)."""
-    val = shift = 0
-    while True:
-        if pos >= n:
-            raise RemoteProtocolError(f"{what}: truncated varint")
-        b = buf[pos]
-        pos += 1
-        val |= (b & 0x7F) << shift
-        if b < 0x80:
-            return val, pos
-        shift += 7
-        if shift >= 70:
-            raise RemoteProtocolError(f"{what}: varint longer than 10 bytes")
 
 
 def _fields(buf: bytes, what: str) -> list[tuple[int, int, int, int]]:
@@ -48,18 +33,18 @@ def _fields(buf: bytes, what: str) -> list[tuple[int, int, int, int]]:
         if key < 0x80:  # one-byte tag: every field number below 16
             pos += 1
         else:
-            key, pos = _varint(buf, pos, n, what)
+            key, pos = read_varint(buf, pos, n, what)
         num, wt = key >> 3, key & 7
         if num == 0:
             raise RemoteProtocolError(f"{what}: field number 0")
         if wt == 2:
-            length, pos = _varint(buf, pos, n, what)
+            length, pos = read_varint(buf, pos, n, what)
             if length > n - pos:
                 raise RemoteProtocolError(f"{what}: field {num} length {length} runs past the end")
             out.append((num, 2, pos, pos + length))
             pos += length
         elif wt == 0:
-            val, pos = _varint(buf, pos, n, what)
+            val, pos = read_varint(buf, pos, n, what)
             out.append((num, 0, pos, val))
         elif wt in (1, 5):
             pos += 8 if wt == 1 else 4

@@ -3,7 +3,8 @@
 Only what :mod:`dranet_core.wire.ttrpc` needs: the envelopes have five fields, and decoding
 them by hand is several times faster than a generated class. Every read is bounds-checked and
 raises :class:`~dranet_core.errors.RemoteProtocolError`; nothing here allocates more than
-the input it was given.
+the input it was given. :func:`read_varint` is also the NRI hot-path decoder's
+(:mod:`dranet_core.nri._decode`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 
 from dranet_core.errors import RemoteProtocolError
 
-__all__ = ["iter_fields", "put_bytes", "put_varint_field", "varint"]
+__all__ = ["iter_fields", "put_bytes", "put_varint_field", "read_varint", "varint"]
 
 WT_VARINT = 0
 WT_I64 = 1
@@ -46,16 +47,20 @@ def put_bytes(num: int, value: bytes) -> bytes:
     return varint(num << 3 | WT_LEN) + varint(len(value)) + value
 
 
-def _read_varint(buf: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
-    result = 0
-    shift = 0
+def read_varint(buf: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
+    """Decode the varint at ``buf[pos]`` (not reading at or past ``end``); return (value, position
+    after it). Raises RemoteProtocolError naming ``what`` if it is truncated or over 10 bytes.
+
+    Shared by the envelope scanner here and the NRI hot-path decoder; kept minimal for speed.
+    """
+    result = shift = 0
     while True:
         if pos >= end:
             raise RemoteProtocolError(f"{what}: truncated varint")
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
-        if not b & 0x80:
+        if b < 0x80:
             return result, pos
         shift += 7
         if shift >= 70:
@@ -72,15 +77,15 @@ def iter_fields(buf: bytes, what: str) -> Iterator[tuple[int, int, int | bytes]]
     pos = 0
     end = len(buf)
     while pos < end:
-        key, pos = _read_varint(buf, pos, end, what)
+        key, pos = read_varint(buf, pos, end, what)
         num, wt = key >> 3, key & 7
         if num == 0:
             raise RemoteProtocolError(f"{what}: field number 0")
         if wt == WT_VARINT:
-            value, pos = _read_varint(buf, pos, end, what)
+            value, pos = read_varint(buf, pos, end, what)
             yield num, wt, value
         elif wt == WT_LEN:
-            length, pos = _read_varint(buf, pos, end, what)
+            length, pos = read_varint(buf, pos, end, what)
             if length > end - pos:
                 raise RemoteProtocolError(f"{what}: field {num} length {length} runs past the end")
             yield num, wt, buf[pos : pos + length]
