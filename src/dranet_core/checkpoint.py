@@ -37,15 +37,14 @@ import logging
 import os
 import pathlib
 import time
-import types
-import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
 import attrs
 
+from dranet_core.config.codec import decode_config, encode_config
 from dranet_core.config.model import NetworkConfig
-from dranet_core.errors import CheckpointError
+from dranet_core.errors import CheckpointError, ConfigError
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.types import JSON, ClaimRef, NetworkData
 
@@ -72,78 +71,22 @@ Phase = Literal["prepared", "attaching", "attached", "detaching"]
 PHASES: Final[tuple[str, ...]] = ("prepared", "attaching", "attached", "detaching")
 
 
-# --- NetworkConfig <-> JSON (generic over the attrs model, using each field's "json" name) ---
-
-
-def _unwrap_optional(tp: Any) -> Any:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return tp
-
-
-def _to_json(value: Any) -> JSON:
-    if attrs.has(type(value)):
-        out: dict[str, JSON] = {}
-        for f in attrs.fields(type(value)):
-            v = getattr(value, f.name)
-            if v is not None:
-                out[f.metadata.get("json", f.name)] = _to_json(v)
-        return out
-    if isinstance(value, tuple | list):
-        return [_to_json(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _to_json(v) for k, v in value.items()}
-    return value
-
-
-def _from_json(tp: Any, data: JSON, path: str) -> Any:
-    if data is None:
-        return None
-    tp = _unwrap_optional(tp)
-    if isinstance(tp, type) and attrs.has(tp):
-        if not isinstance(data, dict):
-            raise CheckpointError(f"{path}: expected an object")
-        hints = typing.get_type_hints(tp)
-        by_json = {f.metadata.get("json", f.name): f for f in attrs.fields(tp)}
-        kwargs: dict[str, Any] = {}
-        for key, v in data.items():
-            f = by_json.get(key)
-            if f is None:
-                raise CheckpointError(f"{path}.{key}: unknown field")
-            kwargs[f.name] = _from_json(hints[f.name], v, f"{path}.{key}")
-        return tp(**kwargs)
-    origin = typing.get_origin(tp)
-    if origin is tuple:
-        if not isinstance(data, list):
-            raise CheckpointError(f"{path}: expected a list")
-        item = typing.get_args(tp)[0]
-        return tuple(_from_json(item, v, f"{path}[{i}]") for i, v in enumerate(data))
-    if origin in (Mapping, dict):
-        if not isinstance(data, dict):
-            raise CheckpointError(f"{path}: expected an object")
-        vt = typing.get_args(tp)[1]
-        return {k: _from_json(vt, v, f"{path}.{k}") for k, v in data.items()}
-    if tp in (int, str, bool):
-        if type(data) is not tp:
-            raise CheckpointError(f"{path}: expected {tp.__name__}")
-        return data
-    return data
+# --- NetworkConfig <-> JSON: the config package's strict codec (same camelCase names) ---
 
 
 def config_to_json(config: NetworkConfig) -> JSON:
-    """A NetworkConfig as JSON with the API's camelCase names; unset fields are left out."""
-    return _to_json(config)
+    """A NetworkConfig as JSON with the API's camelCase names; unset fields are left out
+    (:func:`dranet_core.config.codec.encode_config`)."""
+    return encode_config(config)
 
 
 def config_from_json(data: JSON, *, path: str = "config") -> NetworkConfig:
-    """The inverse of :func:`config_to_json`; raises CheckpointError naming the bad field."""
-    if data is None:
-        return NetworkConfig()
-    result = _from_json(NetworkConfig, data, path)
-    assert isinstance(result, NetworkConfig)
-    return result
+    """The inverse of :func:`config_to_json` (:func:`dranet_core.config.codec.decode_config`);
+    raises CheckpointError naming every bad field (``<path>: <rule>``)."""
+    try:
+        return decode_config(data, path=path)
+    except ConfigError as exc:
+        raise CheckpointError("; ".join(f"{i.path}: {i.rule}" for i in exc.issues)) from exc
 
 
 # --- the records ---

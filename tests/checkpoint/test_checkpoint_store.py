@@ -94,7 +94,7 @@ def test_network_config_round_trip_keeps_every_field_and_unset_stays_unset() -> 
 
 
 def test_config_from_json_names_the_bad_field() -> None:
-    with pytest.raises(CheckpointError, match=r"config\.interface\.mtu: expected int"):
+    with pytest.raises(CheckpointError, match=r"config\.interface\.mtu: must be an integer"):
         config_from_json({"interface": {"mtu": "9000"}})
     with pytest.raises(CheckpointError, match=r"config\.bogus: unknown field"):
         config_from_json({"bogus": 1})
