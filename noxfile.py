@@ -27,8 +27,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint and formatting."""
-    session.run(PY, "-m", "ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
+    """ruff: lint and formatting (``ruff format --check``)."""
+    paths = ("src", "tests", "benchmarks", "examples", "scripts", "fuzz", "noxfile.py")
+    session.run(PY, "-m", "ruff", "check", *paths)
+    session.run(PY, "-m", "ruff", "format", "--check", *paths)
 
 
 @nox.session

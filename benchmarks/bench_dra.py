@@ -51,8 +51,15 @@ def compile_stubs(out: pathlib.Path) -> types.SimpleNamespace:
     proto = ROOT / "src" / "dranet_core" / "proto"
     out.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", f"-I{proto}", f"--python_out={out}",
-         f"--grpc_python_out={out}", "kubelet/dra/v1/api.proto"],
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{proto}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            "kubelet/dra/v1/api.proto",
+        ],
         check=True,
     )
     sys.path.insert(0, str(out))
@@ -69,11 +76,21 @@ def claim_obj(name: str, uid: str, device: str) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": "default", "uid": uid},
         "spec": {"devices": {"requests": [{"name": "nic"}]}},
         "status": {
-            "allocation": {"devices": {
-                "results": [{"request": "nic", "driver": DRIVER, "pool": NODE, "device": device}],
-                "config": [{"source": "FromClaim", "requests": ["nic"], "opaque": {
-                    "driver": DRIVER, "parameters": {"interface": {"name": "net1", "mtu": 1400}}}}],
-            }},
+            "allocation": {
+                "devices": {
+                    "results": [{"request": "nic", "driver": DRIVER, "pool": NODE, "device": device}],
+                    "config": [
+                        {
+                            "source": "FromClaim",
+                            "requests": ["nic"],
+                            "opaque": {
+                                "driver": DRIVER,
+                                "parameters": {"interface": {"name": "net1", "mtu": 1400}},
+                            },
+                        }
+                    ],
+                }
+            },
             "reservedFor": [{"resource": "pods", "name": "p", "uid": f"pod-{uid}"}],
         },
     }
@@ -131,6 +148,7 @@ async def main(iterations: int) -> int:  # noqa: PLR0915
     stub_noop = pb.v1_grpc.DRAPluginStub(ch_noop)
     rows: list[tuple[str, float, float, str]] = []
     try:
+
         def req(name: str, uid: str) -> Any:
             return pb.v1.NodePrepareResourcesRequest(
                 claims=[pb.v1.Claim(namespace="default", name=name, uid=uid)]
@@ -171,8 +189,9 @@ async def main(iterations: int) -> int:  # noqa: PLR0915
         one = PreparedDevice(pool=NODE, device="eth1", request_names=("nic",))
 
         async def cp_write(i: int) -> None:
-            await cp_store.put_plan(ClaimPlan(claim=ClaimRef(namespace="d", name="c", uid="u"), pods=("p",),
-                                              devices=(one,)))
+            await cp_store.put_plan(
+                ClaimPlan(claim=ClaimRef(namespace="d", name="c", uid="u"), pods=("p",), devices=(one,))
+            )
 
         w = await timed(iterations, cp_write)
         rows.append(
@@ -186,24 +205,43 @@ async def main(iterations: int) -> int:  # noqa: PLR0915
             await full_prepare(i)
             lat.append(full_prepare.elapsed * 1000)  # type: ignore[attr-defined]
         p50, p99 = statistics.median(lat), pct(lat, 99)
-        rows.append(("prepare 1 claim / 1 device (full path)", p50, p99,
-                     "PASS" if p50 <= 3 and p99 <= 10 else "FAIL (target p50<=3, p99<=10)"))
+        rows.append(
+            (
+                "prepare 1 claim / 1 device (full path)",
+                p50,
+                p99,
+                "PASS" if p50 <= 3 and p99 <= 10 else "FAIL (target p50<=3, p99<=10)",
+            )
+        )
         floors = rows[0][1] + rows[1][1] + rows[2][1]
         rows.append(("  rest: our code (p50 - the three floors)", max(0.0, p50 - floors), float("nan"), ""))
 
         for i in range(100):
             api.put_object(claim_obj(f"bulk{i}", f"b{i}", f"eth{i + 1}"))
         t0 = time.perf_counter()
-        resps = await asyncio.gather(*(stub.NodePrepareResources(req(f"bulk{i}", f"b{i}"), timeout=30)
-                                       for i in range(100)))
+        resps = await asyncio.gather(
+            *(stub.NodePrepareResources(req(f"bulk{i}", f"b{i}"), timeout=30) for i in range(100))
+        )
         total = (time.perf_counter() - t0) * 1000
         errors = [r.claims[f"b{i}"].error for i, r in enumerate(resps) if r.claims[f"b{i}"].error]
         verdict = "PASS" if total <= 1000 and not errors else "FAIL (target <= 1000 ms, no errors)"
-        rows.append(("100 claims, 100 concurrent calls (total)", total, float("nan"),
-                     verdict + (f" {len(errors)} errors" if errors else "")))
+        rows.append(
+            (
+                "100 claims, 100 concurrent calls (total)",
+                total,
+                float("nan"),
+                verdict + (f" {len(errors)} errors" if errors else ""),
+            )
+        )
         grpc_ok = rows[0][1] <= 1.0
-        rows.append(("gRPC layer p50 (no-op round trip)", rows[0][1], rows[0][2],
-                     "PASS" if grpc_ok else "FAIL (target <= 1 ms)"))
+        rows.append(
+            (
+                "gRPC layer p50 (no-op round trip)",
+                rows[0][1],
+                rows[0][2],
+                "PASS" if grpc_ok else "FAIL (target <= 1 ms)",
+            )
+        )
     finally:
         await ch.close()
         await ch_noop.close()

@@ -43,8 +43,18 @@ def child_plugin(path: str) -> None:
     from dranet_core.nri import ContainerInfo, NriPlugin
     from dranet_core.types import DeviceNode, PodSandbox
 
-    nodes = [DeviceNode(path=f"/dev/infiniband/uverbs{i}", type="c", major=231, minor=192 + i,
-                        file_mode=0o666, uid=0, gid=0) for i in range(8)]
+    nodes = [
+        DeviceNode(
+            path=f"/dev/infiniband/uverbs{i}",
+            type="c",
+            major=231,
+            minor=192 + i,
+            file_mode=0o666,
+            uid=0,
+            gid=0,
+        )
+        for i in range(8)
+    ]
 
     class Handler:
         async def run_pod_sandbox(self, pod: PodSandbox) -> None:
@@ -114,8 +124,16 @@ async def echo_floor(tmp: str, n: int) -> list[float]:
 
 def big_synchronize() -> tuple[int, bytes]:
     """A SynchronizeRequest just under 4 MiB: (pod count, payload)."""
-    pods = [FakePod(id=f"{i:064x}", name=f"pod-{i}", uid=f"uid-{i:08d}", netns=f"/var/run/netns/cni-{i}",
-                    ips=(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",)) for i in range(13_500)]
+    pods = [
+        FakePod(
+            id=f"{i:064x}",
+            name=f"pod-{i}",
+            uid=f"uid-{i:08d}",
+            netns=f"/var/run/netns/cni-{i}",
+            ips=(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",),
+        )
+        for i in range(13_500)
+    ]
     payload = pb.encode([(1, p.fields()) for p in pods])
     while len(payload) > (4 << 20) - 200:
         pods.pop()

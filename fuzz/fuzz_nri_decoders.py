@@ -37,8 +37,14 @@ from dranet_core.wire.ttrpc import (
     encode_request,
 )
 
-DECODERS = (decode_request, decode_response, decode_pod_request, decode_container_request,
-            decode_synchronize, decode_state_change)
+DECODERS = (
+    decode_request,
+    decode_response,
+    decode_pod_request,
+    decode_container_request,
+    decode_synchronize,
+    decode_state_change,
+)
 
 
 def one(data: bytes) -> None:

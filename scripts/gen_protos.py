@@ -32,12 +32,17 @@ def generate(out: pathlib.Path) -> None:
     env["PATH"] = f"{pathlib.Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     subprocess.run(
         [
-            sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO_DIR}",
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{PROTO_DIR}",
             f"--python_betterproto2_out={out}",
             "--python_betterproto2_opt=client_generation=async,server_generation=async",
             *protos,
         ],
-        check=True, env=env, cwd=PROTO_DIR,
+        check=True,
+        env=env,
+        cwd=PROTO_DIR,
     )
     init = out / "__init__.py"
     if not init.exists() or not init.read_text().strip():

@@ -13,8 +13,16 @@ def test_valid_qualified_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "dra.net/", "/ifName", "Dra.Net/ifName", "dra.net/if-name", "dra.net/" + "a" * 33, "1abc",
-     "a" * 64 + ".net/x"],
+    [
+        "",
+        "dra.net/",
+        "/ifName",
+        "Dra.Net/ifName",
+        "dra.net/if-name",
+        "dra.net/" + "a" * 33,
+        "1abc",
+        "a" * 64 + ".net/x",
+    ],
 )
 def test_invalid_qualified_names(name: str) -> None:
     with pytest.raises(ValueError, match="attribute name"):
@@ -52,8 +60,11 @@ def test_version_is_semver() -> None:
 
 
 def test_merged_device_unions_facets_other_wins() -> None:
-    a = Device(name="pci-0000-01-00-0", attributes={"dra.net/rdma": False, "dra.net/ifName": "eth1"},
-               facets={"netdev": {"ifindex": 3}})
+    a = Device(
+        name="pci-0000-01-00-0",
+        attributes={"dra.net/rdma": False, "dra.net/ifName": "eth1"},
+        facets={"netdev": {"ifindex": 3}},
+    )
     b = Device(name="pci-0000-01-00-0", attributes={"dra.net/rdma": True}, facets={"rdma": {"dev": "mlx5_0"}})
     m = a.merged(b)
     assert m.attributes == {"dra.net/rdma": True, "dra.net/ifName": "eth1"}

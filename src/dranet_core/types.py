@@ -81,9 +81,7 @@ def validate_qualified_name(name: str) -> None:
     """
     domain, sep, ident = name.rpartition("/")
     if sep and (not domain or len(domain) > 63 or not is_dns_subdomain(domain)):
-        raise ValueError(
-            f"attribute name {name!r}: domain must be a DNS subdomain of <= 63 characters"
-        )
+        raise ValueError(f"attribute name {name!r}: domain must be a DNS subdomain of <= 63 characters")
     if not ident or len(ident) > 32 or not _C_IDENTIFIER.match(ident):
         raise ValueError(f"attribute name {name!r}: must be a C identifier of <= 32 characters")
 

@@ -79,8 +79,16 @@ class FakeContainer:
     name: str
 
     def fields(self) -> list[tuple[int, pb.Value]]:
-        return [(1, self.id), (2, self.pod_sandbox_id), (3, self.name), (4, 3), (7, "sleep"), (7, "inf"),
-                (8, "PATH=/bin"), (12, 4343)]
+        return [
+            (1, self.id),
+            (2, self.pod_sandbox_id),
+            (3, self.name),
+            (4, 3),
+            (7, "sleep"),
+            (7, "inf"),
+            (8, "PATH=/bin"),
+            (12, 4343),
+        ]
 
 
 @dataclass
@@ -269,8 +277,15 @@ class PeerSession:
         fut: asyncio.Future[tuple[int, str, bytes]] = asyncio.get_running_loop().create_future()
         self.pending[sid] = fut
         trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-        req = pb.encode([(1, PLUGIN), (2, method), (3, payload), (4, int(timeout * 1e9)),
-                         (5, [(1, "traceparent"), (2, trace)])])
+        req = pb.encode(
+            [
+                (1, PLUGIN),
+                (2, method),
+                (3, payload),
+                (4, int(timeout * 1e9)),
+                (5, [(1, "traceparent"), (2, trace)]),
+            ]
+        )
         self.write_msg(1, ttrpc_msg(sid, 1, req))
         try:
             code, message, data = await asyncio.wait_for(fut, timeout)
@@ -309,9 +324,12 @@ class PeerSession:
 
     async def configure(self) -> bool:
         era = self.peer.era
-        cfg: list[tuple[int, pb.Value]] = [(2, era.runtime_name), (3, era.runtime_version),
-                                           (4, int(self.peer.registration_timeout * 1000)),
-                                           (5, int(self.peer.request_timeout * 1000))]
+        cfg: list[tuple[int, pb.Value]] = [
+            (2, era.runtime_name),
+            (3, era.runtime_version),
+            (4, int(self.peer.registration_timeout * 1000)),
+            (5, int(self.peer.request_timeout * 1000)),
+        ]
         if era.nri_version:
             cfg.append((6, era.nri_version))
         res = await self.call("Configure", pb.encode(cfg))
@@ -393,16 +411,31 @@ def adjustment_devices(payload: bytes) -> list[dict[str, object]]:
         def opt(num: int, d: dict[int, list[int | bytes]] = d) -> int | None:
             return int(pb.first(pb.decode(d[num][0]), 1, 0)) if num in d else None  # type: ignore[arg-type]
 
-        out.append({"path": pb.text(d, 1), "type": pb.text(d, 2), "major": int(pb.first(d, 3, 0)),
-                    "minor": int(pb.first(d, 4, 0)), "file_mode": opt(5), "uid": opt(6), "gid": opt(7)})
+        out.append(
+            {
+                "path": pb.text(d, 1),
+                "type": pb.text(d, 2),
+                "major": int(pb.first(d, 3, 0)),
+                "minor": int(pb.first(d, 4, 0)),
+                "file_mode": opt(5),
+                "uid": opt(6),
+                "gid": opt(7),
+            }
+        )
     return out
 
 
 class RuntimePeer:
     """Listens on a unix socket like containerd's NRI; one plugin connection at a time."""
 
-    def __init__(self, socket_path: str, *, era: Era = ERA_V0_12, request_timeout: float = 2.0,
-                 registration_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        socket_path: str,
+        *,
+        era: Era = ERA_V0_12,
+        request_timeout: float = 2.0,
+        registration_timeout: float = 5.0,
+    ) -> None:
         self.socket_path = socket_path
         self.era = era
         self.request_timeout = request_timeout
@@ -426,8 +459,11 @@ class RuntimePeer:
             self._handlers.add(me)
         s = PeerSession(self, reader, writer)
         self.sessions.append(s)
-        s.tasks = [asyncio.create_task(s.trunk_reader()), asyncio.create_task(s.ttrpc_reader(1)),
-                   asyncio.create_task(s.ttrpc_reader(2))]
+        s.tasks = [
+            asyncio.create_task(s.trunk_reader()),
+            asyncio.create_task(s.ttrpc_reader(1)),
+            asyncio.create_task(s.ttrpc_reader(2)),
+        ]
         async with self._new_session:
             self._new_session.notify_all()
         try:

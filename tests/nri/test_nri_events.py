@@ -54,27 +54,46 @@ def test_subscribed_events_follow_methods() -> None:
 
 def test_pod_conversion() -> None:
     nri = api.PodSandbox(
-        id="sb1", name="p", uid="u1", namespace="ns", ips=["10.0.0.5", "fd00::5"],
-        linux=api.LinuxPodSandbox(namespaces=[
-            api.LinuxNamespace(type="ipc", path="/x"),
-            api.LinuxNamespace(type="network", path="/var/run/netns/cni-9"),
-        ]),
+        id="sb1",
+        name="p",
+        uid="u1",
+        namespace="ns",
+        ips=["10.0.0.5", "fd00::5"],
+        linux=api.LinuxPodSandbox(
+            namespaces=[
+                api.LinuxNamespace(type="ipc", path="/x"),
+                api.LinuxNamespace(type="network", path="/var/run/netns/cni-9"),
+            ]
+        ),
     )
-    assert pod_from_nri(nri) == PodSandbox(uid="u1", name="p", namespace="ns", id="sb1",
-                                           netns="/var/run/netns/cni-9", ips=("10.0.0.5", "fd00::5"))
+    assert pod_from_nri(nri) == PodSandbox(
+        uid="u1",
+        name="p",
+        namespace="ns",
+        id="sb1",
+        netns="/var/run/netns/cni-9",
+        ips=("10.0.0.5", "fd00::5"),
+    )
     host = api.PodSandbox(id="sb2", uid="u2", linux=api.LinuxPodSandbox(namespaces=[]))
     assert pod_from_nri(host).netns is None
-    empty_path = api.PodSandbox(uid="u3", linux=api.LinuxPodSandbox(
-        namespaces=[api.LinuxNamespace(type="network", path="")]))
+    empty_path = api.PodSandbox(
+        uid="u3", linux=api.LinuxPodSandbox(namespaces=[api.LinuxNamespace(type="network", path="")])
+    )
     assert pod_from_nri(empty_path).netns is None
     assert pod_from_nri(None).uid == ""
 
 
 def test_container_and_device_conversion() -> None:
     assert container_from_nri(api.Container(id="c", name="n", pod_sandbox_id="sb")) == ContainerInfo(
-        id="c", name="n", pod_sandbox_id="sb")
-    dev = linux_device(DeviceNode(path="/dev/infiniband/rdma_cm", type="c", major=10, minor=58,
-                                  file_mode=0o660, uid=1000, gid=1000))
+        id="c", name="n", pod_sandbox_id="sb"
+    )
+    dev = linux_device(
+        DeviceNode(
+            path="/dev/infiniband/rdma_cm", type="c", major=10, minor=58, file_mode=0o660, uid=1000, gid=1000
+        )
+    )
     # LinuxDevice{path, type "c", major 10, minor 58, file_mode{432}, uid{1000}, gid{1000}}
-    assert bytes(dev) == (b"\x0a\x17/dev/infiniband/rdma_cm\x12\x01c\x18\x0a\x20\x3a"
-                          b"\x2a\x03\x08\xb0\x03\x32\x03\x08\xe8\x07\x3a\x03\x08\xe8\x07")
+    assert bytes(dev) == (
+        b"\x0a\x17/dev/infiniband/rdma_cm\x12\x01c\x18\x0a\x20\x3a"
+        b"\x2a\x03\x08\xb0\x03\x32\x03\x08\xe8\x07\x3a\x03\x08\xe8\x07"
+    )

@@ -26,7 +26,12 @@ namespaces = st.lists(
     max_size=4,
 )
 pods = st.builds(
-    api.PodSandbox, id=text, name=text, uid=text, namespace=text, ips=st.lists(text, max_size=3),
+    api.PodSandbox,
+    id=text,
+    name=text,
+    uid=text,
+    namespace=text,
+    ips=st.lists(text, max_size=3),
     linux=st.one_of(st.none(), st.builds(api.LinuxPodSandbox, namespaces=namespaces)),
 )
 containers = st.builds(api.Container, id=text, name=text, pod_sandbox_id=text)
@@ -82,8 +87,10 @@ def test_hand_written_pod_vector() -> None:
 
 node = st.builds(
     DeviceNode,
-    path=text, type=st.sampled_from(["c", "b", ""]),
-    major=st.integers(min_value=0, max_value=2**40), minor=st.integers(min_value=0, max_value=2**40),
+    path=text,
+    type=st.sampled_from(["c", "b", ""]),
+    major=st.integers(min_value=0, max_value=2**40),
+    minor=st.integers(min_value=0, max_value=2**40),
     file_mode=st.one_of(st.none(), st.integers(min_value=0, max_value=0o7777)),
     uid=st.one_of(st.none(), st.integers(min_value=0, max_value=2**32 - 1)),
     gid=st.one_of(st.none(), st.integers(min_value=0, max_value=2**32 - 1)),

@@ -31,11 +31,13 @@ class Pair:
         def _sink(frames: list[Frame | OversizedFrame]) -> None:
             self.got[conn_id] += frames
             self.arrived.set()
+
         return _sink
 
     def on_close(self, conn_id: int) -> object:
         def _close(exc: BaseException | None) -> None:
             self.closed[conn_id] = exc
+
         return _close
 
 

@@ -90,14 +90,23 @@ class Harness:
         self.plugin: NriPlugin | None = None
         self.task: asyncio.Task[None] | None = None
 
-    async def start(self, handler: object, era: Era = ERA_V0_12, *, request_timeout: float = 2.0,
-                    pods: Sequence[FakePod] = (), ctrs: Sequence[FakeContainer] = (),
-                    chunk: int | None = None, **kw: object) -> PeerSession:
+    async def start(
+        self,
+        handler: object,
+        era: Era = ERA_V0_12,
+        *,
+        request_timeout: float = 2.0,
+        pods: Sequence[FakePod] = (),
+        ctrs: Sequence[FakeContainer] = (),
+        chunk: int | None = None,
+        **kw: object,
+    ) -> PeerSession:
         self.peer = RuntimePeer(self.path, era=era, request_timeout=request_timeout)
         self.peer.sync_pods, self.peer.sync_containers, self.peer.sync_chunk = list(pods), list(ctrs), chunk
         await self.peer.start()
-        self.plugin = NriPlugin(handler, socket_path=self.path, reconnect_initial=0.05,
-                                reconnect_max=0.2, **kw)  # type: ignore[arg-type]
+        self.plugin = NriPlugin(
+            handler, socket_path=self.path, reconnect_initial=0.05, reconnect_max=0.2, **kw
+        )  # type: ignore[arg-type]
         self.task = asyncio.create_task(self.plugin.run(), name="plugin-run")
         session = await self.peer.wait_ready()
         assert session.violations == []
@@ -123,8 +132,14 @@ async def harness(sock_path: str) -> AsyncIterator[Harness]:
 
 
 def pod(n: int, netns: str | None = "/var/run/netns/cni-1") -> FakePod:
-    return FakePod(id=f"sandbox{n:04d}" + "f" * 52, name=f"pod-{n}", uid=f"uid-{n}", namespace="ns",
-                   netns=netns, ips=(f"10.0.{n // 250}.{n % 250 + 1}",))
+    return FakePod(
+        id=f"sandbox{n:04d}" + "f" * 52,
+        name=f"pod-{n}",
+        uid=f"uid-{n}",
+        namespace="ns",
+        netns=netns,
+        ips=(f"10.0.{n // 250}.{n % 250 + 1}",),
+    )
 
 
 async def test_registration_configure_synchronize(harness: Harness) -> None:
@@ -137,8 +152,16 @@ async def test_registration_configure_synchronize(harness: Harness) -> None:
     assert h.registered and h.connected and h.connects == 1 and h.events == 0xF
     assert h.runtime == "containerd v2.3.1"
     [(pods, ctrs)] = rec.synced
-    assert pods == [PodSandbox(uid="uid-1", name="pod-1", namespace="ns", id=pod(1).id,
-                               netns="/var/run/netns/cni-1", ips=("10.0.0.2",))]
+    assert pods == [
+        PodSandbox(
+            uid="uid-1",
+            name="pod-1",
+            namespace="ns",
+            id=pod(1).id,
+            netns="/var/run/netns/cni-1",
+            ips=("10.0.0.2",),
+        )
+    ]
     assert ctrs == [ContainerInfo(id="c1", name="app", pod_sandbox_id=pod(1).id)]
     assert "registered" in repr(harness.plugin)
 
@@ -172,7 +195,10 @@ async def test_v0_9_runtime_uses_state_change(harness: Harness) -> None:
     r = await s.remove_pod_sandbox(FakePod(id=p.id, name=p.name, uid=p.uid, namespace="ns"))
     assert (r.via, r.code) == ("StateChange", 0)
     assert [(w, x.netns) for w, x in rec.calls] == [
-        ("run", "/var/run/netns/cni-7"), ("stop", "/var/run/netns/cni-7"), ("remove", None)]
+        ("run", "/var/run/netns/cni-7"),
+        ("stop", "/var/run/netns/cni-7"),
+        ("remove", None),
+    ]
 
 
 async def test_v0_12_runtime_uses_dedicated_rpcs(harness: Harness) -> None:
@@ -210,14 +236,31 @@ async def test_big_messages_both_ways(harness: Harness) -> None:
     pods = [pod(i) for i in range(300)]  # Synchronize far above 4096 bytes
     s = await harness.start(rec, pods=pods)
     assert len(rec.synced[0][0]) == 300
-    rec.nodes = [DeviceNode(path=f"/dev/infiniband/uverbs{i}", type="c", major=231, minor=192 + i,
-                            file_mode=0o666, uid=0, gid=i) for i in range(150)]
+    rec.nodes = [
+        DeviceNode(
+            path=f"/dev/infiniband/uverbs{i}",
+            type="c",
+            major=231,
+            minor=192 + i,
+            file_mode=0o666,
+            uid=0,
+            gid=i,
+        )
+        for i in range(150)
+    ]
     r = await s.create_container(pod(1), FakeContainer("c1", pod(1).id, "app"))
     assert r.code == 0 and len(r.payload) > 6000
     devs = adjustment_devices(r.payload)
     assert len(devs) == 150
-    assert devs[3] == {"path": "/dev/infiniband/uverbs3", "type": "c", "major": 231, "minor": 195,
-                       "file_mode": 0o666, "uid": 0, "gid": 3}
+    assert devs[3] == {
+        "path": "/dev/infiniband/uverbs3",
+        "type": "c",
+        "major": 231,
+        "minor": 195,
+        "file_mode": 0o666,
+        "uid": 0,
+        "gid": 3,
+    }
     assert s.max_frame_sizes[1] == 4096  # the ~8 KB reply really was split as 4096 + rest
     assert s.violations == []
 
@@ -228,8 +271,16 @@ async def test_device_node_optional_fields(harness: Harness) -> None:
     rec.nodes = [DeviceNode(path="/dev/vfio/12", type="c", major=511, minor=0)]
     r = await s.create_container(pod(1), FakeContainer("c1", pod(1).id, "app"))
     assert adjustment_devices(r.payload) == [
-        {"path": "/dev/vfio/12", "type": "c", "major": 511, "minor": 0, "file_mode": None, "uid": None,
-         "gid": None}]
+        {
+            "path": "/dev/vfio/12",
+            "type": "c",
+            "major": 511,
+            "minor": 0,
+            "file_mode": None,
+            "uid": None,
+            "gid": None,
+        }
+    ]
     assert rec.containers == [ContainerInfo(id="c1", name="app", pod_sandbox_id=pod(1).id)]
     rec.nodes = []
     r = await s.create_container(pod(1), FakeContainer("c2", pod(1).id, "side"))
@@ -238,8 +289,10 @@ async def test_device_node_optional_fields(harness: Harness) -> None:
 
 @pytest.mark.parametrize(
     ("error", "code", "text"),
-    [(RpcError(9, "device eth3 is gone"), 9, "device eth3 is gone"),
-     (ValueError("boom"), 2, "ValueError: boom")],
+    [
+        (RpcError(9, "device eth3 is gone"), 9, "device eth3 is gone"),
+        (ValueError("boom"), 2, "ValueError: boom"),
+    ],
 )
 async def test_handler_error_becomes_status(harness: Harness, error: Exception, code: int, text: str) -> None:
     rec = Recorder()
@@ -423,7 +476,7 @@ async def test_oversized_request_gets_resource_exhausted(harness: Harness) -> No
     s.pending[sid] = fut
     length = (4 << 20) + 1
     msg = length.to_bytes(4, "big") + sid.to_bytes(4, "big") + b"\x01\x00" + bytes(length)
-    s.send_raw(go_frames(1, msg[: (4 << 20)]) + go_frames(1, msg[(4 << 20):]))
+    s.send_raw(go_frames(1, msg[: (4 << 20)]) + go_frames(1, msg[(4 << 20) :]))
     code, message, _ = await asyncio.wait_for(fut, 10)
     assert code == 8 and "exceed maximum message size" in message
     assert (await s.run_pod_sandbox(pod(1))).code == 0  # the connection survives
@@ -463,8 +516,14 @@ async def test_runtime_that_never_configures(sock_path: str) -> None:
     peer = RuntimePeer(sock_path)
     peer.stall_after_register = True
     await peer.start()
-    plugin = NriPlugin(Recorder(), socket_path=sock_path, registration_timeout=0.2,
-                       request_timeout_hint=0.1, handler_margin=0.05, reconnect_initial=0.05)
+    plugin = NriPlugin(
+        Recorder(),
+        socket_path=sock_path,
+        registration_timeout=0.2,
+        request_timeout_hint=0.1,
+        handler_margin=0.05,
+        reconnect_initial=0.05,
+    )
     task = asyncio.create_task(plugin.run())
     try:
         await peer.wait_sessions(2)  # gave up on the first session and dialled again
@@ -510,7 +569,8 @@ async def test_configure_arrives_before_the_register_reply(sock_path: str) -> No
 
 def test_from_environment() -> None:
     launched = NriPlugin.from_environment(
-        Recorder(), environ={"NRI_PLUGIN_SOCKET": "3", "NRI_PLUGIN_NAME": "dranet", "NRI_PLUGIN_IDX": "10"},
+        Recorder(),
+        environ={"NRI_PLUGIN_SOCKET": "3", "NRI_PLUGIN_NAME": "dranet", "NRI_PLUGIN_IDX": "10"},
         plugin_name="ignored",
     )
     assert "10-dranet fd 3" in repr(launched)

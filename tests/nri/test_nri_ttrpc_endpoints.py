@@ -50,8 +50,12 @@ class ServerUnderTest:
 
     def __init__(self) -> None:
         self.impl = Echo()
-        methods = {"Echo": self.impl.echo, "Fail": self.impl.fail, "Crash": self.impl.crash,
-                   "Slow": self.impl.slow}
+        methods = {
+            "Echo": self.impl.echo,
+            "Fail": self.impl.fail,
+            "Crash": self.impl.crash,
+            "Slow": self.impl.slow,
+        }
         self.out = FrameDecoder()
         self.replies: dict[int, Response] = {}
         self.got = asyncio.Event()

@@ -70,8 +70,14 @@ def test_random_bytes_to_mux(data: bytes, cuts: list[int]) -> None:
 
 
 @settings(max_examples=300, deadline=2000)  # ms: a hang fails, a busy CI core does not
-@given(st.lists(st.tuples(st.integers(min_value=0, max_value=len(VALID) - 1), st.integers(0, 255)),
-                min_size=1, max_size=6), st.lists(st.integers(min_value=0), max_size=4))
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=len(VALID) - 1), st.integers(0, 255)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.lists(st.integers(min_value=0), max_size=4),
+)
 def test_mutated_frames(mutations: list[tuple[int, int]], cuts: list[int]) -> None:
     data = bytearray(VALID * 2)
     for pos, val in mutations:
@@ -93,10 +99,16 @@ text = st.text(max_size=40)
 
 
 @settings(max_examples=200, deadline=2000)  # ms: a hang fails, a busy CI core does not
-@given(text, text, st.binary(max_size=100), st.integers(min_value=-(2**63), max_value=2**63 - 1),
-       st.lists(st.tuples(text, text), max_size=3))
-def test_request_round_trip(service: str, method: str, payload: bytes, timeout: int,
-                            meta: list[tuple[str, str]]) -> None:
+@given(
+    text,
+    text,
+    st.binary(max_size=100),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.lists(st.tuples(text, text), max_size=3),
+)
+def test_request_round_trip(
+    service: str, method: str, payload: bytes, timeout: int, meta: list[tuple[str, str]]
+) -> None:
     req = Request(service, method, payload, timeout, tuple(meta))
     assert decode_request(encode_request(req)) == req
 

@@ -20,8 +20,9 @@ def test_vector() -> None:
 
 
 def test_interleaved_connections() -> None:
-    feed_three_ways(MuxDecoder, VECTOR + EMPTY + VECTOR,
-                    [MuxFrame(1, b"abc"), MuxFrame(2, b""), MuxFrame(1, b"abc")])
+    feed_three_ways(
+        MuxDecoder, VECTOR + EMPTY + VECTOR, [MuxFrame(1, b"abc"), MuxFrame(2, b""), MuxFrame(1, b"abc")]
+    )
 
 
 def test_connection_id_zero_is_reserved() -> None:

@@ -26,15 +26,20 @@ SERVICE = b"nri.pkg.api.v1alpha1.Plugin"  # 27 = 0x1b bytes
 # ttrpc.Request{service, method "Configure", payload ConfigureRequest{runtime_name "containerd"},
 #               timeout_nano 2e9, metadata [{k: v}]}
 REQUEST_ENVELOPE = (
-    b"\x0a\x1b" + SERVICE
+    b"\x0a\x1b"
+    + SERVICE
     + b"\x12\x09Configure"
-    + b"\x1a\x0c" + b"\x12\x0acontainerd"
+    + b"\x1a\x0c"
+    + b"\x12\x0acontainerd"
     + b"\x20\x80\xa8\xd6\xb9\x07"  # varint 2_000_000_000
     + b"\x2a\x06\x0a\x01k\x12\x01v"
 )
 REQUEST = Request(
-    service=SERVICE.decode(), method="Configure", payload=b"\x12\x0acontainerd",
-    timeout_nano=2_000_000_000, metadata=(("k", "v"),),
+    service=SERVICE.decode(),
+    method="Configure",
+    payload=b"\x12\x0acontainerd",
+    timeout_nano=2_000_000_000,
+    metadata=(("k", "v"),),
 )
 # header: length, stream id 1, type 1 (request), flags 0
 REQUEST_FRAME = bytes([0, 0, 0, len(REQUEST_ENVELOPE), 0, 0, 0, 1, 1, 0]) + REQUEST_ENVELOPE

@@ -87,18 +87,31 @@ class LocalStatusPublisher:
         bodies, skipped = prepare_devices(devices)
         self.skipped = tuple(skipped)
         plan = plan_slices(
-            bodies, self._existing.values(), node=self.node_name, driver=self.driver_name,
+            bodies,
+            self._existing.values(),
+            node=self.node_name,
+            driver=self.driver_name,
             max_per_slice=self.max_devices_per_slice,
         )
         for w in plan.writes:
             obj = slice_object(
-                name=w.name, driver=self.driver_name, node=self.node_name, generation=plan.generation,
-                slice_count=plan.slice_count, devices=w.devices, api_version=self.api_version,
+                name=w.name,
+                driver=self.driver_name,
+                node=self.node_name,
+                generation=plan.generation,
+                slice_count=plan.slice_count,
+                devices=w.devices,
+                api_version=self.api_version,
             )
             self._rv += 1
             self._existing[w.name] = ExistingSlice(
-                name=w.name, index=w.index, uid=f"local-{w.name}", resource_version=str(self._rv),
-                generation=plan.generation, slice_count=plan.slice_count, pool=self.node_name,
+                name=w.name,
+                index=w.index,
+                uid=f"local-{w.name}",
+                resource_version=str(self._rv),
+                generation=plan.generation,
+                slice_count=plan.slice_count,
+                pool=self.node_name,
                 devices=w.devices,
             )
             await self._emit(obj, Path("resourceslices") / w.name)
@@ -159,8 +172,13 @@ class LocalStatusPublisher:
             path = self.out / rel.parent / f"{rel.name}.{self.fmt}"
             await asyncio.to_thread(path.unlink, True)
             return
-        note = {"apiVersion": "v1", "kind": "Status", "status": "Success", "reason": "Deleted",
-                "details": {"group": "resource.k8s.io", "kind": "resourceslices", "name": name}}
+        note = {
+            "apiVersion": "v1",
+            "kind": "Status",
+            "status": "Success",
+            "reason": "Deleted",
+            "details": {"group": "resource.k8s.io", "kind": "resourceslices", "name": name},
+        }
         await self._emit(note, rel)
 
 
@@ -169,4 +187,3 @@ def _write_file(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
-

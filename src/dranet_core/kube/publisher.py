@@ -308,8 +308,13 @@ class KubeStatusPublisher:
     async def record_event(self, event: EventRecord) -> None:
         """Queue an Event unless rate limiting drops it."""
         if not self._limiter.allow(event):
-            log.debug("event dropped by rate limiting: %s %s/%s %s", event.kind, event.namespace,
-                      event.name, event.reason)
+            log.debug(
+                "event dropped by rate limiting: %s %s/%s %s",
+                event.kind,
+                event.namespace,
+                event.name,
+                event.reason,
+            )
             return
         if len(self._events) >= self.settings.event_queue_max:
             self._events.popleft()
@@ -545,8 +550,13 @@ class KubeStatusPublisher:
         if not plan.is_noop or self._last_published is None:
             self._last_published = time.time()
             writes = len(plan.writes) + len(plan.deletes)
-            log.info("published %d devices in %d ResourceSlices (generation %d, %d writes)",
-                     plan.device_count, plan.slice_count, plan.generation, writes)
+            log.info(
+                "published %d devices in %d ResourceSlices (generation %d, %d writes)",
+                plan.device_count,
+                plan.slice_count,
+                plan.generation,
+                writes,
+            )
         return True
 
     async def _write_slices(self, plan: SlicePlan) -> bool:
@@ -567,11 +577,20 @@ class KubeStatusPublisher:
             )
             try:
                 if w.existing is None:
-                    got = await call_raw(f"create ResourceSlice {w.name}", api.create_resource_slice, obj,
-                                         request_timeout=timeout)
+                    got = await call_raw(
+                        f"create ResourceSlice {w.name}",
+                        api.create_resource_slice,
+                        obj,
+                        request_timeout=timeout,
+                    )
                 else:
-                    got = await call_raw(f"replace ResourceSlice {w.name}", api.replace_resource_slice,
-                                         w.name, obj, request_timeout=timeout)
+                    got = await call_raw(
+                        f"replace ResourceSlice {w.name}",
+                        api.replace_resource_slice,
+                        w.name,
+                        obj,
+                        request_timeout=timeout,
+                    )
             except KubeApiError as exc:
                 if exc.status in (404, 409):
                     log.info("%s; re-listing", exc)
@@ -603,8 +622,13 @@ class KubeStatusPublisher:
         for d in plan.deletes:
             pre = {"preconditions": {"uid": d.uid, "resourceVersion": d.resource_version}}
             try:
-                await call_raw(f"delete ResourceSlice {d.name}", api.delete_resource_slice, d.name, body=pre,
-                               request_timeout=self.settings.request_timeout)
+                await call_raw(
+                    f"delete ResourceSlice {d.name}",
+                    api.delete_resource_slice,
+                    d.name,
+                    body=pre,
+                    request_timeout=self.settings.request_timeout,
+                )
                 self._slice_writes += 1
             except KubeApiError as exc:
                 if exc.status == 409:
@@ -751,12 +775,21 @@ class KubeStatusPublisher:
                 continue
             job = self._events[0]
             ev = job.event
-            body = event_object(ev, driver=self.driver_name, node=self.node_name, now=self._now(),
-                                resource_version=self._api_version or "v1")
+            body = event_object(
+                ev,
+                driver=self.driver_name,
+                node=self.node_name,
+                now=self._now(),
+                resource_version=self._api_version or "v1",
+            )
             try:
-                await call_raw(f"create Event for {ev.kind} {ev.namespace}/{ev.name}",
-                               core.create_namespaced_event, ev.namespace, body,
-                               request_timeout=self.settings.request_timeout)
+                await call_raw(
+                    f"create Event for {ev.kind} {ev.namespace}/{ev.name}",
+                    core.create_namespaced_event,
+                    ev.namespace,
+                    body,
+                    request_timeout=self.settings.request_timeout,
+                )
             except KubeApiError as exc:
                 self._failed("recording an event", exc)
                 job.attempts += 1

@@ -118,7 +118,7 @@ def parse_slice_index(name: str, node: str, driver: str) -> int | None:
     prefix = _slice_name_base(node, driver) + "-"
     if not name.startswith(prefix):
         return None
-    rest = name[len(prefix):]
+    rest = name[len(prefix) :]
     if not re.fullmatch(r"0|[1-9][0-9]*", rest) or int(rest) >= _MAX_INDEX:
         return None
     return int(rest)
@@ -265,8 +265,14 @@ def existing_from_object(obj: Mapping[str, Any], *, node: str, driver: str) -> E
     pool = spec.get("pool") or {}
     name = str(meta.get("name", ""))
     index = parse_slice_index(name, node, driver) if pool.get("name") == node else None
-    owner = next((str(r.get("uid")) for r in meta.get("ownerReferences") or []
-                  if r.get("kind") == "Node" and r.get("name") == node), None)
+    owner = next(
+        (
+            str(r.get("uid"))
+            for r in meta.get("ownerReferences") or []
+            if r.get("kind") == "Node" and r.get("name") == node
+        ),
+        None,
+    )
     return ExistingSlice(
         name=name,
         index=index,
@@ -374,7 +380,7 @@ def plan_slices(
     repacked = len(layout) > 2 * needed
     if repacked:
         names = sorted(desired)
-        layout = {i: names[i * max_per_slice:(i + 1) * max_per_slice] for i in range(needed)}
+        layout = {i: names[i * max_per_slice : (i + 1) * max_per_slice] for i in range(needed)}
     if not layout:
         layout = {min((i for i in by_index if i is not None), default=0): []}
     target = {i: tuple(desired[n] for n in sorted(names)) for i, names in layout.items()}

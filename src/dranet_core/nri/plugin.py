@@ -425,7 +425,10 @@ class NriPlugin:
         self._events_sent = mask
         log.info(
             "NRI: configured by %s (NRI %s), request timeout %.3gs, events %#x",
-            self._runtime, req.NRI_version or "<0.12", self._request_timeout, mask,
+            self._runtime,
+            req.NRI_version or "<0.12",
+            self._request_timeout,
+            mask,
         )
         return bytes(api.ConfigureResponse(events=mask))
 
@@ -515,7 +518,9 @@ class NriPlugin:
         except ValueError:
             return b""  # an event this code does not know: nothing to do
         if event in self._events and event in (
-            EventType.RUN_POD_SANDBOX, EventType.STOP_POD_SANDBOX, EventType.REMOVE_POD_SANDBOX
+            EventType.RUN_POD_SANDBOX,
+            EventType.STOP_POD_SANDBOX,
+            EventType.REMOVE_POD_SANDBOX,
         ):
             await self._pod_event(event, pod, deadline)
         return b""

@@ -108,10 +108,13 @@ class TtrpcServer:
                 if not self._check_stream(f.stream_id):
                     continue
                 if isinstance(f, OversizedFrame):
-                    self._reply(f.stream_id, Status(
-                        RESOURCE_EXHAUSTED,
-                        f"message length {f.length} exceed maximum message size of {MAX_MESSAGE_LENGTH}",
-                    ))
+                    self._reply(
+                        f.stream_id,
+                        Status(
+                            RESOURCE_EXHAUSTED,
+                            f"message length {f.length} exceed maximum message size of {MAX_MESSAGE_LENGTH}",
+                        ),
+                    )
                     continue
                 task = asyncio.get_running_loop().create_task(
                     self._serve(f.stream_id, f.data), name=f"ttrpc-request-{f.stream_id}"
@@ -139,9 +142,13 @@ class TtrpcServer:
         try:
             body = encode_response(Response(status, payload))
             if len(body) > MAX_MESSAGE_LENGTH:
-                body = encode_response(Response(Status(
-                    RESOURCE_EXHAUSTED, f"response of {len(body)} bytes exceeds {MAX_MESSAGE_LENGTH}"
-                )))
+                body = encode_response(
+                    Response(
+                        Status(
+                            RESOURCE_EXHAUSTED, f"response of {len(body)} bytes exceeds {MAX_MESSAGE_LENGTH}"
+                        )
+                    )
+                )
             self._send(encode_frame(Frame(sid, MESSAGE_TYPE_RESPONSE, 0, body)))
         except (ConnectionError, LocalProtocolError) as exc:
             log.debug("ttrpc server: cannot answer stream %d: %s", sid, exc)
