@@ -142,6 +142,10 @@ class Driver:
             rescan=self.inventory.request_rescan,
             hold=self._hold if settings.debug.hold_phase else None,
         )
+        for backend in backends:  # read access to the journal (sriov: release safety)
+            bind = getattr(backend, "bind_journal", None)
+            if callable(bind):
+                bind(self.store)
         self._stopping = False
         self.nri_handlers = NriHandlers(self.pods, metrics=self.metrics, inflight=self.inflight)
         preparer = DefaultPreparer(
