@@ -26,12 +26,12 @@ from dranet_backends.sriov.pfside import PfClient
 from dranet_core.allocator import ClaimAllocator
 from dranet_core.capabilities import handler_table
 from dranet_core.checkpoint import ClaimStore, DeviceState
+from dranet_core.config import NetworkConfig, SriovConfig
 from dranet_core.driver import NriHandlers
 from dranet_core.errors import ConfigError, DeviceError
 from dranet_core.filter import DEFAULT_FILTER, DeviceFilter
 from dranet_core.inventory import Inventory
 from dranet_core.netns import AttachResult
-from dranet_core.config import NetworkConfig, SriovConfig
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.pods import PodNetworking
 from dranet_core.status import EventRecord

@@ -289,7 +289,9 @@ class SriovBackend:
             issues += sriov_config_issues(device.name, facet, device.attributes.get(_IS_VF) is True)
             if not issues and facet is not None and facet.pf is not None and self._pf_name(facet) is None:
                 issues.append(
-                    ConfigIssue("sriov", f"not allowed: the PF {facet.pf} of VF {device.name} has no netdev here")
+                    ConfigIssue(
+                        "sriov", f"not allowed: the PF {facet.pf} of VF {device.name} has no netdev here"
+                    )
                 )
         if facet is not None and facet.userspace:
             issues += netdev_config_issues(config, device.name, facet.driver)
