@@ -16,9 +16,11 @@
 * :class:`~dranet_core.netns.NamespaceMover`: :class:`.mover.RdmaMover` in the RDMA netns
   mode probed once at start.
 * :class:`~dranet_core.capabilities.ValidatesConfig`: a device without a netdev facet
-  rejects netdev settings (:func:`dranet_core.config.validate_rdma_only`).
+  rejects netdev settings (:func:`dranet_core.config.validate_rdma_only`); a device without
+  an rdma facet rejects an ``rdma`` section.
 * :class:`~dranet_core.capabilities.AdjustsContainers`: the device's char devices plus
-  ``/dev/infiniband/rdma_cm``, stat'ed under ``dev_root``.
+  ``/dev/infiniband/rdma_cm``, stat'ed under ``dev_root``, with mode, uid and gid from the
+  claim's ``rdma`` section (default 0666, runtime's owner).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Final
 
 from dranet_core.config import validate_rdma_only
 from dranet_core.config.model import NetworkConfig
+from dranet_core.errors import ConfigError, ConfigIssue
 from dranet_core.names import device_name_for_interface, device_name_for_pci
 from dranet_core.netns import AttachResult
 from dranet_core.plans import PreparedDevice
@@ -211,21 +214,29 @@ class RdmaBackend:
     # -- ValidatesConfig -------------------------------------------------------------------
 
     def owns(self, device: Device) -> bool:
-        """Whether ``device`` has an rdma facet."""
-        return FACET in device.facets
+        """Every device: an ``rdma`` section must be refused for a device without RDMA."""
+        return True
 
     def validate_config(self, device: Device, config: NetworkConfig) -> None:
-        """For an IB-only device (no netdev facet), reject netdev settings (ConfigError)."""
+        """Reject an ``rdma`` section for a device without an rdma facet, and, for an IB-only
+        device (no netdev facet), netdev settings (ConfigError)."""
+        if FACET not in device.facets:
+            if config.rdma is not None:
+                raise ConfigError(
+                    [ConfigIssue("rdma", f"not allowed: device {device.name} has no RDMA device")]
+                )
+            return
         if NETDEV_FACET not in device.facets:
             validate_rdma_only(config)
 
     # -- AdjustsContainers -----------------------------------------------------------------
 
     def device_nodes(self, device: PreparedDevice) -> Sequence[DeviceNode]:
-        """The device's char devices and ``rdma_cm``, stat'ed (missing ones logged, skipped)."""
+        """The device's char devices and ``rdma_cm``, stat'ed (missing ones logged, skipped), with
+        the mode, uid and gid of the claim's ``rdma`` section."""
         facet = device.facets.get(FACET)
         if not isinstance(facet, dict):
             return []
         chars = facet.get("char_devices")
         paths = [p for p in chars if isinstance(p, str)] if isinstance(chars, list) else []
-        return device_nodes([*paths, RDMA_CM], self.dev_root)
+        return device_nodes([*paths, RDMA_CM], self.dev_root, device.config.rdma)
