@@ -9,8 +9,9 @@
   Attributes: ``dra.net/rdma=true``, ``dra.net/rdmaDevice=<name>``; for IB-only devices
   (no netdev of the PCI function visible) also ``dra.net/pciAddress``, ``dra.net/numaNode``,
   ``resource.kubernetes.io/numaNode`` and ``resource.kubernetes.io/pcieRoot``. Facet
-  ``facets["rdma"]`` (see :data:`FACET_KEYS`). Sysfs has no change events: :meth:`watch`
-  re-reads it every ``poll_interval`` seconds (default 30) and notifies when what it reads
+  ``facets["rdma"]`` (see :data:`FACET_KEYS`). :meth:`watch` re-reads sysfs on every
+  kernel uevent of the RDMA, netdev and PCI subsystems and every ``poll_interval`` seconds
+  (default 30; port state changes have no uevent), and notifies when what it reads
   changed. With ``procfs`` (``create`` passes ``BackendContext.procfs``), RDMA devices on a
   default-route uplink are left out, as the netdev backend leaves out the uplinks.
 * :class:`~dranet_core.netns.NamespaceMover`: :class:`.mover.RdmaMover` in the RDMA netns
@@ -31,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Final
 
+from dranet_backends.uevent import Uevent, UeventSource, UeventStream, watch_sysfs
 from dranet_core.config import validate_rdma_only
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import ConfigError, ConfigIssue
@@ -54,6 +56,14 @@ FACET_KEYS: Final = ("dev", "pci_address", "char_devices", "node_guid", "netdevs
 """Keys of ``facets["rdma"]``: RDMA device name, PCI address (or null), char device paths
 (container paths, without ``rdma_cm``), node GUID, netdevs seen at discovery, and ports
 (``[{"index", "link_layer", "state"}]``)."""
+_UEVENT_SUBSYSTEMS: Final = frozenset(
+    {"infiniband", "infiniband_verbs", "infiniband_mad", "infiniband_cm", "net", "pci"}
+)
+
+
+def _relevant(event: Uevent) -> bool:
+    """A uevent that can change the RDMA devices: RDMA classes, netdevs, PCI functions."""
+    return event.subsystem in _UEVENT_SUBSYSTEMS
 
 
 def device_for(rd: RdmaDevice) -> Device | None:
@@ -150,6 +160,7 @@ class RdmaBackend:
         mover: RdmaMover | None = None,
         poll_interval: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        uevents: Callable[[], UeventStream] | None = UeventSource.open,
     ) -> None:
         self.sysfs = Path(sysfs)
         self.procfs = procfs
@@ -157,6 +168,7 @@ class RdmaBackend:
         self.mover = mover if mover is not None else RdmaMover(mode=mode)
         self.poll_interval = poll_interval
         self._sleep = sleep
+        self._uevents = uevents
         self.scans = 0
         self._seen: dict[str, Device] = {}
         self._held: dict[str, Device] = {}
@@ -184,14 +196,27 @@ class RdmaBackend:
         return found + [d for name, d in self._held.items() if name not in self._seen]
 
     async def watch(self, notify: Callable[[], None]) -> None:
-        """Poll sysfs every ``poll_interval`` seconds; ``notify()`` when the devices changed."""
-        last = await self.scan()
-        while True:
-            await self._sleep(self.poll_interval)
+        """``notify()`` when the devices changed: re-scanned on every kernel uevent of the RDMA,
+        netdev or PCI subsystems (an RDMA device appearing: seen at once) and every
+        ``poll_interval`` seconds (port states have no uevent)."""
+        last = [await self.scan()]
+
+        async def check() -> bool:
             now = await self.scan()
-            if now != last:
-                last = now
-                notify()
+            if now == last[0]:
+                return False
+            last[0] = now
+            return True
+
+        await watch_sysfs(
+            "rdma",
+            check,
+            notify,
+            relevant=_relevant,
+            interval=self.poll_interval,
+            open_source=self._uevents,
+            sleep=self._sleep,
+        )
 
     # -- NamespaceMover --------------------------------------------------------------------
 

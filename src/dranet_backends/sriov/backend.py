@@ -11,9 +11,10 @@
   link and PF netdev names, ``sriov_numvfs``, see :func:`.sysfs.fingerprint`) and re-reads
   everything only when it changed or the last full read is older than ``full_resync``
   seconds (default 300); the Devices are rebuilt only when the facts changed.
-  :meth:`~SriovBackend.watch` polls the fingerprint every ``poll_interval`` seconds
-  (default 30; sysfs has no change events for driver binds and IOMMU groups) and calls
-  ``notify()`` once at start and whenever it changed.
+  :meth:`~SriovBackend.watch` re-reads the fingerprint on every kernel uevent of the
+  ``pci`` and ``net`` subsystems (a VF created, a driver rebind to vfio-pci: seen at once)
+  and every ``poll_interval`` seconds (default 30) as a slow resync, and calls ``notify()``
+  once at start and whenever it changed.
 * **AdjustsContainers.** :meth:`~SriovBackend.device_nodes` gives every container of the
   pod ``/dev/vfio/vfio`` and ``/dev/vfio/<group>`` (vfio-pci) or ``/dev/uioN`` (uio), see
   :mod:`.devnodes`.
@@ -61,6 +62,7 @@ from typing import Any
 
 from dranet_backends.netdev.pciids import DEFAULT_PATHS, PciIds
 from dranet_backends.rdma.uplinks import default_route_interfaces, is_uplink
+from dranet_backends.uevent import Uevent, UeventSource, UeventStream, watch_sysfs
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import BackendError, ConfigError, ConfigIssue, DeviceError
 from dranet_core.names import device_name_for_pci
@@ -100,6 +102,12 @@ DEFAULT_FULL_RESYNC = 300.0
 _IS_VF = "dra.net/isSriovVf"
 _PCI_ADDRESS = "dra.net/pciAddress"
 _NETDEV_FACET = "netdev"
+_UEVENT_SUBSYSTEMS = frozenset({"pci", "net"})
+
+
+def _relevant(event: Uevent) -> bool:
+    """A uevent that can change what this backend discovers: any PCI or netdev event."""
+    return event.subsystem in _UEVENT_SUBSYSTEMS
 
 
 class SriovBackend:
@@ -119,6 +127,7 @@ class SriovBackend:
         stat_fn: StatFn = os.stat,
         clock: Callable[[], float] = time.monotonic,
         pf_client: PfClient | None = None,
+        uevents: Callable[[], UeventStream] | None = UeventSource.open,
     ) -> None:
         for what, value in (("poll_interval", poll_interval), ("full_resync", full_resync)):
             if not value > 0:
@@ -128,6 +137,7 @@ class SriovBackend:
         self.dev_root = Path(dev_root)
         self.pf = pf_client if pf_client is not None else PfClient()
         self._journal: ClaimsView | None = None
+        self._uevents = uevents
         self.poll_interval = poll_interval
         self.full_resync = full_resync
         self._clock = clock
@@ -224,17 +234,30 @@ class SriovBackend:
         return out
 
     async def watch(self, notify: Callable[[], None]) -> None:
-        """Poll the sysfs fingerprint every ``poll_interval`` seconds; ``notify()`` at start and on change."""
-        last: Fingerprint | None = None
-        while True:
+        """``notify()`` at start and whenever the sysfs fingerprint changed: checked on every
+        kernel uevent of the ``pci`` or ``net`` subsystem (a VF created through
+        ``sriov_numvfs``, a driver bind or unbind, a netdev added, removed or renamed) and,
+        as a slow resync, every ``poll_interval`` seconds (see :mod:`dranet_backends.uevent`)."""
+        last: list[Fingerprint | None] = [None]
+
+        async def check() -> bool:
             current = await asyncio.to_thread(fingerprint, self.sysfs)
             self.polls += 1
-            if current != last:
-                if last is not None:
-                    log.info("sriov: PCI network functions or their bindings changed")
-                last = current
-                notify()
-            await asyncio.sleep(self.poll_interval)
+            if current == last[0]:
+                return False
+            if last[0] is not None:
+                log.info("sriov: PCI network functions or their bindings changed")
+            last[0] = current
+            return True
+
+        await watch_sysfs(
+            "sriov",
+            check,
+            notify,
+            relevant=_relevant,
+            interval=self.poll_interval,
+            open_source=self._uevents,
+        )
 
     # -- AdjustsContainers -----------------------------------------------------------------
 
