@@ -5,7 +5,7 @@ import pytest
 from dranet_core.capabilities import handler_table
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import BackendError
-from dranet_core.netns import AttachResult
+from dranet_core.mover import AttachResult
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import JSON, Device, DeviceNode, PodSandbox
 

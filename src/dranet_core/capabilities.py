@@ -29,7 +29,7 @@ import attrs
 from dranet_core.config.model import NetworkConfig
 from dranet_core.discovery import Discovery
 from dranet_core.errors import BackendError
-from dranet_core.netns import NamespaceMover
+from dranet_core.mover import NamespaceMover
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import Device, DeviceNode
 

@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 import pytest
 
-from dranet_core.allocator import ClaimAllocator
+from dranet_core.claim_allocator import ClaimAllocator
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.dra import DefaultPreparer, KubeletPlugin
 from dranet_core.kube.claims import ApiClaimSource
