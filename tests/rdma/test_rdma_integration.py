@@ -20,12 +20,12 @@ import pytest
 from rdma_helpers import FakeRdmaKernel, add_char, add_pci, add_rdma, ns_key
 
 from dranet_backends.rdma import RdmaBackend, RdmaMover
-from dranet_core.claim_allocator import plan_claim
 from dranet_core.capabilities import handler_table
 from dranet_core.checkpoint import ClaimStore
-from dranet_core.metered import MeteredPodEvents
+from dranet_core.claim_allocator import plan_claim
 from dranet_core.errors import ConfigError
 from dranet_core.inventory import Inventory
+from dranet_core.metered import MeteredPodEvents
 from dranet_core.mover import AttachResult
 from dranet_core.nri.handlers import ContainerInfo
 from dranet_core.plans import PreparedDevice

@@ -16,13 +16,13 @@ from sriov_fakes import FakeSysfs, can_mknod, make_char, sriov_node
 
 from dranet_backends.netdev.pciids import PciIds
 from dranet_backends.sriov import SriovBackend
-from dranet_core.claim_allocator import ClaimAllocator
 from dranet_core.capabilities import HandlerTable, handler_table
 from dranet_core.checkpoint import ClaimStore
-from dranet_core.metered import MeteredPodEvents
+from dranet_core.claim_allocator import ClaimAllocator
 from dranet_core.errors import ConfigError, DeviceError
 from dranet_core.filter import DEFAULT_FILTER, DeviceFilter
 from dranet_core.inventory import Inventory
+from dranet_core.metered import MeteredPodEvents
 from dranet_core.mover import AttachResult
 from dranet_core.nri.handlers import ContainerInfo
 from dranet_core.plans import PreparedDevice

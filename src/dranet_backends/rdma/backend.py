@@ -31,8 +31,8 @@ from typing import Final
 
 from dranet_core.config import validate_rdma_only
 from dranet_core.config.model import NetworkConfig
-from dranet_core.names import device_name_for_interface, device_name_for_pci
 from dranet_core.mover import AttachResult
+from dranet_core.names import device_name_for_interface, device_name_for_pci
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import JSON, AttributeValue, Device, DeviceNode, PodSandbox
 
