@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 TESTS = Path(__file__).resolve().parents[1]
-for _p in (TESTS / "nri", TESTS / "driver"):
+for _p in (TESTS / "nri", TESTS / "driver", TESTS / "netdev_mover"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
@@ -242,6 +242,18 @@ class Cluster:
             f"{ifname} in a ResourceSlice", lambda: self.slice_devices().get(ifname), within, self.log
         )
         return dev
+
+    def wait_attrs(
+        self, ifname: str, ok: Callable[[dict[str, Any]], bool], within: float = WAIT
+    ) -> dict[str, Any]:
+        """The published attributes of ``ifname`` once ``ok(attributes)`` holds."""
+
+        def probe() -> dict[str, Any] | None:
+            entry = self.slice_devices().get(ifname)
+            attrs: dict[str, Any] = entry[1].get("attributes", {}) if entry else {}
+            return attrs if entry and ok(attrs) else None
+
+        return wait_for(f"attributes of {ifname}", probe, within, self.log)
 
     def claim(
         self,
