@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 import urllib.request
+from typing import Any
 
 import pytest
 from e2e.bpf import bpffs, tc_filter, tc_filter_names, tcx_attach
@@ -20,8 +21,8 @@ from mover_lab import ethtool_k, raw_link_sizes
 pytestmark = [pytest.mark.netns, pytest.mark.socket, pytest.mark.slow]
 
 
-def _routes(ns: str, *args: str) -> list[dict[str, object]]:
-    data: list[dict[str, object]] = ip_json(ns, "route", "show", *args)
+def _routes(ns: str, *args: str, family: str = "-4") -> list[dict[str, Any]]:
+    data: list[dict[str, Any]] = ip_json(ns, family, "route", "show", *args)
     return data
 
 
@@ -281,7 +282,7 @@ def test_dummy_interface_with_ipv6_subnet_route(cluster: Cluster) -> None:
     claim = cluster.claim([dev])
     pod = cluster.create_pod([claim])
     subnet = ipaddress.ip_network("fd36::3:0:e:0:0/96", strict=False)
-    mine = [r for r in _routes(pod.netns, "-6") if r["dst"] == str(subnet)]
+    mine = [r for r in _routes(pod.netns, family="-6") if r["dst"] == str(subnet)]
     assert [(r.get("protocol"), r.get("metric")) for r in mine] == [("kernel", 256)], mine
     cluster.delete_pod(pod)
     cluster.assert_home(dev)
