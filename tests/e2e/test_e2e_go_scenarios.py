@@ -335,10 +335,16 @@ def test_validate_pbr_configuration(cluster: Cluster) -> None:
 def test_allocated_device_in_resourceslice_remains_unchanged_across_allocation(cluster: Cluster) -> None:
     """Go #21, first half (across allocation); the restart half is in test_e2e_go_restarts."""
     dev = cluster.node.veth(addrs=["10.77.0.2/24"])
+    cluster.wait_attrs(dev.name, lambda a: a.get("dra.net/state") == {"string": "up"})  # settled
     before = cluster.published(dev.name)
     claim = cluster.claim([dev])
     pod = cluster.create_pod([claim])
     cluster.wait_status(claim)
-    assert cluster.slice_devices()[dev.name][1] == before
+    after = cluster.slice_devices()[dev.name][1]
+    assert after == before, {
+        k: (v, after["attributes"].get(k))
+        for k, v in before["attributes"].items()
+        if after["attributes"].get(k) != v
+    }
     cluster.delete_pod(pod)
     cluster.assert_home(dev)
