@@ -20,14 +20,14 @@ import pytest
 from rdma_helpers import FakeRdmaKernel, add_char, add_pci, add_rdma, ns_key
 
 from dranet_backends.rdma import RdmaBackend, RdmaMover
-from dranet_core.allocator import plan_claim
 from dranet_core.capabilities import handler_table
 from dranet_core.checkpoint import ClaimStore
+from dranet_core.claim_allocator import plan_claim
 from dranet_core.config import NetworkConfig
-from dranet_core.driver import NriHandlers
 from dranet_core.errors import ConfigError
 from dranet_core.inventory import Inventory
-from dranet_core.netns import AttachResult
+from dranet_core.metered import MeteredPodEvents
+from dranet_core.mover import AttachResult
 from dranet_core.nri.handlers import ContainerInfo
 from dranet_core.plans import PreparedDevice
 from dranet_core.pods import PodNetworking, default_conditions
@@ -206,7 +206,7 @@ async def test_rdma_devices_merge_move_in_order_and_reach_create_container(node:
         pool="node",
         device_nodes=[a.device_nodes for a in table.adjusters],
     )
-    handlers = NriHandlers(pods)
+    handlers = MeteredPodEvents(pods)
 
     # RunPodSandbox: the netdev moves first (mlx5_0 still on the host then), then the RDMA links
     await handlers.run_pod_sandbox(node.pod)
@@ -267,7 +267,7 @@ async def test_claim_rdma_section_sets_mode_uid_and_gid_of_the_char_devices(node
         pool="node",
         device_nodes=[a.device_nodes for a in table.adjusters],
     )
-    handlers = NriHandlers(pods)
+    handlers = MeteredPodEvents(pods)
     await handlers.run_pod_sandbox(node.pod)
     statuses = {s.device: [(c.type, c.reason) for c in s.conditions] for s in publisher.statuses[CLAIM.uid]}
     assert statuses[IB_ONLY] == [("Ready", "RDMAOnlyDeviceReady")]  # shared mode: no RDMALinkReady

@@ -23,15 +23,15 @@ from sriov_fakes import FakeSysfs, sriov_node
 from dranet_backends.netdev.pciids import PciIds
 from dranet_backends.sriov import SriovBackend
 from dranet_backends.sriov.pfside import PfClient
-from dranet_core.allocator import ClaimAllocator
 from dranet_core.capabilities import handler_table
 from dranet_core.checkpoint import ClaimStore, DeviceState
+from dranet_core.claim_allocator import ClaimAllocator
 from dranet_core.config import NetworkConfig, SriovConfig
-from dranet_core.driver import NriHandlers
 from dranet_core.errors import ConfigError, DeviceError
 from dranet_core.filter import DEFAULT_FILTER, DeviceFilter
 from dranet_core.inventory import Inventory
-from dranet_core.netns import AttachResult
+from dranet_core.metered import MeteredPodEvents
+from dranet_core.mover import AttachResult
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.pods import PodNetworking
 from dranet_core.status import EventRecord
@@ -151,7 +151,7 @@ class Node:
             driver_name="dra.net",
             pool="node",
         )
-        self.nri = NriHandlers(self.pods)
+        self.nri = MeteredPodEvents(self.pods)
 
     def vf(self) -> Vf:
         return self.kernel.pfs["eth1"][1]

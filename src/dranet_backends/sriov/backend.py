@@ -65,8 +65,8 @@ from dranet_backends.rdma.uplinks import default_route_interfaces, is_uplink
 from dranet_backends.uevent import Uevent, UeventSource, UeventStream, watch_sysfs
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import BackendError, ConfigError, ConfigIssue, DeviceError
+from dranet_core.mover import AttachResult
 from dranet_core.names import device_name_for_pci
-from dranet_core.netns import AttachResult
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import JSON, Condition, Device, DeviceNode, PodSandbox
 
