@@ -30,6 +30,8 @@ from typing import Final, Protocol
 
 import attrs
 
+from dranet_backends.netns import call_in_netns_at
+
 __all__ = [
     "KERNEL_GROUP",
     "NETLINK_KOBJECT_UEVENT",
@@ -100,6 +102,13 @@ class UeventSource:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+
+    @classmethod
+    def opener(cls, netns: str | None = None) -> Callable[[], UeventSource]:
+        """A factory opening the socket in network namespace ``netns`` (a path; None: this thread's)."""
+        if netns is None:
+            return cls.open
+        return lambda: call_in_netns_at(netns, cls.open)
 
     @classmethod
     def open(cls) -> UeventSource:

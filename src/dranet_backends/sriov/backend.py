@@ -74,7 +74,7 @@ from .attributes import sriov_attributes, vf_attributes
 from .devnodes import StatFn, device_nodes_for
 from .facet import FACET, SriovFacet
 from .ownership import ClaimsView, other_holders
-from .pfside import PfClient, Step, StepFailed, apply, restore, steps
+from .pfside import NetlinkRoute, PfClient, Step, StepFailed, apply, restore, steps
 from .sysfs import (
     PASSTHROUGH_DRIVERS,
     Fingerprint,
@@ -153,9 +153,10 @@ class SriovBackend:
 
     @classmethod
     def from_context(cls, context: Any) -> SriovBackend:
-        """Build from a ``BackendContext``: ``sysfs``; options ``sriov.dev_root`` (default ``/dev``),
-        ``sriov.poll_interval`` (seconds, default 30), ``sriov.full_resync`` (seconds, default 300) and
-        the shared ``pci_ids`` (``:``-separated).
+        """Build from a ``BackendContext``: ``sysfs``, ``procfs``; options ``sriov.dev_root`` (default
+        ``/dev``), ``sriov.poll_interval`` (seconds, default 30), ``sriov.full_resync`` (seconds,
+        default 300), the shared ``pci_ids`` (``:``-separated) and the host ``netns`` (a path:
+        where the PFs are and the uevents are read; ``sriov.netns`` wins; default: our own).
 
         Raises :class:`BackendError` for an unusable option value.
         """
@@ -168,6 +169,7 @@ class SriovBackend:
                 seconds[key] = float(raw)
             except ValueError as exc:
                 raise BackendError("sriov", f"sriov.{key}: not a number: {raw!r}") from exc
+        netns = options.get("sriov.netns") or options.get("netns") or None
         return cls(
             sysfs=Path(getattr(context, "sysfs", "/sys")),
             procfs=Path(getattr(context, "procfs", "/proc")),
@@ -175,6 +177,8 @@ class SriovBackend:
             pci_ids=PciIds(ids_opt.split(":") if ids_opt else DEFAULT_PATHS),
             poll_interval=seconds["poll_interval"],
             full_resync=seconds["full_resync"],
+            pf_client=PfClient(NetlinkRoute(netns)),
+            uevents=UeventSource.opener(netns),
         )
 
     def __repr__(self) -> str:

@@ -25,6 +25,7 @@ from typing import Final, Protocol
 
 import attrs
 
+from dranet_backends.netns import call_in_netns_at
 from dranet_core.config.model import SriovConfig
 
 from .vfnl import VfSetting, VfState, get_request, no_such_vf, parse_reply, set_request
@@ -45,12 +46,21 @@ class Transport(Protocol):
         ...
 
 
+def _route_socket() -> socket.socket:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+
+
 class NetlinkRoute:
-    """The real transport: a fresh ``NETLINK_ROUTE`` socket per request (PF-side steps are rare)."""
+    """The real transport: a fresh ``NETLINK_ROUTE`` socket per request (PF-side steps are rare),
+    made in network namespace ``netns`` (a path; default: this thread's), where the PFs are."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
 
     def exchange(self, request: bytes) -> bytes:
         (seq,) = _seq_of(request)
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE) as sock:
+        made = _route_socket() if self.netns is None else call_in_netns_at(self.netns, _route_socket)
+        with made as sock:
             sock.settimeout(5.0)
             sock.bind((0, 0))
             sock.send(request)
