@@ -23,10 +23,12 @@ from sriov_fakes import FakeSysfs, sriov_node
 from dranet_backends.netdev.pciids import PciIds
 from dranet_backends.sriov import SriovBackend
 from dranet_backends.sriov.pfside import PfClient
+from dranet_core.app import Driver
 from dranet_core.capabilities import handler_table
 from dranet_core.checkpoint import ClaimStore, DeviceState
 from dranet_core.claim_allocator import ClaimAllocator
 from dranet_core.config import NetworkConfig, SriovConfig
+from dranet_core.demo import DemoPublisher, MemoryClaimSource
 from dranet_core.errors import ConfigError, DeviceError
 from dranet_core.filter import DEFAULT_FILTER, DeviceFilter
 from dranet_core.inventory import Inventory
@@ -34,6 +36,7 @@ from dranet_core.metered import MeteredPodEvents
 from dranet_core.mover import AttachResult
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.pods import PodNetworking
+from dranet_core.settings import CheckpointSettings, KubeletSettings, KubeSettings, NriSettings, Settings
 from dranet_core.status import EventRecord
 from dranet_core.types import (
     JSON,
@@ -318,3 +321,50 @@ async def test_an_sriov_section_is_refused_for_a_device_that_is_not_a_vf(node: N
         "(VF settings are made through the VF's PF)"
     ]
     assert node.store.claims() == {}
+
+
+async def test_the_driver_composition_gives_the_sriov_backend_its_journal(tmp_path: Path) -> None:
+    """The same late release, through the reference driver's own composition (``Driver``):
+    without the journal binding the guard cannot see claim B and would reset the VF."""
+    fs = FakeSysfs(tmp_path / "sys")
+    sriov_node(fs)
+    kernel = FakePfKernel()
+    kernel.add_pf("eth1", 2)
+    sriov = SriovBackend(sysfs=fs.root, pci_ids=PciIds(paths=()), pf_client=PfClient(kernel), uevents=None)
+    settings = Settings(
+        kube=KubeSettings(node_name="node"),
+        kubelet=KubeletSettings(root_dir=tmp_path / "kubelet"),
+        nri=NriSettings(socket_path=tmp_path / "nri.sock"),
+        checkpoint=CheckpointSettings(db_path=tmp_path / "db.json"),
+    )
+    driver = Driver(
+        settings,
+        backends=[sriov, FakeNetdev(kernel.log)],
+        publisher=DemoPublisher(tmp_path / "api", node_name="node"),
+        claim_source=MemoryClaimSource(),
+    )
+    await driver.store.load()
+    view = await driver.inventory.refresh(publish=False)
+    facets = dict(view.devices[VF].facets)
+
+    def plan(uid: str, pod_n: int, sriov_cfg: SriovConfig) -> ClaimPlan:
+        dev = PreparedDevice(
+            pool="node",
+            device=VF,
+            request_names=("vf",),
+            config=NetworkConfig(sriov=sriov_cfg),
+            facets=facets,
+        )
+        return ClaimPlan(
+            claim=ClaimRef(namespace="default", name=uid, uid=uid), pods=(f"pod-{pod_n}",), devices=(dev,)
+        )
+
+    await driver.store.put_plan(plan("claim-a", 1, SriovConfig(vlan=100)))
+    await driver.pods.attach_pod(pod(1))
+    kernel.fail["vlan"] = errno.EIO
+    await driver.pods.detach_pod(pod(1))  # the reset fails: claim A stays journalled
+    del kernel.fail["vlan"]
+    await driver.store.put_plan(plan("claim-b", 2, SriovConfig(vlan=200)))
+    await driver.pods.attach_pod(pod(2))
+    await driver.pods.release_claim(ClaimRef(namespace="default", name="claim-a", uid="claim-a"))
+    assert kernel.pfs["eth1"][1].vlan == 200
