@@ -24,8 +24,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from dranet_core.health import Health
 from dranet_core.settings import parse_bind_address
-from dranet_core.supervisor import Health
 
 __all__ = ["Metrics", "ObservabilityServer", "StructuredFormatter", "setup_logging"]
 

@@ -13,7 +13,7 @@ import attrs
 
 from dranet_core.types import ClaimRef, Device, DeviceStatus
 
-__all__ = ["EventRecord", "StatusPublisher"]
+__all__ = ["EventRecord", "PublishListener", "ReportsPublished", "StatusPublisher"]
 
 
 @attrs.frozen(kw_only=True)
@@ -64,4 +64,29 @@ class StatusPublisher(Protocol):
 
     async def run(self) -> None:
         """Do the queued work until cancelled (run under the driver's supervisor)."""
+        ...
+
+
+class PublishListener(Protocol):
+    """Told what the API server accepted: "published" means accepted, never "handed over"."""
+
+    def published(self, devices: Sequence[Device]) -> None:
+        """The API server now holds exactly ``devices`` in this node's ResourceSlices."""
+        ...
+
+    def api_state(self, error: str | None) -> None:
+        """The last API call failed with ``error`` (retrying), or succeeded (None)."""
+        ...
+
+
+@runtime_checkable
+class ReportsPublished(Protocol):
+    """A StatusPublisher that tells a listener when the cluster accepted the devices.
+
+    A publisher without this capability is taken at its word: the driver counts devices as
+    published when :meth:`StatusPublisher.publish_devices` returns.
+    """
+
+    def add_listener(self, listener: PublishListener) -> None:
+        """Call ``listener`` from now on (from the publisher's own job)."""
         ...

@@ -40,7 +40,7 @@ from dranet_core.kube.slices import (
     prepare_devices,
     slice_object,
 )
-from dranet_core.status import EventRecord
+from dranet_core.status import EventRecord, PublishListener
 from dranet_core.types import DRIVER_DOMAIN, ClaimRef, Device, DeviceStatus
 
 __all__ = ["LocalStatusPublisher"]
@@ -73,6 +73,7 @@ class LocalStatusPublisher:
         self._rv = 0
         self._times = TransitionTimes()
         self._limiter = EventLimiter()
+        self._listeners: list[PublishListener] = []
 
     def __repr__(self) -> str:
         return (
@@ -118,6 +119,14 @@ class LocalStatusPublisher:
         for d in plan.deletes:
             del self._existing[d.name]
             await self._remove(Path("resourceslices") / d.name, d.name)
+        left_out = {s.name for s in skipped}
+        accepted = [d for d in devices if d.name not in left_out]
+        for listener in self._listeners:
+            listener.published(accepted)
+
+    def add_listener(self, listener: PublishListener) -> None:
+        """Tell ``listener`` what was written (a local write always succeeds)."""
+        self._listeners.append(listener)
 
     async def set_claim_status(self, claim: ClaimRef, devices: Sequence[DeviceStatus]) -> None:
         """Write the apply body for ``claim``'s ``status.devices``."""

@@ -69,7 +69,7 @@ from dranet_core.kube.slices import (
     prepare_devices,
     slice_object,
 )
-from dranet_core.status import EventRecord
+from dranet_core.status import EventRecord, PublishListener
 from dranet_core.types import ClaimRef, Device, DeviceStatus, is_dns_subdomain
 
 __all__ = ["Backoff", "KubeStatusPublisher", "PublisherHealth", "PublisherSettings"]
@@ -277,6 +277,7 @@ class KubeStatusPublisher:
         self._slice_writes = 0
         self._status_writes = 0
         self._progress = asyncio.Event()
+        self._listeners: list[PublishListener] = []
 
     def __repr__(self) -> str:
         return (
@@ -321,6 +322,10 @@ class KubeStatusPublisher:
             self._dropped_events += 1
         self._events.append(_EventJob(event=event))
         self._events_changed.set()
+
+    def add_listener(self, listener: PublishListener) -> None:
+        """Tell ``listener`` what the API server accepted, and each API call's outcome."""
+        self._listeners.append(listener)
 
     async def reassert_claim_statuses(
         self, statuses: Iterable[tuple[ClaimRef, Sequence[DeviceStatus]]]
@@ -379,11 +384,15 @@ class KubeStatusPublisher:
 
     def _ok(self) -> None:
         self._last_success = time.time()
+        for listener in self._listeners:
+            listener.api_state(None)
 
     def _failed(self, what: str, exc: BaseException) -> None:
         self._last_error = f"{what}: {exc}"
         self._last_error_time = time.time()
         log.warning("%s failed: %s", what, exc)
+        for listener in self._listeners:
+            listener.api_state(self._last_error)
 
     async def _guard(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Run ``loop`` forever: a bug in one iteration is logged and retried, not fatal."""
@@ -549,6 +558,10 @@ class KubeStatusPublisher:
         self._synced_owner = self._node_uid
         if not plan.is_noop or self._last_published is None:
             self._last_published = time.time()
+            left_out = {s.name for s in self._skipped}
+            accepted = [d for d in self._desired if d.name not in left_out]
+            for listener in self._listeners:
+                listener.published(accepted)
             writes = len(plan.writes) + len(plan.deletes)
             log.info(
                 "published %d devices in %d ResourceSlices (generation %d, %d writes)",

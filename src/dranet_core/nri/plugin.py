@@ -54,6 +54,7 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from dranet_core.errors import ProtocolError, RpcError, SettingsError
+from dranet_core.health import HealthPart
 from dranet_core.nri import api
 from dranet_core.nri._decode import (
     decode_container_request,
@@ -167,6 +168,7 @@ class NriPlugin:
         reconnect_initial: float = 0.5,
         reconnect_max: float = 30.0,
         shutdown_grace: float = 5.0,
+        health: HealthPart | None = None,
     ) -> None:
         if not _NAME.match(plugin_name):
             raise SettingsError(f"NRI plugin name {plugin_name!r}: must match [a-zA-Z0-9_.+-]+")
@@ -195,6 +197,9 @@ class NriPlugin:
         self._reconnect_max = reconnect_max
         self._shutdown_grace = shutdown_grace
         self._methods = self._method_table()
+        self._part = health
+        if health is not None:
+            health.failing("connecting to the runtime")
 
         self._client: TtrpcClient | None = None
         self._trunk: MuxTrunk | None = None
@@ -331,6 +336,8 @@ class NriPlugin:
     def _set_error(self, text: str) -> None:
         self._last_error = text
         log.warning("NRI: %s", text)
+        if self._part is not None and not self._registered:
+            self._part.failing(text)
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._socket_fd is not None:
@@ -383,6 +390,8 @@ class NriPlugin:
             return synced.is_set()
         finally:
             self._registered = False
+            if self._part is not None:
+                self._part.failing("the NRI connection ended; reconnecting")
             self._client = None
             self._trunk = None
             client.close()
@@ -444,6 +453,8 @@ class NriPlugin:
         if callable(sync):
             await self._bounded("synchronize", "Synchronize", deadline, lambda: sync(pods, ctrs))
         self._registered = True
+        if self._part is not None:
+            self._part.ok(f"registered with {self._runtime or 'runtime'}")
         if self._synced is not None:
             self._synced.set()
         log.info("NRI: synchronized %d pods, %d containers", len(pods), len(ctrs))
