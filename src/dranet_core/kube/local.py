@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -138,13 +138,6 @@ class LocalStatusPublisher:
         body, _ = claim_status_body(claim, (), times=self._times, api_version=self.api_version)
         self._times.forget(claim.uid)
         await self._emit(body, Path("resourceclaims") / claim.namespace / f"{claim.name}.status")
-
-    async def reassert_claim_statuses(
-        self, statuses: Iterable[tuple[ClaimRef, Sequence[DeviceStatus]]]
-    ) -> None:
-        """Write the statuses recorded before a restart (same as ``KubeStatusPublisher``'s)."""
-        for claim, devices in statuses:
-            await self.set_claim_status(claim, devices)
 
     async def record_event(self, event: EventRecord) -> None:
         """Write the Event (unless rate limiting drops it)."""

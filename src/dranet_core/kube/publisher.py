@@ -44,7 +44,7 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -326,13 +326,6 @@ class KubeStatusPublisher:
     def add_listener(self, listener: PublishListener) -> None:
         """Tell ``listener`` what the API server accepted, and each API call's outcome."""
         self._listeners.append(listener)
-
-    async def reassert_claim_statuses(
-        self, statuses: Iterable[tuple[ClaimRef, Sequence[DeviceStatus]]]
-    ) -> None:
-        """At start-up: queue the statuses recorded before a restart (from the checkpoint)."""
-        for claim, devices in statuses:
-            await self.set_claim_status(claim, devices)
 
     async def run(self) -> None:
         """Do the queued work until cancelled (the driver's supervisor runs this)."""
