@@ -236,3 +236,46 @@ async def test_api_server_down_shows_in_health_and_recovers(short_tmp: Path, fak
                 stop.set()
                 await drv
                 rt.cancel()
+
+
+class Looping(FakeDiscovery):
+    """A backend with a loop of its own (RunsInBackground) that fails once, then runs."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.runs = 0
+        self.running = asyncio.Event()
+
+    async def run(self) -> None:
+        self.runs += 1
+        if self.runs == 1:
+            raise OSError("first run fails")
+        self.running.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_backend_loop_runs_as_a_supervised_job_and_is_restarted(short_tmp: Path) -> None:
+    settings = Settings(
+        kube=KubeSettings(node_name="node-h"),
+        kubelet=KubeletSettings(root_dir=short_tmp / "kubelet"),
+        nri=NriSettings(socket_path=short_tmp / "nri.sock"),
+        checkpoint=CheckpointSettings(db_path=None),
+        observability=ObservabilitySettings(bind_address=""),
+        shutdown=ShutdownSettings(grace_period=1.0),
+    )
+    backend = Looping()
+    driver = Driver(
+        settings,
+        backends=[backend],
+        publisher=DemoPublisher(short_tmp / "api", node_name="node-h"),
+        claim_source=MemoryClaimSource(),
+    )
+    stop = asyncio.Event()
+    async with asyncio.TaskGroup() as tg:
+        drv = tg.create_task(driver.run(stop=stop))
+        await asyncio.wait_for(backend.running.wait(), 10)  # restarted after its backoff
+        assert backend.runs == 2
+        st = driver.health.snapshot()["fake background"]
+        assert st.ok
+        stop.set()
+        await drv
