@@ -256,7 +256,7 @@ class Driver:
         jobs.append(
             Job(name="kubelet", run=self._kubelet_job, finishable=True, manages_health=True, part="kubelet")
         )
-        jobs.append(Job(name="nri", run=self.nri.run, manages_health=True, part="nri"))
+        jobs.append(Job(name="nri", run=self.nri.run, manages_health=True, part="nri", recoverable=anything))
         jobs.append(Job(name="ready log", run=self._log_ready, finishable=True))
         return jobs
 

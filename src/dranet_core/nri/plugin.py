@@ -1,4 +1,4 @@
-"""The NRI plugin runtime: register with the container runtime, serve its events, reconnect.
+"""The NRI plugin runtime: register with the container runtime and serve its events.
 
 Theory of operation
 -------------------
@@ -33,10 +33,11 @@ RunPodSandbox is undone afterwards by calling the handler's stop and remove meth
 the runtime failed that sandbox and will not tell plugins about it again.
 
 When the connection ends (runtime restart, garbage on the socket, a protocol error) the
-session is torn down and :meth:`NriPlugin.run` reconnects with exponential backoff, forever;
-handler state lives in the driver and is reconciled by the Synchronize of the next session.
-A plugin on an inherited fd cannot reconnect: ``run()`` returns when that connection ends
-(the runtime restarts launched plugins itself).
+session is torn down and :meth:`NriPlugin.run` raises with the cause; the driver runs it as a
+supervised job, so the supervisor's one backoff decides when to dial again (there is no retry
+loop in here). Handler state lives in the driver and is reconciled by the Synchronize of the
+next session. A plugin on an inherited fd cannot reconnect: ``run()`` returns when that
+connection ends (the runtime restarts launched plugins itself).
 """
 
 from __future__ import annotations
@@ -165,8 +166,6 @@ class NriPlugin:
         registration_timeout: float = 5.0,
         request_timeout_hint: float = 2.0,
         handler_margin: float = 0.25,
-        reconnect_initial: float = 0.5,
-        reconnect_max: float = 30.0,
         shutdown_grace: float = 5.0,
         health: HealthPart | None = None,
     ) -> None:
@@ -174,8 +173,8 @@ class NriPlugin:
             raise SettingsError(f"NRI plugin name {plugin_name!r}: must match [a-zA-Z0-9_.+-]+")
         if not _INDEX.match(plugin_index):
             raise SettingsError(f"NRI plugin index {plugin_index!r}: must be two digits 00-99")
-        if min(registration_timeout, request_timeout_hint, reconnect_initial, reconnect_max) <= 0:
-            raise SettingsError("NRI timeouts and reconnect delays must be > 0")
+        if min(registration_timeout, request_timeout_hint) <= 0:
+            raise SettingsError("NRI timeouts must be > 0")
         if not 0 <= handler_margin < request_timeout_hint:
             raise SettingsError("NRI handler margin must be >= 0 and below the request timeout")
         self._handler = handler
@@ -193,8 +192,6 @@ class NriPlugin:
         self._registration_timeout = registration_timeout
         self._request_timeout = request_timeout_hint
         self._margin = handler_margin
-        self._reconnect_initial = reconnect_initial
-        self._reconnect_max = reconnect_max
         self._shutdown_grace = shutdown_grace
         self._methods = self._method_table()
         self._part = health
@@ -291,32 +288,28 @@ class NriPlugin:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, register and serve; on disconnect reconnect with backoff, forever.
+        """One session: connect, register and serve until the connection ends.
 
-        Cancel to stop. Returns only for an inherited fd whose connection ended, or after
-        :meth:`aclose`.
+        Raises with the cause when the connection fails or ends (the caller's supervisor
+        dials again after its backoff). Returns only for an inherited fd, which cannot be
+        dialled again, or after :meth:`aclose`.
         """
-        delay = self._reconnect_initial
-        while not self._closing:
-            synced = False
-            try:
-                synced = await self._session()
-                self._set_error("runtime closed the NRI connection")
-            except (OSError, ProtocolError, RpcError, TimeoutError) as exc:
-                self._set_error(f"{type(exc).__name__}: {exc}")
-            except Exception as exc:  # keep the driver alive whatever a session hit
-                log.exception("NRI session failed")
-                self._set_error(f"{type(exc).__name__}: {exc}")
+        if self._closing:
+            return
+        try:
+            await self._session()
+        except Exception as exc:
+            self._set_error(f"{type(exc).__name__}: {exc}")
             if self._socket_fd is not None or self._closing:
                 return
-            if synced:
-                delay = self._reconnect_initial
-            log.warning("NRI: reconnecting to %s in %.2fs", self._socket_path, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._reconnect_max)
+            raise
+        self._set_error("runtime closed the NRI connection")
+        if self._socket_fd is not None or self._closing:
+            return
+        raise ConnectionResetError("the runtime closed the NRI connection")
 
     async def aclose(self) -> None:
-        """Stop reconnecting, close the connection, and finish late handler work.
+        """Stop (``run`` returns from now on), close the connection, and finish late handler work.
 
         Late handlers get ``shutdown_grace`` seconds to complete; then they are cancelled.
         """
