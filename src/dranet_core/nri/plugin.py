@@ -64,6 +64,7 @@ from dranet_core.nri._decode import (
     decode_synchronize,
 )
 from dranet_core.nri._encode import encode_create_container_response
+from dranet_core.nri.budget import handler_budget, overrun_message
 from dranet_core.nri.events import EventType, event_mask, valid_events
 from dranet_core.nri.handlers import (
     ContainerInfo,
@@ -541,10 +542,10 @@ class NriPlugin:
     ) -> T:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        budget = self._request_timeout - self._margin
-        if deadline is not None:
-            budget = min(budget, deadline - now - self._margin)
-        until = now + max(budget, 0.0)
+        budget = handler_budget(
+            self._request_timeout, self._margin, None if deadline is None else deadline - now
+        )
+        until = now + budget.seconds
         earlier = self._late_by_key.get(key)
         if earlier is not None and not earlier.done():
             log.info("NRI: %s for %s waits for the still-running %s", what, key, self._late[earlier][1])
@@ -564,11 +565,7 @@ class NriPlugin:
             raise
         if not done:
             self._adopt_late(key, what, task, late)  # the runtime gets an error: undo a late run
-            raise RpcError(
-                DEADLINE_EXCEEDED,
-                f"{what} for {key} did not finish within {budget:.2f}s (runtime request timeout "
-                f"{self._request_timeout:.3g}s); it continues in the background",
-            )
+            raise RpcError(DEADLINE_EXCEEDED, overrun_message(what, key, budget))
         return task.result()  # the handler's own exception becomes the ttrpc error status
 
     def _adopt_late(self, key: str, what: str, task: asyncio.Task[Any], late: _LateFlag | None) -> None:
