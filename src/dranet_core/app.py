@@ -301,16 +301,23 @@ class Driver:
 @contextlib.asynccontextmanager
 async def kube_environment(settings: Settings) -> AsyncIterator[tuple[StatusPublisher, ClaimSource]]:
     """The API-server side of the driver: the StatusPublisher and the ClaimSource."""
+    from dranet_core.kube.apiversion import ResourceApiVersion
     from dranet_core.kube.claims import ApiClaimSource
     from dranet_core.kube.client import load_api_client
     from dranet_core.kube.publisher import KubeStatusPublisher
 
     api = await load_api_client(settings.kube.kubeconfig)
     try:
+        versions = ResourceApiVersion(api)  # one probe for the publisher and the claim source
         publisher = KubeStatusPublisher(
-            api, driver_name=settings.kube.driver_name, node_name=settings.kube.node_name
+            api,
+            driver_name=settings.kube.driver_name,
+            node_name=settings.kube.node_name,
+            api_versions=versions,
         )
-        source = ApiClaimSource(api, driver_name=settings.kube.driver_name, pool=settings.kube.node_name)
+        source = ApiClaimSource(
+            api, driver_name=settings.kube.driver_name, pool=settings.kube.node_name, api_versions=versions
+        )
         yield publisher, source
     finally:
         await api.close()

@@ -55,8 +55,9 @@ from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from dranet_core.errors import KubeApiError
+from dranet_core.kube.apiversion import ResourceApiVersion
 from dranet_core.kube.claimstatus import TransitionTimes, claim_status_body
-from dranet_core.kube.client import api_error, call_raw, probe_resource_api_version, resource_api
+from dranet_core.kube.client import api_error, call_raw, resource_api
 from dranet_core.kube.events import EventLimiter, event_object
 from dranet_core.kube.slices import (
     MAX_DEVICES_PER_SLICE,
@@ -219,6 +220,7 @@ class KubeStatusPublisher:
         node_name: str,
         settings: PublisherSettings | None = None,
         api_version: str | None = None,
+        api_versions: ResourceApiVersion | None = None,
         node_uid: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -231,14 +233,15 @@ class KubeStatusPublisher:
         self.node_name = node_name
         self.settings = settings or PublisherSettings()
         self._api_client = api_client
-        self._api_version = api_version
+        self._versions = api_versions or ResourceApiVersion(
+            api_client, request_timeout=self.settings.request_timeout, known=api_version
+        )
         self._node_uid = node_uid
         self._node_uid_given = node_uid is not None
         self._refresh_node = False
         self._sleep = sleep
         self._times = TransitionTimes(now=now)
         self._now = now
-        self._version_lock = asyncio.Lock()
         # slices
         self._desired: tuple[Device, ...] | None = None
         self._existing: dict[str, ExistingSlice] | None = None
@@ -398,15 +401,16 @@ class KubeStatusPublisher:
                 self._failed(f"{name} loop", exc)
                 await self._sleep(backoff.next())
 
+    @property
+    def _api_version(self) -> str | None:
+        return self._versions.version
+
     async def _ensure_api_version(self) -> str:
-        async with self._version_lock:
-            if self._api_version is None:
-                self._api_version = await probe_resource_api_version(
-                    self._api_client, request_timeout=self.settings.request_timeout
-                )
-                self._ok()
-                log.info("using resource.k8s.io/%s", self._api_version)
-            return self._api_version
+        known = self._versions.version
+        version = await self._versions.get()
+        if known is None:
+            self._ok()
+        return version
 
     def _resource_api(self) -> Any:
         assert self._api_version is not None
