@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 import attrs
@@ -56,7 +57,7 @@ from dranet_core.nri.plugin import NriPlugin
 from dranet_core.observability import Metrics, ObservabilityServer
 from dranet_core.pods import PodNetworking
 from dranet_core.settings import HostSettings, Settings
-from dranet_core.status import StatusPublisher
+from dranet_core.status import RunsJobs, StatusPublisher
 from dranet_core.supervisor import (
     Clock,
     Job,
@@ -220,43 +221,28 @@ class Driver:
             log.info("driver ready in %.2fs", self.ready_at - self.started_at)
 
     def _jobs(self) -> list[Job]:
-        jobs = []
+        """Every long-lived loop of the driver, each a named job reporting into its own part.
+
+        Loops of code the driver does not own (backends, the publisher's writers, the NRI
+        session) are restarted after any error; the driver's own parts stop it on a fatal one.
+        """
+        pub = self.publisher
+        loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            *(pub.jobs() if isinstance(pub, RunsJobs) else [("status publisher", pub.run)]),
+            *self.inventory.jobs(),
+            *((f"{name} background", b.run) for name, b in self.table.background),
+        ]
+        jobs = [Job(name=n, run=run, part=n, recoverable=always_recoverable) for n, run in loops]
         if self.server is not None:
             jobs.append(Job(name="observability server", run=self.server.serve, part="observability server"))
-        jobs.append(Job(name="status publisher", run=self.publisher.run, part="status publisher"))
-        jobs.append(
-            Job(
-                name="inventory",
-                run=self._inventory_scan,
-                finishable=True,
-                manages_health=True,
-                part="inventory",
-            )
-        )
-        anything = always_recoverable
-        jobs.extend(Job(name=n, run=run, part=n, recoverable=anything) for n, run in self.inventory.jobs())
-        jobs.extend(
-            Job(
-                name=f"{name} background",
-                run=b.run,
-                part=f"{name} background",
-                recoverable=always_recoverable,
-            )
-            for name, b in self.table.background
-        )
+        own = functools.partial(Job, manages_health=True, recoverable=always_recoverable)
+        jobs.append(own(name="inventory", run=self._inventory_scan, finishable=True, part="inventory"))
         if self.backend_health is not None:
-            jobs.append(
-                Job(
-                    name="device health",
-                    run=self.backend_health.run,
-                    manages_health=True,
-                    part="device health",
-                )
-            )
+            jobs.append(own(name="device health", run=self.backend_health.run, part="device health"))
+        jobs.append(own(name="nri", run=self.nri.run, part="nri"))
         jobs.append(
             Job(name="kubelet", run=self._kubelet_job, finishable=True, manages_health=True, part="kubelet")
         )
-        jobs.append(Job(name="nri", run=self.nri.run, manages_health=True, part="nri", recoverable=anything))
         jobs.append(Job(name="ready log", run=self._log_ready, finishable=True))
         return jobs
 

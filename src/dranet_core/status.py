@@ -6,14 +6,14 @@ same objects as YAML/JSON (for ``dranet demo`` and ``dranet inventory``) lives b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import attrs
 
 from dranet_core.types import ClaimRef, Device, DeviceStatus
 
-__all__ = ["EventRecord", "PublishListener", "ReportsPublished", "StatusPublisher"]
+__all__ = ["EventRecord", "PublishListener", "ReportsPublished", "RunsJobs", "StatusPublisher"]
 
 
 @attrs.frozen(kw_only=True)
@@ -89,4 +89,15 @@ class ReportsPublished(Protocol):
 
     def add_listener(self, listener: PublishListener) -> None:
         """Call ``listener`` from now on (from the publisher's own job)."""
+        ...
+
+
+@runtime_checkable
+class RunsJobs(Protocol):
+    """A StatusPublisher whose work is several independent loops: the driver runs each as its
+    own named supervised job (so a failing one shows in /healthz by name) instead of
+    :meth:`StatusPublisher.run`."""
+
+    def jobs(self) -> Sequence[tuple[str, Callable[[], Awaitable[None]]]]:
+        """``(name, loop)`` pairs; each loop runs until cancelled."""
         ...

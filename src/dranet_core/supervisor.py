@@ -24,13 +24,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Final
 
 import attrs
 
+from dranet_core.backoff import Backoff
 from dranet_core.clock import Clock, MonotonicClock
 from dranet_core.errors import DranetError, JobFailed, ProtocolError, RpcError
 from dranet_core.health import Health, PartState
@@ -76,24 +76,6 @@ def always_recoverable(exc: BaseException) -> bool:
     """The policy for code the driver does not own (a backend's watch or loop): any error
     is retried after a backoff, none stops the driver."""
     return True
-
-
-@attrs.frozen(kw_only=True)
-class Backoff:
-    """Exponential backoff with full jitter: attempt n waits U(0.5, 1) * min(cap, base * 2**n)."""
-
-    base: float = 0.5
-    """Seconds before the first retry."""
-    cap: float = 30.0
-    """Longest wait between attempts, in seconds."""
-    reset_after: float = 60.0
-    """A run that lasted this many seconds counts as healthy: the next failure starts over."""
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based)."""
-        r: float = (rng or random).uniform(0.5, 1.0)
-        step: float = self.base * 2.0 ** min(attempt, 30)
-        return r * min(self.cap, step)
 
 
 @attrs.frozen(kw_only=True)
