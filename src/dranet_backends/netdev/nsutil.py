@@ -28,6 +28,7 @@ kernel's extended-ack message in the text).
 
 from __future__ import annotations
 
+import asyncio
 import errno as errno_mod
 import os
 import socket
@@ -122,7 +123,9 @@ class Rtnl:
 
     Every method raises ``OSError`` (with the kernel's errno) on a kernel error. Methods with ``exist_ok``
     treat ``EEXIST`` as success, and ``*_get`` methods return ``None`` for ``ENODEV``.
-    Concurrent calls on one instance are fine (pyroute2 matches replies by sequence number).
+    Concurrent calls on one instance are fine (pyroute2 matches replies by sequence number):
+    requests and gets run in parallel, while dumps take turns on a per-socket lock, because the
+    kernel runs one dump per netlink socket at a time and refuses a second with ``EBUSY``.
     """
 
     def __init__(self, sock: socket.socket) -> None:
@@ -130,6 +133,7 @@ class Rtnl:
         self._ipr = AsyncIPRoute(use_socket=sock, ext_ack=True)
         self._ipr.marshal.msg_map[RTM_NEWLINK] = LinkMsg
         self._closed = False
+        self._dumping = asyncio.Lock()
 
     @classmethod
     async def open(cls, ns_fd: int) -> Rtnl:
@@ -193,7 +197,8 @@ class Rtnl:
     async def link_dump(self) -> list[Any]:
         """Every link of the netns (a full dump: only for rare paths such as recovery)."""
         try:
-            return [m async for m in await self._ipr.link("dump")]
+            async with self._dumping:
+                return [m async for m in await self._ipr.link("dump")]
         except NetlinkError as exc:
             raise _failure(exc) from exc
 
@@ -264,7 +269,8 @@ class Rtnl:
     async def rule_dump(self, family: int) -> list[Any]:
         """Policy rules of one family."""
         try:
-            return [m async for m in await self._ipr.rule("dump", family=family)]
+            async with self._dumping:
+                return [m async for m in await self._ipr.rule("dump", family=family)]
         except NetlinkError as exc:
             raise _failure(exc) from exc
 
@@ -293,7 +299,8 @@ class Rtnl:
     async def tc_filters(self, index: int, parent: int) -> list[Any]:
         """TC filters of link ``index`` under ``parent`` (e.g. clsact ingress)."""
         try:
-            return [m async for m in await self._ipr.get_filters(index=index, parent=parent)]
+            async with self._dumping:
+                return [m async for m in await self._ipr.get_filters(index=index, parent=parent)]
         except NetlinkError as exc:
             if exc.code in (errno_mod.EINVAL, errno_mod.ENOENT):
                 return []
@@ -311,7 +318,10 @@ class Rtnl:
 
     async def _dump(self, msg: Any, msg_type: int) -> list[Any]:
         try:
-            return [m async for m in await self._ipr.nlm_request(msg, msg_type, NLM_F_REQUEST | NLM_F_DUMP)]
+            async with self._dumping:
+                return [
+                    m async for m in await self._ipr.nlm_request(msg, msg_type, NLM_F_REQUEST | NLM_F_DUMP)
+                ]
         except NetlinkError as exc:
             raise _failure(exc) from exc
 
