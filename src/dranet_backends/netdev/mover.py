@@ -57,6 +57,7 @@ from dranet_backends.netdev.snapshot import (
     link_identity,
     take,
 )
+from dranet_backends.netns import netns_id, open_pod_netns, shown_path
 from dranet_core.config.model import InterfaceConfig, NetworkConfig, RuleConfig
 from dranet_core.errors import DeviceError, DeviceNotFoundError
 from dranet_core.netns import AttachResult
@@ -156,9 +157,9 @@ class NetdevMover:
         rename_retry_interval: float = 5.0,
     ) -> None:
         self._host_fd = open_netns(host_netns)
+        self._own_fd = open_netns(SELF_NETNS)
         self._host_path = host_netns
-        own, host = os.stat(SELF_NETNS), os.fstat(self._host_fd)
-        self._host_is_self = (own.st_dev, own.st_ino) == (host.st_dev, host.st_ino)
+        self._host_is_self = netns_id(self._own_fd) == netns_id(self._host_fd)
         self._proc_sys = proc_sys
         self._hook = step_hook
         self._host: Rtnl | None = None
@@ -183,7 +184,19 @@ class NetdevMover:
             self._host = None
         if self._host_fd >= 0:
             os.close(self._host_fd)
-            self._host_fd = -1
+            os.close(self._own_fd)
+            self._host_fd = self._own_fd = -1
+
+    def _open_pod(self, path: str) -> int:
+        """Open a pod netns path (never blocks; ``ValueError`` naming the path and the rule
+        when it is not a pod's network namespace, ``OSError`` when it cannot be opened)."""
+        return open_pod_netns(
+            path,
+            refuse=(
+                (self._host_fd, "the node's own network namespace"),
+                (self._own_fd, "the driver's own network namespace"),
+            ),
+        )
 
     async def __aenter__(self) -> NetdevMover:
         return self
@@ -313,9 +326,11 @@ class NetdevMover:
         if not pod.netns:
             raise DeviceError(device.device, "netns", f"pod {pod} has no network namespace")
         try:
-            pod_fd = open_netns(pod.netns)
+            pod_fd = self._open_pod(pod.netns)
+        except ValueError as exc:
+            raise DeviceError(device.device, "netns", str(exc)) from exc
         except OSError as exc:
-            raise DeviceError(device.device, "netns", f"{pod.netns}: {exc.strerror}") from exc
+            raise DeviceError(device.device, "netns", f"{shown_path(pod.netns)}: {exc.strerror}") from exc
         try:
             try:
                 pod_rtnl = await Rtnl.open(pod_fd)
@@ -625,9 +640,12 @@ class NetdevMover:
         pod_fd = -1
         if pod.netns:
             try:
-                pod_fd = open_netns(pod.netns)
+                pod_fd = self._open_pod(pod.netns)
+            except ValueError as exc:
+                log.warning("detach of %s: pod netns unusable: %s", device.device, exc)
             except OSError as exc:
-                log.warning("detach of %s: pod netns %s is gone (%s)", device.device, pod.netns, exc.strerror)
+                shown = shown_path(pod.netns)
+                log.warning("detach of %s: pod netns %s is gone (%s)", device.device, shown, exc.strerror)
         try:
             pod_rtnl = None
             if pod_fd >= 0:
