@@ -31,7 +31,7 @@ import fcntl
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, TypeVar
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "THREAD_NETNS",
     "call_in_netns",
     "call_in_netns_at",
+    "live_netns",
     "netns_id",
     "open_netns",
     "open_pod_netns",
@@ -152,6 +153,70 @@ def open_pod_netns(path: object, *, refuse: Iterable[tuple[int, str]] = ()) -> i
         os.close(fd)
         raise
     return fd
+
+
+def _candidates(proc: str) -> Iterator[str]:
+    """Paths that may name a live netns: every process's ``ns/net``, every open nsfs fd,
+    every nsfs mount (``ip netns add`` bind mounts) of this mount namespace."""
+    try:
+        pids = [p for p in os.listdir(proc) if p.isdigit()]
+    except OSError:
+        pids = []
+    for pid in pids:
+        yield f"{proc}/{pid}/ns/net"
+    try:
+        with open(f"{proc}/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                if right.startswith("nsfs "):
+                    yield left.split(" ")[4].replace("\\040", " ")
+    except OSError:
+        pass
+    for pid in pids:
+        try:
+            fds = os.listdir(f"{proc}/{pid}/fd")
+        except OSError:
+            continue
+        for n in fds:
+            try:
+                if os.readlink(f"{proc}/{pid}/fd/{n}").startswith("net:["):
+                    yield f"{proc}/{pid}/fd/{n}"
+            except OSError:
+                continue
+
+
+def live_netns(exclude: Iterable[int] = (), *, proc: str = "/proc") -> list[tuple[int, str]]:
+    """Open fds on every network namespace this process can find alive (see
+    :func:`_candidates`), one per namespace with the path it was found at, leaving out
+    those ``exclude`` fds refer to.
+
+    Blocking filesystem work (one pass over ``/proc``): run it in a worker thread. The
+    caller closes the fds. A namespace that nothing visible holds (no process in it, no fd
+    on it, no mount of it here) is not found: for the kernel it is about to be freed.
+    """
+    seen = {netns_id(fd) for fd in exclude}
+    out: list[tuple[int, str]] = []
+    for path in _candidates(proc):
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if st.st_dev != _nsfs_dev() or (st.st_dev, st.st_ino) in seen:
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            if fcntl.ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWNET or netns_id(fd) in seen:
+                os.close(fd)
+                continue
+        except OSError:
+            os.close(fd)
+            continue
+        seen.add(netns_id(fd))
+        out.append((fd, path))
+    return out
 
 
 _NSFS_DEV: list[int] = []

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dranet_backends.netdev import ethtool, sysctl, vrf
+from dranet_backends.netdev.attach import plan_routes
 from dranet_backends.netdev.mover import NetdevMover, link_attrs, temp_name
 from dranet_backends.netdev.snapshot import AddressRecord, HostSnapshot, RouteRecord
 from dranet_core.config.model import InterfaceConfig, NetworkConfig, RouteConfig, VRFConfig
@@ -210,10 +211,10 @@ class _FakePod:
 
 
 def _ctx(cfg: NetworkConfig, snap: HostSnapshot, pod: Any = None) -> Any:
-    from dranet_backends.netdev.mover import _Attach
+    from dranet_backends.netdev.attach import AttachJob
 
     dev = PreparedDevice(pool="p", device="d", request_names=("r",), config=cfg)
-    return _Attach(device=dev, snap=snap, cfg=cfg, name="net1", pod_fd=-1, pod=pod, index=7)
+    return AttachJob(device=dev, snap=snap, cfg=cfg, name="net1", pod_fd=-1, pod=pod, index=7)
 
 
 _SNAP = HostSnapshot(
@@ -231,9 +232,8 @@ _SNAP = HostSnapshot(
 
 
 def test_pod_routes_follow_go_rules_and_put_link_scope_first() -> None:
-    mover = NetdevMover.__new__(NetdevMover)
     cfg = NetworkConfig(routes=(RouteConfig(destination="10.9.0.0/16", gateway="192.0.2.254", table=7),))
-    routes = mover._pod_routes(_ctx(cfg, _SNAP))
+    routes = plan_routes(cfg, _SNAP)
     assert [(r["dst"], r["dst_len"], r["table"]) for r in routes] == [
         ("192.0.2.1", 32, 254),
         ("10.9.0.0", 16, 7),
@@ -241,14 +241,11 @@ def test_pod_routes_follow_go_rules_and_put_link_scope_first() -> None:
     ]
     assert routes[2]["prefsrc"] == "192.0.2.5"  # a source the pod has is kept
     other = NetworkConfig(interface=InterfaceConfig(addresses=("192.0.2.9/24",)))
-    assert "prefsrc" not in mover._pod_routes(_ctx(other, _SNAP))[1]  # ... one it lacks is dropped
+    assert "prefsrc" not in plan_routes(other, _SNAP)[1]  # ... one it lacks is dropped
 
 
 def test_pod_routes_go_into_the_vrf_table() -> None:
-    mover = NetdevMover.__new__(NetdevMover)
-    ctx = _ctx(NetworkConfig(), _SNAP)
-    ctx.vrf_table = 1234
-    assert {r["table"] for r in mover._pod_routes(ctx)} == {1234}
+    assert {r["table"] for r in plan_routes(NetworkConfig(), _SNAP, vrf_table=1234)} == {1234}
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="probe: setns into this process's own netns needs root")
@@ -261,7 +258,7 @@ async def test_vrf_step_creates_enslaves_and_sets_l3mdev(tmp_path: Path) -> None
         fd = os.open("/proc/self/ns/net", os.O_RDONLY)
         try:
             ctx.pod_fd = fd
-            await mover._vrf(ctx)
+            await mover._attacher._vrf(ctx)
         finally:
             os.close(fd)
     assert ctx.vrf_created == 42
@@ -277,7 +274,7 @@ async def test_vrf_step_creates_enslaves_and_sets_l3mdev(tmp_path: Path) -> None
 async def test_vrf_name_taken_by_another_kind_is_refused() -> None:
     pod = _FakePod()
     pod.links["blue"] = {"index": 5, "ifname": "blue"}
-    mover = NetdevMover.__new__(NetdevMover)
-    ctx = _ctx(NetworkConfig(interface=InterfaceConfig(vrf=VRFConfig(name="blue", table=9))), _SNAP, pod)
-    with pytest.raises(OSError, match="not a VRF"):
-        await mover._vrf(ctx)
+    async with NetdevMover() as mover:
+        ctx = _ctx(NetworkConfig(interface=InterfaceConfig(vrf=VRFConfig(name="blue", table=9))), _SNAP, pod)
+        with pytest.raises(OSError, match="not a VRF"):
+            await mover._attacher._vrf(ctx)
