@@ -37,7 +37,7 @@ from dranet_backends.netdev.restore import Restorer
 from dranet_backends.netdev.snapshot import HostSnapshot, take
 from dranet_backends.netns import shown_path
 from dranet_core.errors import DeviceError, DeviceNotFoundError
-from dranet_core.netns import AttachResult
+from dranet_core.mover import AttachResult
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import JSON, PodSandbox
 
