@@ -43,7 +43,7 @@ from dranet_backends.netdev.restore import Restorer, family, is_transient
 from dranet_backends.netdev.snapshot import NUD_PERMANENT, HostSnapshot, RouteRecord
 from dranet_core.config.model import InterfaceConfig, NetworkConfig, RuleConfig
 from dranet_core.errors import DeviceError, DeviceNotFoundError
-from dranet_core.netns import AttachResult
+from dranet_core.mover import AttachResult
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import Condition, NetworkData
 
