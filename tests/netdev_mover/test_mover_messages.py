@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dranet_backends.netdev import ethtool, sysctl, vrf
+from dranet_backends.netdev import ethtool, rtmsg, sysctl, vrf
 from dranet_backends.netdev.attach import plan_routes
 from dranet_backends.netdev.mover import NetdevMover, link_attrs, temp_name
 from dranet_backends.netdev.snapshot import AddressRecord, HostSnapshot, RouteRecord
@@ -25,12 +25,8 @@ from dranet_core.plans import PreparedDevice
 
 
 def test_vrf_create_request_bytes() -> None:
-    msg = vrf.create_request("blue", 77)
-    msg["header"]["type"] = 16
-    msg["header"]["flags"] = 0x0605
-    msg["header"]["sequence_number"] = 1
-    msg.encode()
-    data = bytes(msg.data)
+    mtype, flags, payload = rtmsg.link_new(vrf.create_request("blue", 77))
+    data = rtmsg.header(mtype, flags, 1, payload)
     # ifinfomsg: family 0, pad, type 0, index 0, flags 0, change 0
     ifi = b"\x00\x00\x00\x00" + b"\x00" * 12
     ifname = b"\x09\x00\x03\x00blue\x00\x00\x00\x00"  # len 9 (4 + "blue\0"), padded to 12
@@ -40,7 +36,7 @@ def test_vrf_create_request_bytes() -> None:
     linkinfo = struct.pack("=HH", 4 + len(kind) + len(data_nla), 18) + kind + data_nla
     body = ifi + ifname + linkinfo
     assert data[16:] == body
-    assert struct.unpack_from("=IHH", data, 0) == (16 + len(body), 16, 0x0605)
+    assert struct.unpack_from("=IHHI", data, 0) == (16 + len(body), 16, 0x0605, 1)
 
 
 def test_vrf_default_table_is_fnv_in_range() -> None:
@@ -201,9 +197,11 @@ class _FakePod:
     async def link_get(self, *, index: int | None = None, ifname: str | None = None) -> Any:
         return self.links.get(ifname or "")
 
-    async def link_new(self, msg: Any) -> None:
-        self.calls.append(("link_new", msg))
-        name = dict(msg["attrs"])["IFLA_IFNAME"]
+    async def link_new(self, body: bytes) -> None:
+        self.calls.append(("link_new", body))
+        # IFLA_IFNAME is the first attribute after the 16-byte ifinfomsg
+        length = struct.unpack_from("=H", body, 16)[0]
+        name = body[20 : 16 + length].rstrip(b"\0").decode()
         self.links[name] = {"index": 42, "ifname": name}
 
     async def link_set(self, index: int, attrs: list[tuple[str, Any]], *, up: bool | None = None) -> None:
@@ -263,8 +261,9 @@ async def test_vrf_step_creates_enslaves_and_sets_l3mdev(tmp_path: Path) -> None
             os.close(fd)
     assert ctx.vrf_created == 42
     assert ctx.vrf_table == vrf.default_table("blue")
-    kind, msg = pod.calls[0]
-    assert kind == "link_new" and dict(msg["attrs"])["IFLA_IFNAME"] == "blue"
+    kind, body = pod.calls[0]
+    assert kind == "link_new" and body == vrf.create_request("blue", vrf.default_table("blue"))
+    assert "blue" in pod.links
     assert ("link_set", (42, [], True)) in pod.calls  # VRF up
     assert ("link_set", (7, [("IFLA_MASTER", 42)], None)) in pod.calls  # enslaved
     assert (tmp_path / "ipv4" / "tcp_l3mdev_accept").read_text() == "1\n"
