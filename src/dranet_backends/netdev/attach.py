@@ -38,7 +38,7 @@ import attrs
 
 from dranet_backends.netdev import ebpf, ethtool, sysctl, vrf
 from dranet_backends.netdev.hostside import HostSide
-from dranet_backends.netdev.nsutil import Rtnl, call_in_netns, run_in_netns
+from dranet_backends.netdev.nsutil import Rtnl, on_worker, run_in_netns
 from dranet_backends.netdev.restore import Restorer, family, is_transient
 from dranet_backends.netdev.snapshot import NUD_PERMANENT, HostSnapshot, RouteRecord
 from dranet_core.config.model import InterfaceConfig, NetworkConfig, RuleConfig
@@ -308,7 +308,7 @@ class Attacher:
             values["ipv6.forwarding"] = int(iface.forwarding)
         if values:
             name, root = job.name, self.host.proc_sys
-            call_in_netns(
+            await on_worker(
                 job.pod_fd, lambda: sysctl.write_device(name, values, root, optional=("ipv6.forwarding",))
             )
 
@@ -343,7 +343,7 @@ class Attacher:
             return
         tc = await ebpf.detach_tc_programs(job.pod, job.index)
         index = job.index
-        tcx = call_in_netns(job.pod_fd, lambda: ebpf.detach_tcx_programs(index))
+        tcx = await on_worker(job.pod_fd, lambda: ebpf.detach_tcx_programs(index))
         log.info("detached %d TC and %d TCX program(s) from %s in the pod", tc, tcx, job.name)
 
     async def _vrf(self, job: AttachJob) -> None:
@@ -374,7 +374,7 @@ class Attacher:
             sysctl.write_global("ipv4/tcp_l3mdev_accept", 1, root)
             sysctl.write_global("ipv4/udp_l3mdev_accept", 1, root)
 
-        call_in_netns(job.pod_fd, l3mdev)
+        await on_worker(job.pod_fd, l3mdev)
 
     async def _routes(self, job: AttachJob) -> None:
         routes = plan_routes(job.cfg, job.snap, job.vrf_table)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
-from dranet_backends.netdev.nsutil import SELF_NETNS, Rtnl, call_in_netns, open_netns
+from dranet_backends.netdev.nsutil import SELF_NETNS, Rtnl, on_worker, open_netns
 from dranet_backends.netdev.snapshot import HostSnapshot, link_identity
 from dranet_backends.netns import live_netns, netns_id, open_pod_netns
 
@@ -108,11 +108,9 @@ class HostSide:
                     self._rtnl = await Rtnl.open(self.fd)
         return self._rtnl
 
-    def in_ns(self, fn: Callable[[], T]) -> T:
-        """Run quick, non-blocking ``fn`` in the host netns, on this thread."""
-        if self.is_self:
-            return fn()
-        return call_in_netns(self.fd, fn)
+    async def in_ns(self, fn: Callable[[], T]) -> T:
+        """Run quick ``fn`` in the host netns on the netlink worker thread (:func:`.nsutil.on_worker`)."""
+        return await on_worker(None if self.is_self else self.fd, fn)
 
     async def at(self, device: str, step: str) -> None:
         """The step hook, if any."""

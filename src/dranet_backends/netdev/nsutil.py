@@ -59,6 +59,7 @@ __all__ = [
     "THREAD_NETNS",
     "Rtnl",
     "call_in_netns",
+    "on_worker",
     "open_netns",
     "rtnl_socket",
     "run_in_netns",
@@ -114,6 +115,21 @@ def _executor() -> ThreadPoolExecutor:
         if not _worker:
             _worker.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="dranet-rtnl"))
         return _worker[0]
+
+
+async def on_worker(ns_fd: int | None, fn: Callable[[], T]) -> T:
+    """Run quick ``fn`` on the netlink worker thread, inside netns ``ns_fd`` (``None``: the
+    worker's own). For work the kernel may hold behind the rtnl lock -- ethtool ioctls, some
+    ``/proc/sys/net`` writes -- which must not wait on the event loop."""
+    if ns_fd is None:
+        job = fn
+    else:
+        fd = ns_fd
+
+        def job() -> T:
+            return call_in_netns(fd, fn)
+
+    return await asyncio.get_running_loop().run_in_executor(_executor(), job)
 
 
 def _exchange(sock: socket.socket, req: rtmsg.Request, seq: int) -> list[rtmsg.Reply]:

@@ -201,7 +201,7 @@ class Restorer:
         if not (sysctls or snap.features or snap.private_flags):
             return
         name, root = ctx.name, self.host.proc_sys
-        features, flags = self.host.in_ns(lambda: _settings_in_ns(name, snap, sysctls, root))
+        features, flags = await self.host.in_ns(lambda: _settings_in_ns(name, snap, sysctls, root))
         if features or flags:  # changing offloads may reconfigure a real NIC: in a thread
             await run_in_netns(self.host.fd, lambda: _set_ethtool(name, features, flags))
 
