@@ -36,8 +36,7 @@ def test_unprepare_claims_on_driver_restart_after_pod_deletion_during_driver_dow
     c.crash()
     # the pod is force-deleted while the driver is down: the runtime tears the sandbox down
     # (no NRI event reaches the driver) and deletes its netns, the veth dies with it
-    c.node.drop_netns(pod.netns)
-    c.live_pods.remove(pod)
+    c.forget_pod(pod)
     assert claim.uid in c.driver.claim_uids()  # the checkpoint still knows the claim
     c.runtime.sync_pods = []
     c.start()
