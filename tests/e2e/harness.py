@@ -69,6 +69,7 @@ from e2e.nodenet import (  # noqa: E402
     NODE_NAME,
     WAIT,
     Dev,
+    NetnsHolder,
     Node,
     T,
     global_addrs,
@@ -89,6 +90,7 @@ __all__ = [
     "DriverProcess",
     "Kubelet",
     "Loop",
+    "NetnsHolder",
     "Node",
     "Pod",
     "global_addrs",
@@ -162,6 +164,7 @@ class Cluster:
         self._ids = itertools.count()
         self.extra: tuple[str, ...] = ()
         self.live_pods: list[Pod] = []  # created and not deleted yet (cleaned by cleanup())
+        self.holders: list[NetnsHolder] = []
 
     def cleanup(self) -> None:
         """Undo what a scenario left: its pods are stopped, removed, unprepared (errors
@@ -176,6 +179,9 @@ class Cluster:
                         self.unprepare(c)
             self.node.drop_netns(pod.netns)
         self.live_pods.clear()
+        for h in self.holders:
+            h.close()
+        self.holders.clear()
         for dev in self.node.created:
             self.node.delete_link(dev.name)
         self.node.created.clear()
@@ -230,6 +236,8 @@ class Cluster:
 
     def close(self) -> None:
         self.driver.stop_now()
+        for h in self.holders:
+            h.close()
         with contextlib.suppress(Exception):
             self.loop.run(self.runtime.aclose(), timeout=15)
         with contextlib.suppress(Exception):
@@ -371,6 +379,12 @@ class Cluster:
         pod = Pod(sandbox=sandbox, netns=ns, claims=list(claims))
         self.live_pods.append(pod)
         return pod
+
+    def hold(self, pod: Pod) -> NetnsHolder:
+        """Keep ``pod``'s network namespace alive with a process (closed by cleanup())."""
+        h = NetnsHolder(pod.netns)
+        self.holders.append(h)
+        return h
 
     def new_sandbox(self, pod: Pod, *, netns: str | None = None) -> Pod:
         """The same pod (name, UID, claims) in a new sandbox: a new sandbox id and a new
