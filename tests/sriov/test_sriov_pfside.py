@@ -24,6 +24,7 @@ from dranet_backends.netdev.pciids import PciIds
 from dranet_backends.sriov import SriovBackend
 from dranet_backends.sriov.pfside import PfClient
 from dranet_core.app import Driver
+from dranet_core.attach_report import AttachReport
 from dranet_core.capabilities import handler_table
 from dranet_core.checkpoint import ClaimStore, DeviceState
 from dranet_core.claim_allocator import ClaimAllocator
@@ -150,7 +151,8 @@ class Node:
         self.pods = PodNetworking(
             store=self.store,
             movers=self.table.movers,
-            publisher=self.publisher,
+            observer=AttachReport(self.publisher, driver_name="dra.net", pool="node"),
+            events=self.publisher,
             driver_name="dra.net",
             pool="node",
         )
