@@ -370,3 +370,33 @@ async def test_the_driver_composition_gives_the_sriov_backend_its_journal(tmp_pa
     await driver.pods.attach_pod(pod(2))
     await driver.pods.release_claim(ClaimRef(namespace="default", name="claim-a", uid="claim-a"))
     assert kernel.pfs["eth1"][1].vlan == 200
+
+
+async def _crash_after_mac(node: Node) -> None:
+    """A driver that died after journalling ``attaching`` and applying the first setting."""
+    await node.prepare("claim-a", 1)
+    pc = node.store.get("claim-a")
+    assert pc is not None
+    dev = pc.plan.devices[0]
+    snaps = {"sriov": await node.sriov.snapshot(dev), "netdev": await node.netdev.snapshot(dev)}
+    p = pod(1)
+    await node.store.set_device_state(
+        "claim-a", VF, DeviceState(phase="attaching", pod_uid=p.uid, netns=p.netns, snapshot=snaps)
+    )
+    node.kernel.pfs["eth1"][1].mac = bytes.fromhex("02000000aa01")
+
+
+async def test_a_restart_mid_apply_resumes_and_the_release_restores_the_state_before_it(node: Node) -> None:
+    await _crash_after_mac(node)
+    assert await node.pods.reconcile([pod(1)]) == {"resumed": 1}
+    assert node.vf() == APPLIED
+    assert node.kernel.log[-1] == "move eth2 -> pod-1"
+    await node.nri.stop_pod_sandbox(pod(1))
+    assert node.vf() == ORIGINAL  # the journalled snapshot, not the half-applied state
+
+
+async def test_a_restart_mid_apply_with_the_pod_gone_restores_the_vf(node: Node) -> None:
+    await _crash_after_mac(node)
+    assert await node.pods.reconcile([]) == {"returned": 1}
+    assert node.vf() == ORIGINAL
+    assert node.store.device_state("claim-a", VF) == DeviceState(phase="prepared")
