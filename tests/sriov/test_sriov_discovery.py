@@ -191,7 +191,7 @@ async def test_empty_or_missing_sysfs_discovers_nothing(tmp_path: Path) -> None:
 
 async def test_watch_notifies_at_start_and_on_change_only(fs: FakeSysfs) -> None:
     sriov_node(fs)
-    b = SriovBackend(sysfs=fs.root, pci_ids=PciIds(paths=()), poll_interval=0.005)
+    b = SriovBackend(sysfs=fs.root, pci_ids=PciIds(paths=()), poll_interval=0.005, uevents=None)
     calls: list[int] = []
     changed = asyncio.Event()
 
