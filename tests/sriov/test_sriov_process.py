@@ -1,14 +1,16 @@
-"""The sriov backend inside the real ``dranet run`` process (the acceptance harness of tests/e2e).
+"""The sriov and rdma backends inside the real ``dranet run`` process (the tests/e2e harness).
 
 No SR-IOV hardware here, so the driver reads a fake sysfs tree (``--sysfs-root``); the
 uevents are real: the driver listens in the node's network namespace (``--host-netns``),
 and a veth created there makes the kernel send one. With the sriov poll and the
 inventory's periodic rescan both set to an hour, a VF bound to vfio-pci after start can
-only reach the ResourceSlice through the uevent path.
+only reach the ResourceSlice through the uevent path. The same for an RDMA device (IB-only,
+so no netdev backend is needed) with the rdma backend.
 """
 
 from __future__ import annotations
 
+import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,9 @@ from typing import Any
 import pytest
 from e2e.harness import Cluster, grpc_pb_fixture, root_or_skip, wait_for  # noqa: F401
 from sriov_fakes import FakeSysfs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "rdma"))
+from rdma_helpers import add_pci, add_rdma
 
 pytestmark = [pytest.mark.netns, pytest.mark.socket, pytest.mark.slow]
 
@@ -66,3 +71,29 @@ def test_a_vf_bound_to_vfio_pci_reaches_the_slice_on_a_kernel_uevent(
     assert attrs["dra.net/vfio"] == {"bool": True}
     assert attrs["dra.net/sriovPfName"] == {"string": "eth1"}
     assert attrs["dra.net/sriovVfIndex"] == {"int": 0}
+
+
+def test_an_rdma_device_reaches_the_slice_on_a_kernel_uevent(cluster: Cluster, tmp_path: Path) -> None:
+    sysfs = tmp_path / "sys"
+    (sysfs / "class" / "infiniband").mkdir(parents=True)
+    cluster.start(
+        "--backends=rdma",
+        f"--sysfs-root={sysfs}",
+        "--backend-option=rdma.poll_interval=3600",
+        "--backend-option=rdma.netns_mode=shared",
+        "--inventory-max-poll-interval=1h",
+    )
+    assert "pci-0000-09-00-0" not in _sriov_devices(cluster)
+
+    # an IB-only HCA's driver loads: its RDMA device appears in sysfs ...
+    add_rdma(sysfs, "erdma_0", pci=add_pci(sysfs, "0000:09:00.0"), ports=[(1, "InfiniBand", "4: ACTIVE", ())])
+    # ... and the kernel announces something on the node
+    cluster.node.veth()
+
+    dev = wait_for(
+        "the RDMA device in a ResourceSlice",
+        lambda: _sriov_devices(cluster).get("pci-0000-09-00-0"),
+        log=cluster.log,
+    )
+    assert dev["attributes"]["dra.net/rdmaDevice"] == {"string": "erdma_0"}
+    assert dev["attributes"]["dra.net/rdma"] == {"bool": True}
