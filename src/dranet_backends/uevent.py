@@ -174,8 +174,8 @@ async def watch_sysfs(
     """Call ``check()`` at start, on every uevent batch with a relevant (or lost) event, and
     every ``interval`` seconds; ``notify()`` whenever it returns True (something changed).
 
-    Without uevents (``open_source`` None or refused: logged once) it only polls. Checks
-    never overlap. Runs until cancelled.
+    Without uevents (``open_source`` None or refused, or the socket failing later: logged
+    once) it only polls. Checks never overlap. Runs until cancelled.
     """
     lock = asyncio.Lock()
 
@@ -202,13 +202,17 @@ async def watch_sysfs(
         return
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(poll(), name=f"{name} sysfs resync")
-            while True:
-                events = await source.batch()
-                hits = [e for e in events if e is None or relevant(e)]
-                if hits:
-                    log.debug("%s: %d relevant uevent(s), e.g. %s", name, len(hits), hits[0])
-                    await run_check()
+            poller = tg.create_task(poll(), name=f"{name} sysfs resync")
+            try:
+                while True:
+                    events = await source.batch()
+                    hits = [e for e in events if e is None or relevant(e)]
+                    if hits:
+                        log.debug("%s: %d relevant uevent(s), e.g. %s", name, len(hits), hits[0])
+                        await run_check()
+            except OSError as exc:
+                log.warning("%s: uevent socket failed (%s); polling sysfs every %gs", name, exc, interval)
+                await poller
     finally:
         with contextlib.suppress(OSError):
             source.close()

@@ -225,6 +225,42 @@ async def test_without_uevents_the_watch_still_polls() -> None:
     assert notes == [1]
 
 
+async def test_a_failing_uevent_socket_falls_back_to_polling() -> None:
+    class Broken(QueueStream):
+        async def batch(self) -> list[Uevent | None]:
+            raise OSError(9, "Bad file descriptor")
+
+    stream = Broken()
+    checks: list[int] = []
+    third = asyncio.Event()
+
+    async def check() -> bool:
+        checks.append(1)
+        if len(checks) == 3:
+            third.set()
+        return False
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    task = asyncio.create_task(
+        watch_sysfs(
+            "t",
+            check,
+            lambda: None,
+            relevant=lambda e: True,
+            interval=HOUR,
+            open_source=lambda: stream,
+            sleep=sleep,
+        )
+    )
+    await third.wait()  # the poll kept going after the socket failed
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert stream.closed
+
+
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
