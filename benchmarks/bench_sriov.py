@@ -118,7 +118,7 @@ def per_call(fn: Callable[[], object], calls: int, repeat: int) -> float:
 
 
 def _fake_stat(path: str) -> os.stat_result:
-    return os.stat_result((stat.S_IFCHR | 0o600, 0, 0, 1, 0, 0, os.makedev(243, 1), 0, 0, 0))
+    return os.stat_result((stat.S_IFCHR | 0o600, 0, 0, 1, 0, 0, 0, 0, 0, 0), {"st_rdev": os.makedev(243, 1)})
 
 
 def bench(vfs: int, repeat: int) -> list[tuple[str, float, str]]:

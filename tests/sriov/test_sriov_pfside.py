@@ -12,6 +12,8 @@ an older claim never resets a VF a newer claim holds.
 from __future__ import annotations
 
 import errno
+import os
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -400,3 +402,33 @@ async def test_a_restart_mid_apply_with_the_pod_gone_restores_the_vf(node: Node)
     assert await node.pods.reconcile([]) == {"returned": 1}
     assert node.vf() == ORIGINAL
     assert node.store.device_state("claim-a", VF) == DeviceState(phase="prepared")
+
+
+async def test_a_vfio_vf_gets_its_pf_side_settings_too(tmp_path: Path) -> None:
+    """VF 0 is bound to vfio-pci (DPDK): nothing moves, but its PF-side settings are made and undone."""
+    fs = FakeSysfs(tmp_path / "sys")
+    sriov_node(fs)
+    kernel = FakePfKernel()
+    kernel.add_pf("eth1", 2)
+
+    def char_stat(path: str) -> os.stat_result:
+        return os.stat_result(
+            (stat.S_IFCHR | 0o600, 0, 0, 1, 0, 0, 0, 0, 0, 0), {"st_rdev": os.makedev(243, 1)}
+        )
+
+    b = SriovBackend(sysfs=fs.root, pci_ids=PciIds(paths=()), pf_client=PfClient(kernel), stat_fn=char_stat)
+    vfio = next(d for d in await b.scan() if d.facets["sriov"]["driver"] == "vfio-pci")
+    dev = PreparedDevice(
+        pool="node",
+        device=vfio.name,
+        request_names=("dpdk",),
+        config=NetworkConfig(sriov=SriovConfig(vlan=300, trust=True)),
+        facets=dict(vfio.facets),
+    )
+    snap = await b.snapshot(dev)
+    result = await b.attach(dev, pod(1), snap)
+    assert [c.reason for c in result.conditions] == ["UserspaceDeviceReady"]
+    assert (kernel.pfs["eth1"][0].vlan, kernel.pfs["eth1"][0].trust) == (300, 1)
+    await b.detach(dev, pod(1), snap)
+    assert kernel.pfs["eth1"][0] == Vf(mac=bytes([2, 0, 0, 0, 0, 0x10]))
+    assert kernel.log == ["eth1 vf 0 vlan", "eth1 vf 0 trust", "eth1 vf 0 trust", "eth1 vf 0 vlan"]
