@@ -1,4 +1,4 @@
-"""The sriov backend object: userspace-bound NICs (vfio-pci, uio) and the SR-IOV VF checks.
+"""The sriov backend object: userspace-bound NICs (vfio-pci, uio), SR-IOV VF checks and PF-side VF settings.
 
 :class:`SriovBackend` implements these capabilities:
 
@@ -7,8 +7,9 @@
   cannot see because they have no netdev. Each is a ``pci-<domain>-<bus>-<dev>-<fn>`` device
   with the attributes of :mod:`.attributes` and the facet of :mod:`.facet`. The whole sysfs
   read runs in a worker thread. A scan first reads a cheap fingerprint (per network
-  function: address and driver; for userspace-bound ones also IOMMU group and members, PF
-  link and PF netdev names, ``sriov_numvfs``, see :func:`.sysfs.fingerprint`) and re-reads
+  function: address and driver, a kernel-bound VF's netdevs; for userspace-bound ones also
+  IOMMU group and members, PF link and PF netdev names, ``sriov_numvfs``, see
+  :func:`.sysfs.fingerprint`) and re-reads
   everything only when it changed or the last full read is older than ``full_resync``
   seconds (default 300); the Devices are rebuilt only when the facts changed.
   :meth:`~SriovBackend.watch` re-reads the fingerprint on every kernel uevent of the
@@ -18,11 +19,11 @@
 * **AdjustsContainers.** :meth:`~SriovBackend.device_nodes` gives every container of the
   pod ``/dev/vfio/vfio`` and ``/dev/vfio/<group>`` (vfio-pci) or ``/dev/uioN`` (uio), see
   :mod:`.devnodes`.
-* **ValidatesConfig.** :meth:`~SriovBackend.validate_config` rejects netdev settings for a
-  userspace-bound device and a VF MTU above its PF's, see :mod:`.validate`. It is asked for
-  the devices it :meth:`~SriovBackend.owns`: those with an sriov facet *and* the netdev
-  backend's VFs (``dra.net/isSriovVf`` with a ``dra.net/pciAddress``), whose PF MTU it reads
-  from sysfs at prepare time.
+* **ValidatesConfig.** :meth:`~SriovBackend.validate_config` rejects an ``sriov`` section
+  for a device that is not a VF with a known PF and VF number, netdev settings for a
+  userspace-bound device, a VF MTU above its PF's (read from sysfs at prepare time), and a
+  kernel-bound VF that no backend moves (no netdev facet); see :mod:`.validate`. It
+  :meth:`~SriovBackend.owns` every device, so the ``sriov`` rule reaches them all.
 * **NamespaceMover.** Runs before the netdev backend's mover (backend order ``sriov``,
   ``netdev``, ``rdma``), so on attach the PF-side settings are made before the VF moves and
   on detach they are restored after it came home:
