@@ -14,7 +14,7 @@ dra.net/vfio                   bool    bound to vfio-pci (containers get ``/dev/
 dra.net/iommuGroup             int     IOMMU group number (absent without an IOMMU)
 dra.net/iommuGroupShared       bool    other (non-bridge) functions are in the same IOMMU
                                        group: giving this device to a pod is not isolated
-                                       (kubernetes-sigs/dranet#186); absent without a group
+                                       from them; absent without a group
 dra.net/sriov                  bool    ``sriov_totalvfs`` > 0 (an SR-IOV capable PF)
 dra.net/sriovVfs               int     ``sriov_numvfs`` (only when sriov)
 dra.net/isSriovVf              bool    a VF (``physfn`` exists); only ``true`` is emitted
