@@ -77,6 +77,8 @@ def backend_context(settings: Settings) -> BackendContext:
     opts = {"move_ib_interfaces": str(settings.inventory.move_ib_interfaces).lower()}
     if settings.host.host_netns != HostSettings().host_netns:
         opts["netns"] = str(settings.host.host_netns)  # the namespace the backends treat as the host's
+    if settings.checkpoint.db_path is not None:  # durable backend state lives beside the checkpoint
+        opts["state_dir"] = str(settings.checkpoint.db_path.parent)
     opts.update(settings.backend_options)
     return BackendContext(
         node_name=settings.kube.node_name,
@@ -113,6 +115,8 @@ class Driver:
         self.settings = settings
         self.table: HandlerTable = handler_table(backends)
         self.metrics = metrics or Metrics()
+        for timer in self.table.step_timers:
+            timer.set_step_observer(self.metrics.observe_attach_step)
         self.health = Health(clock)
         self.clock = clock
         self.publisher = MeteredPublisher(publisher, metrics=self.metrics, rdma_attribute=RDMA_ATTRIBUTE)
@@ -270,6 +274,8 @@ class Driver:
             )
             sup.start(Job(name="nri plugin", run=self.nri.run, part="nri plugin"))
             sup.start(Job(name="health", run=self._health_job))
+            for name, b in self.table.background:
+                sup.start(Job(name=f"{name} background", run=b.run, part=f"{name} background"))
             if started is not None:
                 started()
             await stop.wait()
