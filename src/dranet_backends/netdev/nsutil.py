@@ -82,26 +82,28 @@ REPLY_TIMEOUT: Final = 10.0
 def rtnl_socket(ns_fd: int) -> socket.socket:
     """A blocking NETLINK_ROUTE socket that lives in netns ``ns_fd``, made on the calling
     thread (:func:`call_in_netns`): strict-checked dumps, extended acks, a reply timeout."""
+    return call_in_netns(ns_fd, _new_socket)
 
-    def make() -> socket.socket:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+
+def _new_socket() -> socket.socket:
+    """A NETLINK_ROUTE socket in the calling thread's netns (see :func:`rtnl_socket`)."""
+
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+    try:
         try:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, _SOCK_BUF)
-            except OSError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCK_BUF)
-            # strict checking makes the kernel honour the filters in dump requests (RTA_OIF,
-            # NDA_IFINDEX, ifa_index) instead of dumping everything for us to filter here
-            sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
-            sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
-            sock.settimeout(REPLY_TIMEOUT)
-            sock.bind((0, 0))
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    return call_in_netns(ns_fd, make)
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, _SOCK_BUF)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCK_BUF)
+        # strict checking makes the kernel honour the filters in dump requests (RTA_OIF,
+        # NDA_IFINDEX, ifa_index) instead of dumping everything for us to filter here
+        sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+        sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+        sock.settimeout(REPLY_TIMEOUT)
+        sock.bind((0, 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 _worker_lock = threading.Lock()
@@ -185,8 +187,10 @@ class Rtnl:
 
     @classmethod
     async def open(cls, ns_fd: int) -> Rtnl:
-        """A client for netns ``ns_fd``; close it with :meth:`aclose`."""
-        return cls(rtnl_socket(ns_fd))
+        """A client for netns ``ns_fd``; close it with :meth:`aclose`. The socket is made on
+        the worker thread (entering the netns involves path lookups the event loop must not
+        wait on)."""
+        return cls(await on_worker(ns_fd, _new_socket))
 
     async def aclose(self) -> None:
         """Close the client and its socket (idempotent; after its pending exchanges)."""
