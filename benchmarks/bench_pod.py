@@ -323,6 +323,7 @@ async def run(runs: int, burst: int) -> int:
         total=total,
         stall=(worst[0], worst[1]),
         mover_burst=mover_burst,
+        prefix=lab.prefix,
     )
 
 
@@ -365,6 +366,7 @@ def report(
     total: float,
     stall: tuple[float, float],
     mover_burst: tuple[float, tuple[float, float], int],
+    prefix: str = "",
 ) -> int:
     """Print the table; return the exit status (1 when a target is missed)."""
     floor = statistics.median(floors)
@@ -372,7 +374,7 @@ def report(
     ready = statistics.median([p + a for p, a in zip(prepares, attaches, strict=True)])
     mover = sum(statistics.median(v) for v in steps.values())
     budget = 1.5 * burst * floor
-    print(TITLE)
+    print(f"{TITLE} (namespaces {prefix}-*, removed)")
     _row("measure", "value", "target")
     _row(f"in-process netlink floor, one pod (median of {runs})", f"{floor * 1e3:.2f}ms")
     _row("prepare (fsynced checkpoint write), median", f"{statistics.median(prepares) * 1e3:.2f}ms")
