@@ -243,22 +243,26 @@ class Side:
         return st is not None and st.phase == "attached"
 
 
-def _run_delay() -> float:
-    """Seconds this thread has spent runnable but waiting for a CPU (``schedstat``)."""
-    with open("/proc/thread-self/schedstat", encoding="ascii") as f:
-        return int(f.read().split()[1]) / 1e9
+def _run_delay(fd: int) -> float:
+    """Seconds the thread of ``fd`` (its ``schedstat``) spent runnable but waiting for a CPU.
+    Read through an fd opened once: a path lookup in /proc can itself wait under load."""
+    return int(os.pread(fd, 256, 0).split()[1]) / 1e9
 
 
 async def _stall_probe(stop: asyncio.Event, worst: list[float]) -> None:
     """Worst lateness of a 1 ms sleep while ``stop`` is not set: ``worst[0]`` as measured,
     ``worst[1]`` less the time the loop's thread waited for a CPU meanwhile (on a shared,
     overloaded machine the scheduler alone stalls any process; that is not the driver's)."""
-    while not stop.is_set():
-        t0, r0 = time.perf_counter(), _run_delay()
-        await asyncio.sleep(0.001)
-        late, queued = time.perf_counter() - t0 - 0.001, _run_delay() - r0
-        worst[0] = max(worst[0], late)
-        worst[1] = max(worst[1], late - queued)
+    fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        while not stop.is_set():
+            t0, r0 = time.perf_counter(), _run_delay(fd)
+            await asyncio.sleep(0.001)
+            late, queued = time.perf_counter() - t0 - 0.001, _run_delay(fd) - r0
+            worst[0] = max(worst[0], late)
+            worst[1] = max(worst[1], late - queued)
+    finally:
+        os.close(fd)
 
 
 def _ms(values: list[float]) -> str:
