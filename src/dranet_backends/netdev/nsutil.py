@@ -1,22 +1,19 @@
 """Network-namespace plumbing for the netdev mover: fds, threads inside a netns, netlink sockets.
 
-Three rules, all from measurements (see docs/mover.md):
+Rules, all from measurements (see docs/mover.md):
 
 * never ``AsyncIPRoute(netns=...)``: it forks once per instance (10-15 ms, and unsafe in a
   threaded process). A netlink socket for another netns is made by a thread that has
-  ``setns()``-ed into it; a socket keeps the netns it was created in for its whole life, so
-  the socket is then used from the event loop like any other (:func:`rtnl_socket`,
-  :class:`Rtnl`).
-* code that must *run* inside a netns takes one of two paths. Microsecond work that cannot
-  block (creating a socket, ``/proc/sys/net`` reads and writes, ethtool *reads*, ``bpf(2)``
-  queries) runs on the calling thread itself, which enters the netns and comes straight back
-  (:func:`call_in_netns`): no other coroutine can run in between, since nothing awaits, and
-  it costs microseconds where waking a thread costs 0.2-3 ms on a busy node. Work a driver
-  may make slow (ethtool feature *changes* reconfigure real NICs) runs in a fresh,
-  short-lived thread (:func:`run_in_netns`) that exits afterwards, so no pooled thread is
-  ever left in a pod's netns.
-* both live in :mod:`dranet_backends.netns` (shared with discovery and the rdma backend) and
-  are re-exported here with ``setns``, ``open_netns`` and the netns path constants.
+  ``setns()``-ed into it and comes straight back; a socket keeps the netns it was created in
+  for its whole life.
+* nothing that may wait on the kernel runs on the event loop: netlink exchanges, socket
+  creation in a netns, host ethtool reads and ``/proc/sys/net`` work run on the netlink
+  worker threads (:func:`on_worker`, which enters the netns and comes back,
+  :func:`call_in_netns`); work a driver may make slow (ethtool feature *changes* reconfigure
+  real NICs) runs in a fresh, short-lived thread (:func:`run_in_netns`) that exits
+  afterwards, so no pooled thread is ever left in a pod's netns.
+* the netns helpers live in :mod:`dranet_backends.netns` (shared with discovery and the rdma
+  backend) and are re-exported here with ``setns``, ``open_netns`` and the path constants.
 * a netns is held by an open fd (``O_RDONLY`` on ``/run/netns/x`` or ``/proc/<pid>/ns/net``),
   never by a name that may be reused.
 
@@ -61,7 +58,6 @@ __all__ = [
     "call_in_netns",
     "on_worker",
     "open_netns",
-    "rtnl_socket",
     "run_in_netns",
     "setns",
 ]
@@ -79,14 +75,9 @@ REPLY_TIMEOUT: Final = 10.0
 """Seconds a request waits for the kernel's answer before it fails with ETIMEDOUT."""
 
 
-def rtnl_socket(ns_fd: int) -> socket.socket:
-    """A blocking NETLINK_ROUTE socket that lives in netns ``ns_fd``, made on the calling
-    thread (:func:`call_in_netns`): strict-checked dumps, extended acks, a reply timeout."""
-    return call_in_netns(ns_fd, _new_socket)
-
-
 def _new_socket() -> socket.socket:
-    """A NETLINK_ROUTE socket in the calling thread's netns (see :func:`rtnl_socket`)."""
+    """A blocking NETLINK_ROUTE socket in the calling thread's netns: strict-checked dumps,
+    extended acks, a reply timeout (:data:`REPLY_TIMEOUT`)."""
 
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
     try:
