@@ -94,6 +94,8 @@ def backend_context(settings: Settings) -> BackendContext:
     opts = {"move_ib_interfaces": str(settings.inventory.move_ib_interfaces).lower()}
     if settings.host.host_netns != HostSettings().host_netns:
         opts["netns"] = str(settings.host.host_netns)  # the namespace the backends treat as the host's
+    if settings.checkpoint.db_path is not None:  # durable backend state lives beside the checkpoint
+        opts["state_dir"] = str(settings.checkpoint.db_path.parent)
     opts.update(settings.backend_options)
     return BackendContext(
         node_name=settings.kube.node_name,
@@ -132,6 +134,8 @@ class Driver:
         self.settings = settings
         self.table: HandlerTable = handler_table(backends)
         self.metrics = metrics or Metrics()
+        for timer in self.table.step_timers:
+            timer.set_step_observer(self.metrics.observe_attach_step)
         self.health = Health(clock)
         self.clock = clock
         name = settings.kube.driver_name
