@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 from e2e.harness import Cluster, grpc_pb_fixture, root_or_skip  # noqa: F401
@@ -26,15 +26,34 @@ def shared_cluster(grpc_pb: types.SimpleNamespace) -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def cluster(shared_cluster: Cluster) -> Iterator[Cluster]:
+def cluster(shared_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """The module's driver; after the test it must still be running and healthy."""
-    if not shared_cluster.driver.alive:
-        shared_cluster.start(*shared_cluster.extra)  # an earlier test broke it: do not cascade
+    c = shared_cluster
+    if c.broken or not c.driver.alive:
+        c.driver.stop_now()  # an earlier test broke it: a fresh process, so failures do not cascade
+        c.start(*c.extra)
+        c.broken = False
     try:
-        yield shared_cluster
+        yield c
     finally:
-        shared_cluster.cleanup()
-    shared_cluster.assert_serving()
+        rep = getattr(request.node, "rep_call", None)
+        c.broken = rep is None or rep.failed
+        c.cleanup()
+    try:
+        c.assert_serving()
+    except BaseException:
+        c.broken = True
+        raise
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the item (the ``cluster`` fixture reads ``rep_call``)."""
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
 
 
 @pytest.fixture

@@ -168,6 +168,7 @@ class Cluster:
         self.extra: tuple[str, ...] = ()
         self.live_pods: list[Pod] = []  # created and not deleted yet (cleaned by cleanup())
         self.holders: list[NetnsHolder] = []
+        self.broken = False  # set by the fixtures when a test failed on this driver
 
     def cleanup(self) -> None:
         """Undo what a scenario left: its pods are stopped, removed, unprepared (errors
