@@ -212,7 +212,7 @@ class Cluster:
         n = first
         while True:
             session = self.loop.run(self.runtime.wait_ready(n))
-            if session.ready.is_set():
+            if session.ready.is_set() and not session.closed.is_set():
                 return session
             assert self.driver.alive and time.monotonic() < deadline, f"NRI never synchronized\n{self.log()}"
             n += 1
@@ -257,6 +257,10 @@ class Cluster:
 
     @property
     def session(self) -> PeerSession:
+        """The runtime's live plugin connection (the newest one that synchronized)."""
+        for s in reversed(self.runtime.sessions):
+            if s.ready.is_set() and not s.closed.is_set():
+                return s
         return self.runtime.sessions[-1]
 
     def healthz(self) -> tuple[int, dict[str, Any]]:
@@ -501,9 +505,7 @@ class Cluster:
         self.loop.run(self.driver.wait_healthy())
 
 
-def run_concurrently(
-    cluster: Cluster, calls: Iterable[Callable[[], T]], limit: int = 64
-) -> list[T | BaseException]:
+def run_concurrently(calls: Iterable[Callable[[], T]], limit: int = 64) -> list[T | BaseException]:
     """Run blocking ``calls`` in threads at once (a thread pool of ``limit``); results or
     exceptions, in order."""
     calls = list(calls)
