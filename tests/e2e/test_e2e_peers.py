@@ -29,10 +29,10 @@ def test_the_runtime_restarts_in_the_middle_of_an_attach(fresh_cluster: Cluster)
     run = c.loop.run_later(c.session.run_pod_sandbox(pod.sandbox))
     wait_for("attaching", lambda: c.driver.journal().get(claim.devices[0], {}).get("phase") == "attaching")
     before = len(c.runtime.sessions)
+    c.runtime.sync_pods = []  # the half-created sandbox will not survive the restart
     c.loop.run(c.runtime.stop_listening())  # containerd restarts: every plugin connection drops
     with contextlib.suppress(ConnectionError):
         run.result(60)
-    c.runtime.sync_pods = []  # the half-created sandbox did not survive the restart
     c.loop.run(c.runtime.start())
     c.wait_synchronized(before + 1)
     journal_settled(c)
