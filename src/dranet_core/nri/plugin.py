@@ -1,4 +1,4 @@
-"""The NRI plugin runtime: register with the container runtime, serve its events, reconnect.
+"""The NRI plugin runtime: register with the container runtime and serve its events.
 
 Theory of operation
 -------------------
@@ -33,10 +33,11 @@ RunPodSandbox is undone afterwards by calling the handler's stop and remove meth
 the runtime failed that sandbox and will not tell plugins about it again.
 
 When the connection ends (runtime restart, garbage on the socket, a protocol error) the
-session is torn down and :meth:`NriPlugin.run` reconnects with exponential backoff, forever;
-handler state lives in the driver and is reconciled by the Synchronize of the next session.
-A plugin on an inherited fd cannot reconnect: ``run()`` returns when that connection ends
-(the runtime restarts launched plugins itself).
+session is torn down and :meth:`NriPlugin.run` raises with the cause; the driver runs it as a
+supervised job, so the supervisor's one backoff decides when to dial again (there is no retry
+loop in here). Handler state lives in the driver and is reconciled by the Synchronize of the
+next session. A plugin on an inherited fd cannot reconnect: ``run()`` returns when that
+connection ends (the runtime restarts launched plugins itself).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from dranet_core.errors import ProtocolError, RpcError, SettingsError
+from dranet_core.health import HealthPart
 from dranet_core.nri import api
 from dranet_core.nri._decode import (
     decode_container_request,
@@ -62,6 +64,7 @@ from dranet_core.nri._decode import (
     decode_synchronize,
 )
 from dranet_core.nri._encode import encode_create_container_response
+from dranet_core.nri.bounded import BoundedCalls, LateFlag, run_then_undo_if_late
 from dranet_core.nri.events import EventType, event_mask, valid_events
 from dranet_core.nri.handlers import (
     ContainerInfo,
@@ -73,7 +76,6 @@ from dranet_core.nri.handlers import (
 )
 from dranet_core.transport.mux import MuxTrunk
 from dranet_core.transport.ttrpc import (
-    DEADLINE_EXCEEDED,
     INVALID_ARGUMENT,
     UNAVAILABLE,
     Handler,
@@ -119,15 +121,6 @@ class NriHealth:
     already failed the sandbox and tells plugins nothing more about it)."""
 
 
-class _LateFlag:
-    """Set when a handler call outlived its budget and the runtime got an error instead."""
-
-    __slots__ = ("set",)
-
-    def __init__(self) -> None:
-        self.set = False
-
-
 def _parse(cls: type[M], payload: bytes, what: str) -> M:
     try:
         return cls.parse(payload)  # type: ignore[attr-defined, no-any-return]
@@ -164,16 +157,15 @@ class NriPlugin:
         registration_timeout: float = 5.0,
         request_timeout_hint: float = 2.0,
         handler_margin: float = 0.25,
-        reconnect_initial: float = 0.5,
-        reconnect_max: float = 30.0,
         shutdown_grace: float = 5.0,
+        health: HealthPart | None = None,
     ) -> None:
         if not _NAME.match(plugin_name):
             raise SettingsError(f"NRI plugin name {plugin_name!r}: must match [a-zA-Z0-9_.+-]+")
         if not _INDEX.match(plugin_index):
             raise SettingsError(f"NRI plugin index {plugin_index!r}: must be two digits 00-99")
-        if min(registration_timeout, request_timeout_hint, reconnect_initial, reconnect_max) <= 0:
-            raise SettingsError("NRI timeouts and reconnect delays must be > 0")
+        if min(registration_timeout, request_timeout_hint) <= 0:
+            raise SettingsError("NRI timeouts must be > 0")
         if not 0 <= handler_margin < request_timeout_hint:
             raise SettingsError("NRI handler margin must be >= 0 and below the request timeout")
         self._handler = handler
@@ -189,12 +181,14 @@ class NriPlugin:
         self._name = plugin_name
         self._index = plugin_index
         self._registration_timeout = registration_timeout
-        self._request_timeout = request_timeout_hint
-        self._margin = handler_margin
-        self._reconnect_initial = reconnect_initial
-        self._reconnect_max = reconnect_max
+        self._calls = BoundedCalls(
+            request_timeout=request_timeout_hint, margin=handler_margin, on_failure=self._set_error
+        )
         self._shutdown_grace = shutdown_grace
         self._methods = self._method_table()
+        self._part = health
+        if health is not None:
+            health.failing("connecting to the runtime")
 
         self._client: TtrpcClient | None = None
         self._trunk: MuxTrunk | None = None
@@ -207,11 +201,6 @@ class NriPlugin:
         self._connects = 0
         self._runtime = ""
         self._events_sent = 0
-        self._late: dict[asyncio.Task[Any], tuple[str, str]] = {}
-        self._late_by_key: dict[str, asyncio.Task[Any]] = {}
-        self._late_completions = 0
-        self._late_failures = 0
-        self._late_compensations = 0
 
     @classmethod
     def from_environment(
@@ -259,10 +248,10 @@ class NriPlugin:
             connects=self._connects,
             runtime=self._runtime,
             events=self._events_sent,
-            late_running=len(self._late),
-            late_completions=self._late_completions,
-            late_failures=self._late_failures,
-            late_compensations=self._late_compensations,
+            late_running=self._calls.late_running,
+            late_completions=self._calls.late_completions,
+            late_failures=self._calls.late_failures,
+            late_compensations=self._calls.late_compensations,
         )
 
     async def update_containers(
@@ -279,39 +268,35 @@ class NriPlugin:
             raise RpcError(UNAVAILABLE, "NRI plugin is not registered with the runtime")
         req = api.UpdateContainersRequest(update=list(updates), evict=list(evictions))
         payload = await client.call(
-            api.RUNTIME_SERVICE, "UpdateContainers", bytes(req), timeout_s=self._request_timeout
+            api.RUNTIME_SERVICE, "UpdateContainers", bytes(req), timeout_s=self._calls.request_timeout
         )
         return list(_parse(api.UpdateContainersResponse, payload, "UpdateContainersResponse").failed)
 
     # --- lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, register and serve; on disconnect reconnect with backoff, forever.
+        """One session: connect, register and serve until the connection ends.
 
-        Cancel to stop. Returns only for an inherited fd whose connection ended, or after
-        :meth:`aclose`.
+        Raises with the cause when the connection fails or ends (the caller's supervisor
+        dials again after its backoff). Returns only for an inherited fd, which cannot be
+        dialled again, or after :meth:`aclose`.
         """
-        delay = self._reconnect_initial
-        while not self._closing:
-            synced = False
-            try:
-                synced = await self._session()
-                self._set_error("runtime closed the NRI connection")
-            except (OSError, ProtocolError, RpcError, TimeoutError) as exc:
-                self._set_error(f"{type(exc).__name__}: {exc}")
-            except Exception as exc:  # keep the driver alive whatever a session hit
-                log.exception("NRI session failed")
-                self._set_error(f"{type(exc).__name__}: {exc}")
+        if self._closing:
+            return
+        try:
+            await self._session()
+        except Exception as exc:
+            self._set_error(f"{type(exc).__name__}: {exc}")
             if self._socket_fd is not None or self._closing:
                 return
-            if synced:
-                delay = self._reconnect_initial
-            log.warning("NRI: reconnecting to %s in %.2fs", self._socket_path, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._reconnect_max)
+            raise
+        self._set_error("runtime closed the NRI connection")
+        if self._socket_fd is not None or self._closing:
+            return
+        raise ConnectionResetError("the runtime closed the NRI connection")
 
     async def aclose(self) -> None:
-        """Stop reconnecting, close the connection, and finish late handler work.
+        """Stop (``run`` returns from now on), close the connection, and finish late handler work.
 
         Late handlers get ``shutdown_grace`` seconds to complete; then they are cancelled.
         """
@@ -319,18 +304,13 @@ class NriPlugin:
         trunk = self._trunk
         if trunk is not None:
             await trunk.aclose()
-        late = list(self._late)
-        if late:
-            _, pending = await asyncio.wait(late, timeout=self._shutdown_grace)
-            for t in pending:
-                log.warning("NRI: cancelling late handler %s after the shutdown grace", t.get_name())
-                t.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+        await self._calls.drain(self._shutdown_grace)
 
     def _set_error(self, text: str) -> None:
         self._last_error = text
         log.warning("NRI: %s", text)
+        if self._part is not None and not self._registered:
+            self._part.failing(text)
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._socket_fd is not None:
@@ -370,7 +350,7 @@ class NriPlugin:
             try:
                 done, _ = await asyncio.wait(
                     {reader_task, sync_wait},
-                    timeout=self._registration_timeout + 2 * self._request_timeout,
+                    timeout=self._registration_timeout + 2 * self._calls.request_timeout,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
@@ -383,6 +363,8 @@ class NriPlugin:
             return synced.is_set()
         finally:
             self._registered = False
+            if self._part is not None:
+                self._part.failing("the NRI connection ended; reconnecting")
             self._client = None
             self._trunk = None
             client.close()
@@ -415,7 +397,7 @@ class NriPlugin:
         req = _parse(api.ConfigureRequest, payload, "ConfigureRequest")
         self._runtime = f"{req.runtime_name} {req.runtime_version}".strip()
         if req.request_timeout > 0:
-            self._request_timeout = req.request_timeout / 1000
+            self._calls.request_timeout = req.request_timeout / 1000
         if req.registration_timeout > 0:
             self._registration_timeout = req.registration_timeout / 1000
         valid = valid_events(req.runtime_name, req.runtime_version, req.NRI_version)
@@ -427,7 +409,7 @@ class NriPlugin:
             "NRI: configured by %s (NRI %s), request timeout %.3gs, events %#x",
             self._runtime,
             req.NRI_version or "<0.12",
-            self._request_timeout,
+            self._calls.request_timeout,
             mask,
         )
         return bytes(api.ConfigureResponse(events=mask))
@@ -442,8 +424,10 @@ class NriPlugin:
         self._sync_pods, self._sync_ctrs = [], []
         sync = getattr(self._handler, "synchronize", None)
         if callable(sync):
-            await self._bounded("synchronize", "Synchronize", deadline, lambda: sync(pods, ctrs))
+            await self._calls.run("synchronize", "Synchronize", deadline, lambda: sync(pods, ctrs))
         self._registered = True
+        if self._part is not None:
+            self._part.ok(f"registered with {self._runtime or 'runtime'}")
         if self._synced is not None:
             self._synced.set()
         log.info("NRI: synchronized %d pods, %d containers", len(pods), len(ctrs))
@@ -456,35 +440,16 @@ class NriPlugin:
     async def _pod_event(self, event: EventType, pod: PodSandbox, deadline: float | None) -> None:
         h = self._handler
         call: Callable[[], Awaitable[object]]
-        late = _LateFlag()
+        late = LateFlag()
         if event == EventType.RUN_POD_SANDBOX and isinstance(h, RunPodSandboxHandler):
-            call = functools.partial(self._run_then_compensate, h, pod, late)
+            call = functools.partial(run_then_undo_if_late, h, pod, late, self._calls)
         elif event == EventType.STOP_POD_SANDBOX and isinstance(h, StopPodSandboxHandler):
             call = functools.partial(h.stop_pod_sandbox, pod)
         elif event == EventType.REMOVE_POD_SANDBOX and isinstance(h, RemovePodSandboxHandler):
             call = functools.partial(h.remove_pod_sandbox, pod)
         else:
             return
-        await self._bounded(pod.id or pod.uid, event.name, deadline, call, late)
-
-    async def _run_then_compensate(self, h: RunPodSandboxHandler, pod: PodSandbox, late: _LateFlag) -> None:
-        """RunPodSandbox; if it finished after the runtime was told it failed, undo it.
-
-        containerd tears a sandbox whose NRI RunPodSandbox failed down without telling NRI
-        plugins (no StopPodSandbox / RemovePodSandbox follows), so the plugin delivers those
-        two events itself, to the handler's own stop/remove methods, once the late run is done.
-        """
-        await h.run_pod_sandbox(pod)
-        if not late.set:
-            return
-        log.warning("NRI: RunPodSandbox for %s finished after the runtime failed it; undoing it", pod)
-        if isinstance(h, StopPodSandboxHandler):
-            await h.stop_pod_sandbox(pod)
-        if isinstance(h, RemovePodSandboxHandler):
-            await h.remove_pod_sandbox(pod)
-        if not isinstance(h, StopPodSandboxHandler | RemovePodSandboxHandler):
-            log.error("NRI: handler has no stop/remove method; %s stays attached to a dead sandbox", pod)
-        self._late_compensations += 1
+        await self._calls.run(pod.id or pod.uid, event.name, deadline, call, late)
 
     async def _run_pod_sandbox(self, payload: bytes, deadline: float | None) -> bytes:
         pod = _decode(decode_pod_request, payload, "RunPodSandboxRequest")
@@ -506,7 +471,7 @@ class NriPlugin:
         h = self._handler
         if not isinstance(h, CreateContainerHandler):
             return b""
-        nodes = await self._bounded(
+        nodes = await self._calls.run(
             pod.id or pod.uid, "CreateContainer", deadline, functools.partial(h.create_container, pod, ctr)
         )
         return encode_create_container_response(nodes)
@@ -524,67 +489,3 @@ class NriPlugin:
         ):
             await self._pod_event(event, pod, deadline)
         return b""
-
-    # --- bounded handler time ----------------------------------------------------------
-
-    async def _bounded(
-        self,
-        key: str,
-        what: str,
-        deadline: float | None,
-        call: Callable[[], Awaitable[T]],
-        late: _LateFlag | None = None,
-    ) -> T:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        budget = self._request_timeout - self._margin
-        if deadline is not None:
-            budget = min(budget, deadline - now - self._margin)
-        until = now + max(budget, 0.0)
-        earlier = self._late_by_key.get(key)
-        if earlier is not None and not earlier.done():
-            log.info("NRI: %s for %s waits for the still-running %s", what, key, self._late[earlier][1])
-            await asyncio.wait({earlier}, timeout=max(until - loop.time(), 0.0))
-
-        async def _call() -> T:
-            return await call()
-
-        task: asyncio.Task[T] = loop.create_task(_call(), name=f"nri-{what}-{key}")
-        try:
-            done, _ = await asyncio.wait({task}, timeout=max(until - loop.time(), 0.0))
-        except asyncio.CancelledError:
-            # The connection went away (or we are closing). The runtime treats a lost plugin as
-            # success for this event, so the work is still wanted: no undo.
-            if not task.done():
-                self._adopt_late(key, what, task, None)
-            raise
-        if not done:
-            self._adopt_late(key, what, task, late)  # the runtime gets an error: undo a late run
-            raise RpcError(
-                DEADLINE_EXCEEDED,
-                f"{what} for {key} did not finish within {budget:.2f}s (runtime request timeout "
-                f"{self._request_timeout:.3g}s); it continues in the background",
-            )
-        return task.result()  # the handler's own exception becomes the ttrpc error status
-
-    def _adopt_late(self, key: str, what: str, task: asyncio.Task[Any], late: _LateFlag | None) -> None:
-        if late is not None:
-            late.set = True
-        log.warning("NRI: %s for %s is late; it keeps running in the background", what, key)
-        self._late[task] = (key, what)
-        self._late_by_key[key] = task
-        task.add_done_callback(self._late_done)
-
-    def _late_done(self, task: asyncio.Task[Any]) -> None:
-        key, what = self._late.pop(task, ("?", "?"))
-        if self._late_by_key.get(key) is task:
-            del self._late_by_key[key]
-        if task.cancelled():
-            self._late_failures += 1
-            log.error("NRI: late %s for %s was cancelled", what, key)
-        elif (exc := task.exception()) is not None:
-            self._late_failures += 1
-            self._set_error(f"late {what} for {key} failed: {exc}")
-        else:
-            self._late_completions += 1
-            log.info("NRI: late %s for %s completed", what, key)
