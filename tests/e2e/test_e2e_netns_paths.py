@@ -70,6 +70,17 @@ def test_a_hostile_pod_netns_path_is_refused_and_nothing_moves(cluster: Cluster,
     assert cluster.node.links() == node_links, "something moved on the node"
     cluster.assert_home(dev)
     assert "a" * 300 not in cluster.driver.log_all(), "an 8 KB path is logged shortened"
+    # the cluster is told: a Warning event on the pod, the claim's device not Ready
+    events = wait_for(
+        "a Warning event on the pod",
+        lambda: [
+            e for e in cluster.events(pod.sandbox.name) if e.get("reason") == "NetworkDeviceAttachFailed"
+        ],
+        log=cluster.log,
+    )
+    assert events[0]["type"] == "Warning"
+    (status,) = cluster.wait_status(claim)
+    assert {x["type"]: x["status"] for x in status["conditions"]}.get("Ready") == "False", status
     assert cluster.stop_sandbox(pod).code == 0
     assert cluster.remove_sandbox(pod).code == 0
     assert cluster.unprepare(claim).error == ""
