@@ -473,3 +473,38 @@ async def test_cancelling_run_closes_the_plugin(node: Node) -> None:
     again = KubeletPlugin(DRIVER, node.preparer, kubelet_root=node.root)
     await again.start()
     await again.shutdown(0)
+
+
+async def test_a_symlinked_instance_lock_is_refused_and_its_target_untouched(
+    kubelet_root: pathlib.Path, fake_api_client: Any, tmp_path: pathlib.Path
+) -> None:
+    from dranet_core.errors import PermanentError
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    plugin_dir = kubelet_root / "plugins" / DRIVER
+    plugin_dir.mkdir(parents=True)
+    (plugin_dir / "instance.lock").symlink_to(victim)
+    n = Node(kubelet_root, fake_api_client)
+    with pytest.raises(PermanentError, match=r"instance.lock: .*symbolic link; refusing to follow it"):
+        await n.start()
+    assert victim.read_text() == "keep me\n"
+    assert not (plugin_dir / "dra.sock").exists()
+
+
+async def test_plugin_dirs_are_0750_under_umask_0(kubelet_root: pathlib.Path, fake_api_client: Any) -> None:
+    old = os.umask(0)
+    try:
+        n = Node(kubelet_root / "deep" / "root", fake_api_client)
+        await n.start()
+    finally:
+        os.umask(old)
+    try:
+        for d in (
+            kubelet_root / "deep",
+            kubelet_root / "deep" / "root",
+            kubelet_root / "deep" / "root" / "plugins",
+        ):
+            assert stat.S_IMODE(os.stat(d).st_mode) == 0o750, d
+    finally:
+        await n.close()

@@ -193,6 +193,12 @@ class NetdevBackend:
             self._mover = mover
         return mover
 
+    def check_snapshot(self, snapshot: Any) -> None:
+        """Raise ValueError unless ``snapshot`` is a netdev snapshot this version can restore."""
+        from .snapshot import HostSnapshot
+
+        HostSnapshot.from_json(snapshot)
+
     async def snapshot(self, device: Any) -> Any:
         """Host state of ``device`` before it moves (see :meth:`.mover.NetdevMover.snapshot`)."""
         return await self._netdev_mover().snapshot(device)
