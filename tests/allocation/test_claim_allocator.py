@@ -9,10 +9,11 @@ from collections.abc import Sequence
 import pytest
 
 from dranet_core.allocation import Allocator
-from dranet_core.allocator import ClaimAllocator, KeyedLocks, plan_claim
+from dranet_core.allocator import ClaimAllocator, plan_claim
 from dranet_core.checkpoint import ClaimStore, decode_checkpoint
 from dranet_core.config.model import InterfaceConfig, NetworkConfig
 from dranet_core.errors import ClaimError, ConfigError, ConfigIssue
+from dranet_core.locks import KeyedLocks
 from dranet_core.types import AllocationResult, Claim, ClaimRef, ConsumerRef, Device, OpaqueConfig
 
 DRIVER = "dra.net"
@@ -186,14 +187,36 @@ async def test_allocator_implements_the_protocol_and_persists(tmp_path: pathlib.
     assert decode_checkpoint((tmp_path / "cp.json").read_bytes())["c1"].plan == p
 
 
-async def test_repeated_prepare_returns_the_same_plan_and_writes_nothing(tmp_path: pathlib.Path) -> None:
-    alloc, _ = make(tmp_path)
-    p1 = await alloc.prepare(claim(), INVENTORY)
-    before = (tmp_path / "cp.json").stat().st_mtime_ns, (tmp_path / "cp.json").read_bytes()
-    # even with a changed claim object and an empty inventory (device already in the pod)
-    p2 = await alloc.prepare(claim(pods=[pod("zzz")]), {})
-    assert p2 == p1
-    assert ((tmp_path / "cp.json").stat().st_mtime_ns, (tmp_path / "cp.json").read_bytes()) == before
+class CountingSource:
+    """A ClaimSource serving fixed claims, counting the reads."""
+
+    def __init__(self, *claims: Claim) -> None:
+        self.claims = {c.ref.uid: c for c in claims}
+        self.reads = 0
+
+    async def get(self, ref: ClaimRef) -> Claim:
+        self.reads += 1
+        return self.claims[ref.uid]
+
+
+async def test_repeated_prepare_is_answered_from_get_without_read_or_write(
+    tmp_path: pathlib.Path,
+) -> None:
+    from dranet_core.dra.preparer import DefaultPreparer
+
+    alloc, store = make(tmp_path)
+    source = CountingSource(claim())
+    inventory: dict[str, Device] = dict(INVENTORY)
+    preparer = DefaultPreparer(source, alloc, lambda: inventory)
+    first = await preparer.prepare([claim().ref])
+    p1 = alloc.get("c1")
+    assert p1 is not None and source.reads == 1 and store.writes == 1
+    inventory.clear()  # the device is in a pod now: the inventory no longer lists it
+    source.claims["c1"] = claim(pods=[pod("zzz")])
+    again = await asyncio.gather(*(preparer.prepare([claim().ref]) for _ in range(5)))
+    assert all(a == first for a in again)
+    assert alloc.get("c1") == p1 and source.reads == 1 and store.writes == 1
+    assert alloc.get("nope") is None
 
 
 async def test_unprepare_returns_the_plan_once_then_none(tmp_path: pathlib.Path) -> None:
@@ -230,9 +253,12 @@ async def test_two_claims_racing_for_one_device_only_one_wins(tmp_path: pathlib.
 
 
 async def test_prepare_racing_unprepare_of_the_same_uid_leaks_nothing(tmp_path: pathlib.Path) -> None:
+    from dranet_core.dra.preparer import DefaultPreparer
+
     alloc, store = make(tmp_path)
+    preparer = DefaultPreparer(CountingSource(claim()), alloc, lambda: INVENTORY)
     for _ in range(20):
-        await asyncio.gather(alloc.prepare(claim(), INVENTORY), alloc.unprepare(claim().ref))
+        await asyncio.gather(preparer.prepare([claim().ref]), preparer.unprepare([claim().ref]))
         # serialised: prepare then unprepare, so nothing remains and the device is free
         assert alloc.prepared() == {} and alloc.taken() == {}
     assert decode_checkpoint((tmp_path / "cp.json").read_bytes()) == {}

@@ -1,10 +1,11 @@
 """The default ClaimPreparer: claim source + Allocator + inventory, one claim at a time.
 
-For each claim of a NodePrepareResources call (claims run concurrently, calls for the same
-UID are serialised):
+For each claim of a NodePrepareResources call (claims run concurrently; calls for the same
+UID are serialised by the one per-UID lock of the prepare path, held here):
 
-1. if the Allocator already has a plan for the UID, that plan is the answer (idempotent; no
-   API call, so a repeat works even when the API server is down);
+1. if the Allocator already has a plan for the UID (``Allocator.get``, the one idempotence
+   check), that plan is the answer (no API call, so a repeat works even when the API server
+   is down);
 2. otherwise the claim is fetched through the :class:`ClaimSource` (which checks the UID
    and that the claim is allocated) and given to ``Allocator.prepare`` with the current
    inventory.
@@ -23,9 +24,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from dranet_core.allocation import Allocator
-from dranet_core.allocator import KeyedLocks
 from dranet_core.dra.servicer import PrepareOutcome, PrepareResult
 from dranet_core.errors import ClaimError, DranetError
+from dranet_core.locks import KeyedLocks
 from dranet_core.plans import ClaimPlan
 from dranet_core.types import Claim, ClaimRef, Device
 
@@ -95,7 +96,7 @@ class DefaultPreparer:
     async def _prepare_one(self, ref: ClaimRef) -> PrepareResult:
         async with self._locks.hold(ref.uid):
             try:
-                plan = self.allocator.prepared().get(ref.uid)
+                plan = self.allocator.get(ref.uid)
                 if plan is None:
                     claim = await self.source.get(ref)
                     plan = await self.allocator.prepare(claim, self.inventory())
@@ -115,7 +116,7 @@ class DefaultPreparer:
     async def _unprepare_one(self, ref: ClaimRef) -> str | None:
         async with self._locks.hold(ref.uid):
             try:
-                plan = self.allocator.prepared().get(ref.uid)
+                plan = self.allocator.get(ref.uid)
                 for hook in self.on_unprepare:
                     await hook(ref, plan)
                 await self.allocator.unprepare(ref)
