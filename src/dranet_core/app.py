@@ -116,6 +116,7 @@ class Driver:
         self.health = Health(clock)
         self.clock = clock
         self.publisher = MeteredPublisher(publisher, metrics=self.metrics, rdma_attribute=RDMA_ATTRIBUTE)
+        self.claim_source = claim_source
         self.store = ClaimStore(settings.checkpoint.db_path)
         name = settings.kube.driver_name
         pool = settings.kube.node_name
@@ -264,6 +265,10 @@ class Driver:
                     Job(name="observability server", run=self.server.serve, part="observability server")
                 )
             sup.start(Job(name="status publisher", run=self.publisher.run, part="status publisher"))
+            from dranet_core.kube.claimcache import ClaimCache
+
+            if isinstance(self.claim_source, ClaimCache):  # not a health part: a GET covers a miss
+                sup.start(Job(name="claim cache", run=self.claim_source.run))
             sup.start(Job(name="inventory loop", run=self._inventory_job, part="inventory loop"))
             sup.start(
                 Job(name="kubelet plugin", run=self._kubelet_job, finishable=True, part="kubelet plugin")
@@ -294,6 +299,7 @@ class Driver:
 @contextlib.asynccontextmanager
 async def kube_environment(settings: Settings) -> AsyncIterator[tuple[StatusPublisher, ClaimSource]]:
     """The API-server side of the driver: the StatusPublisher and the ClaimSource."""
+    from dranet_core.kube.claimcache import ClaimCache
     from dranet_core.kube.claims import ApiClaimSource
     from dranet_core.kube.client import load_api_client
     from dranet_core.kube.publisher import KubeStatusPublisher
@@ -303,7 +309,9 @@ async def kube_environment(settings: Settings) -> AsyncIterator[tuple[StatusPubl
         publisher = KubeStatusPublisher(
             api, driver_name=settings.kube.driver_name, node_name=settings.kube.node_name
         )
-        source = ApiClaimSource(api, driver_name=settings.kube.driver_name, pool=settings.kube.node_name)
+        source = ClaimCache(
+            ApiClaimSource(api, driver_name=settings.kube.driver_name, pool=settings.kube.node_name)
+        )
         yield publisher, source
     finally:
         await api.close()

@@ -426,3 +426,50 @@ async def test_a_second_instance_stops_with_its_cause_and_leaves_the_first_alone
     assert (await rig.healthz())[0] == 200
     rig.kill(signal.SIGTERM)
     assert await rig.wait_exit() == 0
+
+
+async def test_prepare_from_the_claim_watch_and_a_new_sandbox_gets_the_device(rig: Rig) -> None:
+    from driver_helpers import ip
+
+    second = f"{rig.ns.prefix}-p2"  # the pod's second sandbox gets a new netns
+    ip("netns", "add", second)
+    try:
+        before = _at_home(rig, "dnt0")
+        assert before is not None
+        uid = str(uuid.uuid4())
+        sb1 = FakePod(id="sb-1", name="p1", uid=uid, netns=rig.ns.pod_path)
+        sb2 = FakePod(id="sb-2", name="p1", uid=uid, netns=f"/run/netns/{second}")
+        claim_uid = str(uuid.uuid4())
+        rig.put_claim("c1", claim_uid, "dnt0", sb1)
+        session = await rig.start()
+
+        # the driver watches this node's claims: once its watch runs, prepare reads no claim
+        def watching() -> bool:
+            return any(r.resource == "resourceclaims" and r.is_watch for r in rig.api.requests)
+
+        deadline = time.monotonic() + 20
+        while not watching():
+            assert time.monotonic() < deadline, rig.log_text()
+            await asyncio.sleep(0.02)
+        res = await rig.kubelet.prepare("c1", claim_uid)
+        assert res.error == "", rig.log_text()
+        gets = [r for r in rig.api.requests if r.resource == "resourceclaims" and r.name == "c1"]
+        assert [r for r in gets if r.method == "GET"] == [], "prepare read the claim from the API server"
+
+        assert (await session.run_pod_sandbox(sb1)).code == 0, rig.log_text()
+        assert link(rig.ns.pod, "net1") is not None
+        # the runtime tears sb-1 down without Stop/Remove and the kubelet retries with sb-2
+        result = await session.run_pod_sandbox(sb2)
+        assert result.code == 0, f"{result}\n{rig.log_text()}"
+        assert link(rig.ns.pod, "net1") is None and link(second, "net1") is not None
+        entry = rig.journal()["dnt0"]
+        assert (entry["phase"], entry["sandboxID"], entry["netns"]) == ("attached", "sb-2", sb2.netns)
+        # a late Stop of the old sandbox leaves the device in the new one
+        assert (await session.stop_pod_sandbox(sb1)).code == 0
+        assert link(second, "net1") is not None
+        assert (await session.stop_pod_sandbox(sb2)).code == 0
+        _assert_home_as_before(rig, before)
+        assert (await rig.kubelet.unprepare("c1", claim_uid)).error == ""
+        assert rig.journal() == {}
+    finally:
+        ip("netns", "del", second, check=False)
