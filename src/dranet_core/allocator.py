@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from dranet_core.capabilities import ValidatesConfig
 from dranet_core.checkpoint import ClaimStore
+from dranet_core.config import resolve_config
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import ClaimError, ConfigError
 from dranet_core.plans import ClaimPlan, PreparedDevice
@@ -37,15 +38,8 @@ opaque configs that apply to one request; raises ConfigError with JSON paths."""
 
 
 def default_resolver(configs: Sequence[OpaqueConfig], request: str, driver: str) -> NetworkConfig:
-    """``dranet_core.config.resolve_config`` (looked up at call time)."""
-    from dranet_core import config as config_api
-
-    resolve = getattr(config_api, "resolve_config", None)
-    if resolve is None:
-        raise ConfigError("config resolution is not available (dranet_core.config.resolve_config missing)")
-    result = resolve(configs, request, driver)
-    assert isinstance(result, NetworkConfig)
-    return result
+    """:func:`dranet_core.config.resolve_config`: decode, validate, merge and default."""
+    return resolve_config(configs, request, driver)
 
 
 def _consumers(claim: Claim) -> tuple[str, ...]:
