@@ -19,13 +19,13 @@ the last resourceVersion seen, and a 410 (that history is gone) starts over from
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 
+from dranet_core.config.codec import loads_strict
 from dranet_core.errors import KubeApiError
 from dranet_core.kube.claims import ApiClaimSource, claim_from_json
 from dranet_core.types import Claim, ClaimRef
@@ -163,7 +163,7 @@ class ClaimCache:
             body = await resp.read()
         finally:
             resp.release()
-        doc = json.loads(body)
+        doc = loads_strict(body)
         items = doc.get("items") if isinstance(doc, dict) else None
         if not isinstance(items, list):
             raise _error("the list answer has no items", 0)
@@ -188,7 +188,7 @@ class ClaimCache:
         resp = await self._request(await self._path(), query, limits=limits)
         try:
             async for line in _lines(resp.content):
-                self._event(json.loads(line))
+                self._event(loads_strict(line))
         finally:
             resp.release()
 
