@@ -269,6 +269,7 @@ class Driver:
 
             if isinstance(self.claim_source, ClaimCache):  # not a health part: a GET covers a miss
                 sup.start(Job(name="claim cache", run=self.claim_source.run))
+            sup.start(Job(name="checkpoint retry", run=self.store.run))
             sup.start(Job(name="inventory loop", run=self._inventory_job, part="inventory loop"))
             sup.start(
                 Job(name="kubelet plugin", run=self._kubelet_job, finishable=True, part="kubelet plugin")

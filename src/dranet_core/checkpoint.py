@@ -562,6 +562,14 @@ class ClaimStore:
             return False
         return True
 
+    async def run(self, interval: float = 5.0) -> None:
+        """Retry a failed write every ``interval`` seconds while :attr:`dirty` (a long-lived
+        loop for the driver's supervisor; never returns, never raises for a failed write)."""
+        while True:
+            await asyncio.sleep(interval)
+            if self._dirty:
+                await self.flush()
+
     def _undo(self, uid: str, old: PreparedClaim | None) -> _Undo:
         now = self._claims.get(uid)
 

@@ -441,3 +441,33 @@ async def test_failed_write_can_keep_the_state_and_a_later_write_catches_up(tmp_
     store._write = real  # type: ignore[method-assign]
     assert await store.flush() is True and not store.dirty
     assert decode_checkpoint(path.read_bytes())["a"].devices["eth1"] == DeviceState()
+
+
+async def test_run_retries_a_failed_write_until_it_lands(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "cp.json"
+    store = ClaimStore(path)
+    await store.put_plan(_plan("a"))
+    real = store._write
+    fails = [2]
+
+    def flaky(data: bytes) -> None:
+        if fails[0] > 0:
+            fails[0] -= 1
+            raise OSError(30, "Read-only file system")
+        real(data)
+
+    store._write = flaky  # type: ignore[method-assign]
+    with pytest.raises(CheckpointError):
+        await store.set_device_state(
+            "a", "eth1", DeviceState(phase="detaching", pod_uid="p"), keep_on_failure=True
+        )
+    runner = asyncio.create_task(store.run(interval=0.01))
+    try:
+        while store.dirty:  # noqa: ASYNC110 - the store has no event for this
+            await asyncio.sleep(0.01)
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+    assert fails == [0]
+    assert decode_checkpoint(path.read_bytes())["a"].devices["eth1"].phase == "detaching"
