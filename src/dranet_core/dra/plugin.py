@@ -64,12 +64,6 @@ class PluginPaths:
         )
 
 
-def _mkdir(path: pathlib.Path) -> None:
-    """Create ``path`` (and missing parents) with mode 0750; existing dirs are left as they are
-    (``plugins_registry`` belongs to the kubelet)."""
-    make_dirs(path, 0o750)
-
-
 class KubeletPlugin:
     """Registration + DRA servers for one driver. Use inside a running event loop.
 
@@ -136,9 +130,9 @@ class KubeletPlugin:
 
     async def start(self) -> None:
         """Take the instance lock, serve DRA, then serve registration."""
-        _mkdir(self.paths.dra_socket.parent)
-        _mkdir(self.paths.registration_socket.parent)
-        _mkdir(self.paths.lock_file.parent)
+        paths = self.paths
+        for directory in {paths.dra_socket.parent, paths.registration_socket.parent, paths.lock_file.parent}:
+            make_dirs(directory, 0o750)  # existing dirs (the kubelet's) are left as they are
         self._take_lock()
         try:
             self._dra = UnixGrpcServer(
