@@ -73,11 +73,11 @@ class ChecksSnapshot(Protocol):
 
 def same_sandbox(st: DeviceState, pod: PodSandbox) -> bool:
     """Whether journal entry ``st`` names sandbox ``pod``: the same pod UID, and the same
-    sandbox id and netns path wherever both sides know them."""
+    sandbox id when both sides know it, else the same netns path when both know it."""
     if st.pod_uid != pod.uid:
         return False
-    if st.sandbox_id and pod.id and st.sandbox_id != pod.id:
-        return False
+    if st.sandbox_id and pod.id:
+        return st.sandbox_id == pod.id
     return not (st.netns and pod.netns and st.netns != pod.netns)
 
 

@@ -442,3 +442,38 @@ async def test_check_claim_refuses_a_snapshot_its_backend_cannot_read(tmp_path: 
     assert store.get(CLAIM.uid) is None
     assert problem is not None and problem.claims == (CLAIM.uid,)
     assert "devices.eth1.snapshot.netdev: netdev snapshot: missing 'name'" in problem.reason
+
+
+@pytest.mark.parametrize(
+    ("entry", "pod", "same"),
+    [
+        (
+            DeviceState(phase="attached", pod_uid="pod-1", sandbox_id="sb-1", netns="/a"),
+            SB1,
+            False,
+        ),  # netns differs
+        (DeviceState(phase="attached", pod_uid="pod-1", sandbox_id="sb-1", netns="/run/netns/a"), SB1, True),
+        (
+            DeviceState(phase="attached", pod_uid="pod-1", sandbox_id="sb-1", netns="/x"),
+            attrs.evolve(SB1, netns="/y"),
+            True,
+        ),
+        (DeviceState(phase="attached", pod_uid="pod-1", sandbox_id="sb-1"), SB2, False),
+        (
+            DeviceState(phase="attached", pod_uid="pod-1", netns="/run/netns/a"),
+            attrs.evolve(SB2, id=""),
+            False,
+        ),
+        (
+            DeviceState(phase="attached", pod_uid="pod-1", netns="/run/netns/b"),
+            attrs.evolve(SB2, id=""),
+            True,
+        ),
+        (DeviceState(phase="attached", pod_uid="pod-1"), SB2, True),  # an entry from before sandbox ids
+        (DeviceState(phase="attached", pod_uid="pod-2", sandbox_id="sb-2"), SB2, False),
+    ],
+)
+def test_same_sandbox(entry: DeviceState, pod: PodSandbox, same: bool) -> None:
+    from dranet_core.pods import same_sandbox
+
+    assert same_sandbox(entry, pod) is same
