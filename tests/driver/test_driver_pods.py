@@ -450,8 +450,8 @@ async def test_check_claim_refuses_a_snapshot_its_backend_cannot_read(tmp_path: 
         (
             DeviceState(phase="attached", pod_uid="pod-1", sandbox_id="sb-1", netns="/a"),
             SB1,
-            False,
-        ),  # netns differs
+            True,
+        ),  # the ids decide when both are known
         (DeviceState(phase="attached", pod_uid="pod-1", sandbox_id="sb-1", netns="/run/netns/a"), SB1, True),
         (
             DeviceState(phase="attached", pod_uid="pod-1", sandbox_id="sb-1", netns="/x"),
