@@ -41,9 +41,10 @@ import attrs
 
 from dranet_core.checkpoint import ClaimStore, DeviceState, PreparedClaim
 from dranet_core.errors import CheckpointError, DeviceError, DranetError
-from dranet_core.netns import AttachResult, NamespaceMover
+from dranet_core.mover import AttachResult, NamespaceMover
 from dranet_core.plans import PreparedDevice
-from dranet_core.status import EventRecord, StatusPublisher
+from dranet_core.ports import AttachObserver, DevicePins, EventSink
+from dranet_core.status import EventRecord
 from dranet_core.types import JSON, ClaimRef, Condition, DeviceNode, DeviceStatus, PodSandbox
 
 __all__ = ["ChecksSnapshot", "DeviceNodeSource", "PodNetworking", "default_conditions", "same_sandbox"]
@@ -115,13 +116,13 @@ class PodNetworking:
     """Attaches and detaches a pod's prepared devices, journalled in the ClaimStore.
 
     ``movers`` are ``(backend name, mover)`` in attach order; a mover handles a device when
-    the device has a facet of that backend. ``on_change`` is called after every journal write
-    (the driver updates the devices-per-state gauge and inventory pins); ``observe`` gets
-    ``(action, backend, ok, seconds)`` for every mover call (latency histograms);
-    ``rescan`` asks the inventory for a rescan after devices came home; ``hold(phase)`` is
-    awaited after each ``attaching``/``detaching`` journal write (a test seam, see
-    :class:`~dranet_core.settings.DebugSettings`). Unless the store already has a load
-    check, :meth:`check_claim` becomes it.
+    the device has a facet of that backend. The ports (:mod:`dranet_core.ports`): ``pins``
+    keeps the devices not at home published and is asked for a rescan after devices came
+    home; ``observer`` learns every mover call, journal change, attach and failed attach
+    (metrics and claim status); ``events`` takes the Warning events of failed detaches.
+    ``hold(phase)`` is awaited after each ``attaching``/``detaching`` journal write (a test
+    seam, see :class:`~dranet_core.settings.DebugSettings`). Unless the store already has a
+    load check, :meth:`check_claim` becomes it.
     """
 
     def __init__(
@@ -129,24 +130,22 @@ class PodNetworking:
         *,
         store: ClaimStore,
         movers: Sequence[tuple[str, NamespaceMover]],
-        publisher: StatusPublisher,
         driver_name: str,
         pool: str,
         device_nodes: Sequence[DeviceNodeSource] = (),
-        on_change: Callable[[], None] | None = None,
-        observe: Callable[[str, str, bool, float], None] | None = None,
-        rescan: Callable[[], None] | None = None,
+        observer: AttachObserver | None = None,
+        pins: DevicePins | None = None,
+        events: EventSink | None = None,
         hold: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.movers = tuple(movers)
-        self.publisher = publisher
         self.driver_name = driver_name
         self.pool = pool
         self.device_nodes = tuple(device_nodes)
-        self._on_change = on_change
-        self._observe = observe
-        self._rescan = rescan
+        self._observer = observer
+        self._pins = pins
+        self._events = events
         self._hold = hold
         self._locks: dict[str, asyncio.Lock] = {}
         if store.check is None:  # claims whose snapshots a backend cannot read are set aside at load
@@ -233,9 +232,10 @@ class PodNetworking:
                     else DeviceError(item.device.device, "attach", f"{type(exc).__name__}: {exc}")
                 )
                 log.error("attach failed: %s", err, extra=item.fields(pod))
-                await self._event(pod, "NetworkDeviceAttachFailed", str(err))
                 for prev in reversed(done):
                     await self._detach_one(prev, pod, reason="rollback")
+                if self._observer is not None:
+                    await self._observer.attach_failed(pod, item.claim.plan.claim, item.device, err)
                 if err is exc:
                     raise
                 raise err from exc
@@ -243,8 +243,8 @@ class PodNetworking:
             results.setdefault(item.uid, []).append(self._status(item.device, result))
         for item_uid, statuses in results.items():
             pc = self.store.get(item_uid)
-            if pc is not None:
-                await self.publisher.set_claim_status(pc.plan.claim, statuses)
+            if pc is not None and self._observer is not None:
+                await self._observer.attached(pc.plan.claim, statuses)
 
     def _status(self, dev: PreparedDevice, result: AttachResult) -> DeviceStatus:
         return DeviceStatus(
@@ -366,8 +366,8 @@ class PodNetworking:
                 log.info("device is in another sandbox of this pod; left there", extra=item.fields(pod))
                 continue
             await self._detach_one(item, pod, reason="stop")
-        if held and self._rescan is not None:
-            self._rescan()
+        if held and self._pins is not None:
+            self._pins.request_rescan()
 
     async def _detach_one(self, item: _Item, pod: PodSandbox | None, *, reason: str) -> bool:
         async with self._lock(item.device.device):
@@ -480,8 +480,8 @@ class PodNetworking:
                 and not await self._detach_one(_Item(pc, dev), None, reason="unprepare")
             ):
                 stuck.append(dev.device)
-        if self._rescan is not None:
-            self._rescan()
+        if self._pins is not None:
+            self._pins.request_rescan()
         if stuck:
             raise DeviceError(
                 ", ".join(stuck),
@@ -516,18 +516,22 @@ class PodNetworking:
             if not keep:
                 raise
             log.error("journal %s not written (kept in memory, retried later): %s", state.phase, exc)
-        if self._on_change is not None:
-            self._on_change()
+        if self._observer is not None:
+            self._observer.journal_changed(self.states())
+        if self._pins is not None:
+            self._pins.hold_only(self.held_devices())
         if self._hold is not None and state.phase in ("attaching", "detaching"):
             await self._hold(state.phase)
 
     def _timing(self, action: str, backend: str, ok: bool, t0: float) -> None:
-        if self._observe is not None:
-            self._observe(action, backend, ok, time.perf_counter() - t0)
+        if self._observer is not None:
+            self._observer.mover_done(action, backend, ok, time.perf_counter() - t0)
 
     async def _event(self, pod: PodSandbox, reason: str, message: str) -> None:
+        if self._events is None:
+            return
         try:
-            await self.publisher.record_event(
+            await self._events.record_event(
                 EventRecord(
                     kind="Pod",
                     namespace=pod.namespace,

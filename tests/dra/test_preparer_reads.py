@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import pathlib
 
-from dranet_core.allocator import ClaimAllocator
 from dranet_core.checkpoint import ClaimStore
+from dranet_core.claim_allocator import ClaimAllocator
 from dranet_core.dra.preparer import DefaultPreparer
 from dranet_core.types import Claim, ClaimRef
 

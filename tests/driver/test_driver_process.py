@@ -10,24 +10,21 @@ SIGTERM (exits at once).
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import types
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from driver_helpers import NodeNs, global_addrs, grpc_pb_fixture, link, node_ns_fixture  # noqa: F401
-from fakeapi import FakeApiServer, write_kubeconfig
+from e2e.nodenet import free_port
+from e2e.processes import DriverProcess, Kubelet
+from fakeapi import FakeApiServer
 from nri_runtime_peer import FakePod, PeerSession, RuntimePeer
 
 pytestmark = [pytest.mark.netns, pytest.mark.socket, pytest.mark.slow]
@@ -36,106 +33,19 @@ NODE = "node-a"
 CONFIG = {"interface": {"name": "net1", "addresses": ["192.168.77.2/24"], "mtu": 1400}}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class Kubelet:
-    """The kubelet's side of plugin registration and DRA v1, with grpcio (sync, in threads)."""
-
-    def __init__(self, pb: types.SimpleNamespace, root: Path) -> None:
-        self.pb = pb
-        self.reg_sock = root / "plugins_registry" / "dra.net-reg.sock"
-        self.endpoint = ""
-
-    def _register(self) -> None:
-        """Like the kubelet's plugin watcher: (re)try until the socket answers (a crashed
-        driver leaves a stale socket file behind), then GetInfo and accept."""
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with grpc.insecure_channel(f"unix://{self.reg_sock}") as ch:
-                    stub = self.pb.reg_grpc.RegistrationStub(ch)
-                    info = stub.GetInfo(self.pb.reg.InfoRequest(), timeout=2)
-                    assert info.name == "dra.net"
-                    assert "v1.DRAPlugin" in info.supported_versions
-                    status = self.pb.reg.RegistrationStatus(plugin_registered=True)
-                    stub.NotifyRegistrationStatus(status, timeout=10)
-                self.endpoint = info.endpoint
-                return
-            except grpc.RpcError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    async def register(self) -> None:
-        await asyncio.to_thread(self._register)
-
-    def _call(self, method: str, uids: Sequence[tuple[str, str]]) -> Any:
-        with grpc.insecure_channel(f"unix://{self.endpoint}") as ch:
-            stub = self.pb.v1_grpc.DRAPluginStub(ch)
-            claims = [self.pb.v1.Claim(namespace="default", name=n, uid=u) for n, u in uids]
-            if method == "prepare":
-                return stub.NodePrepareResources(
-                    self.pb.v1.NodePrepareResourcesRequest(claims=claims), timeout=30
-                )
-            return stub.NodeUnprepareResources(
-                self.pb.v1.NodeUnprepareResourcesRequest(claims=claims), timeout=30
-            )
-
-    async def prepare(self, name: str, uid: str) -> Any:
-        return (await asyncio.to_thread(self._call, "prepare", [(name, uid)])).claims[uid]
-
-    async def unprepare(self, name: str, uid: str) -> Any:
-        return (await asyncio.to_thread(self._call, "unprepare", [(name, uid)])).claims[uid]
-
-
-class Rig:
+class Rig(DriverProcess):
     """Everything around one driver process (which may be killed and restarted)."""
 
     def __init__(self, tmp: Path, ns: NodeNs, api: FakeApiServer, pb: types.SimpleNamespace) -> None:
-        self.tmp = tmp
+        super().__init__(tmp, ns.node_path, api.url, node_name=NODE)
         self.ns = ns
         self.api = api
-        self.root = tmp / "kubelet"
-        self.db = tmp / "state" / "dranet.db"
-        self.nri_sock = tmp / "nri.sock"
-        self.kubeconfig = write_kubeconfig(tmp / "kubeconfig", api.url)
-        self.port = _free_port()
         self.kubelet = Kubelet(pb, self.root)
         self.runtime = RuntimePeer(str(self.nri_sock))
-        self.proc: subprocess.Popen[bytes] | None = None
         self.sessions = 0
-        self.logs: list[Path] = []
-
-    def argv(self, *extra: str) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "dranet_core",
-            "run",
-            f"--hostname-override={NODE}",
-            f"--kubeconfig={self.kubeconfig}",
-            f"--kubelet-root-dir={self.root}",
-            f"--nri-socket={self.nri_sock}",
-            f"--db-path={self.db}",
-            f"--bind-address=127.0.0.1:{self.port}",
-            "--filter=",
-            "--backends=netdev",
-            f"--host-netns={self.ns.node_path}",
-            "--inventory-min-poll-interval=100ms",
-            "--shutdown-grace=5s",
-            "-v",
-            *extra,
-        ]
 
     async def start(self, *extra: str) -> PeerSession:
-        log = self.tmp / f"driver-{len(self.logs)}.log"
-        self.logs.append(log)
-        self.proc = self._spawn(log, self.argv(*extra))
+        self.spawn(*extra)
         await self.kubelet.register()
         self.sessions += 1
         session = await self.runtime.wait_ready(self.sessions)
@@ -143,61 +53,10 @@ class Rig:
         await self.wait_healthy()
         return session
 
-    @staticmethod
-    def _spawn(log: Path, argv: list[str]) -> subprocess.Popen[bytes]:
-        with log.open("wb") as out:
-            return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-
-    async def healthz(self) -> tuple[int, dict[str, Any]]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = await reader.read()
-        writer.close()
-        await writer.wait_closed()
-        head, _, body = data.partition(b"\r\n\r\n")
-        return int(head.split()[1]), json.loads(body)
-
-    async def wait_healthy(self) -> None:
-        deadline = time.monotonic() + 20
-        last: Any = None
-        while time.monotonic() < deadline:
-            try:
-                code, last = await self.healthz()
-                if code == 200:
-                    return
-            except OSError as exc:
-                last = exc
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"driver never healthy: {last}\n{self.log_text()}")
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    async def wait_exit(self, within: float = 20) -> int:
-        assert self.proc is not None
-        deadline = time.monotonic() + within
-        while self.proc.poll() is None:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"driver did not exit in {within}s\n{self.log_text()}")
-            await asyncio.sleep(0.02)
-        return self.proc.returncode
-
     async def crash(self) -> None:
         """SIGKILL: no cleanup at all (sockets stay behind, like a real crash)."""
         self.kill(signal.SIGKILL)
         assert await self.wait_exit() == -signal.SIGKILL
-
-    def journal(self) -> dict[str, Any]:
-        if not self.db.exists():
-            return {}
-        doc = json.loads(self.db.read_text())
-        return {dev: st for c in doc["claims"].values() for dev, st in c["devices"].items()}
-
-    def log_text(self) -> str:
-        return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-6000:]}" for p in self.logs if p.exists()
-        )
 
     def put_claim(self, name: str, uid: str, device: str, pod: FakePod) -> None:
         self.api.put_object(
@@ -407,13 +266,13 @@ async def test_sigterm_with_a_call_in_flight_then_second_signal(rig: Rig) -> Non
 
 async def test_a_second_instance_stops_with_its_cause_and_leaves_the_first_alone(rig: Rig) -> None:
     await rig.start()
-    other_port = _free_port()
+    other_port = free_port()
     argv = [
         a if not a.startswith("--bind-address=") else f"--bind-address=127.0.0.1:{other_port}"
         for a in rig.argv()
     ]
     log = rig.tmp / "second.log"
-    second = Rig._spawn(log, argv)
+    second = Rig.popen(log, argv)
     deadline = time.monotonic() + 20
     while second.poll() is None:
         assert time.monotonic() < deadline, log.read_text()
@@ -426,6 +285,141 @@ async def test_a_second_instance_stops_with_its_cause_and_leaves_the_first_alone
     assert (await rig.healthz())[0] == 200
     rig.kill(signal.SIGTERM)
     assert await rig.wait_exit() == 0
+
+
+# --- every capability the driver composes, seen from outside the real process -------------
+
+
+async def _until(pred: Any, what: str, rig: Rig, within: float = 20) -> Any:
+    """Poll ``pred()`` (sync or async) until it returns something truthy."""
+    deadline = time.monotonic() + within
+    while True:
+        got = pred()
+        if asyncio.iscoroutine(got):
+            got = await got
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"never: {what}\n{rig.log_text()}"
+        await asyncio.sleep(0.05)
+
+
+def _events(rig: Rig, reason: str) -> list[dict[str, Any]]:
+    return [e for e in rig.api.list_objects("events") if e.get("reason") == reason]
+
+
+def _status_devices(rig: Rig, name: str) -> list[dict[str, Any]]:
+    claim = rig.api.get_object("resourceclaims", name, "default") or {}
+    devices: list[dict[str, Any]] = claim.get("status", {}).get("devices") or []
+    return devices
+
+
+async def _metric(rig: Rig, name: str) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", rig.port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return "\n".join(line for line in data.decode().splitlines() if line.startswith(name))
+
+
+async def test_a_failed_attach_is_reported_on_the_claim_and_the_pod_and_unprepare_clears_it(rig: Rig) -> None:
+    pod = FakePod(id="sb-f", name="pf", uid=str(uuid.uuid4()), netns=str(rig.tmp / "no-such-netns"))
+    claim_uid = str(uuid.uuid4())
+    rig.put_claim("cf", claim_uid, "dnm0", pod)
+    session = await rig.start()
+    assert (await rig.kubelet.prepare("cf", claim_uid)).error == ""
+    result = await session.run_pod_sandbox(pod)
+    assert result.code != 0, rig.log_text()
+    assert _at_home(rig) is not None  # nothing moved
+    (status,) = await _claim_devices(rig, "cf")
+    assert status["device"] == "dnm0"
+    (cond,) = status["conditions"]
+    assert (cond["type"], cond["status"], cond["reason"]) == ("Ready", "False", "NetworkDeviceAttachFailed")
+    assert "dnm0" in cond["message"] and cond["message"]
+    (event,) = await _until(lambda: _events(rig, "NetworkDeviceAttachFailed"), "attach event", rig)
+    assert event["type"] == "Warning"
+    assert (event["involvedObject"]["kind"], event["involvedObject"]["name"]) == ("Pod", "pf")
+
+    # unprepare removes the entries this driver wrote
+    assert (await rig.kubelet.unprepare("cf", claim_uid)).error == ""
+    await _until(lambda: not _status_devices(rig, "cf"), "status cleared on unprepare", rig)
+
+
+async def test_a_failed_prepare_posts_claim_prepare_failed(rig: Rig) -> None:
+    pod = FakePod(id="sb-p", name="pp", uid=str(uuid.uuid4()), netns=rig.ns.pod_path)
+    claim_uid = str(uuid.uuid4())
+    rig.put_claim("cp", claim_uid, "no-such-device", pod)
+    await rig.start()
+    res = await rig.kubelet.prepare("cp", claim_uid)
+    assert res.error != ""
+    (event,) = await _until(lambda: _events(rig, "ClaimPrepareFailed"), "prepare event", rig)
+    assert event["type"] == "Warning"
+    involved = event["involvedObject"]
+    assert (involved["kind"], involved["name"], involved["uid"]) == ("ResourceClaim", "cp", claim_uid)
+    assert "no-such-device" in event["message"]
+
+
+async def test_a_restart_reasserts_the_claim_status_from_the_journal(rig: Rig) -> None:
+    pod = FakePod(id="sb-r", name="pr", uid=str(uuid.uuid4()), netns=rig.ns.pod_path)
+    claim_uid = str(uuid.uuid4())
+    rig.put_claim("cr", claim_uid, "dnm0", pod)
+    session = await rig.start()
+    assert (await rig.kubelet.prepare("cr", claim_uid)).error == ""
+    assert (await session.run_pod_sandbox(pod)).code == 0, rig.log_text()
+    await _claim_devices(rig, "cr")
+    await rig.crash()
+    rig.put_claim("cr", claim_uid, "dnm0", pod)  # the status written before the crash is lost
+    assert _status_devices(rig, "cr") == []
+
+    rig.runtime.sync_pods = [pod]
+    await rig.start()
+    (status,) = await _claim_devices(rig, "cr")
+    assert status["device"] == "dnm0"
+    assert status["networkData"]["interfaceName"] == "net1"
+    assert [(c["type"], c["status"]) for c in status["conditions"]] == [
+        ("Ready", "True"),
+        ("NetworkReady", "True"),
+    ]
+
+
+async def test_an_unusable_checkpoint_posts_a_warning_event(rig: Rig) -> None:
+    rig.db.parent.mkdir(parents=True, exist_ok=True)
+    rig.db.write_text("{ not json")
+    await rig.start()
+    (event,) = await _until(lambda: _events(rig, "CheckpointUnusable"), "checkpoint event", rig)
+    assert event["type"] == "Warning"
+    assert (event["involvedObject"]["kind"], event["involvedObject"]["name"]) == ("Node", NODE)
+    assert str(rig.db) in event["message"]
+
+
+async def test_published_means_the_api_server_accepted_the_slices(rig: Rig) -> None:
+    await rig.api.go_down()
+    log = rig.tmp / "driver-0.log"
+    rig.logs.append(log)
+    rig.proc = rig._spawn(log, rig.argv())
+    await rig.kubelet.register()
+    rig.sessions += 1
+    await rig.runtime.wait_ready(rig.sessions)
+
+    async def published_failing() -> Any:
+        code, doc = await rig.healthz()
+        part = doc["parts"].get("published", {})
+        return code == 503 and part.get("ok") is False and "retrying" in part.get("detail", "") and doc
+
+    doc = await _until(published_failing, "published part failing with its cause", rig)
+    assert doc["failing"] == ["published"], doc
+    # nothing reached the cluster: neither metric has moved
+    assert 'feature="total"' not in await _metric(rig, "dranet_driver_published_devices_total")
+    assert " 0.0" in await _metric(rig, "dranet_driver_last_published_time_seconds")
+
+    await rig.api.come_back()
+    await rig.wait_healthy()
+    _, doc = await rig.healthz()
+    detail = doc["parts"]["published"]["detail"]
+    count = len(rig.api.list_objects("resourceslices")[0]["spec"]["devices"])
+    assert detail == f"{count} devices published"
+    assert f'feature="total"}} {float(count)}' in await _metric(rig, "dranet_driver_published_devices_total")
+    assert " 0.0" not in await _metric(rig, "dranet_driver_last_published_time_seconds")
 
 
 async def test_prepare_from_the_claim_watch_and_a_new_sandbox_gets_the_device(rig: Rig) -> None:

@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 from dranet_core.allocation import Allocator
 from dranet_core.dra.servicer import PrepareOutcome, PrepareResult
 from dranet_core.errors import ClaimError, ClaimReadError, DranetError
-from dranet_core.locks import KeyedLocks
+from dranet_core.keyed_locks import KeyedLocks
 from dranet_core.plans import ClaimPlan
 from dranet_core.types import Claim, ClaimRef, Device
 

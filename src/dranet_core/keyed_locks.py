@@ -1,4 +1,4 @@
-"""Per-key asyncio locks (a leaf module: anything may use it)."""
+"""Per-key asyncio locks: calls for the same key serialised, different keys concurrent."""
 
 from __future__ import annotations
 
