@@ -52,7 +52,3 @@ class Allocator(Protocol):
     def get(self, uid: str) -> ClaimPlan | None:
         """The plan of prepared claim ``uid``, or None (cheap: called on every prepare)."""
         ...
-
-    def prepared(self) -> Mapping[str, ClaimPlan]:
-        """The prepared claims, by claim UID."""
-        ...

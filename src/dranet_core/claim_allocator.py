@@ -203,7 +203,3 @@ class ClaimAllocator:
         if old is not None:
             log.info("claim %s unprepared", claim)
         return None if old is None else old.plan
-
-    def prepared(self) -> Mapping[str, ClaimPlan]:
-        """The prepared claims, by claim UID (a new dict: not for the hot path, see :meth:`get`)."""
-        return {uid: pc.plan for uid, pc in self.store.claims().items()}

@@ -34,7 +34,7 @@ def claim_gets(fake_api: Any) -> list[Any]:
 async def running(cache: ClaimCache) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(cache.run())
     try:
-        await asyncio.wait_for(cache.wait_synced(), 30)
+        await until(lambda: cache.synced)
         yield task
     finally:
         task.cancel()
@@ -118,7 +118,7 @@ async def test_a_failed_watch_empties_the_cache_and_raises_for_a_restart(
     cache, _ = make(fake_api_client)
     ref = ClaimRef(namespace="default", name="c", uid="u-1")
     task = asyncio.create_task(cache.run())
-    await asyncio.wait_for(cache.wait_synced(), 30)
+    await until(lambda: cache.synced)
     assert ref in cache
     await fake_api.go_down()
     with pytest.raises(KubeApiError) as info:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import pathlib
 
+from conftest import plans
+
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.claim_allocator import ClaimAllocator
 from dranet_core.dra.preparer import DefaultPreparer
@@ -42,4 +44,4 @@ async def test_20000_claims_against_a_hung_api_server_each_get_a_clear_error(tmp
         assert results[ref.uid] == f"reading claim ns/{ref.name}: the API server did not answer within 0.5s"
     assert all(isinstance(r, str) and r.startswith("reading claim ns/c") for r in results.values())
     assert source.peak <= 32 and source.inflight == 0
-    assert allocator.prepared() == {}
+    assert plans(allocator) == {}

@@ -82,10 +82,6 @@ class ClaimCache:
         """Whether the watch is running (the cache reflects the API server)."""
         return self._synced.is_set()
 
-    async def wait_synced(self) -> None:
-        """Wait until the first list has been loaded."""
-        await self._synced.wait()
-
     # --- ClaimSource ---
 
     async def get(self, ref: ClaimRef) -> Claim:
