@@ -465,3 +465,44 @@ async def test_prepare_from_the_claim_watch_and_a_new_sandbox_gets_the_device(ri
         assert rig.journal() == {}
     finally:
         ip("netns", "del", second, check=False)
+
+
+async def test_a_hostile_checkpoint_and_planted_symlinks_never_stop_or_fool_the_driver(rig: Rig) -> None:
+    # a checkpoint nested 100,000 deep: set aside, reported, the driver starts and serves
+    rig.db.parent.mkdir(parents=True, exist_ok=True)
+    rig.db.write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    # symlinks planted where the driver writes as root: the checkpoint's temp files
+    victim = rig.tmp / "victim"
+    victim.write_text("keep me\n")
+    for n in range(8):
+        (rig.db.parent / f".{rig.db.name}.tmp-{n}").symlink_to(victim)
+    await rig.start()
+    (event,) = await _until(lambda: _events(rig, "CheckpointUnusable"), "checkpoint event", rig)
+    assert "nested too deeply" in event["message"], event["message"]
+    assert "RecursionError" not in rig.log_text() and "Traceback" not in rig.log_text()
+    aside = [p for p in rig.db.parent.iterdir() if p.name.startswith(f"{rig.db.name}.corrupt-")]
+    assert len(aside) == 1 and aside[0].stat().st_size == 200_000
+    # the driver works and writes its checkpoint without touching the symlinks' target
+    pod = FakePod(id="sb-h", name="ph", uid=str(uuid.uuid4()), netns=rig.ns.pod_path)
+    claim_uid = str(uuid.uuid4())
+    rig.put_claim("ch", claim_uid, "dnm0", pod)
+    assert (await rig.kubelet.prepare("ch", claim_uid)).error == "", rig.log_text()
+    assert rig.journal() == {"dnm0": {"phase": "prepared"}}
+    assert victim.read_text() == "keep me\n" and not rig.db.is_symlink()
+    rig.kill(signal.SIGTERM)
+    assert await rig.wait_exit() == 0
+
+    # a symlink planted at instance.lock: one clear line, exit 1, its target untouched
+    lock = rig.root / "plugins" / "dra.net" / "instance.lock"
+    lock.unlink(missing_ok=True)
+    lock.symlink_to(victim)
+    log = rig.tmp / "symlinked.log"
+    proc = Rig.popen(log, rig.argv())
+    deadline = time.monotonic() + 30
+    while proc.poll() is None:
+        assert time.monotonic() < deadline, log.read_text()
+        await asyncio.sleep(0.05)
+    text = log.read_text()
+    assert proc.returncode == 1, text
+    assert "instance.lock is a symbolic link; refusing to follow it" in text, text
+    assert "Traceback" not in text and victim.read_text() == "keep me\n"

@@ -101,11 +101,14 @@ class ClaimCache:
             while True:
                 if self._rv is None:
                     await self._list()
+                started = asyncio.get_running_loop().time()
                 try:
                     await self._watch()
                 except _Gone:
                     log.info("claim watch: resourceVersion %s is gone; listing again", self._rv)
                     self._rv = None
+                if asyncio.get_running_loop().time() - started < 1.0:
+                    await asyncio.sleep(1.0)  # a server ending streams at once must not make us spin
         except KubeApiError:
             self._forget()
             raise
