@@ -43,6 +43,8 @@ from dranet_core.driver import InFlight, MeteredPreparer, MeteredPublisher, NriH
 from dranet_core.errors import DranetError, TemporaryError
 from dranet_core.filter import DeviceFilter
 from dranet_core.inventory import Inventory
+from dranet_core.metadata.document import MetadataLayout
+from dranet_core.metadata.writer import MetadataWriter
 from dranet_core.nri.plugin import NriPlugin
 from dranet_core.observability import Metrics, ObservabilityServer
 from dranet_core.plans import ClaimPlan
@@ -130,6 +132,13 @@ class Driver:
             resync=inv.max_poll_interval,
         )
         self.inflight = InFlight()
+        md = settings.metadata
+        self.metadata = MetadataWriter(
+            MetadataLayout.for_plugin_dir(name, settings.kubelet.plugin_dir(name), md.cdi_dir, md.versions),
+            enabled=md.enabled,
+            inventory=lambda: self.inventory.current().devices,
+            fetch=claim_source.get,
+        )
         self.pods = PodNetworking(
             store=self.store,
             movers=self.table.movers,
@@ -141,6 +150,7 @@ class Driver:
             observe=self._observe,
             rescan=self.inventory.request_rescan,
             hold=self._hold if settings.debug.hold_phase else None,
+            observer=self.metadata,
         )
         self._stopping = False
         self.nri_handlers = NriHandlers(self.pods, metrics=self.metrics, inflight=self.inflight)
@@ -148,7 +158,8 @@ class Driver:
             claim_source,
             self.allocator,
             lambda: self.inventory.current().devices,
-            on_unprepare=[self._before_unprepare],
+            on_unprepare=[self._before_unprepare, self.metadata.forget],
+            on_prepared=self.metadata.prepared,
         )
         self.kubelet = KubeletPlugin(
             name,
@@ -253,6 +264,7 @@ class Driver:
         self.started_at = time.monotonic()
         stop = stop or asyncio.Event()
         await self.store.load()
+        await self.metadata.recover(self.store.claims())
         self._journal_changed()
         for part in ("kubelet", "nri", "inventory"):
             self.health.register(part)

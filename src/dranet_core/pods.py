@@ -34,22 +34,41 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Protocol
 
 import attrs
 
 from dranet_core.checkpoint import ClaimStore, DeviceState, PreparedClaim
 from dranet_core.errors import DeviceError, DranetError
 from dranet_core.netns import AttachResult, NamespaceMover
-from dranet_core.plans import PreparedDevice
+from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.status import EventRecord, StatusPublisher
 from dranet_core.types import JSON, ClaimRef, Condition, DeviceNode, DeviceStatus, NetworkData, PodSandbox
 
-__all__ = ["DeviceNodeSource", "PodNetworking", "default_conditions"]
+__all__ = ["AttachObserver", "DeviceNodeSource", "PodNetworking", "default_conditions"]
 
 log = logging.getLogger(__name__)
 
 DeviceNodeSource = Callable[[PreparedDevice], Sequence[DeviceNode]]
 """A backend's ``device_nodes`` (AdjustsContainers)."""
+
+
+class AttachObserver(Protocol):
+    """Told when a device's journal entry says it is in its pod, or home again.
+
+    Awaited inside the NRI call that moved the device (before RunPodSandbox answers, so
+    before any container starts); must not raise.
+    """
+
+    async def attached(
+        self, plan: ClaimPlan, device: PreparedDevice, network_data: NetworkData | None
+    ) -> None:
+        """``device`` of ``plan`` is attached, with the network data read back from the kernel."""
+        ...
+
+    async def released(self, plan: ClaimPlan, device: PreparedDevice) -> None:
+        """``device`` of ``plan`` is back home (journal ``prepared``)."""
+        ...
 
 
 def default_conditions() -> tuple[Condition, ...]:
@@ -85,7 +104,8 @@ class PodNetworking:
     ``(action, backend, ok, seconds)`` for every mover call (latency histograms);
     ``rescan`` asks the inventory for a rescan after devices came home; ``hold(phase)`` is
     awaited after each ``attaching``/``detaching`` journal write (a test seam, see
-    :class:`~dranet_core.settings.DebugSettings`).
+    :class:`~dranet_core.settings.DebugSettings`); ``observer`` hears of every device that
+    reached ``attached`` or came back to ``prepared`` (the device metadata writer).
     """
 
     def __init__(
@@ -101,6 +121,7 @@ class PodNetworking:
         observe: Callable[[str, str, bool, float], None] | None = None,
         rescan: Callable[[], None] | None = None,
         hold: Callable[[str], Awaitable[None]] | None = None,
+        observer: AttachObserver | None = None,
     ) -> None:
         self.store = store
         self.movers = tuple(movers)
@@ -112,6 +133,7 @@ class PodNetworking:
         self._observe = observe
         self._rescan = rescan
         self._hold = hold
+        self._observer = observer
         self._locks: dict[str, asyncio.Lock] = {}
 
     def __repr__(self) -> str:
@@ -367,6 +389,10 @@ class PodNetworking:
         await self.store.set_device_state(item.uid, item.device.device, state)
         if self._on_change is not None:
             self._on_change()
+        if self._observer is not None and state.phase == "attached":
+            await self._observer.attached(item.claim.plan, item.device, state.network_data)
+        elif self._observer is not None and state.phase == "prepared":
+            await self._observer.released(item.claim.plan, item.device)
         if self._hold is not None and state.phase in ("attaching", "detaching"):
             await self._hold(state.phase)
 

@@ -29,7 +29,7 @@ from dranet_core.errors import ClaimError, DranetError
 from dranet_core.plans import ClaimPlan
 from dranet_core.types import Claim, ClaimRef, Device
 
-__all__ = ["ClaimSource", "DefaultPreparer", "PrepareErrorHook", "UnprepareHook"]
+__all__ = ["ClaimSource", "DefaultPreparer", "PrepareErrorHook", "PreparedHook", "UnprepareHook"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,10 @@ UnprepareHook = Callable[[ClaimRef, ClaimPlan | None], Awaitable[None]]
 
 PrepareErrorHook = Callable[[ClaimRef, Exception], Awaitable[None]]
 """Called when preparing a claim failed (must not raise; errors are logged)."""
+
+PreparedHook = Callable[[ClaimPlan, Claim | None], Awaitable[Mapping[str, tuple[str, ...]]]]
+"""Called after a claim is prepared, with the claim read for it (None when the plan already
+existed); returns CDI device IDs by device name for the reply (the device metadata writer)."""
 
 
 def _message(ref: ClaimRef, exc: Exception) -> str:
@@ -70,12 +74,14 @@ class DefaultPreparer:
         *,
         on_unprepare: Sequence[UnprepareHook] = (),
         on_prepare_error: Sequence[PrepareErrorHook] = (),
+        on_prepared: PreparedHook | None = None,
     ) -> None:
         self.source = source
         self.allocator = allocator
         self.inventory = inventory
         self.on_unprepare = list(on_unprepare)
         self.on_prepare_error = list(on_prepare_error)
+        self.on_prepared = on_prepared
         self._locks = KeyedLocks()
 
     async def prepare(self, claims: Sequence[ClaimRef]) -> Mapping[str, PrepareResult]:
@@ -95,11 +101,14 @@ class DefaultPreparer:
     async def _prepare_one(self, ref: ClaimRef) -> PrepareResult:
         async with self._locks.hold(ref.uid):
             try:
+                claim: Claim | None = None
                 plan = self.allocator.prepared().get(ref.uid)
                 if plan is None:
                     claim = await self.source.get(ref)
                     plan = await self.allocator.prepare(claim, self.inventory())
-                return PrepareOutcome(plan=plan)
+                if self.on_prepared is None:
+                    return PrepareOutcome(plan=plan)
+                return PrepareOutcome(plan=plan, cdi_device_ids=await self.on_prepared(plan, claim))
             except Exception as exc:
                 if not isinstance(exc, DranetError):
                     log.exception("claim %s: unexpected error while preparing", ref)

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 RESOURCE_API_VERSIONS: tuple[str, ...] = ("v1", "v1beta2", "v1beta1")
 """resource.k8s.io versions we can read claims from, most preferred first."""
 
+POD_CLAIM_NAME_ANNOTATION = "resource.kubernetes.io/pod-claim-name"
+"""Set on a claim made from a ResourceClaimTemplate: the claim's name in the pod spec."""
+
 
 def _list(obj: Any, key: str) -> list[Any]:
     v = obj.get(key) if isinstance(obj, dict) else None
@@ -96,7 +99,14 @@ def claim_from_json(ref: ClaimRef, data: dict[str, Any], *, driver: str, pool: s
         for c in _list(status, "reservedFor")
         if isinstance(c, dict)
     )
-    return Claim(ref=ref, results=tuple(results), configs=tuple(configs), reserved_for=consumers)
+    pod_claim = _dict(_dict(data, "metadata"), "annotations").get(POD_CLAIM_NAME_ANNOTATION)
+    return Claim(
+        ref=ref,
+        results=tuple(results),
+        configs=tuple(configs),
+        reserved_for=consumers,
+        pod_claim_name=pod_claim if isinstance(pod_claim, str) and pod_claim else None,
+    )
 
 
 class _HttpError(Exception):
