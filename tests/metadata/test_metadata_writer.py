@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,10 @@ def _stream(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _chattr(flag: str, path: Path) -> None:
+    subprocess.run(["chattr", flag, str(path)], check=True)
+
+
 def _files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
@@ -109,7 +114,7 @@ async def test_prepare_writes_file_and_spec_and_returns_ids_on_first_device(tmp_
     assert f.stat().st_mode & 0o777 == 0o644
     assert f.parent.stat().st_mode & 0o777 == 0o755
     assert lay.cdi_spec_file(UID, "nic").stat().st_mode & 0o777 == 0o644
-    assert not [p for p in tmp_path.rglob("*.tmp")]
+    assert not [f for f in _files(tmp_path) if f.endswith(".tmp")]
 
 
 async def test_template_claim_mounts_at_the_pod_claim_name(tmp_path: Path) -> None:
@@ -217,13 +222,11 @@ async def test_forget_leaves_a_recreated_claim_of_the_same_name(tmp_path: Path) 
 
 @pytest.mark.skipif(os.geteuid() == 0 and not Path("/usr/bin/chattr").exists(), reason="needs chattr as root")
 async def test_forget_failure_is_the_claims_error(tmp_path: Path) -> None:
-    import subprocess
-
     w, _ = _writer(tmp_path)
     await w.prepared(PLAN, Claim(ref=REF))
     cdi = tmp_path / "cdi"
     if os.geteuid() == 0:
-        subprocess.run(["chattr", "+i", str(cdi)], check=True)
+        _chattr("+i", cdi)
     else:
         cdi.chmod(0o555)
     try:
@@ -231,7 +234,7 @@ async def test_forget_failure_is_the_claims_error(tmp_path: Path) -> None:
             await w.forget(REF, PLAN)
     finally:
         if os.geteuid() == 0:
-            subprocess.run(["chattr", "-i", str(cdi)], check=True)
+            _chattr("-i", cdi)
         else:
             cdi.chmod(0o755)
     assert w.layout.cdi_spec_file(UID, "nic").exists()
