@@ -26,3 +26,20 @@ def test_daemonset_mounts_the_cdi_dir_and_the_plugin_dir_at_their_host_paths() -
     # the metadata files (below the plugin dir) are named in the CDI specs by their host path
     plugins = str(KubeletSettings().root_dir / "plugins")
     assert mounts.get(plugins) == plugins
+
+
+def test_example_pod_reads_the_file_of_its_claim_and_request() -> None:
+    from dranet_core.metadata import reader
+
+    docs = list(yaml.safe_load_all((DAEMONSET.parent / "claims" / "device-metadata.yaml").read_text()))
+    template, pod = docs
+    (request,) = template["spec"]["spec"]["devices"]["requests"]
+    (claim,) = pod["spec"]["resourceClaims"]
+    assert claim["resourceClaimTemplateName"] == template["metadata"]["name"]
+    command = pod["spec"]["containers"][0]["command"][-1]
+    assert f"dranet_core.metadata.reader {claim['name']} {request['name']}" in command
+    # the path the comment promises is where the reader looks for a template claim
+    path = reader.container_path(claim["name"], request["name"], template=True)
+    assert path in (DAEMONSET.parent / "claims" / "device-metadata.yaml").read_text()
+    # the container lists the claim, so the kubelet hands it the claim's CDI devices
+    assert {"name": claim["name"]} in pod["spec"]["containers"][0]["resources"]["claims"]
