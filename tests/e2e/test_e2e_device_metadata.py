@@ -384,3 +384,36 @@ def test_sigkill_around_attach_and_detach_leaves_nothing_stale_and_nothing_missi
     assert _ours(cluster) == []
     cluster.live_pods.clear()
     cluster.node.drop_netns(pod.netns)
+
+
+def _published_by_pci(cluster: Cluster, address: str) -> dict[str, Any] | None:
+    for s in cluster.loop.call(cluster.api.list_objects, "resourceslices"):
+        for d in s.get("spec", {}).get("devices", []):
+            if d.get("attributes", {}).get("dra.net/pciAddress", {}).get("string") == address:
+                found: dict[str, Any] = d
+                return found
+    return None
+
+
+def test_vfio_vf_carries_pci_bus_id_into_slice_and_metadata(fresh_cluster: Cluster) -> None:
+    """KubeVirt's case: an SR-IOV VF bound to vfio-pci (a fake sysfs tree with the kernel's
+    layout) is published with resource.kubernetes.io/pciBusID, and its metadata file has it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sriov"))
+    from sriov_fakes import FakeSysfs, sriov_node
+
+    cluster = fresh_cluster
+    fs = FakeSysfs(cluster.tmp / "sys")
+    sriov_node(fs)
+    cluster.start(*_flags(cluster, "--backends=sriov", f"--sysfs-root={fs.root}"))
+    dev = wait_for("the VF in a slice", lambda: _published_by_pci(cluster, "0000:00:03.1"), log=cluster.log)
+    assert dev["attributes"]["resource.kubernetes.io/pciBusID"] == {"string": "0000:00:03.1"}
+    claim = cluster.claim([dev["name"]])
+    cluster.new_pod([claim])
+    (cdi_id,) = _cdi_ids(cluster.prepare(claim)).values()
+    doc = _stream(Path(_mount(cluster, cdi_id[0])["hostPath"]))[0]
+    validate_metadata(doc)
+    attrs = doc["requests"][0]["devices"][0]["attributes"]
+    assert attrs["resource.kubernetes.io/pciBusID"] == {"string": "0000:00:03.1"}
+    assert attrs == dev["attributes"]
+    assert cluster.unprepare(claim).error == ""
+    assert _ours(cluster) == []
