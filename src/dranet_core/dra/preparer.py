@@ -7,7 +7,9 @@ UID are serialised):
    API call, so a repeat works even when the API server is down);
 2. otherwise the claim is fetched through the :class:`ClaimSource` (which checks the UID
    and that the claim is allocated) and given to ``Allocator.prepare`` with the current
-   inventory.
+   inventory;
+3. the ``on_prepared`` hook (if any) sees the plan and the fetched claim (None in case 1)
+   and returns the CDI device IDs of the answer (the device metadata writer).
 
 Unprepare works from the reference alone: the ``on_unprepare`` hooks run first (the driver
 detaches devices still attached and clears claim status there), then the Allocator forgets

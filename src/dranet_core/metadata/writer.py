@@ -124,7 +124,7 @@ class MetadataWriter:
         async with self._lock(path):
             if claim is None:
                 current = await asyncio.to_thread(files.read_current, path)
-                if files.owner_uid(current) == ref.uid and current is not None:
+                if current is not None and files.owner_uid(current) == ref.uid:
                     pod_claim = current.get("podClaimName")
                     await self._write_spec(ref, req.base, pod_claim if isinstance(pod_claim, str) else None)
                     return True
