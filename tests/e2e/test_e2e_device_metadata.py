@@ -90,9 +90,9 @@ def _set_pod_claim_name(cluster: Cluster, claim: Claim, pod_claim: str) -> None:
 def _in_container(mounts: list[dict[str, Any]], argv: list[str]) -> str:
     """Run ``argv`` the way a runtime runs a container with these CDI mounts: a private mount
     namespace with a fresh /var/run/kubernetes.io, each file bind-mounted read-only."""
-    # /var/run is /run: a tmpfs over it inside the private namespace, so nothing is created
-    # on the host; the host files (below the test's /tmp directory) stay reachable
-    script = ["set -e", "mount -t tmpfs none /run"]
+    # a tmpfs over /var/run (the directory it resolves to) inside the private namespace, so
+    # nothing is created on the host; the host files (below the test's /tmp) stay reachable
+    script = ["set -e", 'mount -t tmpfs none "$(readlink -f /var/run)"']
     for m in mounts:
         target = m["containerPath"]
         script += [
