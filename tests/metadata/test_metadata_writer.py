@@ -297,3 +297,32 @@ async def test_versions_setting_controls_the_stream(tmp_path: Path) -> None:
 def test_repr_shows_state(tmp_path: Path) -> None:
     w, _ = _writer(tmp_path, enabled=False)
     assert repr(w).startswith("MetadataWriter(off, data='")
+
+
+async def test_many_claims_and_devices_at_once(tmp_path: Path) -> None:
+    import asyncio
+
+    w, _ = _writer(tmp_path)
+    plans = [
+        ClaimPlan(
+            claim=ClaimRef(namespace="ns", name=f"c{i}", uid=f"uid-{i}"), pods=(), devices=(DEV_A, DEV_B)
+        )
+        for i in range(40)
+    ]
+    results = await asyncio.gather(*(w.prepared(p, Claim(ref=p.claim)) for p in plans))
+    assert all(
+        r == {"eth1": (f"dra.net/metadata={p.claim.uid}_nic",)} for r, p in zip(results, plans, strict=True)
+    )
+    # both devices of each request attached at once: neither update is lost
+    nd_b = NetworkData(interface_name="net2", ips=("10.0.0.2/24",))
+    await asyncio.gather(
+        *(w.attached(p, DEV_A, ND) for p in plans),
+        *(w.attached(p, DEV_B, nd_b) for p in plans),
+    )
+    for p in plans:
+        doc = _stream(w.layout.metadata_file(p.claim, "nic"))[0]
+        assert doc["metadata"]["generation"] == 3
+        names = [d["networkData"]["interfaceName"] for d in doc["requests"][0]["devices"]]
+        assert names == ["net1", "net2"]
+    await asyncio.gather(*(w.forget(p.claim, p) for p in plans))
+    assert _files(tmp_path) == []
