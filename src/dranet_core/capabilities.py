@@ -157,7 +157,9 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
             background.append((b.name, b))
             found.append("background")
         if not found:
-            raise BackendError(b.name, "implements no capability (discover, move, validate, adjust, health, background)")
+            raise BackendError(
+                b.name, "implements no capability (discover, move, validate, adjust, health, background)"
+            )
         caps[b.name] = tuple(found)
         log.info("backend %s handles: %s", b.name, ", ".join(found))
     return HandlerTable(

@@ -24,7 +24,6 @@ from typing import Any, Final, Literal
 import attrs
 
 from dranet_core.errors import SettingsError
-from dranet_core.metadata.reader import KNOWN_VERSIONS as METADATA_VERSIONS
 
 __all__ = [
     "DEFAULT_FILTER_EXPRESSION",
@@ -291,6 +290,10 @@ class DebugSettings:
     def _check_phase(self, _: attrs.Attribute[str | None], value: str | None) -> None:
         if value is not None and value not in ("attaching", "detaching"):
             raise SettingsError(f"--debug-hold-after: phase must be attaching or detaching, got {value!r}")
+
+
+METADATA_VERSIONS: Final = ("v1beta1", "v1alpha1")
+"""``metadata.resource.k8s.io`` versions the device metadata writer knows, newest first."""
 
 
 @attrs.frozen(kw_only=True)

@@ -211,3 +211,9 @@ def test_cdi_checker_rejects_bad_specs() -> None:
     del no_path["devices"][0]["containerEdits"]["mounts"][0]["containerPath"]
     with pytest.raises(jsonschema.ValidationError):
         validate_cdi_spec(no_path)
+
+
+def test_settings_know_the_versions_the_reader_knows() -> None:
+    from dranet_core.settings import METADATA_VERSIONS
+
+    assert METADATA_VERSIONS == reader.KNOWN_VERSIONS

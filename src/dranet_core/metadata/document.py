@@ -29,7 +29,7 @@ from typing import Final
 
 import attrs
 
-from dranet_core.metadata.reader import API_GROUP, CONTAINER_ROOT, KIND, container_path
+from dranet_core.metadata.reader import API_GROUP, CONTAINER_ROOT, KIND, KNOWN_VERSIONS, container_path
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.types import JSON, AttributeValue, ClaimRef, NetworkData, Version
 
@@ -70,12 +70,12 @@ class MetadataLayout:
     driver: str
     data_dir: Path
     cdi_dir: Path
-    versions: tuple[str, ...] = ("v1beta1", "v1alpha1")
+    versions: tuple[str, ...] = KNOWN_VERSIONS
     container_root: str = CONTAINER_ROOT
 
     @classmethod
     def for_plugin_dir(
-        cls, driver: str, plugin_dir: Path, cdi_dir: Path, versions: Sequence[str] = ("v1beta1", "v1alpha1")
+        cls, driver: str, plugin_dir: Path, cdi_dir: Path, versions: Sequence[str] = KNOWN_VERSIONS
     ) -> MetadataLayout:
         """The standard layout for a driver whose kubelet plugin directory is ``plugin_dir``."""
         return cls(
