@@ -250,11 +250,15 @@ async def test_recover_removes_stale_files_and_syncs_network_data(tmp_path: Path
     lay = w.layout
     # leftovers of a crash in the middle of writes, and a request the plan no longer has
     (lay.metadata_file(REF, "nic").parent / ".metadata.json.x1.tmp").write_text("{")
-    (lay.cdi_dir / f".{lay.cdi_prefix}{UID}_nic.json.x2.tmp").write_text("{")
+    nic_spec = lay.cdi_spec_file(UID, "nic").read_text()
+    (lay.cdi_dir / f".{lay.cdi_prefix}{UID}_nic.json.x2.tmp").write_text(nic_spec)
     lay.metadata_file(REF, "old").parent.mkdir()
     lay.metadata_file(REF, "old").write_bytes(lay.metadata_file(REF, "nic").read_bytes())
-    lay.cdi_spec_file(UID, "old").write_text("{}")
+    lay.cdi_spec_file(UID, "old").write_text(nic_spec.replace("/nic/", "/old/"))
     (lay.cdi_dir / "vendor.com-gpu.json").write_text("{}")  # not ours
+    # another driver instance (another kubelet root, e.g. a demo) sharing the CDI directory
+    other = lay.cdi_dir / f"{lay.cdi_prefix}44444444-1111-4c8e-9a52-7c1d2e3f4a5b_nic.json"
+    other.write_text(nic_spec.replace(str(lay.data_dir), "/elsewhere/plugins/dra.net/dra-device-metadata"))
     # journal: eth1 attached (the crash came before the file was rewritten)
     pc = PreparedClaim(
         plan=PLAN,
@@ -268,6 +272,7 @@ async def test_recover_removes_stale_files_and_syncs_network_data(tmp_path: Path
             f"cdi/dra.net_metadata_{UID}_nic.json",
             f"cdi/dra.net_metadata_{UID}_rdma.json",
             "cdi/vendor.com-gpu.json",
+            f"cdi/{other.name}",
             "plugins/dra.net/dra-device-metadata/default_c1/nic/metadata.json",
             "plugins/dra.net/dra-device-metadata/default_c1/rdma/metadata.json",
         ]
@@ -280,7 +285,7 @@ async def test_recover_removes_stale_files_and_syncs_network_data(tmp_path: Path
     assert _stream(lay.metadata_file(REF, "nic"))[0]["metadata"]["generation"] == 2
     # an empty checkpoint: everything of ours goes
     assert await fresh.recover({}) > 0
-    assert _files(tmp_path) == ["cdi/vendor.com-gpu.json"]
+    assert _files(tmp_path) == sorted([f"cdi/{other.name}", "cdi/vendor.com-gpu.json"])
 
 
 async def test_versions_setting_controls_the_stream(tmp_path: Path) -> None:

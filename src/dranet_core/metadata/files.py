@@ -9,7 +9,8 @@ reboot restarts every pod anyway.
 
 Removal (:func:`remove_claim`, :func:`sweep`) touches only what this driver wrote: request
 directories whose file names the claim's UID (or is unreadable), CDI specs named with this
-driver's prefix, and leftover temporary files.
+driver's prefix (the start-up sweep only those that mount a file of this instance's metadata
+directory), and leftover temporary files.
 """
 
 from __future__ import annotations
@@ -172,13 +173,31 @@ def sweep(layout: MetadataLayout, keep: Mapping[str, tuple[ClaimRef, Set[str]]])
     if layout.cdi_dir.is_dir():
         prefix = layout.cdi_prefix
         for spec in layout.cdi_dir.iterdir():
-            if spec.name.startswith("." + prefix) and _is_temp(spec.name):
+            if not spec.name.startswith((prefix, "." + prefix)) or not _mounts_from(spec, layout.data_dir):
+                continue  # not ours, or another instance's (another kubelet root)
+            if _is_temp(spec.name):
                 _remove(spec, removed)
-            elif spec.name.startswith(prefix) and spec.name.endswith(".json"):
+            elif spec.name.endswith(".json"):
                 uid, _, request = spec.name[len(prefix) : -len(".json")].partition("_")
                 if uid not in keep or request not in keep[uid][1]:
                     _remove(spec, removed)
     return removed
+
+
+def _mounts_from(spec: Path, data_dir: Path) -> bool:
+    """Whether the CDI spec at ``spec`` mounts a file below ``data_dir`` (so this instance
+    wrote it). A driver with another kubelet root (a test, ``dranet demo``) may share the CDI
+    directory; its specs are not ours to remove. An unreadable spec is not ours either."""
+    doc = read_json(spec)
+    if not isinstance(doc, dict):
+        return False
+    for dev in doc.get("devices") or []:
+        edits = dev.get("containerEdits") if isinstance(dev, dict) else None
+        for mount in (edits or {}).get("mounts") or []:
+            host = mount.get("hostPath") if isinstance(mount, dict) else None
+            if isinstance(host, str) and Path(host).is_relative_to(data_dir):
+                return True
+    return False
 
 
 def _sweep_request(sub: Path, owners: Mapping[str, Set[str]], removed: list[Path]) -> None:
