@@ -103,7 +103,7 @@ class MetadataWriter:
         ids: dict[str, tuple[str, ...]] = {}
         for req in requests_of(plan):
             try:
-                ok = await self._prepare_request(plan, req, claim)
+                claim = await self._prepare_request(plan, req, claim)
             except Exception as exc:
                 log.warning(
                     "claim %s: device metadata for request %s not written (%s: %s); prepared without it",
@@ -113,12 +113,15 @@ class MetadataWriter:
                     exc,
                 )
                 continue
-            if ok:
-                first = req.devices[0].device
-                ids[first] = (*ids.get(first, ()), self.layout.cdi_device_id(plan.claim.uid, req.base))
+            first = req.devices[0].device
+            ids[first] = (*ids.get(first, ()), self.layout.cdi_device_id(plan.claim.uid, req.base))
         return ids
 
-    async def _prepare_request(self, plan: ClaimPlan, req: RequestDevices, claim: Claim | None) -> bool:
+    async def _prepare_request(
+        self, plan: ClaimPlan, req: RequestDevices, claim: Claim | None
+    ) -> Claim | None:
+        """Write one request's file and spec (keep a file that is already there when ``claim``
+        is None); returns the claim, read from the API server if it had to be."""
         ref = plan.claim
         path = self.layout.metadata_file(ref, req.base)
         async with self._lock(path):
@@ -127,7 +130,7 @@ class MetadataWriter:
                 if current is not None and files.owner_uid(current) == ref.uid:
                     pod_claim = current.get("podClaimName")
                     await self._write_spec(ref, req.base, pod_claim if isinstance(pod_claim, str) else None)
-                    return True
+                    return None
                 if self.fetch is None:
                     raise ClaimError(
                         str(ref), "the claim is needed to rebuild its metadata and cannot be read"
@@ -152,7 +155,7 @@ class MetadataWriter:
             data = encode_stream(doc, self.layout.versions)
             await asyncio.to_thread(files.write_atomic, path, data)
             await self._write_spec(ref, req.base, claim.pod_claim_name)
-            return True
+            return claim
 
     async def _write_spec(self, ref: ClaimRef, request: str, pod_claim_name: str | None) -> None:
         spec = cdi_spec(self.layout, ref, request, pod_claim_name)
