@@ -96,6 +96,8 @@ def backend_context(settings: Settings) -> BackendContext:
     opts = {"move_ib_interfaces": str(settings.inventory.move_ib_interfaces).lower()}
     if settings.host.host_netns != HostSettings().host_netns:
         opts["netns"] = str(settings.host.host_netns)  # the namespace the backends treat as the host's
+    if settings.checkpoint.db_path is not None:  # durable backend state lives beside the checkpoint
+        opts["state_dir"] = str(settings.checkpoint.db_path.parent)
     opts.update(settings.backend_options)
     return BackendContext(
         node_name=settings.kube.node_name,
@@ -134,8 +136,11 @@ class Driver:
         self.settings = settings
         self.table: HandlerTable = handler_table(backends)
         self.metrics = metrics or Metrics()
+        for timer in self.table.step_timers:
+            timer.set_step_observer(self.metrics.observe_attach_step)
         self.health = Health(clock)
         self.clock = clock
+        self.claim_source = claim_source
         name = settings.kube.driver_name
         pool = settings.kube.node_name
         report = PublishedReport(
@@ -259,6 +264,11 @@ class Driver:
             Job(name="kubelet", run=self._kubelet_job, finishable=True, manages_health=True, part="kubelet")
         )
         jobs.append(Job(name="ready log", run=self._log_ready, finishable=True))
+        from dranet_core.kube.claimcache import ClaimCache
+
+        if isinstance(self.claim_source, ClaimCache):  # not a health part: a miss costs one GET
+            jobs.append(Job(name="claim cache", run=self.claim_source.run, recoverable=always_recoverable))
+        jobs.append(Job(name="checkpoint retry", run=self.store.run, recoverable=always_recoverable))
         return jobs
 
     # --- lifecycle ---
@@ -304,6 +314,7 @@ class Driver:
 async def kube_environment(settings: Settings) -> AsyncIterator[tuple[StatusPublisher, ClaimSource]]:
     """The API-server side of the driver: the StatusPublisher and the ClaimSource."""
     from dranet_core.kube.apiversion import ResourceApiVersion
+    from dranet_core.kube.claimcache import ClaimCache
     from dranet_core.kube.claims import ApiClaimSource
     from dranet_core.kube.client import load_api_client
     from dranet_core.kube.publisher import KubeStatusPublisher
@@ -317,8 +328,13 @@ async def kube_environment(settings: Settings) -> AsyncIterator[tuple[StatusPubl
             node_name=settings.kube.node_name,
             api_versions=versions,
         )
-        source = ApiClaimSource(
-            api, driver_name=settings.kube.driver_name, pool=settings.kube.node_name, api_versions=versions
+        source = ClaimCache(
+            ApiClaimSource(
+                api,
+                driver_name=settings.kube.driver_name,
+                pool=settings.kube.node_name,
+                api_versions=versions,
+            )
         )
         yield publisher, source
     finally:
