@@ -93,7 +93,9 @@ def import_rss(modules: tuple[str, ...]) -> float:
     """RSS MiB of a fresh interpreter after importing ``modules`` (none: the bare interpreter)."""
     code = (
         "import importlib\n"
-        f"for m in {modules!r}: importlib.import_module(m)\n"
+        # cel as the driver loads it: its extension, not the package's interactive CLI
+        + ("from dranet_core.cli import prefer_light_cel\nprefer_light_cel()\n" if "cel" in modules else "")
+        + f"for m in {modules!r}: importlib.import_module(m)\n"
         "print([l for l in open('/proc/self/status') if l.startswith('VmRSS:')][0].split()[1])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
