@@ -355,21 +355,17 @@ class NriPlugin:
             )
             self._client = client
             log.info("NRI: registered as %s-%s", self._index, self._name)
-            sync_wait = asyncio.get_running_loop().create_task(synced.wait(), name="nri-sync-wait")
+            reader_task.add_done_callback(lambda _t: synced.set())  # a dead connection ends the wait
             try:
-                done, _ = await asyncio.wait(
-                    {reader_task, sync_wait},
-                    timeout=self._registration_timeout + 2 * self._calls.request_timeout,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                sync_wait.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sync_wait
-            if not done:
-                raise TimeoutError("the runtime did not Configure and Synchronize after registration")
+                async with asyncio.timeout(self._registration_timeout + 2 * self._calls.request_timeout):
+                    await synced.wait()
+            except TimeoutError:
+                raise TimeoutError(
+                    "the runtime did not Configure and Synchronize after registration"
+                ) from None
+            reached = self._registered
             await reader_task  # until the runtime goes away (re-raises a reader error)
-            return synced.is_set()
+            return reached
         finally:
             self._registered = False
             if self._part is not None:
