@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for warning in _go_only_warnings(args):
             logging.getLogger("dranet_core.cli").warning(warning)
     if args.command == "inventory":
-        from dranet_core.app import print_inventory
+        from dranet_core.inventory_report import print_inventory
 
         status: int = asyncio.run(print_inventory(settings, output=args.output))
         return status

@@ -219,9 +219,10 @@ class Printer:
 
 
 async def _scenario(scene: Scene, p: Printer) -> None:  # noqa: PLR0915 - a linear script
-    from dranet_core.app import Driver, format_table, load_backends_for
+    from dranet_core.app import Driver, load_backends_for
     from dranet_core.demo.kubelet import KubeletPeer
     from dranet_core.demo.runtime import DemoPod, NriRuntimePeer
+    from dranet_core.inventory_report import format_table
     from dranet_core.settings import (
         CheckpointSettings,
         HostSettings,
