@@ -32,7 +32,7 @@ from typing import Any
 import attrs
 
 from dranet_core.allocator import ClaimAllocator
-from dranet_core.backends import BackendContext, load_backends
+from dranet_core.backends import BackendContext, context_for, load_backends
 from dranet_core.capabilities import Backend, HandlerTable, handler_table
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.dra.plugin import KubeletPlugin, PluginPaths
@@ -45,7 +45,7 @@ from dranet_core.nri.plugin import NriPlugin
 from dranet_core.observability import Metrics, ObservabilityServer
 from dranet_core.plans import ClaimPlan
 from dranet_core.pods import PodNetworking
-from dranet_core.settings import HostSettings, Settings
+from dranet_core.settings import Settings
 from dranet_core.status import StatusPublisher
 from dranet_core.supervisor import Clock, Health, Job, JobFailed, ShutdownSignals, Supervisor, fatal_cause
 from dranet_core.types import ClaimRef
@@ -64,22 +64,8 @@ RDMA_ATTRIBUTE = "dra.net/rdma"
 
 
 def backend_context(settings: Settings) -> BackendContext:
-    """The context every backend factory gets: node, roots, and the ``--backend-option`` values.
-
-    Driver-wide facts (``move_ib_interfaces``, the host ``netns`` when it is not this
-    process's) come first; explicit ``--backend-option`` values win over them.
-    """
-    opts = {"move_ib_interfaces": str(settings.inventory.move_ib_interfaces).lower()}
-    if settings.host.host_netns != HostSettings().host_netns:
-        opts["netns"] = str(settings.host.host_netns)  # the namespace the backends treat as the host's
-    opts.update(settings.backend_options)
-    return BackendContext(
-        node_name=settings.kube.node_name,
-        driver_name=settings.kube.driver_name,
-        sysfs=settings.host.sysfs_root,
-        procfs=settings.host.procfs_root,
-        options=opts,
-    )
+    """The context every backend factory gets (:func:`~dranet_core.backends.context_for`)."""
+    return context_for(settings)
 
 
 def load_backends_for(settings: Settings) -> list[Backend]:

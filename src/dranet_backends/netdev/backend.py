@@ -33,7 +33,7 @@ import errno
 import logging
 import struct
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from dranet_core.types import AttributeValue, Device
 from . import rtnl
 from .attributes import netdev_attributes, pci_attributes
 from .facet import FACET, NetdevFacet
-from .pciids import DEFAULT_PATHS, PciIds
+from .pciids import PciIds
 from .state import KernelView, uplinks
 from .sysfs import USERSPACE_DRIVERS, PciFunction, netdev_sysfs, pci_network_functions
 from .tcx import TcxReader
@@ -111,24 +111,6 @@ class NetdevBackend:
         self._uplink_pci: dict[int, str] = {}
         self.full_syncs = 0
         self.events = 0
-
-    @classmethod
-    def from_context(cls, context: Any) -> NetdevBackend:
-        """Build from a ``BackendContext`` (``sysfs``; ``options``: ``netns``, ``pci_ids``, ``full_resync``,
-        ``move_ib_interfaces``).
-
-        ``pci_ids`` is a ``:``-separated list of pci.ids paths (default: the distribution paths).
-        """
-        options: Mapping[str, str] = getattr(context, "options", {}) or {}
-        ids_opt = options.get("pci_ids")
-        ids = PciIds(ids_opt.split(":") if ids_opt else DEFAULT_PATHS)
-        return cls(
-            sysfs=Path(getattr(context, "sysfs", "/sys")),
-            netns=options.get("netns") or None,
-            pci_ids=ids,
-            full_resync=float(options.get("full_resync", "60")),
-            move_ib_interfaces=options.get("move_ib_interfaces", "true").lower() != "false",
-        )
 
     # -- Discovery -------------------------------------------------------------------------
 

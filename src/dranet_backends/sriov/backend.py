@@ -42,11 +42,10 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from dranet_backends.netdev.pciids import DEFAULT_PATHS, PciIds
+from dranet_backends.netdev.pciids import PciIds
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import BackendError, ConfigError, ConfigIssue, DeviceError
 from dranet_core.names import device_name_for_pci
@@ -107,31 +106,6 @@ class SriovBackend:
         self._devices: list[Device] = []
         self.scans = 0
         self.polls = 0
-
-    @classmethod
-    def from_context(cls, context: Any) -> SriovBackend:
-        """Build from a ``BackendContext``: ``sysfs``; options ``sriov.dev_root`` (default ``/dev``),
-        ``sriov.poll_interval`` (seconds, default 30), ``sriov.full_resync`` (seconds, default 300) and
-        the shared ``pci_ids`` (``:``-separated).
-
-        Raises :class:`BackendError` for an unusable option value.
-        """
-        options: Mapping[str, str] = getattr(context, "options", {}) or {}
-        ids_opt = options.get("pci_ids")
-        seconds: dict[str, float] = {}
-        for key, default in (("poll_interval", DEFAULT_POLL_INTERVAL), ("full_resync", DEFAULT_FULL_RESYNC)):
-            raw = options.get(f"sriov.{key}", str(default))
-            try:
-                seconds[key] = float(raw)
-            except ValueError as exc:
-                raise BackendError("sriov", f"sriov.{key}: not a number: {raw!r}") from exc
-        return cls(
-            sysfs=Path(getattr(context, "sysfs", "/sys")),
-            dev_root=Path(options.get("sriov.dev_root", "/dev")),
-            pci_ids=PciIds(ids_opt.split(":") if ids_opt else DEFAULT_PATHS),
-            poll_interval=seconds["poll_interval"],
-            full_resync=seconds["full_resync"],
-        )
 
     def __repr__(self) -> str:
         return (
