@@ -224,7 +224,8 @@ def test_run_with_an_unusable_kubeconfig_exits_2_naming_the_flag(tmp_path: Path)
     )  # fmt: skip
     assert proc.returncode == 2
     missing = tmp_path / "nope"
-    assert proc.stderr == f"dranet run: error: --kubeconfig: cannot read {missing}: No such file or directory\n"
+    line = f"dranet run: error: --kubeconfig: cannot read {missing}: No such file or directory"
+    assert proc.stderr == line + "\n"
     assert not (tmp_path / "plugins_registry").exists()  # nothing was started
 
 

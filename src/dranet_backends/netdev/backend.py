@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from dranet_core.discovery import ExcludedDevice
 from dranet_core.errors import BackendError
 from dranet_core.names import device_name_for_interface, device_name_for_pci
 from dranet_core.types import AttributeValue, Device
@@ -388,6 +389,25 @@ class NetdevBackend:
             except ValueError as exc:
                 log.warning("netdev: leaving out PCI %s: %s", fn.address, exc)
         return list(out.values())
+
+    def excluded(self) -> list[ExcludedDevice]:
+        """The links and PCI functions the last scan left out, with the reason (``ReportsExclusions``)."""
+        out: list[ExcludedDevice] = []
+        for idx in sorted(self._view.links):
+            link = self._view.links[idx]
+            if link.flags & rtnl.IFF_LOOPBACK:
+                out.append(ExcludedDevice(link.name, "loopback"))
+            elif _ignored(link):
+                out.append(ExcludedDevice(link.name, "container network interface (ignored by name)"))
+            elif link.kind == "ipoib" and not self.move_ib_interfaces:
+                out.append(ExcludedDevice(link.name, "IPoIB with --move-ib-interfaces=false"))
+            elif idx in self._uplinks:
+                out.append(ExcludedDevice(link.name, "uplink (default route) or below it"))
+        for fn in pci_network_functions(self.sysfs):
+            if fn.driver is None or fn.driver in USERSPACE_DRIVERS:
+                bound = f"bound to {fn.driver}" if fn.driver else "no driver bound"
+                out.append(ExcludedDevice(device_name_for_pci(fn.address), f"PCI function {bound}"))
+        return out
 
     def __repr__(self) -> str:
         return (
