@@ -165,6 +165,14 @@ class NetdevBackend:
             self._req.close()
             self._req = None
 
+    async def aclose(self) -> None:
+        """Close the request socket and the mover's sockets."""
+        self.close()
+        mover = getattr(self, "_mover", None)
+        if mover is not None:
+            del self._mover
+            await mover.aclose()
+
     # -- NamespaceMover (delegated to mover.NetdevMover; added by the mover's author) ------
 
     def _netdev_mover(self) -> Any:
