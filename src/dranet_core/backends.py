@@ -282,7 +282,6 @@ def load_backend(entry_point: metadata.EntryPoint, context: BackendContext) -> B
     if backend.name != name:
         raise BackendError(name, f"factory {entry_point.value} returned a backend named {backend.name!r}")
     check_capabilities(backend)
-    handler_table([backend])  # raises BackendError if it implements no capability
     return backend
 
 
@@ -301,7 +300,7 @@ def _protocol_methods(protocol: type) -> list[str]:
 
 
 def check_capabilities(backend: object) -> None:
-    """Raise :class:`BackendError` if ``backend`` implements part of a capability protocol.
+    """Raise :class:`BackendError` if ``backend`` implements no capability, or part of one.
 
     A backend with ``scan`` but no ``watch`` would otherwise silently not be a Discovery;
     the message names the protocol and the missing methods.
@@ -315,6 +314,8 @@ def check_capabilities(backend: object) -> None:
             raise BackendError(
                 name, f"implements part of {protocol.__name__}: has {', '.join(have)}, lacks {missing}"
             )
+    if not any(isinstance(backend, p) for p in CAPABILITY_PROTOCOLS):
+        raise BackendError(name, "implements no capability (discover, move, validate, adjust, health)")
 
 
 def check_backend_options(options: Mapping[str, str], *, enabled: Collection[str] | None = None) -> None:
