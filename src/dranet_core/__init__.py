@@ -9,8 +9,9 @@ which once, at load time): :class:`Discovery` (find devices, notice changes),
 :class:`NamespaceMover` (move a device into a pod's network namespace and back),
 :class:`ValidatesConfig` (reject a claim config a device cannot take, at prepare time),
 :class:`AdjustsContainers` (device nodes for the pod's containers), :class:`ReportsHealth`
-(per-device health), and optionally :class:`ReportsExclusions` (devices left out, and why,
-for ``dranet inventory``). Every backend is a :class:`Backend`: an object with a ``name``.
+(per-device health), :class:`RunsInBackground` (a long-lived loop the driver supervises),
+and optionally :class:`ReportsExclusions` (devices left out, and why, for ``dranet
+inventory``). Every backend is a :class:`Backend`: an object with a ``name``.
 
 **Ownership**: a device is one :class:`Device` whose ``facets`` map backend names to that
 backend's private JSON. A backend acts on the devices carrying a facet under its name:
@@ -71,6 +72,7 @@ from dranet_core.capabilities import (
     Backend,
     HandlerTable,
     ReportsHealth,
+    RunsInBackground,
     ValidatesConfig,
     handler_table,
 )
@@ -85,7 +87,7 @@ from dranet_core.errors import (
     SettingsError,
     TemporaryError,
 )
-from dranet_core.netns import AttachResult, NamespaceMover
+from dranet_core.mover import AttachResult, NamespaceMover
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.settings import Settings
 from dranet_core.status import StatusPublisher
@@ -140,6 +142,7 @@ __all__ = [
     "PreparedDevice",
     "ReportsExclusions",
     "ReportsHealth",
+    "RunsInBackground",
     "SettingsError",
     "Settings",
     "StatusPublisher",

@@ -41,12 +41,13 @@ from dranet_core.capabilities import (
     Backend,
     HandlerTable,
     ReportsHealth,
+    RunsInBackground,
     ValidatesConfig,
     handler_table,
 )
 from dranet_core.discovery import Discovery
 from dranet_core.errors import BackendError, SettingsError
-from dranet_core.netns import NamespaceMover
+from dranet_core.mover import NamespaceMover
 from dranet_core.settings import HostSettings, Settings
 from dranet_core.types import DRIVER_DOMAIN
 
@@ -291,6 +292,7 @@ CAPABILITY_PROTOCOLS: Final[tuple[type, ...]] = (
     ValidatesConfig,
     AdjustsContainers,
     ReportsHealth,
+    RunsInBackground,
 )
 """The capability protocols a backend may implement, each completely or not at all."""
 
@@ -315,7 +317,9 @@ def check_capabilities(backend: object) -> None:
                 name, f"implements part of {protocol.__name__}: has {', '.join(have)}, lacks {missing}"
             )
     if not any(isinstance(backend, p) for p in CAPABILITY_PROTOCOLS):
-        raise BackendError(name, "implements no capability (discover, move, validate, adjust, health)")
+        raise BackendError(
+            name, "implements no capability (discover, move, validate, adjust, health, background)"
+        )
 
 
 def check_backend_options(options: Mapping[str, str], *, enabled: Collection[str] | None = None) -> None:

@@ -15,6 +15,7 @@ NamespaceMover         move a device into a pod netns and back          NRI Run/
 ValidatesConfig        reject a config that cannot apply to a device    kubelet prepare
 AdjustsContainers      device nodes for containers (RDMA, vfio)         NRI CreateContainer
 ReportsHealth          per-device health                                 health endpoint
+RunsInBackground       a long-lived loop of its own (e.g. rename-back)  one supervised job
 =====================  ===============================================  ===================
 """
 
@@ -29,7 +30,7 @@ import attrs
 from dranet_core.config.model import NetworkConfig
 from dranet_core.discovery import Discovery
 from dranet_core.errors import BackendError
-from dranet_core.netns import NamespaceMover
+from dranet_core.mover import NamespaceMover
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import Device, DeviceNode
 
@@ -38,6 +39,7 @@ __all__ = [
     "Backend",
     "HandlerTable",
     "ReportsHealth",
+    "RunsInBackground",
     "ValidatesConfig",
     "handler_table",
 ]
@@ -86,6 +88,20 @@ class ReportsHealth(Protocol):
         ...
 
 
+@runtime_checkable
+class RunsInBackground(Protocol):
+    """Has a long-lived loop of its own that the driver runs as one named, supervised job.
+
+    Contract: :meth:`run` runs until cancelled; it does not retry internally around its whole
+    body (the supervisor restarts it with backoff when it raises, and reports the cause once
+    under the job ``<backend name> background``). It must not create tasks of its own.
+    """
+
+    async def run(self) -> None:
+        """Run until cancelled; raise to be restarted after a backoff."""
+        ...
+
+
 @attrs.frozen(kw_only=True)
 class HandlerTable:
     """Which backend does what, in backend order (attach order; detach is reversed)."""
@@ -96,6 +112,8 @@ class HandlerTable:
     validators: tuple[ValidatesConfig, ...]
     adjusters: tuple[AdjustsContainers, ...]
     health: tuple[ReportsHealth, ...]
+    background: tuple[tuple[str, RunsInBackground], ...] = ()
+    """(backend name, backend) for each backend with a loop of its own, in backend order."""
 
     capabilities: Mapping[str, tuple[str, ...]]
     """Backend name -> capability names, for logs and ``dranet inventory``."""
@@ -113,6 +131,7 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
     vals: list[ValidatesConfig] = []
     adjs: list[AdjustsContainers] = []
     health: list[ReportsHealth] = []
+    background: list[tuple[str, RunsInBackground]] = []
     caps: dict[str, tuple[str, ...]] = {}
     for b in backends:
         if b.name in seen:
@@ -134,8 +153,13 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
         if isinstance(b, ReportsHealth):
             health.append(b)
             found.append("health")
+        if isinstance(b, RunsInBackground):
+            background.append((b.name, b))
+            found.append("background")
         if not found:
-            raise BackendError(b.name, "implements no capability (discover, move, validate, adjust, health)")
+            raise BackendError(
+                b.name, "implements no capability (discover, move, validate, adjust, health, background)"
+            )
         caps[b.name] = tuple(found)
         log.info("backend %s handles: %s", b.name, ", ".join(found))
     return HandlerTable(
@@ -145,5 +169,6 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
         validators=tuple(vals),
         adjusters=tuple(adjs),
         health=tuple(health),
+        background=tuple(background),
         capabilities=caps,
     )

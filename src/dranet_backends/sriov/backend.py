@@ -48,8 +48,8 @@ from pathlib import Path
 from dranet_backends.netdev.pciids import PciIds
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import BackendError, ConfigError, ConfigIssue, DeviceError
+from dranet_core.mover import AttachResult
 from dranet_core.names import device_name_for_pci
-from dranet_core.netns import AttachResult
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import JSON, Condition, Device, DeviceNode, PodSandbox
 

@@ -44,7 +44,7 @@ import pytest
 from dranet_core.backends import check_capabilities
 from dranet_core.capabilities import handler_table
 from dranet_core.discovery import Discovery
-from dranet_core.netns import NamespaceMover
+from dranet_core.mover import NamespaceMover
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import Device, PodSandbox
 
