@@ -33,7 +33,8 @@ Backend``. A factory declares its options with :func:`backend_options` (each a
 **Value types**: :class:`Device`, :class:`DeviceNode`, :class:`PodSandbox`,
 :class:`ClaimRef`, :class:`Claim`, :class:`PreparedDevice`, :class:`ClaimPlan`,
 :class:`AttachResult`, :class:`ExcludedDevice`, :class:`NetworkConfig`, :class:`Condition`;
-``AttributeValue`` is the type of a device attribute value (``str | int | bool |``
+:func:`device_name_for_interface` and :func:`device_name_for_pci` give devices their
+stable names; ``AttributeValue`` is the type of a device attribute value (``str | int | bool |``
 :class:`Version`) and ``JSON`` of facets and snapshots; :data:`DRIVER_DOMAIN` is ``dra.net``.
 
 **Errors**: one tree under :class:`DranetError`; see :mod:`dranet_core.errors`.
@@ -88,6 +89,7 @@ from dranet_core.errors import (
     TemporaryError,
 )
 from dranet_core.mover import AttachResult, NamespaceMover
+from dranet_core.names import device_name_for_interface, device_name_for_pci
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.settings import Settings
 from dranet_core.status import StatusPublisher
@@ -150,6 +152,8 @@ __all__ = [
     "ValidatesConfig",
     "Version",
     "backend_options",
+    "device_name_for_interface",
+    "device_name_for_pci",
     "handler_table",
     "load_backends",
     "parse_bool",

@@ -16,8 +16,8 @@ from dranet_core import (
     DeviceError,
     PodSandbox,
     PreparedDevice,
+    device_name_for_interface,
 )
-from dranet_core.names import device_name_for_interface
 
 FACET = "macvlan"
 """The facet key: this backend's private data on each device it discovers."""
