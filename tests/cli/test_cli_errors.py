@@ -220,3 +220,54 @@ def test_help_has_descriptions_and_no_doubled_defaults() -> None:
         assert not description.startswith("options:"), f"dranet {command} --help has no description"
     run_help = dranet("run", "--help").stdout
     assert "--sysfs-root" not in run_help and "--driver-name" not in run_help  # test seams stay hidden
+
+
+FAILING_BACKEND = """\
+from dranet_core.errors import BackendError
+
+
+def create(context):
+    raise BackendError("failing", "no such hardware on this node")
+
+
+def broken(context):
+    raise RuntimeError("boom")
+"""
+
+
+@pytest.fixture
+def failing_backends(tmp_path: Path) -> dict[str, str]:
+    """A distribution (on PYTHONPATH) registering backends whose factories fail."""
+    root = tmp_path / "dist"
+    root.mkdir()
+    (root / "dnt_failing.py").write_text(FAILING_BACKEND)
+    info = root / "dnt_failing-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: dnt-failing\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[dranet.backends]\nfailing = dnt_failing:create\nbroken = dnt_failing:broken\n"
+    )
+    return {"PYTHONPATH": str(root)}
+
+
+def test_a_backend_asked_for_that_fails_is_fatal(
+    tmp_path: Path, kubeconfig: Path, failing_backends: dict[str, str]
+) -> None:
+    proc = dranet(*run_args(tmp_path, kubeconfig, "--backends=netdev,failing"), env=failing_backends)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if " E " in line or "Traceback" in line]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].endswith("dranet cannot run: backend failing: no such hardware on this node")
+    assert not (tmp_path / "kubelet" / "plugins_registry").exists()
+
+
+def test_inventory_in_auto_mode_skips_a_failing_backend_quietly(failing_backends: dict[str, str]) -> None:
+    proc = dranet("inventory", "--hostname-override=n1", "-o", "json", env=failing_backends)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    import json
+
+    loaded = json.loads(proc.stdout)["backends"]
+    assert "failing" not in loaded and "broken" not in loaded and "netdev" in loaded
+    verbose = dranet("inventory", "--hostname-override=n1", "-v", env=failing_backends)
+    skipped = [line for line in verbose.stderr.splitlines() if "skipping backend" in line]
+    assert len(skipped) == 2 and "Traceback" not in verbose.stderr
