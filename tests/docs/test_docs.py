@@ -30,7 +30,17 @@ def test_generated_reference_is_current() -> None:
 
 
 def test_docs_are_written_for_users() -> None:
-    banned = ("design card", "brief ", "shared/reference", "fact sheet", "--sysfs-root", "--driver-name")
+    banned = (
+        "design card",
+        "brief ",
+        "shared/reference",
+        "fact sheet",
+        "--sysfs-root",
+        "--driver-name",
+        "--debug-hold-after",
+        "--host-netns",
+        "--procfs-root",
+    )
     found = []
     for path in [*(ROOT / "docs").glob("*.md"), ROOT / "README.md"]:
         text = path.read_text()
