@@ -413,7 +413,7 @@ class NetdevBackend:
                 out.append(ExcludedDevice(link.name, "uplink (default route) or below it"))
         for fn in pci_network_functions(self.sysfs):
             if fn.driver is None or fn.driver in USERSPACE_DRIVERS:
-                bound = f"bound to {fn.driver}" if fn.driver else "no driver bound"
+                bound = f"bound to {fn.driver}" if fn.driver else "with no driver"
                 out.append(ExcludedDevice(device_name_for_pci(fn.address), f"PCI function {bound}"))
         return out
 
