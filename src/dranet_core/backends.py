@@ -39,11 +39,9 @@ import attrs
 from dranet_core.capabilities import (
     AdjustsContainers,
     Backend,
-    HandlerTable,
     ReportsHealth,
     RunsInBackground,
     ValidatesConfig,
-    handler_table,
 )
 from dranet_core.discovery import Discovery
 from dranet_core.errors import BackendError, SettingsError
@@ -72,7 +70,6 @@ __all__ = [
     "context_for",
     "load_backend",
     "load_backends",
-    "load_handler_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -136,7 +133,9 @@ class BackendContext:
 
     ``sysfs`` and ``procfs`` are the roots to read (tests point them at a temporary tree);
     ``host_netns`` is the network namespace devices live in and come home to (None: this
-    process's own); ``move_ib_interfaces`` is ``--move-ib-interfaces``. ``options`` are the
+    process's own); ``move_ib_interfaces`` is ``--move-ib-interfaces``; ``state_dir`` is a
+    directory for state that must survive a restart (the checkpoint's; None: keep it in
+    memory). ``options`` are the
     raw ``--backend-option`` values, keyed ``<backend>.<key>``; a backend reads its own
     through :meth:`option` with the :class:`BackendOption` it declared.
     """
@@ -147,6 +146,7 @@ class BackendContext:
     procfs: Path = Path("/proc")
     host_netns: Path | None = attrs.field(default=None, converter=_optional_path)
     move_ib_interfaces: bool = True
+    state_dir: Path | None = attrs.field(default=None, converter=_optional_path)
     options: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_options)
 
     def option(self, option: BackendOption[T]) -> T:
@@ -372,6 +372,7 @@ def context_for(settings: Settings) -> BackendContext:
         procfs=settings.host.procfs_root,
         host_netns=None if settings.host.host_netns == default_netns else settings.host.host_netns,
         move_ib_interfaces=settings.inventory.move_ib_interfaces,
+        state_dir=settings.checkpoint.db_path.parent if settings.checkpoint.db_path else None,
         options=settings.backend_options,
     )
 
@@ -413,16 +414,6 @@ def load_backends(
     if not loaded:
         log.warning("no backend loaded (installed: %s; disabled: %s)", _names(available), sorted(disabled))
     return loaded
-
-
-def load_handler_table(
-    context: BackendContext,
-    *,
-    enabled: Collection[str] | None = None,
-    disabled: Collection[str] = (),
-) -> HandlerTable:
-    """:func:`load_backends`, then :func:`~dranet_core.capabilities.handler_table` over them."""
-    return handler_table(load_backends(context, enabled=enabled, disabled=disabled))
 
 
 def _names(available: Mapping[str, object]) -> str:

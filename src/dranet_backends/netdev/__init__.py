@@ -2,9 +2,12 @@
 
 ``create(context)`` is the ``dranet.backends`` entry point. It reads the context's
 ``sysfs``, ``host_netns`` (the namespace to treat as the host's; default the process's own)
-and ``move_ib_interfaces`` (false leaves IPoIB netdevs out), and two options:
-``netdev.pci_ids`` (``:``-separated pci.ids paths; default the distribution's) and
-``netdev.full_resync`` (seconds between full re-dumps while events are followed; default 60).
+and ``move_ib_interfaces`` (false leaves IPoIB netdevs out), and three options:
+``netdev.pci_ids`` (``:``-separated pci.ids paths; default the distribution's),
+``netdev.full_resync`` (seconds between full re-dumps while events are followed; default 60) and
+``netdev.rename_retry_interval`` (seconds between retries to give a device parked under a
+temporary name its name back; default 5). The mover keeps its list of parked devices in
+the context's ``state_dir`` (the checkpoint's directory) so it survives a restart.
 """
 
 from __future__ import annotations
@@ -25,7 +28,15 @@ from .pciids import DEFAULT_PATHS, PciIds
 
 _NO_PATHS: tuple[Path, ...] = ()
 
-__all__ = ["FACET", "FULL_RESYNC", "PCI_IDS", "NetdevBackend", "NetdevFacet", "create"]
+__all__ = [
+    "FACET",
+    "FULL_RESYNC",
+    "PCI_IDS",
+    "RENAME_RETRY_INTERVAL",
+    "NetdevBackend",
+    "NetdevFacet",
+    "create",
+]
 
 PCI_IDS = BackendOption(
     "netdev",
@@ -37,6 +48,13 @@ PCI_IDS = BackendOption(
 FULL_RESYNC = BackendOption(
     "netdev", "full_resync", parse_seconds, 60.0, "seconds between full re-dumps of the kernel state"
 )
+RENAME_RETRY_INTERVAL = BackendOption(
+    "netdev",
+    "rename_retry_interval",
+    parse_seconds,
+    5.0,
+    "seconds between retries to give a parked device its name back",
+)
 
 
 def _pci_ids(context: BackendContext) -> PciIds:
@@ -44,7 +62,7 @@ def _pci_ids(context: BackendContext) -> PciIds:
     return PciIds(paths or DEFAULT_PATHS)
 
 
-@backend_options(PCI_IDS, FULL_RESYNC)
+@backend_options(PCI_IDS, FULL_RESYNC, RENAME_RETRY_INTERVAL)
 def create(context: BackendContext) -> NetdevBackend:
     """Entry point of the ``dranet.backends`` group: the netdev backend for ``context``."""
     return NetdevBackend(
@@ -53,4 +71,6 @@ def create(context: BackendContext) -> NetdevBackend:
         pci_ids=_pci_ids(context),
         full_resync=context.option(FULL_RESYNC),
         move_ib_interfaces=context.move_ib_interfaces,
+        state_dir=context.state_dir,
+        rename_retry_interval=context.option(RENAME_RETRY_INTERVAL),
     )

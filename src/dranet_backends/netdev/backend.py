@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from dranet_backends.netns import SELF_NETNS
 from dranet_core.discovery import ExcludedDevice
 from dranet_core.errors import BackendError
 from dranet_core.names import device_name_for_interface, device_name_for_pci
@@ -89,6 +90,8 @@ class NetdevBackend:
         full_resync: float = 60.0,
         move_ib_interfaces: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        state_dir: Path | None = None,
+        rename_retry_interval: float = 5.0,
     ) -> None:
         self.sysfs = Path(sysfs)
         self.netns = netns
@@ -112,6 +115,9 @@ class NetdevBackend:
         self._uplink_pci: dict[int, str] = {}
         self.full_syncs = 0
         self.events = 0
+        self.state_dir = state_dir
+        self._rename_retry_interval = rename_retry_interval
+        self._step_observer: Callable[[str, float], None] | None = None
 
     # -- Discovery -------------------------------------------------------------------------
 
@@ -173,16 +179,32 @@ class NetdevBackend:
             del self._mover
             await mover.aclose()
 
-    # -- NamespaceMover (delegated to mover.NetdevMover; added by the mover's author) ------
+    # -- NamespaceMover (delegated to mover.NetdevMover) -----------------------------------
 
     def _netdev_mover(self) -> Any:
         mover = getattr(self, "_mover", None)
         if mover is None:
             from .mover import NetdevMover
+            from .renames import STATE_FILE
 
-            mover = NetdevMover(host_netns=self.netns) if self.netns else NetdevMover()
+            mover = NetdevMover(
+                host_netns=self.netns or SELF_NETNS,
+                state_file=self.state_dir / STATE_FILE if self.state_dir else None,
+                rename_retry_interval=self._rename_retry_interval,
+                step_observer=self._step_observer,
+            )
             self._mover = mover
         return mover
+
+    def set_step_observer(self, observer: Callable[[str, float], None] | None) -> None:
+        """Report the duration of each mover step as ``observer(step, seconds)``."""
+        self._step_observer = observer
+        if getattr(self, "_mover", None) is not None:
+            self._mover.set_step_observer(observer)
+
+    async def run(self) -> None:
+        """The rename-back of parked devices, forever (a supervised background job)."""
+        await self._netdev_mover().run()
 
     async def snapshot(self, device: Any) -> Any:
         """Host state of ``device`` before it moves (see :meth:`.mover.NetdevMover.snapshot`)."""
