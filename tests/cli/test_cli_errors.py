@@ -71,7 +71,8 @@ def assert_one_line(proc: subprocess.CompletedProcess[str], line: str, status: i
         ("foo=1", "--backend-option foo=1: expected <backend>.<key>=<value>"),
         (
             "netdev.foo=1",
-            "--backend-option netdev.foo=1: unknown option (options of netdev: full_resync, pci_ids)",
+            "--backend-option netdev.foo=1: unknown option "
+            "(options of netdev: full_resync, pci_ids, rename_retry_interval)",
         ),
         (
             "nosuch.x=1",
