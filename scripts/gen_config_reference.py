@@ -84,6 +84,56 @@ def _fields(schema: dict[str, Any], prefix: str, rows: list[str]) -> None:
             _fields(items, path + "[].", rows)
 
 
+def _field_docs(source: str) -> dict[str, list[tuple[str, str, str]]]:
+    """Class name -> [(field, annotation, docstring)] from the source of settings.py."""
+    import ast
+
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    for node in ast.parse(source).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        fields: list[tuple[str, str, str]] = []
+        body = node.body
+        for i, stmt in enumerate(body):
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                nxt = body[i + 1] if i + 1 < len(body) else None
+                doc = ""
+                if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+                    doc = " ".join(str(nxt.value.value).split())
+                fields.append((stmt.target.id, ast.unparse(stmt.annotation), doc))
+        out[node.name] = fields
+    return out
+
+
+def _settings() -> list[str]:
+    import attrs
+
+    from dranet_core import settings
+
+    docs = _field_docs(Path(settings.__file__).read_text())
+    rows: list[str] = []
+    for name in settings.__all__:
+        cls = getattr(settings, name)
+        if not (isinstance(cls, type) and attrs.has(cls)) or name == "DebugSettings":
+            continue  # DebugSettings: test seams, not for users
+        rows += [f"### `{name}`", "", " ".join((cls.__doc__ or "").split()), ""]
+        rows += ["| field | type | default | meaning |", "|---|---|---|---|"]
+        defaults = {a.name: a.default for a in attrs.fields(cls)}
+        for field, annotation, doc in docs.get(name, []):
+            default = defaults.get(field, attrs.NOTHING)
+            if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                shown = f"`{default.factory.__name__}()`"
+            elif default is attrs.NOTHING:
+                shown = "required"
+            elif isinstance(default, Path):
+                shown = f"`{default}`"
+            else:
+                shown = f"`{default!r}`"
+            rows.append(f"| `{field}` | `{_cell(annotation)}` | {_cell(shown)} | {_cell(doc)} |")
+        rows.append("")
+    return rows
+
+
 def generate() -> str:
     from dranet_core.cli import build_parser
     from dranet_core.config import config_json_schema
@@ -127,6 +177,12 @@ def generate() -> str:
         "",
         *config_rows,
         "",
+        "## Settings (library)",
+        "",
+        "`dranet_core.Settings` and its groups, for a driver composed from the library; the",
+        "command line builds them from the flags above.",
+        "",
+        *_settings(),
     ]
     return "\n".join(parts)
 
