@@ -23,6 +23,7 @@ import socket
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import attrs
 
@@ -80,6 +81,13 @@ def _bool(text: str) -> bool:
     if v in ("0", "f", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block) pointing at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -144,7 +152,7 @@ def _add_log_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dranet",
         description="Kubernetes network DRA driver (dra.net). Without a command, runs the driver.",
     )
@@ -338,6 +346,18 @@ def _command_line(args_in: list[str]) -> list[str] | str:
     return f"dranet: error: unknown command {first!r}{hint}"
 
 
+def _unknown_flags(parser: argparse.ArgumentParser, command: str, unknown: Sequence[str]) -> str:
+    """One line for flags the command does not take, suggesting the closest of its own."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    known = [
+        o for a in sub.choices[command]._actions for o in a.option_strings if a.help != argparse.SUPPRESS
+    ]
+    flag = unknown[0].split("=", 1)[0]
+    close = difflib.get_close_matches(flag, known, n=1) if flag.startswith("-") else []
+    hint = f" (did you mean {close[0]}?)" if close else f" (see dranet {command} --help)"
+    return f"dranet {command}: error: unknown argument {unknown[0]!r}{hint}"
+
+
 def _check_backends(settings: Settings) -> None:
     """``--backends`` names installed backends; each ``--backend-option`` is declared and valid."""
     from dranet_core.backends import available_backends, check_backend_options
@@ -391,7 +411,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(args_in, file=sys.stderr)
         return 2
     parser = build_parser()
-    args = parser.parse_args(args_in)
+    args, unknown = parser.parse_known_args(args_in)
+    if unknown:
+        print(_unknown_flags(parser, args.command, unknown), file=sys.stderr)
+        return 2
     if args.command == "version":
         print(f"dranet {_version()}")
         return 0

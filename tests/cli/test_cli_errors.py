@@ -272,3 +272,34 @@ def test_inventory_in_auto_mode_skips_a_failing_backend_quietly(failing_backends
     verbose = dranet("inventory", "--hostname-override=n1", "-v", env=failing_backends)
     skipped = [line for line in verbose.stderr.splitlines() if "skipping backend" in line]
     assert len(skipped) == 2 and "Traceback" not in verbose.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["inventory", "--outptu", "json"],
+            "dranet inventory: error: unknown argument '--outptu' (did you mean --output?)",
+        ),
+        (
+            ["--bind-adress=:1"],
+            "dranet run: error: unknown argument '--bind-adress=:1' (did you mean --bind-address?)",
+        ),
+        (
+            ["run", "--no-such-flag"],
+            "dranet run: error: unknown argument '--no-such-flag' (see dranet run --help)",
+        ),
+        (
+            ["inventory", "-o", "xml"],
+            "dranet inventory: error: argument -o/--output: invalid choice: 'xml' "
+            "(choose from 'table', 'yaml', 'json') (see dranet inventory --help)",
+        ),
+        (
+            ["run", "--inventory-poll-burst=x"],
+            "dranet run: error: argument --inventory-poll-burst: invalid int value: 'x' "
+            "(see dranet run --help)",
+        ),
+    ],
+)
+def test_argument_errors_are_one_line(argv: list[str], line: str) -> None:
+    assert_one_line(dranet(*argv), line)
