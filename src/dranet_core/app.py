@@ -111,8 +111,11 @@ class Driver:
         self.settings = settings
         self.table: HandlerTable = handler_table(backends)
         self.metrics = metrics or Metrics()
+        for timer in self.table.step_timers:
+            timer.set_step_observer(self.metrics.observe_attach_step)
         self.health = Health(clock)
         self.clock = clock
+        self.claim_source = claim_source
         name = settings.kube.driver_name
         pool = settings.kube.node_name
         report = PublishedReport(
@@ -223,6 +226,11 @@ class Driver:
             Job(name="kubelet", run=self._kubelet_job, finishable=True, manages_health=True, part="kubelet")
         )
         jobs.append(Job(name="ready log", run=self._log_ready, finishable=True))
+        from dranet_core.kube.claimcache import ClaimCache
+
+        if isinstance(self.claim_source, ClaimCache):  # not a health part: a miss costs one GET
+            jobs.append(Job(name="claim cache", run=self.claim_source.run, recoverable=always_recoverable))
+        jobs.append(Job(name="checkpoint retry", run=self.store.run, recoverable=always_recoverable))
         return jobs
 
     # --- lifecycle ---
@@ -267,6 +275,7 @@ class Driver:
 async def kube_environment(settings: Settings) -> AsyncIterator[tuple[StatusPublisher, ClaimSource]]:
     """The API-server side of the driver: the StatusPublisher and the ClaimSource."""
     from dranet_core.kube.apiversion import ResourceApiVersion
+    from dranet_core.kube.claimcache import ClaimCache
     from dranet_core.kube.claims import ApiClaimSource
     from dranet_core.kube.client import load_api_client
     from dranet_core.kube.publisher import KubeStatusPublisher
@@ -280,8 +289,13 @@ async def kube_environment(settings: Settings) -> AsyncIterator[tuple[StatusPubl
             node_name=settings.kube.node_name,
             api_versions=versions,
         )
-        source = ApiClaimSource(
-            api, driver_name=settings.kube.driver_name, pool=settings.kube.node_name, api_versions=versions
+        source = ClaimCache(
+            ApiClaimSource(
+                api,
+                driver_name=settings.kube.driver_name,
+                pool=settings.kube.node_name,
+                api_versions=versions,
+            )
         )
         yield publisher, source
     finally:

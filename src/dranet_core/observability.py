@@ -116,6 +116,14 @@ class Metrics:
             registry=r,
             buckets=_LATENCY_BUCKETS,
         )
+        self.attach_steps = Histogram(
+            "attach_step_seconds",
+            "One step of attaching a device to a pod (step names as in docs/mover.md)",
+            ["step"],
+            namespace=ns,
+            registry=r,
+            buckets=_LATENCY_BUCKETS,
+        )
         self.devices = Gauge(
             "devices",
             "Prepared devices by journal state (prepared, attaching, attached, detaching)",
@@ -128,6 +136,10 @@ class Metrics:
             from prometheus_client import ProcessCollector
 
             ProcessCollector(registry=r)
+
+    def observe_attach_step(self, step: str, seconds: float) -> None:
+        """Record that one attach step took ``seconds``."""
+        self.attach_steps.labels(step=step).observe(seconds)
 
     def record_published(self, total: int, rdma: int, *, now: float | None = None) -> None:
         """Record one publication of ``total`` devices, ``rdma`` of them RDMA-capable."""

@@ -9,11 +9,13 @@ and all derive from these definitions.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
 __all__ = [
+    "MAX_ENTRIES",
+    "MAX_PROFILE_LENGTH",
     "EthtoolConfig",
     "InterfaceConfig",
     "NeighborConfig",
@@ -22,6 +24,14 @@ __all__ = [
     "RuleConfig",
     "VRFConfig",
 ]
+
+
+MAX_ENTRIES: Final = 256
+"""At most this many routes, rules and neighbors per device (each is one netlink request, and
+every one is journalled and restored)."""
+
+MAX_PROFILE_LENGTH: Final = 253
+"""The longest ``profile`` name accepted (a DNS name's limit)."""
 
 
 def _j(name: str, doc: str = "", **rules: Any) -> dict[str, Any]:
@@ -181,17 +191,26 @@ class NetworkConfig:
     """The whole opaque configuration of one device."""
 
     profile: str | None = attrs.field(
-        default=None, metadata=_j("profile", "profile resolved by the profile provider", empty_is_unset=True)
+        default=None,
+        metadata=_j(
+            "profile",
+            "profile resolved by the profile provider",
+            empty_is_unset=True,
+            max_length=MAX_PROFILE_LENGTH,
+        ),
     )
     interface: InterfaceConfig | None = attrs.field(
         default=None, metadata=_j("interface", "the interface inside the pod")
     )
-    routes: tuple[RouteConfig, ...] | None = attrs.field(default=None, metadata=_j("routes", "static routes"))
+    routes: tuple[RouteConfig, ...] | None = attrs.field(
+        default=None, metadata=_j("routes", "static routes", max_items=MAX_ENTRIES)
+    )
     rules: tuple[RuleConfig, ...] | None = attrs.field(
-        default=None, metadata=_j("rules", "policy routing rules (not with interface.vrf)")
+        default=None,
+        metadata=_j("rules", "policy routing rules (not with interface.vrf)", max_items=MAX_ENTRIES),
     )
     neighbors: tuple[NeighborConfig, ...] | None = attrs.field(
-        default=None, metadata=_j("neighbors", "permanent ARP/NDP entries")
+        default=None, metadata=_j("neighbors", "permanent ARP/NDP entries", max_items=MAX_ENTRIES)
     )
     ethtool: EthtoolConfig | None = attrs.field(
         default=None, metadata=_j("ethtool", "offload features and private flags")

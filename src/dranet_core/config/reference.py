@@ -54,6 +54,10 @@ def _rules(spec: FieldSpec) -> str:
     fmt = meta.get("format")
     if fmt:
         out.append(_FORMATS[fmt])
+    if "max_length" in meta:
+        out.append(f"at most {meta['max_length']} characters")
+    if "max_items" in meta:
+        out.append(f"at most {meta['max_items']} entries")
     if spec.empty_is_unset:
         out.append('`""` = unset')
     return "; ".join(out)

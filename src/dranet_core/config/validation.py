@@ -7,7 +7,8 @@ issues, each with its JSON path and a rule that shows the offending value::
     interface.mtu: must be >= 68, got 40
 
 Per-field rules come from the model's metadata (``kind``, ``minimum``, ``maximum``,
-``one_of``, ``not_in``, ``format``, ``required``), read generically, so the JSON Schema
+``one_of``, ``not_in``, ``format``, ``required``, ``max_items``, ``max_length``), read
+generically, so the JSON Schema
 (:mod:`dranet_core.config.schema`) states the same bounds. Rules that relate two fields are
 written out here:
 
@@ -73,12 +74,7 @@ def _check_value(spec: FieldSpec, tp: TypeSpec, value: object, path: str, issues
         else:
             _check_object(value, path, issues)
     elif kind == "list":
-        assert tp.item is not None
-        if isinstance(value, str) or not isinstance(value, Sequence):
-            issues.append(ConfigIssue(path, f"must be a list, got {describe_json(value)}"))
-            return
-        for i, item in enumerate(value):
-            _check_value(spec, tp.item, item, join_path(path, i), issues)
+        _check_list(spec, tp, value, path, issues)
     elif kind == "map":
         assert tp.item is not None
         if not isinstance(value, Mapping):
@@ -93,6 +89,19 @@ def _check_value(spec: FieldSpec, tp: TypeSpec, value: object, path: str, issues
         _check_int(spec.meta, value, path, issues)
     else:
         _check_str(spec, value, path, issues)
+
+
+def _check_list(spec: FieldSpec, tp: TypeSpec, value: object, path: str, issues: list[ConfigIssue]) -> None:
+    assert tp.item is not None
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        issues.append(ConfigIssue(path, f"must be a list, got {describe_json(value)}"))
+        return
+    most = spec.meta.get("max_items")
+    if most is not None and len(value) > most:
+        issues.append(ConfigIssue(path, f"must have at most {most} entries, got {len(value)}"))
+        return
+    for i, item in enumerate(value):
+        _check_value(spec, tp.item, item, join_path(path, i), issues)
 
 
 def _check_int(meta: Mapping[str, Any], value: object, path: str, issues: list[ConfigIssue]) -> None:
@@ -123,6 +132,10 @@ def _check_str(spec: FieldSpec, value: object, path: str, issues: list[ConfigIss
         return
     if value == "" and spec.required:
         issues.append(ConfigIssue(path, "must not be empty"))
+        return
+    longest = spec.meta.get("max_length")
+    if longest is not None and len(value) > longest:
+        issues.append(ConfigIssue(path, f"must be at most {longest} characters long, got {len(value)}"))
         return
     fmt = spec.meta.get("format")
     if fmt == "ifname":
