@@ -43,6 +43,8 @@ from dranet_core.errors import DranetError, TemporaryError
 from dranet_core.filter import DeviceFilter
 from dranet_core.health import Health
 from dranet_core.inventory import Inventory
+from dranet_core.metadata.document import MetadataLayout
+from dranet_core.metadata.writer import MetadataWriter
 from dranet_core.metered import (
     InFlight,
     MeteredPodEvents,
@@ -134,6 +136,13 @@ class Driver:
             resync=inv.max_poll_interval,
         )
         self.attach_report = AttachReport(self.publisher, driver_name=name, pool=pool, metrics=self.metrics)
+        md = settings.metadata
+        self.metadata = MetadataWriter(
+            MetadataLayout.for_plugin_dir(name, settings.kubelet.plugin_dir(name), md.cdi_dir, md.versions),
+            enabled=md.enabled,
+            inventory=lambda: self.inventory.current().devices,
+            fetch=claim_source.get,
+        )
         hold = settings.debug.hold_phase
         self.pods = PodNetworking(
             store=self.store,
@@ -145,7 +154,12 @@ class Driver:
             pins=self.inventory,
             events=self.publisher,
             hold=PhaseHold(hold, settings.debug.hold_seconds) if hold else None,
+            device_observer=self.metadata,
         )
+        for backend in backends:  # read access to the journal (sriov: release safety)
+            bind = getattr(backend, "bind_journal", None)
+            if callable(bind):
+                bind(self.store)
         self.inflight = InFlight()
         self.nri_handlers = MeteredPodEvents(self.pods, metrics=self.metrics, inflight=self.inflight)
         pods = self.pods
@@ -153,8 +167,13 @@ class Driver:
             claim_source,
             self.allocator,
             lambda: self.inventory.current().devices,
-            on_unprepare=[lambda ref, _plan: pods.release_claim(ref), self.attach_report.unprepared],
+            on_unprepare=[
+                lambda ref, _plan: pods.release_claim(ref),
+                self.metadata.forget,
+                self.attach_report.unprepared,
+            ],
             on_prepare_error=[self.attach_report.prepare_failed],
+            on_prepared=self.metadata.prepared,
         )
         self.kubelet = KubeletPlugin(
             name,
@@ -244,6 +263,7 @@ class Driver:
         problem = await self.store.load()
         if problem is not None:
             await self.publisher.record_event(checkpoint_event(problem, node=self.settings.kube.node_name))
+        await self.metadata.recover(self.store.claims())
         self.attach_report.journal_changed(self.pods.states())
         self.inventory.hold_only(self.pods.held_devices())
         await self.attach_report.reassert(self.store.claims().values())

@@ -43,7 +43,7 @@ from dranet_core.checkpoint import ClaimStore, DeviceState, PreparedClaim
 from dranet_core.errors import CheckpointError, DeviceError, DranetError
 from dranet_core.mover import AttachResult, NamespaceMover
 from dranet_core.plans import PreparedDevice
-from dranet_core.ports import AttachObserver, DevicePins, EventSink
+from dranet_core.ports import AttachObserver, DeviceObserver, DevicePins, EventSink
 from dranet_core.status import EventRecord
 from dranet_core.types import JSON, ClaimRef, Condition, DeviceNode, DeviceStatus, PodSandbox
 
@@ -119,7 +119,9 @@ class PodNetworking:
     the device has a facet of that backend. The ports (:mod:`dranet_core.ports`): ``pins``
     keeps the devices not at home published and is asked for a rescan after devices came
     home; ``observer`` learns every mover call, journal change, attach and failed attach
-    (metrics and claim status); ``events`` takes the Warning events of failed detaches.
+    (metrics and claim status); ``events`` takes the Warning events of failed detaches;
+    ``device_observer`` learns every device that reached ``attached`` or came back to
+    ``prepared``, whatever the path (the device metadata writer).
     ``hold(phase)`` is awaited after each ``attaching``/``detaching`` journal write (a test
     seam, see :class:`~dranet_core.settings.DebugSettings`). Unless the store already has a
     load check, :meth:`check_claim` becomes it.
@@ -137,6 +139,7 @@ class PodNetworking:
         pins: DevicePins | None = None,
         events: EventSink | None = None,
         hold: Callable[[str], Awaitable[None]] | None = None,
+        device_observer: DeviceObserver | None = None,
     ) -> None:
         self.store = store
         self.movers = tuple(movers)
@@ -147,6 +150,7 @@ class PodNetworking:
         self._pins = pins
         self._events = events
         self._hold = hold
+        self._device_observer = device_observer
         self._locks: dict[str, asyncio.Lock] = {}
         if store.check is None:  # claims whose snapshots a backend cannot read are set aside at load
             store.check = self.check_claim
@@ -520,6 +524,10 @@ class PodNetworking:
             self._observer.journal_changed(self.states())
         if self._pins is not None:
             self._pins.hold_only(self.held_devices())
+        if self._device_observer is not None and state.phase == "attached":
+            await self._device_observer.attached(item.claim.plan, item.device, state.network_data)
+        elif self._device_observer is not None and state.phase == "prepared":
+            await self._device_observer.released(item.claim.plan, item.device)
         if self._hold is not None and state.phase in ("attaching", "detaching"):
             await self._hold(state.phase)
 

@@ -76,7 +76,7 @@ def assert_one_line(proc: subprocess.CompletedProcess[str], line: str, status: i
         ),
         (
             "nosuch.x=1",
-            "--backend-option nosuch.x=1: no backend nosuch is installed (installed: netdev, sriov, rdma)",
+            "--backend-option nosuch.x=1: no backend nosuch is installed (installed: sriov, netdev, rdma)",
         ),
         ("novalue", "--backend-option: expected KEY=VALUE, got 'novalue'"),
     ],
@@ -103,7 +103,7 @@ def test_an_option_for_a_backend_not_loaded_is_rejected(tmp_path: Path, kubeconf
 @pytest.mark.parametrize(
     ("flag", "line"),
     [
-        ("--backends=nosuch", "--backends: nosuch not installed (installed: netdev, sriov, rdma)"),
+        ("--backends=nosuch", "--backends: nosuch not installed (installed: sriov, netdev, rdma)"),
         ("--backends=netdev,netdev", "--backends: netdev named twice"),
     ],
 )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from dranet_backends.uevent import UeventSource
 from dranet_core.backends import (
     BackendContext,
     BackendOption,
@@ -90,4 +91,5 @@ def create(context: BackendContext) -> RdmaBackend:
         dev_root=context.option(DEV_ROOT),
         mover=RdmaMover(mode=mode, host_netns=netns),
         poll_interval=poll,
+        uevents=UeventSource.opener(netns),
     )

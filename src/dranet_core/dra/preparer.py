@@ -8,7 +8,9 @@ UID are serialised by the one per-UID lock of the prepare path, held here):
    is down);
 2. otherwise the claim is fetched through the :class:`ClaimSource` (which checks the UID
    and that the claim is allocated) and given to ``Allocator.prepare`` with the current
-   inventory.
+   inventory;
+3. the ``on_prepared`` hook (if any) sees the plan and the fetched claim (None in case 1)
+   and returns the CDI device IDs of the answer (the device metadata writer).
 
 Unprepare works from the reference alone: the ``on_unprepare`` hooks run first (the driver
 detaches devices still attached and clears claim status there), then the Allocator forgets
@@ -30,7 +32,7 @@ from dranet_core.keyed_locks import KeyedLocks
 from dranet_core.plans import ClaimPlan
 from dranet_core.types import Claim, ClaimRef, Device
 
-__all__ = ["ClaimSource", "DefaultPreparer", "PrepareErrorHook", "UnprepareHook"]
+__all__ = ["ClaimSource", "DefaultPreparer", "PrepareErrorHook", "PreparedHook", "UnprepareHook"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,10 @@ UnprepareHook = Callable[[ClaimRef, ClaimPlan | None], Awaitable[None]]
 
 PrepareErrorHook = Callable[[ClaimRef, Exception], Awaitable[None]]
 """Called when preparing a claim failed (must not raise; errors are logged)."""
+
+PreparedHook = Callable[[ClaimPlan, Claim | None], Awaitable[Mapping[str, tuple[str, ...]]]]
+"""Called after a claim is prepared, with the claim read for it (None when the plan already
+existed); returns CDI device IDs by device name for the reply (the device metadata writer)."""
 
 
 def _message(ref: ClaimRef, exc: Exception) -> str:
@@ -73,6 +79,7 @@ class DefaultPreparer:
         on_prepare_error: Sequence[PrepareErrorHook] = (),
         max_reads: int = 64,
         read_timeout: float = 10.0,
+        on_prepared: PreparedHook | None = None,
     ) -> None:
         if max_reads < 1 or read_timeout <= 0:
             raise ValueError(f"max_reads must be >= 1 and read_timeout > 0, got {max_reads}, {read_timeout}")
@@ -81,6 +88,7 @@ class DefaultPreparer:
         self.inventory = inventory
         self.on_unprepare = list(on_unprepare)
         self.on_prepare_error = list(on_prepare_error)
+        self.on_prepared = on_prepared
         self._locks = KeyedLocks()
         self._reads = asyncio.Semaphore(max_reads)
         self.read_timeout = read_timeout
@@ -118,11 +126,14 @@ class DefaultPreparer:
     async def _prepare_one(self, ref: ClaimRef, deadline: float) -> PrepareResult:
         async with self._locks.hold(ref.uid):
             try:
+                claim: Claim | None = None
                 plan = self.allocator.get(ref.uid)
                 if plan is None:
                     claim = await self._read(ref, deadline)
                     plan = await self.allocator.prepare(claim, self.inventory())
-                return PrepareOutcome(plan=plan)
+                if self.on_prepared is None:
+                    return PrepareOutcome(plan=plan)
+                return PrepareOutcome(plan=plan, cdi_device_ids=await self.on_prepared(plan, claim))
             except Exception as exc:
                 if not isinstance(exc, DranetError):
                     log.exception("claim %s: unexpected error while preparing", ref)

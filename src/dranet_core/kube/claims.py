@@ -34,6 +34,9 @@ __all__ = ["RESOURCE_API_VERSIONS", "ApiClaimSource", "claim_from_json"]
 
 log = logging.getLogger(__name__)
 
+POD_CLAIM_NAME_ANNOTATION = "resource.kubernetes.io/pod-claim-name"
+"""Set on a claim made from a ResourceClaimTemplate: the claim's name in the pod spec."""
+
 
 def _list(obj: Any, key: str) -> list[Any]:
     v = obj.get(key) if isinstance(obj, dict) else None
@@ -100,7 +103,14 @@ def claim_from_json(ref: ClaimRef, data: dict[str, Any], *, driver: str, pool: s
         for c in _list(status, "reservedFor")
         if isinstance(c, dict)
     )
-    return Claim(ref=ref, results=tuple(results), configs=tuple(configs), reserved_for=consumers)
+    pod_claim = _dict(_dict(data, "metadata"), "annotations").get(POD_CLAIM_NAME_ANNOTATION)
+    return Claim(
+        ref=ref,
+        results=tuple(results),
+        configs=tuple(configs),
+        reserved_for=consumers,
+        pod_claim_name=pod_claim if isinstance(pod_claim, str) and pod_claim else None,
+    )
 
 
 class _HttpError(Exception):
