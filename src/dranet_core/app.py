@@ -179,6 +179,10 @@ class Driver:
             hold=PhaseHold(hold, settings.debug.hold_seconds) if hold else None,
             device_observer=self.metadata,
         )
+        for backend in backends:  # read access to the journal (sriov: release safety)
+            bind = getattr(backend, "bind_journal", None)
+            if callable(bind):
+                bind(self.store)
         self.inflight = InFlight()
         self.nri_handlers = MeteredPodEvents(self.pods, metrics=self.metrics, inflight=self.inflight)
         pods = self.pods

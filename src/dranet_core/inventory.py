@@ -217,6 +217,15 @@ class Inventory:
         out.append(("inventory loop", self._loop))
         return out
 
+    async def run(self) -> None:
+        """Run :meth:`jobs` until cancelled under a supervisor of its own (library use; the
+        driver supervises each job itself, by name)."""
+        from dranet_core.supervisor import Job, Supervisor, always_recoverable
+
+        async with Supervisor() as sup:
+            for name, loop in self.jobs():
+                sup.start(Job(name=name, run=loop, recoverable=always_recoverable))
+
     # -- internals ---------------------------------------------------------------------------
 
     def _notify(self) -> None:

@@ -7,7 +7,7 @@
   included, as the Go driver's default registry does.
 * :class:`ObservabilityServer` is a deliberately tiny HTTP/1.1 server on asyncio streams
   (no web framework: it must cost almost no memory) serving ``/healthz`` — 200 when every
-  part of :class:`~dranet_core.supervisor.Health` is ok, else 503, with a JSON body that
+  part of :class:`~dranet_core.health.Health` is ok, else 503, with a JSON body that
   says which part is unhealthy and why — and ``/metrics`` in the Prometheus text format.
 * :func:`setup_logging` installs a text or JSON formatter; both carry the structured fields
   callers pass as ``extra`` (``claim``, ``pod``, ``device``, ``job``, ``backend``, ``step``).

@@ -510,3 +510,17 @@ def test_same_sandbox(entry: DeviceState, pod: PodSandbox, same: bool) -> None:
     from dranet_core.pods import same_sandbox
 
     assert same_sandbox(entry, pod) is same
+
+
+async def test_the_driver_undoes_a_late_run_by_bringing_the_devices_home(tmp_path: Path) -> None:
+    from dranet_core.metered import MeteredPodEvents
+    from dranet_core.nri.handlers import UndoesLateRun
+
+    rig = await _rig(tmp_path, _dev("eth1"))
+    handler = MeteredPodEvents(rig.pods)
+    assert isinstance(handler, UndoesLateRun)  # the NRI plugin asks the driver, not stop+remove
+    await handler.run_pod_sandbox(POD)
+    assert _phase(rig, "eth1") == "attached"
+    await handler.undo_late_run_pod_sandbox(POD)
+    assert _phase(rig, "eth1") == "prepared"
+    assert [c[0] for c in rig.mover.calls][-1] == "detach"

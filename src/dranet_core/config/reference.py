@@ -51,6 +51,8 @@ def _rules(spec: FieldSpec) -> str:
             out.append(f"{lo}..{hi}")
         if "not_in" in meta:
             out.append("not " + ", ".join(map(str, meta["not_in"])))
+    if "choices" in meta:
+        out.append("one of " + ", ".join(f"`{c}`" for c in meta["choices"]))
     fmt = meta.get("format")
     if fmt:
         out.append(_FORMATS[fmt])

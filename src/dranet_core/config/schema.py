@@ -40,6 +40,8 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _string_schema(spec: FieldSpec) -> dict[str, Any]:
     s: dict[str, Any] = {"type": "string"}
+    if "choices" in spec.meta:
+        s["enum"] = list(spec.meta["choices"])
     fmt = spec.meta.get("format")
     if fmt == "mac":
         s["pattern"] = MAC_PATTERN

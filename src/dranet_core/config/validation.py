@@ -16,7 +16,10 @@ written out here:
 * ``rules`` are not allowed together with ``interface.vrf``;
 * ``routes[i].gateway`` is required unless ``scope`` is 253 (link), and it and ``source``
   must be of the destination's IP family;
-* ``rules[i].source`` and ``destination`` must be of the same family.
+* ``rules[i].source`` and ``destination`` must be of the same family;
+* ``sriov.mac`` must be a unicast, non-zero MAC; ``sriov.vlanQoS`` > 0 and ``sriov.vlanProto``
+  802.1ad need a non-zero ``sriov.vlan``; ``sriov.minTxRate`` must not exceed a non-zero
+  ``sriov.maxTxRate``.
 
 :func:`validate_rdma_only` is the extra check for a device that has no network interface.
 """
@@ -29,7 +32,7 @@ from typing import Any
 from dranet_core.config.codec import describe_json, join_path
 from dranet_core.config.fields import FieldSpec, TypeSpec, fields_of, int_bounds
 from dranet_core.config.formats import ifname_problems, parse_ip, parse_mac, parse_prefix
-from dranet_core.config.model import InterfaceConfig, NetworkConfig, RouteConfig, RuleConfig
+from dranet_core.config.model import InterfaceConfig, NetworkConfig, RouteConfig, RuleConfig, SriovConfig
 from dranet_core.errors import ConfigError, ConfigIssue
 
 __all__ = ["config_issues", "validate_config", "validate_rdma_only"]
@@ -133,6 +136,10 @@ def _check_str(spec: FieldSpec, value: object, path: str, issues: list[ConfigIss
     if value == "" and spec.required:
         issues.append(ConfigIssue(path, "must not be empty"))
         return
+    choices = spec.meta.get("choices")
+    if choices is not None and value not in choices:
+        issues.append(ConfigIssue(path, f"must be one of {', '.join(choices)}, got {describe_json(value)}"))
+        return
     longest = spec.meta.get("max_length")
     if longest is not None and len(value) > longest:
         issues.append(ConfigIssue(path, f"must be at most {longest} characters long, got {len(value)}"))
@@ -173,6 +180,8 @@ def _check_cross_field(config: NetworkConfig, path: str, issues: list[ConfigIssu
         issues.append(ConfigIssue(join_path(path, "interface"), "dhcp and addresses are mutually exclusive"))
     if iface is not None and iface.vrf is not None and config.rules:
         issues.append(ConfigIssue(join_path(path, "rules"), "not supported when interface.vrf is set"))
+    if isinstance(config.sriov, SriovConfig):
+        _check_sriov(config.sriov, join_path(path, "sriov"), issues)
     for i, route in enumerate(_objects(config.routes, RouteConfig)):
         _check_route(route, join_path(join_path(path, "routes"), i), issues)
     for i, rule in enumerate(_objects(config.rules, RuleConfig)):
@@ -210,6 +219,34 @@ def _check_route(route: RouteConfig, path: str, issues: list[ConfigIssue]) -> No
                     f"got {text!r} ({_fam(fam)})",
                 )
             )
+
+
+def _check_sriov(sriov: SriovConfig, path: str, issues: list[ConfigIssue]) -> None:
+    if isinstance(sriov.mac, str):
+        try:
+            mac = parse_mac(sriov.mac)
+        except ValueError:
+            mac = None  # reported by the per-field rule
+        if mac is not None and len(mac) != 6:
+            issues.append(
+                ConfigIssue(join_path(path, "mac"), f"must be a 6-octet Ethernet MAC, got {sriov.mac!r}")
+            )
+        elif mac is not None and mac[0] & 1:
+            issues.append(ConfigIssue(join_path(path, "mac"), f"must be a unicast MAC, got {sriov.mac!r}"))
+        elif mac is not None and not any(mac):
+            issues.append(ConfigIssue(join_path(path, "mac"), f"must not be all zeros, got {sriov.mac!r}"))
+    vlan = sriov.vlan if isinstance(sriov.vlan, int) else 0
+    if isinstance(sriov.vlan_qos, int) and sriov.vlan_qos > 0 and vlan == 0:
+        issues.append(
+            ConfigIssue(
+                join_path(path, "vlanQoS"), f"needs a non-zero sriov.vlan, got vlanQoS {sriov.vlan_qos}"
+            )
+        )
+    if sriov.vlan_proto == "802.1ad" and vlan == 0:
+        issues.append(ConfigIssue(join_path(path, "vlanProto"), "802.1ad needs a non-zero sriov.vlan"))
+    lo, hi = sriov.min_tx_rate, sriov.max_tx_rate
+    if isinstance(lo, int) and isinstance(hi, int) and hi > 0 and lo > hi:
+        issues.append(ConfigIssue(join_path(path, "minTxRate"), f"must be <= maxTxRate ({hi}), got {lo}"))
 
 
 # -- RDMA-only devices ---------------------------------------------------------------------
