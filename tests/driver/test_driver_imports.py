@@ -72,6 +72,7 @@ def test_the_command_loads_cel_only_for_a_filter_that_needs_it(
         "    assert not exc.code, exc.code\n"
         f"print('RESULT', 'cel' in sys.modules, *(m in sys.modules for m in {UNUSED!r}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    run = [sys.executable, "-c", code]
+    out = subprocess.run(run, capture_output=True, text=True, check=True, timeout=120)
     result = next(line for line in out.stdout.splitlines() if line.startswith("RESULT"))
     assert result.split()[1:] == [str(cel_loaded)] + ["False"] * len(UNUSED)
