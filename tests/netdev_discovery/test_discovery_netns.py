@@ -298,7 +298,12 @@ async def quiet(pub: RecordingPublisher, seconds: float = 0.6) -> int:
 
 
 async def run_inventory(inv: Inventory) -> asyncio.Task[None]:
-    return asyncio.ensure_future(inv.run())
+    """The inventory's jobs (watches and the scan loop) as the driver runs them, in one task."""
+
+    async def jobs() -> None:
+        await asyncio.gather(*(run() for _, run in inv.jobs()))
+
+    return asyncio.ensure_future(jobs())
 
 
 async def stop(task: asyncio.Task[None]) -> None:
