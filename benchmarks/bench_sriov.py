@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "sriov"))
 
 from sriov_fakes import FakeSysfs, can_mknod, make_char
 
-from dranet_backends.netdev.pciids import PciIds
+from dranet_backends.pci import PciIds
 from dranet_backends.sriov import SriovBackend
 from dranet_backends.sriov.sysfs import fingerprint, userspace_functions
 from dranet_core.config.model import InterfaceConfig, NetworkConfig

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from dranet_backends.netdev import NetdevBackend
-from dranet_backends.netdev.pciids import PciIds
-from dranet_backends.netdev.sysfs import netdev_sysfs, pci_function
+from dranet_backends.netdev.sysfs import netdev_sysfs
+from dranet_backends.pci import PciIds, pci_function
 from dranet_core.types import Device
 
 ScanWith = Callable[..., Awaitable[dict[str, Device]]]

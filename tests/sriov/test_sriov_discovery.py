@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from sriov_fakes import FakeSysfs, sriov_node
 
-from dranet_backends.netdev.pciids import PciIds
-from dranet_backends.netdev.sysfs import PciFunction
+from dranet_backends.pci import PciFunction, PciIds
 from dranet_backends.sriov import SriovBackend, SriovFacet, create
 from dranet_backends.sriov.sysfs import SriovFunction, pf_netdev_mtu, userspace_functions
 from dranet_core.backends import BackendContext, available_backends, load_backend, load_backends

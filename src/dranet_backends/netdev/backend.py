@@ -37,16 +37,23 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dranet_backends.pci import (
+    DEFAULT_PATHS,
+    USERSPACE_DRIVERS,
+    PciFunction,
+    PciIds,
+    pci_attributes,
+    pci_network_functions,
+)
 from dranet_core.errors import BackendError
 from dranet_core.names import device_name_for_interface, device_name_for_pci
 from dranet_core.types import AttributeValue, Device
 
 from . import rtnl
-from .attributes import netdev_attributes, pci_attributes
+from .attributes import netdev_attributes
 from .facet import FACET, NetdevFacet
-from .pciids import DEFAULT_PATHS, PciIds
 from .state import KernelView, uplinks
-from .sysfs import USERSPACE_DRIVERS, PciFunction, netdev_sysfs, pci_network_functions
+from .sysfs import netdev_sysfs
 from .tcx import TcxReader
 
 __all__ = ["NetdevBackend"]

@@ -46,7 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dranet_backends.netdev.pciids import DEFAULT_PATHS, PciIds
+from dranet_backends.pci import DEFAULT_PATHS, PciIds
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import BackendError, ConfigError, ConfigIssue, DeviceError
 from dranet_core.names import device_name_for_pci
