@@ -191,19 +191,20 @@ def _cut(text: str, limit: int = STRING_ATTRIBUTE_MAX_LEN) -> str:
 
 
 def pci_attributes(fn: PciFunction, ids: PciIds | None) -> dict[str, AttributeValue]:
-    """The PCI attributes of ``fn`` (names from ``ids`` when it knows them)."""
+    """The Go driver's PCI attributes of ``fn``.
+
+    ``pciVendor`` and ``pciDevice`` are pci.ids names (``Mellanox Technologies``,
+    ``Elastic Fabric Adapter (EFA)``), or the hex id when no pci.ids knows it;
+    ``pciSubsystem`` is always the subsystem device id (``0009``, ``efa0``), never a name,
+    as the Go driver publishes it.
+    """
     attrs: dict[str, AttributeValue] = {D + "pciAddress": fn.address, D + "rdma": False}
     if fn.vendor:
         attrs[D + "pciVendor"] = _cut((ids.vendor(fn.vendor) if ids else None) or fn.vendor)
         if fn.device:
             attrs[D + "pciDevice"] = _cut((ids.device(fn.vendor, fn.device) if ids else None) or fn.device)
-            if fn.subsystem_vendor and fn.subsystem_device:
-                name = (
-                    ids.subsystem(fn.vendor, fn.device, fn.subsystem_vendor, fn.subsystem_device)
-                    if ids
-                    else None
-                )
-                attrs[D + "pciSubsystem"] = _cut(name or fn.subsystem_device)
+    if fn.subsystem_device:
+        attrs[D + "pciSubsystem"] = fn.subsystem_device
     if fn.numa_node is not None:
         attrs[D + "numaNode"] = fn.numa_node
         attrs[STD + "numaNode"] = fn.numa_node

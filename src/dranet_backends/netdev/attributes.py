@@ -27,8 +27,7 @@ dra.net/rdma                       bool    false (the RDMA backend overrides it)
 dra.net/pciAddress                 string  ``0000:8a:00.0``
 dra.net/pciVendor                  string  vendor name from pci.ids, else the hex id
 dra.net/pciDevice                  string  device name from pci.ids, else the hex id
-dra.net/pciSubsystem               string  subsystem name from pci.ids, else the hex
-                                           subsystem device id (the Go driver's value)
+dra.net/pciSubsystem               string  the hex subsystem device id (``0009``)
 dra.net/numaNode                   int     ``numa_node`` (absent when -1)
 resource.kubernetes.io/numaNode    int     same, the standard attribute
 resource.kubernetes.io/pcieRoot    string  the PCI root bus, ``pci0000:00``

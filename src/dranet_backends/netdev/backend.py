@@ -20,7 +20,7 @@ Device names: a netdev on a PCI function is named after the function (``pci-0000
 and keeps that name when the netdev moves into a pod (the PCI function is still listed from
 sysfs, with its PCI attributes only); other netdevs by normalised interface name.
 
-Exclusions: loopback, ``docker0``, ``cilium_*``, the default-route uplinks and every link
+Exclusions: loopback, ``docker0``, ``cilium_net``, ``cilium_host``, the default-route uplinks and every link
 below them, PCI NICs without a driver or bound to a userspace driver (vfio/uio), and IPoIB
 links when ``move_ib_interfaces`` is false (their PCI function is then listed without
 netdev attributes, as the Go driver's IB-only devices).
@@ -60,8 +60,7 @@ __all__ = ["NetdevBackend"]
 
 log = logging.getLogger(__name__)
 
-IGNORED_NAMES = frozenset({"docker0"})
-IGNORED_PREFIXES = ("cilium_",)
+IGNORED_NAMES = frozenset({"docker0", "cilium_net", "cilium_host"})
 WATCH_GROUPS = (
     rtnl.RTMGRP_LINK
     | rtnl.RTMGRP_IPV4_IFADDR
@@ -74,11 +73,7 @@ _YIELD_EVERY = 64
 
 
 def _ignored(link: rtnl.Link) -> bool:
-    return (
-        bool(link.flags & rtnl.IFF_LOOPBACK)
-        or link.name in IGNORED_NAMES
-        or link.name.startswith(IGNORED_PREFIXES)
-    )
+    return bool(link.flags & rtnl.IFF_LOOPBACK) or link.name in IGNORED_NAMES
 
 
 class NetdevBackend:

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dranet_backends.pci import DEFAULT_PATHS, PciIds
 from dranet_core.errors import BackendError
 
 from .backend import RdmaBackend
@@ -81,4 +82,5 @@ def create(context: Any) -> RdmaBackend:
         dev_root=Path(opts.get("dev_root") or "/dev"),
         mover=RdmaMover(mode=mode, host_netns=netns),
         poll_interval=poll,
+        pci_ids=PciIds(opts["pci_ids"].split(":")) if opts.get("pci_ids") else PciIds(DEFAULT_PATHS),
     )

@@ -7,8 +7,10 @@
   merges with the netdev backend's device of the same function, or, for a software device
   (rxe, siw) without PCI function, after its netdev (merging with that netdev's device).
   Attributes: ``dra.net/rdma=true``, ``dra.net/rdmaDevice=<name>``; for IB-only devices
-  (no netdev of the PCI function visible) also ``dra.net/pciAddress``, ``dra.net/numaNode``,
-  ``resource.kubernetes.io/numaNode`` and ``resource.kubernetes.io/pcieRoot``. Facet
+  (no netdev of the PCI function visible) also the PCI attributes of the function
+  (:func:`dranet_backends.pci.pci_attributes`: ``pciAddress``, ``pciVendor``, ``pciDevice``,
+  ``pciSubsystem``, ``numaNode`` and the standard ``numaNode`` and ``pcieRoot``), whatever
+  its PCI class (Alibaba eRDMA is class 0x00ff, not a network controller). Facet
   ``facets["rdma"]`` (see :data:`FACET_KEYS`). Sysfs has no change events: :meth:`watch`
   re-reads it every ``poll_interval`` seconds (default 30) and notifies when what it reads
   changed. With ``procfs`` (``create`` passes ``BackendContext.procfs``), RDMA devices on a
@@ -29,6 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Final
 
+from dranet_backends.pci import PciIds, pci_attributes, pci_function
 from dranet_core.config import validate_rdma_only
 from dranet_core.config.model import NetworkConfig
 from dranet_core.names import device_name_for_interface, device_name_for_pci
@@ -53,8 +56,12 @@ FACET_KEYS: Final = ("dev", "pci_address", "char_devices", "node_guid", "netdevs
 (``[{"index", "link_layer", "state"}]``)."""
 
 
-def device_for(rd: RdmaDevice) -> Device | None:
-    """The published :class:`Device` for ``rd``; None (logged) when it cannot be named."""
+def device_for(rd: RdmaDevice, sysfs: Path | None = None, ids: PciIds | None = None) -> Device | None:
+    """The published :class:`Device` for ``rd``; None (logged) when it cannot be named.
+
+    With ``sysfs``, an IB-only device also gets its PCI function's attributes (names from
+    ``ids``).
+    """
     if rd.pci_address is not None:
         try:
             name = device_name_for_pci(rd.pci_address)
@@ -78,6 +85,9 @@ def device_for(rd: RdmaDevice) -> Device | None:
             attrs[STD + "numaNode"] = rd.numa_node
         if rd.pcie_root is not None:
             attrs[STD + "pcieRoot"] = rd.pcie_root
+        if sysfs is not None:
+            pci = pci_attributes(pci_function(sysfs, rd.pci_address), ids)
+            attrs.update((k, v) for k, v in pci.items() if k != D + "rdma")
     facet = {
         "dev": rd.name,
         "pci_address": rd.pci_address,
@@ -93,8 +103,10 @@ def device_for(rd: RdmaDevice) -> Device | None:
         return None
 
 
-def scan_sysfs(sysfs: Path, procfs: Path | None = None) -> list[Device]:
+def scan_sysfs(sysfs: Path, procfs: Path | None = None, ids: PciIds | None = None) -> list[Device]:
     """The devices published for the RDMA devices under ``sysfs`` (blocking; one per name).
+
+    PCI names come from ``ids`` (loaded here when an IB-only device needs them).
 
     With ``procfs``, RDMA devices whose netdev is a default-route uplink (or enslaved to
     one) are left out, as the netdev backend leaves out their netdevs (:mod:`.uplinks`).
@@ -106,7 +118,7 @@ def scan_sysfs(sysfs: Path, procfs: Path | None = None) -> list[Device]:
         if up:
             log.debug("rdma: %s is on uplink %s; not published", rd.name, ", ".join(up))
             continue
-        dev = device_for(rd)
+        dev = device_for(rd, sysfs, ids)
         if dev is None:
             continue
         if dev.name in out:
@@ -147,6 +159,7 @@ class RdmaBackend:
         mover: RdmaMover | None = None,
         poll_interval: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        pci_ids: PciIds | None = None,
     ) -> None:
         self.sysfs = Path(sysfs)
         self.procfs = procfs
@@ -154,6 +167,7 @@ class RdmaBackend:
         self.mover = mover if mover is not None else RdmaMover(mode=mode)
         self.poll_interval = poll_interval
         self._sleep = sleep
+        self._ids = pci_ids if pci_ids is not None else PciIds()
         self.scans = 0
         self._seen: dict[str, Device] = {}
         self._held: dict[str, Device] = {}
@@ -176,7 +190,7 @@ class RdmaBackend:
         kept in the list, with their last known attributes, until they are detached.
         """
         self.scans += 1
-        found = await asyncio.to_thread(scan_sysfs, self.sysfs, self.procfs)
+        found = await asyncio.to_thread(scan_sysfs, self.sysfs, self.procfs, self._ids)
         self._seen = {d.name: d for d in found}
         return found + [d for name, d in self._held.items() if name not in self._seen]
 
