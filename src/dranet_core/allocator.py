@@ -20,14 +20,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-from dranet_core.capabilities import ValidatesConfig
+import attrs
+
+from dranet_core.capabilities import ResolvesConfig, ValidatesConfig
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import ClaimError, ConfigError
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.types import AllocationResult, Claim, ClaimRef, Device, OpaqueConfig
 
-__all__ = ["ClaimAllocator", "ConfigResolver", "KeyedLocks", "default_resolver", "plan_claim"]
+__all__ = ["ClaimAllocator", "ConfigResolver", "KeyedLocks", "default_resolver", "plan_claim", "resolve_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +141,21 @@ def plan_claim(
     return ClaimPlan(claim=claim.ref, pods=pods, devices=tuple(devices))
 
 
+async def resolve_plan(
+    plan: ClaimPlan, inventory: Mapping[str, Device], resolvers: Sequence[ResolvesConfig]
+) -> ClaimPlan:
+    """``plan`` with each device's config passed through the resolvers that own the device."""
+    devices = []
+    for d in plan.devices:
+        dev = inventory.get(d.device)
+        config = d.config
+        for r in resolvers:
+            if dev is not None and r.owns(dev):
+                config = await r.resolve_config(dev, config)
+        devices.append(d if config is d.config else attrs.evolve(d, config=config))
+    return attrs.evolve(plan, devices=tuple(devices))
+
+
 class KeyedLocks:
     """One asyncio.Lock per key, created on demand and dropped when nobody holds or waits."""
 
@@ -179,12 +196,14 @@ class ClaimAllocator:
         *,
         validators: Sequence[ValidatesConfig] = (),
         resolve: ConfigResolver = default_resolver,
+        resolvers: Sequence[ResolvesConfig] = (),
     ) -> None:
         self.driver_name = driver_name
         self.pool = pool
         self.store = store
         self._validators = tuple(validators)
         self._resolve = resolve
+        self._resolvers = tuple(resolvers)
         self._locks = KeyedLocks()
         self._reserved: dict[str, str] = {}  # device -> claim uid, plans not yet in the store
 
@@ -214,6 +233,8 @@ class ClaimAllocator:
             for d in plan.devices:
                 self._reserved[d.device] = uid
             try:
+                if self._resolvers:
+                    plan = await resolve_plan(plan, inventory, self._resolvers)
                 await self.store.put_plan(plan)
             finally:
                 for d in plan.devices:

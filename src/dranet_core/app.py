@@ -119,7 +119,9 @@ class Driver:
         self.store = ClaimStore(settings.checkpoint.db_path)
         name = settings.kube.driver_name
         pool = settings.kube.node_name
-        self.allocator = ClaimAllocator(name, pool, self.store, validators=self.table.validators)
+        self.allocator = ClaimAllocator(
+            name, pool, self.store, validators=self.table.validators, resolvers=self.table.resolvers
+        )
         inv = settings.inventory
         self.inventory = Inventory(
             self.table.discoverers,

@@ -12,6 +12,10 @@
   after an overflow, or when the last full dump is older than ``full_resync`` seconds
   (default 60), it re-dumps links, addresses, routes and qdiscs first.
 
+It also implements :class:`~dranet_core.capabilities.ResolvesConfig`: a device whose config
+has ``interface.dhcp: true`` gets a DHCP lease on its host interface at prepare time
+(:mod:`dranet_backends.dhcp`).
+
 Which network namespace is "the host" is a parameter (``netns``, a path such as
 ``/run/netns/x``; default: the process's own), so tests scan a throwaway namespace. Netlink
 sockets are opened there without forking (:func:`rtnl.open_netlink_socket`).
@@ -206,6 +210,19 @@ class NetdevBackend:
     async def detach(self, device: Any, pod: Any, snapshot: Any) -> None:
         """Bring ``device`` home and restore ``snapshot`` (:meth:`.mover.NetdevMover.detach`)."""
         await self._netdev_mover().detach(device, pod, snapshot)
+
+    # -- ResolvesConfig: interface.dhcp (dranet_backends.dhcp) ------------------------------
+
+    def owns(self, device: Device) -> bool:
+        """Whether ``device`` has a netdev facet (a host interface)."""
+        return FACET in device.facets
+
+    async def resolve_config(self, device: Device, config: Any) -> Any:
+        """``config`` with a DHCP lease of the host interface when ``interface.dhcp`` is true."""
+        from dranet_backends.dhcp import dhcp_config
+
+        ifname = NetdevFacet.from_json(device.facets[FACET]).ifname
+        return await dhcp_config(config, device.name, ifname, netns=self.netns)
 
     # -- events ----------------------------------------------------------------------------
 
