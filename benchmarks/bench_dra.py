@@ -36,8 +36,8 @@ import grpc  # noqa: E402
 from fakeapi.client import make_api_client  # noqa: E402
 from fakeapi.server import FakeApiServer  # noqa: E402
 
-from dranet_core.allocator import ClaimAllocator  # noqa: E402
 from dranet_core.checkpoint import ClaimStore  # noqa: E402
+from dranet_core.claim_allocator import ClaimAllocator  # noqa: E402
 from dranet_core.dra import DefaultPreparer, KubeletPlugin, PrepareOutcome, PrepareResult  # noqa: E402
 from dranet_core.kube.claims import ApiClaimSource  # noqa: E402
 from dranet_core.plans import ClaimPlan, PreparedDevice  # noqa: E402

@@ -5,7 +5,7 @@ import pytest
 from dranet_core.capabilities import handler_table
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import BackendError
-from dranet_core.netns import AttachResult
+from dranet_core.mover import AttachResult
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import JSON, Device, DeviceNode, PodSandbox
 
@@ -72,3 +72,18 @@ def test_backend_without_capability_is_rejected() -> None:
 def test_duplicate_backend_names_rejected() -> None:
     with pytest.raises(BackendError, match="two backends have this name"):
         handler_table([Finder(), Finder()])
+
+
+class Looper:
+    name = "looper"
+
+    async def run(self) -> None:
+        return None
+
+
+def test_a_backend_with_a_loop_of_its_own_is_listed_for_the_supervisor() -> None:
+    f, loop = Finder(), Looper()
+    table = handler_table([f, loop])
+    assert table.background == (("looper", loop),)
+    assert table.capabilities["looper"] == ("background",)
+    assert handler_table([f]).background == ()

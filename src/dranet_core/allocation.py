@@ -1,7 +1,7 @@
 """The Allocator interface: turn an allocated claim into a plan for this node.
 
-The default implementation, :class:`dranet_core.allocator.ClaimAllocator`, is pure planning
-(:func:`dranet_core.allocator.plan_claim`) plus the checkpoint; a platform team may replace it
+The default implementation, :class:`dranet_core.claim_allocator.ClaimAllocator`, is pure planning
+(:func:`dranet_core.claim_allocator.plan_claim`) plus the checkpoint; a platform team may replace it
 (e.g. to allow shared devices). It lives in its own module because this interface module may
 not import its layer siblings (checkpoint, capabilities).
 """

@@ -33,16 +33,16 @@ from typing import Any, TextIO
 
 import attrs
 
-from dranet_core.allocator import ClaimAllocator
 from dranet_core.backends import BackendContext, load_backends
 from dranet_core.capabilities import Backend, HandlerTable, handler_table
 from dranet_core.checkpoint import ClaimStore
+from dranet_core.claim_allocator import ClaimAllocator
 from dranet_core.dra.plugin import KubeletPlugin, PluginPaths
 from dranet_core.dra.preparer import ClaimSource, DefaultPreparer
-from dranet_core.driver import InFlight, MeteredPreparer, MeteredPublisher, NriHandlers
 from dranet_core.errors import DranetError, TemporaryError
 from dranet_core.filter import DeviceFilter
 from dranet_core.inventory import Inventory
+from dranet_core.metered import InFlight, MeteredPodEvents, MeteredPreparer, MeteredPublisher
 from dranet_core.nri.plugin import NriPlugin
 from dranet_core.observability import Metrics, ObservabilityServer
 from dranet_core.plans import ClaimPlan
@@ -145,7 +145,7 @@ class Driver:
             hold=self._hold if settings.debug.hold_phase else None,
         )
         self._stopping = False
-        self.nri_handlers = NriHandlers(self.pods, metrics=self.metrics, inflight=self.inflight)
+        self.nri_handlers = MeteredPodEvents(self.pods, metrics=self.metrics, inflight=self.inflight)
         preparer = DefaultPreparer(
             claim_source,
             self.allocator,

@@ -16,6 +16,7 @@ ValidatesConfig        reject a config that cannot apply to a device    kubelet 
 ResolvesConfig         fill a config in from the node (DHCP lease)      kubelet prepare
 AdjustsContainers      device nodes for containers (RDMA, vfio)         NRI CreateContainer
 ReportsHealth          per-device health                                 health endpoint
+RunsInBackground       a long-lived loop of its own (e.g. rename-back)  one supervised job
 =====================  ===============================================  ===================
 """
 
@@ -30,7 +31,7 @@ import attrs
 from dranet_core.config.model import NetworkConfig
 from dranet_core.discovery import Discovery
 from dranet_core.errors import BackendError
-from dranet_core.netns import NamespaceMover
+from dranet_core.mover import NamespaceMover
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import Device, DeviceNode
 
@@ -40,6 +41,7 @@ __all__ = [
     "HandlerTable",
     "ReportsHealth",
     "ResolvesConfig",
+    "RunsInBackground",
     "ValidatesConfig",
     "handler_table",
 ]
@@ -102,6 +104,20 @@ class ReportsHealth(Protocol):
         ...
 
 
+@runtime_checkable
+class RunsInBackground(Protocol):
+    """Has a long-lived loop of its own that the driver runs as one named, supervised job.
+
+    Contract: :meth:`run` runs until cancelled; it does not retry internally around its whole
+    body (the supervisor restarts it with backoff when it raises, and reports the cause once
+    under the job ``<backend name> background``). It must not create tasks of its own.
+    """
+
+    async def run(self) -> None:
+        """Run until cancelled; raise to be restarted after a backoff."""
+        ...
+
+
 @attrs.frozen(kw_only=True)
 class HandlerTable:
     """Which backend does what, in backend order (attach order; detach is reversed)."""
@@ -113,6 +129,8 @@ class HandlerTable:
     resolvers: tuple[ResolvesConfig, ...] = ()
     adjusters: tuple[AdjustsContainers, ...]
     health: tuple[ReportsHealth, ...]
+    background: tuple[tuple[str, RunsInBackground], ...] = ()
+    """(backend name, backend) for each backend with a loop of its own, in backend order."""
 
     capabilities: Mapping[str, tuple[str, ...]]
     """Backend name -> capability names, for logs and ``dranet inventory``."""
@@ -131,6 +149,7 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
     resolvers: list[ResolvesConfig] = []
     adjs: list[AdjustsContainers] = []
     health: list[ReportsHealth] = []
+    background: list[tuple[str, RunsInBackground]] = []
     caps: dict[str, tuple[str, ...]] = {}
     for b in backends:
         if b.name in seen:
@@ -155,8 +174,13 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
         if isinstance(b, ReportsHealth):
             health.append(b)
             found.append("health")
+        if isinstance(b, RunsInBackground):
+            background.append((b.name, b))
+            found.append("background")
         if not found:
-            raise BackendError(b.name, "implements no capability (discover, move, validate, adjust, health)")
+            raise BackendError(
+                b.name, "implements no capability (discover, move, validate, adjust, health, background)"
+            )
         caps[b.name] = tuple(found)
         log.info("backend %s handles: %s", b.name, ", ".join(found))
     return HandlerTable(
@@ -167,5 +191,6 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
         resolvers=tuple(resolvers),
         adjusters=tuple(adjs),
         health=tuple(health),
+        background=tuple(background),
         capabilities=caps,
     )

@@ -39,7 +39,7 @@ import attrs
 
 from dranet_core.checkpoint import ClaimStore, DeviceState, PreparedClaim
 from dranet_core.errors import DeviceError, DranetError
-from dranet_core.netns import AttachResult, NamespaceMover
+from dranet_core.mover import AttachResult, NamespaceMover
 from dranet_core.plans import PreparedDevice
 from dranet_core.status import EventRecord, StatusPublisher
 from dranet_core.types import JSON, ClaimRef, Condition, DeviceNode, DeviceStatus, NetworkData, PodSandbox

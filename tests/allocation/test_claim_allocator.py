@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import pytest
 
 from dranet_core.allocation import Allocator
-from dranet_core.allocator import ClaimAllocator, KeyedLocks, plan_claim
 from dranet_core.checkpoint import ClaimStore, decode_checkpoint
+from dranet_core.claim_allocator import ClaimAllocator, KeyedLocks, plan_claim
 from dranet_core.config.model import InterfaceConfig, NetworkConfig
 from dranet_core.errors import ClaimError, ConfigError, ConfigIssue
 from dranet_core.types import AllocationResult, Claim, ClaimRef, ConsumerRef, Device, OpaqueConfig

@@ -22,8 +22,8 @@ from typing import Any
 import grpc
 import pytest
 
-from dranet_core.allocator import ClaimAllocator
 from dranet_core.checkpoint import ClaimStore
+from dranet_core.claim_allocator import ClaimAllocator
 from dranet_core.dra import DefaultPreparer, KubeletPlugin
 from dranet_core.kube.claims import ApiClaimSource
 from dranet_core.types import Device

@@ -11,7 +11,7 @@ import pytest
 
 from dranet_core.checkpoint import ClaimStore, DeviceState
 from dranet_core.errors import DeviceError
-from dranet_core.netns import AttachResult
+from dranet_core.mover import AttachResult
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.pods import PodNetworking
 from dranet_core.status import EventRecord

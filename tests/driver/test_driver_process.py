@@ -10,24 +10,21 @@ SIGTERM (exits at once).
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import types
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from driver_helpers import NodeNs, global_addrs, grpc_pb_fixture, link, node_ns_fixture  # noqa: F401
-from fakeapi import FakeApiServer, write_kubeconfig
+from e2e.nodenet import free_port
+from e2e.processes import DriverProcess, Kubelet
+from fakeapi import FakeApiServer
 from nri_runtime_peer import FakePod, PeerSession, RuntimePeer
 
 pytestmark = [pytest.mark.netns, pytest.mark.socket, pytest.mark.slow]
@@ -36,106 +33,19 @@ NODE = "node-a"
 CONFIG = {"interface": {"name": "net1", "addresses": ["192.168.77.2/24"], "mtu": 1400}}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class Kubelet:
-    """The kubelet's side of plugin registration and DRA v1, with grpcio (sync, in threads)."""
-
-    def __init__(self, pb: types.SimpleNamespace, root: Path) -> None:
-        self.pb = pb
-        self.reg_sock = root / "plugins_registry" / "dra.net-reg.sock"
-        self.endpoint = ""
-
-    def _register(self) -> None:
-        """Like the kubelet's plugin watcher: (re)try until the socket answers (a crashed
-        driver leaves a stale socket file behind), then GetInfo and accept."""
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with grpc.insecure_channel(f"unix://{self.reg_sock}") as ch:
-                    stub = self.pb.reg_grpc.RegistrationStub(ch)
-                    info = stub.GetInfo(self.pb.reg.InfoRequest(), timeout=2)
-                    assert info.name == "dra.net"
-                    assert "v1.DRAPlugin" in info.supported_versions
-                    status = self.pb.reg.RegistrationStatus(plugin_registered=True)
-                    stub.NotifyRegistrationStatus(status, timeout=10)
-                self.endpoint = info.endpoint
-                return
-            except grpc.RpcError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    async def register(self) -> None:
-        await asyncio.to_thread(self._register)
-
-    def _call(self, method: str, uids: Sequence[tuple[str, str]]) -> Any:
-        with grpc.insecure_channel(f"unix://{self.endpoint}") as ch:
-            stub = self.pb.v1_grpc.DRAPluginStub(ch)
-            claims = [self.pb.v1.Claim(namespace="default", name=n, uid=u) for n, u in uids]
-            if method == "prepare":
-                return stub.NodePrepareResources(
-                    self.pb.v1.NodePrepareResourcesRequest(claims=claims), timeout=30
-                )
-            return stub.NodeUnprepareResources(
-                self.pb.v1.NodeUnprepareResourcesRequest(claims=claims), timeout=30
-            )
-
-    async def prepare(self, name: str, uid: str) -> Any:
-        return (await asyncio.to_thread(self._call, "prepare", [(name, uid)])).claims[uid]
-
-    async def unprepare(self, name: str, uid: str) -> Any:
-        return (await asyncio.to_thread(self._call, "unprepare", [(name, uid)])).claims[uid]
-
-
-class Rig:
+class Rig(DriverProcess):
     """Everything around one driver process (which may be killed and restarted)."""
 
     def __init__(self, tmp: Path, ns: NodeNs, api: FakeApiServer, pb: types.SimpleNamespace) -> None:
-        self.tmp = tmp
+        super().__init__(tmp, ns.node_path, api.url, node_name=NODE)
         self.ns = ns
         self.api = api
-        self.root = tmp / "kubelet"
-        self.db = tmp / "state" / "dranet.db"
-        self.nri_sock = tmp / "nri.sock"
-        self.kubeconfig = write_kubeconfig(tmp / "kubeconfig", api.url)
-        self.port = _free_port()
         self.kubelet = Kubelet(pb, self.root)
         self.runtime = RuntimePeer(str(self.nri_sock))
-        self.proc: subprocess.Popen[bytes] | None = None
         self.sessions = 0
-        self.logs: list[Path] = []
-
-    def argv(self, *extra: str) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "dranet_core",
-            "run",
-            f"--hostname-override={NODE}",
-            f"--kubeconfig={self.kubeconfig}",
-            f"--kubelet-root-dir={self.root}",
-            f"--nri-socket={self.nri_sock}",
-            f"--db-path={self.db}",
-            f"--bind-address=127.0.0.1:{self.port}",
-            "--filter=",
-            "--backends=netdev",
-            f"--host-netns={self.ns.node_path}",
-            "--inventory-min-poll-interval=100ms",
-            "--shutdown-grace=5s",
-            "-v",
-            *extra,
-        ]
 
     async def start(self, *extra: str) -> PeerSession:
-        log = self.tmp / f"driver-{len(self.logs)}.log"
-        self.logs.append(log)
-        self.proc = self._spawn(log, self.argv(*extra))
+        self.spawn(*extra)
         await self.kubelet.register()
         self.sessions += 1
         session = await self.runtime.wait_ready(self.sessions)
@@ -143,61 +53,10 @@ class Rig:
         await self.wait_healthy()
         return session
 
-    @staticmethod
-    def _spawn(log: Path, argv: list[str]) -> subprocess.Popen[bytes]:
-        with log.open("wb") as out:
-            return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-
-    async def healthz(self) -> tuple[int, dict[str, Any]]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = await reader.read()
-        writer.close()
-        await writer.wait_closed()
-        head, _, body = data.partition(b"\r\n\r\n")
-        return int(head.split()[1]), json.loads(body)
-
-    async def wait_healthy(self) -> None:
-        deadline = time.monotonic() + 20
-        last: Any = None
-        while time.monotonic() < deadline:
-            try:
-                code, last = await self.healthz()
-                if code == 200:
-                    return
-            except OSError as exc:
-                last = exc
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"driver never healthy: {last}\n{self.log_text()}")
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    async def wait_exit(self, within: float = 20) -> int:
-        assert self.proc is not None
-        deadline = time.monotonic() + within
-        while self.proc.poll() is None:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"driver did not exit in {within}s\n{self.log_text()}")
-            await asyncio.sleep(0.02)
-        return self.proc.returncode
-
     async def crash(self) -> None:
         """SIGKILL: no cleanup at all (sockets stay behind, like a real crash)."""
         self.kill(signal.SIGKILL)
         assert await self.wait_exit() == -signal.SIGKILL
-
-    def journal(self) -> dict[str, Any]:
-        if not self.db.exists():
-            return {}
-        doc = json.loads(self.db.read_text())
-        return {dev: st for c in doc["claims"].values() for dev, st in c["devices"].items()}
-
-    def log_text(self) -> str:
-        return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-6000:]}" for p in self.logs if p.exists()
-        )
 
     def put_claim(self, name: str, uid: str, device: str, pod: FakePod) -> None:
         self.api.put_object(
@@ -407,13 +266,13 @@ async def test_sigterm_with_a_call_in_flight_then_second_signal(rig: Rig) -> Non
 
 async def test_a_second_instance_stops_with_its_cause_and_leaves_the_first_alone(rig: Rig) -> None:
     await rig.start()
-    other_port = _free_port()
+    other_port = free_port()
     argv = [
         a if not a.startswith("--bind-address=") else f"--bind-address=127.0.0.1:{other_port}"
         for a in rig.argv()
     ]
     log = rig.tmp / "second.log"
-    second = Rig._spawn(log, argv)
+    second = Rig.popen(log, argv)
     deadline = time.monotonic() + 20
     while second.poll() is None:
         assert time.monotonic() < deadline, log.read_text()

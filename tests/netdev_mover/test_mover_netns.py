@@ -713,7 +713,7 @@ async def test_snapshot_finds_a_device_renamed_since_discovery(lab: Lab, mover: 
 
 async def test_the_netdev_backend_delegates_to_the_mover(lab: Lab) -> None:
     from dranet_backends.netdev.backend import NetdevBackend
-    from dranet_core.netns import NamespaceMover
+    from dranet_core.mover import NamespaceMover
 
     lab.veth("hv0", "hv0p")
     lab.ip(lab.node, "addr", "add", "192.0.2.5/24", "dev", "hv0")

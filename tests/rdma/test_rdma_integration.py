@@ -20,13 +20,13 @@ import pytest
 from rdma_helpers import FakeRdmaKernel, add_char, add_pci, add_rdma, ns_key
 
 from dranet_backends.rdma import RdmaBackend, RdmaMover
-from dranet_core.allocator import plan_claim
 from dranet_core.capabilities import handler_table
 from dranet_core.checkpoint import ClaimStore
-from dranet_core.driver import NriHandlers
+from dranet_core.claim_allocator import plan_claim
 from dranet_core.errors import ConfigError
 from dranet_core.inventory import Inventory
-from dranet_core.netns import AttachResult
+from dranet_core.metered import MeteredPodEvents
+from dranet_core.mover import AttachResult
 from dranet_core.nri.handlers import ContainerInfo
 from dranet_core.plans import PreparedDevice
 from dranet_core.pods import PodNetworking, default_conditions
@@ -205,7 +205,7 @@ async def test_rdma_devices_merge_move_in_order_and_reach_create_container(node:
         pool="node",
         device_nodes=[a.device_nodes for a in table.adjusters],
     )
-    handlers = NriHandlers(pods)
+    handlers = MeteredPodEvents(pods)
 
     # RunPodSandbox: the netdev moves first (mlx5_0 still on the host then), then the RDMA links
     await handlers.run_pod_sandbox(node.pod)

@@ -12,7 +12,7 @@ from rdma_helpers import FakeRdmaKernel, ns_key
 
 from dranet_backends.rdma import RdmaMover
 from dranet_core.errors import DeviceError
-from dranet_core.netns import AttachResult
+from dranet_core.mover import AttachResult
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import PodSandbox
 

@@ -10,7 +10,7 @@ from sriov_fakes import FakeSysfs, can_mknod, make_char, sriov_node
 from dranet_backends.pci import PciIds
 from dranet_backends.sriov import SriovBackend
 from dranet_core.errors import DeviceError
-from dranet_core.netns import AttachResult
+from dranet_core.mover import AttachResult
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import PodSandbox
 

@@ -16,14 +16,14 @@ from sriov_fakes import FakeSysfs, can_mknod, make_char, sriov_node
 
 from dranet_backends.pci import PciIds
 from dranet_backends.sriov import SriovBackend
-from dranet_core.allocator import ClaimAllocator
 from dranet_core.capabilities import HandlerTable, handler_table
 from dranet_core.checkpoint import ClaimStore
-from dranet_core.driver import NriHandlers
+from dranet_core.claim_allocator import ClaimAllocator
 from dranet_core.errors import ConfigError, DeviceError
 from dranet_core.filter import DEFAULT_FILTER, DeviceFilter
 from dranet_core.inventory import Inventory
-from dranet_core.netns import AttachResult
+from dranet_core.metered import MeteredPodEvents
+from dranet_core.mover import AttachResult
 from dranet_core.nri.handlers import ContainerInfo
 from dranet_core.plans import PreparedDevice
 from dranet_core.pods import PodNetworking
@@ -119,7 +119,7 @@ class Node:
             pool="node",
             device_nodes=[a.device_nodes for a in self.table.adjusters],
         )
-        self.nri = NriHandlers(self.pods)
+        self.nri = MeteredPodEvents(self.pods)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from sriov_fakes import FakeSysfs, sriov_node
 
 from dranet_backends.pci import PciIds
 from dranet_backends.sriov import SriovBackend
-from dranet_core.allocator import plan_claim
+from dranet_core.claim_allocator import plan_claim
 from dranet_core.config.model import (
     EthtoolConfig,
     InterfaceConfig,

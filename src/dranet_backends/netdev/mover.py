@@ -59,7 +59,7 @@ from dranet_backends.netdev.snapshot import (
 )
 from dranet_core.config.model import InterfaceConfig, NetworkConfig, RuleConfig
 from dranet_core.errors import DeviceError, DeviceNotFoundError
-from dranet_core.netns import AttachResult
+from dranet_core.mover import AttachResult
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import JSON, Condition, NetworkData, PodSandbox
 

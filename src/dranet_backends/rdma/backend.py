@@ -15,7 +15,7 @@
   re-reads it every ``poll_interval`` seconds (default 30) and notifies when what it reads
   changed. With ``procfs`` (``create`` passes ``BackendContext.procfs``), RDMA devices on a
   default-route uplink are left out, as the netdev backend leaves out the uplinks.
-* :class:`~dranet_core.netns.NamespaceMover`: :class:`.mover.RdmaMover` in the RDMA netns
+* :class:`~dranet_core.mover.NamespaceMover`: :class:`.mover.RdmaMover` in the RDMA netns
   mode probed once at start.
 * :class:`~dranet_core.capabilities.ValidatesConfig`: a device without a netdev facet
   rejects netdev settings (:func:`dranet_core.config.validate_rdma_only`).
@@ -34,8 +34,8 @@ from typing import Final
 from dranet_backends.pci import PciIds, pci_attributes, pci_function
 from dranet_core.config import validate_rdma_only
 from dranet_core.config.model import NetworkConfig
+from dranet_core.mover import AttachResult
 from dranet_core.names import device_name_for_interface, device_name_for_pci
-from dranet_core.netns import AttachResult
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import JSON, AttributeValue, Device, DeviceNode, PodSandbox
 

@@ -32,7 +32,7 @@ from typing import Final, Literal
 
 from dranet_backends.netns import SELF_NETNS
 from dranet_core.errors import DeviceError
-from dranet_core.netns import AttachResult
+from dranet_core.mover import AttachResult
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import JSON, Condition, PodSandbox
 
@@ -63,7 +63,7 @@ def facet_dev(device: PreparedDevice) -> str:
 
 
 class RdmaMover:
-    """:class:`~dranet_core.netns.NamespaceMover` for the RDMA link (see the module docstring).
+    """:class:`~dranet_core.mover.NamespaceMover` for the RDMA link (see the module docstring).
 
     ``host_netns`` is the path of the host network namespace (None: this process's);
     ``opener`` opens RDMA netlink sockets (tests pass one that talks to a fake kernel).

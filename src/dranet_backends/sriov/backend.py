@@ -49,8 +49,8 @@ from typing import Any
 from dranet_backends.pci import DEFAULT_PATHS, PciIds
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import BackendError, ConfigError, ConfigIssue, DeviceError
+from dranet_core.mover import AttachResult
 from dranet_core.names import device_name_for_pci
-from dranet_core.netns import AttachResult
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import JSON, Condition, Device, DeviceNode, PodSandbox
 

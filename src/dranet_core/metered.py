@@ -1,6 +1,6 @@
 """Adapters that connect the protocol layers to the pod glue, with metrics and logs.
 
-* :class:`NriHandlers` is the handler object given to the NRI plugin: RunPodSandbox,
+* :class:`MeteredPodEvents` is the handler object given to the NRI plugin: RunPodSandbox,
   StopPodSandbox, RemovePodSandbox, CreateContainer and Synchronize, each timed and counted
   with the Go driver's metric labels (``noop`` when the pod has no devices of ours), and
   tracked as in flight so shutdown can wait for them.
@@ -24,7 +24,7 @@ from dranet_core.pods import PodNetworking
 from dranet_core.status import EventRecord, StatusPublisher
 from dranet_core.types import ClaimRef, Device, DeviceNode, DeviceStatus, PodSandbox
 
-__all__ = ["InFlight", "MeteredPreparer", "MeteredPublisher", "NriHandlers"]
+__all__ = ["InFlight", "MeteredPreparer", "MeteredPublisher", "MeteredPodEvents"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class InFlight:
         return True
 
 
-class NriHandlers:
+class MeteredPodEvents:
     """The NRI handler object: pod events to :class:`PodNetworking`, with metrics.
 
     Synchronize (every connect) runs the reconciliation; ``on_synchronized`` (optional) is
@@ -82,7 +82,7 @@ class NriHandlers:
         self._on_synchronized = on_synchronized
 
     def __repr__(self) -> str:
-        return f"NriHandlers({self.pods!r}, {self.inflight!r})"
+        return f"MeteredPodEvents({self.pods!r}, {self.inflight!r})"
 
     def _done(self, method: str, status: str, t0: float) -> None:
         if self.metrics is not None:
