@@ -144,11 +144,20 @@ def plan_claim(
 async def resolve_plan(
     plan: ClaimPlan, inventory: Mapping[str, Device], resolvers: Sequence[ResolvesConfig]
 ) -> ClaimPlan:
-    """``plan`` with each device's config passed through the resolvers that own the device."""
+    """``plan`` with each device's config passed through the resolvers that own the device.
+
+    A ``profile`` fails the claim: this driver has no profile provider, and a field it cannot
+    honour is an error naming it, never silently ignored.
+    """
     devices = []
     for d in plan.devices:
         dev = inventory.get(d.device)
         config = d.config
+        if config.profile:
+            raise ConfigError(
+                f"profile {config.profile!r} needs a profile provider, and none is configured on this node",
+                path=f"device {d.device}.profile",
+            )
         for r in resolvers:
             if dev is not None and r.owns(dev):
                 config = await r.resolve_config(dev, config)
@@ -233,8 +242,7 @@ class ClaimAllocator:
             for d in plan.devices:
                 self._reserved[d.device] = uid
             try:
-                if self._resolvers:
-                    plan = await resolve_plan(plan, inventory, self._resolvers)
+                plan = await resolve_plan(plan, inventory, self._resolvers)
                 await self.store.put_plan(plan)
             finally:
                 for d in plan.devices:

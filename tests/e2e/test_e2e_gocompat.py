@@ -1,5 +1,6 @@
-"""``interface.dhcp: true`` on the real ``dranet run``: the lease taken at prepare (a real
-dnsmasq on the other end of the device's veth) is what the pod gets; no server, no prepare."""
+"""Go-driver features on the real ``dranet run``: ``interface.dhcp: true`` (the lease taken at
+prepare from a real dnsmasq on the other end of the device's veth is what the pod gets; no
+server, no prepare) and ``profile:`` without a profile provider (a clear prepare error)."""
 
 from __future__ import annotations
 
@@ -34,4 +35,14 @@ def test_dhcp_without_a_server_fails_prepare_naming_the_device(cluster: Cluster)
     res = cluster.prepare(claim)
     assert "interface.dhcp" in res.error and f"DHCP on {dev.name}: no lease within 5s" in res.error, res.error
     assert cluster.node.link(dev.name) is not None  # nothing moved
+    assert cluster.unprepare(claim).error == ""
+
+
+def test_a_profile_without_a_profile_provider_fails_prepare(cluster: Cluster) -> None:
+    dev = cluster.node.veth()
+    claim = cluster.claim([dev], config={"profile": "whereabouts-profile"})
+    cluster.new_pod([claim])
+    res = cluster.prepare(claim)
+    assert f"device {dev.name}.profile" in res.error and "no" in res.error, res.error
+    assert "'whereabouts-profile' needs a profile provider" in res.error
     assert cluster.unprepare(claim).error == ""
