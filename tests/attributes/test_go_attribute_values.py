@@ -8,6 +8,7 @@ image installs (Debian package ``pci.ids``; CI installs it too).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,15 @@ def test_long_pci_ids_names_are_cut_to_the_attribute_limit(tmp_path: Path) -> No
     a = pci_attributes(fn, PciIds([ids_file]))
     assert a["dra.net/pciVendor"] == "V" * 64 and a["dra.net/pciDevice"] == "D" * 64
     assert "dra.net/pciSubsystem" not in a
+
+
+def test_every_row_of_the_attribute_table_names_an_existing_test() -> None:
+    """docs/attributes.md backs each row with a test: every test it names must exist."""
+    doc = (REPO / "docs" / "attributes.md").read_text()
+    rows = [line for line in doc.splitlines() if line.startswith("| `") or line.startswith("| IB")]
+    assert len(rows) >= 15
+    named = re.findall(r"(?:(ND) |`tests/)([\w/]*?)`?(test_\w+\.py)::(test_\w+)", doc)
+    assert len(named) >= 15
+    for nd, folder, module, test in named:
+        path = REPO / "tests" / ("netdev_discovery" if nd else folder.removeprefix("tests/")) / module
+        assert re.search(rf"^(async )?def {test}\(", path.read_text(), re.M), f"{module}::{test} not found"
