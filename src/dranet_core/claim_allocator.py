@@ -26,6 +26,7 @@ from dranet_core.capabilities import ResolvesConfig, ValidatesConfig
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import ClaimError, ConfigError
+from dranet_core.go_upgrade import adopted_uid
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.types import AllocationResult, Claim, ClaimRef, Device, OpaqueConfig
 
@@ -257,9 +258,15 @@ class ClaimAllocator:
             return plan
 
     async def unprepare(self, claim: ClaimRef) -> ClaimPlan | None:
-        """Forget ``claim`` (by UID); returns its plan, or None if it was not prepared."""
+        """Forget ``claim`` (by UID); returns its plan, or None if it was not prepared.
+
+        A claim this driver did not prepare may have been adopted from the Go driver's
+        checkpoint, which recorded no UID: it is then forgotten by namespace and name.
+        """
         async with self._locks.hold(claim.uid):
             old = await self.store.remove(claim.uid)
+            if old is None:
+                old = await self.store.remove(adopted_uid(claim.namespace, claim.name))
             if old is not None:
                 log.info("claim %s unprepared", claim)
             return None if old is None else old.plan

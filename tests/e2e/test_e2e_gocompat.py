@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from bbolt_writer import go_checkpoint, go_record
 from dnsmasq_server import serve_dhcp
 from e2e.harness import Cluster, global_addrs, ip_json
 
@@ -46,3 +47,37 @@ def test_a_profile_without_a_profile_provider_fails_prepare(cluster: Cluster) ->
     assert f"device {dev.name}.profile" in res.error and "no" in res.error, res.error
     assert "'whereabouts-profile' needs a profile provider" in res.error
     assert cluster.unprepare(claim).error == ""
+
+
+def test_devices_the_go_driver_put_into_a_running_pod_come_home(fresh_cluster: Cluster) -> None:
+    """Upgrade in place: the Go driver's bbolt file at --db-path is adopted at start, and the
+    device it moved into a pod that is still running comes home when that pod stops."""
+    c = fresh_cluster
+    dev = c.node.veth(mtu=1400)
+    pod = c.new_pod()
+    # what the Go driver did at RunPodSandbox: the link renamed and moved into the pod
+    c.node.ip("link", "set", dev.name, "down")
+    c.node.ip("link", "set", dev.name, "name", "net1")
+    c.node.ip("link", "set", "net1", "netns", pod.netns)
+    record = go_record(
+        "default",
+        "go-claim",
+        dev.name,
+        "net1",
+        mac={"string": dev.mac},
+        mtu={"int": 1400},
+        virtual={"bool": True},
+        type={"string": "veth"},
+    )
+    c.driver.db.parent.mkdir(parents=True, exist_ok=True)
+    c.driver.db.write_bytes(go_checkpoint({pod.uid: {dev.name: record}}))
+    c.runtime.sync_pods = [pod.sandbox]  # the pod is running when the driver starts
+    c.start()
+    assert "adopted 1 device(s) of 1 claim(s) from the Go driver's checkpoint" in c.log()
+    assert pod.link("net1") is not None and c.node.link(dev.name) is None  # still in its pod
+    assert c.stop_sandbox(pod).code == 0
+    c.assert_home(dev)
+    assert pod.link("net1") is None
+    res = c.kubelet.unprepare_sync("go-claim", "real-uid-kubelet-knows", "default")
+    assert res.error == ""
+    assert "go-dranet:default/go-claim" not in c.driver.claim_uids(), c.log()

@@ -267,7 +267,7 @@ class NetdevMover:
         """The device in the host netns, by ifindex, then by name (original, temporary, pod
         name), then (``scan``) among all links: a device back from a dead netns as devN."""
         host = await self._host_rtnl()
-        link = await host.link_get(index=snap.ifindex)
+        link = await host.link_get(index=snap.ifindex) if snap.ifindex else None  # 0: not known
         if link is not None and self._same(link, snap, cfg_mac):
             return link
         for name in (snap.ifname, temp_name(snap.ifindex), pod_name):
@@ -286,7 +286,7 @@ class NetdevMover:
         link = await pod.link_get(ifname=name)
         if link is not None and self._same(link, snap, cfg_mac):
             return link
-        link = await pod.link_get(index=snap.ifindex)
+        link = await pod.link_get(index=snap.ifindex) if snap.ifindex else None
         if link is not None and self._same(link, snap, cfg_mac):
             return link
         # moved under another name, or given another ifindex: a pod has few links
@@ -693,7 +693,11 @@ class NetdevMover:
         """
         await pod.link_set(index, [], up=False)
         extra: list[tuple[str, Any]] = []
-        if index != snap.ifindex and await (await self._host_rtnl()).link_get(index=snap.ifindex) is None:
+        if (
+            snap.ifindex
+            and index != snap.ifindex
+            and await (await self._host_rtnl()).link_get(index=snap.ifindex) is None
+        ):
             extra.append(("IFLA_NEW_IFINDEX", snap.ifindex))
         try:
             await pod.link_set(
