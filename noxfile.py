@@ -27,10 +27,24 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint and formatting (``ruff format --check``)."""
+    """ruff: lint and formatting (``ruff format --check``); vulture: no dead code in src/
+    (names kept on purpose are listed, with the reason, in ``vulture_whitelist.py``)."""
     paths = ("src", "tests", "benchmarks", "examples", "scripts", "fuzz", "noxfile.py")
     session.run(PY, "-m", "ruff", "check", *paths)
     session.run(PY, "-m", "ruff", "format", "--check", *paths)
+    session.run(
+        PY,
+        "-m",
+        "vulture",
+        "src",
+        "vulture_whitelist.py",
+        "--exclude",
+        "src/dranet_core/_generated",
+        "--ignore-decorators",
+        "@*.validator,@property",
+        "--ignore-names",
+        "[A-Z]*",
+    )
 
 
 @nox.session

@@ -11,7 +11,10 @@ Floors:
   only, as the driver loads it —, attrs, PyYAML) and nothing else of ours;
 * start-up: the same process's wall time from spawn to exit (interpreter + imports).
 
-Targets (issue 7): ready <= 2 s; RSS idle <= 100 MB with 10 devices, <= 130 MB with 1,000.
+Targets: ready <= 2 s; RSS idle <= 100 MB with 10 devices, <= 130 MB with 1,000, and the
+990 extra devices add <= 6 MiB (per-device state stays compact). Each dependency's share of
+the floor (its import alone, over a bare interpreter) is printed, so a heavy import shows.
+Exits 1 when a target is missed.
 
     sudo .venv/bin/python benchmarks/bench_driver.py
 """
@@ -84,6 +87,23 @@ def floor() -> tuple[float, float]:
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     return time.perf_counter() - t0, int(out.strip()) / 1024
+
+
+def import_rss(modules: tuple[str, ...]) -> float:
+    """RSS MiB of a fresh interpreter after importing ``modules`` (none: the bare interpreter)."""
+    code = (
+        "import importlib\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "print([l for l in open('/proc/self/status') if l.startswith('VmRSS:')][0].split()[1])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return int(out.strip()) / 1024
+
+
+def dependency_shares() -> list[tuple[str, float]]:
+    """Each dependency's own import cost in MiB (best of 3, over the bare interpreter)."""
+    bare = min(import_rss(()) for _ in range(3))
+    return [(m, min(import_rss((m,)) for _ in range(3)) - bare) for m in DEPENDENCIES]
 
 
 def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
@@ -173,20 +193,29 @@ async def main() -> None:
     f_time = min(t for t, _ in floors)
     f_rss = min(r for _, r in floors)
     rows = []
+    idle: dict[int, float] = {}
     for n, target_rss in ((10, 100.0), (1000, 130.0)):
         runs = [await run_once(n, settle=3.0) for _ in range(3)]
         ready = min(r for r, _, _ in runs)
         rss = max(m for _, m, _ in runs)
+        idle[n] = min(m for _, m, _ in runs)
         count = runs[-1][2]
         rows.append((f"start-up to ready, {n} devices", f"{ready:.2f} s", f"{f_time:.2f} s", "<= 2.00 s",
                      ready <= 2.0))  # fmt: skip
         rows.append((f"idle RSS, {count} devices published", f"{rss:.1f} MiB", f"{f_rss:.1f} MiB",
                      f"<= {target_rss:.0f} MB", rss * 1.048576 <= target_rss))  # fmt: skip
+    extra = idle[1000] - idle[10]
+    rows.append(("RSS added by 990 more devices", f"{extra:.1f} MiB", "0.0 MiB", "<= 6 MiB", extra <= 6.0))
     print(f"{'measure':42} {'dranet run':>12} {'floor':>10} {'target':>11}  ok")
     for name, value, fl, target, ok in rows:
         print(f"{name:42} {value:>12} {fl:>10} {target:>11}  {'yes' if ok else 'NO'}")
     print("floor = a python process importing only the dependency set (best of 3); driver = best of 3")
     print("ready = kubelet + NRI registered, /healthz 200, every device in the fake API's slices")
+    print("\neach dependency's import alone, over a bare interpreter (best of 3):")
+    for name, mib in sorted(dependency_shares(), key=lambda x: -x[1]):
+        print(f"  {name:30} {mib:6.1f} MiB")
+    if not all(ok for *_, ok in rows):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

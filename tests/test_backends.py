@@ -21,7 +21,6 @@ from dranet_core.backends import (
     BackendContext,
     available_backends,
     load_backends,
-    load_handler_table,
 )
 from dranet_core.errors import BackendError
 
@@ -228,14 +227,6 @@ def test_same_name_from_two_distributions(register: Register) -> None:
     register({"twice": "{mod}:alpha"})
     with pytest.raises(BackendError, match="registered twice"):
         available_backends()
-
-
-def test_load_handler_table(register: Register) -> None:
-    register({"good": "{mod}:good", "alpha": "{mod}:alpha"})
-    table = load_handler_table(CTX, enabled=["good", "alpha"])
-    assert [b.name for b in table.backends] == ["good", "alpha"]
-    assert table.capabilities == {"good": ("health",), "alpha": ("health",)}
-    assert len(table.health) == 2 and table.movers == ()
 
 
 def test_context_defaults_and_frozen() -> None:

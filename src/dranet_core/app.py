@@ -24,15 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 import attrs
 
+from dranet_core.attach_report import AttachReport, PhaseHold, checkpoint_event
+from dranet_core.backend_health import BackendHealth
 from dranet_core.backends import BackendContext, load_backends
 from dranet_core.capabilities import Backend, HandlerTable, handler_table
 from dranet_core.checkpoint import ClaimStore
@@ -41,15 +44,29 @@ from dranet_core.dra.plugin import KubeletPlugin, PluginPaths
 from dranet_core.dra.preparer import ClaimSource, DefaultPreparer
 from dranet_core.errors import DranetError, TemporaryError
 from dranet_core.filter import DeviceFilter
+from dranet_core.health import Health
 from dranet_core.inventory import Inventory
-from dranet_core.metered import InFlight, MeteredPodEvents, MeteredPreparer, MeteredPublisher
+from dranet_core.metered import (
+    InFlight,
+    MeteredPodEvents,
+    MeteredPreparer,
+    PublishedReport,
+    reporting_publisher,
+)
 from dranet_core.nri.plugin import NriPlugin
 from dranet_core.observability import Metrics, ObservabilityServer
-from dranet_core.plans import ClaimPlan
 from dranet_core.pods import PodNetworking
 from dranet_core.settings import HostSettings, Settings
-from dranet_core.status import StatusPublisher
-from dranet_core.supervisor import Clock, Health, Job, JobFailed, ShutdownSignals, Supervisor, fatal_cause
+from dranet_core.status import RunsJobs, StatusPublisher
+from dranet_core.supervisor import (
+    Clock,
+    Job,
+    JobFailed,
+    ShutdownSignals,
+    Supervisor,
+    always_recoverable,
+    fatal_cause,
+)
 from dranet_core.types import ClaimRef, Device
 
 __all__ = [
@@ -93,11 +110,13 @@ def load_backends_for(settings: Settings) -> list[Backend]:
 
 
 class Driver:
-    """One node's dranet driver, composed from settings and its environment.
+    """One node's dranet driver: the composition root (module doc).
 
     ``backends`` are loaded backends in attach order; ``publisher`` publishes slices,
     claim status and events; ``claim_source`` reads claims for NodePrepareResources.
-    ``stop`` (optional) is an event that starts the graceful shutdown like SIGTERM does.
+    The constructor only builds the parts and hands each the narrow ports it needs
+    (:mod:`dranet_core.ports`); :meth:`run` starts them as named supervised jobs. No part
+    calls back into the driver.
     """
 
     def __init__(
@@ -115,10 +134,13 @@ class Driver:
         self.metrics = metrics or Metrics()
         self.health = Health(clock)
         self.clock = clock
-        self.publisher = MeteredPublisher(publisher, metrics=self.metrics, rdma_attribute=RDMA_ATTRIBUTE)
-        self.store = ClaimStore(settings.checkpoint.db_path)
         name = settings.kube.driver_name
         pool = settings.kube.node_name
+        report = PublishedReport(
+            self.health.part("published"), metrics=self.metrics, rdma_attribute=RDMA_ATTRIBUTE
+        )
+        self.publisher = reporting_publisher(publisher, report)
+        self.store = ClaimStore(settings.checkpoint.db_path)
         self.allocator = ClaimAllocator(
             name, pool, self.store, validators=self.table.validators, resolvers=self.table.resolvers
         )
@@ -131,31 +153,34 @@ class Driver:
             burst=inv.poll_burst,
             resync=inv.max_poll_interval,
         )
-        self.inflight = InFlight()
+        self.attach_report = AttachReport(self.publisher, driver_name=name, pool=pool, metrics=self.metrics)
+        hold = settings.debug.hold_phase
         self.pods = PodNetworking(
             store=self.store,
             movers=self.table.movers,
-            publisher=self.publisher,
             driver_name=name,
             pool=pool,
             device_nodes=[a.device_nodes for a in self.table.adjusters],
-            on_change=self._journal_changed,
-            observe=self._observe,
-            rescan=self.inventory.request_rescan,
-            hold=self._hold if settings.debug.hold_phase else None,
+            observer=self.attach_report,
+            pins=self.inventory,
+            events=self.publisher,
+            hold=PhaseHold(hold, settings.debug.hold_seconds) if hold else None,
         )
-        self._stopping = False
+        self.inflight = InFlight()
         self.nri_handlers = MeteredPodEvents(self.pods, metrics=self.metrics, inflight=self.inflight)
+        pods = self.pods
         preparer = DefaultPreparer(
             claim_source,
             self.allocator,
             lambda: self.inventory.current().devices,
-            on_unprepare=[self._before_unprepare],
+            on_unprepare=[lambda ref, _plan: pods.release_claim(ref), self.attach_report.unprepared],
+            on_prepare_error=[self.attach_report.prepare_failed],
         )
         self.kubelet = KubeletPlugin(
             name,
             MeteredPreparer(preparer, metrics=self.metrics, inflight=self.inflight),
             paths=PluginPaths.for_driver(name, settings.kubelet.root_dir),
+            health=self.health.part("kubelet"),
         )
         self.nri = NriPlugin(
             self.nri_handlers,
@@ -163,88 +188,65 @@ class Driver:
             plugin_name=name,
             plugin_index=settings.nri.plugin_index,
             shutdown_grace=settings.shutdown.grace_period,
+            health=self.health.part("nri"),
         )
+        self.backend_health: BackendHealth | None = None
+        if self.table.health:
+            self.backend_health = BackendHealth(self.table.health, self.health.part("device health"))
         self.server: ObservabilityServer | None = None
         if settings.observability.bind_address:
             self.server = ObservabilityServer(
                 settings.observability.bind_address, health=self.health, metrics=self.metrics
             )
-        self._api_publisher: Any = publisher if hasattr(type(publisher), "health") else None
-        self._pinned: set[str] = set()
+        self._stopping = False
         self.started_at: float | None = None
         self.ready_at: float | None = None
 
     def __repr__(self) -> str:
         return f"Driver(node={self.settings.kube.node_name!r}, {self.health!r})"
 
-    # --- callbacks ---
-
-    def _journal_changed(self) -> None:
-        self.metrics.set_device_states(self.pods.states())
-        held = self.pods.held_devices()
-        for name in held - self._pinned:
-            self.inventory.pin(name)
-        for name in self._pinned - held:
-            self.inventory.unpin(name)
-        self._pinned = held
-
-    def _observe(self, action: str, backend: str, ok: bool, seconds: float) -> None:
-        hist = self.metrics.attach_latency if action == "attach" else self.metrics.detach_latency
-        hist.labels(backend=backend, status="success" if ok else "failed").observe(seconds)
-
-    async def _hold(self, phase: str) -> None:
-        if phase == self.settings.debug.hold_phase:
-            log.warning(
-                "debug: holding %.1fs after journal phase %s", self.settings.debug.hold_seconds, phase
-            )
-            await asyncio.sleep(self.settings.debug.hold_seconds)
-
-    async def _before_unprepare(self, ref: ClaimRef, plan: ClaimPlan | None) -> None:
-        if plan is not None:
-            await self.pods.release_claim(ref)
-
     # --- jobs ---
 
-    async def _inventory_job(self) -> None:
-        await self.inventory.refresh()
-        self.health.ok("inventory", f"{len(self.inventory.current().published)} devices published")
-        await self.inventory.run()
+    async def _inventory_scan(self) -> None:
+        view = await self.inventory.refresh()
+        self.health.ok("inventory", f"{len(view.devices)} devices found, {len(view.published)} to publish")
 
     async def _kubelet_job(self) -> None:
         await self.kubelet.run()  # returns after shutdown() (or raises)
         if not self._stopping:
             raise TemporaryError("the kubelet plugin servers stopped unexpectedly")
 
-    async def _health_job(self) -> None:
-        """Mirror the kubelet and NRI registration states into Health (every 100 ms)."""
-        while True:
-            reg = self.kubelet.health
-            if reg.registered:
-                self.health.ok("kubelet", "registered")
-            else:
-                self.health.failing("kubelet", reg.last_error or "waiting for the kubelet to register us")
-            nri = self.nri.health()
-            # registered = configured and the Synchronize handler (our reconciliation) finished
-            if nri.registered:
-                self.health.ok("nri", f"registered with {nri.runtime or 'runtime'}")
-            else:
-                self.health.failing("nri", nri.last_error or "connecting to the runtime")
-            if self._api_publisher is not None:
-                self._mirror_api_health(self._api_publisher.health)
-            if self.ready_at is None and self.health.ready and self.started_at is not None:
-                self.ready_at = time.monotonic()
-                log.info("driver ready in %.2fs", self.ready_at - self.started_at)
-            await asyncio.sleep(0.1)
+    async def _log_ready(self) -> None:
+        await self.health.wait_ready()
+        self.ready_at = time.monotonic()
+        if self.started_at is not None:
+            log.info("driver ready in %.2fs", self.ready_at - self.started_at)
 
-    def _mirror_api_health(self, h: Any) -> None:
-        """The API publisher's state as the ``apiserver`` part (duck-typed PublisherHealth)."""
-        failing = h.last_error is not None and (h.last_success_time or 0) <= (h.last_error_time or 0)
-        if failing:
-            self.health.failing("apiserver", f"{h.last_error} (retrying)")
-        elif h.slices_in_sync:
-            self.health.ok("apiserver", f"{h.published_devices} devices in {h.published_slices} slice(s)")
-        else:
-            self.health.failing("apiserver", "publishing ResourceSlices")
+    def _jobs(self) -> list[Job]:
+        """Every long-lived loop of the driver, each a named job reporting into its own part.
+
+        Loops of code the driver does not own (backends, the publisher's writers, the NRI
+        session) are restarted after any error; the driver's own parts stop it on a fatal one.
+        """
+        pub = self.publisher
+        loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            *(pub.jobs() if isinstance(pub, RunsJobs) else [("status publisher", pub.run)]),
+            *self.inventory.jobs(),
+            *((f"{name} background", b.run) for name, b in self.table.background),
+        ]
+        jobs = [Job(name=n, run=run, part=n, recoverable=always_recoverable) for n, run in loops]
+        if self.server is not None:
+            jobs.append(Job(name="observability server", run=self.server.serve, part="observability server"))
+        own = functools.partial(Job, manages_health=True, recoverable=always_recoverable)
+        jobs.append(own(name="inventory", run=self._inventory_scan, finishable=True, part="inventory"))
+        if self.backend_health is not None:
+            jobs.append(own(name="device health", run=self.backend_health.run, part="device health"))
+        jobs.append(own(name="nri", run=self.nri.run, part="nri"))
+        jobs.append(
+            Job(name="kubelet", run=self._kubelet_job, finishable=True, manages_health=True, part="kubelet")
+        )
+        jobs.append(Job(name="ready log", run=self._log_ready, finishable=True))
+        return jobs
 
     # --- lifecycle ---
 
@@ -254,24 +256,15 @@ class Driver:
         """Run until ``stop`` is set (or forever), then shut down gracefully (module doc)."""
         self.started_at = time.monotonic()
         stop = stop or asyncio.Event()
-        await self.store.load()
-        self._journal_changed()
-        for part in ("kubelet", "nri", "inventory"):
-            self.health.register(part)
-        if self._api_publisher is not None:
-            self.health.register("apiserver")
+        problem = await self.store.load()
+        if problem is not None:
+            await self.publisher.record_event(checkpoint_event(problem, node=self.settings.kube.node_name))
+        self.attach_report.journal_changed(self.pods.states())
+        self.inventory.hold_only(self.pods.held_devices())
+        await self.attach_report.reassert(self.store.claims().values())
         async with Supervisor(health=self.health, clock=self.clock) as sup:
-            if self.server is not None:
-                sup.start(
-                    Job(name="observability server", run=self.server.serve, part="observability server")
-                )
-            sup.start(Job(name="status publisher", run=self.publisher.run, part="status publisher"))
-            sup.start(Job(name="inventory loop", run=self._inventory_job, part="inventory loop"))
-            sup.start(
-                Job(name="kubelet plugin", run=self._kubelet_job, finishable=True, part="kubelet plugin")
-            )
-            sup.start(Job(name="nri plugin", run=self.nri.run, part="nri plugin"))
-            sup.start(Job(name="health", run=self._health_job))
+            for job in self._jobs():
+                sup.start(job)
             if started is not None:
                 started()
             await stop.wait()
@@ -287,7 +280,7 @@ class Driver:
         left = max(0.0, grace - (time.monotonic() - t0))
         if not await self.inflight.wait_idle(left):
             log.warning("shutdown: %d call(s) still in flight after the grace period", self.inflight.count)
-        await sup.stop("nri plugin")
+        await sup.stop("nri")
         await self.nri.aclose()
         await sup.stop()
         log.info("driver stopped in %.2fs; devices in running pods stay attached", time.monotonic() - t0)
@@ -296,16 +289,23 @@ class Driver:
 @contextlib.asynccontextmanager
 async def kube_environment(settings: Settings) -> AsyncIterator[tuple[StatusPublisher, ClaimSource]]:
     """The API-server side of the driver: the StatusPublisher and the ClaimSource."""
+    from dranet_core.kube.apiversion import ResourceApiVersion
     from dranet_core.kube.claims import ApiClaimSource
     from dranet_core.kube.client import load_api_client
     from dranet_core.kube.publisher import KubeStatusPublisher
 
     api = await load_api_client(settings.kube.kubeconfig)
     try:
+        versions = ResourceApiVersion(api)  # one probe for the publisher and the claim source
         publisher = KubeStatusPublisher(
-            api, driver_name=settings.kube.driver_name, node_name=settings.kube.node_name
+            api,
+            driver_name=settings.kube.driver_name,
+            node_name=settings.kube.node_name,
+            api_versions=versions,
         )
-        source = ApiClaimSource(api, driver_name=settings.kube.driver_name, pool=settings.kube.node_name)
+        source = ApiClaimSource(
+            api, driver_name=settings.kube.driver_name, pool=settings.kube.node_name, api_versions=versions
+        )
         yield publisher, source
     finally:
         await api.close()

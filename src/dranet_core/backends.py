@@ -36,7 +36,7 @@ from typing import Final, TypeAlias
 
 import attrs
 
-from dranet_core.capabilities import Backend, HandlerTable, handler_table
+from dranet_core.capabilities import Backend, handler_table
 from dranet_core.errors import BackendError
 from dranet_core.types import DRIVER_DOMAIN
 
@@ -48,7 +48,6 @@ __all__ = [
     "available_backends",
     "load_backend",
     "load_backends",
-    "load_handler_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -170,16 +169,6 @@ def load_backends(
     if not loaded:
         log.warning("no backend loaded (installed: %s; disabled: %s)", _names(available), sorted(disabled))
     return loaded
-
-
-def load_handler_table(
-    context: BackendContext,
-    *,
-    enabled: Collection[str] | None = None,
-    disabled: Collection[str] = (),
-) -> HandlerTable:
-    """:func:`load_backends`, then :func:`~dranet_core.capabilities.handler_table` over them."""
-    return handler_table(load_backends(context, enabled=enabled, disabled=disabled))
 
 
 def _names(available: Mapping[str, object]) -> str:

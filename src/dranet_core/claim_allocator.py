@@ -15,10 +15,8 @@ two claims racing for one device cannot both win.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
@@ -27,6 +25,7 @@ from dranet_core.checkpoint import ClaimStore
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import ClaimError, ConfigError
 from dranet_core.go_upgrade import adopted_uid
+from dranet_core.keyed_locks import KeyedLocks
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.types import AllocationResult, Claim, ClaimRef, Device, OpaqueConfig
 
@@ -164,31 +163,6 @@ async def resolve_plan(
                 config = await r.resolve_config(dev, config)
         devices.append(d if config is d.config else attrs.evolve(d, config=config))
     return attrs.evolve(plan, devices=tuple(devices))
-
-
-class KeyedLocks:
-    """One asyncio.Lock per key, created on demand and dropped when nobody holds or waits."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        """Hold the lock of ``key`` for the duration of the ``async with`` block."""
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._locks)
 
 
 class ClaimAllocator:

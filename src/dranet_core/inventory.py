@@ -36,13 +36,15 @@ inventory fresh. Neither stops the loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 
 import attrs
 
 from dranet_core.clock import Clock, MonotonicClock
 from dranet_core.discovery import Discovery
+from dranet_core.errors import TemporaryError
 from dranet_core.filter import DeviceFilter
 from dranet_core.status import StatusPublisher
 from dranet_core.types import Device
@@ -111,6 +113,10 @@ def _lacks_some(live: Device, last: Device) -> bool:
     )
 
 
+def _name_of(d: Discovery) -> str:
+    return str(getattr(d, "name", type(d).__name__))
+
+
 def _same(a: Mapping[str, Device], b: Mapping[str, Device]) -> bool:
     if a.keys() != b.keys():
         return False
@@ -171,6 +177,13 @@ class Inventory:
         self._pinned.pop(device_name, None)
         self.request_rescan()
 
+    def hold_only(self, names: Set[str]) -> None:
+        """Pin exactly ``names`` (the devices away from the host); unpin the others (DevicePins)."""
+        for name in names - self._pinned.keys():
+            self.pin(name)
+        for name in self._pinned.keys() - names:
+            self.unpin(name)
+
     @property
     def pinned(self) -> frozenset[str]:
         """Names of the pinned devices."""
@@ -191,12 +204,16 @@ class Inventory:
             await self._publish_if_changed(view)
         return view
 
-    async def run(self) -> None:
-        """Watch every backend and keep the published set current; runs until cancelled."""
-        async with asyncio.TaskGroup() as tg:
-            for i, d in enumerate(self._discoverers):
-                tg.create_task(self._watch(d), name=f"inventory watch {i} ({type(d).__name__})")
-            tg.create_task(self._loop(), name="inventory loop")
+    def jobs(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+        """The inventory's long-lived loops, named, for the driver's supervisor: one watch
+        per discovery backend (``inventory watch <backend>``) and the scan/publish loop
+        (``inventory loop``). None retries internally; a failure ends the job, the
+        supervisor restarts it after a backoff and shows the cause in its health part."""
+        out: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            (f"inventory watch {_name_of(d)}", functools.partial(self._watch, d)) for d in self._discoverers
+        ]
+        out.append(("inventory loop", self._loop))
+        return out
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -204,37 +221,16 @@ class Inventory:
         self._wake.set()
 
     async def _watch(self, discoverer: Discovery) -> None:
-        backoff = 1.0
-        while True:
-            started = self._clock.now()
-            try:
-                await discoverer.watch(self._notify)
-                log.warning("inventory: watch of %s returned; restarting it", type(discoverer).__name__)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception(
-                    "inventory: watch of %s failed; resync keeps running, retrying in %.0fs",
-                    type(discoverer).__name__,
-                    backoff,
-                )
-            if self._clock.now() - started > 60.0:
-                backoff = 1.0
-            await self._clock.sleep(backoff)
-            backoff = min(backoff * 2, 30.0)
-            self._wake.set()  # we may have missed events
+        self._wake.set()  # a (re)started watch may have missed events: scan once
+        await discoverer.watch(self._notify)
+        raise TemporaryError(f"the watch of {_name_of(discoverer)} returned")
 
     async def _loop(self) -> None:
         while True:
             await self._bucket.acquire()
             self._wake.clear()
-            try:
-                view = await self._scan()
-                await self._publish_if_changed(view)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("inventory: scan failed; retrying at the next wake-up")
+            view = await self._scan()
+            await self._publish_if_changed(view)
             await self._wait_for_wake()
 
     async def _wait_for_wake(self) -> None:
@@ -247,7 +243,7 @@ class Inventory:
                 timed_out = True
                 self._wake.set()
 
-            async with asyncio.TaskGroup() as tg:
+            async with asyncio.TaskGroup() as tg:  # the timer runs on the injected clock
                 timer = tg.create_task(resync_timer(), name="inventory resync timer")
                 await self._wake.wait()
                 timer.cancel()

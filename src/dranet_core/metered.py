@@ -5,7 +5,7 @@
   with the Go driver's metric labels (``noop`` when the pod has no devices of ours), and
   tracked as in flight so shutdown can wait for them.
 * :class:`MeteredPreparer` wraps the kubelet-side ClaimPreparer the same way.
-* :class:`MeteredPublisher` wraps a StatusPublisher to record what was published.
+* :class:`PublishedReport` turns what the API server accepted into metrics and health.
 * :class:`InFlight` counts running calls and lets shutdown wait for zero.
 """
 
@@ -18,13 +18,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from dranet_core.dra.servicer import ClaimPreparer, PrepareResult
+from dranet_core.health import HealthPart
 from dranet_core.nri.handlers import ContainerInfo
 from dranet_core.observability import Metrics
 from dranet_core.pods import PodNetworking
-from dranet_core.status import EventRecord, StatusPublisher
+from dranet_core.status import EventRecord, PublishListener, ReportsPublished, StatusPublisher
 from dranet_core.types import ClaimRef, Device, DeviceNode, DeviceStatus, PodSandbox
 
-__all__ = ["InFlight", "MeteredPreparer", "MeteredPublisher", "MeteredPodEvents"]
+__all__ = ["InFlight", "MeteredPodEvents", "MeteredPreparer", "PublishedReport", "reporting_publisher"]
 
 log = logging.getLogger(__name__)
 
@@ -168,25 +169,63 @@ class MeteredPreparer:
         return out
 
 
-class MeteredPublisher:
-    """A StatusPublisher that records published device counts (``feature`` total/rdma)."""
+class PublishedReport:
+    """The PublishListener of the driver: what the API server accepted, as metrics and health.
 
-    def __init__(self, inner: StatusPublisher, *, metrics: Metrics | None, rdma_attribute: str) -> None:
-        self.inner = inner
+    Pushes the ``published`` part: failing with the cause while API calls fail, failing
+    ("publishing ResourceSlices") until the first device set is accepted, then ok with the
+    number of devices the cluster holds; and sets ``dranet_driver_published_devices_total``
+    and ``dranet_driver_last_published_time_seconds`` only on acceptance.
+    """
+
+    def __init__(self, part: HealthPart, *, metrics: Metrics | None, rdma_attribute: str) -> None:
+        self.part = part
         self.metrics = metrics
         self.rdma_attribute = rdma_attribute
-        self.published: tuple[Device, ...] = ()
+        self.accepted: int | None = None
+        self.error: str | None = None
 
     def __repr__(self) -> str:
-        return f"MeteredPublisher({self.inner!r}, published={len(self.published)})"
+        return f"PublishedReport(accepted={self.accepted}, error={self.error!r})"
 
-    async def publish_devices(self, devices: Sequence[Device]) -> None:
-        """Publish and record the counts."""
-        await self.inner.publish_devices(devices)
-        self.published = tuple(devices)
+    def published(self, devices: Sequence[Device]) -> None:
+        """The API server accepted ``devices``."""
+        self.accepted = len(devices)
+        self.error = None
         if self.metrics is not None:
             rdma = sum(1 for d in devices if d.attributes.get(self.rdma_attribute) is True)
             self.metrics.record_published(total=len(devices), rdma=rdma)
+        self._push()
+
+    def api_state(self, error: str | None) -> None:
+        """The last API call failed with ``error``, or succeeded."""
+        self.error = error
+        self._push()
+
+    def _push(self) -> None:
+        if self.error is not None:
+            self.part.failing(f"{self.error} (retrying)")
+        elif self.accepted is None:
+            self.part.failing("publishing ResourceSlices")
+        else:
+            self.part.ok(f"{self.accepted} devices published")
+
+
+class ReportAtHandOver:
+    """A StatusPublisher wrapper for publishers that cannot tell what the cluster accepted:
+    it reports the device set as published once ``publish_devices`` returned."""
+
+    def __init__(self, inner: StatusPublisher, listener: PublishListener) -> None:
+        self.inner = inner
+        self.listener = listener
+
+    def __repr__(self) -> str:
+        return f"ReportAtHandOver({self.inner!r})"
+
+    async def publish_devices(self, devices: Sequence[Device]) -> None:
+        """Publish, then report the devices as published."""
+        await self.inner.publish_devices(devices)
+        self.listener.published(devices)
 
     async def set_claim_status(self, claim: ClaimRef, devices: Sequence[DeviceStatus]) -> None:
         """Delegate."""
@@ -203,3 +242,12 @@ class MeteredPublisher:
     async def run(self) -> None:
         """Delegate."""
         await self.inner.run()
+
+
+def reporting_publisher(publisher: StatusPublisher, listener: PublishListener) -> StatusPublisher:
+    """``publisher`` with ``listener`` told what was published: by the publisher itself when
+    it reports acceptance (:class:`ReportsPublished`), else at hand-over."""
+    if isinstance(publisher, ReportsPublished):
+        publisher.add_listener(listener)
+        return publisher
+    return ReportAtHandOver(publisher, listener)

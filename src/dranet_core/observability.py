@@ -24,8 +24,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from dranet_core.health import Health
 from dranet_core.settings import parse_bind_address
-from dranet_core.supervisor import Health
 
 __all__ = ["Metrics", "ObservabilityServer", "StructuredFormatter", "setup_logging"]
 
@@ -149,6 +149,7 @@ class Metrics:
 
 
 _MAX_REQUEST_LINE: Final = 8192
+_MAX_HEADERS: Final = 100
 
 
 class ObservabilityServer:
@@ -159,10 +160,23 @@ class ObservabilityServer:
     port once :meth:`started` is set (useful with port 0).
     """
 
-    def __init__(self, bind_address: str, *, health: Health, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        bind_address: str,
+        *,
+        health: Health,
+        metrics: Metrics,
+        request_timeout: float = 10.0,
+        max_connections: int = 64,
+    ) -> None:
         self.host, self.requested_port = parse_bind_address(bind_address)
         self.health = health
         self.metrics = metrics
+        self.request_timeout = request_timeout
+        """Seconds a client has to send its request and read the answer, in all."""
+        self.max_connections = max_connections
+        """Connections served at once; more are closed at once (a scraper retries)."""
+        self.open_connections = 0
         self.port: int | None = None
         self.started = asyncio.Event()
 
@@ -194,35 +208,47 @@ class ObservabilityServer:
         return (200 if ready else 503), json.dumps(body, indent=1).encode() + b"\n"
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.open_connections >= self.max_connections:
+            writer.transport.abort()
+            return
+        self.open_connections += 1
         try:
-            status, ctype, body, head = await self._respond(reader)
-            reason = {
-                200: "OK",
-                400: "Bad Request",
-                404: "Not Found",
-                405: "Method Not Allowed",
-                503: "Service Unavailable",
-            }[status]
-            header = (
-                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            ).encode()
-            writer.write(header + (b"" if head else body))
-            await writer.drain()
+            async with asyncio.timeout(self.request_timeout):
+                await self._exchange(reader, writer)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            pass
+            writer.transport.abort()  # a slow or silent client: drop it, unread data and all
         finally:
+            self.open_connections -= 1
             writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        status, ctype, body, head = await self._respond(reader)
+        reason = {
+            200: "OK",
+            400: "Bad Request",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            503: "Service Unavailable",
+        }[status]
+        header = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        writer.write(header + (b"" if head else body))
+        await writer.drain()
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
     async def _respond(self, reader: asyncio.StreamReader) -> tuple[int, str, bytes, bool]:
-        line = await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)
-        # drain the headers; we use none of them
-        while True:
-            h = await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)
+        line = await reader.readuntil(b"\r\n")
+        # drain the headers (within the request's deadline); we use none of them
+        for _ in range(_MAX_HEADERS):
+            h = await reader.readuntil(b"\r\n")
             if h in (b"\r\n", b""):
                 break
+        else:
+            return 400, "text/plain", b"too many headers\n", False
         parts = line.decode("latin-1").split()
         if len(parts) != 3 or len(line) > _MAX_REQUEST_LINE:
             return 400, "text/plain", b"bad request\n", False

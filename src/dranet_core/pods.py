@@ -41,8 +41,9 @@ from dranet_core.checkpoint import ClaimStore, DeviceState, PreparedClaim
 from dranet_core.errors import DeviceError, DranetError
 from dranet_core.mover import AttachResult, NamespaceMover
 from dranet_core.plans import PreparedDevice
-from dranet_core.status import EventRecord, StatusPublisher
-from dranet_core.types import JSON, ClaimRef, Condition, DeviceNode, DeviceStatus, NetworkData, PodSandbox
+from dranet_core.ports import AttachObserver, DevicePins, EventSink
+from dranet_core.status import EventRecord
+from dranet_core.types import JSON, ClaimRef, Condition, DeviceNode, DeviceStatus, PodSandbox
 
 __all__ = ["DeviceNodeSource", "PodNetworking", "default_conditions"]
 
@@ -80,12 +81,12 @@ class PodNetworking:
     """Attaches and detaches a pod's prepared devices, journalled in the ClaimStore.
 
     ``movers`` are ``(backend name, mover)`` in attach order; a mover handles a device when
-    the device has a facet of that backend. ``on_change`` is called after every journal write
-    (the driver updates the devices-per-state gauge and inventory pins); ``observe`` gets
-    ``(action, backend, ok, seconds)`` for every mover call (latency histograms);
-    ``rescan`` asks the inventory for a rescan after devices came home; ``hold(phase)`` is
-    awaited after each ``attaching``/``detaching`` journal write (a test seam, see
-    :class:`~dranet_core.settings.DebugSettings`).
+    the device has a facet of that backend. The ports (:mod:`dranet_core.ports`): ``pins``
+    keeps the devices not at home published and is asked for a rescan after devices came
+    home; ``observer`` learns every mover call, journal change, attach and failed attach
+    (metrics and claim status); ``events`` takes the Warning events of failed detaches.
+    ``hold(phase)`` is awaited after each ``attaching``/``detaching`` journal write (a test
+    seam, see :class:`~dranet_core.settings.DebugSettings`).
     """
 
     def __init__(
@@ -93,24 +94,22 @@ class PodNetworking:
         *,
         store: ClaimStore,
         movers: Sequence[tuple[str, NamespaceMover]],
-        publisher: StatusPublisher,
         driver_name: str,
         pool: str,
         device_nodes: Sequence[DeviceNodeSource] = (),
-        on_change: Callable[[], None] | None = None,
-        observe: Callable[[str, str, bool, float], None] | None = None,
-        rescan: Callable[[], None] | None = None,
+        observer: AttachObserver | None = None,
+        pins: DevicePins | None = None,
+        events: EventSink | None = None,
         hold: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.movers = tuple(movers)
-        self.publisher = publisher
         self.driver_name = driver_name
         self.pool = pool
         self.device_nodes = tuple(device_nodes)
-        self._on_change = on_change
-        self._observe = observe
-        self._rescan = rescan
+        self._observer = observer
+        self._pins = pins
+        self._events = events
         self._hold = hold
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -190,16 +189,17 @@ class PodNetworking:
                 result = await self._attach_one(item, pod)
             except DranetError as exc:
                 log.error("attach failed: %s", exc, extra=item.fields(pod))
-                await self._event(pod, "NetworkDeviceAttachFailed", str(exc))
                 for prev in reversed(done):
                     await self._detach_one(prev, pod, reason="rollback")
+                if self._observer is not None:
+                    await self._observer.attach_failed(pod, item.claim.plan.claim, item.device, exc)
                 raise
             done.append(item)
             results.setdefault(item.uid, []).append(self._status(item.device, result))
         for item_uid, statuses in results.items():
             pc = self.store.get(item_uid)
-            if pc is not None:
-                await self.publisher.set_claim_status(pc.plan.claim, statuses)
+            if pc is not None and self._observer is not None:
+                await self._observer.attached(pc.plan.claim, statuses)
 
     def _status(self, dev: PreparedDevice, result: AttachResult) -> DeviceStatus:
         return DeviceStatus(
@@ -274,8 +274,8 @@ class PodNetworking:
         held = self.held_by(pod.uid)
         for item, _ in reversed(held):
             await self._detach_one(item, pod, reason="stop")
-        if held and self._rescan is not None:
-            self._rescan()
+        if held and self._pins is not None:
+            self._pins.request_rescan()
 
     async def _detach_one(self, item: _Item, pod: PodSandbox | None, *, reason: str) -> bool:
         dev = item.device
@@ -365,18 +365,22 @@ class PodNetworking:
 
     async def _journal(self, item: _Item, state: DeviceState) -> None:
         await self.store.set_device_state(item.uid, item.device.device, state)
-        if self._on_change is not None:
-            self._on_change()
+        if self._observer is not None:
+            self._observer.journal_changed(self.states())
+        if self._pins is not None:
+            self._pins.hold_only(self.held_devices())
         if self._hold is not None and state.phase in ("attaching", "detaching"):
             await self._hold(state.phase)
 
     def _timing(self, action: str, backend: str, ok: bool, t0: float) -> None:
-        if self._observe is not None:
-            self._observe(action, backend, ok, time.perf_counter() - t0)
+        if self._observer is not None:
+            self._observer.mover_done(action, backend, ok, time.perf_counter() - t0)
 
     async def _event(self, pod: PodSandbox, reason: str, message: str) -> None:
+        if self._events is None:
+            return
         try:
-            await self.publisher.record_event(
+            await self._events.record_event(
                 EventRecord(
                     kind="Pod",
                     namespace=pod.namespace,
@@ -389,8 +393,3 @@ class PodNetworking:
             )
         except Exception as exc:  # an event must never break the NRI path
             log.warning("cannot record event %s: %s", reason, exc)
-
-
-def network_data_ips(nd: NetworkData | None) -> tuple[str, ...]:
-    """The IPs of ``nd`` (empty when there is none): a helper for status printers."""
-    return () if nd is None else nd.ips

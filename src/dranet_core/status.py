@@ -6,14 +6,14 @@ same objects as YAML/JSON (for ``dranet demo`` and ``dranet inventory``) lives b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import attrs
 
 from dranet_core.types import ClaimRef, Device, DeviceStatus
 
-__all__ = ["EventRecord", "StatusPublisher"]
+__all__ = ["EventRecord", "PublishListener", "ReportsPublished", "RunsJobs", "StatusPublisher"]
 
 
 @attrs.frozen(kw_only=True)
@@ -64,4 +64,40 @@ class StatusPublisher(Protocol):
 
     async def run(self) -> None:
         """Do the queued work until cancelled (run under the driver's supervisor)."""
+        ...
+
+
+class PublishListener(Protocol):
+    """Told what the API server accepted: "published" means accepted, never "handed over"."""
+
+    def published(self, devices: Sequence[Device]) -> None:
+        """The API server now holds exactly ``devices`` in this node's ResourceSlices."""
+        ...
+
+    def api_state(self, error: str | None) -> None:
+        """The last API call failed with ``error`` (retrying), or succeeded (None)."""
+        ...
+
+
+@runtime_checkable
+class ReportsPublished(Protocol):
+    """A StatusPublisher that tells a listener when the cluster accepted the devices.
+
+    A publisher without this capability is taken at its word: the driver counts devices as
+    published when :meth:`StatusPublisher.publish_devices` returns.
+    """
+
+    def add_listener(self, listener: PublishListener) -> None:
+        """Call ``listener`` from now on (from the publisher's own job)."""
+        ...
+
+
+@runtime_checkable
+class RunsJobs(Protocol):
+    """A StatusPublisher whose work is several independent loops: the driver runs each as its
+    own named supervised job (so a failing one shows in /healthz by name) instead of
+    :meth:`StatusPublisher.run`."""
+
+    def jobs(self) -> Sequence[tuple[str, Callable[[], Awaitable[None]]]]:
+        """``(name, loop)`` pairs; each loop runs until cancelled."""
         ...

@@ -24,15 +24,16 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import signal
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Final
 
 import attrs
 
+from dranet_core.backoff import Backoff
 from dranet_core.clock import Clock, MonotonicClock
 from dranet_core.errors import DranetError, JobFailed, ProtocolError, RpcError
+from dranet_core.health import Health, PartState
 
 __all__ = [
     "Backoff",
@@ -44,6 +45,7 @@ __all__ = [
     "PartState",
     "ShutdownSignals",
     "Supervisor",
+    "always_recoverable",
     "guard",
     "is_recoverable",
 ]
@@ -70,81 +72,10 @@ def is_recoverable(exc: BaseException) -> bool:
     return mod in _FOREIGN_IO_MODULES
 
 
-@attrs.frozen(kw_only=True)
-class Backoff:
-    """Exponential backoff with full jitter: attempt n waits U(0.5, 1) * min(cap, base * 2**n)."""
-
-    base: float = 0.5
-    """Seconds before the first retry."""
-    cap: float = 30.0
-    """Longest wait between attempts, in seconds."""
-    reset_after: float = 60.0
-    """A run that lasted this many seconds counts as healthy: the next failure starts over."""
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based)."""
-        r: float = (rng or random).uniform(0.5, 1.0)
-        step: float = self.base * 2.0 ** min(attempt, 30)
-        return r * min(self.cap, step)
-
-
-@attrs.frozen
-class PartState:
-    """One part of the driver as /healthz shows it."""
-
-    ok: bool
-    detail: str
-    since: float
-
-
-class Health:
-    """Per-part health: the driver is ready when every registered part is ok.
-
-    Parts are registered as not-ready (``"starting"``) and flip with :meth:`ok` /
-    :meth:`failing`. Watchers (e.g. the devices-per-state gauge) read :meth:`snapshot`.
-    """
-
-    def __init__(self, clock: Clock | None = None) -> None:
-        self._clock = clock or MonotonicClock()
-        self._parts: dict[str, PartState] = {}
-        self._changed = asyncio.Event()
-
-    def __repr__(self) -> str:
-        return f"Health(ready={self.ready}, parts={ {k: v.ok for k, v in self._parts.items()} })"
-
-    def register(self, part: str, detail: str = "starting") -> None:
-        """Add ``part`` as not ready yet."""
-        self._parts.setdefault(part, PartState(False, detail, self._clock.now()))
-
-    def ok(self, part: str, detail: str = "ok") -> None:
-        """Mark ``part`` healthy."""
-        self._set(part, True, detail)
-
-    def failing(self, part: str, detail: str) -> None:
-        """Mark ``part`` unhealthy, with the reason shown in /healthz."""
-        self._set(part, False, detail)
-
-    def _set(self, part: str, ok: bool, detail: str) -> None:
-        old = self._parts.get(part)
-        if old is None or old.ok != ok or old.detail != detail:
-            since = self._clock.now() if old is None or old.ok != ok else old.since
-            self._parts[part] = PartState(ok, detail, since)
-            self._changed.set()
-
-    @property
-    def ready(self) -> bool:
-        """True when at least one part is registered and every part is ok."""
-        return bool(self._parts) and all(p.ok for p in self._parts.values())
-
-    def snapshot(self) -> Mapping[str, PartState]:
-        """A copy of every part's state."""
-        return dict(self._parts)
-
-    async def wait_ready(self) -> None:
-        """Return once :attr:`ready` is true."""
-        while not self.ready:
-            self._changed.clear()
-            await self._changed.wait()
+def always_recoverable(exc: BaseException) -> bool:
+    """The policy for code the driver does not own (a backend's watch or loop): any error
+    is retried after a backoff, none stops the driver."""
+    return True
 
 
 @attrs.frozen(kw_only=True)

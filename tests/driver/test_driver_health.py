@@ -130,7 +130,8 @@ async def test_health_names_the_unhealthy_part_and_recovers(running: Running) ->
     await _until(only_kubelet_missing, "nri and inventory ready, kubelet not registered")
     code, doc = await _health(port)
     assert doc["parts"]["kubelet"]["detail"] == "waiting for the kubelet to register us"
-    assert doc["parts"]["inventory"] == {"ok": True, "detail": "10 devices published"}
+    assert doc["parts"]["inventory"] == {"ok": True, "detail": "10 devices found, 10 to publish"}
+    assert doc["parts"]["published"] == {"ok": True, "detail": "10 devices published"}
     assert doc["parts"]["nri"]["detail"].startswith("registered with dranet-demo-runtime")
 
     await kubelet.register()
@@ -210,28 +211,71 @@ async def test_api_server_down_shows_in_health_and_recovers(short_tmp: Path, fak
             try:
                 await kubelet.register()
                 await asyncio.wait_for(driver.health.wait_ready(), 10)
-                assert await part("apiserver") == (True, "3 devices in 1 slice(s)")
+                assert await part("published") == (True, "3 devices published")
                 assert len(fake_api.list_objects("resourceslices")) == 1
 
                 await fake_api.go_down()
                 await driver.publisher.publish_devices([])  # something to write while it is down
 
                 async def api_failing() -> bool:
-                    ok, _ = await part("apiserver")
+                    ok, _ = await part("published")
                     return not ok and not driver.health.ready
 
-                await _until(api_failing, "apiserver part failing while the API server is down")
-                assert "retrying" in (await part("apiserver"))[1]
+                await _until(api_failing, "published part failing while the API server is down")
+                assert "retrying" in (await part("published"))[1]
 
                 await fake_api.come_back()
 
                 async def api_ok() -> bool:
-                    return (await part("apiserver"))[0]
+                    return (await part("published"))[0]
 
-                await _until(api_ok, "apiserver part ok again", within=30)
-                assert (await part("apiserver"))[1] == "0 devices in 1 slice(s)"
+                await _until(api_ok, "published part ok again", within=30)
+                assert (await part("published"))[1] == "0 devices published"
             finally:
                 kubelet.close()
                 stop.set()
                 await drv
                 rt.cancel()
+
+
+class Looping(FakeDiscovery):
+    """A backend with a loop of its own (RunsInBackground) that fails once, then runs."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.runs = 0
+        self.running = asyncio.Event()
+
+    async def run(self) -> None:
+        self.runs += 1
+        if self.runs == 1:
+            raise OSError("first run fails")
+        self.running.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_backend_loop_runs_as_a_supervised_job_and_is_restarted(short_tmp: Path) -> None:
+    settings = Settings(
+        kube=KubeSettings(node_name="node-h"),
+        kubelet=KubeletSettings(root_dir=short_tmp / "kubelet"),
+        nri=NriSettings(socket_path=short_tmp / "nri.sock"),
+        checkpoint=CheckpointSettings(db_path=None),
+        observability=ObservabilitySettings(bind_address=""),
+        shutdown=ShutdownSettings(grace_period=1.0),
+    )
+    backend = Looping()
+    driver = Driver(
+        settings,
+        backends=[backend],
+        publisher=DemoPublisher(short_tmp / "api", node_name="node-h"),
+        claim_source=MemoryClaimSource(),
+    )
+    stop = asyncio.Event()
+    async with asyncio.TaskGroup() as tg:
+        drv = tg.create_task(driver.run(stop=stop))
+        await asyncio.wait_for(backend.running.wait(), 10)  # restarted after its backoff
+        assert backend.runs == 2
+        st = driver.health.snapshot()["fake background"]
+        assert st.ok
+        stop.set()
+        await drv

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -135,3 +136,45 @@ def test_json_log_carries_fields() -> None:
     assert doc["level"] == "info"
     assert doc["claim"] == "ns/c"
     assert doc["device"] == "d1"
+
+
+def _fd_count() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.socket
+async def test_slow_clients_are_dropped_and_never_starve_a_scrape() -> None:
+    srv = ObservabilityServer(
+        "127.0.0.1:0", health=Health(), metrics=Metrics(), request_timeout=0.3, max_connections=20
+    )
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(srv.serve())
+        await asyncio.wait_for(srv.started.wait(), 5)
+        assert srv.port
+        before = _fd_count()
+        slow = []
+        for _ in range(100):  # slowloris: a request line, then a header line now and then, forever
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+            writer.write(b"GET /metrics HTTP/1.1\r\n")
+            slow.append((reader, writer))
+        # never more than max_connections held, however many connect
+        assert srv.open_connections <= 20
+        deadline = asyncio.get_running_loop().time() + 20
+        while srv.open_connections:  # each is dropped at its request deadline
+            for _, w in slow:
+                if not w.is_closing():
+                    w.write(b"X-Slow: 1\r\n")
+            assert asyncio.get_running_loop().time() < deadline, srv.open_connections
+            await asyncio.sleep(0.05)
+        for r, _ in slow:  # dropped (reset or closed), nothing answered
+            with contextlib.suppress(ConnectionResetError):
+                assert await r.read() == b""
+        for _, w in slow:
+            w.close()
+        code, _ = await _get(srv.port, "/healthz")  # a normal scrape is served
+        assert code == 503
+        await asyncio.sleep(0.1)
+        assert _fd_count() <= before + 2
+        task.cancel()

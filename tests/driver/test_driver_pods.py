@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 
+from dranet_core.attach_report import AttachReport
 from dranet_core.checkpoint import ClaimStore, DeviceState
 from dranet_core.errors import DeviceError
 from dranet_core.mover import AttachResult
@@ -24,8 +26,9 @@ CLAIM = ClaimRef(namespace="default", name="c1", uid="claim-1")
 class FakeMover:
     """Records calls; ``fail`` names devices whose attach/detach raises."""
 
-    def __init__(self, name: str = "netdev") -> None:
+    def __init__(self, name: str = "netdev", step: str = "move") -> None:
         self.name = name
+        self.step = step
         self.calls: list[tuple[str, str, Any]] = []
         self.fail_attach: set[str] = set()
         self.fail_detach: set[str] = set()
@@ -37,7 +40,7 @@ class FakeMover:
     async def attach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> AttachResult:
         self.calls.append(("attach", device.device, snapshot))
         if device.device in self.fail_attach:
-            raise DeviceError(device.device, "move", "EBUSY")
+            raise DeviceError(device.device, self.step, "EBUSY")
         return AttachResult(network_data=NetworkData(interface_name="net1", ips=("192.0.2.1/24",)))
 
     async def detach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> None:
@@ -67,6 +70,20 @@ class FakePublisher:
         return None
 
 
+class FakePins:
+    """The inventory's DevicePins port: records the held set after every journal write."""
+
+    def __init__(self, changes: list[set[str]]) -> None:
+        self.changes = changes
+        self.rescans = 0
+
+    def hold_only(self, names: AbstractSet[str]) -> None:
+        self.changes.append(set(names))
+
+    def request_rescan(self) -> None:
+        self.rescans += 1
+
+
 def _dev(name: str, facets: tuple[str, ...] = ("netdev",)) -> PreparedDevice:
     return PreparedDevice(
         pool="node", device=name, request_names=("nic",), facets={f: {"ifname": name} for f in facets}
@@ -83,7 +100,7 @@ class Rig:
     mover: FakeMover
     publisher: FakePublisher
     pods: PodNetworking
-    changes: list[int]
+    changes: list[set[str]]
 
 
 async def _rig(tmp_path: Path, *devices: PreparedDevice, movers: Sequence[FakeMover] | None = None) -> Rig:
@@ -93,14 +110,15 @@ async def _rig(tmp_path: Path, *devices: PreparedDevice, movers: Sequence[FakeMo
         await store.put_plan(_plan(*devices))
     ms = list(movers) if movers is not None else [FakeMover()]
     pub = FakePublisher()
-    changes: list[int] = []
+    changes: list[set[str]] = []
     pods = PodNetworking(
         store=store,
         movers=[(m.name, m) for m in ms],
-        publisher=pub,
+        observer=AttachReport(pub, driver_name="dra.net", pool="node"),
+        events=pub,
         driver_name="dra.net",
         pool="node",
-        on_change=lambda: changes.append(1),
+        pins=FakePins(changes),
     )
     return Rig(store, ms[0], pub, pods, changes)
 
@@ -128,7 +146,7 @@ async def test_attach_journals_and_publishes_status(tmp_path: Path) -> None:
         ("NetworkReady", "NetworkReady"),
     ]
     assert status.network_data == NetworkData(interface_name="net1", ips=("192.0.2.1/24",))
-    assert len(rig.changes) == 2  # attaching, attached
+    assert rig.changes == [{"eth1"}, {"eth1"}]  # attaching, attached: held both times
     assert rig.pods.held_devices() == {"eth1"}
 
 
@@ -150,7 +168,23 @@ async def test_failure_rolls_back_the_pods_other_devices(tmp_path: Path) -> None
     assert _phase(rig, "eth2") == "prepared"
     assert [e.reason for e in rig.publisher.events] == ["NetworkDeviceAttachFailed"]
     assert rig.publisher.events[0].kind == "Pod"
-    assert CLAIM.uid not in rig.publisher.statuses
+    # the failing device's status says why: Ready=False with the reason and the error
+    (status,) = rig.publisher.statuses[CLAIM.uid]
+    assert status.device == "eth2"
+    (cond,) = status.conditions
+    assert (cond.type, cond.status, cond.reason) == ("Ready", "False", "NetworkDeviceAttachFailed")
+    assert "device eth2: move: EBUSY" in cond.message
+
+
+async def test_a_failed_rdma_step_is_reported_as_an_rdma_attach_failure(tmp_path: Path) -> None:
+    first, second = FakeMover("netdev"), FakeMover("rdma", step="rdma attach")  # as RdmaMover words it
+    second.fail_attach.add("eth1")
+    rig = await _rig(tmp_path, _dev("eth1", ("netdev", "rdma")), movers=[first, second])
+    with pytest.raises(DeviceError):
+        await rig.pods.attach_pod(POD)
+    (status,) = rig.publisher.statuses[CLAIM.uid]
+    assert [(c.status, c.reason) for c in status.conditions] == [("False", "RDMADeviceAttachFailed")]
+    assert [e.reason for e in rig.publisher.events] == ["RDMADeviceAttachFailed"]
 
 
 async def test_second_mover_failure_undoes_the_first(tmp_path: Path) -> None:
@@ -246,7 +280,8 @@ async def test_container_devices_are_deduplicated(tmp_path: Path) -> None:
     pods = PodNetworking(
         store=rig.store,
         movers=[],
-        publisher=rig.publisher,
+        observer=AttachReport(rig.publisher, driver_name="dra.net", pool="node"),
+        events=rig.publisher,
         driver_name="dra.net",
         pool="node",
         device_nodes=[lambda d: [node, shared] if d.device == "eth1" else [shared]],

@@ -285,3 +285,138 @@ async def test_a_second_instance_stops_with_its_cause_and_leaves_the_first_alone
     assert (await rig.healthz())[0] == 200
     rig.kill(signal.SIGTERM)
     assert await rig.wait_exit() == 0
+
+
+# --- every capability the driver composes, seen from outside the real process -------------
+
+
+async def _until(pred: Any, what: str, rig: Rig, within: float = 20) -> Any:
+    """Poll ``pred()`` (sync or async) until it returns something truthy."""
+    deadline = time.monotonic() + within
+    while True:
+        got = pred()
+        if asyncio.iscoroutine(got):
+            got = await got
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"never: {what}\n{rig.log_text()}"
+        await asyncio.sleep(0.05)
+
+
+def _events(rig: Rig, reason: str) -> list[dict[str, Any]]:
+    return [e for e in rig.api.list_objects("events") if e.get("reason") == reason]
+
+
+def _status_devices(rig: Rig, name: str) -> list[dict[str, Any]]:
+    claim = rig.api.get_object("resourceclaims", name, "default") or {}
+    devices: list[dict[str, Any]] = claim.get("status", {}).get("devices") or []
+    return devices
+
+
+async def _metric(rig: Rig, name: str) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", rig.port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return "\n".join(line for line in data.decode().splitlines() if line.startswith(name))
+
+
+async def test_a_failed_attach_is_reported_on_the_claim_and_the_pod_and_unprepare_clears_it(rig: Rig) -> None:
+    pod = FakePod(id="sb-f", name="pf", uid=str(uuid.uuid4()), netns=str(rig.tmp / "no-such-netns"))
+    claim_uid = str(uuid.uuid4())
+    rig.put_claim("cf", claim_uid, "dnm0", pod)
+    session = await rig.start()
+    assert (await rig.kubelet.prepare("cf", claim_uid)).error == ""
+    result = await session.run_pod_sandbox(pod)
+    assert result.code != 0, rig.log_text()
+    assert _at_home(rig) is not None  # nothing moved
+    (status,) = await _claim_devices(rig, "cf")
+    assert status["device"] == "dnm0"
+    (cond,) = status["conditions"]
+    assert (cond["type"], cond["status"], cond["reason"]) == ("Ready", "False", "NetworkDeviceAttachFailed")
+    assert "dnm0" in cond["message"] and cond["message"]
+    (event,) = await _until(lambda: _events(rig, "NetworkDeviceAttachFailed"), "attach event", rig)
+    assert event["type"] == "Warning"
+    assert (event["involvedObject"]["kind"], event["involvedObject"]["name"]) == ("Pod", "pf")
+
+    # unprepare removes the entries this driver wrote
+    assert (await rig.kubelet.unprepare("cf", claim_uid)).error == ""
+    await _until(lambda: not _status_devices(rig, "cf"), "status cleared on unprepare", rig)
+
+
+async def test_a_failed_prepare_posts_claim_prepare_failed(rig: Rig) -> None:
+    pod = FakePod(id="sb-p", name="pp", uid=str(uuid.uuid4()), netns=rig.ns.pod_path)
+    claim_uid = str(uuid.uuid4())
+    rig.put_claim("cp", claim_uid, "no-such-device", pod)
+    await rig.start()
+    res = await rig.kubelet.prepare("cp", claim_uid)
+    assert res.error != ""
+    (event,) = await _until(lambda: _events(rig, "ClaimPrepareFailed"), "prepare event", rig)
+    assert event["type"] == "Warning"
+    involved = event["involvedObject"]
+    assert (involved["kind"], involved["name"], involved["uid"]) == ("ResourceClaim", "cp", claim_uid)
+    assert "no-such-device" in event["message"]
+
+
+async def test_a_restart_reasserts_the_claim_status_from_the_journal(rig: Rig) -> None:
+    pod = FakePod(id="sb-r", name="pr", uid=str(uuid.uuid4()), netns=rig.ns.pod_path)
+    claim_uid = str(uuid.uuid4())
+    rig.put_claim("cr", claim_uid, "dnm0", pod)
+    session = await rig.start()
+    assert (await rig.kubelet.prepare("cr", claim_uid)).error == ""
+    assert (await session.run_pod_sandbox(pod)).code == 0, rig.log_text()
+    await _claim_devices(rig, "cr")
+    await rig.crash()
+    rig.put_claim("cr", claim_uid, "dnm0", pod)  # the status written before the crash is lost
+    assert _status_devices(rig, "cr") == []
+
+    rig.runtime.sync_pods = [pod]
+    await rig.start()
+    (status,) = await _claim_devices(rig, "cr")
+    assert status["device"] == "dnm0"
+    assert status["networkData"]["interfaceName"] == "net1"
+    assert [(c["type"], c["status"]) for c in status["conditions"]] == [
+        ("Ready", "True"),
+        ("NetworkReady", "True"),
+    ]
+
+
+async def test_an_unusable_checkpoint_posts_a_warning_event(rig: Rig) -> None:
+    rig.db.parent.mkdir(parents=True, exist_ok=True)
+    rig.db.write_text("{ not json")
+    await rig.start()
+    (event,) = await _until(lambda: _events(rig, "CheckpointUnusable"), "checkpoint event", rig)
+    assert event["type"] == "Warning"
+    assert (event["involvedObject"]["kind"], event["involvedObject"]["name"]) == ("Node", NODE)
+    assert str(rig.db) in event["message"]
+
+
+async def test_published_means_the_api_server_accepted_the_slices(rig: Rig) -> None:
+    await rig.api.go_down()
+    log = rig.tmp / "driver-0.log"
+    rig.logs.append(log)
+    rig.proc = rig._spawn(log, rig.argv())
+    await rig.kubelet.register()
+    rig.sessions += 1
+    await rig.runtime.wait_ready(rig.sessions)
+
+    async def published_failing() -> Any:
+        code, doc = await rig.healthz()
+        part = doc["parts"].get("published", {})
+        return code == 503 and part.get("ok") is False and "retrying" in part.get("detail", "") and doc
+
+    doc = await _until(published_failing, "published part failing with its cause", rig)
+    assert doc["failing"] == ["published"], doc
+    # nothing reached the cluster: neither metric has moved
+    assert 'feature="total"' not in await _metric(rig, "dranet_driver_published_devices_total")
+    assert " 0.0" in await _metric(rig, "dranet_driver_last_published_time_seconds")
+
+    await rig.api.come_back()
+    await rig.wait_healthy()
+    _, doc = await rig.healthz()
+    detail = doc["parts"]["published"]["detail"]
+    count = len(rig.api.list_objects("resourceslices")[0]["spec"]["devices"])
+    assert detail == f"{count} devices published"
+    assert f'feature="total"}} {float(count)}' in await _metric(rig, "dranet_driver_published_devices_total")
+    assert " 0.0" not in await _metric(rig, "dranet_driver_last_published_time_seconds")

@@ -50,6 +50,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 import types
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -68,6 +69,7 @@ from e2e.nodenet import (  # noqa: E402
     NODE_NAME,
     WAIT,
     Dev,
+    NetnsHolder,
     Node,
     T,
     global_addrs,
@@ -88,6 +90,7 @@ __all__ = [
     "DriverProcess",
     "Kubelet",
     "Loop",
+    "NetnsHolder",
     "Node",
     "Pod",
     "global_addrs",
@@ -142,7 +145,10 @@ class Pod:
 class Cluster:
     """One node: the driver process, its peers, and the steps a scenario takes."""
 
-    def __init__(self, pb: types.SimpleNamespace, *, request_timeout: float = 2.0) -> None:
+    def __init__(self, pb: types.SimpleNamespace, *, request_timeout: float = 30.0) -> None:
+        """``request_timeout`` is the runtime's NRI request timeout (containerd's default is
+        2 s; the suite gives 30 s so that a loaded CI machine does not turn behaviour tests
+        into timing tests: speed is for the benchmarks)."""
         self.tmp = Path(tempfile.mkdtemp(prefix="dnt-e2e-", dir="/tmp"))  # unix paths ≤ 108 bytes
         self.loop = Loop()
         self.node = Node()
@@ -158,6 +164,7 @@ class Cluster:
         self._ids = itertools.count()
         self.extra: tuple[str, ...] = ()
         self.live_pods: list[Pod] = []  # created and not deleted yet (cleaned by cleanup())
+        self.holders: list[NetnsHolder] = []
 
     def cleanup(self) -> None:
         """Undo what a scenario left: its pods are stopped, removed, unprepared (errors
@@ -172,6 +179,9 @@ class Cluster:
                         self.unprepare(c)
             self.node.drop_netns(pod.netns)
         self.live_pods.clear()
+        for h in self.holders:
+            h.close()
+        self.holders.clear()
         for dev in self.node.created:
             self.node.delete_link(dev.name)
         self.node.created.clear()
@@ -184,10 +194,21 @@ class Cluster:
         sessions = len(self.runtime.sessions)
         self.driver.spawn(*extra)
         self.kubelet.register_sync()
-        session = self.loop.run(self.runtime.wait_ready(sessions + 1))
-        assert session.ready.is_set(), self.log()
+        session = self.wait_synchronized(sessions + 1)
         self.loop.run(self.driver.wait_healthy())
         return session
+
+    def wait_synchronized(self, first: int, within: float = WAIT) -> PeerSession:
+        """The first plugin connection from number ``first`` on that completes Synchronize
+        (the runtime drops a plugin whose Synchronize is late; the driver reconnects)."""
+        deadline = time.monotonic() + within
+        n = first
+        while True:
+            session = self.loop.run(self.runtime.wait_ready(n))
+            if session.ready.is_set():
+                return session
+            assert self.driver.alive and time.monotonic() < deadline, f"NRI never synchronized\n{self.log()}"
+            n += 1
 
     def crash(self) -> None:
         """SIGKILL: no cleanup at all (sockets stay behind, like a real crash)."""
@@ -215,6 +236,8 @@ class Cluster:
 
     def close(self) -> None:
         self.driver.stop_now()
+        for h in self.holders:
+            h.close()
         with contextlib.suppress(Exception):
             self.loop.run(self.runtime.aclose(), timeout=15)
         with contextlib.suppress(Exception):
@@ -357,6 +380,27 @@ class Cluster:
         self.live_pods.append(pod)
         return pod
 
+    def hold(self, pod: Pod) -> NetnsHolder:
+        """Keep ``pod``'s network namespace alive with a process (closed by cleanup())."""
+        h = NetnsHolder(pod.netns)
+        self.holders.append(h)
+        return h
+
+    def new_sandbox(self, pod: Pod, *, netns: str | None = None) -> Pod:
+        """The same pod (name, UID, claims) in a new sandbox: a new sandbox id and a new
+        network namespace, as when containerd tears a failed sandbox down and the kubelet
+        retries."""
+        ns = netns or self.node.new_netns(f"{pod.sandbox.name}-{secrets.token_hex(2)}")
+        sandbox = FakePod(
+            id=f"sb-{pod.sandbox.name}-{secrets.token_hex(3)}",
+            name=pod.sandbox.name,
+            uid=pod.uid,
+            netns=f"/run/netns/{ns}",
+        )
+        again = Pod(sandbox=sandbox, netns=ns, claims=list(pod.claims))
+        self.live_pods.append(again)
+        return again
+
     def reserve(self, claim: Claim, sandbox: FakePod) -> None:
         obj = self.claim_object(claim)
         obj["status"]["reservedFor"] = [{"resource": "pods", "name": sandbox.name, "uid": sandbox.uid}]
@@ -387,6 +431,12 @@ class Cluster:
         result = self.run_sandbox(pod)
         assert result.code == 0, f"RunPodSandbox {pod.sandbox.name}: {result}\n{self.log()}"
         return pod
+
+    def forget_pod(self, pod: Pod) -> None:
+        """The runtime deleted ``pod``'s sandbox behind the driver's back: its netns goes."""
+        self.node.drop_netns(pod.netns)
+        if pod in self.live_pods:
+            self.live_pods.remove(pod)
 
     def delete_pod(self, pod: Pod) -> None:
         """StopPodSandbox, RemovePodSandbox, unprepare every claim (all succeed), then the

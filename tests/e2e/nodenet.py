@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import secrets
 import socket
 import subprocess
@@ -182,3 +183,38 @@ class Node:
         for name in reversed(self.namespaces):
             ip("netns", "del", name, check=False)
         self.namespaces.clear()
+
+
+class NetnsHolder:
+    """A process that keeps a network namespace alive, e.g. after its /run/netns path is
+    deleted (a container still running in a pod whose sandbox was torn down)."""
+
+    def __init__(self, ns: str) -> None:
+        want = os.stat(f"/run/netns/{ns}").st_ino
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, "sleep", "3600"])
+        self.ns_path = f"/proc/{self.proc.pid}/ns/net"
+
+        def entered() -> bool:
+            try:
+                return os.stat(self.ns_path).st_ino == want
+            except OSError:
+                return False
+
+        wait_for(f"a process in {ns}", entered)
+
+    def ip_json(self, *args: str) -> Any:
+        out = subprocess.run(
+            ["nsenter", f"--net={self.ns_path}", "ip", "-j", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else []
+
+    def links(self) -> list[str]:
+        return sorted(x["ifname"] for x in self.ip_json("link", "show"))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)

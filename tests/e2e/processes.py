@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import signal
@@ -43,6 +44,14 @@ class Loop:
             return await coro
 
         return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(timeout)
+
+    def run_later(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
+        """Start ``coro`` on the loop; the caller collects ``.result(timeout)`` later."""
+
+        async def wrap() -> T:
+            return await coro
+
+        return asyncio.run_coroutine_threadsafe(wrap(), self.loop)
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call a plain function on the loop thread (the fake API server is not thread-safe)."""

@@ -78,3 +78,26 @@ async def test_bad_kubeconfig_is_a_settings_error(tmp_path: Path, monkeypatch: p
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(SettingsError, match="not running in a cluster"):
         await load_api_client("")
+
+
+async def test_one_probe_serves_the_publisher_and_the_claim_source(
+    fake_api: FakeApiServer, fake_api_client: client.ApiClient
+) -> None:
+    from dranet_core.kube.apiversion import ResourceApiVersion
+    from dranet_core.kube.claims import ApiClaimSource
+    from dranet_core.kube.publisher import KubeStatusPublisher
+
+    fake_api.serve_versions("resource.k8s.io", "v1beta2", "v1beta1")
+    versions = ResourceApiVersion(fake_api_client)
+    publisher = KubeStatusPublisher(
+        fake_api_client, driver_name="dra.net", node_name="n", api_versions=versions
+    )
+    source = ApiClaimSource(fake_api_client, driver_name="dra.net", api_versions=versions)
+    assert await source.served_version() == "v1beta2"
+    assert await publisher._ensure_api_version() == "v1beta2"
+    probes = [r for r in fake_api.requests if r.path.rstrip("/") == "/apis/resource.k8s.io"]
+    assert len(probes) == 1
+    versions.forget("v1beta2")  # a version that went away is re-probed for both
+    fake_api.serve_versions("resource.k8s.io", "v1beta1")
+    assert await publisher._ensure_api_version() == "v1beta1"
+    assert await source.served_version() == "v1beta1"

@@ -234,7 +234,7 @@ async def test_status_reasserted_after_restart(fake_api: FakeApiServer, fake_api
     claim["status"].pop("devices")
     fake_api.put_object(claim)
     second = make_publisher(fake_api_client)
-    await second.reassert_claim_statuses([(ref, [ready("eth1")])])
+    await second.set_claim_status(ref, [ready("eth1")])  # what the driver re-asserts at start-up
     async with running(second):
         await idle(second)
     assert [e["device"] for e in status_entries(fake_api)] == ["eth1"]

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dranet_backends.netdev import ethtool, sysctl, vrf
+from dranet_backends.netdev import ethtool, rtmsg, sysctl, vrf
+from dranet_backends.netdev.attach import plan_routes
 from dranet_backends.netdev.mover import NetdevMover, link_attrs, temp_name
 from dranet_backends.netdev.snapshot import AddressRecord, HostSnapshot, RouteRecord
 from dranet_core.config.model import InterfaceConfig, NetworkConfig, RouteConfig, VRFConfig
@@ -24,12 +25,8 @@ from dranet_core.plans import PreparedDevice
 
 
 def test_vrf_create_request_bytes() -> None:
-    msg = vrf.create_request("blue", 77)
-    msg["header"]["type"] = 16
-    msg["header"]["flags"] = 0x0605
-    msg["header"]["sequence_number"] = 1
-    msg.encode()
-    data = bytes(msg.data)
+    mtype, flags, payload = rtmsg.link_new(vrf.create_request("blue", 77))
+    data = rtmsg.header(mtype, flags, 1, payload)
     # ifinfomsg: family 0, pad, type 0, index 0, flags 0, change 0
     ifi = b"\x00\x00\x00\x00" + b"\x00" * 12
     ifname = b"\x09\x00\x03\x00blue\x00\x00\x00\x00"  # len 9 (4 + "blue\0"), padded to 12
@@ -39,7 +36,7 @@ def test_vrf_create_request_bytes() -> None:
     linkinfo = struct.pack("=HH", 4 + len(kind) + len(data_nla), 18) + kind + data_nla
     body = ifi + ifname + linkinfo
     assert data[16:] == body
-    assert struct.unpack_from("=IHH", data, 0) == (16 + len(body), 16, 0x0605)
+    assert struct.unpack_from("=IHHI", data, 0) == (16 + len(body), 16, 0x0605, 1)
 
 
 def test_vrf_default_table_is_fnv_in_range() -> None:
@@ -200,9 +197,11 @@ class _FakePod:
     async def link_get(self, *, index: int | None = None, ifname: str | None = None) -> Any:
         return self.links.get(ifname or "")
 
-    async def link_new(self, msg: Any) -> None:
-        self.calls.append(("link_new", msg))
-        name = dict(msg["attrs"])["IFLA_IFNAME"]
+    async def link_new(self, body: bytes) -> None:
+        self.calls.append(("link_new", body))
+        # IFLA_IFNAME is the first attribute after the 16-byte ifinfomsg
+        length = struct.unpack_from("=H", body, 16)[0]
+        name = body[20 : 16 + length].rstrip(b"\0").decode()
         self.links[name] = {"index": 42, "ifname": name}
 
     async def link_set(self, index: int, attrs: list[tuple[str, Any]], *, up: bool | None = None) -> None:
@@ -210,10 +209,10 @@ class _FakePod:
 
 
 def _ctx(cfg: NetworkConfig, snap: HostSnapshot, pod: Any = None) -> Any:
-    from dranet_backends.netdev.mover import _Attach
+    from dranet_backends.netdev.attach import AttachJob
 
     dev = PreparedDevice(pool="p", device="d", request_names=("r",), config=cfg)
-    return _Attach(device=dev, snap=snap, cfg=cfg, name="net1", pod_fd=-1, pod=pod, index=7)
+    return AttachJob(device=dev, snap=snap, cfg=cfg, name="net1", pod_fd=-1, pod=pod, index=7)
 
 
 _SNAP = HostSnapshot(
@@ -231,9 +230,8 @@ _SNAP = HostSnapshot(
 
 
 def test_pod_routes_follow_go_rules_and_put_link_scope_first() -> None:
-    mover = NetdevMover.__new__(NetdevMover)
     cfg = NetworkConfig(routes=(RouteConfig(destination="10.9.0.0/16", gateway="192.0.2.254", table=7),))
-    routes = mover._pod_routes(_ctx(cfg, _SNAP))
+    routes = plan_routes(cfg, _SNAP)
     assert [(r["dst"], r["dst_len"], r["table"]) for r in routes] == [
         ("192.0.2.1", 32, 254),
         ("10.9.0.0", 16, 7),
@@ -241,14 +239,11 @@ def test_pod_routes_follow_go_rules_and_put_link_scope_first() -> None:
     ]
     assert routes[2]["prefsrc"] == "192.0.2.5"  # a source the pod has is kept
     other = NetworkConfig(interface=InterfaceConfig(addresses=("192.0.2.9/24",)))
-    assert "prefsrc" not in mover._pod_routes(_ctx(other, _SNAP))[1]  # ... one it lacks is dropped
+    assert "prefsrc" not in plan_routes(other, _SNAP)[1]  # ... one it lacks is dropped
 
 
 def test_pod_routes_go_into_the_vrf_table() -> None:
-    mover = NetdevMover.__new__(NetdevMover)
-    ctx = _ctx(NetworkConfig(), _SNAP)
-    ctx.vrf_table = 1234
-    assert {r["table"] for r in mover._pod_routes(ctx)} == {1234}
+    assert {r["table"] for r in plan_routes(NetworkConfig(), _SNAP, vrf_table=1234)} == {1234}
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="probe: setns into this process's own netns needs root")
@@ -261,13 +256,14 @@ async def test_vrf_step_creates_enslaves_and_sets_l3mdev(tmp_path: Path) -> None
         fd = os.open("/proc/self/ns/net", os.O_RDONLY)
         try:
             ctx.pod_fd = fd
-            await mover._vrf(ctx)
+            await mover._attacher._vrf(ctx)
         finally:
             os.close(fd)
     assert ctx.vrf_created == 42
     assert ctx.vrf_table == vrf.default_table("blue")
-    kind, msg = pod.calls[0]
-    assert kind == "link_new" and dict(msg["attrs"])["IFLA_IFNAME"] == "blue"
+    kind, body = pod.calls[0]
+    assert kind == "link_new" and body == vrf.create_request("blue", vrf.default_table("blue"))
+    assert "blue" in pod.links
     assert ("link_set", (42, [], True)) in pod.calls  # VRF up
     assert ("link_set", (7, [("IFLA_MASTER", 42)], None)) in pod.calls  # enslaved
     assert (tmp_path / "ipv4" / "tcp_l3mdev_accept").read_text() == "1\n"
@@ -277,7 +273,7 @@ async def test_vrf_step_creates_enslaves_and_sets_l3mdev(tmp_path: Path) -> None
 async def test_vrf_name_taken_by_another_kind_is_refused() -> None:
     pod = _FakePod()
     pod.links["blue"] = {"index": 5, "ifname": "blue"}
-    mover = NetdevMover.__new__(NetdevMover)
-    ctx = _ctx(NetworkConfig(interface=InterfaceConfig(vrf=VRFConfig(name="blue", table=9))), _SNAP, pod)
-    with pytest.raises(OSError, match="not a VRF"):
-        await mover._vrf(ctx)
+    async with NetdevMover() as mover:
+        ctx = _ctx(NetworkConfig(interface=InterfaceConfig(vrf=VRFConfig(name="blue", table=9))), _SNAP, pod)
+        with pytest.raises(OSError, match="not a VRF"):
+            await mover._attacher._vrf(ctx)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from nri_convert import container_from_nri, linux_device, pod_from_nri
 
 from dranet_core.nri import api
-from dranet_core.nri.convert import container_from_nri, linux_device, pod_from_nri
 from dranet_core.nri.events import EventType, event_mask, parse_version, valid_events
 from dranet_core.nri.handlers import ContainerInfo, subscribed_events
 from dranet_core.types import DeviceNode, PodSandbox

@@ -7,6 +7,7 @@ import contextlib
 import nri_pb
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nri_convert import container_from_nri, linux_device, pod_from_nri
 
 from dranet_core.errors import RemoteProtocolError
 from dranet_core.nri import api
@@ -17,7 +18,6 @@ from dranet_core.nri._decode import (
     decode_synchronize,
 )
 from dranet_core.nri._encode import encode_create_container_response
-from dranet_core.nri.convert import container_from_nri, linux_device, pod_from_nri
 from dranet_core.types import DeviceNode
 
 text = st.text(max_size=30)

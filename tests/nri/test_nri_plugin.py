@@ -28,9 +28,17 @@ from nri_runtime_peer import (
 
 from dranet_core.errors import RpcError, SettingsError
 from dranet_core.nri import ContainerInfo, NriPlugin, api
+from dranet_core.supervisor import Backoff, Job, always_recoverable, guard
 from dranet_core.types import DeviceNode, PodSandbox
 
 pytestmark = pytest.mark.socket
+
+
+async def reconnecting(plugin: NriPlugin) -> None:
+    """``plugin.run()`` as the driver runs it: a supervised job that dials again after a
+    (short, for tests) backoff whenever a session ends."""
+    job = Job(name="nri", run=plugin.run, backoff=Backoff(base=0.05, cap=0.2), recoverable=always_recoverable)
+    await guard(job)
 
 
 class Recorder:
@@ -104,10 +112,8 @@ class Harness:
         self.peer = RuntimePeer(self.path, era=era, request_timeout=request_timeout)
         self.peer.sync_pods, self.peer.sync_containers, self.peer.sync_chunk = list(pods), list(ctrs), chunk
         await self.peer.start()
-        self.plugin = NriPlugin(
-            handler, socket_path=self.path, reconnect_initial=0.05, reconnect_max=0.2, **kw
-        )  # type: ignore[arg-type]
-        self.task = asyncio.create_task(self.plugin.run(), name="plugin-run")
+        self.plugin = NriPlugin(handler, socket_path=self.path, **kw)  # type: ignore[arg-type]
+        self.task = asyncio.create_task(reconnecting(self.plugin), name="plugin-run")
         session = await self.peer.wait_ready()
         assert session.violations == []
         return session
@@ -522,9 +528,8 @@ async def test_runtime_that_never_configures(sock_path: str) -> None:
         registration_timeout=0.2,
         request_timeout_hint=0.1,
         handler_margin=0.05,
-        reconnect_initial=0.05,
     )
-    task = asyncio.create_task(plugin.run())
+    task = asyncio.create_task(reconnecting(plugin))
     try:
         await peer.wait_sessions(2)  # gave up on the first session and dialled again
         assert "did not Configure" in (plugin.health().last_error or "")
@@ -588,8 +593,8 @@ async def test_failing_synchronize_is_retried_on_a_new_connection(harness: Harne
     rec = FailsOnce()
     peer = harness.peer = RuntimePeer(harness.path)
     await peer.start()
-    harness.plugin = NriPlugin(rec, socket_path=harness.path, reconnect_initial=0.05)
-    harness.task = asyncio.create_task(harness.plugin.run())
+    harness.plugin = NriPlugin(rec, socket_path=harness.path)
+    harness.task = asyncio.create_task(reconnecting(harness.plugin))
     first = await peer.wait_ready(count=1)
     assert first.violations == ["Synchronize failed: 14 checkpoint not loaded yet"]
     second = await peer.wait_ready(count=2)

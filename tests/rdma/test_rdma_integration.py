@@ -20,6 +20,7 @@ import pytest
 from rdma_helpers import FakeRdmaKernel, add_char, add_pci, add_rdma, ns_key
 
 from dranet_backends.rdma import RdmaBackend, RdmaMover
+from dranet_core.attach_report import AttachReport
 from dranet_core.capabilities import handler_table
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.claim_allocator import plan_claim
@@ -200,7 +201,8 @@ async def test_rdma_devices_merge_move_in_order_and_reach_create_container(node:
     pods = PodNetworking(
         store=store,
         movers=table.movers,
-        publisher=publisher,
+        observer=AttachReport(publisher, driver_name="dra.net", pool="node"),
+        events=publisher,
         driver_name="dra.net",
         pool="node",
         device_nodes=[a.device_nodes for a in table.adjusters],

@@ -16,6 +16,7 @@ from sriov_fakes import FakeSysfs, can_mknod, make_char, sriov_node
 
 from dranet_backends.pci import PciIds
 from dranet_backends.sriov import SriovBackend
+from dranet_core.attach_report import AttachReport
 from dranet_core.capabilities import HandlerTable, handler_table
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.claim_allocator import ClaimAllocator
@@ -114,7 +115,8 @@ class Node:
         self.pods = PodNetworking(
             store=self.store,
             movers=self.table.movers,
-            publisher=self.publisher,
+            observer=AttachReport(self.publisher, driver_name="dra.net", pool="node"),
+            events=self.publisher,
             driver_name="dra.net",
             pool="node",
             device_nodes=[a.device_nodes for a in self.table.adjusters],

@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dranet_backends.netns import SELF_NETNS
 from dranet_backends.pci import (
     DEFAULT_PATHS,
     USERSPACE_DRIVERS,
@@ -94,6 +95,8 @@ class NetdevBackend:
         full_resync: float = 60.0,
         move_ib_interfaces: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        state_dir: Path | None = None,
+        rename_retry_interval: float = 5.0,
     ) -> None:
         self.sysfs = Path(sysfs)
         self.netns = netns
@@ -117,13 +120,18 @@ class NetdevBackend:
         self._uplink_pci: dict[int, str] = {}
         self.full_syncs = 0
         self.events = 0
+        self.state_dir = state_dir
+        self._rename_retry_interval = rename_retry_interval
+        self._step_observer: Callable[[str, float], None] | None = None
 
     @classmethod
     def from_context(cls, context: Any) -> NetdevBackend:
         """Build from a ``BackendContext`` (``sysfs``; ``options``: ``netns``, ``pci_ids``, ``full_resync``,
-        ``move_ib_interfaces``).
+        ``move_ib_interfaces``, ``state_dir``, ``rename_retry_interval``).
 
         ``pci_ids`` is a ``:``-separated list of pci.ids paths (default: the distribution paths).
+        ``state_dir`` (the driver passes its checkpoint's directory) holds the mover's durable
+        list of parked devices; without it that list lives in memory only.
         """
         options: Mapping[str, str] = getattr(context, "options", {}) or {}
         ids_opt = options.get("pci_ids")
@@ -134,6 +142,8 @@ class NetdevBackend:
             pci_ids=ids,
             full_resync=float(options.get("full_resync", "60")),
             move_ib_interfaces=options.get("move_ib_interfaces", "true").lower() != "false",
+            state_dir=Path(options["state_dir"]) if options.get("state_dir") else None,
+            rename_retry_interval=float(options.get("rename_retry_interval", "5")),
         )
 
     # -- Discovery -------------------------------------------------------------------------
@@ -188,16 +198,32 @@ class NetdevBackend:
             self._req.close()
             self._req = None
 
-    # -- NamespaceMover (delegated to mover.NetdevMover; added by the mover's author) ------
+    # -- NamespaceMover (delegated to mover.NetdevMover) -----------------------------------
 
     def _netdev_mover(self) -> Any:
         mover = getattr(self, "_mover", None)
         if mover is None:
             from .mover import NetdevMover
+            from .renames import STATE_FILE
 
-            mover = NetdevMover(host_netns=self.netns) if self.netns else NetdevMover()
+            mover = NetdevMover(
+                host_netns=self.netns or SELF_NETNS,
+                state_file=self.state_dir / STATE_FILE if self.state_dir else None,
+                rename_retry_interval=self._rename_retry_interval,
+                step_observer=self._step_observer,
+            )
             self._mover = mover
         return mover
+
+    def set_step_observer(self, observer: Callable[[str, float], None] | None) -> None:
+        """Report the duration of each mover step as ``observer(step, seconds)``."""
+        self._step_observer = observer
+        if getattr(self, "_mover", None) is not None:
+            self._mover.set_step_observer(observer)
+
+    async def run(self) -> None:
+        """The rename-back of parked devices, forever (a supervised background job)."""
+        await self._netdev_mover().run()
 
     async def snapshot(self, device: Any) -> Any:
         """Host state of ``device`` before it moves (see :meth:`.mover.NetdevMover.snapshot`)."""

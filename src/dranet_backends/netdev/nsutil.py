@@ -20,28 +20,28 @@ Three rules, all from measurements (see docs/mover.md):
 * a netns is held by an open fd (``O_RDONLY`` on ``/run/netns/x`` or ``/proc/<pid>/ns/net``),
   never by a name that may be reused.
 
-:class:`Rtnl` is a thin async rtnetlink client on a pyroute2 ``AsyncIPRoute`` with
-``use_socket=``. It knows the link attributes pyroute2 0.9.7 lacks (``IFLA_GSO_IPV4_MAX_SIZE``
-and ``IFLA_GRO_IPV4_MAX_SIZE``) and turns kernel errors into ``OSError`` (``errno`` set, the
-kernel's extended-ack message in the text).
+:class:`Rtnl` is the mover's async rtnetlink client: one socket per namespace, the messages
+built and decoded by hand (:mod:`.rtmsg`), kernel errors as ``OSError`` (``errno`` set, the
+kernel's extended-ack message in the text). Every exchange runs on one long-lived worker
+thread shared by all clients: the kernel does a request's work inside ``sendmsg`` (and a
+dump's inside ``recvmsg``), under the rtnl lock that link moves hold for milliseconds
+(``synchronize_net``), so doing it on the event loop would stall the loop for as long as
+other moves hold that lock. One thread suffices because the kernel serialises these requests
+on that lock anyway; a request costs one hand-off to it and one back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno as errno_mod
 import os
 import socket
-from typing import Any, Final
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final, TypeVar
 
-from pyroute2 import AsyncIPRoute
-from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTM_GETADDR, RTM_GETLINK, RTM_GETNEIGH, RTM_GETROUTE, RTM_NEWLINK
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.ndmsg import ndmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
+from dranet_backends.netdev import rtmsg
 from dranet_backends.netns import (
     CLONE_NEWNET,
     SELF_NETNS,
@@ -57,107 +57,143 @@ __all__ = [
     "NETLINK_ROUTE",
     "SELF_NETNS",
     "THREAD_NETNS",
-    "LinkMsg",
     "Rtnl",
     "call_in_netns",
+    "on_worker",
     "open_netns",
     "rtnl_socket",
     "run_in_netns",
     "setns",
 ]
 
+T = TypeVar("T")
+
 NETLINK_ROUTE: Final = 0
 
-_SOCK_BUF: Final = 1 << 20
-RTEXT_FILTER_SKIP_STATS: Final = 1 << 3
+_SOCK_BUF: Final = 4 << 20
 SOL_NETLINK: Final = 270
+NETLINK_EXT_ACK: Final = 11
 NETLINK_GET_STRICT_CHK: Final = 12
+SO_RCVBUFFORCE: Final = 33
+REPLY_TIMEOUT: Final = 10.0
+"""Seconds a request waits for the kernel's answer before it fails with ETIMEDOUT."""
 
 
 def rtnl_socket(ns_fd: int) -> socket.socket:
-    """A NETLINK_ROUTE socket that lives in netns ``ns_fd`` (buffers sized as pyroute2's),
-    made on the calling thread (:func:`call_in_netns`)."""
+    """A blocking NETLINK_ROUTE socket that lives in netns ``ns_fd``, made on the calling
+    thread (:func:`call_in_netns`): strict-checked dumps, extended acks, a reply timeout."""
 
     def make() -> socket.socket:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCK_BUF)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCK_BUF)
-        # strict checking makes the kernel honour the filters in dump requests (RTA_OIF,
-        # NDA_IFINDEX, ifa_index) instead of dumping everything for us to filter in Python
-        sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+        try:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, _SOCK_BUF)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCK_BUF)
+            # strict checking makes the kernel honour the filters in dump requests (RTA_OIF,
+            # NDA_IFINDEX, ifa_index) instead of dumping everything for us to filter here
+            sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+            sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+            sock.settimeout(REPLY_TIMEOUT)
+            sock.bind((0, 0))
+        except BaseException:
+            sock.close()
+            raise
         return sock
 
     return call_in_netns(ns_fd, make)
 
 
-class LinkMsg(ifinfmsg):  # type: ignore[misc]
-    """``ifinfmsg`` with the link attributes pyroute2 0.9.7 does not know (kernel >= 6.3).
-
-    pyroute2 compiles an NLA table once per class and marks it in a name-mangled class
-    attribute that subclasses inherit; resetting it makes this class compile its own table.
-    """
-
-    _nlmsg_base__compiled_nla = False
-    nla_map = (
-        *ifinfmsg.nla_map,
-        ("IFLA_DEVLINK_PORT", "hex"),
-        ("IFLA_GSO_IPV4_MAX_SIZE", "uint32"),
-        ("IFLA_GRO_IPV4_MAX_SIZE", "uint32"),
-    )
+_worker_lock = threading.Lock()
+_worker: list[ThreadPoolExecutor] = []
+_buf = bytearray(1 << 20)
 
 
-def _failure(exc: NetlinkError) -> OSError:
-    """A kernel refusal as an ``OSError``: errno plus the extended-ack text when there is one."""
-    code = int(getattr(exc, "code", 0) or 0)
-    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
-    msg = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
-    text = os.strerror(code) if code > 0 else f"netlink error {code}"
-    if msg and msg != text:
-        text = f"{text}: {msg}"
-    return OSError(code, text)
+def _executor() -> ThreadPoolExecutor:
+    """The one netlink worker thread (made on first use, lives as long as the process)."""
+    with _worker_lock:
+        if not _worker:
+            _worker.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="dranet-rtnl"))
+        return _worker[0]
+
+
+async def on_worker(ns_fd: int | None, fn: Callable[[], T]) -> T:
+    """Run quick ``fn`` on the netlink worker thread, inside netns ``ns_fd`` (``None``: the
+    worker's own). For work the kernel may hold behind the rtnl lock -- ethtool ioctls, some
+    ``/proc/sys/net`` writes -- which must not wait on the event loop."""
+    if ns_fd is None:
+        job = fn
+    else:
+        fd = ns_fd
+
+        def job() -> T:
+            return call_in_netns(fd, fn)
+
+    return await asyncio.get_running_loop().run_in_executor(_executor(), job)
+
+
+def _exchange(sock: socket.socket, req: rtmsg.Request, seq: int) -> list[rtmsg.Reply]:
+    """Send one request and collect its answer (on the worker thread). A dump interrupted by
+    a concurrent change (``NLM_F_DUMP_INTR``) is asked again, up to 5 times."""
+    mtype, flags, body = req
+    dump = bool(flags & rtmsg.NLM_F_DUMP)
+    data = rtmsg.header(mtype, flags, seq, body)
+    view = memoryview(_buf)
+    out: list[rtmsg.Reply] = []
+    for _ in range(5 if dump else 1):
+        sock.send(data)
+        out, interrupted, done = [], False, False
+        while not done:
+            try:
+                n = sock.recv_into(_buf)
+            except TimeoutError as exc:
+                raise OSError(errno_mod.ETIMEDOUT, "the kernel did not answer") from exc
+            for kind, mflags, mseq, rec, code, text in rtmsg.decode(bytes(view[:n])):
+                if mseq != seq:
+                    continue
+                if mflags & rtmsg.NLM_F_DUMP_INTR:
+                    interrupted = True
+                if kind == rtmsg.NLMSG_ERROR:
+                    if code:
+                        reason = os.strerror(code)
+                        raise OSError(code, f"{reason}: {text}" if text and text != reason else reason)
+                    done = True
+                elif kind == rtmsg.NLMSG_DONE:
+                    done = True
+                elif rec is not None:
+                    out.append(rec)
+                    done = not dump
+        if not interrupted:
+            break
+    return out
 
 
 class Rtnl:
     """An rtnetlink client bound to one netns (by the socket it was opened on).
 
-    Every method raises ``OSError`` (with the kernel's errno) on a kernel error. Methods with ``exist_ok``
-    treat ``EEXIST`` as success, and ``*_get`` methods return ``None`` for ``ENODEV``.
-    Concurrent calls on one instance are fine (pyroute2 matches replies by sequence number).
+    Every method raises ``OSError`` (with the kernel's errno) on a kernel error. Methods with
+    ``exist_ok`` treat ``EEXIST`` as success, and ``*_get`` methods return ``None`` for
+    ``ENODEV``. Concurrent calls on one instance are fine: exchanges run one at a time on the
+    worker thread (so a dump never meets another on the same socket, which the kernel
+    refuses with ``EBUSY``). A call whose caller is cancelled still completes there.
     """
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._ipr = AsyncIPRoute(use_socket=sock, ext_ack=True)
-        self._ipr.marshal.msg_map[RTM_NEWLINK] = LinkMsg
+        self._seq = 0
         self._closed = False
 
     @classmethod
     async def open(cls, ns_fd: int) -> Rtnl:
         """A client for netns ``ns_fd``; close it with :meth:`aclose`."""
-        sock = rtnl_socket(ns_fd)
-        try:
-            rtnl = cls(sock)
-        except BaseException:
-            sock.close()
-            raise
-        try:
-            # pyroute2 sets its transport up lazily on the first request, and two concurrent
-            # first requests would each make one (leaking the other): do it once, here
-            await rtnl._ipr.setup_endpoint()
-        except BaseException:
-            await rtnl.aclose()
-            raise
-        return rtnl
+        return cls(rtnl_socket(ns_fd))
 
     async def aclose(self) -> None:
-        """Close the client and its socket (idempotent)."""
+        """Close the client and its socket (idempotent; after its pending exchanges)."""
         if self._closed:
             return
         self._closed = True
-        try:
-            self._ipr.close()
-        finally:
-            self._sock.close()
+        await self._run(self._sock.close)
 
     async def __aenter__(self) -> Rtnl:
         return self
@@ -168,169 +204,117 @@ class Rtnl:
     def __repr__(self) -> str:
         return f"Rtnl(fd={self._sock.fileno()}, closed={self._closed})"
 
+    @staticmethod
+    async def _run(fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(_executor(), fn)
+
+    async def _call(self, req: rtmsg.Request) -> list[rtmsg.Reply]:
+        if self._closed:
+            raise OSError(errno_mod.EBADF, "the netlink client is closed")
+        self._seq = self._seq % 0x7FFFFFFF + 1
+        seq, sock = self._seq, self._sock
+        return await self._run(lambda: _exchange(sock, req, seq))
+
+    async def _call_ok(self, req: rtmsg.Request, ignore: tuple[int, ...]) -> bool:
+        """Run ``req``; False if the kernel refused it with one of ``ignore``."""
+        try:
+            await self._call(req)
+        except OSError as exc:
+            if exc.errno in ignore:
+                return False
+            raise
+        return True
+
     # -- links ---------------------------------------------------------------------------
 
     async def link_get(self, *, index: int | None = None, ifname: str | None = None) -> Any | None:
-        """The link message for ``index`` or ``ifname``, or ``None`` if there is none.
-
-        Asks the kernel to leave the statistics out (``IFLA_EXT_MASK`` =
-        ``RTEXT_FILTER_SKIP_STATS``): half the decoding time of a full message.
-        """
-        msg = LinkMsg()
-        msg["index"] = index or 0
-        attrs: list[tuple[str, Any]] = [("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS)]
-        if index is None:
-            attrs.append(("IFLA_IFNAME", ifname))
-        msg["attrs"] = attrs
+        """The link record for ``index`` or ``ifname``, or ``None`` if there is none."""
         try:
-            res = [m async for m in await self._ipr.nlm_request(msg, RTM_GETLINK, NLM_F_REQUEST)]
-        except NetlinkError as exc:
-            if exc.code in (errno_mod.ENODEV, errno_mod.ENOENT):
+            res = await self._call(rtmsg.link_get(index, ifname))
+        except OSError as exc:
+            if exc.errno in (errno_mod.ENODEV, errno_mod.ENOENT):
                 return None
-            raise _failure(exc) from exc
+            raise
         return res[0] if res else None
 
     async def link_dump(self) -> list[Any]:
         """Every link of the netns (a full dump: only for rare paths such as recovery)."""
-        try:
-            return [m async for m in await self._ipr.link("dump")]
-        except NetlinkError as exc:
-            raise _failure(exc) from exc
+        return await self._call(rtmsg.link_dump())
 
     async def link_set(self, index: int, attrs: list[tuple[str, Any]], *, up: bool | None = None) -> None:
-        """One RTM_NEWLINK on ``index`` with raw ``IFLA_*`` attributes (and IFF_UP if given).
+        """One RTM_NEWLINK on ``index`` with ``IFLA_*`` attributes (and IFF_UP if given).
 
-        ``IFLA_NET_NS_FD`` takes an int fd here. Attributes are applied by the kernel in one
-        request: a netns move plus rename plus MTU/MAC/GSO/GRO is atomic from our side.
+        ``IFLA_NET_NS_FD`` takes an int fd. The kernel applies the attributes in one request:
+        a netns move plus rename plus MTU/MAC/GSO/GRO is one message.
         """
-        msg = LinkMsg()
-        msg["index"] = index
-        if up is not None:
-            msg["flags"] = 1 if up else 0
-            msg["change"] = 1
-        msg["attrs"] = attrs
-        await self._request(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK)
+        await self._call(rtmsg.link_set(index, attrs, up))
 
-    async def link_new(self, msg: LinkMsg) -> None:
+    async def link_new(self, body: bytes) -> None:
         """Create a link from a prepared RTM_NEWLINK body (``NLM_F_CREATE|NLM_F_EXCL``)."""
-        await self._request(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
-
-    async def link_add(self, **kwargs: Any) -> None:
-        """Create a link (pyroute2 keywords, e.g. ``ifname=, kind="vrf", vrf_table=``)."""
-        try:
-            await self._ipr.link("add", **kwargs)
-        except NetlinkError as exc:
-            raise _failure(exc) from exc
+        await self._call(rtmsg.link_new(body))
 
     async def link_del(self, index: int) -> None:
         """Delete a link; a missing one is not an error."""
-        try:
-            await self._ipr.link("del", index=index)
-        except NetlinkError as exc:
-            if exc.code not in (errno_mod.ENODEV, errno_mod.ENOENT):
-                raise _failure(exc) from exc
+        await self._call_ok(rtmsg.link_del(index), (errno_mod.ENODEV, errno_mod.ENOENT))
 
     # -- addresses, routes, rules, neighbours --------------------------------------------
 
     async def addr_dump(self, index: int) -> list[Any]:
         """Addresses of link ``index`` (both families), filtered by the kernel."""
-        msg = ifaddrmsg()
-        msg["index"] = index
-        return [m for m in await self._dump(msg, RTM_GETADDR) if m["index"] == index]
+        return [m for m in await self._call(rtmsg.addr_dump(index)) if m["index"] == index]
 
     async def addr_add(
         self, index: int, address: str, prefixlen: int, *, exist_ok: bool = True, **extra: Any
     ) -> None:
         """Add an address (``broadcast=``, ``scope=``, ``flags=`` pass through)."""
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        await self._call_exist_ok(
-            self._ipr.addr("add", index=index, address=address, prefixlen=prefixlen, family=family, **extra),
-            exist_ok,
-        )
+        await self._call_ok(rtmsg.addr_add(index, address, prefixlen, **extra), _exists(exist_ok))
 
     async def route_dump(self, family: int, oif: int | None = None) -> list[Any]:
         """Routes of one family, all tables; only those through ``oif`` when given (filtered
         by the kernel: ``RTA_OIF`` in a strict-checked dump request)."""
-        msg = rtmsg()
-        msg["family"] = family
-        if oif is not None:
-            msg["attrs"] = [("RTA_OIF", oif)]
-        return [m for m in await self._dump(msg, RTM_GETROUTE) if oif is None or m.get("oif") == oif]
+        return [
+            m for m in await self._call(rtmsg.route_dump(family, oif)) if oif is None or m.get("oif") == oif
+        ]
 
     async def route_add(self, *, exist_ok: bool = True, **kwargs: Any) -> None:
-        """Add a route (pyroute2 keywords: ``dst``, ``gateway``, ``oif``, ``table``, ...)."""
-        await self._call_exist_ok(self._ipr.route("add", **kwargs), exist_ok)
+        """Add a route (``family``, ``dst``, ``dst_len``, ``gateway``, ``oif``, ``table``, ...)."""
+        await self._call_ok(rtmsg.route_add(**kwargs), _exists(exist_ok))
 
     async def rule_dump(self, family: int) -> list[Any]:
         """Policy rules of one family."""
-        try:
-            return [m async for m in await self._ipr.rule("dump", family=family)]
-        except NetlinkError as exc:
-            raise _failure(exc) from exc
+        return await self._call(rtmsg.rule_dump(family))
 
     async def rule_add(self, *, exist_ok: bool = True, **kwargs: Any) -> bool:
         """Add a rule; returns False when it existed already (and ``exist_ok``)."""
-        return await self._call_exist_ok(self._ipr.rule("add", **kwargs), exist_ok)
+        return await self._call_ok(rtmsg.rule(True, **kwargs), _exists(exist_ok))
 
     async def rule_del(self, **kwargs: Any) -> None:
         """Delete a rule; a missing one is not an error."""
-        try:
-            await self._ipr.rule("del", **kwargs)
-        except NetlinkError as exc:
-            if exc.code != errno_mod.ENOENT:
-                raise _failure(exc) from exc
+        await self._call_ok(rtmsg.rule(False, **kwargs), (errno_mod.ENOENT,))
 
     async def neigh_dump(self, index: int) -> list[Any]:
         """Neighbour entries of link ``index`` (both families), filtered by the kernel."""
-        msg = ndmsg()
-        msg["attrs"] = [("NDA_IFINDEX", index)]
-        return [m for m in await self._dump(msg, RTM_GETNEIGH) if m["ifindex"] == index]
+        return [m for m in await self._call(rtmsg.neigh_dump(index)) if m["ifindex"] == index]
 
     async def neigh_add(self, *, exist_ok: bool = True, **kwargs: Any) -> None:
         """Add a neighbour entry (``dst``, ``lladdr``, ``ifindex``, ``state``)."""
-        await self._call_exist_ok(self._ipr.neigh("add", **kwargs), exist_ok)
+        await self._call_ok(rtmsg.neigh_add(**kwargs), _exists(exist_ok))
 
     async def tc_filters(self, index: int, parent: int) -> list[Any]:
         """TC filters of link ``index`` under ``parent`` (e.g. clsact ingress)."""
         try:
-            return [m async for m in await self._ipr.get_filters(index=index, parent=parent)]
-        except NetlinkError as exc:
-            if exc.code in (errno_mod.EINVAL, errno_mod.ENOENT):
+            return await self._call(rtmsg.tc_filter_dump(index, parent))
+        except OSError as exc:
+            if exc.errno in (errno_mod.EINVAL, errno_mod.ENOENT):
                 return []
-            raise _failure(exc) from exc
+            raise
 
     async def tc_filter_del(self, index: int, parent: int, handle: int, info: int) -> None:
         """Delete one TC filter (kind-independent: handle, parent and prio/protocol ``info``)."""
-        try:
-            await self._ipr.tc("del-filter", index=index, parent=parent, handle=handle, info=info)
-        except NetlinkError as exc:
-            if exc.code not in (errno_mod.ENOENT, errno_mod.EINVAL):
-                raise _failure(exc) from exc
+        await self._call_ok(
+            rtmsg.tc_filter_del(index, parent, handle, info), (errno_mod.ENOENT, errno_mod.EINVAL)
+        )
 
-    # -- plumbing ------------------------------------------------------------------------
 
-    async def _dump(self, msg: Any, msg_type: int) -> list[Any]:
-        try:
-            return [m async for m in await self._ipr.nlm_request(msg, msg_type, NLM_F_REQUEST | NLM_F_DUMP)]
-        except NetlinkError as exc:
-            raise _failure(exc) from exc
-
-    async def _request(self, msg: Any, msg_type: int, flags: int) -> None:
-        try:
-            async for _ in await self._ipr.nlm_request(msg, msg_type, flags):
-                pass
-        except NetlinkError as exc:
-            raise _failure(exc) from exc
-
-    @staticmethod
-    async def _call_exist_ok(call: Any, exist_ok: bool) -> bool:
-        try:
-            res = await call
-            if hasattr(res, "__aiter__"):
-                async for _ in res:
-                    pass
-        except NetlinkError as exc:
-            if exist_ok and exc.code == errno_mod.EEXIST:
-                return False
-            raise _failure(exc) from exc
-        return True
+def _exists(ok: bool) -> tuple[int, ...]:
+    return (errno_mod.EEXIST,) if ok else ()

@@ -31,7 +31,7 @@ from typing import Any, Final
 import attrs
 
 from dranet_backends.netdev import ethtool, sysctl
-from dranet_backends.netdev.nsutil import Rtnl, call_in_netns
+from dranet_backends.netdev.nsutil import Rtnl, on_worker
 
 __all__ = [
     "SNAPSHOT_VERSION",
@@ -328,7 +328,7 @@ async def take(
         for n in await rtnl.neigh_dump(index)
         if n["state"] & NUD_PERMANENT and n.get("dst") and n.get("lladdr")
     )
-    sysctls, defaults, features, flags = call_in_netns(ns_fd, lambda: _host_thread_state(ifname, proc_sys))
+    sysctls, defaults, features, flags = await on_worker(ns_fd, lambda: _host_thread_state(ifname, proc_sys))
     return HostSnapshot(
         ifname=ifname,
         ifindex=index,

@@ -12,9 +12,9 @@ u32 } }``.
 
 from __future__ import annotations
 
+import socket
+import struct
 from typing import Final
-
-from dranet_backends.netdev.nsutil import LinkMsg
 
 __all__ = ["TABLE_OFFSET", "create_request", "default_table", "fnv32a"]
 
@@ -36,19 +36,13 @@ def default_table(name: str) -> int:
     return fnv32a(name.encode()) % 1000 + TABLE_OFFSET
 
 
-def create_request(name: str, table: int) -> LinkMsg:
+def create_request(name: str, table: int) -> bytes:
     """The RTM_NEWLINK body that creates VRF ``name`` bound to ``table``."""
-    msg = LinkMsg()
-    msg["attrs"] = [
-        ("IFLA_IFNAME", name),
-        (
-            "IFLA_LINKINFO",
-            {
-                "attrs": [
-                    ("IFLA_INFO_KIND", "vrf"),
-                    ("IFLA_INFO_DATA", {"attrs": [("IFLA_VRF_TABLE", table)]}),
-                ]
-            },
-        ),
-    ]
-    return msg
+
+    def rta(atype: int, payload: bytes) -> bytes:
+        raw = struct.pack("=HH", 4 + len(payload), atype) + payload
+        return raw + b"\0" * (-len(raw) % 4)
+
+    data = rta(2, rta(1, struct.pack("=I", table)))  # IFLA_INFO_DATA { IFLA_VRF_TABLE }
+    linkinfo = rta(18, rta(1, b"vrf\0") + data)  # IFLA_LINKINFO { IFLA_INFO_KIND, ... }
+    return struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0) + rta(3, name.encode() + b"\0") + linkinfo

@@ -31,6 +31,7 @@ from dranet_core.dra.registration import SUPPORTED_VERSIONS, RegistrationHealth,
 from dranet_core.dra.server import UnixGrpcServer
 from dranet_core.dra.servicer import ClaimPreparer, DraService, DraV1beta1Servicer, DraV1Servicer
 from dranet_core.errors import AlreadyRunningError
+from dranet_core.health import HealthPart
 from dranet_core.settings import KubeletSettings
 
 __all__ = ["DEFAULT_KUBELET_ROOT", "KubeletPlugin", "PluginPaths"]
@@ -91,12 +92,13 @@ class KubeletPlugin:
         kubelet_root: str | os.PathLike[str] = DEFAULT_KUBELET_ROOT,
         paths: PluginPaths | None = None,
         watch_interval: float = 1.0,
+        health: HealthPart | None = None,
     ) -> None:
         self.driver_name = driver_name
         self.paths = paths or PluginPaths.for_driver(driver_name, kubelet_root)
         self.service = DraService(preparer)
         self.registration = RegistrationServicer(
-            driver_name, str(self.paths.dra_socket.absolute()), SUPPORTED_VERSIONS
+            driver_name, str(self.paths.dra_socket.absolute()), SUPPORTED_VERSIONS, part=health
         )
         self._watch_interval = watch_interval
         self._dra: UnixGrpcServer | None = None

@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from dranet_core.allocation import Allocator
-from dranet_core.claim_allocator import KeyedLocks
 from dranet_core.dra.servicer import PrepareOutcome, PrepareResult
 from dranet_core.errors import ClaimError, DranetError
+from dranet_core.keyed_locks import KeyedLocks
 from dranet_core.plans import ClaimPlan
 from dranet_core.types import Claim, ClaimRef, Device
 

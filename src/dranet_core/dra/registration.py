@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import attrs
 
 from dranet_core._generated import pluginregistration as reg
+from dranet_core.health import HealthPart
 
 __all__ = ["DRA_PLUGIN_TYPE", "SUPPORTED_VERSIONS", "RegistrationHealth", "RegistrationServicer"]
 
@@ -41,8 +42,18 @@ class RegistrationHealth:
 class RegistrationServicer(reg.RegistrationBase):
     """Answers the kubelet's registration calls for one DRA driver."""
 
-    def __init__(self, driver_name: str, endpoint: str, versions: Sequence[str] = SUPPORTED_VERSIONS) -> None:
+    def __init__(
+        self,
+        driver_name: str,
+        endpoint: str,
+        versions: Sequence[str] = SUPPORTED_VERSIONS,
+        *,
+        part: HealthPart | None = None,
+    ) -> None:
         self.driver_name = driver_name
+        self.part = part
+        if part is not None:
+            part.failing("waiting for the kubelet to register us")
         self.endpoint = endpoint
         self.versions = list(versions)
         self.health = RegistrationHealth()
@@ -66,9 +77,13 @@ class RegistrationServicer(reg.RegistrationBase):
                 log.info("kubelet registered DRA driver %s (endpoint %s)", self.driver_name, self.endpoint)
             self.health = attrs.evolve(self.health, registered=True, last_error=None, notified_at=now)
             self.registered.set()
+            if self.part is not None:
+                self.part.ok("registered")
         else:
             reason = message.error or "(no reason given)"
             log.error("kubelet rejected the registration of DRA driver %s: %s", self.driver_name, reason)
             self.health = attrs.evolve(self.health, registered=False, last_error=reason, notified_at=now)
             self.registered.clear()
+            if self.part is not None:
+                self.part.failing(f"the kubelet rejected the registration: {reason}")
         return reg.RegistrationStatusResponse()

@@ -9,7 +9,12 @@ serving existing connections (grpclib#107/#148). :class:`UnixGrpcServer` instead
 * :meth:`shutdown` stops accepting connections, lets in-flight calls finish for up to
   ``grace`` seconds, then cancels what is left, drops every connection and unlinks the file;
 * :meth:`ensure_socket` re-creates the socket file if somebody deleted or replaced it (a
-  kubelet restart wipes ``plugins_registry``), keeping existing connections alive.
+  kubelet restart wipes ``plugins_registry``), keeping existing connections alive;
+* never holds a dead connection: every connection is pinged after ``idle_timeout`` seconds
+  without traffic (HTTP/2 PING, also before the client's preface) and closed when the ping is
+  not answered within ``ping_timeout``, so a client that connects and never speaks (or
+  vanished without closing) costs one fd for at most ``idle_timeout + ping_timeout`` seconds.
+  The kubelet's gRPC client answers pings, so its idle connections stay open.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from grpclib.config import Configuration
 from grpclib.server import Server
 
 __all__ = ["UnixGrpcServer"]
@@ -35,8 +41,8 @@ log = logging.getLogger(__name__)
 class _Server(Server):
     """grpclib Server that remembers its connections (private attributes; grpclib < 0.5)."""
 
-    def __init__(self, handlers: Sequence[Any]) -> None:
-        super().__init__(list(handlers))
+    def __init__(self, handlers: Sequence[Any], config: Configuration) -> None:
+        super().__init__(list(handlers), config=config)
         self.protocols: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def _protocol_factory(self) -> Any:
@@ -81,6 +87,11 @@ def _bind(path: pathlib.Path) -> socket.socket:
     return sock
 
 
+def _closed(proto: Any) -> bool:
+    conn = getattr(proto, "connection", None)
+    return conn is None or bool(conn.is_closing())
+
+
 def _inode(path: pathlib.Path) -> tuple[int, int] | None:
     try:
         st = path.lstat()
@@ -95,9 +106,27 @@ class UnixGrpcServer:
     Construct and use inside a running event loop.
     """
 
-    def __init__(self, path: str | os.PathLike[str], handlers: Sequence[Any]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        handlers: Sequence[Any],
+        *,
+        idle_timeout: float = 60.0,
+        ping_timeout: float = 20.0,
+    ) -> None:
+        if idle_timeout <= 0 or ping_timeout <= 0:
+            raise ValueError(
+                f"idle_timeout and ping_timeout must be > 0 (got {idle_timeout}, {ping_timeout})"
+            )
         self.path = pathlib.Path(path)
         self._handlers = tuple(handlers)
+        self._config = Configuration(
+            _keepalive_time=idle_timeout,
+            _keepalive_timeout=ping_timeout,
+            _keepalive_permit_without_calls=True,
+            _http2_max_pings_without_data=0,
+            _http2_min_sent_ping_interval_without_data=idle_timeout,
+        )
         self._servers: list[_Server] = []  # the last one listens; older ones only drain
         self._inode: tuple[int, int] | None = None
         self._closed = False
@@ -105,6 +134,10 @@ class UnixGrpcServer:
     @property
     def listening(self) -> bool:
         return bool(self._servers) and not self._closed
+
+    def connections(self) -> int:
+        """Number of open client connections."""
+        return sum(1 for s in self._servers for p in list(s.protocols) if not _closed(p))
 
     def inflight(self) -> int:
         """Number of calls being handled right now."""
@@ -120,7 +153,7 @@ class UnixGrpcServer:
 
     async def _listen(self) -> None:
         sock = _bind(self.path)
-        server = _Server(self._handlers)
+        server = _Server(self._handlers, self._config)
         try:
             await server.start(sock=sock)
         except BaseException:

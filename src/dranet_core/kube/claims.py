@@ -20,15 +20,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from dranet_core.errors import ClaimError
+from dranet_core.errors import ClaimError, KubeApiError
+from dranet_core.kube.apiversion import RESOURCE_API_VERSIONS, ResourceApiVersion
 from dranet_core.types import AllocationResult, Claim, ClaimRef, ConsumerRef, OpaqueConfig
 
 __all__ = ["RESOURCE_API_VERSIONS", "ApiClaimSource", "claim_from_json"]
 
 log = logging.getLogger(__name__)
-
-RESOURCE_API_VERSIONS: tuple[str, ...] = ("v1", "v1beta2", "v1beta1")
-"""resource.k8s.io versions we can read claims from, most preferred first."""
 
 
 def _list(obj: Any, key: str) -> list[Any]:
@@ -121,8 +119,10 @@ class ApiClaimSource:
         pool: str | None = None,
         versions: Sequence[str] = RESOURCE_API_VERSIONS,
         request_timeout: float = 10.0,
+        api_versions: ResourceApiVersion | None = None,
     ) -> None:
         self.api_client = api_client
+        self.shared_versions = api_versions
         self.driver_name = driver_name
         self.pool = pool
         self.versions = tuple(versions)
@@ -133,6 +133,14 @@ class ApiClaimSource:
         """The first of ``versions`` the API server serves for resource.k8s.io (cached)."""
         if self._version is not None:
             return self._version
+        if self.shared_versions is not None:
+            try:
+                return await self.shared_versions.get()
+            except KubeApiError as exc:
+                if exc.status == 404:
+                    raise ClaimError("resource.k8s.io", exc.reason) from exc
+                log.warning("resource.k8s.io discovery failed (%s); assuming %s", exc, self.versions[0])
+                return self.versions[0]
         served: list[str] = []
         try:
             raw = await self._get("/apis/resource.k8s.io")
@@ -193,6 +201,8 @@ class ApiClaimSource:
     async def _version_gone(self, version: str) -> bool:
         """After a 404: re-probe discovery; True if another version should be tried."""
         self._version = None
+        if self.shared_versions is not None:
+            self.shared_versions.forget(version)
         try:
             now = await self.served_version()
         except ClaimError:

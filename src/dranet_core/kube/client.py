@@ -29,6 +29,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
 
 from dranet_core.errors import KubeApiError, SettingsError
+from dranet_core.kube.apiversion import RESOURCE_API_VERSIONS
 
 __all__ = [
     "RESOURCE_API_GROUP",
@@ -42,8 +43,6 @@ __all__ = [
 ]
 
 RESOURCE_API_GROUP: Final = "resource.k8s.io"
-RESOURCE_API_VERSIONS: Final = ("v1", "v1beta2", "v1beta1")
-"""Versions of resource.k8s.io this code speaks, most preferred first."""
 
 _TEMPORARY_STATUSES: Final = frozenset({0, 408, 425, 429, 500, 502, 503, 504})
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -40,7 +40,7 @@ from dranet_core.kube.slices import (
     prepare_devices,
     slice_object,
 )
-from dranet_core.status import EventRecord
+from dranet_core.status import EventRecord, PublishListener
 from dranet_core.types import DRIVER_DOMAIN, ClaimRef, Device, DeviceStatus
 
 __all__ = ["LocalStatusPublisher"]
@@ -73,6 +73,7 @@ class LocalStatusPublisher:
         self._rv = 0
         self._times = TransitionTimes()
         self._limiter = EventLimiter()
+        self._listeners: list[PublishListener] = []
 
     def __repr__(self) -> str:
         return (
@@ -118,6 +119,14 @@ class LocalStatusPublisher:
         for d in plan.deletes:
             del self._existing[d.name]
             await self._remove(Path("resourceslices") / d.name, d.name)
+        left_out = {s.name for s in skipped}
+        accepted = [d for d in devices if d.name not in left_out]
+        for listener in self._listeners:
+            listener.published(accepted)
+
+    def add_listener(self, listener: PublishListener) -> None:
+        """Tell ``listener`` what was written (a local write always succeeds)."""
+        self._listeners.append(listener)
 
     async def set_claim_status(self, claim: ClaimRef, devices: Sequence[DeviceStatus]) -> None:
         """Write the apply body for ``claim``'s ``status.devices``."""
@@ -129,13 +138,6 @@ class LocalStatusPublisher:
         body, _ = claim_status_body(claim, (), times=self._times, api_version=self.api_version)
         self._times.forget(claim.uid)
         await self._emit(body, Path("resourceclaims") / claim.namespace / f"{claim.name}.status")
-
-    async def reassert_claim_statuses(
-        self, statuses: Iterable[tuple[ClaimRef, Sequence[DeviceStatus]]]
-    ) -> None:
-        """Write the statuses recorded before a restart (same as ``KubeStatusPublisher``'s)."""
-        for claim, devices in statuses:
-            await self.set_claim_status(claim, devices)
 
     async def record_event(self, event: EventRecord) -> None:
         """Write the Event (unless rate limiting drops it)."""

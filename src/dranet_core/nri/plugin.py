@@ -1,4 +1,4 @@
-"""The NRI plugin runtime: register with the container runtime, serve its events, reconnect.
+"""The NRI plugin runtime: register with the container runtime and serve its events.
 
 Theory of operation
 -------------------
@@ -33,10 +33,11 @@ RunPodSandbox is undone afterwards by calling the handler's stop and remove meth
 the runtime failed that sandbox and will not tell plugins about it again.
 
 When the connection ends (runtime restart, garbage on the socket, a protocol error) the
-session is torn down and :meth:`NriPlugin.run` reconnects with exponential backoff, forever;
-handler state lives in the driver and is reconciled by the Synchronize of the next session.
-A plugin on an inherited fd cannot reconnect: ``run()`` returns when that connection ends
-(the runtime restarts launched plugins itself).
+session is torn down and :meth:`NriPlugin.run` raises with the cause; the driver runs it as a
+supervised job, so the supervisor's one backoff decides when to dial again (there is no retry
+loop in here). Handler state lives in the driver and is reconciled by the Synchronize of the
+next session. A plugin on an inherited fd cannot reconnect: ``run()`` returns when that
+connection ends (the runtime restarts launched plugins itself).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from dranet_core.errors import ProtocolError, RpcError, SettingsError
+from dranet_core.health import HealthPart
 from dranet_core.nri import api
 from dranet_core.nri._decode import (
     decode_container_request,
@@ -62,6 +64,7 @@ from dranet_core.nri._decode import (
     decode_synchronize,
 )
 from dranet_core.nri._encode import encode_create_container_response
+from dranet_core.nri.budget import handler_budget, overrun_message
 from dranet_core.nri.events import EventType, event_mask, valid_events
 from dranet_core.nri.handlers import (
     ContainerInfo,
@@ -164,16 +167,15 @@ class NriPlugin:
         registration_timeout: float = 5.0,
         request_timeout_hint: float = 2.0,
         handler_margin: float = 0.25,
-        reconnect_initial: float = 0.5,
-        reconnect_max: float = 30.0,
         shutdown_grace: float = 5.0,
+        health: HealthPart | None = None,
     ) -> None:
         if not _NAME.match(plugin_name):
             raise SettingsError(f"NRI plugin name {plugin_name!r}: must match [a-zA-Z0-9_.+-]+")
         if not _INDEX.match(plugin_index):
             raise SettingsError(f"NRI plugin index {plugin_index!r}: must be two digits 00-99")
-        if min(registration_timeout, request_timeout_hint, reconnect_initial, reconnect_max) <= 0:
-            raise SettingsError("NRI timeouts and reconnect delays must be > 0")
+        if min(registration_timeout, request_timeout_hint) <= 0:
+            raise SettingsError("NRI timeouts must be > 0")
         if not 0 <= handler_margin < request_timeout_hint:
             raise SettingsError("NRI handler margin must be >= 0 and below the request timeout")
         self._handler = handler
@@ -191,10 +193,11 @@ class NriPlugin:
         self._registration_timeout = registration_timeout
         self._request_timeout = request_timeout_hint
         self._margin = handler_margin
-        self._reconnect_initial = reconnect_initial
-        self._reconnect_max = reconnect_max
         self._shutdown_grace = shutdown_grace
         self._methods = self._method_table()
+        self._part = health
+        if health is not None:
+            health.failing("connecting to the runtime")
 
         self._client: TtrpcClient | None = None
         self._trunk: MuxTrunk | None = None
@@ -286,32 +289,28 @@ class NriPlugin:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, register and serve; on disconnect reconnect with backoff, forever.
+        """One session: connect, register and serve until the connection ends.
 
-        Cancel to stop. Returns only for an inherited fd whose connection ended, or after
-        :meth:`aclose`.
+        Raises with the cause when the connection fails or ends (the caller's supervisor
+        dials again after its backoff). Returns only for an inherited fd, which cannot be
+        dialled again, or after :meth:`aclose`.
         """
-        delay = self._reconnect_initial
-        while not self._closing:
-            synced = False
-            try:
-                synced = await self._session()
-                self._set_error("runtime closed the NRI connection")
-            except (OSError, ProtocolError, RpcError, TimeoutError) as exc:
-                self._set_error(f"{type(exc).__name__}: {exc}")
-            except Exception as exc:  # keep the driver alive whatever a session hit
-                log.exception("NRI session failed")
-                self._set_error(f"{type(exc).__name__}: {exc}")
+        if self._closing:
+            return
+        try:
+            await self._session()
+        except Exception as exc:
+            self._set_error(f"{type(exc).__name__}: {exc}")
             if self._socket_fd is not None or self._closing:
                 return
-            if synced:
-                delay = self._reconnect_initial
-            log.warning("NRI: reconnecting to %s in %.2fs", self._socket_path, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._reconnect_max)
+            raise
+        self._set_error("runtime closed the NRI connection")
+        if self._socket_fd is not None or self._closing:
+            return
+        raise ConnectionResetError("the runtime closed the NRI connection")
 
     async def aclose(self) -> None:
-        """Stop reconnecting, close the connection, and finish late handler work.
+        """Stop (``run`` returns from now on), close the connection, and finish late handler work.
 
         Late handlers get ``shutdown_grace`` seconds to complete; then they are cancelled.
         """
@@ -331,6 +330,8 @@ class NriPlugin:
     def _set_error(self, text: str) -> None:
         self._last_error = text
         log.warning("NRI: %s", text)
+        if self._part is not None and not self._registered:
+            self._part.failing(text)
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._socket_fd is not None:
@@ -383,6 +384,8 @@ class NriPlugin:
             return synced.is_set()
         finally:
             self._registered = False
+            if self._part is not None:
+                self._part.failing("the NRI connection ended; reconnecting")
             self._client = None
             self._trunk = None
             client.close()
@@ -444,6 +447,8 @@ class NriPlugin:
         if callable(sync):
             await self._bounded("synchronize", "Synchronize", deadline, lambda: sync(pods, ctrs))
         self._registered = True
+        if self._part is not None:
+            self._part.ok(f"registered with {self._runtime or 'runtime'}")
         if self._synced is not None:
             self._synced.set()
         log.info("NRI: synchronized %d pods, %d containers", len(pods), len(ctrs))
@@ -537,10 +542,10 @@ class NriPlugin:
     ) -> T:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        budget = self._request_timeout - self._margin
-        if deadline is not None:
-            budget = min(budget, deadline - now - self._margin)
-        until = now + max(budget, 0.0)
+        budget = handler_budget(
+            self._request_timeout, self._margin, None if deadline is None else deadline - now
+        )
+        until = now + budget.seconds
         earlier = self._late_by_key.get(key)
         if earlier is not None and not earlier.done():
             log.info("NRI: %s for %s waits for the still-running %s", what, key, self._late[earlier][1])
@@ -560,11 +565,7 @@ class NriPlugin:
             raise
         if not done:
             self._adopt_late(key, what, task, late)  # the runtime gets an error: undo a late run
-            raise RpcError(
-                DEADLINE_EXCEEDED,
-                f"{what} for {key} did not finish within {budget:.2f}s (runtime request timeout "
-                f"{self._request_timeout:.3g}s); it continues in the background",
-            )
+            raise RpcError(DEADLINE_EXCEEDED, overrun_message(what, key, budget))
         return task.result()  # the handler's own exception becomes the ttrpc error status
 
     def _adopt_late(self, key: str, what: str, task: asyncio.Task[Any], late: _LateFlag | None) -> None:

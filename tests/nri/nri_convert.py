@@ -1,4 +1,5 @@
-"""Conversions between NRI protocol messages and core types."""
+"""Conversions between NRI protocol messages and core types: the test oracle the fast decoder
+is checked against (the driver decodes with dranet_core.nri._decode)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,202 @@
+"""The host side of the netdev mover: the host netns, its netlink socket, and finding a device.
+
+Shared by the attach steps (:mod:`.attach`), detach and restore (:mod:`.restore`) and the
+rename-back of parked devices (:mod:`.renames`). One :class:`HostSide` per mover holds:
+
+* an fd on the host netns (the netns the mover treats as home) and one on the driver's own;
+* one netlink socket in the host netns, opened on first use and shared by every call (the
+  kernel serialises link moves anyway; dumps take turns on it, see :class:`.nsutil.Rtnl`);
+* the test seam (:data:`StepHook`) and the timing observer (:data:`StepObserver`).
+
+Identity: a link is "the device" if its permanent MAC matches, else its PCI function, else
+kind and a MAC it may carry (the host's or the configured one). A name or an ifindex is never
+proof: both are per netns, and a device moving into a netns where its ifindex is taken gets
+a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+from dranet_backends.netdev.nsutil import SELF_NETNS, Rtnl, on_worker, open_netns
+from dranet_backends.netdev.snapshot import HostSnapshot, link_identity
+from dranet_backends.netns import live_netns, netns_id, open_pod_netns
+
+__all__ = ["HostSide", "StepHook", "StepObserver", "same_device", "temp_name"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+StepHook = Callable[[str, str], Awaitable[None]]
+"""Called as ``hook(device, step)`` before each attach step and each detach step (``return``,
+``restore:name`` ... ``restore:neighbors``); raising fails that step. A test seam for failure
+and crash injection."""
+
+StepObserver = Callable[[str, float], None]
+"""Called as ``observer(step, seconds)`` after each attach step (and ``snapshot``, ``netns``)
+has run, successfully or not: the per-step histogram of the driver's metrics."""
+
+_TEMP_PREFIX: Final = "drn"
+
+
+def temp_name(ifindex: int) -> str:
+    """The temporary name of a device that came home while its name was taken."""
+    return f"{_TEMP_PREFIX}{ifindex:x}"
+
+
+def same_device(link: Any, snap: HostSnapshot, cfg_mac: str | None = None) -> bool:
+    """Whether ``link`` is the snapshot's device (see the module docstring)."""
+    ident = link_identity(link)
+    if snap.perm_mac and ident["perm_mac"]:
+        return bool(ident["perm_mac"] == snap.perm_mac)
+    if snap.pci_address and ident["pci_address"]:
+        return bool(ident["pci_address"] == snap.pci_address)
+    if ident["kind"] != snap.kind:
+        return False
+    macs = {m.lower() for m in (snap.mac, cfg_mac) if m}
+    return (ident["mac"] or "").lower() in macs
+
+
+class HostSide:
+    """The host netns of a mover: fds, the shared netlink client, lookups, hook and timings."""
+
+    def __init__(
+        self,
+        host_netns: str,
+        proc_sys: str,
+        step_hook: StepHook | None = None,
+        step_observer: StepObserver | None = None,
+    ) -> None:
+        self.fd = open_netns(host_netns)
+        try:
+            self.own_fd = open_netns(SELF_NETNS)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self.path = host_netns
+        self.is_self = netns_id(self.own_fd) == netns_id(self.fd)
+        self.proc_sys = proc_sys
+        self.hook = step_hook
+        self.observer = step_observer
+        self._rtnl: Rtnl | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"HostSide({self.path!r})"
+
+    async def aclose(self) -> None:
+        """Close the host netlink client and the fds (idempotent)."""
+        if self._rtnl is not None:
+            await self._rtnl.aclose()
+            self._rtnl = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            os.close(self.own_fd)
+            self.fd = self.own_fd = -1
+
+    async def rtnl(self) -> Rtnl:
+        """The host netns's netlink client (opened once)."""
+        if self._rtnl is None:
+            async with self._lock:
+                if self._rtnl is None:
+                    self._rtnl = await Rtnl.open(self.fd)
+        return self._rtnl
+
+    async def in_ns(self, fn: Callable[[], T]) -> T:
+        """Run quick ``fn`` in the host netns on the netlink worker thread (:func:`.nsutil.on_worker`)."""
+        return await on_worker(None if self.is_self else self.fd, fn)
+
+    async def at(self, device: str, step: str) -> None:
+        """The step hook, if any."""
+        if self.hook is not None:
+            await self.hook(device, step)
+
+    def observe(self, step: str, since: float) -> None:
+        """Report that ``step`` took from ``since`` (``time.perf_counter()``) until now."""
+        if self.observer is not None:
+            try:
+                self.observer(step, time.perf_counter() - since)
+            except Exception:  # a metrics bug must not fail an attach
+                log.exception("step observer failed")
+
+    def open_pod(self, path: str) -> int:
+        """Open a pod netns path (never blocks; ``ValueError`` naming the path and the rule
+        when it is not a pod's network namespace, ``OSError`` when it cannot be opened)."""
+        return open_pod_netns(
+            path,
+            refuse=(
+                (self.fd, "the node's own network namespace"),
+                (self.own_fd, "the driver's own network namespace"),
+            ),
+        )
+
+    # -- finding the device --------------------------------------------------------------
+
+    async def find_home(
+        self,
+        snap: HostSnapshot,
+        *,
+        scan: bool = False,
+        pod_name: str | None = None,
+        cfg_mac: str | None = None,
+    ) -> Any | None:
+        """The device in the host netns, by ifindex, then by name (original, temporary, pod
+        name), then (``scan``) among all links: a device back from a dead netns as devN."""
+        host = await self.rtnl()
+        link = await host.link_get(index=snap.ifindex) if snap.ifindex else None  # 0: not known
+        if link is not None and same_device(link, snap, cfg_mac):
+            return link
+        for name in (snap.ifname, temp_name(snap.ifindex), pod_name):
+            if name is None:
+                continue
+            link = await host.link_get(ifname=name)
+            if link is not None and same_device(link, snap, cfg_mac):
+                return link
+        if scan:
+            for link in await host.link_dump():
+                if same_device(link, snap, cfg_mac):
+                    return link
+        return None
+
+    @staticmethod
+    async def find_in_pod(pod: Rtnl, snap: HostSnapshot, name: str, cfg_mac: str | None) -> Any | None:
+        """The device in a pod netns: by its pod name, its ifindex, else among the pod's links."""
+        link = await pod.link_get(ifname=name)
+        if link is not None and same_device(link, snap, cfg_mac):
+            return link
+        link = await pod.link_get(index=snap.ifindex) if snap.ifindex else None
+        if link is not None and same_device(link, snap, cfg_mac):
+            return link
+        for link in await pod.link_dump():  # a pod has few links
+            if same_device(link, snap, cfg_mac):
+                return link
+        return None
+
+    async def find_elsewhere(self, snap: HostSnapshot, cfg_mac: str | None) -> str | None:
+        """Where the device is, in any live network namespace but the host's (its pod's path
+        is gone, but something still holds the namespace): a path naming that namespace, or
+        ``None``: then no namespace this process can see holds it."""
+        found = await asyncio.to_thread(live_netns, (self.fd,))
+        try:
+            for fd, path in found:
+                try:
+                    rtnl = await Rtnl.open(fd)
+                except OSError:
+                    continue
+                async with rtnl:
+                    try:
+                        links = await rtnl.link_dump()
+                    except OSError:
+                        continue
+                    if any(same_device(link, snap, cfg_mac) for link in links):
+                        return path
+            return None
+        finally:
+            for fd, _ in found:
+                os.close(fd)

@@ -1,0 +1,64 @@
+"""Per-device health reported by backends (``ReportsHealth``), read into one health part.
+
+:class:`BackendHealth` asks every ``ReportsHealth`` backend for its devices' health every
+``interval`` seconds (the capability is a question, so it is asked; nothing else is polled)
+and pushes the result into its part: ok with the device count when every device is healthy,
+failing with the unhealthy devices named otherwise. A backend that raises is reported in the
+part and asked again next time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+
+from dranet_core.capabilities import ReportsHealth
+from dranet_core.health import HealthPart
+
+__all__ = ["BackendHealth"]
+
+log = logging.getLogger(__name__)
+
+MAX_NAMED = 5
+"""How many unhealthy devices the part names before it says "and N more"."""
+
+
+class BackendHealth:
+    """Reads ``ReportsHealth`` backends into one health part (module doc)."""
+
+    def __init__(
+        self, backends: Sequence[ReportsHealth], part: HealthPart, *, interval: float = 10.0
+    ) -> None:
+        self.backends = tuple(backends)
+        self.part = part
+        self.interval = interval
+        self.devices: Mapping[str, bool] = {}
+
+    def __repr__(self) -> str:
+        return f"BackendHealth(backends={len(self.backends)}, devices={len(self.devices)})"
+
+    async def check(self) -> None:
+        """Ask every backend once and push the verdict."""
+        merged: dict[str, bool] = {}
+        errors: list[str] = []
+        for b in self.backends:
+            try:
+                merged.update(await b.health())
+            except Exception as exc:
+                errors.append(f"{getattr(b, 'name', type(b).__name__)}: {type(exc).__name__}: {exc}")
+        self.devices = merged
+        bad = sorted(name for name, ok in merged.items() if not ok)
+        if errors:
+            self.part.failing("cannot read device health: " + "; ".join(errors))
+        elif bad:
+            more = f" and {len(bad) - MAX_NAMED} more" if len(bad) > MAX_NAMED else ""
+            self.part.failing(f"unhealthy devices: {', '.join(bad[:MAX_NAMED])}{more}")
+        else:
+            self.part.ok(f"{len(merged)} devices healthy")
+
+    async def run(self) -> None:
+        """Check every ``interval`` seconds until cancelled."""
+        while True:
+            await self.check()
+            await asyncio.sleep(self.interval)

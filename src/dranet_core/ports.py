@@ -1,0 +1,69 @@
+"""The narrow ports the pod side is handed: device pins, an attach observer, an event sink.
+
+:class:`~dranet_core.pods.PodNetworking` never calls back into the driver that built it; it
+talks to these three protocols, each implemented by the part that owns the concern:
+
+* :class:`DevicePins` — implemented by :class:`~dranet_core.inventory.Inventory`: keep a
+  device published while it is away from the host (in a pod's netns, where discovery cannot
+  see it), and rescan once devices came home.
+* :class:`AttachObserver` — implemented by :class:`~dranet_core.attach_report.AttachReport`:
+  mover latency and journal-state metrics, and the claim status of an attach (``Ready=True``
+  with the network data read back, or ``Ready=False`` with the reason and the error).
+* :class:`EventSink` — any :class:`~dranet_core.status.StatusPublisher`: Kubernetes Events.
+
+Every method returns quickly; the async ones only queue work (the publisher writes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence, Set
+from typing import Protocol
+
+from dranet_core.errors import DranetError
+from dranet_core.plans import PreparedDevice
+from dranet_core.status import EventRecord
+from dranet_core.types import ClaimRef, DeviceStatus, PodSandbox
+
+__all__ = ["AttachObserver", "DevicePins", "EventSink"]
+
+
+class DevicePins(Protocol):
+    """Keeps devices that are away from the host in the published inventory."""
+
+    def hold_only(self, names: Set[str]) -> None:
+        """``names`` are exactly the devices not at home now; pin them and release the rest."""
+        ...
+
+    def request_rescan(self) -> None:
+        """Devices came home: look again soon."""
+        ...
+
+
+class AttachObserver(Protocol):
+    """Learns what the pod side did: for metrics and for the claims' status."""
+
+    def mover_done(self, action: str, backend: str, ok: bool, seconds: float) -> None:
+        """One mover call (``attach`` or ``detach``) of ``backend`` ended after ``seconds``."""
+        ...
+
+    def journal_changed(self, states: Mapping[str, int]) -> None:
+        """The journal changed; ``states`` counts devices per phase."""
+        ...
+
+    async def attached(self, claim: ClaimRef, statuses: Sequence[DeviceStatus]) -> None:
+        """The claim's devices of one pod are attached; ``statuses`` is their status."""
+        ...
+
+    async def attach_failed(
+        self, pod: PodSandbox, claim: ClaimRef, device: PreparedDevice, error: DranetError
+    ) -> None:
+        """Attaching ``device`` of ``claim`` into ``pod`` failed (already rolled back)."""
+        ...
+
+
+class EventSink(Protocol):
+    """Where Kubernetes Events go (rate limited, may drop)."""
+
+    async def record_event(self, event: EventRecord) -> None:
+        """Queue ``event``."""
+        ...
