@@ -315,7 +315,10 @@ def _adopt_go(path: pathlib.Path, raw: bytes) -> dict[str, PreparedClaim]:
     the file is kept as ``<file>.go-bbolt`` (our first write replaces the file)."""
     from dranet_core.go_upgrade import adopt_go_checkpoint
 
-    claims = adopt_go_checkpoint(raw)
+    claims = {
+        uid: PreparedClaim.from_json(rec, path=f"go-checkpoint.{uid}")
+        for uid, rec in adopt_go_checkpoint(raw).items()
+    }
     keep = path.with_name(path.name + ".go-bbolt")
     if not keep.exists():
         try:

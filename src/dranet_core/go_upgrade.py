@@ -8,7 +8,9 @@ with ``claim`` (``{"Namespace", "Name"}``), ``deviceSnapshot`` (the published De
 ``networkInterfaceConfigInHost.interface.name`` (the host interface name),
 ``networkInterfaceConfigInPod`` (the merged claim config, the same schema as ours) and
 ``ready`` (newer versions: attached). :func:`adopt_go_checkpoint` turns those records into
-prepared claims whose devices are journalled ``attached`` to their pod, so that this driver
+prepared claims (as the JSON records of our checkpoint, which
+:class:`~dranet_core.checkpoint.ClaimStore` loads) whose devices are journalled ``attached``
+to their pod, so that this driver
 brings them home when the pod stops (NRI StopPodSandbox, or at reconcile when the pod is
 already gone) exactly as it does for its own attachments.
 
@@ -29,11 +31,9 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from dranet_core.bbolt import BboltError, read_bbolt
-from dranet_core.checkpoint import DeviceState, PreparedClaim, config_from_json
-from dranet_core.config.model import NetworkConfig
-from dranet_core.errors import CheckpointError
-from dranet_core.plans import ClaimPlan, PreparedDevice
-from dranet_core.types import JSON, ClaimRef
+from dranet_core.config.codec import decode_config, encode_config
+from dranet_core.errors import CheckpointError, ConfigError
+from dranet_core.types import JSON
 
 __all__ = ["NETDEV_SNAPSHOT_VERSION", "adopt_go_checkpoint", "adopted_uid"]
 
@@ -61,19 +61,22 @@ def _attr(snapshot: Mapping[str, Any], name: str) -> Any:
     return None
 
 
-def _config(raw: Any, where: str) -> NetworkConfig:
+def _config(raw: Any, where: str) -> dict[str, JSON]:
+    """The Go pod config (same schema as ours), re-encoded; ``{}`` if this driver rejects it."""
     if not raw:
-        return NetworkConfig()
+        return {}
     try:
-        return config_from_json(raw, path=f"{where}.networkInterfaceConfigInPod")
-    except CheckpointError as exc:
+        return encode_config(decode_config(raw, path="networkInterfaceConfigInPod"))
+    except ConfigError as exc:
         log.warning("Go checkpoint %s: pod config not understood (%s); using the host name only", where, exc)
-        return NetworkConfig()
+        return {}
 
 
-def _device(
-    pod_uid: str, name: str, record: Mapping[str, Any]
-) -> tuple[ClaimRef, PreparedDevice, DeviceState]:
+_Adopted = tuple[tuple[str, str], dict[str, JSON], dict[str, JSON]]
+"""(namespace, claim name), the plan's device record, the device's journal entry."""
+
+
+def _device(pod_uid: str, name: str, record: Mapping[str, Any]) -> _Adopted:
     where = f"pod {pod_uid} device {name}"
     claim = record.get("claim")
     if not isinstance(claim, Mapping) or not claim.get("Name"):
@@ -116,19 +119,19 @@ def _device(
         }
     else:
         log.warning("Go checkpoint %s: no netdev (IB-only); not adopted", where)
-    device = PreparedDevice(
-        pool="",
-        device=name,
-        request_names=(),
-        config=_config(record.get("networkInterfaceConfigInPod"), where),
-        facets=facets,
-    )
-    state = DeviceState(phase="attached", pod_uid=pod_uid, snapshot=snapshots)
-    return ClaimRef(namespace=ns, name=cname, uid=adopted_uid(ns, cname)), device, state
+    device: dict[str, JSON] = {
+        "pool": "",
+        "device": name,
+        "requestNames": [],
+        "config": _config(record.get("networkInterfaceConfigInPod"), where),
+        "facets": facets,
+    }
+    state: dict[str, JSON] = {"phase": "attached", "podUID": pod_uid, "snapshot": snapshots}
+    return (ns, cname), device, state
 
 
-def adopt_go_checkpoint(raw: bytes) -> dict[str, PreparedClaim]:
-    """Prepared claims (by journal key) for the Go driver's bbolt checkpoint ``raw``.
+def adopt_go_checkpoint(raw: bytes) -> dict[str, JSON]:
+    """Our checkpoint's claim records (by journal key) for the Go driver's bbolt file ``raw``.
 
     Raises :class:`CheckpointError` when the file is not a readable bbolt file; a single
     record that cannot be understood is logged and skipped.
@@ -140,7 +143,8 @@ def adopt_go_checkpoint(raw: bytes) -> dict[str, PreparedClaim]:
     root = tree.get(b"pod_configs")
     if not isinstance(root, dict):
         return {}
-    plans: dict[str, tuple[ClaimRef, list[str], list[PreparedDevice], dict[str, DeviceState]]] = {}
+    claims: dict[str, dict[str, Any]] = {}
+    adopted = 0
     for pod_key, pod_bucket in root.items():
         devs = pod_bucket.get(b"device_configs") if isinstance(pod_bucket, dict) else None
         if not isinstance(devs, dict):
@@ -150,30 +154,27 @@ def adopt_go_checkpoint(raw: bytes) -> dict[str, PreparedClaim]:
             name = dev_key.decode("utf-8", "replace")
             try:
                 if not isinstance(value, bytes):
-                    raise CheckpointError(
-                        f"Go checkpoint pod {pod_uid} device {name}: a bucket, not a record"
-                    )
+                    raise CheckpointError(f"Go checkpoint pod {pod_uid} device {name}: not a record")
                 record = json.loads(value)
                 if not isinstance(record, dict):
                     raise CheckpointError(f"Go checkpoint pod {pod_uid} device {name}: not a JSON object")
-                ref, device, state = _device(pod_uid, name, record)
+                (ns, cname), device, state = _device(pod_uid, name, record)
             except (CheckpointError, ValueError) as exc:
                 log.error("%s; record skipped", exc)
                 continue
-            if not device.facets:
+            if not device["facets"]:
                 continue
-            entry = plans.setdefault(ref.uid, (ref, [], [], {}))
-            if pod_uid not in entry[1]:
-                entry[1].append(pod_uid)
-            if name not in entry[3]:
-                entry[2].append(device)
-                entry[3][name] = state
-    out = {
-        uid: PreparedClaim(
-            plan=ClaimPlan(claim=ref, pods=tuple(pods), devices=tuple(devices)), devices=states
-        )
-        for uid, (ref, pods, devices, states) in plans.items()
-    }
-    n = sum(len(pc.devices) for pc in out.values())
-    log.warning("adopted %d device(s) of %d claim(s) from the Go driver's checkpoint", n, len(out))
-    return out
+            uid = adopted_uid(ns, cname)
+            claim = claims.setdefault(
+                uid,
+                {"plan": {"claim": {"namespace": ns, "name": cname, "uid": uid}, "pods": [], "devices": []},
+                 "devices": {}},
+            )  # fmt: skip
+            if pod_uid not in claim["plan"]["pods"]:
+                claim["plan"]["pods"].append(pod_uid)
+            if name not in claim["devices"]:
+                claim["plan"]["devices"].append(device)
+                claim["devices"][name] = state
+                adopted += 1
+    log.warning("adopted %d device(s) of %d claim(s) from the Go driver's checkpoint", adopted, len(claims))
+    return dict(claims)

@@ -12,7 +12,7 @@ from bbolt_writer import PAGE, Bucket, Writer, go_checkpoint, go_record
 from dranet_backends.netdev.facet import NetdevFacet
 from dranet_backends.netdev.snapshot import SNAPSHOT_VERSION, HostSnapshot
 from dranet_core.bbolt import BboltError, is_bbolt, read_bbolt
-from dranet_core.checkpoint import ClaimStore
+from dranet_core.checkpoint import ClaimStore, PreparedClaim
 from dranet_core.claim_allocator import ClaimAllocator
 from dranet_core.go_upgrade import NETDEV_SNAPSHOT_VERSION, adopt_go_checkpoint, adopted_uid
 from dranet_core.types import ClaimRef
@@ -77,8 +77,12 @@ def test_reader_uses_the_valid_meta_and_rejects_broken_files() -> None:
         read_bbolt(b"\0" * 64)
 
 
+def _adopt(raw: bytes) -> dict[str, PreparedClaim]:
+    return {uid: PreparedClaim.from_json(rec) for uid, rec in adopt_go_checkpoint(raw).items()}
+
+
 def test_adopted_claims_are_attached_to_their_pods_with_a_netdev_snapshot() -> None:
-    claims = adopt_go_checkpoint(_file())
+    claims = _adopt(_file())
     assert set(claims) == {adopted_uid("team", "c1"), adopted_uid("team", "c2")}
     c1 = claims[adopted_uid("team", "c1")]
     assert c1.plan.claim == ClaimRef(namespace="team", name="c1", uid="go-dranet:team/c1")
@@ -106,7 +110,7 @@ def test_adopted_claims_are_attached_to_their_pods_with_a_netdev_snapshot() -> N
 
 def test_a_bad_record_is_skipped_and_the_rest_adopted() -> None:
     raw = go_checkpoint({POD_A: {"x": {"claim": {}}, "gveth0": go_record("ns", "c1", "gveth0", "net1")}})
-    assert list(adopt_go_checkpoint(raw)) == [adopted_uid("ns", "c1")]
+    assert list(_adopt(raw)) == [adopted_uid("ns", "c1")]
 
 
 async def test_store_load_adopts_the_go_file_keeps_a_copy_and_our_write_replaces_it(tmp_path: Path) -> None:
