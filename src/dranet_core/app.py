@@ -40,6 +40,7 @@ from dranet_core.backends import BackendContext, load_backends
 from dranet_core.capabilities import Backend, HandlerTable, handler_table
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.claim_allocator import ClaimAllocator
+from dranet_core.dra.health import DeviceHealthFeed, HealthServicer
 from dranet_core.dra.plugin import KubeletPlugin, PluginPaths
 from dranet_core.dra.preparer import ClaimSource, DefaultPreparer
 from dranet_core.errors import DranetError, TemporaryError
@@ -176,11 +177,13 @@ class Driver:
             on_unprepare=[lambda ref, _plan: pods.release_claim(ref), self.attach_report.unprepared],
             on_prepare_error=[self.attach_report.prepare_failed],
         )
+        self.device_health = DeviceHealthFeed()
         self.kubelet = KubeletPlugin(
             name,
             MeteredPreparer(preparer, metrics=self.metrics, inflight=self.inflight),
             paths=PluginPaths.for_driver(name, settings.kubelet.root_dir),
             health=self.health.part("kubelet"),
+            dra_services=[HealthServicer(self.device_health, pool)],
         )
         self.nri = NriPlugin(
             self.nri_handlers,
@@ -192,7 +195,9 @@ class Driver:
         )
         self.backend_health: BackendHealth | None = None
         if self.table.health:
-            self.backend_health = BackendHealth(self.table.health, self.health.part("device health"))
+            self.backend_health = BackendHealth(
+                self.table.health, self.health.part("device health"), on_devices=self.device_health.update
+            )
         self.server: ObservabilityServer | None = None
         if settings.observability.bind_address:
             self.server = ObservabilityServer(

@@ -12,7 +12,8 @@
   after an overflow, or when the last full dump is older than ``full_resync`` seconds
   (default 60), it re-dumps links, addresses, routes and qdiscs first.
 
-It also implements :class:`~dranet_core.capabilities.ResolvesConfig`: a device whose config
+It also implements :class:`~dranet_core.capabilities.ReportsHealth` (a link down is
+unhealthy) and :class:`~dranet_core.capabilities.ResolvesConfig`: a device whose config
 has ``interface.dhcp: true`` gets a DHCP lease on its host interface at prepare time
 (:mod:`dranet_backends.dhcp`).
 
@@ -65,6 +66,8 @@ __all__ = ["NetdevBackend"]
 
 log = logging.getLogger(__name__)
 
+UNHEALTHY_STATES = frozenset({"down", "lowerlayerdown", "notpresent"})
+"""Link operstates reported as unhealthy to the kubelet (KEP-4680)."""
 IGNORED_NAMES = frozenset({"docker0", "cilium_net", "cilium_host"})
 WATCH_GROUPS = (
     rtnl.RTMGRP_LINK
@@ -236,6 +239,13 @@ class NetdevBackend:
     async def detach(self, device: Any, pod: Any, snapshot: Any) -> None:
         """Bring ``device`` home and restore ``snapshot`` (:meth:`.mover.NetdevMover.detach`)."""
         await self._netdev_mover().detach(device, pod, snapshot)
+
+    # -- ReportsHealth -----------------------------------------------------------------------
+
+    async def health(self) -> Mapping[str, bool]:
+        """Device name -> healthy: a host link whose operstate is down, lowerlayerdown or
+        notpresent is unhealthy; every other published device (also one in a pod) is healthy."""
+        return {d.name: d.attributes.get("dra.net/state") not in UNHEALTHY_STATES for d in await self.scan()}
 
     # -- ResolvesConfig: interface.dhcp (dranet_backends.dhcp) ------------------------------
 
