@@ -51,7 +51,8 @@ class BackendHealth:
         errors: list[str] = []
         for b in self.backends:
             try:
-                merged.update(await b.health())
+                for name, ok in (await b.health()).items():
+                    merged[name] = merged.get(name, True) and ok  # unhealthy in any backend
             except Exception as exc:
                 errors.append(f"{getattr(b, 'name', type(b).__name__)}: {type(exc).__name__}: {exc}")
         self.devices = merged

@@ -229,3 +229,9 @@ async def test_ib_only_device_of_a_non_network_class_gets_pci_attributes(tmp_pat
         "resource.kubernetes.io/numaNode": 0,
         "resource.kubernetes.io/pcieRoot": "pci0000:00",
     }
+
+
+async def test_a_device_whose_ports_are_all_down_is_unhealthy(tmp_path: Path) -> None:
+    _roce_node(tmp_path)  # mlx5_0 port ACTIVE, erdma_0 port DOWN
+    health = await RdmaBackend(sysfs=tmp_path).health()
+    assert health == {"pci-0000-08-00-0": True, "pci-0000-09-00-0": False}

@@ -19,6 +19,8 @@
   mode probed once at start.
 * :class:`~dranet_core.capabilities.ValidatesConfig`: a device without a netdev facet
   rejects netdev settings (:func:`dranet_core.config.validate_rdma_only`).
+* :class:`~dranet_core.capabilities.ReportsHealth`: a device none of whose ports is ACTIVE
+  (an RDMA port down) is unhealthy.
 * :class:`~dranet_core.capabilities.AdjustsContainers`: the device's char devices plus
   ``/dev/infiniband/rdma_cm``, stat'ed under ``dev_root``.
 """
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -193,6 +195,16 @@ class RdmaBackend:
         found = await asyncio.to_thread(scan_sysfs, self.sysfs, self.procfs, self._ids)
         self._seen = {d.name: d for d in found}
         return found + [d for name, d in self._held.items() if name not in self._seen]
+
+    async def health(self) -> Mapping[str, bool]:
+        """Device name -> healthy: an RDMA device with ports none of which is ACTIVE (state 4)
+        is unhealthy (a port down); devices this process moved into pods count as healthy."""
+        out: dict[str, bool] = {}
+        for d in await self.scan():
+            ports = (d.facets.get(FACET) or {}).get("ports") or []
+            states = [str(p.get("state", "")) for p in ports if isinstance(p, dict)]
+            out[d.name] = not states or any(s.split(":")[0].strip() in ("4", "5") for s in states)
+        return out
 
     async def watch(self, notify: Callable[[], None]) -> None:
         """Poll sysfs every ``poll_interval`` seconds; ``notify()`` when the devices changed."""
