@@ -124,6 +124,14 @@ class MeteredPodEvents:
             await self.pods.detach_pod(pod)
         self._done("RemovePodSandbox", "success", t0)
 
+    async def undo_late_run_pod_sandbox(self, pod: PodSandbox) -> None:
+        """The runtime failed this sandbox while its RunPodSandbox was still attaching: the
+        driver brings every device the dead sandbox holds home (its netns is going away)."""
+        async with self.inflight.track():
+            await self.pods.detach_pod(pod)
+        if self.metrics is not None:
+            self.metrics.nri_requests.labels(method="RunPodSandbox", status="undone").inc()
+
     async def create_container(self, pod: PodSandbox, container: ContainerInfo) -> Sequence[DeviceNode]:
         """Device nodes (RDMA, vfio) for the container."""
         t0 = time.perf_counter()

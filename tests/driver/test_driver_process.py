@@ -279,7 +279,7 @@ async def test_a_second_instance_stops_with_its_cause_and_leaves_the_first_alone
         await asyncio.sleep(0.05)
     text = log.read_text()
     assert second.returncode == 1, text
-    assert "dranet stopped: kubelet plugin: AlreadyRunningError: another instance of dra.net holds" in text
+    assert "dranet stopped: kubelet: AlreadyRunningError: another instance of dra.net holds" in text
     # the first one still serves its sockets and is healthy
     assert rig.kubelet.reg_sock.exists()
     assert (await rig.healthz())[0] == 200
@@ -394,9 +394,7 @@ async def test_an_unusable_checkpoint_posts_a_warning_event(rig: Rig) -> None:
 
 async def test_published_means_the_api_server_accepted_the_slices(rig: Rig) -> None:
     await rig.api.go_down()
-    log = rig.tmp / "driver-0.log"
-    rig.logs.append(log)
-    rig.proc = rig._spawn(log, rig.argv())
+    rig.spawn()
     await rig.kubelet.register()
     rig.sessions += 1
     await rig.runtime.wait_ready(rig.sessions)

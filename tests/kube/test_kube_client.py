@@ -94,10 +94,10 @@ async def test_one_probe_serves_the_publisher_and_the_claim_source(
     )
     source = ApiClaimSource(fake_api_client, driver_name="dra.net", api_versions=versions)
     assert await source.served_version() == "v1beta2"
-    assert await publisher._ensure_api_version() == "v1beta2"
+    assert await publisher.ctx.ensure_api_version() == "v1beta2"
     probes = [r for r in fake_api.requests if r.path.rstrip("/") == "/apis/resource.k8s.io"]
     assert len(probes) == 1
     versions.forget("v1beta2")  # a version that went away is re-probed for both
     fake_api.serve_versions("resource.k8s.io", "v1beta1")
-    assert await publisher._ensure_api_version() == "v1beta1"
+    assert await publisher.ctx.ensure_api_version() == "v1beta1"
     assert await source.served_version() == "v1beta1"

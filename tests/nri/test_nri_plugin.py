@@ -347,6 +347,24 @@ async def test_late_run_is_undone_without_further_events(harness: Harness) -> No
     assert (await s.run_pod_sandbox(pod(5))).code == 0  # still connected and serving
 
 
+async def test_a_handler_that_decides_the_undo_is_asked_instead(harness: Harness) -> None:
+    class Undoes(Recorder):
+        async def undo_late_run_pod_sandbox(self, pod: PodSandbox) -> None:
+            await self._act("undo", pod)
+
+    rec = Undoes()
+    s = await harness.start(rec, request_timeout=0.5, handler_margin=0.2)
+    rec.delay = 0.5
+    assert (await s.run_pod_sandbox(pod(6))).code == 4
+    rec.delay = 0
+    assert harness.plugin is not None
+    for _ in range(200):
+        if harness.plugin.health().late_compensations:
+            break
+        await asyncio.sleep(0.01)
+    assert [w for w, _ in rec.calls] == ["run", "undo"]  # not stop + remove
+
+
 async def test_runtime_restart_reconnects_and_resyncs(harness: Harness) -> None:
     rec = Recorder()
     await harness.start(rec, pods=[pod(1)])

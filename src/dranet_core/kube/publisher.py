@@ -237,6 +237,3 @@ class KubeStatusPublisher:
         while not self.is_idle:
             progress = self.ctx.progress
             await progress.wait()
-
-    async def _ensure_api_version(self) -> str:
-        return await self.ctx.ensure_api_version()

@@ -15,8 +15,9 @@ Contracts shared by every method:
   the same sandbox wait for it first (bounded by their own budget). A *late RunPodSandbox* is
   then **undone**: containerd tears down a sandbox whose NRI RunPodSandbox failed without
   sending StopPodSandbox/RemovePodSandbox to plugins, so once the late run has finished the
-  plugin calls the handler's own ``stop_pod_sandbox`` and ``remove_pod_sandbox`` for that
-  sandbox (``NriHealth.late_compensations``). If the connection is lost mid-call instead, the
+  plugin asks the handler to undo it (:class:`UndoesLateRun`; a handler without it gets its
+  own ``stop_pod_sandbox`` and ``remove_pod_sandbox`` called for that sandbox), counted in
+  ``NriHealth.late_compensations``. If the connection is lost mid-call instead, the
   runtime proceeds as if the event succeeded, so that work is kept, not undone. Only
   :meth:`NriPlugin.aclose` cancels handler work, after its grace period; a handler must roll
   back on cancellation.
@@ -49,6 +50,7 @@ __all__ = [
     "RunPodSandboxHandler",
     "StopPodSandboxHandler",
     "SynchronizeHandler",
+    "UndoesLateRun",
     "subscribed_events",
 ]
 
@@ -104,6 +106,19 @@ class SynchronizeHandler(Protocol):
 
     async def synchronize(self, pods: Sequence[PodSandbox], containers: Sequence[ContainerInfo]) -> None:
         """Reconcile driver state with what exists (a split request arrives here once, whole)."""
+        ...
+
+
+@runtime_checkable
+class UndoesLateRun(Protocol):
+    """Decides how to undo a RunPodSandbox that finished after the runtime had failed it.
+
+    A handler without this method gets the plugin's default: its own ``stop_pod_sandbox`` then
+    ``remove_pod_sandbox`` for that sandbox.
+    """
+
+    async def undo_late_run_pod_sandbox(self, pod: PodSandbox) -> None:
+        """Undo what the late RunPodSandbox of ``pod`` did (the sandbox is gone)."""
         ...
 
 

@@ -64,7 +64,7 @@ from dranet_core.nri._decode import (
     decode_synchronize,
 )
 from dranet_core.nri._encode import encode_create_container_response
-from dranet_core.nri.budget import handler_budget, overrun_message
+from dranet_core.nri.bounded import BoundedCalls, LateFlag, run_then_undo_if_late
 from dranet_core.nri.events import EventType, event_mask, valid_events
 from dranet_core.nri.handlers import (
     ContainerInfo,
@@ -76,7 +76,6 @@ from dranet_core.nri.handlers import (
 )
 from dranet_core.transport.mux import MuxTrunk
 from dranet_core.transport.ttrpc import (
-    DEADLINE_EXCEEDED,
     INVALID_ARGUMENT,
     UNAVAILABLE,
     Handler,
@@ -120,15 +119,6 @@ class NriHealth:
     late_compensations: int
     """Late RunPodSandbox calls undone by a plugin-made Stop/RemovePodSandbox (the runtime had
     already failed the sandbox and tells plugins nothing more about it)."""
-
-
-class _LateFlag:
-    """Set when a handler call outlived its budget and the runtime got an error instead."""
-
-    __slots__ = ("set",)
-
-    def __init__(self) -> None:
-        self.set = False
 
 
 def _parse(cls: type[M], payload: bytes, what: str) -> M:
@@ -191,8 +181,9 @@ class NriPlugin:
         self._name = plugin_name
         self._index = plugin_index
         self._registration_timeout = registration_timeout
-        self._request_timeout = request_timeout_hint
-        self._margin = handler_margin
+        self._calls = BoundedCalls(
+            request_timeout=request_timeout_hint, margin=handler_margin, on_failure=self._set_error
+        )
         self._shutdown_grace = shutdown_grace
         self._methods = self._method_table()
         self._part = health
@@ -210,11 +201,6 @@ class NriPlugin:
         self._connects = 0
         self._runtime = ""
         self._events_sent = 0
-        self._late: dict[asyncio.Task[Any], tuple[str, str]] = {}
-        self._late_by_key: dict[str, asyncio.Task[Any]] = {}
-        self._late_completions = 0
-        self._late_failures = 0
-        self._late_compensations = 0
 
     @classmethod
     def from_environment(
@@ -262,10 +248,10 @@ class NriPlugin:
             connects=self._connects,
             runtime=self._runtime,
             events=self._events_sent,
-            late_running=len(self._late),
-            late_completions=self._late_completions,
-            late_failures=self._late_failures,
-            late_compensations=self._late_compensations,
+            late_running=self._calls.late_running,
+            late_completions=self._calls.late_completions,
+            late_failures=self._calls.late_failures,
+            late_compensations=self._calls.late_compensations,
         )
 
     async def update_containers(
@@ -282,7 +268,7 @@ class NriPlugin:
             raise RpcError(UNAVAILABLE, "NRI plugin is not registered with the runtime")
         req = api.UpdateContainersRequest(update=list(updates), evict=list(evictions))
         payload = await client.call(
-            api.RUNTIME_SERVICE, "UpdateContainers", bytes(req), timeout_s=self._request_timeout
+            api.RUNTIME_SERVICE, "UpdateContainers", bytes(req), timeout_s=self._calls.request_timeout
         )
         return list(_parse(api.UpdateContainersResponse, payload, "UpdateContainersResponse").failed)
 
@@ -318,14 +304,7 @@ class NriPlugin:
         trunk = self._trunk
         if trunk is not None:
             await trunk.aclose()
-        late = list(self._late)
-        if late:
-            _, pending = await asyncio.wait(late, timeout=self._shutdown_grace)
-            for t in pending:
-                log.warning("NRI: cancelling late handler %s after the shutdown grace", t.get_name())
-                t.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+        await self._calls.drain(self._shutdown_grace)
 
     def _set_error(self, text: str) -> None:
         self._last_error = text
@@ -371,7 +350,7 @@ class NriPlugin:
             try:
                 done, _ = await asyncio.wait(
                     {reader_task, sync_wait},
-                    timeout=self._registration_timeout + 2 * self._request_timeout,
+                    timeout=self._registration_timeout + 2 * self._calls.request_timeout,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
@@ -418,7 +397,7 @@ class NriPlugin:
         req = _parse(api.ConfigureRequest, payload, "ConfigureRequest")
         self._runtime = f"{req.runtime_name} {req.runtime_version}".strip()
         if req.request_timeout > 0:
-            self._request_timeout = req.request_timeout / 1000
+            self._calls.request_timeout = req.request_timeout / 1000
         if req.registration_timeout > 0:
             self._registration_timeout = req.registration_timeout / 1000
         valid = valid_events(req.runtime_name, req.runtime_version, req.NRI_version)
@@ -430,7 +409,7 @@ class NriPlugin:
             "NRI: configured by %s (NRI %s), request timeout %.3gs, events %#x",
             self._runtime,
             req.NRI_version or "<0.12",
-            self._request_timeout,
+            self._calls.request_timeout,
             mask,
         )
         return bytes(api.ConfigureResponse(events=mask))
@@ -445,7 +424,7 @@ class NriPlugin:
         self._sync_pods, self._sync_ctrs = [], []
         sync = getattr(self._handler, "synchronize", None)
         if callable(sync):
-            await self._bounded("synchronize", "Synchronize", deadline, lambda: sync(pods, ctrs))
+            await self._calls.run("synchronize", "Synchronize", deadline, lambda: sync(pods, ctrs))
         self._registered = True
         if self._part is not None:
             self._part.ok(f"registered with {self._runtime or 'runtime'}")
@@ -461,35 +440,16 @@ class NriPlugin:
     async def _pod_event(self, event: EventType, pod: PodSandbox, deadline: float | None) -> None:
         h = self._handler
         call: Callable[[], Awaitable[object]]
-        late = _LateFlag()
+        late = LateFlag()
         if event == EventType.RUN_POD_SANDBOX and isinstance(h, RunPodSandboxHandler):
-            call = functools.partial(self._run_then_compensate, h, pod, late)
+            call = functools.partial(run_then_undo_if_late, h, pod, late, self._calls)
         elif event == EventType.STOP_POD_SANDBOX and isinstance(h, StopPodSandboxHandler):
             call = functools.partial(h.stop_pod_sandbox, pod)
         elif event == EventType.REMOVE_POD_SANDBOX and isinstance(h, RemovePodSandboxHandler):
             call = functools.partial(h.remove_pod_sandbox, pod)
         else:
             return
-        await self._bounded(pod.id or pod.uid, event.name, deadline, call, late)
-
-    async def _run_then_compensate(self, h: RunPodSandboxHandler, pod: PodSandbox, late: _LateFlag) -> None:
-        """RunPodSandbox; if it finished after the runtime was told it failed, undo it.
-
-        containerd tears a sandbox whose NRI RunPodSandbox failed down without telling NRI
-        plugins (no StopPodSandbox / RemovePodSandbox follows), so the plugin delivers those
-        two events itself, to the handler's own stop/remove methods, once the late run is done.
-        """
-        await h.run_pod_sandbox(pod)
-        if not late.set:
-            return
-        log.warning("NRI: RunPodSandbox for %s finished after the runtime failed it; undoing it", pod)
-        if isinstance(h, StopPodSandboxHandler):
-            await h.stop_pod_sandbox(pod)
-        if isinstance(h, RemovePodSandboxHandler):
-            await h.remove_pod_sandbox(pod)
-        if not isinstance(h, StopPodSandboxHandler | RemovePodSandboxHandler):
-            log.error("NRI: handler has no stop/remove method; %s stays attached to a dead sandbox", pod)
-        self._late_compensations += 1
+        await self._calls.run(pod.id or pod.uid, event.name, deadline, call, late)
 
     async def _run_pod_sandbox(self, payload: bytes, deadline: float | None) -> bytes:
         pod = _decode(decode_pod_request, payload, "RunPodSandboxRequest")
@@ -511,7 +471,7 @@ class NriPlugin:
         h = self._handler
         if not isinstance(h, CreateContainerHandler):
             return b""
-        nodes = await self._bounded(
+        nodes = await self._calls.run(
             pod.id or pod.uid, "CreateContainer", deadline, functools.partial(h.create_container, pod, ctr)
         )
         return encode_create_container_response(nodes)
@@ -529,63 +489,3 @@ class NriPlugin:
         ):
             await self._pod_event(event, pod, deadline)
         return b""
-
-    # --- bounded handler time ----------------------------------------------------------
-
-    async def _bounded(
-        self,
-        key: str,
-        what: str,
-        deadline: float | None,
-        call: Callable[[], Awaitable[T]],
-        late: _LateFlag | None = None,
-    ) -> T:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        budget = handler_budget(
-            self._request_timeout, self._margin, None if deadline is None else deadline - now
-        )
-        until = now + budget.seconds
-        earlier = self._late_by_key.get(key)
-        if earlier is not None and not earlier.done():
-            log.info("NRI: %s for %s waits for the still-running %s", what, key, self._late[earlier][1])
-            await asyncio.wait({earlier}, timeout=max(until - loop.time(), 0.0))
-
-        async def _call() -> T:
-            return await call()
-
-        task: asyncio.Task[T] = loop.create_task(_call(), name=f"nri-{what}-{key}")
-        try:
-            done, _ = await asyncio.wait({task}, timeout=max(until - loop.time(), 0.0))
-        except asyncio.CancelledError:
-            # The connection went away (or we are closing). The runtime treats a lost plugin as
-            # success for this event, so the work is still wanted: no undo.
-            if not task.done():
-                self._adopt_late(key, what, task, None)
-            raise
-        if not done:
-            self._adopt_late(key, what, task, late)  # the runtime gets an error: undo a late run
-            raise RpcError(DEADLINE_EXCEEDED, overrun_message(what, key, budget))
-        return task.result()  # the handler's own exception becomes the ttrpc error status
-
-    def _adopt_late(self, key: str, what: str, task: asyncio.Task[Any], late: _LateFlag | None) -> None:
-        if late is not None:
-            late.set = True
-        log.warning("NRI: %s for %s is late; it keeps running in the background", what, key)
-        self._late[task] = (key, what)
-        self._late_by_key[key] = task
-        task.add_done_callback(self._late_done)
-
-    def _late_done(self, task: asyncio.Task[Any]) -> None:
-        key, what = self._late.pop(task, ("?", "?"))
-        if self._late_by_key.get(key) is task:
-            del self._late_by_key[key]
-        if task.cancelled():
-            self._late_failures += 1
-            log.error("NRI: late %s for %s was cancelled", what, key)
-        elif (exc := task.exception()) is not None:
-            self._late_failures += 1
-            self._set_error(f"late {what} for {key} failed: {exc}")
-        else:
-            self._late_completions += 1
-            log.info("NRI: late %s for %s completed", what, key)
