@@ -56,7 +56,9 @@ from dranet_core.metered import (
 )
 from dranet_core.nri.plugin import NriPlugin
 from dranet_core.observability import Metrics, ObservabilityServer
+from dranet_core.plans import ClaimPlan
 from dranet_core.pods import PodNetworking
+from dranet_core.profiles import WebhookProfileProvider
 from dranet_core.settings import HostSettings, Settings
 from dranet_core.status import RunsJobs, StatusPublisher
 from dranet_core.supervisor import (
@@ -142,8 +144,17 @@ class Driver:
         )
         self.publisher = reporting_publisher(publisher, report)
         self.store = ClaimStore(settings.checkpoint.db_path)
+        prof = settings.profile
+        self.profiles = (
+            WebhookProfileProvider(prof.webhook_url) if prof.provider.lower() == "webhook" else None
+        )
         self.allocator = ClaimAllocator(
-            name, pool, self.store, validators=self.table.validators, resolvers=self.table.resolvers
+            name,
+            pool,
+            self.store,
+            validators=self.table.validators,
+            resolvers=self.table.resolvers,
+            profiles=self.profiles,
         )
         inv = settings.inventory
         self.inventory = Inventory(
@@ -174,7 +185,11 @@ class Driver:
             claim_source,
             self.allocator,
             lambda: self.inventory.current().devices,
-            on_unprepare=[lambda ref, _plan: pods.release_claim(ref), self.attach_report.unprepared],
+            on_unprepare=[
+                lambda ref, _plan: pods.release_claim(ref),
+                self.attach_report.unprepared,
+                self._release_profiles,
+            ],
             on_prepare_error=[self.attach_report.prepare_failed],
         )
         self.device_health = DeviceHealthFeed()
@@ -211,6 +226,15 @@ class Driver:
         return f"Driver(node={self.settings.kube.node_name!r}, {self.health!r})"
 
     # --- jobs ---
+
+    async def _release_profiles(self, ref: ClaimRef, plan: ClaimPlan | None) -> None:
+        """Unprepare: give back what the profile provider handed out for the claim's devices."""
+        if self.profiles is None or plan is None:
+            return
+        devices = self.inventory.current().devices
+        for d in plan.devices:
+            if d.config.profile:
+                await self.profiles.release(devices.get(d.device) or Device(name=d.device), ref.uid, d.config)
 
     async def _inventory_scan(self) -> None:
         view = await self.inventory.refresh()
@@ -261,6 +285,8 @@ class Driver:
         """Run until ``stop`` is set (or forever), then shut down gracefully (module doc)."""
         self.started_at = time.monotonic()
         stop = stop or asyncio.Event()
+        if self.profiles is not None:
+            await self.profiles.check()  # the Go driver refuses to start without a profile provider
         problem = await self.store.load()
         if problem is not None:
             await self.publisher.record_event(checkpoint_event(problem, node=self.settings.kube.node_name))
@@ -288,6 +314,8 @@ class Driver:
         await sup.stop("nri")
         await self.nri.aclose()
         await sup.stop()
+        if self.profiles is not None:
+            await self.profiles.close()
         log.info("driver stopped in %.2fs; devices in running pods stay attached", time.monotonic() - t0)
 
 

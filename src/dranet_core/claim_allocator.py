@@ -27,6 +27,7 @@ from dranet_core.errors import ClaimError, ConfigError
 from dranet_core.go_upgrade import adopted_uid
 from dranet_core.keyed_locks import KeyedLocks
 from dranet_core.plans import ClaimPlan, PreparedDevice
+from dranet_core.profiles import ProfileProvider
 from dranet_core.types import AllocationResult, Claim, ClaimRef, Device, OpaqueConfig
 
 __all__ = ["ClaimAllocator", "ConfigResolver", "KeyedLocks", "default_resolver", "plan_claim", "resolve_plan"]
@@ -142,18 +143,24 @@ def plan_claim(
 
 
 async def resolve_plan(
-    plan: ClaimPlan, inventory: Mapping[str, Device], resolvers: Sequence[ResolvesConfig]
+    plan: ClaimPlan,
+    inventory: Mapping[str, Device],
+    resolvers: Sequence[ResolvesConfig],
+    profiles: ProfileProvider | None = None,
 ) -> ClaimPlan:
-    """``plan`` with each device's config passed through the resolvers that own the device.
+    """``plan`` with each device's config passed through the profile provider (when the config
+    sets ``profile``) and then the resolvers that own the device.
 
-    A ``profile`` fails the claim: this driver has no profile provider, and a field it cannot
-    honour is an error naming it, never silently ignored.
+    A ``profile`` without a profile provider fails the claim: a field the driver cannot honour
+    is an error naming it, never silently ignored.
     """
     devices = []
     for d in plan.devices:
         dev = inventory.get(d.device)
         config = d.config
-        if config.profile:
+        if config.profile and profiles is not None and dev is not None:
+            config = await profiles.resolve(dev, plan.claim.uid, config)
+        elif config.profile:
             raise ConfigError(
                 f"profile {config.profile!r} needs a profile provider, and none is configured on this node",
                 path=f"device {d.device}.profile",
@@ -181,6 +188,7 @@ class ClaimAllocator:
         validators: Sequence[ValidatesConfig] = (),
         resolve: ConfigResolver = default_resolver,
         resolvers: Sequence[ResolvesConfig] = (),
+        profiles: ProfileProvider | None = None,
     ) -> None:
         self.driver_name = driver_name
         self.pool = pool
@@ -188,6 +196,7 @@ class ClaimAllocator:
         self._validators = tuple(validators)
         self._resolve = resolve
         self._resolvers = tuple(resolvers)
+        self._profiles = profiles
         self._locks = KeyedLocks()
         self._reserved: dict[str, str] = {}  # device -> claim uid, plans not yet in the store
 
@@ -217,7 +226,7 @@ class ClaimAllocator:
             for d in plan.devices:
                 self._reserved[d.device] = uid
             try:
-                plan = await resolve_plan(plan, inventory, self._resolvers)
+                plan = await resolve_plan(plan, inventory, self._resolvers, self._profiles)
                 await self.store.put_plan(plan)
             finally:
                 for d in plan.devices:

@@ -34,6 +34,7 @@ from dranet_core.settings import (
     LogSettings,
     NriSettings,
     ObservabilitySettings,
+    ProfileSettings,
     Settings,
     ShutdownSettings,
     parse_backend_options,
@@ -56,11 +57,15 @@ GO_ONLY_FLAGS = {
 does not implement: cloud/webhook providers and feature gates. A value other than the
 default or ``NONE`` is logged as a warning at start."""
 _HARMLESS = {"", "none", "NONE"}
+IMPLEMENTED_GO_FLAGS = frozenset({"--profile-provider", "--webhook-url"})
+"""Go flags of the compatibility group this driver does implement (profiles: ProfileSettings)."""
 
 
 def _go_only_warnings(args: argparse.Namespace) -> list[str]:
     out = []
     for flag, default in GO_ONLY_FLAGS.items():
+        if flag in IMPLEMENTED_GO_FLAGS:
+            continue
         value = getattr(args, flag.lstrip("-").replace("-", "_"), default)
         if value != default and value not in _HARMLESS:
             out.append(f"{flag}={value} is not supported by this driver and is ignored")
@@ -230,6 +235,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
         backends=_backends(args.backends),
         backend_options=parse_backend_options(args.backend_option),
         debug=_debug(args.debug_hold_after),
+        profile=ProfileSettings(provider=args.profile_provider, webhook_url=args.webhook_url),
     )
 
 

@@ -9,6 +9,7 @@ import ipaddress
 from bbolt_writer import go_checkpoint, go_record
 from dnsmasq_server import serve_dhcp
 from e2e.harness import Cluster, global_addrs, ip_json
+from profile_webhook import ProfileWebhook
 
 DHCP = {"interface": {"name": "net1", "dhcp": True}}
 
@@ -81,3 +82,31 @@ def test_devices_the_go_driver_put_into_a_running_pod_come_home(fresh_cluster: C
     res = c.kubelet.unprepare_sync("go-claim", "real-uid-kubelet-knows", "default")
     assert res.error == ""
     assert "go-dranet:default/go-claim" not in c.driver.claim_uids(), c.log()
+
+
+def test_webhook_profile_provider_resolves_a_claims_profile(fresh_cluster: Cluster) -> None:
+    """The Go suite's python-webhook scenario: --profile-provider=webhook gives the pod the
+    profile's address; unprepare releases it; a webhook that is not a profile provider stops
+    the driver at start with one clear line."""
+    c = fresh_cluster
+    profile = {"interface": {"addresses": ["10.200.200.200/24"], "mtu": 1450}}
+    hook = ProfileWebhook({"python-profile": profile})
+    url = c.loop.run(hook.start())
+    try:
+        c.start("--profile-provider=webhook", f"--webhook-url={url}")
+        dev = c.node.veth()
+        claim = c.claim([dev], config={"profile": "python-profile", "interface": {"name": "eth99"}})
+        pod = c.create_pod([claim])
+        info = pod.link("eth99")
+        assert global_addrs(info) == ["10.200.200.200/24"] and info is not None and info["mtu"] == 1450
+        ((kind, body),) = hook.requests
+        assert (kind, body["claim_uid"], body["config"]["profile"]) == ("get", claim.uid, "python-profile")
+        c.delete_pod(pod)
+        assert [k for k, _ in hook.requests] == ["get", "release"]
+        c.stop()
+        hook.provider = False
+        c.driver.spawn("--profile-provider=webhook", f"--webhook-url={url}")
+        assert c.loop.run(c.driver.wait_exit()) != 0
+        assert "does not report profileProvider: true" in c.log()
+    finally:
+        c.loop.run(hook.close())
