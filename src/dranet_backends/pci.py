@@ -3,7 +3,7 @@
 Shared by the netdev, sriov and rdma backends, so a PCI function publishes the same
 ``dra.net/pci*`` values whichever backend found it.
 
-* :class:`PciIds`: vendor, device and subsystem names from the pci.ids database (format:
+* :class:`PciIds`: vendor and device names from the pci.ids database (format:
   https://pci-ids.ucw.cz; a vendor line ``vvvv  Name``, device lines ``\\tdddd  Name`` under
   it, subsystem lines ``\\t\\tssss dddd  Name`` under a device; ``#`` starts a comment; the
   device-class section ``C xx  Name`` ends the part read; ``.gz`` files are read too). Loaded
@@ -53,7 +53,7 @@ DEFAULT_PATHS = (
 
 
 class PciIds:
-    """A loaded pci.ids: ``vendor()``, ``device()``, ``subsystem()`` name lookups."""
+    """A loaded pci.ids: ``vendor()`` and ``device()`` name lookups."""
 
     def __init__(self, paths: Iterable[str | Path] = DEFAULT_PATHS) -> None:
         self._paths = tuple(Path(p) for p in paths)
@@ -61,7 +61,6 @@ class PciIds:
         self.source: Path | None = None
         self._vendors: dict[str, str] = {}
         self._devices: dict[tuple[str, str], str] = {}
-        self._subsystems: dict[tuple[str, str, str, str], str] = {}
 
     def load(self) -> None:
         """Load the first readable file of the search path (once; later calls do nothing)."""
@@ -91,11 +90,8 @@ class PciIds:
             if line.startswith("C "):
                 break
             if line.startswith("\t\t"):
-                if vendor and device:
-                    ids, _, name = line.strip().partition("  ")
-                    sv, _, sd = ids.partition(" ")
-                    self._subsystems[(vendor, device, sv.lower(), sd.lower())] = name.strip()
-            elif line.startswith("\t"):
+                continue  # subsystem names: the Go driver publishes the subsystem id instead
+            if line.startswith("\t"):
                 if vendor:
                     did, _, name = line.strip().partition("  ")
                     device = did.lower()
@@ -114,11 +110,6 @@ class PciIds:
         """The device's name, or None."""
         self.load()
         return self._devices.get((vendor.lower(), device.lower()))
-
-    def subsystem(self, vendor: str, device: str, sub_vendor: str, sub_device: str) -> str | None:
-        """The subsystem's name, or None."""
-        self.load()
-        return self._subsystems.get((vendor.lower(), device.lower(), sub_vendor.lower(), sub_device.lower()))
 
 
 USERSPACE_DRIVERS = frozenset({"vfio-pci", "uio_pci_generic", "igb_uio", "pci-stub"})

@@ -139,7 +139,13 @@ async def obtain_lease(ifname: str, *, netns: str | None = None, give_up_after: 
                     server_id=ack.server_id,
                     lease_seconds=seconds,
                 )
-                log.info("dhcp %s: leased %s from %s", ifname, lease.address, lease.server_id)
+                log.info(
+                    "dhcp %s: leased %s from %s for %ss",
+                    ifname,
+                    lease.address,
+                    lease.server_id,
+                    lease.lease_seconds,
+                )
                 return lease
             log.info("dhcp %s: server %s refused %s; starting over", ifname, ack.server_id, offer.your_ip)
             ex.xid = secrets.randbits(32)
