@@ -243,12 +243,26 @@ class Side:
         return st is not None and st.phase == "attached"
 
 
+def _run_delay(fd: int) -> float:
+    """Seconds the thread of ``fd`` (its ``schedstat``) spent runnable but waiting for a CPU.
+    Read through an fd opened once: a path lookup in /proc can itself wait under load."""
+    return int(os.pread(fd, 256, 0).split()[1]) / 1e9
+
+
 async def _stall_probe(stop: asyncio.Event, worst: list[float]) -> None:
-    """Largest lateness of a 1 ms sleep while ``stop`` is not set."""
-    while not stop.is_set():
-        t0 = time.perf_counter()
-        await asyncio.sleep(0.001)
-        worst[0] = max(worst[0], time.perf_counter() - t0 - 0.001)
+    """Worst lateness of a 1 ms sleep while ``stop`` is not set: ``worst[0]`` as measured,
+    ``worst[1]`` less the time the loop's thread waited for a CPU meanwhile (on a shared,
+    overloaded machine the scheduler alone stalls any process; that is not the driver's)."""
+    fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        while not stop.is_set():
+            t0, r0 = time.perf_counter(), _run_delay(fd)
+            await asyncio.sleep(0.001)
+            late, queued = time.perf_counter() - t0 - 0.001, _run_delay(fd) - r0
+            worst[0] = max(worst[0], late)
+            worst[1] = max(worst[1], late - queued)
+    finally:
+        os.close(fd)
 
 
 def _ms(values: list[float]) -> str:
@@ -283,7 +297,7 @@ async def run(runs: int, burst: int) -> int:
             single_steps = {k: list(v) for k, v in side.steps.items()}
 
             devs = lab.macvlans(burst)
-            worst = [0.0]
+            worst = [0.0, 0.0]
             stop = asyncio.Event()
             probe = asyncio.create_task(_stall_probe(stop, worst))
             t0 = time.perf_counter()
@@ -295,6 +309,7 @@ async def run(runs: int, burst: int) -> int:
             await probe
             errors = [r for r in results if isinstance(r, BaseException)]
             ok = sum(side.attached(20_000 + i, n) for i, (n, _, _) in enumerate(devs))
+            mover_burst = await _mover_burst(side, lab.macvlans(burst))
             with contextlib.suppress(Exception):
                 await side.backend._netdev_mover().aclose()
     finally:
@@ -310,8 +325,32 @@ async def run(runs: int, burst: int) -> int:
         ok=ok,
         errors=errors,
         total=total,
-        stall=worst[0],
+        stall=(worst[0], worst[1]),
+        mover_burst=mover_burst,
+        prefix=lab.prefix,
     )
+
+
+async def _mover_burst(
+    side: Side, devs: list[tuple[str, int, str]]
+) -> tuple[float, tuple[float, float], int]:
+    """The mover alone (snapshot + attach, no journal) for every device at once:
+    (total seconds, worst stall, failures). Shows the kernel side apart from the journal."""
+    worst = [0.0, 0.0]
+    stop = asyncio.Event()
+    probe = asyncio.create_task(_stall_probe(stop, worst))
+
+    async def one(i: int, name: str, index: int, netns: str) -> None:
+        dev = _plan(30_000 + i, name, index).devices[0]
+        snap = await side.backend.snapshot(dev)
+        await side.backend.attach(dev, _pod(30_000 + i, netns), snap)
+
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*(one(i, *d) for i, d in enumerate(devs)), return_exceptions=True)
+    total = time.perf_counter() - t0
+    stop.set()
+    await probe
+    return total, (worst[0], worst[1]), sum(isinstance(r, BaseException) for r in results)
 
 
 def _row(label: str, value: str, target: str = "") -> None:
@@ -329,7 +368,9 @@ def report(
     ok: int,
     errors: list[BaseException],
     total: float,
-    stall: float,
+    stall: tuple[float, float],
+    mover_burst: tuple[float, tuple[float, float], int],
+    prefix: str = "",
 ) -> int:
     """Print the table; return the exit status (1 when a target is missed)."""
     floor = statistics.median(floors)
@@ -337,7 +378,7 @@ def report(
     ready = statistics.median([p + a for p, a in zip(prepares, attaches, strict=True)])
     mover = sum(statistics.median(v) for v in steps.values())
     budget = 1.5 * burst * floor
-    print(TITLE)
+    print(f"{TITLE} (namespaces {prefix}-*, removed)")
     _row("measure", "value", "target")
     _row(f"in-process netlink floor, one pod (median of {runs})", f"{floor * 1e3:.2f}ms")
     _row("prepare (fsynced checkpoint write), median", f"{statistics.median(prepares) * 1e3:.2f}ms")
@@ -348,7 +389,13 @@ def report(
     _row("pod network ready (prepare + RunPodSandbox), median", f"{ready * 1e3:.2f}ms", "<= 40 ms")
     _row(f"{burst} pods at once: succeeded", str(ok), f"= {burst}")
     _row(f"{burst} pods at once: total", f"{total * 1e3:.0f}ms", f"<= {budget * 1e3:.0f} ms")
-    _row(f"{burst} pods at once: worst event-loop stall", f"{stall * 1e3:.2f}ms", "<= 20 ms")
+    _row(f"{burst} pods at once: worst event-loop stall, as measured", f"{stall[0] * 1e3:.2f}ms")
+    _row("  less the loop thread's wait for a CPU", f"{stall[1] * 1e3:.2f}ms", "<= 20 ms")
+    m_total, m_stall, m_failed = mover_burst
+    _row(f"{burst} at once, the mover alone: failed", str(m_failed), "= 0")
+    _row(f"{burst} at once, the mover alone: total", f"{m_total * 1e3:.0f}ms", f"<= {budget * 1e3:.0f} ms")
+    _row(f"{burst} at once, the mover alone: worst stall, as measured", f"{m_stall[0] * 1e3:.2f}ms")
+    _row("  less the loop thread's wait for a CPU", f"{m_stall[1] * 1e3:.2f}ms", "<= 20 ms")
     print(
         "per-step medians of one attach (ms): " + ", ".join(f"{k} {_ms(v).strip()}" for k, v in steps.items())
     )
@@ -361,8 +408,12 @@ def report(
         failures.append(f"{burst - ok} of {burst} pods failed: {errors[:3]}")
     if total > budget:
         failures.append(f"burst total {total * 1e3:.0f} ms > {budget * 1e3:.0f} ms")
-    if stall > 0.020:
-        failures.append(f"event-loop stall {stall * 1e3:.2f} ms > 20 ms")
+    if stall[1] > 0.020:
+        failures.append(f"event-loop stall {stall[1] * 1e3:.2f} ms > 20 ms")
+    if m_failed or m_total > budget or m_stall[1] > 0.020:
+        failures.append(
+            f"the mover alone: {m_failed} failed, {m_total * 1e3:.0f} ms, stall {m_stall[1] * 1e3:.2f} ms"
+        )
     for f in failures:
         print(f"FAIL: {f}")
     if not failures:

@@ -35,7 +35,9 @@ class Allocator(Protocol):
       the API server) and succeeds for a claim it does not know.
     * Everything is keyed by claim UID, never by namespace/name.
     * Calls for different claims may run concurrently; calls for the same UID are
-      serialised by the implementation. State survives restarts (checkpoint), and the
+      serialised by the caller (:class:`~dranet_core.dra.preparer.DefaultPreparer` holds one
+      lock per UID), who answers a repeated prepare from :meth:`get` without calling
+      :meth:`prepare`. State survives restarts (checkpoint), and the
       next call may run in a different process than the one before.
     """
 
@@ -47,6 +49,6 @@ class Allocator(Protocol):
         """Forget ``claim``; return the plan it had, or None if it was not prepared."""
         ...
 
-    def prepared(self) -> Mapping[str, ClaimPlan]:
-        """The prepared claims, by claim UID."""
+    def get(self, uid: str) -> ClaimPlan | None:
+        """The plan of prepared claim ``uid``, or None (cheap: called on every prepare)."""
         ...

@@ -47,6 +47,8 @@ from dranet_core.errors import DranetError, TemporaryError
 from dranet_core.filter import DeviceFilter
 from dranet_core.health import Health
 from dranet_core.inventory import Inventory
+from dranet_core.metadata.document import MetadataLayout
+from dranet_core.metadata.writer import MetadataWriter
 from dranet_core.metered import (
     InFlight,
     MeteredPodEvents,
@@ -97,6 +99,8 @@ def backend_context(settings: Settings) -> BackendContext:
     opts = {"move_ib_interfaces": str(settings.inventory.move_ib_interfaces).lower()}
     if settings.host.host_netns != HostSettings().host_netns:
         opts["netns"] = str(settings.host.host_netns)  # the namespace the backends treat as the host's
+    if settings.checkpoint.db_path is not None:  # durable backend state lives beside the checkpoint
+        opts["state_dir"] = str(settings.checkpoint.db_path.parent)
     opts.update(settings.backend_options)
     return BackendContext(
         node_name=settings.kube.node_name,
@@ -135,8 +139,11 @@ class Driver:
         self.settings = settings
         self.table: HandlerTable = handler_table(backends)
         self.metrics = metrics or Metrics()
+        for timer in self.table.step_timers:
+            timer.set_step_observer(self.metrics.observe_attach_step)
         self.health = Health(clock)
         self.clock = clock
+        self.claim_source = claim_source
         name = settings.kube.driver_name
         pool = settings.kube.node_name
         report = PublishedReport(
@@ -166,6 +173,13 @@ class Driver:
             resync=inv.max_poll_interval,
         )
         self.attach_report = AttachReport(self.publisher, driver_name=name, pool=pool, metrics=self.metrics)
+        md = settings.metadata
+        self.metadata = MetadataWriter(
+            MetadataLayout.for_plugin_dir(name, settings.kubelet.plugin_dir(name), md.cdi_dir, md.versions),
+            enabled=md.enabled,
+            inventory=lambda: self.inventory.current().devices,
+            fetch=claim_source.get,
+        )
         hold = settings.debug.hold_phase
         self.pods = PodNetworking(
             store=self.store,
@@ -177,7 +191,12 @@ class Driver:
             pins=self.inventory,
             events=self.publisher,
             hold=PhaseHold(hold, settings.debug.hold_seconds) if hold else None,
+            device_observer=self.metadata,
         )
+        for backend in backends:  # read access to the journal (sriov: release safety)
+            bind = getattr(backend, "bind_journal", None)
+            if callable(bind):
+                bind(self.store)
         self.inflight = InFlight()
         self.nri_handlers = MeteredPodEvents(self.pods, metrics=self.metrics, inflight=self.inflight)
         pods = self.pods
@@ -187,10 +206,12 @@ class Driver:
             lambda: self.inventory.current().devices,
             on_unprepare=[
                 lambda ref, _plan: pods.release_claim(ref),
+                self.metadata.forget,
                 self.attach_report.unprepared,
                 self._release_profiles,
             ],
             on_prepare_error=[self.attach_report.prepare_failed],
+            on_prepared=self.metadata.prepared,
         )
         self.device_health = DeviceHealthFeed()
         self.kubelet = KubeletPlugin(
@@ -275,6 +296,11 @@ class Driver:
             Job(name="kubelet", run=self._kubelet_job, finishable=True, manages_health=True, part="kubelet")
         )
         jobs.append(Job(name="ready log", run=self._log_ready, finishable=True))
+        from dranet_core.kube.claimcache import ClaimCache
+
+        if isinstance(self.claim_source, ClaimCache):  # not a health part: a miss costs one GET
+            jobs.append(Job(name="claim cache", run=self.claim_source.run, recoverable=always_recoverable))
+        jobs.append(Job(name="checkpoint retry", run=self.store.run, recoverable=always_recoverable))
         return jobs
 
     # --- lifecycle ---
@@ -290,6 +316,7 @@ class Driver:
         problem = await self.store.load()
         if problem is not None:
             await self.publisher.record_event(checkpoint_event(problem, node=self.settings.kube.node_name))
+        await self.metadata.recover(self.store.claims())
         self.attach_report.journal_changed(self.pods.states())
         self.inventory.hold_only(self.pods.held_devices())
         await self.attach_report.reassert(self.store.claims().values())
@@ -323,6 +350,7 @@ class Driver:
 async def kube_environment(settings: Settings) -> AsyncIterator[tuple[StatusPublisher, ClaimSource]]:
     """The API-server side of the driver: the StatusPublisher and the ClaimSource."""
     from dranet_core.kube.apiversion import ResourceApiVersion
+    from dranet_core.kube.claimcache import ClaimCache
     from dranet_core.kube.claims import ApiClaimSource
     from dranet_core.kube.client import load_api_client
     from dranet_core.kube.publisher import KubeStatusPublisher
@@ -336,8 +364,13 @@ async def kube_environment(settings: Settings) -> AsyncIterator[tuple[StatusPubl
             node_name=settings.kube.node_name,
             api_versions=versions,
         )
-        source = ApiClaimSource(
-            api, driver_name=settings.kube.driver_name, pool=settings.kube.node_name, api_versions=versions
+        source = ClaimCache(
+            ApiClaimSource(
+                api,
+                driver_name=settings.kube.driver_name,
+                pool=settings.kube.node_name,
+                api_versions=versions,
+            )
         )
         yield publisher, source
     finally:

@@ -15,8 +15,9 @@ Policy (:func:`load_backends`):
 * **auto mode** (``enabled=None``): every installed backend not in ``disabled`` is
   loaded; one that fails to import, whose factory raises, or that returns an unusable
   object is logged at WARNING and skipped, so a node without RDMA still runs the netdev
-  backend. Order: the built-ins ``netdev``, ``sriov``, ``rdma`` in that order (attach order
-  matters: move the netdev first, then the RDMA link), then the others by name.
+  backend. Order: the built-ins ``sriov``, ``netdev``, ``rdma`` in that order (attach order
+  matters: a VF's PF-side settings before its netdev moves, the netdev before the RDMA
+  link; detach runs in reverse), then the others by name.
 * **explicit mode** (``enabled=[...]``): exactly these, in the given order; a name that is
   not installed, or any failure, raises :class:`BackendError` (the operator asked for it).
 
@@ -53,7 +54,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP: Final = "dranet.backends"
-BUILTIN_ORDER: Final = ("netdev", "sriov", "rdma")
+BUILTIN_ORDER: Final = ("sriov", "netdev", "rdma")
 """Auto-mode order of the built-in backends; others follow, sorted by name."""
 
 

@@ -17,13 +17,14 @@ ResolvesConfig         fill a config in from the node (DHCP lease)      kubelet 
 AdjustsContainers      device nodes for containers (RDMA, vfio)         NRI CreateContainer
 ReportsHealth          per-device health                                 health endpoint
 RunsInBackground       a long-lived loop of its own (e.g. rename-back)  one supervised job
+ReportsStepTimes       how long each attach step took                   /metrics histogram
 =====================  ===============================================  ===================
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -41,6 +42,7 @@ __all__ = [
     "HandlerTable",
     "ReportsHealth",
     "ResolvesConfig",
+    "ReportsStepTimes",
     "RunsInBackground",
     "ValidatesConfig",
     "handler_table",
@@ -118,6 +120,16 @@ class RunsInBackground(Protocol):
         ...
 
 
+@runtime_checkable
+class ReportsStepTimes(Protocol):
+    """Reports the duration of each step of its attaches (step names are the backend's own,
+    e.g. the netdev mover's step table), for the driver's per-step histogram."""
+
+    def set_step_observer(self, observer: Callable[[str, float], None] | None) -> None:
+        """From now on call ``observer(step, seconds)`` after each step."""
+        ...
+
+
 @attrs.frozen(kw_only=True)
 class HandlerTable:
     """Which backend does what, in backend order (attach order; detach is reversed)."""
@@ -131,6 +143,8 @@ class HandlerTable:
     health: tuple[ReportsHealth, ...]
     background: tuple[tuple[str, RunsInBackground], ...] = ()
     """(backend name, backend) for each backend with a loop of its own, in backend order."""
+    step_timers: tuple[ReportsStepTimes, ...] = ()
+    """Backends that report per-step attach times."""
 
     capabilities: Mapping[str, tuple[str, ...]]
     """Backend name -> capability names, for logs and ``dranet inventory``."""
@@ -150,6 +164,7 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
     adjs: list[AdjustsContainers] = []
     health: list[ReportsHealth] = []
     background: list[tuple[str, RunsInBackground]] = []
+    timers: list[ReportsStepTimes] = []
     caps: dict[str, tuple[str, ...]] = {}
     for b in backends:
         if b.name in seen:
@@ -177,6 +192,8 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
         if isinstance(b, RunsInBackground):
             background.append((b.name, b))
             found.append("background")
+        if isinstance(b, ReportsStepTimes):
+            timers.append(b)
         if not found:
             raise BackendError(
                 b.name, "implements no capability (discover, move, validate, adjust, health, background)"
@@ -192,5 +209,6 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
         adjusters=tuple(adjs),
         health=tuple(health),
         background=tuple(background),
+        step_timers=tuple(timers),
         capabilities=caps,
     )

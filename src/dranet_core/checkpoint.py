@@ -8,7 +8,7 @@ Format (JSON, UTF-8, one object)::
          "plan": {"claim": {"namespace", "name", "uid"}, "pods": [...], "devices": [
                    {"pool", "device", "requestNames", "config": <NetworkConfig JSON>,
                     "facets": {...}, "shareID"?}]},
-         "devices": {"<device name>": {"phase", "podUID"?, "netns"?, "snapshot"?,
+         "devices": {"<device name>": {"phase", "podUID"?, "sandboxID"?, "netns"?, "snapshot"?,
                                        "networkData"?: {"interfaceName", "hardwareAddress", "ips"}}}}}}
 
 ``phase`` is one of ``prepared`` (planned, still at home), ``attaching`` (a move into a pod
@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import pathlib
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
@@ -48,6 +49,7 @@ import attrs
 from dranet_core.config.codec import decode_config, encode_config
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import CheckpointError, ConfigError
+from dranet_core.files import make_dirs, open_private, write_new_file
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.types import JSON, ClaimRef, NetworkData
 
@@ -55,6 +57,7 @@ __all__ = [
     "CHECKPOINT_VERSION",
     "PHASES",
     "CheckpointProblem",
+    "ClaimCheck",
     "ClaimStore",
     "DeviceState",
     "Phase",
@@ -130,12 +133,15 @@ def _strs(data: Mapping[str, JSON], key: str, path: str) -> tuple[str, ...]:
 class DeviceState:
     """Where one prepared device is in its attach life (one journal entry).
 
-    ``snapshot`` is the JSON the NamespaceMover returned from ``snapshot()`` before the
-    move (what to restore on the way home); ``netns`` the pod netns path it went to.
+    ``snapshot`` maps each backend that moved the device to the JSON its NamespaceMover
+    returned from ``snapshot()`` before the move (what to restore on the way home);
+    ``sandbox_id`` and ``netns`` name the pod sandbox it went to (an attachment belongs to one
+    sandbox: a new sandbox of the same pod is another attachment).
     """
 
     phase: Phase = "prepared"
     pod_uid: str | None = None
+    sandbox_id: str | None = None
     netns: str | None = None
     snapshot: JSON = None
     network_data: NetworkData | None = None
@@ -144,6 +150,7 @@ class DeviceState:
         """The journal entry as JSON."""
         out: dict[str, JSON] = {"phase": self.phase}
         _opt(out, "podUID", self.pod_uid)
+        _opt(out, "sandboxID", self.sandbox_id)
         _opt(out, "netns", self.netns)
         _opt(out, "snapshot", self.snapshot)
         if self.network_data is not None:
@@ -170,11 +177,15 @@ class DeviceState:
                 hardware_address=_get(n, "hardwareAddress", str, f"{path}.networkData") or "",
                 ips=_strs(n, "ips", f"{path}.networkData"),
             )
+        snapshot = d.get("snapshot")
+        if snapshot is not None and not isinstance(snapshot, dict):
+            raise CheckpointError(f"{path}.snapshot: expected an object (backend name -> its snapshot)")
         return cls(
             phase=phase,
             pod_uid=_get(d, "podUID", str, path),
+            sandbox_id=_get(d, "sandboxID", str, path),
             netns=_get(d, "netns", str, path),
-            snapshot=d.get("snapshot"),
+            snapshot=snapshot,
             network_data=nd,
         )
 
@@ -265,12 +276,14 @@ def encode_checkpoint(claims: Mapping[str, PreparedClaim]) -> bytes:
     return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
 
-def decode_checkpoint(raw: bytes) -> dict[str, PreparedClaim]:
-    """Parse a whole file; raises CheckpointError (bad JSON, unknown version, bad field)."""
+def _document(raw: bytes) -> Mapping[str, JSON]:
+    """The file's top-level object, version checked; raises CheckpointError."""
     try:
         doc = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise CheckpointError("not JSON this driver reads: nested too deeply") from exc
     if not isinstance(doc, dict):
         raise CheckpointError("top level: expected an object")
     version = doc.get("version")
@@ -278,14 +291,49 @@ def decode_checkpoint(raw: bytes) -> dict[str, PreparedClaim]:
         raise CheckpointError(
             f"version: unknown checkpoint version {version!r} (this code reads {CHECKPOINT_VERSION})"
         )
-    claims = _obj(doc.get("claims", {}), "claims")
-    out: dict[str, PreparedClaim] = {}
-    for uid, raw_claim in claims.items():
+    return _obj(doc.get("claims", {}), "claims")
+
+
+def _claim(uid: str, raw_claim: JSON, check: ClaimCheck | None) -> PreparedClaim:
+    """One claim record, checked; raises CheckpointError naming the bad field."""
+    try:
         pc = PreparedClaim.from_json(raw_claim, path=f"claims.{uid}")
         if pc.uid != uid:
             raise CheckpointError(f"claims.{uid}: plan is for claim uid {pc.uid}")
-        out[uid] = pc
-    return out
+        if check is not None:
+            check(pc)
+    except CheckpointError:
+        raise
+    except RecursionError as exc:
+        raise CheckpointError(f"claims.{uid}: nested too deeply") from exc
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"claims.{uid}: {exc}") from exc
+    return pc
+
+
+def decode_checkpoint(raw: bytes) -> dict[str, PreparedClaim]:
+    """Parse a whole file; raises CheckpointError (bad JSON, unknown version, bad field)."""
+    return {uid: _claim(uid, raw_claim, None) for uid, raw_claim in _document(raw).items()}
+
+
+def _decode_lenient(raw: bytes, check: ClaimCheck | None) -> tuple[dict[str, PreparedClaim], dict[str, str]]:
+    """The sound claims of a file and, by UID, why each other one is unusable.
+
+    Raises CheckpointError only when the file as a whole is unusable.
+    """
+    good: dict[str, PreparedClaim] = {}
+    bad: dict[str, str] = {}
+    for uid, raw_claim in _document(raw).items():
+        try:
+            good[uid] = _claim(uid, raw_claim, check)
+        except CheckpointError as exc:
+            bad[uid] = str(exc)
+    return good, bad
+
+
+ClaimCheck = Callable[[PreparedClaim], None]
+"""Checks one loaded claim beyond its JSON shape (e.g. that each backend can read its device
+snapshot); raises ValueError or CheckpointError saying what is wrong."""
 
 
 @attrs.frozen(kw_only=True)
@@ -295,8 +343,18 @@ class CheckpointProblem:
     path: str
     reason: str
     moved_to: str | None
+    claims: tuple[str, ...] = ()
+    """UIDs of the claims set aside when the rest of the file was sound (empty: the whole
+    file was unusable)."""
 
     def __str__(self) -> str:
+        if self.claims:
+            where = f"; a copy of the file is kept as {self.moved_to}" if self.moved_to else ""
+            n = len(self.claims)
+            return (
+                f"checkpoint {self.path}: {n} unusable claim record(s) set aside, the rest loaded: "
+                f"{self.reason}{where}"
+            )
         where = f"; set aside as {self.moved_to}" if self.moved_to else ""
         return f"checkpoint {self.path} unusable: {self.reason}{where}"
 
@@ -322,7 +380,7 @@ def _adopt_go(path: pathlib.Path, raw: bytes) -> dict[str, PreparedClaim]:
     keep = path.with_name(path.name + ".go-bbolt")
     if not keep.exists():
         try:
-            keep.write_bytes(raw)
+            write_new_file(keep, raw, fsync=True)  # mode 0600, like the checkpoint
         except OSError as exc:
             log.warning("checkpoint %s: cannot keep a copy of the Go driver's file: %s", path, exc)
     return claims
@@ -334,7 +392,8 @@ class ClaimStore:
     Async-safe: each mutation runs under one lock and is on disk before it returns (many
     concurrent mutations share one file write). Readers (:meth:`claims`, :meth:`get`,
     :meth:`device_state`) never block and see the state of the last completed mutation.
-    ``path=None``: memory only.
+    ``path=None``: memory only. ``check`` is run on every claim read from the file (see
+    :data:`ClaimCheck`); a claim it refuses is set aside like a malformed one.
     """
 
     def __init__(
@@ -343,15 +402,20 @@ class ClaimStore:
         *,
         on_problem: Callable[[CheckpointProblem], None] | None = None,
         fsync: bool = True,
+        check: ClaimCheck | None = None,
     ) -> None:
         self._path = pathlib.Path(path) if path is not None else None
         self._on_problem = on_problem
         self._fsync = fsync
+        self.check = check
         self._claims: dict[str, PreparedClaim] = {}
         self._lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
         self._generation = 0
         self._written = 0
+        self._dirty = False
+        self.writes = 0
+        """Successful file writes so far (each one fsync of the file and its directory)."""
         self.problem: CheckpointProblem | None = None
         """The problem met by the last :meth:`load`, if any."""
 
@@ -359,13 +423,22 @@ class ClaimStore:
     def path(self) -> pathlib.Path | None:
         return self._path
 
+    @property
+    def dirty(self) -> bool:
+        """Whether memory holds changes a failed write could not put on disk yet."""
+        return self._dirty
+
     # --- loading ---
 
     async def load(self) -> CheckpointProblem | None:
         """Read the file (a missing file is an empty store). Never raises for bad content.
 
-        An unusable file is renamed to ``<file>.corrupt-<timestamp>``, logged, passed to
-        ``on_problem`` and returned; the store then starts empty.
+        An unusable file (not JSON, nested too deeply, wrong shape, unknown version, a
+        symbolic link) is renamed to ``<file>.corrupt-<timestamp>``, logged, passed to
+        ``on_problem`` and returned; the store then starts empty. When only some claim
+        records are unusable, those are set aside (a copy of the whole file is kept as
+        ``<file>.corrupt-<timestamp>``, the file is rewritten without them), the problem
+        names them, and the other claims are loaded.
         """
         async with self._lock:
             self.problem = None
@@ -374,34 +447,63 @@ class ClaimStore:
                 return None
             path = self._path
             try:
-                raw = await asyncio.to_thread(path.read_bytes)
+                raw = await asyncio.to_thread(self._read)
             except FileNotFoundError:
                 return None
             except OSError as exc:
-                return self._problem(f"cannot read: {exc}")
+                if path.is_symlink():
+                    return self._problem("is a symbolic link; refusing to follow it")
+                return self._problem(f"cannot read: {exc.strerror or exc}", set_aside=False)
             try:
-                self._claims = decode_checkpoint(raw) if not _is_go_bbolt(raw) else _adopt_go(path, raw)
+                bad: dict[str, str] = {}
+                if _is_go_bbolt(raw):
+                    good = _adopt_go(path, raw)
+                else:
+                    good, bad = _decode_lenient(raw, self.check)
             except CheckpointError as exc:
                 return self._problem(str(exc))
-            log.info("checkpoint %s: loaded %d prepared claim(s)", path, len(self._claims))
-            return None
+            self._claims = good
+            log.info("checkpoint %s: loaded %d prepared claim(s)", path, len(good))
+            if not bad:
+                return None
+            problem = self._problem("; ".join(bad.values()), claims=tuple(sorted(bad)), data=raw)
+        await self._persist(None)
+        return problem
 
-    def _problem(self, reason: str) -> CheckpointProblem:
+    def _read(self) -> bytes:
+        assert self._path is not None
+        fd = open_private(self._path, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as f:
+            return f.read()
+
+    def _problem(
+        self, reason: str, *, claims: tuple[str, ...] = (), data: bytes | None = None, set_aside: bool = True
+    ) -> CheckpointProblem:
         assert self._path is not None
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         aside = self._path.with_name(f"{self._path.name}.corrupt-{stamp}")
         n = 1
-        while aside.exists():
+        while os.path.lexists(aside):
             aside = self._path.with_name(f"{self._path.name}.corrupt-{stamp}-{n}")
             n += 1
-        moved: str | None = str(aside)
+        moved: str | None = str(aside) if set_aside else None
         try:
-            os.replace(self._path, aside)
+            if not set_aside:
+                pass
+            elif data is None:
+                os.replace(self._path, aside)
+            else:  # some claims are sound: keep a copy, the file itself stays
+                write_new_file(aside, data, fsync=self._fsync)
         except OSError as exc:
             log.error("checkpoint %s: cannot set it aside: %s", self._path, exc)
             moved = None
-        problem = CheckpointProblem(path=str(self._path), reason=reason, moved_to=moved)
-        log.error("%s; starting with no prepared claims and reconciling from kubelet and runtime", problem)
+        problem = CheckpointProblem(path=str(self._path), reason=reason, moved_to=moved, claims=claims)
+        if claims:
+            log.error("%s; the devices of those claims are not tracked", problem)
+        else:
+            log.error(
+                "%s; starting with no prepared claims and reconciling from kubelet and runtime", problem
+            )
         self.problem = problem
         if self._on_problem is not None:
             try:
@@ -456,10 +558,16 @@ class ClaimStore:
         await self._persist(undo)
         return old
 
-    async def set_device_state(self, uid: str, device: str, state: DeviceState) -> None:
+    async def set_device_state(
+        self, uid: str, device: str, state: DeviceState, *, keep_on_failure: bool = False
+    ) -> None:
         """Write the journal entry of ``device`` in claim ``uid``.
 
-        Raises CheckpointError if the claim is not prepared or ``device`` is not in its plan.
+        Raises CheckpointError if the claim is not prepared or ``device`` is not in its plan,
+        or if the write failed. A failed write undoes the change in memory, unless
+        ``keep_on_failure`` (the entry records what already happened, e.g. a device that is
+        home again): then memory keeps it, :attr:`dirty` is set and the next write (any
+        mutation or :meth:`flush`) puts it on disk.
         """
         async with self._lock:
             old = self._claims.get(uid)
@@ -468,8 +576,30 @@ class ClaimStore:
             if all(d.device != device for d in old.plan.devices):
                 raise CheckpointError(f"device {device} is not part of claim {uid}")
             self._claims[uid] = attrs.evolve(old, devices={**old.devices, device: state})
-            undo = self._undo(uid, old)
+            undo = None if keep_on_failure else self._undo(uid, old)
         await self._persist(undo)
+
+    async def flush(self) -> bool:
+        """Write the file if an earlier write failed (:attr:`dirty`); True when on disk now.
+
+        Never raises for a failed write (it is logged; the store stays dirty).
+        """
+        if not self._dirty:
+            return True
+        try:
+            await self._persist(None)
+        except CheckpointError as exc:
+            log.warning("%s (will retry)", exc)
+            return False
+        return True
+
+    async def run(self, interval: float = 5.0) -> None:
+        """Retry a failed write every ``interval`` seconds while :attr:`dirty` (a long-lived
+        loop for the driver's supervisor; never returns, never raises for a failed write)."""
+        while True:
+            await asyncio.sleep(interval)
+            if self._dirty:
+                await self.flush()
 
     def _undo(self, uid: str, old: PreparedClaim | None) -> _Undo:
         now = self._claims.get(uid)
@@ -483,7 +613,9 @@ class ClaimStore:
 
         return undo
 
-    async def _persist(self, undo: _Undo) -> None:
+    async def _persist(self, undo: _Undo | None) -> None:
+        """Put every mutation so far on disk (group commit); ``undo`` reverts this caller's
+        mutation in memory if the write fails (None: keep it and mark the store dirty)."""
         if self._path is None:
             return
         self._generation += 1
@@ -507,8 +639,12 @@ class ClaimStore:
             error = fut.exception()
             if error is None:
                 self._written = gen
-            else:
+                self._dirty = False
+                self.writes += 1
+            elif undo is not None:
                 undo()
+            else:
+                self._dirty = True
             if cancelled:
                 raise asyncio.CancelledError
             if error is not None:
@@ -517,20 +653,12 @@ class ClaimStore:
     def _write(self, data: bytes) -> None:
         assert self._path is not None
         directory = self._path.parent
-        directory.mkdir(mode=0o750, parents=True, exist_ok=True)
-        tmp = directory / f".{self._path.name}.tmp-{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        make_dirs(directory, 0o750)
+        # a fresh, unguessable temporary name created with O_EXCL: never someone's symlink
+        tmp = directory / f".{self._path.name}.tmp-{os.getpid()}-{secrets.token_hex(8)}"
         try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            if self._fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.replace(tmp, self._path)
+            write_new_file(tmp, data, fsync=self._fsync)
+            os.replace(tmp, self._path)  # rename replaces a symlink itself, never its target
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

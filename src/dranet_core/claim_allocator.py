@@ -9,8 +9,10 @@ the configuration of each device's requests and runs the backends' config valida
 :class:`ClaimAllocator` implements :class:`~dranet_core.allocation.Allocator` on top of it:
 keyed by claim UID (never namespace/name), idempotent (a repeated prepare returns the stored
 plan and writes nothing; unprepare of an unknown claim succeeds), calls for the same UID
-serialised, calls for different UIDs concurrent, and device reservations taken atomically so
-two claims racing for one device cannot both win.
+device reservations taken atomically so two claims racing for one device cannot both win.
+It takes no lock and makes no idempotence check of its own: its caller (the
+:class:`~dranet_core.dra.preparer.DefaultPreparer`) holds the one per-UID lock and asks
+:meth:`ClaimAllocator.get` once (the prepare path has one lock and one check).
 """
 
 from __future__ import annotations
@@ -22,15 +24,15 @@ import attrs
 
 from dranet_core.capabilities import ResolvesConfig, ValidatesConfig
 from dranet_core.checkpoint import ClaimStore
+from dranet_core.config import resolve_config
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import ClaimError, ConfigError
 from dranet_core.go_upgrade import adopted_uid
-from dranet_core.keyed_locks import KeyedLocks
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.profiles import ProfileProvider
 from dranet_core.types import AllocationResult, Claim, ClaimRef, Device, OpaqueConfig
 
-__all__ = ["ClaimAllocator", "ConfigResolver", "KeyedLocks", "default_resolver", "plan_claim", "resolve_plan"]
+__all__ = ["ClaimAllocator", "ConfigResolver", "default_resolver", "plan_claim", "resolve_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +42,8 @@ opaque configs that apply to one request; raises ConfigError with JSON paths."""
 
 
 def default_resolver(configs: Sequence[OpaqueConfig], request: str, driver: str) -> NetworkConfig:
-    """``dranet_core.config.resolve_config`` (looked up at call time)."""
-    from dranet_core import config as config_api
-
-    resolve = getattr(config_api, "resolve_config", None)
-    if resolve is None:
-        raise ConfigError("config resolution is not available (dranet_core.config.resolve_config missing)")
-    result = resolve(configs, request, driver)
-    assert isinstance(result, NetworkConfig)
-    return result
+    """:func:`dranet_core.config.resolve_config`: decode, validate, merge and default."""
+    return resolve_config(configs, request, driver)
 
 
 def _consumers(claim: Claim) -> tuple[str, ...]:
@@ -197,7 +192,6 @@ class ClaimAllocator:
         self._resolve = resolve
         self._resolvers = tuple(resolvers)
         self._profiles = profiles
-        self._locks = KeyedLocks()
         self._reserved: dict[str, str] = {}  # device -> claim uid, plans not yet in the store
 
     def taken(self) -> dict[str, str]:
@@ -206,39 +200,41 @@ class ClaimAllocator:
         out.update(self._reserved)
         return out
 
+    def get(self, uid: str) -> ClaimPlan | None:
+        """The plan of prepared claim ``uid``, or None (one dict lookup)."""
+        pc = self.store.get(uid)
+        return None if pc is None else pc.plan
+
     async def prepare(self, claim: Claim, inventory: Mapping[str, Device]) -> ClaimPlan:
-        """Plan and record ``claim``; a repeat returns the recorded plan unchanged."""
+        """Plan and record ``claim``. The caller serialises calls for one UID and answers a
+        repeat from :meth:`get` (a prepare of a recorded UID plans it again and replaces it)."""
         uid = claim.ref.uid
-        async with self._locks.hold(uid):
-            known = self.store.get(uid)
-            if known is not None:
-                return known.plan
-            # No await between planning and reserving: two claims cannot both take a device.
-            plan = plan_claim(
-                claim,
-                inventory,
-                driver=self.driver_name,
-                pool=self.pool,
-                taken=self.taken(),
-                resolve=self._resolve,
-                validators=self._validators,
-            )
+        # No await between planning and reserving: two claims cannot both take a device.
+        plan = plan_claim(
+            claim,
+            inventory,
+            driver=self.driver_name,
+            pool=self.pool,
+            taken=self.taken(),
+            resolve=self._resolve,
+            validators=self._validators,
+        )
+        for d in plan.devices:
+            self._reserved[d.device] = uid
+        try:
+            plan = await resolve_plan(plan, inventory, self._resolvers, self._profiles)
+            await self.store.put_plan(plan)
+        finally:
             for d in plan.devices:
-                self._reserved[d.device] = uid
-            try:
-                plan = await resolve_plan(plan, inventory, self._resolvers, self._profiles)
-                await self.store.put_plan(plan)
-            finally:
-                for d in plan.devices:
-                    if self._reserved.get(d.device) == uid:
-                        del self._reserved[d.device]
-            log.info(
-                "claim %s prepared: devices %s for pods %s",
-                claim.ref,
-                [d.device for d in plan.devices],
-                list(plan.pods),
-            )
-            return plan
+                if self._reserved.get(d.device) == uid:
+                    del self._reserved[d.device]
+        log.info(
+            "claim %s prepared: devices %s for pods %s",
+            claim.ref,
+            [d.device for d in plan.devices],
+            list(plan.pods),
+        )
+        return plan
 
     async def unprepare(self, claim: ClaimRef) -> ClaimPlan | None:
         """Forget ``claim`` (by UID); returns its plan, or None if it was not prepared.
@@ -246,14 +242,9 @@ class ClaimAllocator:
         A claim this driver did not prepare may have been adopted from the Go driver's
         checkpoint, which recorded no UID: it is then forgotten by namespace and name.
         """
-        async with self._locks.hold(claim.uid):
-            old = await self.store.remove(claim.uid)
-            if old is None:
-                old = await self.store.remove(adopted_uid(claim.namespace, claim.name))
-            if old is not None:
-                log.info("claim %s unprepared", claim)
-            return None if old is None else old.plan
-
-    def prepared(self) -> Mapping[str, ClaimPlan]:
-        """The prepared claims, by claim UID."""
-        return {uid: pc.plan for uid, pc in self.store.claims().items()}
+        old = await self.store.remove(claim.uid)
+        if old is None:
+            old = await self.store.remove(adopted_uid(claim.namespace, claim.name))
+        if old is not None:
+            log.info("claim %s unprepared", claim)
+        return None if old is None else old.plan

@@ -32,6 +32,7 @@ from dranet_core.settings import (
     KubeletSettings,
     KubeSettings,
     LogSettings,
+    MetadataSettings,
     NriSettings,
     ObservabilitySettings,
     ProfileSettings,
@@ -112,6 +113,33 @@ def _add_node_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--procfs-root", default=str(_HOST.procfs_root), help=argparse.SUPPRESS)
 
 
+def _add_metadata_flags(p: argparse.ArgumentParser) -> None:
+    defaults = MetadataSettings()
+    group = p.add_argument_group("DRA device metadata (KEP-5304; needs CDI support in the runtime)")
+    group.add_argument(
+        "--enable-device-metadata",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=defaults.enabled,
+        metavar="BOOL",
+        help="write a metadata file per claim request and mount it into its containers by CDI",
+    )
+    group.add_argument("--cdi-dir", default=str(defaults.cdi_dir), help="where the runtime reads CDI specs")
+    group.add_argument(
+        "--device-metadata-versions",
+        default=",".join(defaults.versions),
+        help="metadata.resource.k8s.io versions written, in order",
+    )
+
+
+def _metadata(args: argparse.Namespace) -> MetadataSettings:
+    versions = tuple(v.strip() for v in args.device_metadata_versions.split(",") if v.strip())
+    return MetadataSettings(
+        enabled=args.enable_device_metadata, cdi_dir=Path(args.cdi_dir), versions=versions
+    )
+
+
 def _add_log_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", default="text", choices=("text", "json"), help="log line format")
     p.add_argument("-v", dest="verbosity", action="count", default=0, help="more verbose (repeatable)")
@@ -141,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shutdown-grace", default="10s", help="time in-flight calls get after SIGTERM")
     run.add_argument("--driver-name", default="dra.net", help=argparse.SUPPRESS)
     run.add_argument("--debug-hold-after", default="", help=argparse.SUPPRESS)
+    _add_metadata_flags(run)
     compat = run.add_argument_group("accepted for compatibility with the Go driver, not implemented")
     for flag, default in GO_ONLY_FLAGS.items():
         compat.add_argument(flag, default=default, metavar="VALUE", help="ignored")
@@ -236,6 +265,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
         backend_options=parse_backend_options(args.backend_option),
         debug=_debug(args.debug_hold_after),
         profile=ProfileSettings(provider=args.profile_provider, webhook_url=args.webhook_url),
+        metadata=_metadata(args),
     )
 
 

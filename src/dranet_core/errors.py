@@ -37,6 +37,7 @@ __all__ = [
     "BackendError",
     "CheckpointError",
     "ClaimError",
+    "ClaimReadError",
     "ConfigError",
     "ConfigIssue",
     "DeviceError",
@@ -180,6 +181,15 @@ class ClaimError(PermanentError):
         super().__init__(f"claim {claim}: {reason}")
         self.claim = claim
         self.reason = reason
+
+
+class ClaimReadError(ClaimError):
+    """The claim could not be read from the API server; the message names the claim by
+    namespace/name (``reading claim ns/name: <reason>``)."""
+
+    def __init__(self, namespace: str, name: str, reason: str) -> None:
+        super().__init__(f"{namespace}/{name}", reason)
+        self.args = (f"reading claim {namespace}/{name}: {reason}",)
 
 
 class CheckpointError(DranetError):

@@ -46,6 +46,7 @@ from dranet_core.clock import Clock, MonotonicClock
 from dranet_core.discovery import Discovery
 from dranet_core.errors import TemporaryError
 from dranet_core.filter import DeviceFilter
+from dranet_core.metadata.standard import StandardAttributes
 from dranet_core.status import StatusPublisher
 from dranet_core.types import Device
 
@@ -154,6 +155,7 @@ class Inventory:
         self._published: dict[str, Device] | None = None
         self._pinned: dict[str, Device | None] = {}
         self._filter_cache: dict[str, tuple[Device, bool]] = {}
+        self._standard = StandardAttributes()
         self._scans = 0
         self._publishes = 0
 
@@ -215,6 +217,15 @@ class Inventory:
         out.append(("inventory loop", self._loop))
         return out
 
+    async def run(self) -> None:
+        """Run :meth:`jobs` until cancelled under a supervisor of its own (library use; the
+        driver supervises each job itself, by name)."""
+        from dranet_core.supervisor import Job, Supervisor, always_recoverable
+
+        async with Supervisor() as sup:
+            for name, loop in self.jobs():
+                sup.start(Job(name=name, run=loop, recoverable=always_recoverable))
+
     # -- internals ---------------------------------------------------------------------------
 
     def _notify(self) -> None:
@@ -258,6 +269,7 @@ class Inventory:
             for dev in await d.scan():
                 prev = merged.get(dev.name)
                 merged[dev.name] = dev if prev is None else prev.merged(dev)
+        merged = self._standard.apply(merged)
         self._overlay_pinned(merged)
         published = {name: dev for name, dev in merged.items() if self._matches(dev)}
         for gone in self._filter_cache.keys() - merged.keys():

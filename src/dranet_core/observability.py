@@ -7,7 +7,7 @@
   included, as the Go driver's default registry does.
 * :class:`ObservabilityServer` is a deliberately tiny HTTP/1.1 server on asyncio streams
   (no web framework: it must cost almost no memory) serving ``/healthz`` — 200 when every
-  part of :class:`~dranet_core.supervisor.Health` is ok, else 503, with a JSON body that
+  part of :class:`~dranet_core.health.Health` is ok, else 503, with a JSON body that
   says which part is unhealthy and why — and ``/metrics`` in the Prometheus text format.
 * :func:`setup_logging` installs a text or JSON formatter; both carry the structured fields
   callers pass as ``extra`` (``claim``, ``pod``, ``device``, ``job``, ``backend``, ``step``).
@@ -116,6 +116,14 @@ class Metrics:
             registry=r,
             buckets=_LATENCY_BUCKETS,
         )
+        self.attach_steps = Histogram(
+            "attach_step_seconds",
+            "One step of attaching a device to a pod (step names as in docs/mover.md)",
+            ["step"],
+            namespace=ns,
+            registry=r,
+            buckets=_LATENCY_BUCKETS,
+        )
         self.devices = Gauge(
             "devices",
             "Prepared devices by journal state (prepared, attaching, attached, detaching)",
@@ -128,6 +136,10 @@ class Metrics:
             from prometheus_client import ProcessCollector
 
             ProcessCollector(registry=r)
+
+    def observe_attach_step(self, step: str, seconds: float) -> None:
+        """Record that one attach step took ``seconds``."""
+        self.attach_steps.labels(step=step).observe(seconds)
 
     def record_published(self, total: int, rdma: int, *, now: float | None = None) -> None:
         """Record one publication of ``total`` devices, ``rdma`` of them RDMA-capable."""

@@ -31,21 +31,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 import attrs
 
 from dranet_core.checkpoint import ClaimStore, DeviceState, PreparedClaim
-from dranet_core.errors import DeviceError, DranetError
+from dranet_core.errors import CheckpointError, DeviceError, DranetError
 from dranet_core.mover import AttachResult, NamespaceMover
 from dranet_core.plans import PreparedDevice
-from dranet_core.ports import AttachObserver, DevicePins, EventSink
+from dranet_core.ports import AttachObserver, DeviceObserver, DevicePins, EventSink
 from dranet_core.status import EventRecord
 from dranet_core.types import JSON, ClaimRef, Condition, DeviceNode, DeviceStatus, PodSandbox
 
-__all__ = ["DeviceNodeSource", "PodNetworking", "default_conditions"]
+__all__ = ["ChecksSnapshot", "DeviceNodeSource", "PodNetworking", "default_conditions", "same_sandbox"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,39 @@ def default_conditions() -> tuple[Condition, ...]:
         Condition(type="Ready", status="True", reason="NetworkDeviceReady"),
         Condition(type="NetworkReady", status="True", reason="NetworkReady"),
     )
+
+
+@runtime_checkable
+class ChecksSnapshot(Protocol):
+    """Optional for a NamespaceMover: can tell whether a stored snapshot is one it can use."""
+
+    def check_snapshot(self, snapshot: JSON) -> None:
+        """Raise ValueError saying what is wrong with ``snapshot``."""
+        ...
+
+
+def same_sandbox(st: DeviceState, pod: PodSandbox) -> bool:
+    """Whether journal entry ``st`` names sandbox ``pod``: the same pod UID, and the same
+    sandbox id when both sides know it, else the same netns path when both know it."""
+    if st.pod_uid != pod.uid:
+        return False
+    if st.sandbox_id and pod.id:
+        return st.sandbox_id == pod.id
+    return not (st.netns and pod.netns and st.netns != pod.netns)
+
+
+def _newest(sandboxes: Sequence[PodSandbox]) -> PodSandbox | None:
+    """The last listed sandbox with a netns (the runtime lists a pod's retries in order)."""
+    return next((p for p in reversed(sandboxes) if p.netns), None)
+
+
+def _journalled(st: DeviceState, sandboxes: Sequence[PodSandbox]) -> PodSandbox | None:
+    """The sandbox among ``sandboxes`` that ``st`` names. With several sandboxes for the pod,
+    one whose netns path is gone is not it (its sandbox was torn down)."""
+    mine = [p for p in sandboxes if same_sandbox(st, p)]
+    if len(mine) == 1 and len(sandboxes) > 1 and mine[0].netns and not os.path.lexists(mine[0].netns):
+        return None
+    return mine[0] if mine else None
 
 
 @attrs.frozen
@@ -84,9 +119,12 @@ class PodNetworking:
     the device has a facet of that backend. The ports (:mod:`dranet_core.ports`): ``pins``
     keeps the devices not at home published and is asked for a rescan after devices came
     home; ``observer`` learns every mover call, journal change, attach and failed attach
-    (metrics and claim status); ``events`` takes the Warning events of failed detaches.
+    (metrics and claim status); ``events`` takes the Warning events of failed detaches;
+    ``device_observer`` learns every device that reached ``attached`` or came back to
+    ``prepared``, whatever the path (the device metadata writer).
     ``hold(phase)`` is awaited after each ``attaching``/``detaching`` journal write (a test
-    seam, see :class:`~dranet_core.settings.DebugSettings`).
+    seam, see :class:`~dranet_core.settings.DebugSettings`). Unless the store already has a
+    load check, :meth:`check_claim` becomes it.
     """
 
     def __init__(
@@ -101,6 +139,7 @@ class PodNetworking:
         pins: DevicePins | None = None,
         events: EventSink | None = None,
         hold: Callable[[str], Awaitable[None]] | None = None,
+        device_observer: DeviceObserver | None = None,
     ) -> None:
         self.store = store
         self.movers = tuple(movers)
@@ -111,7 +150,10 @@ class PodNetworking:
         self._pins = pins
         self._events = events
         self._hold = hold
+        self._device_observer = device_observer
         self._locks: dict[str, asyncio.Lock] = {}
+        if store.check is None:  # claims whose snapshots a backend cannot read are set aside at load
+            store.check = self.check_claim
 
     def __repr__(self) -> str:
         names = [n for n, _ in self.movers]
@@ -187,13 +229,20 @@ class PodNetworking:
         for item in items:
             try:
                 result = await self._attach_one(item, pod)
-            except DranetError as exc:
-                log.error("attach failed: %s", exc, extra=item.fields(pod))
+            except Exception as exc:
+                err = (
+                    exc
+                    if isinstance(exc, DranetError)
+                    else DeviceError(item.device.device, "attach", f"{type(exc).__name__}: {exc}")
+                )
+                log.error("attach failed: %s", err, extra=item.fields(pod))
                 for prev in reversed(done):
                     await self._detach_one(prev, pod, reason="rollback")
                 if self._observer is not None:
-                    await self._observer.attach_failed(pod, item.claim.plan.claim, item.device, exc)
-                raise
+                    await self._observer.attach_failed(pod, item.claim.plan.claim, item.device, err)
+                if err is exc:
+                    raise
+                raise err from exc
             done.append(item)
             results.setdefault(item.uid, []).append(self._status(item.device, result))
         for item_uid, statuses in results.items():
@@ -221,7 +270,7 @@ class PodNetworking:
         dev = item.device
         async with self._lock(dev.device):
             st = self.store.device_state(item.uid, dev.device) or DeviceState()
-            if st.phase == "attached" and st.pod_uid == pod.uid:
+            if st.phase == "attached" and same_sandbox(st, pod):
                 log.info("already attached", extra=item.fields(pod))
                 return AttachResult(network_data=st.network_data)
             if st.phase != "prepared" and st.pod_uid not in (None, pod.uid):
@@ -231,15 +280,18 @@ class PodNetworking:
                 raise DeviceError(
                     dev.device, "attach", f"no backend can move it (facets: {sorted(dev.facets)})"
                 )
-            if st.phase == "attaching" and st.pod_uid == pod.uid and isinstance(st.snapshot, dict):
-                snaps: dict[str, JSON] = dict(st.snapshot)  # resume a half-done attach
+            if st.phase != "prepared" and not same_sandbox(st, pod):
+                st = await self._leave_old_sandbox(item, st, pod)
+            if st.phase != "prepared" and isinstance(st.snapshot, dict):
+                snaps: dict[str, JSON] = dict(st.snapshot)  # resume: the host state before the move
             else:
                 snaps = {}
                 for name, mover in movers:
                     snaps[name] = await mover.snapshot(dev)
-            await self._journal(
-                item, DeviceState(phase="attaching", pod_uid=pod.uid, netns=pod.netns, snapshot=snaps)
+            into = DeviceState(
+                phase="attaching", pod_uid=pod.uid, sandbox_id=pod.id or None, netns=pod.netns, snapshot=snaps
             )
+            await self._journal(item, into)
             results: list[AttachResult] = []
             attached: list[tuple[str, NamespaceMover]] = []
             for name, mover in movers:
@@ -248,9 +300,7 @@ class PodNetworking:
                     results.append(await mover.attach(dev, pod, snaps.get(name)))
                 except Exception as exc:
                     self._timing("attach", name, False, t0)
-                    for pname, pmover in reversed(attached):
-                        await self._safe_detach(item, pname, pmover, pod, snaps.get(pname))
-                    await self._journal(item, DeviceState(phase="prepared"))
+                    await self._undo_attach(item, into, attached, pod)
                     if isinstance(exc, DranetError):
                         raise
                     raise DeviceError(dev.device, f"attach ({name})", f"{type(exc).__name__}: {exc}") from exc
@@ -258,44 +308,97 @@ class PodNetworking:
                 attached.append((name, mover))
             nd = next((r.network_data for r in results if r.network_data is not None), None)
             conditions = tuple(c for r in results for c in r.conditions)
-            await self._journal(
-                item,
-                DeviceState(
-                    phase="attached", pod_uid=pod.uid, netns=pod.netns, snapshot=snaps, network_data=nd
-                ),
-            )
+            try:
+                await self._journal(item, attrs.evolve(into, phase="attached", network_data=nd))
+            except DranetError:
+                # Not recorded as attached (e.g. the checkpoint is read-only): the runtime fails
+                # this sandbox, so the device must not stay in it.
+                await self._undo_attach(item, into, attached, pod)
+                raise
             log.info("device attached", extra=item.fields(pod))
             return AttachResult(network_data=nd, conditions=conditions)
+
+    async def _leave_old_sandbox(self, item: _Item, st: DeviceState, pod: PodSandbox) -> DeviceState:
+        """Bring the device home from an earlier sandbox of the same pod (lock held).
+
+        Returns the entry to continue from (``prepared``); raises DeviceError when the device
+        could not be verifiably brought home (it stays journalled in the old sandbox).
+        """
+        old = PodSandbox(
+            uid=pod.uid, name=pod.name, namespace=pod.namespace, id=st.sandbox_id or "", netns=st.netns
+        )
+        where = old.id or old.netns or "unknown"
+        log.warning(
+            "device is in an earlier sandbox %s of this pod; bringing it home for sandbox %s",
+            where,
+            pod.id or pod.netns,
+            extra=item.fields(pod),
+        )
+        if not await self._detach_locked(item, old, st, reason="new sandbox"):
+            raise DeviceError(
+                item.device.device,
+                "attach",
+                f"it is still in the pod's earlier sandbox {where} and could not be brought home",
+            )
+        return DeviceState()
+
+    async def _undo_attach(
+        self,
+        item: _Item,
+        into: DeviceState,
+        attached: Sequence[tuple[str, NamespaceMover]],
+        pod: PodSandbox,
+    ) -> None:
+        """Take home what ``attached`` moved; the journal follows, but never blocks it."""
+        snaps = into.snapshot if isinstance(into.snapshot, dict) else {}
+        ok = True
+        for name, mover in reversed(attached):
+            ok = await self._safe_detach(item, name, mover, pod, snaps.get(name)) and ok
+        await self._journal(item, DeviceState() if ok else attrs.evolve(into, phase="detaching"), keep=True)
 
     # --- detach ---
 
     async def detach_pod(self, pod: PodSandbox) -> None:
-        """Bring home every device ``pod`` holds (NRI StopPodSandbox). Never raises."""
+        """Bring home every device ``pod`` holds (NRI StopPodSandbox). Never raises.
+
+        Only devices journalled in this sandbox are touched: a Stop of an earlier sandbox of
+        the pod leaves the devices of the pod's current sandbox where they are.
+        """
         held = self.held_by(pod.uid)
-        for item, _ in reversed(held):
+        for item, st in reversed(held):
+            if not same_sandbox(st, pod):
+                log.info("device is in another sandbox of this pod; left there", extra=item.fields(pod))
+                continue
             await self._detach_one(item, pod, reason="stop")
         if held and self._pins is not None:
             self._pins.request_rescan()
 
     async def _detach_one(self, item: _Item, pod: PodSandbox | None, *, reason: str) -> bool:
-        dev = item.device
-        async with self._lock(dev.device):
-            st = self.store.device_state(item.uid, dev.device)
+        async with self._lock(item.device.device):
+            st = self.store.device_state(item.uid, item.device.device)
             if st is None or st.phase == "prepared":
                 return True
             netns = (pod.netns if pod is not None else None) or st.netns
-            target = pod or PodSandbox(uid=st.pod_uid or "", name="", namespace="", netns=netns)
+            target = pod or PodSandbox(
+                uid=st.pod_uid or "", name="", namespace="", id=st.sandbox_id or "", netns=netns
+            )
             if target.netns != netns:
                 target = attrs.evolve(target, netns=netns)
-            snaps = st.snapshot if isinstance(st.snapshot, dict) else {}
-            await self._journal(item, attrs.evolve(st, phase="detaching"))
-            ok = True
-            for name, mover in reversed(self._movers_for(dev)):
-                ok = await self._safe_detach(item, name, mover, target, snaps.get(name)) and ok
-            if ok:
-                await self._journal(item, DeviceState(phase="prepared"))
-                log.info("device back home (%s)", reason, extra=item.fields(target))
-            return ok
+            return await self._detach_locked(item, target, st, reason=reason)
+
+    async def _detach_locked(self, item: _Item, target: PodSandbox, st: DeviceState, *, reason: str) -> bool:
+        """Journal ``detaching``, run the movers' detach, journal ``prepared`` when every mover
+        succeeded (lock held). Journal writes here never stop a device from coming home: a
+        failed one is kept in memory and written later. True when the device is home."""
+        snaps = st.snapshot if isinstance(st.snapshot, dict) else {}
+        await self._journal(item, attrs.evolve(st, phase="detaching"), keep=True)
+        ok = True
+        for name, mover in reversed(self._movers_for(item.device)):
+            ok = await self._safe_detach(item, name, mover, target, snaps.get(name)) and ok
+        if ok:
+            await self._journal(item, DeviceState(), keep=True)
+            log.info("device back home (%s)", reason, extra=item.fields(target))
+        return ok
 
     async def _safe_detach(
         self, item: _Item, name: str, mover: NamespaceMover, pod: PodSandbox, snap: JSON
@@ -317,15 +420,19 @@ class PodNetworking:
     async def reconcile(self, running: Iterable[PodSandbox]) -> dict[str, int]:
         """Bring every journalled device to a consistent state (NRI Synchronize).
 
-        Returns counts of what was done (``resumed``, ``attached``, ``returned``, ``kept``,
-        ``failed``). Never raises for one device; never removes a claim.
+        Returns counts of what was done (``resumed``, ``attached``, ``moved`` (to a newer
+        sandbox of its pod), ``returned``, ``kept``, ``failed``). Never raises for one
+        device; never removes a claim. A journal write that failed earlier is retried first.
         """
-        pods = {p.uid: p for p in running}
+        await self.store.flush()
+        pods: dict[str, list[PodSandbox]] = {}
+        for p in running:
+            pods.setdefault(p.uid, []).append(p)
         done: Counter[str] = Counter()
         for pc in self.store.claims().values():
             for dev in pc.plan.devices:
                 item = _Item(pc, dev)
-                st = pc.devices.get(dev.device) or DeviceState()
+                st = self.store.device_state(pc.uid, dev.device) or DeviceState()
                 try:
                     done[await self._reconcile_one(item, st, pods)] += 1
                 except DranetError as exc:
@@ -335,40 +442,92 @@ class PodNetworking:
             log.info("reconciled devices: %s", dict(done))
         return dict(done)
 
-    async def _reconcile_one(self, item: _Item, st: DeviceState, pods: Mapping[str, PodSandbox]) -> str:
+    async def _reconcile_one(
+        self, item: _Item, st: DeviceState, pods: Mapping[str, Sequence[PodSandbox]]
+    ) -> str:
         if st.phase == "prepared":
-            owner = next((pods[p] for p in item.claim.plan.pods if p in pods and pods[p].netns), None)
+            owner = next(
+                (_newest(pods[p]) for p in item.claim.plan.pods if p in pods and _newest(pods[p])), None
+            )
             if owner is None:
                 return "kept"
             await self._attach_one(item, owner)
             return "attached"
-        pod = pods.get(st.pod_uid or "")
-        if st.phase in ("attaching", "attached") and pod is not None and pod.netns:
+        sandboxes = [p for p in pods.get(st.pod_uid or "", ()) if p.netns]
+        if st.phase in ("attaching", "attached") and sandboxes:
+            current = _journalled(st, sandboxes)
+            if current is None:  # the pod runs in a sandbox the journal does not know
+                await self._attach_one(item, sandboxes[-1])
+                return "moved"
             if st.phase == "attached":
                 return "kept"
-            await self._attach_one(item, pod)
+            await self._attach_one(item, current)
             return "resumed"
-        ok = await self._detach_one(item, pod, reason="reconcile")
+        ok = await self._detach_one(item, _journalled(st, sandboxes), reason="reconcile")
         return "returned" if ok else "failed"
 
     async def release_claim(self, claim: ClaimRef) -> None:
-        """Bring home every device of ``claim`` that is not (call before unpreparing it)."""
+        """Bring home every device of ``claim`` that is not (call before unpreparing it).
+
+        Raises DeviceError naming the devices that could not be verifiably brought home:
+        the claim must then stay prepared (and journalled) so that a retry finishes it.
+        """
         pc = self.store.get(claim.uid)
         if pc is None:
             return
+        stuck: list[str] = []
         for dev in pc.plan.devices:
-            st = pc.devices.get(dev.device)
-            if st is not None and st.phase != "prepared":
-                await self._detach_one(_Item(pc, dev), None, reason="unprepare")
+            st = self.store.device_state(claim.uid, dev.device)
+            if (
+                st is not None
+                and st.phase != "prepared"
+                and not await self._detach_one(_Item(pc, dev), None, reason="unprepare")
+            ):
+                stuck.append(dev.device)
+        if self._pins is not None:
+            self._pins.request_rescan()
+        if stuck:
+            raise DeviceError(
+                ", ".join(stuck),
+                "unprepare",
+                "not verifiably back on the host (see the detach error above); the claim stays "
+                "prepared and the next unprepare retries",
+                temporary=True,
+            )
+
+    def check_claim(self, pc: PreparedClaim) -> None:
+        """Raise ValueError if a backend cannot read a device snapshot journalled in ``pc``
+        (used as the :class:`~dranet_core.checkpoint.ClaimStore` load check)."""
+        for device, st in pc.devices.items():
+            if not isinstance(st.snapshot, dict):
+                continue
+            for name, mover in self.movers:
+                if name in st.snapshot and isinstance(mover, ChecksSnapshot):
+                    try:
+                        mover.check_snapshot(st.snapshot[name])
+                    except (ValueError, TypeError) as exc:
+                        raise ValueError(f"devices.{device}.snapshot.{name}: {exc}") from exc
 
     # --- helpers ---
 
-    async def _journal(self, item: _Item, state: DeviceState) -> None:
-        await self.store.set_device_state(item.uid, item.device.device, state)
+    async def _journal(self, item: _Item, state: DeviceState, *, keep: bool = False) -> None:
+        """Record ``state``. With ``keep`` (the state says what already happened to the
+        device), a failed write is logged, not raised: memory keeps the state and a later
+        write puts it on disk."""
+        try:
+            await self.store.set_device_state(item.uid, item.device.device, state, keep_on_failure=keep)
+        except CheckpointError as exc:
+            if not keep:
+                raise
+            log.error("journal %s not written (kept in memory, retried later): %s", state.phase, exc)
         if self._observer is not None:
             self._observer.journal_changed(self.states())
         if self._pins is not None:
             self._pins.hold_only(self.held_devices())
+        if self._device_observer is not None and state.phase == "attached":
+            await self._device_observer.attached(item.claim.plan, item.device, state.network_data)
+        elif self._device_observer is not None and state.phase == "prepared":
+            await self._device_observer.released(item.claim.plan, item.device)
         if self._hold is not None and state.phase in ("attaching", "detaching"):
             await self._hold(state.phase)
 

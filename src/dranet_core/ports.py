@@ -10,6 +10,9 @@ talks to these three protocols, each implemented by the part that owns the conce
   mover latency and journal-state metrics, and the claim status of an attach (``Ready=True``
   with the network data read back, or ``Ready=False`` with the reason and the error).
 * :class:`EventSink` — any :class:`~dranet_core.status.StatusPublisher`: Kubernetes Events.
+* :class:`DeviceObserver` — implemented by :class:`~dranet_core.metadata.writer.MetadataWriter`:
+  each device's arrival in its pod and its return home, from the journal, on every path
+  (RunPodSandbox, rollback, reconciliation, StopPodSandbox, unprepare).
 
 Every method returns quickly; the async ones only queue work (the publisher writes it).
 """
@@ -20,11 +23,11 @@ from collections.abc import Mapping, Sequence, Set
 from typing import Protocol
 
 from dranet_core.errors import DranetError
-from dranet_core.plans import PreparedDevice
+from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.status import EventRecord
-from dranet_core.types import ClaimRef, DeviceStatus, PodSandbox
+from dranet_core.types import ClaimRef, DeviceStatus, NetworkData, PodSandbox
 
-__all__ = ["AttachObserver", "DevicePins", "EventSink"]
+__all__ = ["AttachObserver", "DeviceObserver", "DevicePins", "EventSink"]
 
 
 class DevicePins(Protocol):
@@ -66,4 +69,22 @@ class EventSink(Protocol):
 
     async def record_event(self, event: EventRecord) -> None:
         """Queue ``event``."""
+        ...
+
+
+class DeviceObserver(Protocol):
+    """Learns when a device's journal entry says it is in its pod, or home again.
+
+    Awaited inside the NRI call that moved the device (so before RunPodSandbox answers and
+    before any container starts); must not raise.
+    """
+
+    async def attached(
+        self, plan: ClaimPlan, device: PreparedDevice, network_data: NetworkData | None
+    ) -> None:
+        """``device`` of ``plan`` is attached, with the network data read back from the kernel."""
+        ...
+
+    async def released(self, plan: ClaimPlan, device: PreparedDevice) -> None:
+        """``device`` of ``plan`` is back home (journal ``prepared``)."""
         ...

@@ -34,6 +34,7 @@ __all__ = [
     "KubeSettings",
     "KubeletSettings",
     "LogSettings",
+    "MetadataSettings",
     "NriSettings",
     "ObservabilitySettings",
     "Settings",
@@ -318,6 +319,38 @@ class DebugSettings:
             raise SettingsError(f"--debug-hold-after: phase must be attaching or detaching, got {value!r}")
 
 
+METADATA_VERSIONS: Final = ("v1beta1", "v1alpha1")
+"""``metadata.resource.k8s.io`` versions the device metadata writer knows, newest first."""
+
+
+@attrs.frozen(kw_only=True)
+class MetadataSettings:
+    """DRA device metadata (KEP-5304): a JSON file per claim request, bind-mounted by CDI."""
+
+    enabled: bool = False
+    """``--enable-device-metadata``: write the files and CDI specs and return the CDI device IDs
+    to the kubelet. Off by default: a runtime without CDI support fails every container whose
+    CDI device it cannot resolve, so turning it on is the operator's decision."""
+
+    cdi_dir: Path = attrs.field(default=Path("/var/run/cdi"), validator=_absolute("--cdi-dir"))
+    """``--cdi-dir``: where the runtime reads CDI specs (containerd's and CRI-O's default)."""
+
+    versions: tuple[str, ...] = attrs.field(default=METADATA_VERSIONS)
+    """``--device-metadata-versions``: the ``metadata.resource.k8s.io`` versions written, in
+    order; readers take the first they know (Kubernetes 1.36 reads v1alpha1, 1.37 v1beta1)."""
+
+    @versions.validator
+    def _check_versions(self, _: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]) -> None:
+        flag = "--device-metadata-versions"
+        if not value:
+            raise SettingsError(f"{flag}: names no version (known: {', '.join(METADATA_VERSIONS)})")
+        for v in value:
+            if v not in METADATA_VERSIONS:
+                raise SettingsError(f"{flag}: unknown version {v!r} (known: {', '.join(METADATA_VERSIONS)})")
+        if len(set(value)) != len(value):
+            raise SettingsError(f"{flag}: a version is named twice in {','.join(value)!r}")
+
+
 @attrs.frozen(kw_only=True)
 class Settings:
     """Everything the reference driver needs, grouped by concern."""
@@ -333,6 +366,7 @@ class Settings:
     shutdown: ShutdownSettings = attrs.field(factory=ShutdownSettings)
     debug: DebugSettings = attrs.field(factory=DebugSettings)
     profile: ProfileSettings = attrs.field(factory=ProfileSettings)
+    metadata: MetadataSettings = attrs.field(factory=MetadataSettings)
 
     backends: tuple[str, ...] | None = attrs.field(default=None)
     """``--backends``: entry-point names to load, in attach order; None loads every installed one."""

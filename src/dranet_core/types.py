@@ -230,13 +230,16 @@ class Claim:
     """What the driver needs of an allocated ResourceClaim (already fetched from the API).
 
     ``results`` and ``configs`` hold every entry of the allocation; filtering to this
-    driver and this node is the Allocator's job.
+    driver and this node is the Allocator's job. ``pod_claim_name`` is the claim's name in
+    the pod spec when a ResourceClaimTemplate made it (annotation
+    ``resource.kubernetes.io/pod-claim-name``), else None.
     """
 
     ref: ClaimRef
     results: tuple[AllocationResult, ...] = ()
     configs: tuple[OpaqueConfig, ...] = ()
     reserved_for: tuple[ConsumerRef, ...] = ()
+    pod_claim_name: str | None = None
 
 
 @attrs.frozen(kw_only=True)

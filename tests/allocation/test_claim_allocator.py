@@ -10,13 +10,21 @@ import pytest
 
 from dranet_core.allocation import Allocator
 from dranet_core.checkpoint import ClaimStore, decode_checkpoint
-from dranet_core.claim_allocator import ClaimAllocator, KeyedLocks, plan_claim
+from dranet_core.claim_allocator import ClaimAllocator, plan_claim
 from dranet_core.config.model import InterfaceConfig, NetworkConfig
 from dranet_core.errors import ClaimError, ConfigError, ConfigIssue
+from dranet_core.keyed_locks import KeyedLocks
+from dranet_core.plans import ClaimPlan
 from dranet_core.types import AllocationResult, Claim, ClaimRef, ConsumerRef, Device, OpaqueConfig
 
 DRIVER = "dra.net"
 POOL = "node-a"
+
+
+def plans(allocator: ClaimAllocator) -> dict[str, ClaimPlan]:
+    """The prepared claims' plans, by claim UID, as the checkpoint holds them."""
+    return {uid: pc.plan for uid, pc in allocator.store.claims().items()}
+
 
 INVENTORY = {
     name: Device(
@@ -182,18 +190,40 @@ async def test_allocator_implements_the_protocol_and_persists(tmp_path: pathlib.
     alloc, _ = make(tmp_path)
     assert isinstance(alloc, Allocator)
     p = await alloc.prepare(claim(), INVENTORY)
-    assert alloc.prepared() == {"c1": p}
+    assert plans(alloc) == {"c1": p}
     assert decode_checkpoint((tmp_path / "cp.json").read_bytes())["c1"].plan == p
 
 
-async def test_repeated_prepare_returns_the_same_plan_and_writes_nothing(tmp_path: pathlib.Path) -> None:
-    alloc, _ = make(tmp_path)
-    p1 = await alloc.prepare(claim(), INVENTORY)
-    before = (tmp_path / "cp.json").stat().st_mtime_ns, (tmp_path / "cp.json").read_bytes()
-    # even with a changed claim object and an empty inventory (device already in the pod)
-    p2 = await alloc.prepare(claim(pods=[pod("zzz")]), {})
-    assert p2 == p1
-    assert ((tmp_path / "cp.json").stat().st_mtime_ns, (tmp_path / "cp.json").read_bytes()) == before
+class CountingSource:
+    """A ClaimSource serving fixed claims, counting the reads."""
+
+    def __init__(self, *claims: Claim) -> None:
+        self.claims = {c.ref.uid: c for c in claims}
+        self.reads = 0
+
+    async def get(self, ref: ClaimRef) -> Claim:
+        self.reads += 1
+        return self.claims[ref.uid]
+
+
+async def test_repeated_prepare_is_answered_from_get_without_read_or_write(
+    tmp_path: pathlib.Path,
+) -> None:
+    from dranet_core.dra.preparer import DefaultPreparer
+
+    alloc, store = make(tmp_path)
+    source = CountingSource(claim())
+    inventory: dict[str, Device] = dict(INVENTORY)
+    preparer = DefaultPreparer(source, alloc, lambda: inventory)
+    first = await preparer.prepare([claim().ref])
+    p1 = alloc.get("c1")
+    assert p1 is not None and source.reads == 1 and store.writes == 1
+    inventory.clear()  # the device is in a pod now: the inventory no longer lists it
+    source.claims["c1"] = claim(pods=[pod("zzz")])
+    again = await asyncio.gather(*(preparer.prepare([claim().ref]) for _ in range(5)))
+    assert all(a == first for a in again)
+    assert alloc.get("c1") == p1 and source.reads == 1 and store.writes == 1
+    assert alloc.get("nope") is None
 
 
 async def test_unprepare_returns_the_plan_once_then_none(tmp_path: pathlib.Path) -> None:
@@ -202,7 +232,7 @@ async def test_unprepare_returns_the_plan_once_then_none(tmp_path: pathlib.Path)
     ref = claim().ref
     assert await alloc.unprepare(ref) == p
     assert await alloc.unprepare(ref) is None
-    assert alloc.prepared() == {}
+    assert plans(alloc) == {}
     # the device is free again
     assert (await alloc.prepare(claim("c2"), INVENTORY)).devices[0].device == "eth1"
 
@@ -215,7 +245,7 @@ async def test_keyed_by_uid_not_by_name(tmp_path: pathlib.Path) -> None:
         await alloc.prepare(claim("new", name="same"), INVENTORY)
     # unpreparing the new UID does not touch the old one
     assert await alloc.unprepare(ClaimRef(namespace="ns", name="same", uid="new")) is None
-    assert list(alloc.prepared()) == ["old"]
+    assert list(plans(alloc)) == ["old"]
 
 
 async def test_two_claims_racing_for_one_device_only_one_wins(tmp_path: pathlib.Path) -> None:
@@ -226,15 +256,18 @@ async def test_two_claims_racing_for_one_device_only_one_wins(tmp_path: pathlib.
     wins = [r for r in results if not isinstance(r, BaseException)]
     losses = [r for r in results if isinstance(r, ClaimError)]
     assert len(wins) == 1 and len(losses) == 7
-    assert list(alloc.prepared()) == [wins[0].claim.uid]
+    assert list(plans(alloc)) == [wins[0].claim.uid]
 
 
 async def test_prepare_racing_unprepare_of_the_same_uid_leaks_nothing(tmp_path: pathlib.Path) -> None:
+    from dranet_core.dra.preparer import DefaultPreparer
+
     alloc, store = make(tmp_path)
+    preparer = DefaultPreparer(CountingSource(claim()), alloc, lambda: INVENTORY)
     for _ in range(20):
-        await asyncio.gather(alloc.prepare(claim(), INVENTORY), alloc.unprepare(claim().ref))
+        await asyncio.gather(preparer.prepare([claim().ref]), preparer.unprepare([claim().ref]))
         # serialised: prepare then unprepare, so nothing remains and the device is free
-        assert alloc.prepared() == {} and alloc.taken() == {}
+        assert plans(alloc) == {} and alloc.taken() == {}
     assert decode_checkpoint((tmp_path / "cp.json").read_bytes()) == {}
     assert store.claims() == {}
 
@@ -244,7 +277,7 @@ async def test_state_survives_a_new_process(tmp_path: pathlib.Path) -> None:
     p = await alloc.prepare(claim(), INVENTORY)
     alloc2, store2 = make(tmp_path)
     await store2.load()
-    assert alloc2.prepared() == {"c1": p}
+    assert plans(alloc2) == {"c1": p}
     with pytest.raises(ClaimError, match="already prepared for claim c1"):
         await alloc2.prepare(claim("c2"), INVENTORY)
     assert await alloc2.unprepare(claim().ref) == p

@@ -147,20 +147,8 @@ def test_hand_written_file_is_read() -> None:
         (b"{not json", "not JSON"),
         (b"[]", "top level"),
         (b'{"version": 99, "claims": {}}', "unknown checkpoint version 99"),
-        (
-            b'{"version": 1, "claims": {"u": {"plan": {"claim": {"namespace": "n", "name": "c"}}}}}',
-            "claims.u.plan.claim.uid: missing",
-        ),
-        (
-            b'{"version": 1, "claims": {"u": {"plan": {"claim": {"namespace": "n", "name": "c", "uid": "u"}},'
-            b' "devices": {"d": {"phase": "flying"}}}}}',
-            "unknown phase",
-        ),
-        (
-            b'{"version": 1, "claims": {"u": {"plan": {"claim": '
-            b'{"namespace": "n", "name": "c", "uid": "v"}}}}}',
-            "plan is for claim uid v",
-        ),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"version": 1, "claims": []}', "claims: expected an object"),
         (b"\xff\xfe", "not JSON"),
     ],
 )
@@ -300,3 +288,186 @@ async def test_cancelled_mutation_never_overlaps_writes(tmp_path: pathlib.Path) 
         await first
     assert peak == 1
     assert sorted(decode_checkpoint((tmp_path / "cp.json").read_bytes())) == ["a", "b"]
+
+
+_GOOD = _plan("good")
+
+
+def _file_with(bad: dict[str, object]) -> bytes:
+    """A checkpoint holding the sound claim ``good`` and the ``bad`` claim records."""
+    doc = json.loads(encode_checkpoint({"good": PreparedClaim(plan=_GOOD)}))
+    doc["claims"].update(bad)
+    return json.dumps(doc).encode()
+
+
+def _record(uid: str, **device: object) -> dict[str, object]:
+    rec = PreparedClaim(plan=_plan(uid)).to_json()
+    rec["devices"] = {"eth1": {"phase": "detaching", "podUID": "p", **device}}
+    return rec
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ({"u": {"plan": {"claim": {"namespace": "n", "name": "c"}}}}, "claims.u.plan.claim.uid: missing"),
+        (
+            {
+                "u": {
+                    "plan": {"claim": {"namespace": "n", "name": "c", "uid": "u"}},
+                    "devices": {"d": {"phase": "x"}},
+                }
+            },
+            "unknown phase",
+        ),
+        ({"u": {"plan": {"claim": {"namespace": "n", "name": "c", "uid": "v"}}}}, "plan is for claim uid v"),
+        ({"u": _record("u", snapshot="a string")}, "claims.u.devices.eth1.snapshot: expected an object"),
+        ({"u": "not an object"}, "claims.u: expected an object"),
+    ],
+)
+async def test_bad_claim_record_is_set_aside_and_the_rest_kept(
+    tmp_path: pathlib.Path, bad: dict[str, object], reason: str
+) -> None:
+    path = tmp_path / "cp.json"
+    raw = _file_with(bad)
+    path.write_bytes(raw)
+    seen: list[CheckpointProblem] = []
+    store = ClaimStore(path, on_problem=seen.append)
+    problem = await store.load()
+    assert problem is not None and seen == [problem]
+    assert problem.claims == ("u",) and reason in problem.reason
+    assert "1 unusable claim record(s) set aside" in str(problem)
+    assert list(store.claims()) == ["good"] and store.get("good") == PreparedClaim(plan=_GOOD)
+    # the whole original is kept for people to look at, the file no longer holds the bad record
+    assert problem.moved_to is not None
+    assert await asyncio.to_thread(pathlib.Path(problem.moved_to).read_bytes) == raw
+    assert sorted(decode_checkpoint(path.read_bytes())) == ["good"]
+    again = ClaimStore(path)
+    assert await again.load() is None and list(again.claims()) == ["good"]
+
+
+async def test_claim_check_sets_aside_a_snapshot_a_backend_cannot_read(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "cp.json"
+    path.write_bytes(_file_with({"u": _record("u", snapshot={"netdev": {"ifname": "eth1"}})}))
+
+    def check(pc: PreparedClaim) -> None:
+        for st in pc.devices.values():
+            if isinstance(st.snapshot, dict) and "ifindex" not in st.snapshot.get("netdev", {"ifindex": 1}):
+                raise ValueError("netdev snapshot: missing 'ifindex'")
+
+    store = ClaimStore(path, check=check)
+    problem = await store.load()
+    assert problem is not None and problem.claims == ("u",)
+    assert "claims.u: netdev snapshot: missing 'ifindex'" in problem.reason
+    assert list(store.claims()) == ["good"]
+
+
+async def test_deeply_nested_claim_record_is_set_aside(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "cp.json"
+    nested: object = []
+    for _ in range(900):  # parses as JSON, but is deeper than any record we read
+        nested = [nested]
+    rec = PreparedClaim(plan=_plan("u")).to_json()
+    rec["plan"]["devices"][0]["config"] = {"routes": nested}
+    path.write_bytes(_file_with({"u": rec}))
+    store = ClaimStore(path)
+    problem = await store.load()
+    assert problem is not None and problem.claims == ("u",)
+    assert list(store.claims()) == ["good"]
+
+
+async def test_symlinked_checkpoint_is_refused_and_its_target_untouched(tmp_path: pathlib.Path) -> None:
+    target = tmp_path / "precious"
+    target.write_bytes(encode_checkpoint({"x": PreparedClaim(plan=_plan("x"))}))
+    path = tmp_path / "dranet.db"
+    path.symlink_to(target)
+    store = ClaimStore(path)
+    problem = await store.load()
+    assert problem is not None and "symbolic link" in problem.reason
+    assert store.claims() == {}
+    await store.put_plan(_plan("a"))
+    assert not path.is_symlink() and sorted(decode_checkpoint(path.read_bytes())) == ["a"]
+    assert sorted(decode_checkpoint(target.read_bytes())) == ["x"]
+
+
+async def test_temp_file_is_never_written_through_a_planted_symlink(tmp_path: pathlib.Path) -> None:
+    target = tmp_path / "victim"
+    target.write_bytes(b"keep me")
+    path = tmp_path / "dranet.db"
+    for name in (f".dranet.db.tmp-{os.getpid()}", f".dranet.db.tmp-{os.getpid()}-0"):
+        (tmp_path / name).symlink_to(target)
+    store = ClaimStore(path)
+    await store.put_plan(_plan("a"))
+    await store.put_plan(_plan("b", ("eth2",)))
+    assert target.read_bytes() == b"keep me"
+    assert not path.is_symlink() and sorted(decode_checkpoint(path.read_bytes())) == ["a", "b"]
+
+
+async def test_missing_parents_are_created_0750_whatever_the_umask(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "a" / "b" / "dranet.db"
+    old = os.umask(0)
+    try:
+        await ClaimStore(path).put_plan(_plan("a"))
+    finally:
+        os.umask(old)
+    for d in (tmp_path / "a", tmp_path / "a" / "b"):
+        assert oct(d.stat().st_mode & 0o777) == "0o750"
+
+
+async def test_concurrent_mutations_share_fsynced_writes(tmp_path: pathlib.Path) -> None:
+    store = ClaimStore(tmp_path / "cp.json")
+    await asyncio.gather(*(store.put_plan(_plan(f"u{i}", (f"eth{i}",))) for i in range(50)))
+    # one write for the first mutation, one for everything that queued behind it
+    assert store.writes <= 2
+    assert sorted(decode_checkpoint((tmp_path / "cp.json").read_bytes())) == sorted(
+        f"u{i}" for i in range(50)
+    )
+
+
+async def test_failed_write_can_keep_the_state_and_a_later_write_catches_up(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "cp.json"
+    store = ClaimStore(path)
+    await store.put_plan(_plan("a"))
+    await store.set_device_state("a", "eth1", DeviceState(phase="attaching", pod_uid="p"))
+    real = store._write
+
+    def broken(data: bytes) -> None:
+        raise OSError(30, "Read-only file system")
+
+    store._write = broken  # type: ignore[method-assign]
+    with pytest.raises(CheckpointError, match="Read-only file system"):
+        await store.set_device_state("a", "eth1", DeviceState(), keep_on_failure=True)
+    assert store.device_state("a", "eth1") == DeviceState() and store.dirty
+    assert await store.flush() is False
+    store._write = real  # type: ignore[method-assign]
+    assert await store.flush() is True and not store.dirty
+    assert decode_checkpoint(path.read_bytes())["a"].devices["eth1"] == DeviceState()
+
+
+async def test_run_retries_a_failed_write_until_it_lands(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "cp.json"
+    store = ClaimStore(path)
+    await store.put_plan(_plan("a"))
+    real = store._write
+    fails = [2]
+
+    def flaky(data: bytes) -> None:
+        if fails[0] > 0:
+            fails[0] -= 1
+            raise OSError(30, "Read-only file system")
+        real(data)
+
+    store._write = flaky  # type: ignore[method-assign]
+    with pytest.raises(CheckpointError):
+        await store.set_device_state(
+            "a", "eth1", DeviceState(phase="detaching", pod_uid="p"), keep_on_failure=True
+        )
+    runner = asyncio.create_task(store.run(interval=0.01))
+    try:
+        while store.dirty:  # noqa: ASYNC110 - the store has no event for this
+            await asyncio.sleep(0.01)
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+    assert fails == [0]
+    assert decode_checkpoint(path.read_bytes())["a"].devices["eth1"].phase == "detaching"

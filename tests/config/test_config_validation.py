@@ -145,3 +145,28 @@ def test_wrong_python_types_never_crash_cross_field_rules() -> None:
         "rules[0].destination",
     }
     validate_rdma_only(NetworkConfig(interface=InterfaceConfig(addresses=[], name="")))  # type: ignore[arg-type]
+
+
+def test_profile_and_entry_counts_are_bounded_with_the_bound_in_the_message() -> None:
+    from dranet_core.config import decode_config
+    from dranet_core.config.model import MAX_ENTRIES, MAX_PROFILE_LENGTH
+
+    route = {"destination": "10.0.0.0/8", "gateway": "192.0.2.1"}
+    neigh = {"destination": "192.0.2.9", "hardwareAddr": "02:00:00:00:00:01"}
+    rule = {"priority": 10, "table": 100}
+    raw = {
+        "profile": "x" * 10_000_000,
+        "routes": [route] * 10_000,
+        "rules": [rule] * (MAX_ENTRIES + 1),
+        "neighbors": [neigh] * (MAX_ENTRIES + 1),
+    }
+    with pytest.raises(ConfigError) as info:
+        validate_config(decode_config(raw))
+    assert [(i.path, i.rule) for i in info.value.issues] == [
+        ("profile", f"must be at most {MAX_PROFILE_LENGTH} characters long, got 10000000"),
+        ("routes", f"must have at most {MAX_ENTRIES} entries, got 10000"),
+        ("rules", f"must have at most {MAX_ENTRIES} entries, got {MAX_ENTRIES + 1}"),
+        ("neighbors", f"must have at most {MAX_ENTRIES} entries, got {MAX_ENTRIES + 1}"),
+    ]
+    at_bound = {"profile": "x" * MAX_PROFILE_LENGTH, "routes": [route] * MAX_ENTRIES}
+    validate_config(decode_config(at_bound))  # the bounds themselves are fine

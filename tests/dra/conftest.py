@@ -26,6 +26,7 @@ from dranet_core.checkpoint import ClaimStore
 from dranet_core.claim_allocator import ClaimAllocator
 from dranet_core.dra import DefaultPreparer, KubeletPlugin
 from dranet_core.kube.claims import ApiClaimSource
+from dranet_core.plans import ClaimPlan
 from dranet_core.types import Device
 
 PROTO_ROOT = pathlib.Path(__file__).resolve().parents[2] / "src" / "dranet_core" / "proto"
@@ -113,6 +114,11 @@ def inventory(*names: str) -> dict[str, Device]:
     return {
         n: Device(name=n, attributes={"dra.net/ifName": n}, facets={"netdev": {"ifName": n}}) for n in names
     }
+
+
+def plans(allocator: ClaimAllocator) -> dict[str, ClaimPlan]:
+    """The prepared claims' plans, by claim UID, as the checkpoint holds them."""
+    return {uid: pc.plan for uid, pc in allocator.store.claims().items()}
 
 
 class Node:

@@ -132,7 +132,7 @@ async def test_source_errors_are_claim_errors(fake_api: Any, fake_api_client: An
 async def test_source_with_api_server_unreachable(fake_api: Any, fake_api_client: Any) -> None:
     source = ApiClaimSource(fake_api_client, driver_name="dra.net", request_timeout=2)
     await fake_api.go_down()
-    with pytest.raises(ClaimError, match="reading the claim failed"):
+    with pytest.raises(ClaimError, match=r"^reading claim team-a/nic-claim: \w+"):
         await source.get(REF)
 
 
@@ -169,3 +169,55 @@ async def test_group_not_served_at_all() -> None:
     client = _DiscoveryOnly(404, b"404 page not found")
     with pytest.raises(ClaimError, match=r"does not serve resource\.k8s\.io"):
         await ApiClaimSource(client, driver_name="dra.net").get(REF)
+
+
+class _Answers:
+    """An ApiClient stand-in: discovery says v1; the claim GET answers ``body``."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def call_api(self, path: str, method: str, **kwargs: Any) -> _Resp:
+        if path == "/apis/resource.k8s.io":
+            return _Resp(200, b'{"versions": [{"version": "v1"}]}')
+        return _Resp(200, self.body)
+
+
+def _raw_claim(parameters: str) -> bytes:
+    """V1BETA1_CLAIM's JSON text with one opaque config whose parameters are ``parameters``."""
+    import json
+
+    doc = json.loads(json.dumps(V1BETA1_CLAIM))
+    doc["status"]["allocation"]["devices"]["config"] = [
+        {"source": "FromClaim", "requests": [], "opaque": {"driver": "dra.net", "parameters": "@@"}}
+    ]
+    return json.dumps(doc).replace('"@@"', parameters).encode()
+
+
+async def test_duplicate_keys_in_claim_parameters_are_rejected() -> None:
+    from dranet_core.config import resolve_config
+    from dranet_core.errors import ConfigError
+
+    client = _Answers(_raw_claim('{"interface": {"mtu": 1400, "mtu": 9000}}'))
+    claim = await ApiClaimSource(client, driver_name="dra.net", pool="node-a").get(REF)
+    with pytest.raises(ConfigError, match=r"interface\.mtu: duplicate field"):
+        resolve_config(claim.configs, "nic", "dra.net")
+
+
+async def test_claim_nested_10000_levels_is_one_clear_error() -> None:
+    client = _Answers(_raw_claim('{"interface": ' + "[" * 10_000 + "]" * 10_000 + "}"))
+    with pytest.raises(ClaimError) as info:
+        await ApiClaimSource(client, driver_name="dra.net", pool="node-a").get(REF)
+    text = str(info.value)
+    assert text.startswith("reading claim team-a/nic-claim: ") and "nested too deeply" in text
+    assert "RecursionError" not in text and "\n" not in text
+
+
+async def test_hung_api_server_names_the_claim_and_the_timeout(fake_api: Any, fake_api_client: Any) -> None:
+    fake_api.put_object(V1BETA1_CLAIM)
+    source = ApiClaimSource(fake_api_client, driver_name="dra.net", request_timeout=0.5)
+    await source.served_version()
+    fake_api.fail_next("GET", "/apis/resource.k8s.io/v1/namespaces", hang=5, count=2)
+    with pytest.raises(ClaimError) as info:
+        await source.get(REF)
+    assert str(info.value) == "reading claim team-a/nic-claim: the API server did not answer within 0.5s"

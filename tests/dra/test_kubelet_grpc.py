@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import DRIVER, NODE, Node, resource_claim
+from conftest import DRIVER, NODE, Node, plans, resource_claim
 
 from dranet_core.checkpoint import decode_checkpoint
 from dranet_core.dra import KubeletPlugin
@@ -109,14 +109,14 @@ async def test_prepare_and_unprepare(
     assert entry.error == ""
     got = [(list(d.request_names), d.pool_name, d.device_name, list(d.cdi_device_ids)) for d in entry.devices]
     assert got == [(["nic"], NODE, "eth1", []), (["nic2"], NODE, "eth2", [])]
-    plan = node.allocator.prepared()["uid-1"]
+    plan = node.allocator.get("uid-1")
     assert plan.pods == ("pod-1",)
     assert plan.devices[0].config.interface is not None and plan.devices[0].config.interface.mtu == 1400
     assert "uid-1" in decode_checkpoint(node.checkpoint.read_bytes())
 
     resp2 = await unprepare(node, pb, ("c1", "uid-1"), version=version)
     assert dict(resp2.claims)["uid-1"].error == ""
-    assert node.allocator.prepared() == {}
+    assert plans(node.allocator) == {}
     assert decode_checkpoint(node.checkpoint.read_bytes()) == {}
 
 
@@ -164,7 +164,7 @@ async def test_one_bad_claim_does_not_fail_the_others(
     assert "eth99" in errors["u-nodev"] and "not on this node" in errors["u-nodev"]
     assert "interface.mtu" in errors["u-bad"]  # the JSON path of the bad field
     assert "2 pods" in errors["u-2p"]
-    assert sorted(node.allocator.prepared()) == ["u-good1", "u-good2"]
+    assert sorted(plans(node.allocator)) == ["u-good1", "u-good2"]
     for bad in ("u-missing", "u-old", "u-na", "u-nodev", "u-bad", "u-2p"):
         assert resp.claims[bad].devices == [] or len(resp.claims[bad].devices) == 0
 
@@ -197,7 +197,7 @@ async def test_concurrent_calls(node: Node, pb: types.SimpleNamespace, fake_api:
     ]
     resps = await asyncio.gather(*calls)
     assert all(r.claims[f"u{i}"].error == "" for i, r in enumerate(resps, start=1))
-    assert len(node.allocator.prepared()) == 30
+    assert len(plans(node.allocator)) == 30
     # the same claim from many calls at once: one plan, every answer the same
     fake_api.put_object(resource_claim("same", "u-same", [("nic", "eth31")]))
     resps = await asyncio.gather(*(prepare(node, pb, ("same", "u-same")) for _ in range(10)))
@@ -206,7 +206,7 @@ async def test_concurrent_calls(node: Node, pb: types.SimpleNamespace, fake_api:
     await asyncio.gather(prepare(node, pb, ("same", "u-same")), unprepare(node, pb, ("same", "u-same")))
     resp = await unprepare(node, pb, ("same", "u-same"))
     assert resp.claims["u-same"].error == ""
-    assert "u-same" not in node.allocator.prepared() and "eth31" not in node.allocator.taken()
+    assert "u-same" not in plans(node.allocator) and "eth31" not in node.allocator.taken()
 
 
 async def test_restart_between_prepare_and_unprepare(
@@ -225,7 +225,7 @@ async def test_restart_between_prepare_and_unprepare(
     second = Node(kubelet_root, fake_api_client)
     await second.start()
     try:
-        assert list(second.allocator.prepared()) == ["uid-1"]  # from the checkpoint
+        assert list(plans(second.allocator)) == ["uid-1"]  # from the checkpoint
         # a repeated prepare after restart answers from the checkpoint, API object gone or not
         again = await prepare(second, pb, ("c1", "uid-1"))
         assert [d.device_name for d in again.claims["uid-1"].devices] == ["eth1"]
@@ -275,7 +275,7 @@ async def test_api_server_down_is_a_per_claim_error(
     fake_api.fail_next("GET", "/apis/resource.k8s.io/v1/namespaces", status=503)
     resp = await prepare(node, pb, ("c1", "uid-1"))
     assert "HTTP 503" in resp.claims["uid-1"].error
-    assert node.allocator.prepared() == {}
+    assert plans(node.allocator) == {}
     # the kubelet retries; now it works
     assert (await prepare(node, pb, ("c1", "uid-1"))).claims["uid-1"].error == ""
 
@@ -296,11 +296,11 @@ async def test_unprepare_hook_sees_plan_and_its_failure_keeps_the_claim(
     await prepare(node, pb, ("c1", "uid-1"))
     resp = await unprepare(node, pb, ("c1", "uid-1"))
     assert "device still attached" in resp.claims["uid-1"].error
-    assert "uid-1" in node.allocator.prepared()
+    assert "uid-1" in plans(node.allocator)
     fail[0] = False
     assert (await unprepare(node, pb, ("c1", "uid-1"))).claims["uid-1"].error == ""
     assert seen == [("uid-1", ["eth1"]), ("uid-1", ["eth1"])]
-    assert node.allocator.prepared() == {}
+    assert plans(node.allocator) == {}
 
 
 # --- sockets, instances, shutdown ---
@@ -380,7 +380,7 @@ async def test_graceful_shutdown_finishes_the_call_in_flight(
     await node.plugin.shutdown(grace=3)
     resp = await call
     assert resp.claims["uid-1"].error == ""
-    assert "uid-1" in node.allocator.prepared()
+    assert "uid-1" in plans(node.allocator)
     assert not node.plugin.paths.dra_socket.exists()
     assert not node.plugin.paths.registration_socket.exists()
 
@@ -400,7 +400,7 @@ async def test_shutdown_cancels_calls_that_outlive_the_grace(
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await call
     assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
-    assert node.allocator.prepared() == {}
+    assert plans(node.allocator) == {}
 
 
 async def test_draining_refuses_new_prepares_but_serves_unprepares(
@@ -412,7 +412,7 @@ async def test_draining_refuses_new_prepares_but_serves_unprepares(
     node.plugin.service.drain()
     assert "shutting down" in (await prepare(node, pb, ("c2", "uid-2"))).claims["uid-2"].error
     assert (await unprepare(node, pb, ("c1", "uid-1"))).claims["uid-1"].error == ""
-    assert node.allocator.prepared() == {}
+    assert plans(node.allocator) == {}
 
 
 async def test_preparer_crash_becomes_per_claim_errors(node: Node, pb: types.SimpleNamespace) -> None:
@@ -473,3 +473,38 @@ async def test_cancelling_run_closes_the_plugin(node: Node) -> None:
     again = KubeletPlugin(DRIVER, node.preparer, kubelet_root=node.root)
     await again.start()
     await again.shutdown(0)
+
+
+async def test_a_symlinked_instance_lock_is_refused_and_its_target_untouched(
+    kubelet_root: pathlib.Path, fake_api_client: Any, tmp_path: pathlib.Path
+) -> None:
+    from dranet_core.errors import PermanentError
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    plugin_dir = kubelet_root / "plugins" / DRIVER
+    plugin_dir.mkdir(parents=True)
+    (plugin_dir / "instance.lock").symlink_to(victim)
+    n = Node(kubelet_root, fake_api_client)
+    with pytest.raises(PermanentError, match=r"instance.lock: .*symbolic link; refusing to follow it"):
+        await n.start()
+    assert victim.read_text() == "keep me\n"
+    assert not (plugin_dir / "dra.sock").exists()
+
+
+async def test_plugin_dirs_are_0750_under_umask_0(kubelet_root: pathlib.Path, fake_api_client: Any) -> None:
+    old = os.umask(0)
+    try:
+        n = Node(kubelet_root / "deep" / "root", fake_api_client)
+        await n.start()
+    finally:
+        os.umask(old)
+    try:
+        for d in (
+            kubelet_root / "deep",
+            kubelet_root / "deep" / "root",
+            kubelet_root / "deep" / "root" / "plugins",
+        ):
+            assert stat.S_IMODE(os.stat(d).st_mode) == 0o750, d
+    finally:
+        await n.close()

@@ -279,3 +279,55 @@ async def test_a_backend_loop_runs_as_a_supervised_job_and_is_restarted(short_tm
         assert st.ok
         stop.set()
         await drv
+
+
+class Reporting(FakeDiscovery):
+    """A backend that reports per-device health (ReportsHealth)."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.verdict = {"dev0": True, "dev1": False}
+
+    async def health(self) -> dict[str, bool]:
+        return dict(self.verdict)
+
+
+async def test_backend_device_health_is_a_part_of_healthz(short_tmp: Path) -> None:
+    settings = Settings(
+        kube=KubeSettings(node_name="node-h"),
+        kubelet=KubeletSettings(root_dir=short_tmp / "kubelet"),
+        nri=NriSettings(socket_path=short_tmp / "nri.sock"),
+        checkpoint=CheckpointSettings(db_path=None),
+        observability=ObservabilitySettings(bind_address=""),
+        shutdown=ShutdownSettings(grace_period=1.0),
+    )
+    backend = Reporting()
+    driver = Driver(
+        settings,
+        backends=[backend],
+        publisher=DemoPublisher(short_tmp / "api", node_name="node-h"),
+        claim_source=MemoryClaimSource(),
+    )
+    assert driver.backend_health is not None
+    driver.backend_health.interval = 0.05
+    stop = asyncio.Event()
+
+    def part() -> tuple[bool, str]:
+        st = driver.health.snapshot()["device health"]
+        return st.ok, st.detail
+
+    async with asyncio.TaskGroup() as tg:
+        drv = tg.create_task(driver.run(stop=stop))
+
+        async def unhealthy_named() -> bool:
+            return part() == (False, "unhealthy devices: dev1")
+
+        await _until(unhealthy_named, "dev1 named unhealthy")
+        backend.verdict["dev1"] = True
+
+        async def healthy() -> bool:
+            return part() == (True, "2 devices healthy")
+
+        await _until(healthy, "device health recovers")
+        stop.set()
+        await drv

@@ -260,7 +260,7 @@ async def test_restart_reconciliation(
     first = await _rig(tmp_path, _dev("eth1"))
     snap = {"netdev": {"name": "host-eth1", "by": "netdev"}}
     if phase != "prepared":
-        entry = DeviceState(phase=phase, pod_uid="pod-1", netns="/run/netns/old", snapshot=snap)  # type: ignore[arg-type]
+        entry = DeviceState(phase=phase, pod_uid="pod-1", netns=POD.netns, snapshot=snap)  # type: ignore[arg-type]
         await first.store.set_device_state(CLAIM.uid, "eth1", entry)
     rig = await _rig(tmp_path)  # restart: same file, new objects
     assert rig.store.get(CLAIM.uid) is not None
@@ -297,3 +297,230 @@ async def test_repr_and_states(tmp_path: Path) -> None:
     assert repr(rig.pods) == (
         "PodNetworking(pool='node', movers=['netdev'], states={'prepared': 1, 'attached': 1})"
     )
+
+
+# --- a pod's sandboxes, devices that cannot come home, journal writes that fail ---
+
+SB1 = attrs.evolve(POD, id="sb-1", netns="/run/netns/a")
+SB2 = attrs.evolve(POD, id="sb-2", netns="/run/netns/b")
+
+
+class PlacingMover(FakeMover):
+    """Knows where each device is ("host" or a netns path) and refuses to report a detach it
+    cannot verify, like a real mover: a device is found in the pod netns or on the host."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.where: dict[str, str] = {}
+        self.gone: set[str] = set()  # netns paths that no longer exist
+        self.on_attach: list[Any] = []
+
+    async def attach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> AttachResult:
+        result = await super().attach(device, pod, snapshot)
+        assert self.where.get(device.device, "host") == "host", "attach of a device that is not home"
+        self.where[device.device] = pod.netns or "?"
+        for hook in self.on_attach:
+            hook(device.device)
+        return result
+
+    async def detach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> None:
+        await super().detach(device, pod, snapshot)
+        at = self.where.get(device.device, "host")
+        if at in self.gone:  # its netns died: a physical device comes home by itself
+            at = "host"
+        if at not in ("host", pod.netns):
+            raise DeviceError(device.device, "detach", f"neither in {pod.netns} nor on the host")
+        self.where[device.device] = "host"
+
+
+async def _placing_rig(tmp_path: Path, *devices: PreparedDevice) -> tuple[Rig, PlacingMover]:
+    mover = PlacingMover()
+    return await _rig(tmp_path, *devices, movers=[mover]), mover
+
+
+async def test_a_new_sandbox_of_the_pod_gets_the_device_from_the_old_one(tmp_path: Path) -> None:
+    rig, mover = await _placing_rig(tmp_path, _dev("eth1"))
+    await rig.pods.attach_pod(SB1)
+    await rig.pods.attach_pod(SB2)  # same pod UID, new sandbox id and netns
+    assert mover.where["eth1"] == SB2.netns
+    assert [(c[0]) for c in mover.calls] == ["snapshot", "attach", "detach", "snapshot", "attach"]
+    st = rig.store.device_state(CLAIM.uid, "eth1")
+    assert st is not None and (st.phase, st.sandbox_id, st.netns) == ("attached", "sb-2", SB2.netns)
+    # the journal on disk names the sandbox too
+    again = ClaimStore(tmp_path / "ckpt.json")
+    await again.load()
+    assert again.device_state(CLAIM.uid, "eth1") == st
+    # a late Stop of the old sandbox leaves the device in the new one
+    await rig.pods.detach_pod(SB1)
+    assert mover.where["eth1"] == SB2.netns and _phase(rig, "eth1") == "attached"
+    await rig.pods.detach_pod(SB2)
+    assert mover.where["eth1"] == "host" and _phase(rig, "eth1") == "prepared"
+
+
+async def test_a_new_sandbox_after_the_old_netns_was_deleted(tmp_path: Path) -> None:
+    rig, mover = await _placing_rig(tmp_path, _dev("eth1"))
+    await rig.pods.attach_pod(SB1)
+    mover.gone.add(SB1.netns or "")
+    await rig.pods.attach_pod(SB2)
+    assert mover.where["eth1"] == SB2.netns and _phase(rig, "eth1") == "attached"
+
+
+async def test_a_new_sandbox_does_not_get_a_device_stuck_in_the_old_one(tmp_path: Path) -> None:
+    rig, mover = await _placing_rig(tmp_path, _dev("eth1"))
+    await rig.pods.attach_pod(SB1)
+    mover.where["eth1"] = "/run/netns/elsewhere"  # cannot be found where the journal says
+    with pytest.raises(DeviceError, match="earlier sandbox sb-1 and could not be brought home"):
+        await rig.pods.attach_pod(SB2)
+    st = rig.store.device_state(CLAIM.uid, "eth1")
+    assert st is not None and (st.phase, st.sandbox_id) == ("detaching", "sb-1")
+
+
+async def test_synchronize_moves_the_device_to_a_sandbox_created_while_the_driver_was_down(
+    tmp_path: Path,
+) -> None:
+    rig, mover = await _placing_rig(tmp_path, _dev("eth1"))
+    await rig.pods.attach_pod(SB1)
+    done = await rig.pods.reconcile([SB2])  # the runtime only knows the new sandbox
+    assert done == {"moved": 1}
+    assert mover.where["eth1"] == SB2.netns
+    st = rig.store.device_state(CLAIM.uid, "eth1")
+    assert st is not None and (st.phase, st.sandbox_id) == ("attached", "sb-2")
+    # listed again (same sandbox): nothing moves
+    assert await rig.pods.reconcile([SB2]) == {"kept": 1}
+
+
+async def test_synchronize_prefers_the_live_sandbox_when_both_are_listed(tmp_path: Path) -> None:
+    rig, mover = await _placing_rig(tmp_path, _dev("eth1"))
+    live = attrs.evolve(SB2, netns=str(tmp_path))  # a path that exists
+    await rig.pods.attach_pod(SB1)  # its netns path does not exist any more
+    assert await rig.pods.reconcile([SB1, live]) == {"moved": 1}
+    assert mover.where["eth1"] == live.netns
+    assert await rig.pods.reconcile([SB1, live]) == {"kept": 1}
+
+
+async def test_release_claim_keeps_a_device_that_did_not_come_home(tmp_path: Path) -> None:
+    rig, mover = await _placing_rig(tmp_path, _dev("eth1"), _dev("eth2"))
+    await rig.pods.attach_pod(SB1)
+    mover.where["eth2"] = "/run/netns/recreated"  # the path now names another netns
+    with pytest.raises(DeviceError, match=r"device eth2: unprepare: not verifiably back on the host"):
+        await rig.pods.release_claim(CLAIM)
+    assert mover.where["eth1"] == "host" and _phase(rig, "eth1") == "prepared"
+    assert _phase(rig, "eth2") == "detaching"
+    # a retry after a restart finishes it once the device can be found
+    mover.where["eth2"] = SB1.netns or ""
+    rig2 = await _rig(tmp_path, movers=[mover])
+    await rig2.pods.release_claim(CLAIM)
+    assert _phase(rig2, "eth2") == "prepared" and mover.where["eth2"] == "host"
+
+
+def _read_only_after(store: ClaimStore, marker: bytes) -> list[bool]:
+    """Make every checkpoint write fail once one contains ``marker`` (or the switch is set)."""
+    real = store._write
+    switch = [False]
+
+    def write(data: bytes) -> None:
+        if switch[0] or marker in data:
+            switch[0] = True
+            raise OSError(30, "Read-only file system")
+        real(data)
+
+    store._write = write  # type: ignore[method-assign]
+    return switch
+
+
+async def test_failed_attached_write_still_takes_the_devices_home(tmp_path: Path) -> None:
+    from dranet_core.checkpoint import decode_checkpoint
+    from dranet_core.errors import CheckpointError
+
+    rig, mover = await _placing_rig(tmp_path, _dev("eth1"), _dev("eth2"))
+    switch = _read_only_after(rig.store, b"never")
+    mover.on_attach.append(lambda name: switch.__setitem__(0, name == "eth2"))
+    with pytest.raises(CheckpointError, match="Read-only file system"):
+        await rig.pods.attach_pod(SB1)
+    # both devices are home although no journal write after eth2's move succeeded
+    assert mover.where == {"eth1": "host", "eth2": "host"}
+    assert _phase(rig, "eth1") == "prepared" and _phase(rig, "eth2") == "prepared"
+    assert rig.store.dirty
+    on_disk = decode_checkpoint((tmp_path / "ckpt.json").read_bytes())[CLAIM.uid].devices
+    assert on_disk["eth1"].phase == "attached" and on_disk["eth2"].phase == "attaching"
+    switch[0] = False
+    rig.store._write = type(rig.store)._write.__get__(rig.store)  # type: ignore[method-assign]
+    assert await rig.pods.reconcile([]) == {"kept": 2}  # flushes the kept state first
+    on_disk = decode_checkpoint((tmp_path / "ckpt.json").read_bytes())[CLAIM.uid].devices
+    assert {d: s.phase for d, s in on_disk.items()} == {"eth1": "prepared", "eth2": "prepared"}
+
+
+async def test_detach_with_a_read_only_checkpoint_still_brings_the_device_home(tmp_path: Path) -> None:
+    rig, mover = await _placing_rig(tmp_path, _dev("eth1"))
+    await rig.pods.attach_pod(SB1)
+    _read_only_after(rig.store, b"")
+    await rig.pods.detach_pod(SB1)  # never raises
+    assert mover.where["eth1"] == "host" and _phase(rig, "eth1") == "prepared" and rig.store.dirty
+
+
+async def test_check_claim_refuses_a_snapshot_its_backend_cannot_read(tmp_path: Path) -> None:
+    class Checking(FakeMover):
+        def check_snapshot(self, snapshot: JSON) -> None:
+            if not isinstance(snapshot, dict) or "name" not in snapshot:
+                raise ValueError("netdev snapshot: missing 'name'")
+
+    first = await _rig(tmp_path, _dev("eth1"))
+    bad = DeviceState(phase="detaching", pod_uid="pod-1", snapshot={"netdev": {"ifindex": 3}})
+    await first.store.set_device_state(CLAIM.uid, "eth1", bad)
+    # a restart: the driver builds its parts, then loads the checkpoint
+    store = ClaimStore(tmp_path / "ckpt.json")
+    mover = Checking()
+    PodNetworking(store=store, movers=[("netdev", mover)], driver_name="dra.net", pool="node")
+    problem = await store.load()
+    assert store.get(CLAIM.uid) is None
+    assert problem is not None and problem.claims == (CLAIM.uid,)
+    assert "devices.eth1.snapshot.netdev: netdev snapshot: missing 'name'" in problem.reason
+
+
+@pytest.mark.parametrize(
+    ("entry", "pod", "same"),
+    [
+        (
+            DeviceState(phase="attached", pod_uid="pod-1", sandbox_id="sb-1", netns="/a"),
+            SB1,
+            True,
+        ),  # the ids decide when both are known
+        (DeviceState(phase="attached", pod_uid="pod-1", sandbox_id="sb-1", netns="/run/netns/a"), SB1, True),
+        (
+            DeviceState(phase="attached", pod_uid="pod-1", sandbox_id="sb-1", netns="/x"),
+            attrs.evolve(SB1, netns="/y"),
+            True,
+        ),
+        (DeviceState(phase="attached", pod_uid="pod-1", sandbox_id="sb-1"), SB2, False),
+        (
+            DeviceState(phase="attached", pod_uid="pod-1", netns="/run/netns/a"),
+            attrs.evolve(SB2, id=""),
+            False,
+        ),
+        (
+            DeviceState(phase="attached", pod_uid="pod-1", netns="/run/netns/b"),
+            attrs.evolve(SB2, id=""),
+            True,
+        ),
+        (DeviceState(phase="attached", pod_uid="pod-1"), SB2, True),  # an entry from before sandbox ids
+        (DeviceState(phase="attached", pod_uid="pod-2", sandbox_id="sb-2"), SB2, False),
+    ],
+)
+def test_same_sandbox(entry: DeviceState, pod: PodSandbox, same: bool) -> None:
+    from dranet_core.pods import same_sandbox
+
+    assert same_sandbox(entry, pod) is same
+
+
+async def test_the_driver_undoes_a_late_run_by_bringing_the_devices_home(tmp_path: Path) -> None:
+    from dranet_core.metered import MeteredPodEvents
+    from dranet_core.nri.handlers import UndoesLateRun
+
+    rig = await _rig(tmp_path, _dev("eth1"))
+    handler = MeteredPodEvents(rig.pods)
+    assert isinstance(handler, UndoesLateRun)  # the NRI plugin asks the driver, not stop+remove
+    await handler.run_pod_sandbox(POD)
+    assert _phase(rig, "eth1") == "attached"
+    await handler.undo_late_run_pod_sandbox(POD)
+    assert _phase(rig, "eth1") == "prepared"
+    assert [c[0] for c in rig.mover.calls][-1] == "detach"

@@ -418,3 +418,91 @@ async def test_published_means_the_api_server_accepted_the_slices(rig: Rig) -> N
     assert detail == f"{count} devices published"
     assert f'feature="total"}} {float(count)}' in await _metric(rig, "dranet_driver_published_devices_total")
     assert " 0.0" not in await _metric(rig, "dranet_driver_last_published_time_seconds")
+
+
+async def test_prepare_from_the_claim_watch_and_a_new_sandbox_gets_the_device(rig: Rig) -> None:
+    from driver_helpers import ip
+
+    second = f"{rig.ns.prefix}-p2"  # the pod's second sandbox gets a new netns
+    ip("netns", "add", second)
+    try:
+        before = _at_home(rig, "dnt0")
+        assert before is not None
+        uid = str(uuid.uuid4())
+        sb1 = FakePod(id="sb-1", name="p1", uid=uid, netns=rig.ns.pod_path)
+        sb2 = FakePod(id="sb-2", name="p1", uid=uid, netns=f"/run/netns/{second}")
+        claim_uid = str(uuid.uuid4())
+        rig.put_claim("c1", claim_uid, "dnt0", sb1)
+        session = await rig.start()
+
+        # the driver watches this node's claims: once its watch runs, prepare reads no claim
+        def watching() -> bool:
+            return any(r.resource == "resourceclaims" and r.is_watch for r in rig.api.requests)
+
+        deadline = time.monotonic() + 20
+        while not watching():
+            assert time.monotonic() < deadline, rig.log_text()
+            await asyncio.sleep(0.02)
+        res = await rig.kubelet.prepare("c1", claim_uid)
+        assert res.error == "", rig.log_text()
+        gets = [r for r in rig.api.requests if r.resource == "resourceclaims" and r.name == "c1"]
+        assert [r for r in gets if r.method == "GET"] == [], "prepare read the claim from the API server"
+
+        assert (await session.run_pod_sandbox(sb1)).code == 0, rig.log_text()
+        assert link(rig.ns.pod, "net1") is not None
+        # the runtime tears sb-1 down without Stop/Remove and the kubelet retries with sb-2
+        result = await session.run_pod_sandbox(sb2)
+        assert result.code == 0, f"{result}\n{rig.log_text()}"
+        assert link(rig.ns.pod, "net1") is None and link(second, "net1") is not None
+        entry = rig.journal()["dnt0"]
+        assert (entry["phase"], entry["sandboxID"], entry["netns"]) == ("attached", "sb-2", sb2.netns)
+        # a late Stop of the old sandbox leaves the device in the new one
+        assert (await session.stop_pod_sandbox(sb1)).code == 0
+        assert link(second, "net1") is not None
+        assert (await session.stop_pod_sandbox(sb2)).code == 0
+        _assert_home_as_before(rig, before)
+        assert (await rig.kubelet.unprepare("c1", claim_uid)).error == ""
+        assert rig.journal() == {}
+    finally:
+        ip("netns", "del", second, check=False)
+
+
+async def test_a_hostile_checkpoint_and_planted_symlinks_never_stop_or_fool_the_driver(rig: Rig) -> None:
+    # a checkpoint nested 100,000 deep: set aside, reported, the driver starts and serves
+    rig.db.parent.mkdir(parents=True, exist_ok=True)
+    rig.db.write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    # symlinks planted where the driver writes as root: the checkpoint's temp files
+    victim = rig.tmp / "victim"
+    victim.write_text("keep me\n")
+    for n in range(8):
+        (rig.db.parent / f".{rig.db.name}.tmp-{n}").symlink_to(victim)
+    await rig.start()
+    (event,) = await _until(lambda: _events(rig, "CheckpointUnusable"), "checkpoint event", rig)
+    assert "nested too deeply" in event["message"], event["message"]
+    assert "RecursionError" not in rig.log_text() and "Traceback" not in rig.log_text()
+    aside = [p for p in rig.db.parent.iterdir() if p.name.startswith(f"{rig.db.name}.corrupt-")]
+    assert len(aside) == 1 and aside[0].stat().st_size == 200_000
+    # the driver works and writes its checkpoint without touching the symlinks' target
+    pod = FakePod(id="sb-h", name="ph", uid=str(uuid.uuid4()), netns=rig.ns.pod_path)
+    claim_uid = str(uuid.uuid4())
+    rig.put_claim("ch", claim_uid, "dnm0", pod)
+    assert (await rig.kubelet.prepare("ch", claim_uid)).error == "", rig.log_text()
+    assert rig.journal() == {"dnm0": {"phase": "prepared"}}
+    assert victim.read_text() == "keep me\n" and not rig.db.is_symlink()
+    rig.kill(signal.SIGTERM)
+    assert await rig.wait_exit() == 0
+
+    # a symlink planted at instance.lock: one clear line, exit 1, its target untouched
+    lock = rig.root / "plugins" / "dra.net" / "instance.lock"
+    lock.unlink(missing_ok=True)
+    lock.symlink_to(victim)
+    log = rig.tmp / "symlinked.log"
+    proc = Rig.popen(log, rig.argv())
+    deadline = time.monotonic() + 30
+    while proc.poll() is None:
+        assert time.monotonic() < deadline, log.read_text()
+        await asyncio.sleep(0.05)
+    text = log.read_text()
+    assert proc.returncode == 1, text
+    assert "instance.lock is a symbolic link; refusing to follow it" in text, text
+    assert "Traceback" not in text and victim.read_text() == "keep me\n"

@@ -260,3 +260,38 @@ def test_backend_option_errors_name_the_flag(argv: list[str], message: str) -> N
     with pytest.raises(SettingsError) as info:
         _settings(*argv)
     assert str(info.value).startswith(message)
+
+
+def test_device_metadata_flags() -> None:
+    off = _settings()
+    assert off.metadata.enabled is False
+    assert off.metadata.cdi_dir == Path("/var/run/cdi")
+    assert off.metadata.versions == ("v1beta1", "v1alpha1")
+    on = _settings("--enable-device-metadata", "--cdi-dir=/run/cdi", "--device-metadata-versions=v1alpha1")
+    assert (on.metadata.enabled, on.metadata.cdi_dir, on.metadata.versions) == (
+        True,
+        Path("/run/cdi"),
+        ("v1alpha1",),
+    )
+    assert _settings("--enable-device-metadata=false").metadata.enabled is False
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--cdi-dir=cdi"], "--cdi-dir: must be an absolute path, got 'cdi'"),
+        (
+            ["--device-metadata-versions=v1"],
+            "--device-metadata-versions: unknown version 'v1' (known: v1beta1, v1alpha1)",
+        ),
+        (["--device-metadata-versions="], "--device-metadata-versions: names no version"),
+        (
+            ["--device-metadata-versions=v1beta1,v1beta1"],
+            "--device-metadata-versions: a version is named twice",
+        ),
+    ],
+)
+def test_device_metadata_flag_errors_name_the_flag(argv: list[str], message: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        _settings(*argv)
+    assert str(info.value).startswith(message)

@@ -48,6 +48,7 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +58,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import grpc
 
 TESTS = Path(__file__).resolve().parents[1]
 for _p in (TESTS / "nri", TESTS / "driver", TESTS / "netdev_mover"):
@@ -165,6 +168,7 @@ class Cluster:
         self.extra: tuple[str, ...] = ()
         self.live_pods: list[Pod] = []  # created and not deleted yet (cleaned by cleanup())
         self.holders: list[NetnsHolder] = []
+        self.broken = False  # set by the fixtures when a test failed on this driver
 
     def cleanup(self) -> None:
         """Undo what a scenario left: its pods are stopped, removed, unprepared (errors
@@ -193,7 +197,10 @@ class Cluster:
         self.extra = extra
         sessions = len(self.runtime.sessions)
         self.driver.spawn(*extra)
-        self.kubelet.register_sync()
+        try:
+            self.kubelet.register_sync(alive=lambda: self.driver.alive)
+        except grpc.RpcError as exc:
+            raise AssertionError(f"the kubelet could not register the driver: {exc}\n{self.log()}") from None
         session = self.wait_synchronized(sessions + 1)
         self.loop.run(self.driver.wait_healthy())
         return session
@@ -205,10 +212,34 @@ class Cluster:
         n = first
         while True:
             session = self.loop.run(self.runtime.wait_ready(n))
-            if session.ready.is_set():
+            if session.ready.is_set() and not session.closed.is_set():
                 return session
             assert self.driver.alive and time.monotonic() < deadline, f"NRI never synchronized\n{self.log()}"
             n += 1
+
+    def private_state(self, size: str = "256k") -> None:
+        """Run the driver in a mount namespace of its own with a ``size`` tmpfs as the
+        checkpoint's directory (for :meth:`state_fault`); it lives as long as the process.
+        Mounts propagate into it (``slave``), so pod namespaces created later are visible."""
+        state = self.driver.db.parent
+        state.mkdir(parents=True, exist_ok=True)
+        script = f'mount -t tmpfs -o size={size},mode=0700 tmpfs "$0" && exec "$@"'
+        self.driver.wrap = ["unshare", "-m", "--propagation", "slave", "sh", "-c", script, str(state)]
+
+    def state_fault(self, kind: str) -> None:
+        """``ro``: remount the checkpoint's tmpfs read-only; ``full``: fill it; ``ok``: undo."""
+        assert self.driver.proc is not None
+        pid, state = str(self.driver.proc.pid), str(self.driver.db.parent)
+        enter = ["nsenter", "-t", pid, "-m"]
+        if kind == "ro":
+            subprocess.run([*enter, "mount", "-o", "remount,ro", state], check=True)
+        elif kind == "full":
+            subprocess.run(
+                [*enter, "sh", "-c", f"cat /dev/zero > {state}/.fill 2>/dev/null; true"], check=True
+            )
+        else:
+            subprocess.run([*enter, "mount", "-o", "remount,rw", state], check=True)
+            subprocess.run([*enter, "rm", "-f", f"{state}/.fill"], check=True)
 
     def crash(self) -> None:
         """SIGKILL: no cleanup at all (sockets stay behind, like a real crash)."""
@@ -226,6 +257,10 @@ class Cluster:
 
     @property
     def session(self) -> PeerSession:
+        """The runtime's live plugin connection (the newest one that synchronized)."""
+        for s in reversed(self.runtime.sessions):
+            if s.ready.is_set() and not s.closed.is_set():
+                return s
         return self.runtime.sessions[-1]
 
     def healthz(self) -> tuple[int, dict[str, Any]]:
@@ -470,9 +505,7 @@ class Cluster:
         self.loop.run(self.driver.wait_healthy())
 
 
-def run_concurrently(
-    cluster: Cluster, calls: Iterable[Callable[[], T]], limit: int = 64
-) -> list[T | BaseException]:
+def run_concurrently(calls: Iterable[Callable[[], T]], limit: int = 64) -> list[T | BaseException]:
     """Run blocking ``calls`` in threads at once (a thread pool of ``limit``); results or
     exceptions, in order."""
     calls = list(calls)

@@ -218,3 +218,19 @@ class NetnsHolder:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def vrf_probe() -> str | None:
+    """None when this kernel can make a VRF device, else why not (iproute2's answer)."""
+    ns = f"dnt-e2e-vrf-{secrets.token_hex(2)}"
+    ip("netns", "add", ns)
+    try:
+        out = subprocess.run(
+            ["ip", "-n", ns, "link", "add", "v0", "type", "vrf", "table", "10"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return None if out.returncode == 0 else out.stderr.strip()
+    finally:
+        ip("netns", "del", ns, check=False)

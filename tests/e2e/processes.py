@@ -87,7 +87,7 @@ class Kubelet:
         self.reg_sock = root / "plugins_registry" / f"{driver}-reg.sock"
         self.endpoint = ""
 
-    def register_sync(self, within: float = WAIT) -> None:
+    def register_sync(self, within: float = WAIT, alive: Callable[[], bool] | None = None) -> None:
         """Like the kubelet's plugin watcher: (re)try until the socket answers (a crashed
         driver leaves a stale socket file behind), then GetInfo and accept."""
         deadline = time.monotonic() + within
@@ -103,7 +103,7 @@ class Kubelet:
                 self.endpoint = info.endpoint
                 return
             except grpc.RpcError:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or (alive is not None and not alive()):
                     raise
                 time.sleep(0.05)
 
@@ -152,6 +152,7 @@ class DriverProcess:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.logs: list[Path] = []
+        self.wrap: list[str] = []  # a command the driver runs under (e.g. unshare)
 
     def argv(self, *extra: str) -> list[str]:
         return [
@@ -177,7 +178,7 @@ class DriverProcess:
     def spawn(self, *extra: str) -> None:
         log = self.tmp / f"driver-{len(self.logs)}.log"
         self.logs.append(log)
-        self.proc = self.popen(log, self.argv(*extra))
+        self.proc = self.popen(log, [*self.wrap, *self.argv(*extra)])
 
     @staticmethod
     def popen(log: Path, argv: list[str]) -> subprocess.Popen[bytes]:
@@ -230,11 +231,19 @@ class DriverProcess:
             self.proc.kill()
             self.proc.wait(10)
 
+    @property
+    def db_file(self) -> Path:
+        """The checkpoint as this process sees it (through the driver's own mount namespace
+        when it runs in one)."""
+        if self.wrap and self.proc is not None and self.proc.poll() is None:
+            return Path(f"/proc/{self.proc.pid}/root{self.db}")
+        return self.db
+
     def checkpoint(self) -> dict[str, Any]:
         """The checkpoint file as JSON (``{}`` when there is none)."""
-        if not self.db.exists():
+        if not self.db_file.exists():
             return {}
-        doc: dict[str, Any] = json.loads(self.db.read_text())
+        doc: dict[str, Any] = json.loads(self.db_file.read_text())
         return doc
 
     def journal(self) -> dict[str, Any]:

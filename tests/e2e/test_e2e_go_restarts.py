@@ -5,11 +5,11 @@ Each test has a driver of its own (``fresh_cluster``).
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 
 import pytest
-from e2e.harness import Cluster, global_addrs, ip
+from e2e.harness import Cluster, global_addrs
+from e2e.nodenet import vrf_probe
 
 pytestmark = [pytest.mark.netns, pytest.mark.socket, pytest.mark.slow]
 
@@ -70,22 +70,8 @@ def test_allocated_device_in_resourceslice_remains_unchanged_across_driver_resta
     c.assert_home(dev)
 
 
-def _vrf_probe() -> str | None:
-    ns = f"dnt-e2e-vrf-{secrets.token_hex(2)}"
-    ip("netns", "add", ns)
-    try:
-        out = subprocess.run(
-            ["ip", "-n", ns, "link", "add", "v0", "type", "vrf", "table", "10"],
-            capture_output=True,
-            text=True,
-        )
-        return None if out.returncode == 0 else out.stderr.strip()
-    finally:
-        ip("netns", "del", ns, check=False)
-
-
 def test_validate_vrf_routing(fresh_cluster: Cluster) -> None:
-    problem = _vrf_probe()
+    problem = vrf_probe()
     if problem:
         pytest.skip(f"probe ip link add type vrf failed: {problem}")
     c = fresh_cluster

@@ -206,3 +206,23 @@ def test_plans_keep_invariants_and_single_changes_cost_one_write(
         state = apply(p, state)
         check_invariants(desired, state, max_per)
         assert plan(desired, state, max_per_slice=max_per).is_noop
+
+
+def test_prepare_reuses_bodies_of_unchanged_devices_and_tells_true_from_one() -> None:
+    from dranet_core.kube.slices import BodyCache, prepare_devices
+
+    cache: BodyCache = {}
+    first, _ = prepare_devices([Device(name="eth1", attributes={"dra.net/x": 1})], cache=cache)
+    again, _ = prepare_devices([Device(name="eth1", attributes={"dra.net/x": 1})], cache=cache)
+    assert again["eth1"] is first["eth1"]  # an equal device (new object) keeps its body
+    changed, _ = prepare_devices([Device(name="eth1", attributes={"dra.net/x": True})], cache=cache)
+    assert changed["eth1"] == {"name": "eth1", "attributes": {"dra.net/x": {"bool": True}}}
+    assert first["eth1"] == {"name": "eth1", "attributes": {"dra.net/x": {"int": 1}}}
+    assert list(cache) == ["eth1"]
+
+
+def test_device_bodies_share_equal_attribute_values() -> None:
+    a = device_body(Device(name="a", attributes={"dra.net/mtu": 1500, "dra.net/ifName": "a"}))
+    b = device_body(Device(name="b", attributes={"dra.net/mtu": 1500, "dra.net/ifName": "b"}))
+    assert a["attributes"]["dra.net/mtu"] is b["attributes"]["dra.net/mtu"]  # type: ignore[index]
+    assert a["attributes"]["dra.net/ifName"] == {"string": "a"}  # type: ignore[index]

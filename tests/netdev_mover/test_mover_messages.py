@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dranet_backends.netdev import ethtool, rtmsg, sysctl, vrf
@@ -174,6 +174,7 @@ _json = st.recursive(
         _json,
     )
 )
+@settings(deadline=None)  # behaviour only: a loaded CI machine must not fail it on time
 def test_garbled_snapshot_json_gives_value_error_only(extra: dict[str, object]) -> None:
     data = {"version": 1, "ifname": "eth0", "ifindex": 3, **extra}
     try:
@@ -277,3 +278,50 @@ async def test_vrf_name_taken_by_another_kind_is_refused() -> None:
         ctx = _ctx(NetworkConfig(interface=InterfaceConfig(vrf=VRFConfig(name="blue", table=9))), _SNAP, pod)
         with pytest.raises(OSError, match="not a VRF"):
             await mover._attacher._vrf(ctx)
+
+
+def test_route_add_request_bytes_by_hand() -> None:
+    mtype, flags, body = rtmsg.route_add(
+        family=2, dst="10.2.0.0", dst_len=16, gateway="10.1.0.1", oif=7, scope=0, table=1000
+    )
+    assert (mtype, flags) == (24, 0x1 | 0x4 | 0x400 | 0x200)  # RTM_NEWROUTE, request+ack+create+excl
+    # rtmsg: AF_INET, /16, src 0, tos 0, table 252 (RT_TABLE_COMPAT: > 255), static, universe, unicast
+    head = bytes([2, 16, 0, 0, 252, 4, 0, 1]) + b"\0\0\0\0"
+    dst = b"\x08\x00\x01\x00" + bytes([10, 2, 0, 0])
+    gw = b"\x08\x00\x05\x00" + bytes([10, 1, 0, 1])
+    oif = b"\x08\x00\x04\x00" + struct.pack("=I", 7)
+    table = b"\x08\x00\x0f\x00" + struct.pack("=I", 1000)
+    assert body == head + dst + gw + oif + table
+
+
+def test_error_reply_carries_errno_and_the_kernels_message() -> None:
+    inner = struct.pack("=IHHII", 16, 24, 0x605, 9, 0)  # the request's header (capped)
+    msg = b"Nexthop has invalid gateway\0"
+    tlv = struct.pack("=HH", 4 + len(msg), 1) + msg + b"\0" * (-len(msg) % 4)
+    payload = struct.pack("=i", -101) + inner + tlv  # -ENETUNREACH
+    data = struct.pack("=IHHII", 16 + len(payload), 2, 0x100 | 0x200, 9, 0) + payload
+    [(kind, _, seq, rec, code, text)] = list(rtmsg.decode(data))
+    assert (kind, seq, rec, code, text) == (2, 9, None, 101, "Nexthop has invalid gateway")
+
+
+def test_link_reply_decodes_what_the_mover_reads() -> None:
+    def rta(t: int, p: bytes) -> bytes:
+        raw = struct.pack("=HH", 4 + len(p), t) + p
+        return raw + b"\0" * (-len(raw) % 4)
+
+    body = struct.pack("=BxHiII", 0, 1, 5, 0x1003, 0)
+    body += rta(3, b"eth1\0") + rta(1, bytes.fromhex("02aabbccddee")) + rta(4, struct.pack("=I", 1500))
+    body += rta(51, struct.pack("=I", 9000)) + rta(54, bytes.fromhex("02aabbccdd01"))
+    body += rta(18, rta(1, b"vrf\0") + rta(2, rta(1, struct.pack("=I", 77))))
+    data = struct.pack("=IHHII", 16 + len(body), 16, 0, 1, 0) + body
+    [(_, _, _, rec, code, _)] = list(rtmsg.decode(data))
+    assert code == 0 and rec is not None
+    assert rec["index"] == 5 and rec["flags"] & 1
+    assert (rec["ifname"], rec["address"], rec["mtu"], rec["max_mtu"]) == (
+        "eth1",
+        "02:aa:bb:cc:dd:ee",
+        1500,
+        9000,
+    )
+    assert rec["perm_address"] == "02:aa:bb:cc:dd:01"
+    assert rec[("linkinfo", "kind")] == "vrf" and rec[("linkinfo", "data", "vrf_table")] == 77

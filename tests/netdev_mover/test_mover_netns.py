@@ -735,9 +735,12 @@ async def test_the_netdev_backend_delegates_to_the_mover(lab: Lab) -> None:
 
 def test_the_benchmark_script_runs(lab: Lab) -> None:
     """The benchmark must not rot: run it on 3 devices (no timing is asserted)."""
+    import subprocess
     import sys
 
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_mover.py"
-    out = sh([sys.executable, str(script), "3"])
-    assert "ratio mean / floor" in out
+    res = subprocess.run([sys.executable, str(script), "3"], capture_output=True, text=True, check=False)
+    assert res.returncode in (0, 1), res.stderr  # 1: a missed target (speed is not asserted here)
+    assert "ratio mean / floor" in res.stdout
+    assert ("PASS" in res.stdout) == (res.returncode == 0)
     assert not [ns for ns in sh(["ip", "netns", "list"]).split() if ns.startswith("dnt-bench-")]

@@ -15,7 +15,7 @@ from dranet_backends.rdma.backend import scan_sysfs
 from dranet_backends.rdma.chardev import device_node, device_nodes
 from dranet_core.backends import BackendContext, available_backends, load_backend
 from dranet_core.capabilities import handler_table
-from dranet_core.config.model import InterfaceConfig, NetworkConfig
+from dranet_core.config.model import InterfaceConfig, NetworkConfig, RdmaConfig
 from dranet_core.errors import BackendError, ConfigError
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import Device, DeviceNode, PodSandbox
@@ -99,13 +99,24 @@ def _device(*facets: str) -> Device:
 def test_validation_rejects_netdev_settings_only_for_ib_only_devices() -> None:
     backend = RdmaBackend()
     cfg = NetworkConfig(interface=InterfaceConfig(name="net1", mtu=9000))
-    assert not backend.owns(_device("netdev"))
-    assert backend.owns(_device("rdma"))
+    assert backend.owns(_device("netdev")) and backend.owns(_device("rdma"))
+    backend.validate_config(_device("netdev"), cfg)  # no RDMA: nothing to say about netdev settings
     backend.validate_config(_device("netdev", "rdma"), cfg)  # has a netdev: fine
     with pytest.raises(ConfigError) as info:
         backend.validate_config(_device("rdma"), cfg)
     assert sorted(i.path for i in info.value.issues) == ["interface.mtu", "interface.name"]
     backend.validate_config(_device("rdma"), NetworkConfig())  # nothing netdev-ish: fine
+
+
+def test_an_rdma_section_is_refused_for_a_device_without_rdma() -> None:
+    backend = RdmaBackend()
+    cfg = NetworkConfig(rdma=RdmaConfig(uid=1000))
+    backend.validate_config(_device("netdev", "rdma"), cfg)
+    with pytest.raises(ConfigError) as info:
+        backend.validate_config(_device("netdev"), cfg)
+    assert [str(i) for i in info.value.issues] == [
+        "rdma: not allowed: device pci-0000-08-00-0 has no RDMA device"
+    ]
 
 
 def _prepared(chars: list[str]) -> PreparedDevice:

@@ -129,7 +129,7 @@ async def test_watch_notifies_only_on_change(tmp_path: Path) -> None:
         await resume.wait()
         resume.clear()
 
-    backend = RdmaBackend(sysfs=tmp_path, poll_interval=7.5, sleep=sleep)
+    backend = RdmaBackend(sysfs=tmp_path, poll_interval=7.5, sleep=sleep, uevents=None)  # polling only
     notes: list[int] = []
     task = asyncio.create_task(backend.watch(lambda: notes.append(1)))
     try:

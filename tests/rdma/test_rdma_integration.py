@@ -24,6 +24,7 @@ from dranet_core.attach_report import AttachReport
 from dranet_core.capabilities import handler_table
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.claim_allocator import plan_claim
+from dranet_core.config import NetworkConfig
 from dranet_core.errors import ConfigError
 from dranet_core.inventory import Inventory
 from dranet_core.metered import MeteredPodEvents
@@ -241,3 +242,50 @@ async def test_rdma_devices_merge_move_in_order_and_reach_create_container(node:
     assert node.kernel.where("mlx5_0") == ns_key(node.host)
     assert node.kernel.where("erdma_0") == ns_key(node.host)
     assert pods.states() == {"prepared": 2}
+
+
+async def test_claim_rdma_section_sets_mode_uid_and_gid_of_the_char_devices(node: Node) -> None:
+    rdma = RdmaBackend(
+        sysfs=node.root / "sys",
+        dev_root=node.root / "dev",
+        mover=RdmaMover(mode="shared", host_netns=node.host, opener=node.kernel.open),
+    )
+    netdev = FakeNetdev(lambda: True)
+    table = handler_table([netdev, rdma])
+    publisher = Publisher()
+    view = await Inventory(table.discoverers, publisher).refresh(publish=False)
+    params = {"rdma": {"fileMode": 0o660, "uid": 1000, "gid": 2000}}
+    plan = plan_claim(
+        _claim(params), view.devices, driver="dra.net", pool="node", taken={}, validators=table.validators
+    )
+    store = ClaimStore(node.root / "ckpt.json", fsync=False)
+    await store.load()
+    await store.put_plan(plan)
+    pods = PodNetworking(
+        store=store,
+        movers=table.movers,
+        observer=AttachReport(publisher, driver_name="dra.net", pool="node"),
+        events=publisher,
+        driver_name="dra.net",
+        pool="node",
+        device_nodes=[a.device_nodes for a in table.adjusters],
+    )
+    handlers = MeteredPodEvents(pods)
+    await handlers.run_pod_sandbox(node.pod)
+    statuses = {s.device: [(c.type, c.reason) for c in s.conditions] for s in publisher.statuses[CLAIM.uid]}
+    assert statuses[IB_ONLY] == [("Ready", "RDMAOnlyDeviceReady")]  # shared mode: no RDMALinkReady
+    nodes = await handlers.create_container(node.pod, ContainerInfo(id="c1", name="app", pod_sandbox_id="s1"))
+    assert {(n.path, n.file_mode, n.uid, n.gid) for n in nodes} == {
+        (p, 0o660, 1000, 2000)
+        for p in (
+            "/dev/infiniband/umad0",
+            "/dev/infiniband/uverbs0",
+            "/dev/infiniband/rdma_cm",
+            "/dev/infiniband/uverbs1",
+        )
+    }
+    # the default stays as before: 0666, owner left to the runtime
+    assert {
+        (n.file_mode, n.uid, n.gid)
+        for n in rdma.device_nodes(attrs.evolve(plan.devices[0], config=NetworkConfig()))
+    } == {(0o666, None, None)}

@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+
+from dranet_backends.sriov.sysfs import PASSTHROUGH_DRIVERS
+from dranet_core.types import Device
 
 ROOT_BUS = "pci0000:00"
 
@@ -142,3 +146,8 @@ def sriov_node(fs: FakeSysfs) -> None:
         vf_index=1,
         netdev="eth2",
     )
+
+
+def userspace_only(devices: Sequence[Device]) -> list[Device]:
+    """The devices of a userspace-bound function (the sriov backend also adds facets to kernel VFs)."""
+    return [d for d in devices if d.facets["sriov"]["driver"] in PASSTHROUGH_DRIVERS]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sriov_fakes import FakeSysfs, can_mknod, make_char, sriov_node
+from sriov_fakes import FakeSysfs, can_mknod, make_char, sriov_node, userspace_only
 
 from dranet_backends.pci import PciIds
 from dranet_backends.sriov import SriovBackend
@@ -36,7 +36,7 @@ def dev_root(tmp_path: Path) -> Path:
 
 
 async def prepared(b: SriovBackend) -> PreparedDevice:
-    (dev,) = await b.scan()
+    (dev,) = userspace_only(await b.scan())
     return PreparedDevice(pool="node", device=dev.name, request_names=("nic",), facets=dict(dev.facets))
 
 

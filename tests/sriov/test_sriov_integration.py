@@ -155,8 +155,10 @@ def cfg(request: str, params: dict[str, Any]) -> OpaqueConfig:
 async def test_handler_table_wires_every_sriov_capability(node: Node) -> None:
     assert node.table.capabilities["sriov"] == ("discover", "move", "validate", "adjust")
     view = await node.inventory.refresh()
-    assert sorted(view.published) == ["eth1", VF]
-    assert sorted(d.name for d in node.publisher.published[-1]) == ["eth1", VF]
+    # the kernel-bound VF (eth2) gets the sriov facet and VF attributes; its netdev device
+    # would come from the netdev backend (this fake one only knows eth1)
+    assert sorted(view.published) == ["eth1", VF, "pci-0000-00-03-2"]
+    assert sorted(d.name for d in node.publisher.published[-1]) == ["eth1", VF, "pci-0000-00-03-2"]
     assert view.published[VF].attributes["dra.net/vfio"] is True
 
 

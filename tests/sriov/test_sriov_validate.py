@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sriov_fakes import FakeSysfs, sriov_node
+from sriov_fakes import FakeSysfs, sriov_node, userspace_only
 
 from dranet_backends.pci import PciIds
 from dranet_backends.sriov import SriovBackend
@@ -37,7 +37,7 @@ def b(fs: FakeSysfs) -> SriovBackend:
 
 
 async def vfio_device(b: SriovBackend) -> Device:
-    (dev,) = await b.scan()
+    (dev,) = userspace_only(await b.scan())
     return dev
 
 
@@ -54,12 +54,12 @@ def mtu(value: int) -> NetworkConfig:
     return NetworkConfig(interface=InterfaceConfig(mtu=value))
 
 
-async def test_owns_its_devices_and_other_backends_vfs_only(b: SriovBackend) -> None:
+async def test_owns_every_device_so_an_sriov_section_is_refused_for_non_vfs(b: SriovBackend) -> None:
     assert b.owns(await vfio_device(b))
     assert b.owns(kernel_vf())
-    assert not b.owns(Device(name="eth0", attributes={D + "ifName": "eth0"}, facets={"netdev": {}}))
-    pf = Device(name="pci-0000-00-03-0", attributes={D + "pciAddress": "0000:00:03.0", D + "sriov": True})
-    assert not b.owns(pf)
+    plain = Device(name="eth0", attributes={D + "ifName": "eth0"}, facets={"netdev": {}})
+    assert b.owns(plain)
+    b.validate_config(plain, NetworkConfig(interface=InterfaceConfig(mtu=9000)))  # nothing to say
 
 
 async def test_vfio_device_rejects_every_netdev_setting_with_its_path(b: SriovBackend) -> None:

@@ -218,6 +218,12 @@ class NetdevBackend:
             self._mover = mover
         return mover
 
+    def check_snapshot(self, snapshot: Any) -> None:
+        """Raise ValueError unless ``snapshot`` is a netdev snapshot this version can restore."""
+        from .snapshot import HostSnapshot
+
+        HostSnapshot.from_json(snapshot)
+
     def set_step_observer(self, observer: Callable[[str, float], None] | None) -> None:
         """Report the duration of each mover step as ``observer(step, seconds)``."""
         self._step_observer = observer

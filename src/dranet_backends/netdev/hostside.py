@@ -17,6 +17,7 @@ a new one.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import time
@@ -43,6 +44,13 @@ StepObserver = Callable[[str, float], None]
 has run, successfully or not: the per-step histogram of the driver's metrics."""
 
 _TEMP_PREFIX: Final = "drn"
+OPEN_TIMEOUT: Final = 10.0
+"""Seconds a pod netns path may take to open."""
+
+
+def _close_late_fd(fut: asyncio.Future[int]) -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        os.close(fut.result())
 
 
 def temp_name(ifindex: int) -> str:
@@ -125,16 +133,27 @@ class HostSide:
             except Exception:  # a metrics bug must not fail an attach
                 log.exception("step observer failed")
 
-    def open_pod(self, path: str) -> int:
-        """Open a pod netns path (never blocks; ``ValueError`` naming the path and the rule
-        when it is not a pod's network namespace, ``OSError`` when it cannot be opened)."""
-        return open_pod_netns(
-            path,
-            refuse=(
-                (self.fd, "the node's own network namespace"),
-                (self.own_fd, "the driver's own network namespace"),
-            ),
+    async def open_pod(self, path: str) -> int:
+        """Open a pod netns path: ``ValueError`` naming the path and the rule when it is not a
+        pod's network namespace, ``OSError`` when it cannot be opened (or not within
+        :data:`OPEN_TIMEOUT`).
+
+        The open never blocks on what the path names (:func:`.netns.open_pod_netns`), but
+        the path lookup itself may wait on the kernel's mount table (busy while namespaces
+        come and go) or a hung filesystem: it runs in the default executor's threads.
+        """
+        refuse = (
+            (self.fd, "the node's own network namespace"),
+            (self.own_fd, "the driver's own network namespace"),
         )
+        fut = asyncio.get_running_loop().run_in_executor(None, lambda: open_pod_netns(path, refuse=refuse))
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), OPEN_TIMEOUT)
+        except BaseException as exc:
+            fut.add_done_callback(_close_late_fd)  # the thread may still deliver an fd
+            if isinstance(exc, TimeoutError):
+                raise OSError(errno.ETIMEDOUT, f"not opened within {OPEN_TIMEOUT:.0f}s") from exc
+            raise
 
     # -- finding the device --------------------------------------------------------------
 

@@ -165,7 +165,7 @@ class NetdevMover:
             raise DeviceError(device.device, "netns", f"pod {pod} has no network namespace")
         t0 = time.perf_counter()
         try:
-            pod_fd = self._host.open_pod(pod.netns)
+            pod_fd = await self._host.open_pod(pod.netns)
         except ValueError as exc:
             raise DeviceError(device.device, "netns", str(exc)) from exc
         except OSError as exc:
@@ -200,7 +200,7 @@ class NetdevMover:
         pod_fd = -1
         if pod.netns:
             try:
-                pod_fd = self._host.open_pod(pod.netns)
+                pod_fd = await self._host.open_pod(pod.netns)
             except ValueError as exc:
                 log.warning("detach of %s: the pod netns path is no longer usable: %s", device.device, exc)
             except OSError as exc:

@@ -1,33 +1,30 @@
 """Network-namespace plumbing for the netdev mover: fds, threads inside a netns, netlink sockets.
 
-Three rules, all from measurements (see docs/mover.md):
+Rules, all from measurements (see docs/mover.md):
 
 * never ``AsyncIPRoute(netns=...)``: it forks once per instance (10-15 ms, and unsafe in a
   threaded process). A netlink socket for another netns is made by a thread that has
-  ``setns()``-ed into it; a socket keeps the netns it was created in for its whole life, so
-  the socket is then used from the event loop like any other (:func:`rtnl_socket`,
-  :class:`Rtnl`).
-* code that must *run* inside a netns takes one of two paths. Microsecond work that cannot
-  block (creating a socket, ``/proc/sys/net`` reads and writes, ethtool *reads*, ``bpf(2)``
-  queries) runs on the calling thread itself, which enters the netns and comes straight back
-  (:func:`call_in_netns`): no other coroutine can run in between, since nothing awaits, and
-  it costs microseconds where waking a thread costs 0.2-3 ms on a busy node. Work a driver
-  may make slow (ethtool feature *changes* reconfigure real NICs) runs in a fresh,
-  short-lived thread (:func:`run_in_netns`) that exits afterwards, so no pooled thread is
-  ever left in a pod's netns.
-* both live in :mod:`dranet_backends.netns` (shared with discovery and the rdma backend) and
-  are re-exported here with ``setns``, ``open_netns`` and the netns path constants.
+  ``setns()``-ed into it and comes straight back; a socket keeps the netns it was created in
+  for its whole life.
+* nothing that may wait on the kernel runs on the event loop: netlink exchanges, socket
+  creation in a netns, host ethtool reads and ``/proc/sys/net`` work run on the netlink
+  worker threads (:func:`on_worker`, which enters the netns and comes back,
+  :func:`call_in_netns`); work a driver may make slow (ethtool feature *changes* reconfigure
+  real NICs) runs in a fresh, short-lived thread (:func:`run_in_netns`) that exits
+  afterwards, so no pooled thread is ever left in a pod's netns.
+* the netns helpers live in :mod:`dranet_backends.netns` (shared with discovery and the rdma
+  backend) and are re-exported here with ``setns``, ``open_netns`` and the path constants.
 * a netns is held by an open fd (``O_RDONLY`` on ``/run/netns/x`` or ``/proc/<pid>/ns/net``),
   never by a name that may be reused.
 
 :class:`Rtnl` is the mover's async rtnetlink client: one socket per namespace, the messages
 built and decoded by hand (:mod:`.rtmsg`), kernel errors as ``OSError`` (``errno`` set, the
-kernel's extended-ack message in the text). Every exchange runs on one long-lived worker
-thread shared by all clients: the kernel does a request's work inside ``sendmsg`` (and a
-dump's inside ``recvmsg``), under the rtnl lock that link moves hold for milliseconds
-(``synchronize_net``), so doing it on the event loop would stall the loop for as long as
-other moves hold that lock. One thread suffices because the kernel serialises these requests
-on that lock anyway; a request costs one hand-off to it and one back.
+kernel's extended-ack message in the text). Every exchange runs on a small pool of
+long-lived worker threads (:data:`WORKERS`) shared by all clients: the kernel does a
+request's work inside ``sendmsg`` (and a dump's inside ``recvmsg``), under the rtnl lock that
+link moves hold for milliseconds (``synchronize_net``), so doing it on the event loop would
+stall the loop for as long as other moves hold that lock. Exchanges on one socket take turns;
+different pods' sockets overlap (the kernel serialises what needs its lock anyway).
 """
 
 from __future__ import annotations
@@ -61,7 +58,6 @@ __all__ = [
     "call_in_netns",
     "on_worker",
     "open_netns",
-    "rtnl_socket",
     "run_in_netns",
     "setns",
 ]
@@ -79,46 +75,55 @@ REPLY_TIMEOUT: Final = 10.0
 """Seconds a request waits for the kernel's answer before it fails with ETIMEDOUT."""
 
 
-def rtnl_socket(ns_fd: int) -> socket.socket:
-    """A blocking NETLINK_ROUTE socket that lives in netns ``ns_fd``, made on the calling
-    thread (:func:`call_in_netns`): strict-checked dumps, extended acks, a reply timeout."""
+def _new_socket() -> socket.socket:
+    """A blocking NETLINK_ROUTE socket in the calling thread's netns: strict-checked dumps,
+    extended acks, a reply timeout (:data:`REPLY_TIMEOUT`)."""
 
-    def make() -> socket.socket:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+    try:
         try:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, _SOCK_BUF)
-            except OSError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCK_BUF)
-            # strict checking makes the kernel honour the filters in dump requests (RTA_OIF,
-            # NDA_IFINDEX, ifa_index) instead of dumping everything for us to filter here
-            sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
-            sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
-            sock.settimeout(REPLY_TIMEOUT)
-            sock.bind((0, 0))
-        except BaseException:
-            sock.close()
-            raise
-        return sock
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, _SOCK_BUF)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCK_BUF)
+        # strict checking makes the kernel honour the filters in dump requests (RTA_OIF,
+        # NDA_IFINDEX, ifa_index) instead of dumping everything for us to filter here
+        sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+        sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+        sock.settimeout(REPLY_TIMEOUT)
+        sock.bind((0, 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
-    return call_in_netns(ns_fd, make)
 
+WORKERS: Final = 4
+"""Netlink worker threads: exchanges on different sockets (pods) overlap, one socket's
+exchanges take turns (a per-socket lock held on the worker)."""
 
 _worker_lock = threading.Lock()
 _worker: list[ThreadPoolExecutor] = []
-_buf = bytearray(1 << 20)
+_local = threading.local()
 
 
 def _executor() -> ThreadPoolExecutor:
-    """The one netlink worker thread (made on first use, lives as long as the process)."""
+    """The netlink worker threads (made on first use, live as long as the process)."""
     with _worker_lock:
         if not _worker:
-            _worker.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="dranet-rtnl"))
+            _worker.append(ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="dranet-rtnl"))
         return _worker[0]
 
 
+def _buffer() -> bytearray:
+    """This worker thread's receive buffer."""
+    buf: bytearray | None = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = bytearray(1 << 20)
+    return buf
+
+
 async def on_worker(ns_fd: int | None, fn: Callable[[], T]) -> T:
-    """Run quick ``fn`` on the netlink worker thread, inside netns ``ns_fd`` (``None``: the
+    """Run quick ``fn`` on a netlink worker thread, inside netns ``ns_fd`` (``None``: the
     worker's own). For work the kernel may hold behind the rtnl lock -- ethtool ioctls, some
     ``/proc/sys/net`` writes -- which must not wait on the event loop."""
     if ns_fd is None:
@@ -138,14 +143,15 @@ def _exchange(sock: socket.socket, req: rtmsg.Request, seq: int) -> list[rtmsg.R
     mtype, flags, body = req
     dump = bool(flags & rtmsg.NLM_F_DUMP)
     data = rtmsg.header(mtype, flags, seq, body)
-    view = memoryview(_buf)
+    buf = _buffer()
+    view = memoryview(buf)
     out: list[rtmsg.Reply] = []
     for _ in range(5 if dump else 1):
         sock.send(data)
         out, interrupted, done = [], False, False
         while not done:
             try:
-                n = sock.recv_into(_buf)
+                n = sock.recv_into(buf)
             except TimeoutError as exc:
                 raise OSError(errno_mod.ETIMEDOUT, "the kernel did not answer") from exc
             for kind, mflags, mseq, rec, code, text in rtmsg.decode(bytes(view[:n])):
@@ -173,27 +179,30 @@ class Rtnl:
 
     Every method raises ``OSError`` (with the kernel's errno) on a kernel error. Methods with
     ``exist_ok`` treat ``EEXIST`` as success, and ``*_get`` methods return ``None`` for
-    ``ENODEV``. Concurrent calls on one instance are fine: exchanges run one at a time on the
-    worker thread (so a dump never meets another on the same socket, which the kernel
-    refuses with ``EBUSY``). A call whose caller is cancelled still completes there.
+    ``ENODEV``. Concurrent calls on one instance are fine: its exchanges run one at a time
+    on the worker threads (so a dump never meets another on the same socket, which the
+    kernel refuses with ``EBUSY``). A call whose caller is cancelled still completes there.
     """
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._seq = 0
         self._closed = False
+        self._turn = threading.Lock()  # held on a worker thread for one exchange
 
     @classmethod
     async def open(cls, ns_fd: int) -> Rtnl:
-        """A client for netns ``ns_fd``; close it with :meth:`aclose`."""
-        return cls(rtnl_socket(ns_fd))
+        """A client for netns ``ns_fd``; close it with :meth:`aclose`. The socket is made on
+        the worker thread (entering the netns involves path lookups the event loop must not
+        wait on)."""
+        return cls(await on_worker(ns_fd, _new_socket))
 
     async def aclose(self) -> None:
         """Close the client and its socket (idempotent; after its pending exchanges)."""
         if self._closed:
             return
         self._closed = True
-        await self._run(self._sock.close)
+        await self._run(self._locked(self._sock.close))
 
     async def __aenter__(self) -> Rtnl:
         return self
@@ -208,12 +217,22 @@ class Rtnl:
     async def _run(fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(_executor(), fn)
 
+    def _locked(self, fn: Callable[[], T]) -> Callable[[], T]:
+        """``fn`` taking this socket's turn on the worker thread (so a cancelled caller
+        never lets a second exchange start on the socket while one is still running)."""
+
+        def run() -> T:
+            with self._turn:
+                return fn()
+
+        return run
+
     async def _call(self, req: rtmsg.Request) -> list[rtmsg.Reply]:
         if self._closed:
             raise OSError(errno_mod.EBADF, "the netlink client is closed")
         self._seq = self._seq % 0x7FFFFFFF + 1
         seq, sock = self._seq, self._sock
-        return await self._run(lambda: _exchange(sock, req, seq))
+        return await self._run(self._locked(lambda: _exchange(sock, req, seq)))
 
     async def _call_ok(self, req: rtmsg.Request, ignore: tuple[int, ...]) -> bool:
         """Run ``req``; False if the kernel refused it with one of ``ignore``."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dranet_backends.pci import DEFAULT_PATHS, PciIds
+from dranet_backends.uevent import UeventSource
 from dranet_core.errors import BackendError
 
 from .backend import RdmaBackend
@@ -83,4 +84,5 @@ def create(context: Any) -> RdmaBackend:
         mover=RdmaMover(mode=mode, host_netns=netns),
         poll_interval=poll,
         pci_ids=PciIds(opts["pci_ids"].split(":")) if opts.get("pci_ids") else PciIds(DEFAULT_PATHS),
+        uevents=UeventSource.opener(netns),
     )

@@ -11,18 +11,21 @@
   (:func:`dranet_backends.pci.pci_attributes`: ``pciAddress``, ``pciVendor``, ``pciDevice``,
   ``pciSubsystem``, ``numaNode`` and the standard ``numaNode`` and ``pcieRoot``), whatever
   its PCI class (Alibaba eRDMA is class 0x00ff, not a network controller). Facet
-  ``facets["rdma"]`` (see :data:`FACET_KEYS`). Sysfs has no change events: :meth:`watch`
-  re-reads it every ``poll_interval`` seconds (default 30) and notifies when what it reads
+  ``facets["rdma"]`` (see :data:`FACET_KEYS`). :meth:`watch` re-reads sysfs on every
+  kernel uevent of the RDMA, netdev and PCI subsystems and every ``poll_interval`` seconds
+  (default 30; port state changes have no uevent), and notifies when what it reads
   changed. With ``procfs`` (``create`` passes ``BackendContext.procfs``), RDMA devices on a
   default-route uplink are left out, as the netdev backend leaves out the uplinks.
 * :class:`~dranet_core.mover.NamespaceMover`: :class:`.mover.RdmaMover` in the RDMA netns
   mode probed once at start.
 * :class:`~dranet_core.capabilities.ValidatesConfig`: a device without a netdev facet
-  rejects netdev settings (:func:`dranet_core.config.validate_rdma_only`).
+  rejects netdev settings (:func:`dranet_core.config.validate_rdma_only`); a device without
+  an rdma facet rejects an ``rdma`` section.
 * :class:`~dranet_core.capabilities.ReportsHealth`: a device none of whose ports is ACTIVE
   (an RDMA port down) is unhealthy.
 * :class:`~dranet_core.capabilities.AdjustsContainers`: the device's char devices plus
-  ``/dev/infiniband/rdma_cm``, stat'ed under ``dev_root``.
+  ``/dev/infiniband/rdma_cm``, stat'ed under ``dev_root``, with mode, uid and gid from the
+  claim's ``rdma`` section (default 0666, runtime's owner).
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ from pathlib import Path
 from typing import Final
 
 from dranet_backends.pci import PciIds, pci_attributes, pci_function
+from dranet_backends.uevent import Uevent, UeventSource, UeventStream, watch_sysfs
 from dranet_core.config import validate_rdma_only
 from dranet_core.config.model import NetworkConfig
+from dranet_core.errors import ConfigError, ConfigIssue
 from dranet_core.mover import AttachResult
 from dranet_core.names import device_name_for_interface, device_name_for_pci
 from dranet_core.plans import PreparedDevice
@@ -56,6 +61,14 @@ FACET_KEYS: Final = ("dev", "pci_address", "char_devices", "node_guid", "netdevs
 """Keys of ``facets["rdma"]``: RDMA device name, PCI address (or null), char device paths
 (container paths, without ``rdma_cm``), node GUID, netdevs seen at discovery, and ports
 (``[{"index", "link_layer", "state"}]``)."""
+_UEVENT_SUBSYSTEMS: Final = frozenset(
+    {"infiniband", "infiniband_verbs", "infiniband_mad", "infiniband_cm", "net", "pci"}
+)
+
+
+def _relevant(event: Uevent) -> bool:
+    """A uevent that can change the RDMA devices: RDMA classes, netdevs, PCI functions."""
+    return event.subsystem in _UEVENT_SUBSYSTEMS
 
 
 def device_for(rd: RdmaDevice, sysfs: Path | None = None, ids: PciIds | None = None) -> Device | None:
@@ -162,6 +175,7 @@ class RdmaBackend:
         poll_interval: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         pci_ids: PciIds | None = None,
+        uevents: Callable[[], UeventStream] | None = UeventSource.open,
     ) -> None:
         self.sysfs = Path(sysfs)
         self.procfs = procfs
@@ -170,6 +184,7 @@ class RdmaBackend:
         self.poll_interval = poll_interval
         self._sleep = sleep
         self._ids = pci_ids if pci_ids is not None else PciIds()
+        self._uevents = uevents
         self.scans = 0
         self._seen: dict[str, Device] = {}
         self._held: dict[str, Device] = {}
@@ -207,14 +222,27 @@ class RdmaBackend:
         return out
 
     async def watch(self, notify: Callable[[], None]) -> None:
-        """Poll sysfs every ``poll_interval`` seconds; ``notify()`` when the devices changed."""
-        last = await self.scan()
-        while True:
-            await self._sleep(self.poll_interval)
+        """``notify()`` when the devices changed: re-scanned on every kernel uevent of the RDMA,
+        netdev or PCI subsystems (an RDMA device appearing: seen at once) and every
+        ``poll_interval`` seconds (port states have no uevent)."""
+        last = [await self.scan()]
+
+        async def check() -> bool:
             now = await self.scan()
-            if now != last:
-                last = now
-                notify()
+            if now == last[0]:
+                return False
+            last[0] = now
+            return True
+
+        await watch_sysfs(
+            "rdma",
+            check,
+            notify,
+            relevant=_relevant,
+            interval=self.poll_interval,
+            open_source=self._uevents,
+            sleep=self._sleep,
+        )
 
     # -- NamespaceMover --------------------------------------------------------------------
 
@@ -237,21 +265,29 @@ class RdmaBackend:
     # -- ValidatesConfig -------------------------------------------------------------------
 
     def owns(self, device: Device) -> bool:
-        """Whether ``device`` has an rdma facet."""
-        return FACET in device.facets
+        """Every device: an ``rdma`` section must be refused for a device without RDMA."""
+        return True
 
     def validate_config(self, device: Device, config: NetworkConfig) -> None:
-        """For an IB-only device (no netdev facet), reject netdev settings (ConfigError)."""
+        """Reject an ``rdma`` section for a device without an rdma facet, and, for an IB-only
+        device (no netdev facet), netdev settings (ConfigError)."""
+        if FACET not in device.facets:
+            if config.rdma is not None:
+                raise ConfigError(
+                    [ConfigIssue("rdma", f"not allowed: device {device.name} has no RDMA device")]
+                )
+            return
         if NETDEV_FACET not in device.facets:
             validate_rdma_only(config)
 
     # -- AdjustsContainers -----------------------------------------------------------------
 
     def device_nodes(self, device: PreparedDevice) -> Sequence[DeviceNode]:
-        """The device's char devices and ``rdma_cm``, stat'ed (missing ones logged, skipped)."""
+        """The device's char devices and ``rdma_cm``, stat'ed (missing ones logged, skipped), with
+        the mode, uid and gid of the claim's ``rdma`` section."""
         facet = device.facets.get(FACET)
         if not isinstance(facet, dict):
             return []
         chars = facet.get("char_devices")
         paths = [p for p in chars if isinstance(p, str)] if isinstance(chars, list) else []
-        return device_nodes([*paths, RDMA_CM], self.dev_root)
+        return device_nodes([*paths, RDMA_CM], self.dev_root, device.config.rdma)

@@ -4,6 +4,10 @@ A path in a facet is the path the container sees (``/dev/infiniband/uverbs0``); 
 stat'ed under ``dev_root`` (the host's ``/dev``, a parameter so tests create real device
 nodes in a temporary directory). As the Go driver: a path that is missing or not a char or
 block device is logged and skipped; nothing raises.
+
+Mode, owner and group of the nodes in the container come from the claim's ``rdma`` section
+(``fileMode``, ``uid``, ``gid``); unset, the mode is 0666 and owner and group are left to
+the runtime (root), as before.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Final
 
+from dranet_core.config.model import RdmaConfig
 from dranet_core.types import DeviceNode
 
 __all__ = ["FILE_MODE", "device_node", "device_nodes"]
@@ -32,7 +37,14 @@ def _host_path(path: str, dev_root: Path) -> Path | None:
     return dev_root.joinpath(*p.parts[2:])
 
 
-def device_node(path: str, dev_root: Path = Path("/dev")) -> DeviceNode | None:
+def device_node(
+    path: str,
+    dev_root: Path = Path("/dev"),
+    *,
+    file_mode: int = FILE_MODE,
+    uid: int | None = None,
+    gid: int | None = None,
+) -> DeviceNode | None:
     """The :class:`DeviceNode` for container path ``path`` (under ``/dev``), or None (logged)."""
     host = _host_path(path, dev_root)
     if host is None:
@@ -51,19 +63,31 @@ def device_node(path: str, dev_root: Path = Path("/dev")) -> DeviceNode | None:
         log.warning("rdma: %s is not a device file; skipped", host)
         return None
     return DeviceNode(
-        path=path, type=kind, major=os.major(st.st_rdev), minor=os.minor(st.st_rdev), file_mode=FILE_MODE
+        path=path,
+        type=kind,
+        major=os.major(st.st_rdev),
+        minor=os.minor(st.st_rdev),
+        file_mode=file_mode,
+        uid=uid,
+        gid=gid,
     )
 
 
-def device_nodes(paths: Iterable[str], dev_root: Path = Path("/dev")) -> list[DeviceNode]:
-    """Device nodes for ``paths`` in order, duplicates and failures left out."""
+def device_nodes(
+    paths: Iterable[str], dev_root: Path = Path("/dev"), config: RdmaConfig | None = None
+) -> list[DeviceNode]:
+    """Device nodes for ``paths`` in order, duplicates and failures left out; mode and owner per
+    ``config`` (the claim's ``rdma`` section)."""
+    mode = FILE_MODE if config is None or config.file_mode is None else config.file_mode
+    uid = None if config is None else config.uid
+    gid = None if config is None else config.gid
     out: list[DeviceNode] = []
     seen: set[str] = set()
     for path in paths:
         if path in seen:
             continue
         seen.add(path)
-        node = device_node(path, dev_root)
+        node = device_node(path, dev_root, file_mode=mode, uid=uid, gid=gid)
         if node is not None:
             out.append(node)
     return out

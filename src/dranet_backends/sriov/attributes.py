@@ -14,7 +14,7 @@ dra.net/vfio                   bool    bound to vfio-pci (containers get ``/dev/
 dra.net/iommuGroup             int     IOMMU group number (absent without an IOMMU)
 dra.net/iommuGroupShared       bool    other (non-bridge) functions are in the same IOMMU
                                        group: giving this device to a pod is not isolated
-                                       (kubernetes-sigs/dranet#186); absent without a group
+                                       from them; absent without a group
 dra.net/sriov                  bool    ``sriov_totalvfs`` > 0 (an SR-IOV capable PF)
 dra.net/sriovVfs               int     ``sriov_numvfs`` (only when sriov)
 dra.net/isSriovVf              bool    a VF (``physfn`` exists); only ``true`` is emitted
@@ -25,7 +25,8 @@ dra.net/sriovVfIndex           int     the VF's ``virtfnN`` index on its PF (VFs
 =============================  ======  ====================================================
 
 Userspace-bound functions have no netdev, so none of the netdev attributes (``ifName``,
-``mtu``, ...) are published for them.
+``mtu``, ...) are published for them. For a VF bound to a kernel driver (published by the
+netdev backend) this backend adds only the VF attributes (:func:`vf_attributes`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from dranet_core.types import STRING_ATTRIBUTE_MAX_LEN, AttributeValue
 
 from .sysfs import SriovFunction
 
-__all__ = ["sriov_attributes"]
+__all__ = ["sriov_attributes", "vf_attributes"]
 
 D = "dra.net/"
 
@@ -51,11 +52,18 @@ def sriov_attributes(fn: SriovFunction, ids: PciIds | None) -> dict[str, Attribu
     attrs[D + "sriov"] = bool(fn.sriov_totalvfs)
     if fn.sriov_totalvfs:
         attrs[D + "sriovVfs"] = fn.sriov_numvfs or 0
+    attrs.update(vf_attributes(fn))
+    return attrs
+
+
+def vf_attributes(fn: SriovFunction) -> dict[str, AttributeValue]:
+    """``isSriovVf``, ``sriovPfAddress``, ``sriovPfName`` and ``sriovVfIndex`` of a VF (empty otherwise)."""
+    attrs: dict[str, AttributeValue] = {}
     if fn.pf is not None:
         attrs[D + "isSriovVf"] = True
         attrs[D + "sriovPfAddress"] = fn.pf
         if fn.pf_ifname:
-            attrs[D + "sriovPfName"] = fn.pf_ifname
+            attrs[D + "sriovPfName"] = fn.pf_ifname[:STRING_ATTRIBUTE_MAX_LEN]
         if fn.vf_index is not None:
             attrs[D + "sriovVfIndex"] = fn.vf_index
     return attrs

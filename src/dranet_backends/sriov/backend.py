@@ -1,4 +1,4 @@
-"""The sriov backend object: userspace-bound NICs (vfio-pci, uio) and the SR-IOV VF checks.
+"""The sriov backend object: userspace-bound NICs (vfio-pci, uio), SR-IOV VF checks and PF-side VF settings.
 
 :class:`SriovBackend` implements these capabilities:
 
@@ -7,33 +7,48 @@
   cannot see because they have no netdev. Each is a ``pci-<domain>-<bus>-<dev>-<fn>`` device
   with the attributes of :mod:`.attributes` and the facet of :mod:`.facet`. The whole sysfs
   read runs in a worker thread. A scan first reads a cheap fingerprint (per network
-  function: address and driver; for userspace-bound ones also IOMMU group and members, PF
-  link and PF netdev names, ``sriov_numvfs``, see :func:`.sysfs.fingerprint`) and re-reads
+  function: address and driver, a kernel-bound VF's netdevs; for userspace-bound ones also
+  IOMMU group and members, PF link and PF netdev names, ``sriov_numvfs``, see
+  :func:`.sysfs.fingerprint`) and re-reads
   everything only when it changed or the last full read is older than ``full_resync``
   seconds (default 300); the Devices are rebuilt only when the facts changed.
-  :meth:`~SriovBackend.watch` polls the fingerprint every ``poll_interval`` seconds
-  (default 30; sysfs has no change events for driver binds and IOMMU groups) and calls
-  ``notify()`` once at start and whenever it changed.
+  :meth:`~SriovBackend.watch` re-reads the fingerprint on every kernel uevent of the
+  ``pci`` and ``net`` subsystems (a VF created, a driver rebind to vfio-pci: seen at once)
+  and every ``poll_interval`` seconds (default 30) as a slow resync, and calls ``notify()``
+  once at start and whenever it changed.
 * **AdjustsContainers.** :meth:`~SriovBackend.device_nodes` gives every container of the
   pod ``/dev/vfio/vfio`` and ``/dev/vfio/<group>`` (vfio-pci) or ``/dev/uioN`` (uio), see
   :mod:`.devnodes`.
-* **ValidatesConfig.** :meth:`~SriovBackend.validate_config` rejects netdev settings for a
-  userspace-bound device and a VF MTU above its PF's, see :mod:`.validate`. It is asked for
-  the devices it :meth:`~SriovBackend.owns`: those with an sriov facet *and* the netdev
-  backend's VFs (``dra.net/isSriovVf`` with a ``dra.net/pciAddress``), whose PF MTU it reads
-  from sysfs at prepare time.
-* **NamespaceMover, verify-only.** A userspace-bound device does not move: handing its
-  device nodes to the containers is the attach. The driver's pod glue refuses to attach a
-  device that no mover handles, so this backend is the mover of its own devices with an
-  :meth:`~SriovBackend.attach` that moves nothing: it checks that the function is still bound
-  to the driver it had at prepare time, still in the same IOMMU group, and that its device
-  nodes exist, and reports a ``Ready`` condition. :meth:`~SriovBackend.detach` does nothing.
-  (PF-side VF admin settings, VLAN, spoofchk, trust, MAC, are not applied: future work.)
+* **ValidatesConfig.** :meth:`~SriovBackend.validate_config` rejects an ``sriov`` section
+  for a device that is not a VF with a known PF and VF number, netdev settings for a
+  userspace-bound device, a VF MTU above its PF's (read from sysfs at prepare time), and a
+  kernel-bound VF that no backend moves (no netdev facet); see :mod:`.validate`. It
+  :meth:`~SriovBackend.owns` every device, so the ``sriov`` rule reaches them all.
+* **NamespaceMover.** Runs before the netdev backend's mover (backend order ``sriov``,
+  ``netdev``, ``rdma``), so on attach the PF-side settings are made before the VF moves and
+  on detach they are restored after it came home:
 
-Kernel-bound VFs (with a netdev) are published by the netdev backend only; this backend adds
-no device for them, because the inventory publishes the union of all backends' devices and
-would otherwise resurrect a VF the netdev backend deliberately left out (a default-route
-uplink).
+  - a device with a claim ``sriov`` section (a VF: userspace-bound, or kernel-bound with the
+    facet below) gets its VF settings through the PF (:mod:`.pfside`, messages of
+    :mod:`.vfnl`): :meth:`~SriovBackend.snapshot` reads the VF's state from the PF
+    (``RTM_GETLINK``), :meth:`~SriovBackend.attach` applies the settings one by one and, if
+    one fails, restores those it applied before raising; :meth:`~SriovBackend.detach`
+    restores the snapshot. The driver journals the snapshot before attach, so a restart
+    between the two still restores it.
+  - a userspace-bound device does not move: handing its device nodes to the containers is
+    the attach. :meth:`~SriovBackend.attach` checks that the function is still bound to the
+    driver it had at prepare time, still in the same IOMMU group, and that its device nodes
+    exist, and reports a ``Ready`` condition.
+  - **Release safety.** The reset on detach is keyed by claim UID and checked against the
+    driver's journal (:meth:`~SriovBackend.bind_journal`): when another claim now holds the
+    device (attaching or attached), a late release of an older claim leaves the VF alone,
+    so it never resets a VF that a new pod owns.
+
+Kernel-bound VFs (with a netdev) are published by the netdev backend; this backend adds to
+them only its facet and the VF attributes (``sriovPfAddress``, ``sriovPfName``,
+``sriovVfIndex``), and only for a VF whose netdev is in the host namespace and is not a
+default-route uplink or enslaved to one: the inventory publishes the union of all backends'
+devices and must not resurrect a VF the netdev backend deliberately left out.
 """
 
 from __future__ import annotations
@@ -47,6 +62,8 @@ from pathlib import Path
 from typing import Any
 
 from dranet_backends.pci import DEFAULT_PATHS, PciIds
+from dranet_backends.rdma.uplinks import default_route_interfaces, is_uplink
+from dranet_backends.uevent import Uevent, UeventSource, UeventStream, watch_sysfs
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import BackendError, ConfigError, ConfigIssue, DeviceError
 from dranet_core.mover import AttachResult
@@ -54,11 +71,24 @@ from dranet_core.names import device_name_for_pci
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import JSON, Condition, Device, DeviceNode, PodSandbox
 
-from .attributes import sriov_attributes
+from .attributes import sriov_attributes, vf_attributes
 from .devnodes import StatFn, device_nodes_for
 from .facet import FACET, SriovFacet
-from .sysfs import Fingerprint, SriovFunction, fingerprint, iommu_group, pf_netdev_mtu, userspace_functions
-from .validate import netdev_config_issues, vf_mtu_issues
+from .ownership import ClaimsView, other_holders
+from .pfside import NetlinkRoute, PfClient, Step, StepFailed, apply, restore, steps
+from .sysfs import (
+    PASSTHROUGH_DRIVERS,
+    Fingerprint,
+    SriovFunction,
+    fingerprint,
+    iommu_group,
+    kernel_vfs,
+    pf_netdev,
+    pf_netdev_mtu,
+    userspace_functions,
+)
+from .validate import netdev_config_issues, sriov_config_issues, vf_mtu_issues
+from .vfnl import VfState
 
 __all__ = ["DEFAULT_FULL_RESYNC", "DEFAULT_POLL_INTERVAL", "SriovBackend"]
 
@@ -72,6 +102,13 @@ DEFAULT_FULL_RESYNC = 300.0
 
 _IS_VF = "dra.net/isSriovVf"
 _PCI_ADDRESS = "dra.net/pciAddress"
+_NETDEV_FACET = "netdev"
+_UEVENT_SUBSYSTEMS = frozenset({"pci", "net"})
+
+
+def _relevant(event: Uevent) -> bool:
+    """A uevent that can change what this backend discovers: any PCI or netdev event."""
+    return event.subsystem in _UEVENT_SUBSYSTEMS
 
 
 class SriovBackend:
@@ -83,18 +120,25 @@ class SriovBackend:
         self,
         *,
         sysfs: Path = Path("/sys"),
+        procfs: Path | None = None,
         dev_root: Path = Path("/dev"),
         pci_ids: PciIds | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         full_resync: float = DEFAULT_FULL_RESYNC,
         stat_fn: StatFn = os.stat,
         clock: Callable[[], float] = time.monotonic,
+        pf_client: PfClient | None = None,
+        uevents: Callable[[], UeventStream] | None = UeventSource.open,
     ) -> None:
         for what, value in (("poll_interval", poll_interval), ("full_resync", full_resync)):
             if not value > 0:
                 raise BackendError("sriov", f"{what} must be > 0 seconds, got {value}")
         self.sysfs = Path(sysfs)
+        self.procfs = procfs
         self.dev_root = Path(dev_root)
+        self.pf = pf_client if pf_client is not None else PfClient()
+        self._journal: ClaimsView | None = None
+        self._uevents = uevents
         self.poll_interval = poll_interval
         self.full_resync = full_resync
         self._clock = clock
@@ -110,9 +154,10 @@ class SriovBackend:
 
     @classmethod
     def from_context(cls, context: Any) -> SriovBackend:
-        """Build from a ``BackendContext``: ``sysfs``; options ``sriov.dev_root`` (default ``/dev``),
-        ``sriov.poll_interval`` (seconds, default 30), ``sriov.full_resync`` (seconds, default 300) and
-        the shared ``pci_ids`` (``:``-separated).
+        """Build from a ``BackendContext``: ``sysfs``, ``procfs``; options ``sriov.dev_root`` (default
+        ``/dev``), ``sriov.poll_interval`` (seconds, default 30), ``sriov.full_resync`` (seconds,
+        default 300), the shared ``pci_ids`` (``:``-separated) and the host ``netns`` (a path:
+        where the PFs are and the uevents are read; ``sriov.netns`` wins; default: our own).
 
         Raises :class:`BackendError` for an unusable option value.
         """
@@ -125,12 +170,16 @@ class SriovBackend:
                 seconds[key] = float(raw)
             except ValueError as exc:
                 raise BackendError("sriov", f"sriov.{key}: not a number: {raw!r}") from exc
+        netns = options.get("sriov.netns") or options.get("netns") or None
         return cls(
             sysfs=Path(getattr(context, "sysfs", "/sys")),
+            procfs=Path(getattr(context, "procfs", "/proc")),
             dev_root=Path(options.get("sriov.dev_root", "/dev")),
             pci_ids=PciIds(ids_opt.split(":") if ids_opt else DEFAULT_PATHS),
             poll_interval=seconds["poll_interval"],
             full_resync=seconds["full_resync"],
+            pf_client=PfClient(NetlinkRoute(netns)),
+            uevents=UeventSource.opener(netns),
         )
 
     def __repr__(self) -> str:
@@ -147,13 +196,20 @@ class SriovBackend:
         fp = fingerprint(self.sysfs)
         if fp == self._fp and self._clock() - self._full_at < self.full_resync:
             return fp, None
-        facts = tuple(userspace_functions(self.sysfs))
+        facts = tuple(userspace_functions(self.sysfs)) + tuple(self._kernel_vfs())
         if facts:
             self._ids.load()  # once; in this worker thread, not on the event loop
         return fp, facts
 
+    def _kernel_vfs(self) -> list[SriovFunction]:
+        vfs = kernel_vfs(self.sysfs)
+        if not vfs or self.procfs is None:
+            return vfs
+        uplinks = default_route_interfaces(self.procfs)
+        return [fn for fn in vfs if not any(is_uplink(self.sysfs, nd, uplinks) for nd in fn.netdevs)]
+
     async def scan(self) -> Sequence[Device]:
-        """Every userspace-bound PCI network function, now (see the module docstring)."""
+        """Every userspace-bound PCI network function, and the facet of every kernel-bound VF."""
         fp, facts = await asyncio.to_thread(self._read_facts)
         self.scans += 1
         if facts is not None:
@@ -170,10 +226,11 @@ class SriovBackend:
         for fn in facts:
             try:
                 name = device_name_for_pci(fn.address)
+                userspace = fn.driver in PASSTHROUGH_DRIVERS
                 out.append(
                     Device(
                         name=name,
-                        attributes=sriov_attributes(fn, self._ids),
+                        attributes=sriov_attributes(fn, self._ids) if userspace else vf_attributes(fn),
                         facets={FACET: SriovFacet.of(fn).to_json()},
                     )
                 )
@@ -182,22 +239,35 @@ class SriovBackend:
         return out
 
     async def watch(self, notify: Callable[[], None]) -> None:
-        """Poll the sysfs fingerprint every ``poll_interval`` seconds; ``notify()`` at start and on change."""
-        last: Fingerprint | None = None
-        while True:
+        """``notify()`` at start and whenever the sysfs fingerprint changed: checked on every
+        kernel uevent of the ``pci`` or ``net`` subsystem (a VF created through
+        ``sriov_numvfs``, a driver bind or unbind, a netdev added, removed or renamed) and,
+        as a slow resync, every ``poll_interval`` seconds (see :mod:`dranet_backends.uevent`)."""
+        last: list[Fingerprint | None] = [None]
+
+        async def check() -> bool:
             current = await asyncio.to_thread(fingerprint, self.sysfs)
             self.polls += 1
-            if current != last:
-                if last is not None:
-                    log.info("sriov: PCI network functions or their bindings changed")
-                last = current
-                notify()
-            await asyncio.sleep(self.poll_interval)
+            if current == last[0]:
+                return False
+            if last[0] is not None:
+                log.info("sriov: PCI network functions or their bindings changed")
+            last[0] = current
+            return True
+
+        await watch_sysfs(
+            "sriov",
+            check,
+            notify,
+            relevant=_relevant,
+            interval=self.poll_interval,
+            open_source=self._uevents,
+        )
 
     # -- AdjustsContainers -----------------------------------------------------------------
 
     def device_nodes(self, device: PreparedDevice) -> Sequence[DeviceNode]:
-        """``/dev/vfio/vfio`` + ``/dev/vfio/<group>``, or ``/dev/uioN``, for a device with an sriov facet.
+        """``/dev/vfio/vfio`` + ``/dev/vfio/<group>``, or ``/dev/uioN``, for a userspace-bound device.
 
         Empty for other devices. Raises :class:`DeviceError` if a node is missing (see
         :func:`.devnodes.device_nodes_for`) or the facet is unreadable.
@@ -206,6 +276,8 @@ class SriovBackend:
         if raw is None:
             return []
         facet = self._facet(device.device, raw, "device nodes")
+        if not facet.userspace:
+            return []
         return device_nodes_for(device.device, facet, self.dev_root, self._stat)
 
     @staticmethod
@@ -218,23 +290,41 @@ class SriovBackend:
     # -- ValidatesConfig -------------------------------------------------------------------
 
     def owns(self, device: Device) -> bool:
-        """Devices with an sriov facet, and VFs of other backends (``dra.net/isSriovVf`` + a PCI address)."""
-        if FACET in device.facets:
-            return True
-        return device.attributes.get(_IS_VF) is True and isinstance(device.attributes.get(_PCI_ADDRESS), str)
+        """Every device: an ``sriov`` section must be refused for a device that is not a VF."""
+        return True
 
     def validate_config(self, device: Device, config: NetworkConfig) -> None:
-        """Raise :class:`ConfigError` for netdev settings on a userspace-bound device, or a VF MTU
-        above its PF's (read now from sysfs); see :mod:`.validate`."""
+        """Raise :class:`ConfigError` for an ``sriov`` section on a device that is not a VF this
+        backend can configure, netdev settings on a userspace-bound device, or a VF MTU above
+        its PF's (read now from sysfs); see :mod:`.validate`."""
         raw = device.facets.get(FACET)
+        facet: SriovFacet | None = None
         if raw is not None:
             try:
                 facet = SriovFacet.from_json(raw)
             except ValueError as exc:
                 raise ConfigError(f"device {device.name}: {exc}") from exc
-            issues = netdev_config_issues(config, device.name, facet.driver)
+        issues: list[ConfigIssue] = []
+        if facet is not None and not facet.userspace and _NETDEV_FACET not in device.facets:
+            issues.append(
+                ConfigIssue(
+                    "",
+                    f"device {device.name} is a kernel-bound VF that no backend moves "
+                    "(enable the netdev backend, or bind the VF to vfio-pci)",
+                )
+            )
+        if config.sriov is not None:
+            issues += sriov_config_issues(device.name, facet, device.attributes.get(_IS_VF) is True)
+            if not issues and facet is not None and facet.pf is not None and self._pf_name(facet) is None:
+                issues.append(
+                    ConfigIssue(
+                        "sriov", f"not allowed: the PF {facet.pf} of VF {device.name} has no netdev here"
+                    )
+                )
+        if facet is not None and facet.userspace:
+            issues += netdev_config_issues(config, device.name, facet.driver)
         else:
-            issues = self._vf_mtu(device, config)
+            issues += self._vf_mtu(device, config)
         if issues:
             raise ConfigError(issues)
 
@@ -250,43 +340,119 @@ class SriovBackend:
             return []
         return vf_mtu_issues(config, *pf)
 
-    # -- NamespaceMover (verify-only: nothing moves) ----------------------------------------
+    # -- NamespaceMover ----------------------------------------------------------------------
+
+    def bind_journal(self, journal: ClaimsView) -> None:
+        """Give the backend read access to the driver's journal (the release-safety check)."""
+        self._journal = journal
+
+    def _pf_name(self, facet: SriovFacet) -> str | None:
+        assert facet.pf is not None
+        return pf_netdev(self.sysfs, facet.pf) or facet.pf_ifname
 
     async def snapshot(self, device: PreparedDevice) -> JSON:
-        """The driver and IOMMU group of the function now (informational; nothing is restored)."""
+        """The driver and IOMMU group of a userspace-bound function, and, for a claim with an
+        ``sriov`` section, the PF's name and the VF's state read from the PF (``vf``)."""
         raw = device.facets.get(FACET)
         if raw is None:
             return None
         facet = self._facet(device.device, raw, "snapshot")
-        return {
-            "driver": self._driver_now(facet.pci_address),
-            "iommu_group": iommu_group(self.sysfs, facet.pci_address),
-        }
+        out: dict[str, JSON] = {}
+        if facet.userspace:
+            out["driver"] = self._driver_now(facet.pci_address)
+            out["iommu_group"] = iommu_group(self.sysfs, facet.pci_address)
+        if device.config.sriov is not None and facet.is_vf:
+            assert facet.vf_index is not None
+            pf = self._pf_name(facet)
+            if pf is None:
+                raise DeviceError(
+                    device.device, "snapshot", f"the PF {facet.pf} of the VF has no netdev here"
+                )
+            try:
+                state = await self.pf.get(pf, facet.vf_index)
+            except (OSError, ValueError) as exc:
+                raise DeviceError(
+                    device.device, "snapshot", f"reading VF {facet.vf_index} of {pf}: {exc}"
+                ) from exc
+            out["pf"] = pf
+            out["vf"] = state.to_json()
+        return out
 
     async def attach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> AttachResult:
-        """Check the device is still usable as prepared; moves nothing (module docstring).
+        """Verify a userspace-bound device; apply the claim's ``sriov`` settings through the PF.
 
-        Raises :class:`DeviceError` (step ``attach``) if the function is gone, bound to another
+        Transactional: raises :class:`DeviceError` (step ``sriov <setting>``) after restoring
+        what it applied. Also raises if a userspace-bound function is gone, bound to another
         driver, moved to another IOMMU group, or its device nodes are missing.
         """
         raw = device.facets.get(FACET)
         if raw is None:
             return AttachResult()
         facet = self._facet(device.device, raw, "attach")
-        nodes = self._verify(device.device, facet)
-        addr, driver = facet.pci_address, facet.driver
-        message = f"{addr} bound to {driver}; containers get {', '.join(n.path for n in nodes)}"
-        log.info("sriov: %s for pod %s: %s", device.device, pod, message)
-        return AttachResult(
-            conditions=(
+        conditions: tuple[Condition, ...] = ()
+        if facet.userspace:
+            nodes = self._verify(device.device, facet)
+            addr, driver = facet.pci_address, facet.driver
+            message = f"{addr} bound to {driver}; containers get {', '.join(n.path for n in nodes)}"
+            log.info("sriov: %s for pod %s: %s", device.device, pod, message)
+            conditions = (
                 Condition(type="Ready", status="True", reason="UserspaceDeviceReady", message=message),
             )
-        )
+        plan = self._plan(device, snapshot)
+        if plan is not None:
+            pf, todo = plan
+            try:
+                await apply(self.pf, pf, todo)
+            except StepFailed as exc:
+                raise DeviceError(
+                    device.device, f"sriov {exc.step}", f"{pf} VF: {exc.cause.strerror or exc.cause}"
+                ) from exc
+            log.info(
+                "sriov: %s: %s set through %s for pod %s",
+                device.device,
+                ", ".join(t.name for t in todo),
+                pf,
+                pod,
+            )
+        return AttachResult(conditions=conditions)
+
+    def _plan(self, device: PreparedDevice, snapshot: JSON) -> tuple[str, list[Step]] | None:
+        sriov = device.config.sriov
+        if sriov is None or not isinstance(snapshot, dict) or "vf" not in snapshot:
+            return None
+        pf = snapshot.get("pf")
+        try:
+            before = VfState.from_json(snapshot["vf"])
+        except ValueError as exc:
+            raise DeviceError(device.device, "sriov snapshot", str(exc)) from exc
+        if not isinstance(pf, str):
+            raise DeviceError(device.device, "sriov snapshot", f"bad PF name {pf!r}")
+        return pf, steps(sriov, before)
 
     async def detach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> None:
-        """Nothing to bring back: a userspace-bound device never left the host."""
-        if FACET in device.facets:
-            log.debug("sriov: %s released by pod %s (nothing to move)", device.device, pod)
+        """Restore the VF's PF-side settings from ``snapshot`` unless another claim holds it now.
+
+        Raises :class:`DeviceError` when a setting cannot be restored (the driver keeps the
+        device in its journal and retries).
+        """
+        if FACET not in device.facets:
+            return
+        plan = self._plan(device, snapshot)
+        if plan is None:
+            return
+        others = other_holders(self._journal, device.device, pod.uid) if self._journal is not None else []
+        if others:
+            log.warning(
+                "sriov: %s: not resetting the VF for pod %s: claim %s now holds it",
+                device.device,
+                pod.uid,
+                ", ".join(others),
+            )
+            return
+        pf, todo = plan
+        failed = await restore(self.pf, pf, todo)
+        if failed:
+            raise DeviceError(device.device, "sriov restore", f"{pf} VF: cannot restore {', '.join(failed)}")
 
     def _verify(self, device: str, facet: SriovFacet) -> list[DeviceNode]:
         """The device nodes of ``device`` if its function is still as prepared; DeviceError if not."""

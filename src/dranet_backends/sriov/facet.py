@@ -1,11 +1,12 @@
-"""The sriov facet: what the sriov backend records privately about a userspace-bound device.
+"""The sriov facet: what the sriov backend records privately about a device it handles.
 
 ``Device.facets["sriov"]`` (and so ``PreparedDevice.facets["sriov"]``, stored in the
 checkpoint at prepare time) is a JSON object::
 
     {
       "pci_address": "0000:00:03.1",   # the function
-      "driver":      "vfio-pci",       # vfio-pci, uio_pci_generic or igb_uio
+      "driver":      "vfio-pci",       # vfio-pci, uio_pci_generic, igb_uio, or a kernel
+                                       # network driver (a VF with a netdev: iavf, mlx5_core...)
       "iommu_group": 12,               # IOMMU group number, or null (no IOMMU)
       "pf":          "0000:00:03.0",   # PCI address of the PF for a VF, else null
       "vf_index":    0,                # virtfnN index on the PF, else null
@@ -13,7 +14,10 @@ checkpoint at prepare time) is a JSON object::
       "uio":         ["uio0"]          # uioN nodes of a uio-bound function (else [])
     }
 
-Only devices with no netdev (bound to a userspace driver) get this facet; readers use
+Two kinds of device get it: functions bound to a userspace driver (no netdev; this backend
+publishes them) and SR-IOV VFs bound to a kernel driver whose netdev is in the host
+namespace (the netdev backend publishes and moves them; this facet lets the sriov backend
+apply the claim's ``sriov`` settings through the PF). Readers use
 :meth:`SriovFacet.from_json`, which ignores unknown keys.
 """
 
@@ -24,7 +28,7 @@ from typing import Any
 
 import attrs
 
-from .sysfs import SriovFunction
+from .sysfs import PASSTHROUGH_DRIVERS, SriovFunction
 
 __all__ = ["FACET", "SriovFacet"]
 
@@ -66,6 +70,16 @@ class SriovFacet:
     def is_vfio(self) -> bool:
         """Whether the device is bound to vfio-pci."""
         return self.driver == "vfio-pci"
+
+    @property
+    def userspace(self) -> bool:
+        """Whether the device is bound to a userspace driver (vfio-pci, uio): no netdev."""
+        return self.driver in PASSTHROUGH_DRIVERS
+
+    @property
+    def is_vf(self) -> bool:
+        """Whether the device is an SR-IOV VF with a known PF and VF number."""
+        return self.pf is not None and self.vf_index is not None
 
     @classmethod
     def of(cls, fn: SriovFunction) -> SriovFacet:

@@ -39,6 +39,8 @@ __all__ = [
     "SriovFunction",
     "fingerprint",
     "iommu_group",
+    "kernel_vfs",
+    "pf_netdev",
     "pf_netdev_mtu",
     "read_function",
     "userspace_functions",
@@ -62,7 +64,8 @@ class SriovFunction:
     function), ``vf_index`` its ``virtfnN`` number on that PF, ``pf_ifname`` the PF's netdev
     in the scanned namespace (None if it has none there). ``iommu_group`` is None when the
     kernel has no IOMMU group for it; ``iommu_peers`` are the other non-bridge functions of
-    the group (sorted). ``uio`` are the ``uioN`` nodes of a uio-bound function.
+    the group (sorted). ``uio`` are the ``uioN`` nodes of a uio-bound function; ``netdevs``
+    the netdevs of a kernel-bound function in the scanned namespace.
     """
 
     pci: PciFunction
@@ -74,6 +77,7 @@ class SriovFunction:
     iommu_group: int | None = None
     iommu_peers: tuple[str, ...] = ()
     uio: tuple[str, ...] = ()
+    netdevs: tuple[str, ...] = ()
 
     @property
     def address(self) -> str:
@@ -138,6 +142,11 @@ def _first_netdev(sysfs: Path, address: str) -> str | None:
     return names[0] if names else None
 
 
+def pf_netdev(sysfs: Path, pf_address: str) -> str | None:
+    """The (first) netdev of PF ``pf_address`` in the scanned namespace, now; None if it has none."""
+    return _first_netdev(sysfs, pf_address)
+
+
 def pf_netdev_mtu(sysfs: Path, vf_address: str) -> tuple[str, int] | None:
     """The PF netdev name and MTU of VF ``vf_address`` (first netdev of ``physfn/net``), or None.
 
@@ -178,6 +187,7 @@ def read_function(
     group = iommu_group(sysfs, fn.address)
     peers = _iommu_peers(sysfs, fn.address, group) if group is not None else ()
     uio = tuple(n for n in listdir(base / "uio") if _UIO.match(n))
+    netdevs = () if fn.driver in PASSTHROUGH_DRIVERS else tuple(listdir(base / "net"))
     return SriovFunction(
         pci=fn,
         pf=pf,
@@ -188,6 +198,7 @@ def read_function(
         iommu_group=group,
         iommu_peers=peers,
         uio=uio,
+        netdevs=netdevs,
     )
 
 
@@ -219,13 +230,31 @@ def userspace_functions(sysfs: Path) -> list[SriovFunction]:
     ]
 
 
+def kernel_vfs(sysfs: Path) -> list[SriovFunction]:
+    """Every SR-IOV VF bound to a kernel driver with a netdev in the scanned namespace.
+
+    A VF whose netdev is elsewhere (moved into a pod) or that has none (unbound) is left
+    out: the netdev backend does not see it either.
+    """
+    cache: dict[str, dict[str, int]] = {}
+    out: list[SriovFunction] = []
+    for address, driver in _candidates(sysfs):
+        if driver is None or driver in PASSTHROUGH_DRIVERS:
+            continue
+        base = _pci_dir(sysfs, address)
+        if os.path.islink(base / "physfn") and listdir(base / "net"):
+            out.append(read_function(sysfs, pci_function(sysfs, address), cache))
+    return out
+
+
 Fingerprint = tuple[tuple[object, ...], ...]
 
 
 def fingerprint(sysfs: Path) -> Fingerprint:
     """A cheap summary of what :func:`userspace_functions` depends on, for change detection.
 
-    Per network function its address and driver; for a userspace-bound one also its IOMMU
+    Per network function its address and driver (and a kernel-bound VF's netdevs); for a
+    userspace-bound one also its IOMMU
     group and the group's members, its PF link and the PF's netdev names, and its
     ``sriov_numvfs``. Ids, NUMA node and PCIe root of a bound function do not change while
     it stays bound, so they are not read.
@@ -233,10 +262,11 @@ def fingerprint(sysfs: Path) -> Fingerprint:
     base = sysfs / "bus" / "pci" / "devices"
     out: list[tuple[object, ...]] = []
     for address, driver in _candidates(sysfs):
-        if driver not in PASSTHROUGH_DRIVERS:
-            out.append((address, driver))
-            continue
         d = base / address
+        if driver not in PASSTHROUGH_DRIVERS:
+            vf = os.path.islink(d / "physfn")
+            out.append((address, driver, tuple(listdir(d / "net")) if vf else ()))
+            continue
         group = readlink_base(d / "iommu_group")
         members = tuple(listdir(sysfs / "kernel" / "iommu_groups" / group / "devices")) if group else ()
         pf = readlink_base(d / "physfn")

@@ -9,6 +9,9 @@
   ``interface.mtu`` greater than the PF netdev's MTU is rejected at ``interface.mtu``,
   naming both values. When the PF's MTU is unknown (no PF netdev in the host namespace),
   nothing is checked.
+* An ``sriov`` section (VF settings made through the PF) is only for an SR-IOV VF whose PF
+  and VF number the sriov backend knows (its facet); anything else is rejected at
+  ``sriov``, naming the device.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import attrs
 from dranet_core.config.model import EthtoolConfig, InterfaceConfig, NetworkConfig
 from dranet_core.errors import ConfigIssue
 
-__all__ = ["netdev_config_issues", "vf_mtu_issues"]
+from .facet import SriovFacet
+
+__all__ = ["netdev_config_issues", "sriov_config_issues", "vf_mtu_issues"]
 
 
 def _json(field: attrs.Attribute[object]) -> str:
@@ -54,3 +59,18 @@ def vf_mtu_issues(config: NetworkConfig, pf_name: str, pf_mtu: int) -> list[Conf
             f"must be <= {pf_mtu}, the MTU of the VF's physical function {pf_name}, got {mtu}",
         )
     ]
+
+
+def sriov_config_issues(device: str, facet: SriovFacet | None, vf_attribute: bool) -> list[ConfigIssue]:
+    """An issue unless ``device`` (with sriov ``facet``, if any) is a VF whose PF-side settings can be made.
+
+    ``vf_attribute``: the device is published as a VF (``dra.net/isSriovVf``) by another
+    backend, but the sriov backend has no facet for it (e.g. its PF has no netdev here).
+    """
+    if facet is not None and facet.is_vf:
+        return []
+    if (facet is not None and facet.pf is not None) or (facet is None and vf_attribute):
+        why = f"device {device} is an SR-IOV VF whose PF and VF number are unknown here"
+    else:
+        why = f"device {device} is not an SR-IOV VF"
+    return [ConfigIssue("sriov", f"not allowed: {why} (VF settings are made through the VF's PF)")]

@@ -21,8 +21,10 @@ from dranet_core.config.model import (
     InterfaceConfig,
     NeighborConfig,
     NetworkConfig,
+    RdmaConfig,
     RouteConfig,
     RuleConfig,
+    SriovConfig,
     VRFConfig,
 )
 from dranet_core.config.resolve import configs_for_request, resolve_config
@@ -34,8 +36,10 @@ __all__ = [
     "InterfaceConfig",
     "NeighborConfig",
     "NetworkConfig",
+    "RdmaConfig",
     "RouteConfig",
     "RuleConfig",
+    "SriovConfig",
     "VRFConfig",
     "apply_defaults",
     "config_issues",

@@ -19,6 +19,7 @@ import difflib
 import functools
 import json
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -27,7 +28,7 @@ from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import ConfigError, ConfigIssue
 from dranet_core.types import JSON
 
-__all__ = ["decode_config", "describe_json", "encode_config", "join_path"]
+__all__ = ["decode_config", "describe_json", "encode_config", "join_path", "loads_strict"]
 
 _INVALID: Final = object()
 _SIMPLE_KEY: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -93,12 +94,21 @@ def _want(expected: str, value: object) -> str:
     return f"must be {expected}, got {_json_type(value)} {describe_json(value)}"
 
 
-def _parse_text(raw: str | bytes | bytearray, path: str) -> Any:
+def loads_strict(raw: str | bytes | bytearray) -> Any:
+    """Parse JSON text; objects remember duplicate keys (seen by :func:`decode_config` as
+    ``duplicate field``); ``NaN``/``Infinity`` are refused. Raises ValueError for bad JSON,
+    including nesting deeper than the parser's limit (about the interpreter's recursion
+    limit, 1000 levels by default), never RecursionError."""
     try:
         return json.loads(raw, object_pairs_hook=_object_pairs, parse_constant=_reject_constant)
     except RecursionError:
-        raise ConfigError("invalid JSON: nested too deeply", path=path) from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity
+        raise ValueError(f"nested too deeply (more than about {sys.getrecursionlimit()} levels)") from None
+
+
+def _parse_text(raw: str | bytes | bytearray, path: str) -> Any:
+    try:
+        return loads_strict(raw)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity, too deep
         raise ConfigError(f"invalid JSON: {exc}", path=path) from None
 
 

@@ -9,19 +9,31 @@ and all derive from these definitions.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
 __all__ = [
+    "MAX_ENTRIES",
+    "MAX_PROFILE_LENGTH",
     "EthtoolConfig",
     "InterfaceConfig",
     "NeighborConfig",
     "NetworkConfig",
+    "RdmaConfig",
     "RouteConfig",
     "RuleConfig",
+    "SriovConfig",
     "VRFConfig",
 ]
+
+
+MAX_ENTRIES: Final = 256
+"""At most this many routes, rules and neighbors per device (each is one netlink request, and
+every one is journalled and restored)."""
+
+MAX_PROFILE_LENGTH: Final = 253
+"""The longest ``profile`` name accepted (a DNS name's limit)."""
 
 
 def _j(name: str, doc: str = "", **rules: Any) -> dict[str, Any]:
@@ -31,6 +43,7 @@ def _j(name: str, doc: str = "", **rules: Any) -> dict[str, Any]:
     the docs, so they cannot drift): ``kind`` (integer width: ``int32``, ``int64``,
     ``uint8``, ``uint32``), ``minimum``, ``maximum``, ``one_of``, ``not_in``, ``format``
     (``ifname``, ``cidr``, ``ip``, ``mac``; for a list it applies to each item),
+    ``choices`` (the strings a string field may take),
     ``required`` (must be set and non-empty), ``empty_is_unset`` (``""`` means unset, as a
     plain Go string with ``omitempty``).
     """
@@ -177,22 +190,102 @@ class EthtoolConfig:
 
 
 @attrs.frozen(kw_only=True)
+class SriovConfig:
+    """Settings of an SR-IOV virtual function made through its physical function (PF).
+
+    Applied on the PF before the VF moves into the pod and restored when it comes back, as
+    ``ip link set <pf> vf <n> ...`` would. Only for a device that is an SR-IOV VF.
+    """
+
+    mac: str | None = attrs.field(
+        default=None, metadata=_j("mac", "MAC address the PF assigns to the VF (unicast)", format="mac")
+    )
+    vlan: int | None = attrs.field(
+        default=None,
+        metadata=_j(
+            "vlan", "VLAN ID the PF tags the VF's traffic with; 0 means none", minimum=0, maximum=4095
+        ),
+    )
+    vlan_qos: int | None = attrs.field(
+        default=None,
+        metadata=_j("vlanQoS", "802.1p priority of that VLAN (needs vlan)", minimum=0, maximum=7),
+    )
+    vlan_proto: str | None = attrs.field(
+        default=None,
+        metadata=_j("vlanProto", "VLAN protocol (needs vlan; default 802.1Q)", choices=("802.1Q", "802.1ad")),
+    )
+    spoof_chk: bool | None = attrs.field(
+        default=None, metadata=_j("spoofChk", "drop frames the VF sends with another source MAC")
+    )
+    trust: bool | None = attrs.field(
+        default=None, metadata=_j("trust", "trusted VF (may change its MAC, use promiscuous mode)")
+    )
+    link_state: str | None = attrs.field(
+        default=None,
+        metadata=_j(
+            "linkState",
+            "VF link state: follow the PF, always up, or down",
+            choices=("auto", "enable", "disable"),
+        ),
+    )
+    min_tx_rate: int | None = attrs.field(
+        default=None, metadata=_j("minTxRate", "guaranteed TX rate in Mbit/s; 0 means none", kind="uint32")
+    )
+    max_tx_rate: int | None = attrs.field(
+        default=None, metadata=_j("maxTxRate", "TX rate limit in Mbit/s; 0 means none", kind="uint32")
+    )
+
+
+@attrs.frozen(kw_only=True)
+class RdmaConfig:
+    """How the RDMA character devices (``/dev/infiniband/*``) appear in the pod's containers."""
+
+    file_mode: int | None = attrs.field(
+        default=None,
+        metadata=_j(
+            "fileMode", "permission bits of the char devices (default 0666 = 438)", minimum=0, maximum=0o777
+        ),
+    )
+    uid: int | None = attrs.field(
+        default=None, metadata=_j("uid", "owner user ID of the char devices (default: root)", kind="uint32")
+    )
+    gid: int | None = attrs.field(
+        default=None, metadata=_j("gid", "owner group ID of the char devices (default: root)", kind="uint32")
+    )
+
+
+@attrs.frozen(kw_only=True)
 class NetworkConfig:
     """The whole opaque configuration of one device."""
 
     profile: str | None = attrs.field(
-        default=None, metadata=_j("profile", "profile resolved by the profile provider", empty_is_unset=True)
+        default=None,
+        metadata=_j(
+            "profile",
+            "profile resolved by the profile provider",
+            empty_is_unset=True,
+            max_length=MAX_PROFILE_LENGTH,
+        ),
     )
     interface: InterfaceConfig | None = attrs.field(
         default=None, metadata=_j("interface", "the interface inside the pod")
     )
-    routes: tuple[RouteConfig, ...] | None = attrs.field(default=None, metadata=_j("routes", "static routes"))
+    routes: tuple[RouteConfig, ...] | None = attrs.field(
+        default=None, metadata=_j("routes", "static routes", max_items=MAX_ENTRIES)
+    )
     rules: tuple[RuleConfig, ...] | None = attrs.field(
-        default=None, metadata=_j("rules", "policy routing rules (not with interface.vrf)")
+        default=None,
+        metadata=_j("rules", "policy routing rules (not with interface.vrf)", max_items=MAX_ENTRIES),
     )
     neighbors: tuple[NeighborConfig, ...] | None = attrs.field(
-        default=None, metadata=_j("neighbors", "permanent ARP/NDP entries")
+        default=None, metadata=_j("neighbors", "permanent ARP/NDP entries", max_items=MAX_ENTRIES)
     )
     ethtool: EthtoolConfig | None = attrs.field(
         default=None, metadata=_j("ethtool", "offload features and private flags")
+    )
+    sriov: SriovConfig | None = attrs.field(
+        default=None, metadata=_j("sriov", "VF settings made through the PF (SR-IOV VFs only)")
+    )
+    rdma: RdmaConfig | None = attrs.field(
+        default=None, metadata=_j("rdma", "mode and owner of the RDMA char devices")
     )

@@ -51,9 +51,15 @@ def _rules(spec: FieldSpec) -> str:
             out.append(f"{lo}..{hi}")
         if "not_in" in meta:
             out.append("not " + ", ".join(map(str, meta["not_in"])))
+    if "choices" in meta:
+        out.append("one of " + ", ".join(f"`{c}`" for c in meta["choices"]))
     fmt = meta.get("format")
     if fmt:
         out.append(_FORMATS[fmt])
+    if "max_length" in meta:
+        out.append(f"at most {meta['max_length']} characters")
+    if "max_items" in meta:
+        out.append(f"at most {meta['max_items']} entries")
     if spec.empty_is_unset:
         out.append('`""` = unset')
     return "; ".join(out)

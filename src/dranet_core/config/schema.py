@@ -40,6 +40,8 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _string_schema(spec: FieldSpec) -> dict[str, Any]:
     s: dict[str, Any] = {"type": "string"}
+    if "choices" in spec.meta:
+        s["enum"] = list(spec.meta["choices"])
     fmt = spec.meta.get("format")
     if fmt == "mac":
         s["pattern"] = MAC_PATTERN
@@ -52,6 +54,8 @@ def _string_schema(spec: FieldSpec) -> dict[str, Any]:
         s["description"] = "IP address"
     if spec.required:
         s["minLength"] = 1
+    if "max_length" in spec.meta:
+        s["maxLength"] = spec.meta["max_length"]
     return s
 
 
@@ -70,7 +74,10 @@ def _value_schema(spec: FieldSpec, tp: TypeSpec) -> dict[str, Any]:
         return s
     if tp.kind == "list":
         assert tp.item is not None
-        return {"type": "array", "items": _value_schema(spec, tp.item)}
+        arr: dict[str, Any] = {"type": "array", "items": _value_schema(spec, tp.item)}
+        if "max_items" in spec.meta:
+            arr["maxItems"] = spec.meta["max_items"]
+        return arr
     if tp.kind == "map":
         assert tp.item is not None
         return {"type": "object", "additionalProperties": _value_schema(spec, tp.item)}

@@ -7,7 +7,8 @@ issues, each with its JSON path and a rule that shows the offending value::
     interface.mtu: must be >= 68, got 40
 
 Per-field rules come from the model's metadata (``kind``, ``minimum``, ``maximum``,
-``one_of``, ``not_in``, ``format``, ``required``), read generically, so the JSON Schema
+``one_of``, ``not_in``, ``format``, ``required``, ``max_items``, ``max_length``), read
+generically, so the JSON Schema
 (:mod:`dranet_core.config.schema`) states the same bounds. Rules that relate two fields are
 written out here:
 
@@ -15,7 +16,10 @@ written out here:
 * ``rules`` are not allowed together with ``interface.vrf``;
 * ``routes[i].gateway`` is required unless ``scope`` is 253 (link), and it and ``source``
   must be of the destination's IP family;
-* ``rules[i].source`` and ``destination`` must be of the same family.
+* ``rules[i].source`` and ``destination`` must be of the same family;
+* ``sriov.mac`` must be a unicast, non-zero MAC; ``sriov.vlanQoS`` > 0 and ``sriov.vlanProto``
+  802.1ad need a non-zero ``sriov.vlan``; ``sriov.minTxRate`` must not exceed a non-zero
+  ``sriov.maxTxRate``.
 
 :func:`validate_rdma_only` is the extra check for a device that has no network interface.
 """
@@ -28,7 +32,7 @@ from typing import Any
 from dranet_core.config.codec import describe_json, join_path
 from dranet_core.config.fields import FieldSpec, TypeSpec, fields_of, int_bounds
 from dranet_core.config.formats import ifname_problems, parse_ip, parse_mac, parse_prefix
-from dranet_core.config.model import InterfaceConfig, NetworkConfig, RouteConfig, RuleConfig
+from dranet_core.config.model import InterfaceConfig, NetworkConfig, RouteConfig, RuleConfig, SriovConfig
 from dranet_core.errors import ConfigError, ConfigIssue
 
 __all__ = ["config_issues", "validate_config", "validate_rdma_only"]
@@ -73,12 +77,7 @@ def _check_value(spec: FieldSpec, tp: TypeSpec, value: object, path: str, issues
         else:
             _check_object(value, path, issues)
     elif kind == "list":
-        assert tp.item is not None
-        if isinstance(value, str) or not isinstance(value, Sequence):
-            issues.append(ConfigIssue(path, f"must be a list, got {describe_json(value)}"))
-            return
-        for i, item in enumerate(value):
-            _check_value(spec, tp.item, item, join_path(path, i), issues)
+        _check_list(spec, tp, value, path, issues)
     elif kind == "map":
         assert tp.item is not None
         if not isinstance(value, Mapping):
@@ -93,6 +92,19 @@ def _check_value(spec: FieldSpec, tp: TypeSpec, value: object, path: str, issues
         _check_int(spec.meta, value, path, issues)
     else:
         _check_str(spec, value, path, issues)
+
+
+def _check_list(spec: FieldSpec, tp: TypeSpec, value: object, path: str, issues: list[ConfigIssue]) -> None:
+    assert tp.item is not None
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        issues.append(ConfigIssue(path, f"must be a list, got {describe_json(value)}"))
+        return
+    most = spec.meta.get("max_items")
+    if most is not None and len(value) > most:
+        issues.append(ConfigIssue(path, f"must have at most {most} entries, got {len(value)}"))
+        return
+    for i, item in enumerate(value):
+        _check_value(spec, tp.item, item, join_path(path, i), issues)
 
 
 def _check_int(meta: Mapping[str, Any], value: object, path: str, issues: list[ConfigIssue]) -> None:
@@ -123,6 +135,14 @@ def _check_str(spec: FieldSpec, value: object, path: str, issues: list[ConfigIss
         return
     if value == "" and spec.required:
         issues.append(ConfigIssue(path, "must not be empty"))
+        return
+    choices = spec.meta.get("choices")
+    if choices is not None and value not in choices:
+        issues.append(ConfigIssue(path, f"must be one of {', '.join(choices)}, got {describe_json(value)}"))
+        return
+    longest = spec.meta.get("max_length")
+    if longest is not None and len(value) > longest:
+        issues.append(ConfigIssue(path, f"must be at most {longest} characters long, got {len(value)}"))
         return
     fmt = spec.meta.get("format")
     if fmt == "ifname":
@@ -160,6 +180,8 @@ def _check_cross_field(config: NetworkConfig, path: str, issues: list[ConfigIssu
         issues.append(ConfigIssue(join_path(path, "interface"), "dhcp and addresses are mutually exclusive"))
     if iface is not None and iface.vrf is not None and config.rules:
         issues.append(ConfigIssue(join_path(path, "rules"), "not supported when interface.vrf is set"))
+    if isinstance(config.sriov, SriovConfig):
+        _check_sriov(config.sriov, join_path(path, "sriov"), issues)
     for i, route in enumerate(_objects(config.routes, RouteConfig)):
         _check_route(route, join_path(join_path(path, "routes"), i), issues)
     for i, rule in enumerate(_objects(config.rules, RuleConfig)):
@@ -197,6 +219,34 @@ def _check_route(route: RouteConfig, path: str, issues: list[ConfigIssue]) -> No
                     f"got {text!r} ({_fam(fam)})",
                 )
             )
+
+
+def _check_sriov(sriov: SriovConfig, path: str, issues: list[ConfigIssue]) -> None:
+    if isinstance(sriov.mac, str):
+        try:
+            mac = parse_mac(sriov.mac)
+        except ValueError:
+            mac = None  # reported by the per-field rule
+        if mac is not None and len(mac) != 6:
+            issues.append(
+                ConfigIssue(join_path(path, "mac"), f"must be a 6-octet Ethernet MAC, got {sriov.mac!r}")
+            )
+        elif mac is not None and mac[0] & 1:
+            issues.append(ConfigIssue(join_path(path, "mac"), f"must be a unicast MAC, got {sriov.mac!r}"))
+        elif mac is not None and not any(mac):
+            issues.append(ConfigIssue(join_path(path, "mac"), f"must not be all zeros, got {sriov.mac!r}"))
+    vlan = sriov.vlan if isinstance(sriov.vlan, int) else 0
+    if isinstance(sriov.vlan_qos, int) and sriov.vlan_qos > 0 and vlan == 0:
+        issues.append(
+            ConfigIssue(
+                join_path(path, "vlanQoS"), f"needs a non-zero sriov.vlan, got vlanQoS {sriov.vlan_qos}"
+            )
+        )
+    if sriov.vlan_proto == "802.1ad" and vlan == 0:
+        issues.append(ConfigIssue(join_path(path, "vlanProto"), "802.1ad needs a non-zero sriov.vlan"))
+    lo, hi = sriov.min_tx_rate, sriov.max_tx_rate
+    if isinstance(lo, int) and isinstance(hi, int) and hi > 0 and lo > hi:
+        issues.append(ConfigIssue(join_path(path, "minTxRate"), f"must be <= maxTxRate ({hi}), got {lo}"))
 
 
 # -- RDMA-only devices ---------------------------------------------------------------------

@@ -32,7 +32,8 @@ import attrs
 from dranet_core.dra.registration import SUPPORTED_VERSIONS, RegistrationHealth, RegistrationServicer
 from dranet_core.dra.server import UnixGrpcServer
 from dranet_core.dra.servicer import ClaimPreparer, DraService, DraV1beta1Servicer, DraV1Servicer
-from dranet_core.errors import AlreadyRunningError
+from dranet_core.errors import AlreadyRunningError, PermanentError
+from dranet_core.files import make_dirs, open_private
 from dranet_core.health import HealthPart
 from dranet_core.settings import KubeletSettings
 
@@ -64,20 +65,6 @@ class PluginPaths:
             dra_socket=plugin_dir / "dra.sock",
             lock_file=plugin_dir / "instance.lock",
         )
-
-
-def _mkdir(path: pathlib.Path) -> None:
-    """Create ``path`` (and missing parents) with mode 0750; existing dirs are left as they are
-    (``plugins_registry`` belongs to the kubelet)."""
-    missing = []
-    p = path
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            d.mkdir(mode=0o750)
-            os.chmod(d, 0o750)  # not subject to the umask
 
 
 class KubeletPlugin:
@@ -124,7 +111,12 @@ class KubeletPlugin:
         return sum(s.inflight() for s in (self._dra, self._reg) if s is not None)
 
     def _take_lock(self) -> None:
-        fd = os.open(self.paths.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:  # never through a symlink someone planted: we are root
+            fd = open_private(self.paths.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise PermanentError(
+                f"cannot take the instance lock {self.paths.lock_file}: {exc.strerror or exc}"
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -144,9 +136,9 @@ class KubeletPlugin:
 
     async def start(self) -> None:
         """Take the instance lock, serve DRA, then serve registration."""
-        _mkdir(self.paths.dra_socket.parent)
-        _mkdir(self.paths.registration_socket.parent)
-        _mkdir(self.paths.lock_file.parent)
+        paths = self.paths
+        for directory in {paths.dra_socket.parent, paths.registration_socket.parent, paths.lock_file.parent}:
+            make_dirs(directory, 0o750)  # existing dirs (the kubelet's) are left as they are
         self._take_lock()
         try:
             self._dra = UnixGrpcServer(

@@ -1,13 +1,16 @@
 """The default ClaimPreparer: claim source + Allocator + inventory, one claim at a time.
 
-For each claim of a NodePrepareResources call (claims run concurrently, calls for the same
-UID are serialised):
+For each claim of a NodePrepareResources call (claims run concurrently; calls for the same
+UID are serialised by the one per-UID lock of the prepare path, held here):
 
-1. if the Allocator already has a plan for the UID, that plan is the answer (idempotent; no
-   API call, so a repeat works even when the API server is down);
+1. if the Allocator already has a plan for the UID (``Allocator.get``, the one idempotence
+   check), that plan is the answer (no API call, so a repeat works even when the API server
+   is down);
 2. otherwise the claim is fetched through the :class:`ClaimSource` (which checks the UID
    and that the claim is allocated) and given to ``Allocator.prepare`` with the current
-   inventory.
+   inventory;
+3. the ``on_prepared`` hook (if any) sees the plan and the fetched claim (None in case 1)
+   and returns the CDI device IDs of the answer (the device metadata writer).
 
 Unprepare works from the reference alone: the ``on_unprepare`` hooks run first (the driver
 detaches devices still attached and clears claim status there), then the Allocator forgets
@@ -24,12 +27,12 @@ from typing import Protocol, runtime_checkable
 
 from dranet_core.allocation import Allocator
 from dranet_core.dra.servicer import PrepareOutcome, PrepareResult
-from dranet_core.errors import ClaimError, DranetError
+from dranet_core.errors import ClaimError, ClaimReadError, DranetError
 from dranet_core.keyed_locks import KeyedLocks
 from dranet_core.plans import ClaimPlan
 from dranet_core.types import Claim, ClaimRef, Device
 
-__all__ = ["ClaimSource", "DefaultPreparer", "PrepareErrorHook", "UnprepareHook"]
+__all__ = ["ClaimSource", "DefaultPreparer", "PrepareErrorHook", "PreparedHook", "UnprepareHook"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,10 @@ UnprepareHook = Callable[[ClaimRef, ClaimPlan | None], Awaitable[None]]
 
 PrepareErrorHook = Callable[[ClaimRef, Exception], Awaitable[None]]
 """Called when preparing a claim failed (must not raise; errors are logged)."""
+
+PreparedHook = Callable[[ClaimPlan, Claim | None], Awaitable[Mapping[str, tuple[str, ...]]]]
+"""Called after a claim is prepared, with the claim read for it (None when the plan already
+existed); returns CDI device IDs by device name for the reply (the device metadata writer)."""
 
 
 def _message(ref: ClaimRef, exc: Exception) -> str:
@@ -70,19 +77,35 @@ class DefaultPreparer:
         *,
         on_unprepare: Sequence[UnprepareHook] = (),
         on_prepare_error: Sequence[PrepareErrorHook] = (),
+        max_reads: int = 64,
+        read_timeout: float = 10.0,
+        on_prepared: PreparedHook | None = None,
     ) -> None:
+        if max_reads < 1 or read_timeout <= 0:
+            raise ValueError(f"max_reads must be >= 1 and read_timeout > 0, got {max_reads}, {read_timeout}")
         self.source = source
         self.allocator = allocator
         self.inventory = inventory
         self.on_unprepare = list(on_unprepare)
         self.on_prepare_error = list(on_prepare_error)
+        self.on_prepared = on_prepared
         self._locks = KeyedLocks()
+        self._reads = asyncio.Semaphore(max_reads)
+        self.read_timeout = read_timeout
 
     async def prepare(self, claims: Sequence[ClaimRef]) -> Mapping[str, PrepareResult]:
-        """Prepare each claim; per-claim results, never an exception for one bad claim."""
+        """Prepare each claim; per-claim results, never an exception for one bad claim.
+
+        Claims not prepared yet are read from the source at most ``max_reads`` at a time
+        (shared by all calls), and every read of one call ends by one deadline,
+        ``read_timeout`` after the call started: a claim not read by then (the API server
+        hangs, or too many claims queued behind it) gets its own error,
+        ``reading claim ns/name: the API server did not answer within <read_timeout>s``.
+        """
+        deadline = asyncio.get_running_loop().time() + self.read_timeout
         if len(claims) == 1:
-            return {claims[0].uid: await self._prepare_one(claims[0])}
-        results = await asyncio.gather(*(self._prepare_one(r) for r in claims))
+            return {claims[0].uid: await self._prepare_one(claims[0], deadline)}
+        results = await asyncio.gather(*(self._prepare_one(r, deadline) for r in claims))
         return {r.uid: res for r, res in zip(claims, results, strict=True)}
 
     async def unprepare(self, claims: Sequence[ClaimRef]) -> Mapping[str, str | None]:
@@ -92,14 +115,25 @@ class DefaultPreparer:
         results = await asyncio.gather(*(self._unprepare_one(r) for r in claims))
         return {r.uid: res for r, res in zip(claims, results, strict=True)}
 
-    async def _prepare_one(self, ref: ClaimRef) -> PrepareResult:
+    async def _read(self, ref: ClaimRef, deadline: float) -> Claim:
+        try:
+            async with asyncio.timeout_at(deadline), self._reads:
+                return await self.source.get(ref)
+        except TimeoutError:
+            reason = f"the API server did not answer within {self.read_timeout:g}s"
+            raise ClaimReadError(ref.namespace, ref.name, reason) from None
+
+    async def _prepare_one(self, ref: ClaimRef, deadline: float) -> PrepareResult:
         async with self._locks.hold(ref.uid):
             try:
-                plan = self.allocator.prepared().get(ref.uid)
+                claim: Claim | None = None
+                plan = self.allocator.get(ref.uid)
                 if plan is None:
-                    claim = await self.source.get(ref)
+                    claim = await self._read(ref, deadline)
                     plan = await self.allocator.prepare(claim, self.inventory())
-                return PrepareOutcome(plan=plan)
+                if self.on_prepared is None:
+                    return PrepareOutcome(plan=plan)
+                return PrepareOutcome(plan=plan, cdi_device_ids=await self.on_prepared(plan, claim))
             except Exception as exc:
                 if not isinstance(exc, DranetError):
                     log.exception("claim %s: unexpected error while preparing", ref)
@@ -115,7 +149,7 @@ class DefaultPreparer:
     async def _unprepare_one(self, ref: ClaimRef) -> str | None:
         async with self._locks.hold(ref.uid):
             try:
-                plan = self.allocator.prepared().get(ref.uid)
+                plan = self.allocator.get(ref.uid)
                 for hook in self.on_unprepare:
                     await hook(ref, plan)
                 await self.allocator.unprepare(ref)

@@ -6,6 +6,12 @@ with the ApiClient the driver built, using ``v1`` and falling back to ``v1beta2`
 version disappears). The raw JSON is parsed here (no generated models: fewer
 allocations, and v1beta1's nested ``basic`` layout does not matter for claims).
 
+The answer is parsed strictly (:func:`~dranet_core.config.codec.loads_strict`): duplicate keys
+in a claim's opaque parameters are remembered and rejected when the config is decoded, and a
+hostile nesting depth is an error for that claim, not a crash. A claim that cannot be read
+(the API server does not answer within ``request_timeout``, an HTTP error) is a
+:class:`~dranet_core.errors.ClaimReadError`: ``reading claim ns/name: <reason>``.
+
 Checks, each a :class:`~dranet_core.errors.ClaimError` for that claim only: the claim exists,
 its UID is the one the kubelet sent (else it was deleted and re-created), it is allocated.
 The returned :class:`~dranet_core.types.Claim` carries only this driver's allocation results
@@ -15,18 +21,21 @@ apply to at least one of those requests, in API order; plus ``reservedFor``.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
 
-from dranet_core.errors import ClaimError, KubeApiError
+from dranet_core.config.codec import loads_strict
+from dranet_core.errors import ClaimError, ClaimReadError, KubeApiError
 from dranet_core.kube.apiversion import RESOURCE_API_VERSIONS, ResourceApiVersion
 from dranet_core.types import AllocationResult, Claim, ClaimRef, ConsumerRef, OpaqueConfig
 
 __all__ = ["RESOURCE_API_VERSIONS", "ApiClaimSource", "claim_from_json"]
 
 log = logging.getLogger(__name__)
+
+POD_CLAIM_NAME_ANNOTATION = "resource.kubernetes.io/pod-claim-name"
+"""Set on a claim made from a ResourceClaimTemplate: the claim's name in the pod spec."""
 
 
 def _list(obj: Any, key: str) -> list[Any]:
@@ -94,7 +103,14 @@ def claim_from_json(ref: ClaimRef, data: dict[str, Any], *, driver: str, pool: s
         for c in _list(status, "reservedFor")
         if isinstance(c, dict)
     )
-    return Claim(ref=ref, results=tuple(results), configs=tuple(configs), reserved_for=consumers)
+    pod_claim = _dict(_dict(data, "metadata"), "annotations").get(POD_CLAIM_NAME_ANNOTATION)
+    return Claim(
+        ref=ref,
+        results=tuple(results),
+        configs=tuple(configs),
+        reserved_for=consumers,
+        pod_claim_name=pod_claim if isinstance(pod_claim, str) and pod_claim else None,
+    )
 
 
 class _HttpError(Exception):
@@ -174,10 +190,11 @@ class ApiClaimSource:
         status = int(getattr(resp, "status", 200))
         if status >= 400:
             raise _HttpError(status, str(getattr(resp, "reason", "") or ""))
-        return json.loads(body)
+        return loads_strict(body)
 
     async def get(self, ref: ClaimRef) -> Claim:
-        """Fetch and check the claim; raises ClaimError for this claim only."""
+        """Fetch and check the claim; raises ClaimError for this claim only (a
+        :class:`~dranet_core.errors.ClaimReadError` when it could not be read)."""
         from kubernetes_asyncio.client.exceptions import ApiException
 
         version = await self.served_version()
@@ -189,11 +206,20 @@ class ApiClaimSource:
                 if await self._version_gone(version):
                     return await self.get(ref)
                 raise ClaimError(str(ref), "claim not found in the API server") from exc
-            raise ClaimError(str(ref), f"reading the claim failed: HTTP {exc.status} {exc.reason}") from exc
+            reason = f"the API server answered HTTP {exc.status} {exc.reason or ''}".rstrip()
+            raise ClaimReadError(ref.namespace, ref.name, reason) from exc
         except ClaimError:
             raise
+        except TimeoutError as exc:
+            reason = f"the API server did not answer within {self.request_timeout:g}s"
+            raise ClaimReadError(ref.namespace, ref.name, reason) from exc
+        except ValueError as exc:  # not JSON, or nested too deeply
+            reason = f"the API server's answer is not JSON this driver reads: {exc}"
+            raise ClaimReadError(ref.namespace, ref.name, reason) from exc
         except Exception as exc:
-            raise ClaimError(str(ref), f"reading the claim failed: {type(exc).__name__}: {exc}") from exc
+            text = str(exc).strip()
+            reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+            raise ClaimReadError(ref.namespace, ref.name, reason) from exc
         if not isinstance(data, dict):
             raise ClaimError(str(ref), "the API server returned something that is not a ResourceClaim")
         return claim_from_json(ref, data, driver=self.driver_name, pool=self.pool)

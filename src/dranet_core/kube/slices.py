@@ -38,15 +38,12 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Hashable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, Final
 
 import attrs
 from kubernetes_asyncio.client import (
     ApiClient,
-    V1Device,
-    V1DeviceAttribute,
-    V1DeviceCapacity,
     V1ObjectMeta,
     V1OwnerReference,
     V1ResourcePool,
@@ -72,7 +69,6 @@ __all__ = [
     "SlicePlan",
     "SliceWrite",
     "BodyCache",
-    "device_key",
     "device_body",
     "device_problems",
     "existing_from_object",
@@ -162,38 +158,54 @@ def device_problems(device: Device) -> list[str]:
     return problems
 
 
-def _attribute(value: Any) -> V1DeviceAttribute:
+_SHARED_VALUES: dict[tuple[type, object], dict[str, JSON]] = {}
+"""Attribute value bodies shared by every device that has the same value (``{"bool": false}``,
+``{"int": 1500}``, ``{"string": "veth"}``...): a node's devices repeat most of their values."""
+_MAX_SHARED = 4096
+
+
+def _attribute(value: Any) -> dict[str, JSON]:
+    key = (type(value), value)
+    shared = _SHARED_VALUES.get(key)
+    if shared is not None:
+        return shared
+    body: dict[str, JSON]
     if isinstance(value, bool):
-        return V1DeviceAttribute(bool=value)
-    if isinstance(value, int):
-        return V1DeviceAttribute(int=value)
-    if isinstance(value, Version):
-        return V1DeviceAttribute(version=value.value)
-    return V1DeviceAttribute(string=str(value))
-
-
-def device_body(device: Device) -> dict[str, JSON]:
-    """The ``spec.devices[]`` entry (resource.k8s.io/v1 form) for ``device``."""
-    model = V1Device(
-        name=device.name,
-        attributes={k: _attribute(v) for k, v in sorted(device.attributes.items())} or None,
-        capacity={k: V1DeviceCapacity(value=v) for k, v in sorted(device.capacity.items())} or None,
-    )
-    body: dict[str, JSON] = _sanitize(model)
+        body = {"bool": value}
+    elif isinstance(value, int):
+        body = {"int": value}
+    elif isinstance(value, Version):
+        body = {"version": value.value}
+    else:
+        body = {"string": str(value)}
+    if len(_SHARED_VALUES) < _MAX_SHARED:
+        _SHARED_VALUES[key] = body
     return body
 
 
-BodyCache = MutableMapping[Hashable, tuple[dict[str, JSON], tuple[str, ...]]]
-"""Device bodies and problems by :func:`device_key`, kept between rescans by the caller."""
+def device_body(device: Device) -> dict[str, JSON]:
+    """The ``spec.devices[]`` entry (resource.k8s.io/v1 form) for ``device``.
+
+    Built as plain JSON (the same object the kubernetes models serialise to). Equal attribute
+    values share one body object, so treat the result as read-only.
+    """
+    body: dict[str, JSON] = {"name": device.name}
+    if device.attributes:
+        body["attributes"] = {k: _attribute(v) for k, v in sorted(device.attributes.items())}
+    if device.capacity:
+        body["capacity"] = {k: {"value": v} for k, v in sorted(device.capacity.items())}
+    return body
 
 
-def device_key(device: Device) -> Hashable:
-    """What the published body of ``device`` depends on (the value type included: True != 1)."""
-    return (
-        device.name,
-        tuple(sorted((k, type(v), v) for k, v in device.attributes.items())),
-        tuple(sorted(device.capacity.items())),
-    )
+BodyCache = MutableMapping[str, tuple[Device, dict[str, JSON], tuple[str, ...]]]
+"""The device, its body and its problems by device name, kept between rescans by the caller."""
+
+
+def _same_device(a: Device, b: Device) -> bool:
+    """Equal, value types included (``True == 1`` in Python, not in the published body)."""
+    if a is b:
+        return True
+    return a == b and all(type(v) is type(b.attributes[k]) for k, v in a.attributes.items())
 
 
 def prepare_devices(
@@ -201,21 +213,20 @@ def prepare_devices(
 ) -> tuple[dict[str, dict[str, JSON]], list[SkippedDevice]]:
     """Bodies by device name for the publishable devices, and the ones left out (with why).
 
-    Building a body through the kubernetes-asyncio models costs ~80 us per device; with a
-    ``cache`` (a dict the caller keeps) an unchanged device costs a key lookup. The cache is
-    left holding exactly this call's devices.
+    With a ``cache`` (a dict the caller keeps) an unchanged device costs one comparison and
+    keeps its body object (no copy per rescan); the cache holds the device objects the
+    inventory holds anyway, and is left holding exactly this call's devices.
     """
     bodies: dict[str, dict[str, JSON]] = {}
     skipped: list[SkippedDevice] = []
-    fresh: dict[Hashable, tuple[dict[str, JSON], tuple[str, ...]]] = {}
+    fresh: dict[str, tuple[Device, dict[str, JSON], tuple[str, ...]]] = {}
     for device in devices:
-        key = device_key(device)
-        hit = cache.get(key) if cache is not None else None
-        if hit is None:
+        hit = cache.get(device.name) if cache is not None else None
+        if hit is None or not _same_device(hit[0], device):
             problems = tuple(device_problems(device))
-            hit = (device_body(device) if not problems else {}, problems)
-        fresh[key] = hit
-        body, problems = hit
+            hit = (device, device_body(device) if not problems else {}, problems)
+        fresh.setdefault(device.name, hit)
+        _, body, problems = hit
         if device.name in bodies:
             problems = (*problems, "duplicate device name")
         if problems:
