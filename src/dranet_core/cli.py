@@ -58,15 +58,15 @@ GO_ONLY_FLAGS = {
 does not implement: cloud/webhook providers and feature gates. A value other than the
 default or ``NONE`` is logged as a warning at start."""
 _HARMLESS = {"", "none", "NONE"}
-IMPLEMENTED_GO_FLAGS = frozenset({"--profile-provider", "--webhook-url"})
-"""Go flags of the compatibility group this driver does implement (profiles: ProfileSettings)."""
 
 
 def _go_only_warnings(args: argparse.Namespace) -> list[str]:
     out = []
     for flag, default in GO_ONLY_FLAGS.items():
-        if flag in IMPLEMENTED_GO_FLAGS:
-            continue
+        if flag == "--profile-provider" or (
+            flag == "--webhook-url" and getattr(args, "profile_provider", "").lower() == "webhook"
+        ):
+            continue  # implemented (profiles): the URL is used by the webhook profile provider
         value = getattr(args, flag.lstrip("-").replace("-", "_"), default)
         if value != default and value not in _HARMLESS:
             out.append(f"{flag}={value} is not supported by this driver and is ignored")

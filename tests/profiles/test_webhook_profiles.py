@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from profile_webhook import ProfileWebhook
 
-from dranet_core.cli import build_parser, settings_from_args
+from dranet_core.cli import _go_only_warnings, build_parser, settings_from_args
 from dranet_core.config.model import InterfaceConfig, NetworkConfig, RouteConfig
 from dranet_core.errors import ConfigError, DeviceError, SettingsError
 from dranet_core.profiles import WebhookProfileProvider
@@ -109,9 +109,9 @@ async def test_start_check_needs_a_profile_provider(hook: ProfileWebhook) -> Non
 
 def test_flags() -> None:
     parse = build_parser().parse_args
-    s = settings_from_args(
-        parse(["run", "--profile-provider=webhook", "--webhook-url=http://127.0.0.1:8081"])
-    )
+    args = parse(["run", "--profile-provider=webhook", "--webhook-url=http://127.0.0.1:8081"])
+    assert _go_only_warnings(args) == []  # implemented: no "not supported" warning
+    s = settings_from_args(args)
     assert (s.profile.provider, s.profile.webhook_url) == ("webhook", "http://127.0.0.1:8081")
     with pytest.raises(SettingsError, match="--webhook-url: --profile-provider=webhook needs"):
         settings_from_args(parse(["run", "--profile-provider=webhook"]))
