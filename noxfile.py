@@ -12,7 +12,7 @@ import sys
 import nox
 
 nox.options.default_venv_backend = "none"
-nox.options.sessions = ["lint", "typecheck", "imports", "protos", "tests"]
+nox.options.sessions = ["lint", "typecheck", "imports", "protos", "tests", "examples", "docs"]
 
 ROOT = pathlib.Path(__file__).parent
 PY = sys.executable
@@ -70,3 +70,29 @@ def bench(session: nox.Session) -> None:
     """Run every benchmark and print its table."""
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         session.run(PY, str(script))
+
+
+@nox.session
+def examples(session: nox.Session) -> None:
+    """The example backend as a third party ships it: installed, its own tests, then removed.
+
+    It is uninstalled afterwards so the main suite keeps seeing only the built-in backends.
+    """
+    example = ROOT / "examples" / "macvlan_backend"
+    session.run(PY, "-m", "pip", "install", "-q", "-e", str(example))
+    try:
+        session.run(PY, "-m", "dranet_core", "inventory", "--backends=macvlan", "-o", "json", silent=True)
+        session.run(PY, "-m", "pytest", "-p", "no:cacheprovider", str(example), *session.posargs)
+        session.run(
+            PY, "-m", "mypy", "--strict", str(example / "src"), str(ROOT / "examples" / "custom_driver")
+        )
+    finally:
+        session.run(PY, "-m", "pip", "uninstall", "-q", "-y", "dranet-macvlan-example")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (MkDocs, warnings are errors) and check its links."""
+    session.run(PY, "scripts/gen_config_reference.py")  # the reference follows the code
+    session.run(PY, "-m", "mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
+    session.run(PY, "scripts/check_links.py", str(ROOT / "site"))

@@ -128,7 +128,7 @@ def main() -> int:
     mean = statistics.fmean(ts) * 1e3
     med = statistics.median(ts) * 1e3
     p90 = sorted(ts)[int(len(ts) * 0.9) - 1] * 1e3
-    print("bench_mover.py: attach + detach of one veth per device, against iproute2 -batch")
+    print(f"bench_mover.py: attach + detach of one veth per device, against iproute2 -batch ({prefix}-*)")
     print(f"{'measure':<44}{'ms/device':>12}")
     print(f"{'iproute2 -batch floor (best of 2 runs)':<44}{floor_ms:>12.2f}")
     print(f"{'iproute2 -batch floor, run 1 / run 2':<44}{fl * 1e3:>6.2f} / {fl2 * 1e3:.2f}")

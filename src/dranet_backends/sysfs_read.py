@@ -13,15 +13,16 @@ from pathlib import Path
 __all__ = ["listdir", "normal_bdf", "numa_node", "pcie_root", "read", "read_int", "readlink_base"]
 
 
-def read(path: Path) -> str | None:
+def read(path: str | os.PathLike[str]) -> str | None:
     """The stripped text of ``path``; None if it cannot be read or is not UTF-8."""
     try:
-        return path.read_text().strip()
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
     except (OSError, UnicodeDecodeError):
         return None
 
 
-def read_int(path: Path, base: int = 10) -> int | None:
+def read_int(path: str | os.PathLike[str], base: int = 10) -> int | None:
     """The integer in ``path`` (in ``base``); None if unreadable or not an integer."""
     text = read(path)
     if text is None:

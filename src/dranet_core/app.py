@@ -25,18 +25,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, TextIO
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import attrs
 
 from dranet_core.attach_report import AttachReport, PhaseHold, checkpoint_event
 from dranet_core.backend_health import BackendHealth
-from dranet_core.backends import BackendContext, load_backends
+from dranet_core.backends import BackendContext, context_for, load_backends
 from dranet_core.capabilities import Backend, HandlerTable, handler_table
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.claim_allocator import ClaimAllocator
@@ -61,7 +58,7 @@ from dranet_core.observability import Metrics, ObservabilityServer
 from dranet_core.plans import ClaimPlan
 from dranet_core.pods import PodNetworking
 from dranet_core.profiles import WebhookProfileProvider
-from dranet_core.settings import HostSettings, Settings
+from dranet_core.settings import Settings
 from dranet_core.status import RunsJobs, StatusPublisher
 from dranet_core.supervisor import (
     Clock,
@@ -77,11 +74,8 @@ from dranet_core.types import ClaimRef, Device
 __all__ = [
     "Driver",
     "JobFailed",
-    "format_table",
     "kube_environment",
     "load_backends_for",
-    "print_inventory",
-    "resource_slices",
     "run_driver",
 ]
 
@@ -91,24 +85,8 @@ RDMA_ATTRIBUTE = "dra.net/rdma"
 
 
 def backend_context(settings: Settings) -> BackendContext:
-    """The context every backend factory gets: node, roots, and the ``--backend-option`` values.
-
-    Driver-wide facts (``move_ib_interfaces``, the host ``netns`` when it is not this
-    process's) come first; explicit ``--backend-option`` values win over them.
-    """
-    opts = {"move_ib_interfaces": str(settings.inventory.move_ib_interfaces).lower()}
-    if settings.host.host_netns != HostSettings().host_netns:
-        opts["netns"] = str(settings.host.host_netns)  # the namespace the backends treat as the host's
-    if settings.checkpoint.db_path is not None:  # durable backend state lives beside the checkpoint
-        opts["state_dir"] = str(settings.checkpoint.db_path.parent)
-    opts.update(settings.backend_options)
-    return BackendContext(
-        node_name=settings.kube.node_name,
-        driver_name=settings.kube.driver_name,
-        sysfs=settings.host.sysfs_root,
-        procfs=settings.host.procfs_root,
-        options=opts,
-    )
+    """The context every backend factory gets (:func:`~dranet_core.backends.context_for`)."""
+    return context_for(settings)
 
 
 def load_backends_for(settings: Settings) -> list[Backend]:
@@ -405,103 +383,4 @@ async def run_driver(settings: Settings, *, signals: bool = True) -> int:
             raise
         log.error("dranet stopped: %s", cause)
         return 1
-    return 0
-
-
-# --- dranet inventory -------------------------------------------------------------------
-
-
-class _Collect:
-    """A StatusPublisher that only remembers the last device list (read-only inventory)."""
-
-    def __init__(self) -> None:
-        self.devices: tuple[Device, ...] = ()
-
-    async def publish_devices(self, devices: Sequence[Device]) -> None:
-        self.devices = tuple(devices)
-
-    async def set_claim_status(self, claim: ClaimRef, devices: Sequence[Any]) -> None:
-        return None
-
-    async def clear_claim_status(self, claim: ClaimRef) -> None:
-        return None
-
-    async def record_event(self, event: Any) -> None:
-        return None
-
-    async def run(self) -> None:
-        await asyncio.Event().wait()
-
-
-def _attr_text(value: object) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def format_table(devices: Sequence[Device]) -> str:
-    """Devices as a fixed-width table: name, ifName, type, pci, mac, rdma, published attrs."""
-    cols = ("NAME", "IFNAME", "TYPE", "PCI", "MAC", "RDMA", "ATTRS")
-    rows = [
-        (
-            d.name,
-            _attr_text(d.attributes.get("dra.net/ifName", "")),
-            _attr_text(d.attributes.get("dra.net/type", "")),
-            _attr_text(d.attributes.get("dra.net/pciAddress", "")),
-            _attr_text(d.attributes.get("dra.net/mac", "")),
-            _attr_text(d.attributes.get(RDMA_ATTRIBUTE, "")),
-            str(len(d.attributes)),
-        )
-        for d in devices
-    ]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
-    lines = ["  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip() for row in (cols, *rows)]
-    return "\n".join(lines) + "\n"
-
-
-def resource_slices(settings: Settings, devices: Sequence[Device]) -> list[dict[str, Any]]:
-    """The ResourceSlice objects the driver would publish for ``devices`` (resource.k8s.io/v1)."""
-    from dranet_core.kube.slices import plan_slices, prepare_devices, slice_object
-
-    driver, node = settings.kube.driver_name, settings.kube.node_name
-    desired, skipped = prepare_devices(devices)
-    for sk in skipped:
-        log.warning("device left out of the slice: %s", sk)
-    plan = plan_slices(desired, [], node=node, driver=driver)
-    return [
-        slice_object(
-            name=w.name,
-            driver=driver,
-            node=node,
-            generation=plan.generation,
-            slice_count=plan.slice_count,
-            devices=w.devices,
-        )
-        for w in plan.writes
-    ]
-
-
-async def print_inventory(settings: Settings, *, output: str = "table", out: TextIO | None = None) -> int:
-    """``dranet inventory``: scan with the installed backends and print; changes nothing."""
-    stream = out or sys.stdout
-    try:
-        table = handler_table(load_backends_for(settings))
-        inv = Inventory(table.discoverers, _Collect(), filter=DeviceFilter.compile(settings.inventory.filter))
-        view = await inv.refresh(publish=False)
-    except DranetError as exc:
-        print(f"dranet inventory: {exc}", file=sys.stderr)
-        return 1
-    devices = [view.published[k] for k in sorted(view.published)]
-    if output == "table":
-        stream.write(format_table(devices))
-        hidden = len(view.devices) - len(view.published)
-        if hidden:
-            stream.write(f"({hidden} more device(s) hidden by --filter)\n")
-        return 0
-    slices = resource_slices(settings, devices)
-    if output == "json":
-        doc: Mapping[str, Any] = {"apiVersion": "v1", "kind": "List", "items": slices}
-        stream.write(json.dumps(doc, indent=2) + "\n")
-    else:
-        import yaml
-
-        stream.write(yaml.safe_dump_all(slices, sort_keys=False))
     return 0

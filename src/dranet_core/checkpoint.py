@@ -467,7 +467,7 @@ class ClaimStore:
             if not bad:
                 return None
             problem = self._problem("; ".join(bad.values()), claims=tuple(sorted(bad)), data=raw)
-        await self._persist(None)
+        await self.flush_now()
         return problem
 
     def _read(self) -> bytes:
@@ -578,6 +578,12 @@ class ClaimStore:
             self._claims[uid] = attrs.evolve(old, devices={**old.devices, device: state})
             undo = None if keep_on_failure else self._undo(uid, old)
         await self._persist(undo)
+
+    async def flush_now(self) -> bool:
+        """Write the file now (what memory holds); like :meth:`flush`, never raises for a
+        failed write (logged; the store stays dirty and :meth:`run` retries)."""
+        self._dirty = True
+        return await self.flush()
 
     async def flush(self) -> bool:
         """Write the file if an earlier write failed (:attr:`dirty`); True when on disk now.

@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
+import logging
 import os
 import socket
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
-from dranet_core.errors import SettingsError
+import attrs
+
+from dranet_core.errors import BackendError, SettingsError
 from dranet_core.settings import (
     DEFAULT_FILTER_EXPRESSION,
     CheckpointSettings,
@@ -38,8 +43,10 @@ from dranet_core.settings import (
     ProfileSettings,
     Settings,
     ShutdownSettings,
+    check_kubeconfig,
     parse_backend_options,
     parse_duration,
+    resolve_kubeconfig,
 )
 
 __all__ = ["build_parser", "main", "prefer_light_cel", "settings_from_args"]
@@ -82,6 +89,36 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block) pointing at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` only when the help does not say it already and X is not empty."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, "", False, [], argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+RUN_DESCRIPTION = """\
+Run the dra.net driver on this node: publish its network devices as ResourceSlices, prepare
+claims for the kubelet (DRA) and move the devices into pods as the container runtime creates
+them (NRI). Runs as root in the host network namespace, as the DaemonSet in deploy/ does.
+Invalid flags are reported in one line naming the flag, with exit status 2.
+"""
+
+INVENTORY_DESCRIPTION = """\
+Discover this host's devices with the installed backends and print them, with the devices
+left out and why. Read-only: nothing is published, nothing is moved, no cluster is needed.
+"""
+
+
 def _add_node_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--hostname-override", default="", help="node name (default: $NODE_NAME, else the hostname)"
@@ -97,7 +134,7 @@ def _add_node_flags(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="option for the backends, e.g. rdma.netns_mode=exclusive (repeatable)",
+        help="a backend's option, <backend>.<key>=<value>, e.g. rdma.netns_mode=exclusive (repeatable)",
     )
     p.add_argument(
         "--move-ib-interfaces",
@@ -148,12 +185,22 @@ def _add_log_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
-    parser = argparse.ArgumentParser(prog="dranet", description="Kubernetes network DRA driver (dra.net)")
+    parser = _Parser(
+        prog="dranet",
+        description="Kubernetes network DRA driver (dra.net). Without a command, runs the driver.",
+    )
+    parser.add_argument("--version", action="version", version=f"dranet {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="{run,inventory,demo,version}")
 
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    run = sub.add_parser("run", help="run the driver (the default command)", formatter_class=fmt)
-    run.add_argument("--kubeconfig", default="", help="kubeconfig path ('' = in-cluster config)")
+    fmt = _HelpFormatter
+    run = sub.add_parser(
+        "run", help="run the driver (the default command)", description=RUN_DESCRIPTION, formatter_class=fmt
+    )
+    run.add_argument(
+        "--kubeconfig",
+        default="",
+        help="kubeconfig path (default: $KUBECONFIG, else in-cluster, else ~/.kube/config)",
+    )
     run.add_argument("--bind-address", default=":9177", help="host:port for /healthz and /metrics ('' = off)")
     run.add_argument(
         "--kubelet-root-dir", default=str(KubeletSettings().root_dir), help="kubelet root directory"
@@ -177,7 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_log_flags(run)
 
     inv = sub.add_parser(
-        "inventory", help="discover this host's devices and print them (read-only)", formatter_class=fmt
+        "inventory",
+        help="discover this host's devices and print them (read-only)",
+        description=INVENTORY_DESCRIPTION,
+        formatter_class=fmt,
     )
     inv.add_argument(
         "-o", "--output", default="table", choices=("table", "yaml", "json"), help="output format"
@@ -185,11 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_node_flags(inv)
     _add_log_flags(inv)
 
-    demo = sub.add_parser("demo", help="walk one pod through its life in throwaway namespaces (root)")
+    demo = sub.add_parser(
+        "demo",
+        help="walk one pod through its life in throwaway namespaces (root)",
+        description="Walk one pod through its life on this machine, no cluster needed: a driver with "
+        "in-process kubelet and runtime peers, in throwaway network namespaces. Needs root.",
+        formatter_class=fmt,
+    )
     demo.add_argument("--quiet", action="store_true", help="print only the step summary")
     _add_log_flags(demo)
 
-    sub.add_parser("version", help="print the version")
+    sub.add_parser("version", help="print the version", description="Print the version.")
     return parser
 
 
@@ -251,7 +307,10 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
         )
     return Settings(
         kube=KubeSettings(
-            node_name=_node_name(args, env), kubeconfig=args.kubeconfig, driver_name=args.driver_name
+            node_name=_node_name(args, env),
+            kubeconfig=args.kubeconfig,
+            kubeconfig_source="--kubeconfig" if args.kubeconfig else "",
+            driver_name=args.driver_name,
         ),
         kubelet=KubeletSettings(root_dir=Path(args.kubelet_root_dir)),
         nri=NriSettings(socket_path=Path(args.nri_socket), plugin_index=args.nri_plugin_index),
@@ -311,13 +370,87 @@ def prefer_light_cel() -> None:
             setattr(pkg, name, getattr(ext, name))
 
 
+def _command_line(args_in: list[str]) -> list[str] | str:
+    """The arguments with the command first (``run`` when none is given), or an error line."""
+    if not args_in or (args_in[0].startswith("-") and args_in[0] not in ("-h", "--help", "--version")):
+        return ["run", *args_in]
+    first = args_in[0]
+    if first in COMMANDS or first.startswith("-"):
+        return args_in
+    close = difflib.get_close_matches(first, COMMANDS, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (commands: {', '.join(COMMANDS)})"
+    return f"dranet: error: unknown command {first!r}{hint}"
+
+
+def _unknown_flags(parser: argparse.ArgumentParser, command: str, unknown: Sequence[str]) -> str:
+    """One line for flags the command does not take, suggesting the closest of its own."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    known = [
+        o for a in sub.choices[command]._actions for o in a.option_strings if a.help != argparse.SUPPRESS
+    ]
+    flag = unknown[0].split("=", 1)[0]
+    close = difflib.get_close_matches(flag, known, n=1) if flag.startswith("-") else []
+    hint = f" (did you mean {close[0]}?)" if close else f" (see dranet {command} --help)"
+    return f"dranet {command}: error: unknown argument {unknown[0]!r}{hint}"
+
+
+def _check_backends(settings: Settings) -> None:
+    """``--backends`` names installed backends; each ``--backend-option`` is declared and valid."""
+    from dranet_core.backends import available_backends, check_backend_options
+
+    installed = available_backends()
+    missing = [n for n in settings.backends or () if n not in installed]
+    if missing:
+        raise SettingsError(
+            f"--backends: {', '.join(missing)} not installed (installed: {', '.join(installed) or 'none'})"
+        )
+    check_backend_options(settings.backend_options, enabled=settings.backends)
+
+
+def _writable(flag: str, path: Path) -> None:
+    """Raise SettingsError unless this process may create or write ``path``."""
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        what = (
+            f"{path} is not writable" if probe == path else f"cannot create {path}: {probe} is not writable"
+        )
+        raise SettingsError(
+            f"{flag}: {what} by uid {os.geteuid()}; run the driver as root, as its DaemonSet does"
+        )
+
+
+def check_run_environment(settings: Settings, environ: Mapping[str, str] | None = None) -> Settings:
+    """What ``dranet run`` needs before it starts anything: a kubeconfig, writable directories.
+
+    Returns ``settings`` with the kubeconfig found as kubectl finds it
+    (:func:`~dranet_core.settings.resolve_kubeconfig`), checked to be a YAML kubeconfig.
+    Raises :class:`SettingsError` naming the flag.
+    """
+    env = os.environ if environ is None else environ
+    path, source = resolve_kubeconfig(settings.kube.kubeconfig, env)
+    check_kubeconfig(path)
+    settings = attrs.evolve(
+        settings, kube=attrs.evolve(settings.kube, kubeconfig=path, kubeconfig_source=source)
+    )
+    _writable("--kubelet-root-dir", settings.kubelet.root_dir)
+    if settings.checkpoint.db_path is not None:
+        _writable("--db-path", settings.checkpoint.db_path.parent)
+    return settings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dranet`` console script; returns the exit status."""
-    args_in = list(sys.argv[1:] if argv is None else argv)
-    if not args_in or (args_in[0] not in COMMANDS and args_in[0] not in ("-h", "--help")):
-        args_in.insert(0, "run")
+    args_in = _command_line(list(sys.argv[1:] if argv is None else argv))
+    if isinstance(args_in, str):
+        print(args_in, file=sys.stderr)
+        return 2
     parser = build_parser()
-    args = parser.parse_args(args_in)
+    args, unknown = parser.parse_known_args(args_in)
+    if unknown:
+        print(_unknown_flags(parser, args.command, unknown), file=sys.stderr)
+        return 2
     if args.command == "version":
         print(f"dranet {_version()}")
         return 0
@@ -331,22 +464,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dranet_core.filter import DeviceFilter
 
         DeviceFilter.compile(settings.inventory.filter)  # a bad --filter is a flag error too
-    except SettingsError as exc:
+        _check_backends(settings)
+        if args.command == "run":
+            settings = check_run_environment(settings)
+    except (SettingsError, BackendError) as exc:
         print(f"dranet {args.command}: error: {exc}", file=sys.stderr)
         return 2
     from dranet_core.observability import setup_logging
 
-    setup_logging(settings.log.format, settings.log.verbosity)
-    if args.command == "run":
-        import logging
-
-        for warning in _go_only_warnings(args):
-            logging.getLogger("dranet_core.cli").warning(warning)
     if args.command == "inventory":
-        from dranet_core.app import print_inventory
+        from dranet_core.inventory_report import print_inventory
 
+        setup_logging(settings.log.format, settings.log.verbosity)
+        if not settings.log.verbosity:  # quiet by default: the report says what matters; -v for the log
+            logging.getLogger().setLevel(logging.ERROR)
         status: int = asyncio.run(print_inventory(settings, output=args.output))
         return status
+    setup_logging(settings.log.format, settings.log.verbosity)
+    log = logging.getLogger("dranet_core.cli")
+    for warning in _go_only_warnings(args):
+        log.warning(warning)
+    log.info(
+        "kubeconfig: %s (from %s)", settings.kube.kubeconfig or "in-cluster", settings.kube.kubeconfig_source
+    )
     from dranet_core.app import run_driver
 
     code: int = asyncio.run(run_driver(settings))

@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
+import attrs
+
 from dranet_core.types import Device
 
-__all__ = ["Discovery"]
+__all__ = ["Discovery", "ExcludedDevice", "ReportsExclusions"]
 
 
 @runtime_checkable
@@ -46,4 +48,28 @@ class Discovery(Protocol):
 
     async def watch(self, notify: Callable[[], None]) -> None:
         """Call ``notify()`` whenever the device set may have changed; run until cancelled."""
+        ...
+
+
+@attrs.frozen
+class ExcludedDevice:
+    """A device a backend saw and chose not to offer, and why (``uplink``, ``loopback``, ...).
+
+    ``name`` is the device name it would have had, or the interface name when it has none.
+    """
+
+    name: str
+    reason: str
+
+
+@runtime_checkable
+class ReportsExclusions(Protocol):
+    """Optional for a :class:`Discovery`: the devices its last :meth:`~Discovery.scan` left out.
+
+    ``dranet inventory`` shows them, so an operator can tell "not found" from "left out on
+    purpose". Never called on the driver's hot path.
+    """
+
+    def excluded(self) -> Sequence[ExcludedDevice]:
+        """The devices the last scan left out, each with the reason."""
         ...

@@ -39,8 +39,11 @@ __all__ = [
     "ObservabilitySettings",
     "Settings",
     "ShutdownSettings",
+    "check_kubeconfig",
+    "parse_backend_options",
     "parse_bind_address",
     "parse_duration",
+    "resolve_kubeconfig",
 ]
 
 DEFAULT_FILTER_EXPRESSION: Final = (
@@ -68,6 +71,59 @@ def parse_backend_options(items: Sequence[str]) -> dict[str, str]:
             raise SettingsError(f"--backend-option: {key!r} given twice")
         out[key] = value.strip()
     return out
+
+
+def resolve_kubeconfig(flag: str, environ: Mapping[str, str], home: Path | None = None) -> tuple[str, str]:
+    """Find the kubeconfig as kubectl does: ``(path, where it came from)``; path ``""`` is in-cluster.
+
+    Order: ``--kubeconfig``; then the first existing file of ``$KUBECONFIG`` (``:``-separated);
+    then the in-cluster service account (``$KUBERNETES_SERVICE_HOST`` set); then
+    ``~/.kube/config``. Raises :class:`SettingsError` naming ``--kubeconfig`` when none applies.
+    """
+    if flag:
+        return flag, "--kubeconfig"
+    listed = [p for p in environ.get("KUBECONFIG", "").split(":") if p]
+    for path in listed:
+        if Path(path).is_file():
+            return path, "KUBECONFIG"
+    if listed:
+        raise SettingsError(f"--kubeconfig: not given, and no file of KUBECONFIG={':'.join(listed)} exists")
+    if environ.get("KUBERNETES_SERVICE_HOST"):
+        return "", "in-cluster service account"
+    default = (home if home is not None else Path.home()) / ".kube" / "config"
+    if default.is_file():
+        return str(default), "~/.kube/config"
+    raise SettingsError(
+        "--kubeconfig: not given, KUBECONFIG unset, not in a cluster (KUBERNETES_SERVICE_HOST unset) "
+        f"and no {default}"
+    )
+
+
+def check_kubeconfig(path: str) -> None:
+    """Raise :class:`SettingsError` naming ``--kubeconfig`` unless ``path`` is a readable YAML mapping.
+
+    ``""`` (in-cluster) passes. Catches what would otherwise surface as a YAML traceback
+    deep in the API client: a missing or unreadable file, invalid YAML, an empty file.
+    """
+    if not path:
+        return
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SettingsError(f"--kubeconfig: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise SettingsError(f"--kubeconfig: {path} is not valid YAML{where}: {problem}") from None
+    if doc is None:
+        raise SettingsError(f"--kubeconfig: {path} is empty")
+    if not isinstance(doc, dict) or not isinstance(doc.get("clusters"), list):
+        raise SettingsError(f"--kubeconfig: {path} is not a kubeconfig (no clusters list)")
 
 
 def parse_duration(text: str, *, flag: str) -> float:
@@ -135,7 +191,11 @@ class KubeSettings:
     """``--hostname-override`` / ``$NODE_NAME`` / the OS hostname: the pool and slice node."""
 
     kubeconfig: str = ""
-    """``--kubeconfig``: path to a kubeconfig; empty means in-cluster config (service account)."""
+    """``--kubeconfig``: path to a kubeconfig; empty means in-cluster config (service account).
+    The command line resolves it as kubectl does (:func:`resolve_kubeconfig`)."""
+
+    kubeconfig_source: str = ""
+    """Where :attr:`kubeconfig` came from (``--kubeconfig``, ``KUBECONFIG``, ...), for the log."""
 
     driver_name: str = "dra.net"
     """The DRA driver name; ``dra.net`` so manifests written for the Go driver work unchanged."""

@@ -13,6 +13,7 @@ JSON-able state that backends attach to a device (``facets``) and to a prepared 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any, Final, TypeAlias
 
@@ -130,7 +131,14 @@ def _check_device_name(_: Any, __: attrs.Attribute[str], value: str) -> None:
 
 
 def _frozen_map(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    return dict(value)
+    """A private copy of ``value`` whose keys are interned.
+
+    Every device carries the same dozen attribute names (``dra.net/ifName``, ...), usually
+    built per device by concatenation: interning keeps one copy of each name per process
+    instead of one per device (about 0.6 KiB per device).
+    """
+    intern = sys.intern
+    return {intern(k) if type(k) is str else k: v for k, v in value.items()}
 
 
 @attrs.frozen(kw_only=True)

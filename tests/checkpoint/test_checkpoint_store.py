@@ -471,3 +471,21 @@ async def test_run_retries_a_failed_write_until_it_lands(tmp_path: pathlib.Path)
             await runner
     assert fails == [0]
     assert decode_checkpoint(path.read_bytes())["a"].devices["eth1"].phase == "detaching"
+
+
+async def test_setting_a_bad_record_aside_on_a_read_only_disk_still_loads_the_rest(
+    tmp_path: pathlib.Path,
+) -> None:
+    path = tmp_path / "cp.json"
+    raw = _file_with({"u": {"plan": {"claim": {"namespace": "n", "name": "c"}}}})
+    path.write_bytes(raw)
+    store = ClaimStore(path)
+
+    def read_only(data: bytes) -> None:
+        raise OSError(30, "Read-only file system")
+
+    store._write = read_only  # type: ignore[method-assign]
+    problem = await store.load()  # never raises
+    assert problem is not None and problem.claims == ("u",)
+    assert list(store.claims()) == ["good"] and store.dirty
+    assert path.read_bytes() == raw  # unchanged until a write succeeds

@@ -45,7 +45,9 @@ def test_demo_runs_to_the_end_and_cleans_up() -> None:
     assert proc.returncode == 0, out + proc.stderr
     # devices published, prepared, moved into the pod with the configured name, address, MTU
     assert "dn-mv0" in out
-    assert "prepared: [('demo-node', 'dn-mv0')]" in out
+    assert "prepared: demo-node/dn-mv0\n" in out
+    assert "journal: 1 attached\n" in out
+    assert "[(" not in out and "{'" not in out  # no Python reprs
     pod_part = out.split("$ ip -n <pod> addr show net1", 1)[1].split("==>", 1)[0]
     assert ": net1@" in pod_part
     assert "mtu 1400" in pod_part
@@ -63,13 +65,30 @@ def test_demo_runs_to_the_end_and_cleans_up() -> None:
     assert "inet 10.99.0.10/24" in home_part
     assert "back home as it was: yes" in out
     assert "prepared claims left: 0" in out
-    assert "kubelet sockets left: []" in out
+    assert "kubelet sockets left: none" in out
     assert "Step timings:" in out
+    timings = out.split("Step timings:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    steps = [float(line.split()[0]) for line in timings[:-1]]
+    total = float(timings[-1].split()[0])
+    assert timings[-1].endswith("ms  total")
+    assert abs(sum(steps) - total) <= 0.1 * len(steps)  # the printed steps add up (rounding only)
     assert "demo finished" in out
     # nothing left behind, the host untouched
     assert _netns() == netns_before, out
     assert _tmp_dirs() == tmp_before
     assert _host_links() == links_before
+
+
+@pytest.mark.usefixtures("root")
+def test_demo_quiet_prints_only_the_summary() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "dranet_core", "demo", "--quiet"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr == ""
+    timings, result = proc.stdout.split("\n\n")
+    assert timings.startswith("\nStep timings:\n") and timings.endswith("ms  total")
+    assert result == "demo finished: the device went into the pod configured and came back as it was.\n"
 
 
 @pytest.mark.usefixtures("root")

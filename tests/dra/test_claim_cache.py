@@ -149,3 +149,18 @@ async def test_a_compacted_history_makes_it_list_again(fake_api: Any, fake_api_c
         fake_api.put_object(resource_claim("c", "u-1"))
         await until(lambda: ClaimRef(namespace="default", name="c", uid="u-1") in cache)
         assert cache.synced
+
+
+async def test_a_template_claim_keeps_its_pod_claim_name(fake_api: Any, fake_api_client: Any) -> None:
+    """The device metadata of a template claim is mounted under its name in the pod spec."""
+    obj = resource_claim("pod-1-net-x7k2p", "u-9")
+    obj["metadata"]["annotations"] = {"resource.kubernetes.io/pod-claim-name": "net", "other": "dropped"}
+    fake_api.put_object(obj)
+    cache, source = make(fake_api_client)
+    async with running(cache):
+        ref = ClaimRef(namespace="default", name="pod-1-net-x7k2p", uid="u-9")
+        await until(lambda: ref in cache)
+        got = await cache.get(ref)
+        assert cache.hits == 1
+        assert got.pod_claim_name == "net"
+        assert got == await source.get(ref)

@@ -475,21 +475,23 @@ async def test_cancelling_run_closes_the_plugin(node: Node) -> None:
     await again.shutdown(0)
 
 
-async def test_a_symlinked_instance_lock_is_refused_and_its_target_untouched(
+async def test_a_symlinked_instance_lock_is_replaced_and_its_target_untouched(
     kubelet_root: pathlib.Path, fake_api_client: Any, tmp_path: pathlib.Path
 ) -> None:
-    from dranet_core.errors import PermanentError
-
     victim = tmp_path / "victim"
     victim.write_text("keep me\n")
     plugin_dir = kubelet_root / "plugins" / DRIVER
     plugin_dir.mkdir(parents=True)
-    (plugin_dir / "instance.lock").symlink_to(victim)
+    lock = plugin_dir / "instance.lock"
+    lock.symlink_to(victim)
     n = Node(kubelet_root, fake_api_client)
-    with pytest.raises(PermanentError, match=r"instance.lock: .*symbolic link; refusing to follow it"):
-        await n.start()
-    assert victim.read_text() == "keep me\n"
-    assert not (plugin_dir / "dra.sock").exists()
+    await n.start()
+    try:
+        assert victim.read_text() == "keep me\n"
+        assert not lock.is_symlink() and lock.read_text() == f"{os.getpid()}\n"
+        assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+    finally:
+        await n.close()
 
 
 async def test_plugin_dirs_are_0750_under_umask_0(kubelet_root: pathlib.Path, fake_api_client: Any) -> None:

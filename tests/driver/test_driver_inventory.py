@@ -32,22 +32,38 @@ def _inventory(ns: NodeNs, *args: str) -> str:
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # quiet by default: no log lines
     return proc.stdout
 
 
 def test_table(node_ns: NodeNs) -> None:
     out = _inventory(node_ns)
-    lines = out.splitlines()
+    devices, left_out = out.split("\n\n")
+    lines = devices.splitlines()
     assert lines[0].split() == ["NAME", "IFNAME", "TYPE", "PCI", "MAC", "RDMA", "ATTRS"]
-    rows = {line.split()[0]: line.split() for line in lines[1:] if not line.startswith("(")}
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["dnm0"][1:3] == ["dnm0", "macvlan"]
-    # the default filter hides the veth uplink pair and says so
+    # the default filter hides the veth pair and says so, as it says why lo is left out
     assert "dnv0" not in rows
-    assert "hidden by --filter" in out
+    reasons = {line.split(None, 2)[0]: line.split(None, 2)[1:] for line in left_out.splitlines()}
+    assert reasons["LEFT"] == ["OUT", "BACKEND  REASON"]
+    assert reasons["dnv0"] == ["-", "does not match --filter"]
+    assert reasons["lo"] == ["netdev", "loopback"]
+
+
+def test_yaml_and_json_are_one_document(node_ns: NodeNs) -> None:
+    doc = yaml.safe_load(_inventory(node_ns, "-o", "yaml"))
+    assert json.loads(_inventory(node_ns, "-o", "json")) == doc
+    assert list(doc) == ["node", "driver", "backends", "devices", "excluded", "resourceSlices"]
+    assert doc["backends"] == {"netdev": ["discover", "move", "background"]}
+    assert {"name": "lo", "backend": "netdev", "reason": "loopback"} in doc["excluded"]
+    assert {"name": "dnv0", "backend": "", "reason": "does not match --filter"} in doc["excluded"]
+    (dnm0,) = [d for d in doc["devices"] if d["name"] == "dnm0"]
+    assert dnm0["backends"] == ["netdev"] and dnm0["attributes"]["dra.net/type"] == "macvlan"
 
 
 def test_yaml_is_what_the_api_server_accepts(node_ns: NodeNs) -> None:
-    slices = list(yaml.safe_load_all(_inventory(node_ns, "-o", "yaml", "--filter=")))
+    slices = yaml.safe_load(_inventory(node_ns, "-o", "yaml", "--filter="))["resourceSlices"]
     assert len(slices) == 1
     (obj,) = slices
     assert obj["apiVersion"] == "resource.k8s.io/v1"
@@ -62,8 +78,7 @@ def test_yaml_is_what_the_api_server_accepts(node_ns: NodeNs) -> None:
 
 def test_json_lists_the_same_slices(node_ns: NodeNs) -> None:
     doc = json.loads(_inventory(node_ns, "-o", "json", "--filter="))
-    assert doc["kind"] == "List"
-    (obj,) = doc["items"]
+    (obj,) = doc["resourceSlices"]
     assert validate_resource_slice(obj, version="v1") == []
 
 
@@ -106,6 +121,6 @@ def test_works_without_privileges(node_ns: NodeNs) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    (obj,) = list(yaml.safe_load_all(proc.stdout))
+    (obj,) = yaml.safe_load(proc.stdout)["resourceSlices"]
     assert {"dnm0", "dnv0", "dnv0p"} <= {d["name"] for d in obj["spec"]["devices"]}
     assert validate_resource_slice(obj, version="v1") == []

@@ -160,28 +160,35 @@ def test_a_checkpoint_entry_of_the_wrong_shape_is_set_aside_alone(fresh_cluster:
     assert_sound(c, good_dev)
 
 
-def test_symlinks_at_the_instance_lock_and_the_checkpoint_temp_file_are_not_followed(
-    fresh_cluster: Cluster,
-) -> None:
+def test_a_symlink_at_the_instance_lock_is_refused_and_not_followed(fresh_cluster: Cluster) -> None:
     c = fresh_cluster
-    victim_lock = c.tmp / "victim-lock"
-    victim_db = c.tmp / "victim-db"
-    victim_lock.write_text("untouched\n")
-    victim_db.write_text("untouched\n")
+    victim = c.tmp / "victim-lock"
+    victim.write_text("untouched\n")
     lock = c.driver.root / "plugins" / "dra.net" / "instance.lock"
     lock.parent.mkdir(parents=True)
-    lock.symlink_to(victim_lock)
+    lock.symlink_to(victim)
+    c.driver.spawn()
+    code = c.loop.run(c.driver.wait_exit())
+    assert victim.read_text() == "untouched\n"
+    text = c.driver.log_all()
+    assert code != 0 and "instance.lock" in text and "symbolic link" in text, text
+    assert "Traceback" not in text
+
+
+def test_a_symlink_at_the_checkpoint_temp_file_is_not_followed(fresh_cluster: Cluster) -> None:
+    c = fresh_cluster
+    victim = c.tmp / "victim-db"
+    victim.write_text("untouched\n")
     c.start()
-    assert victim_lock.read_text() == "untouched\n"
     assert c.driver.proc is not None
     tmp = c.driver.db.parent / f".{c.driver.db.name}.tmp-{c.driver.proc.pid}"
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.symlink_to(victim_db)
+    tmp.symlink_to(victim)
     dev = c.node.veth()
     claim = c.claim([dev])
     c.new_pod([claim])
     c.prepare(claim)  # a journal write
-    assert victim_db.read_text() == "untouched\n"
+    assert victim.read_text() == "untouched\n"
     assert not c.driver.db.is_symlink()
     c.assert_serving()
 

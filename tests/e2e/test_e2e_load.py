@@ -147,7 +147,13 @@ def test_many_pods_at_once_twice(fresh_cluster: Cluster, pods: int) -> None:
     c.start()
     devs = _devices(c, pods)
     published = c.slice_devices
-    wait_for(f"{pods} devices published", lambda: all(d.name in published() for d in devs), log=c.log)
+
+    def why() -> str:
+        writes = [(r.method, r.name, r.status) for r in c.loop.call(c.api.writes, "resourceslices")]
+        missing = [d.name for d in devs if d.name not in published()]
+        return f"slice writes: {writes}; missing {missing[:5]} of {sorted(published())[:8]}\n{c.log()}"
+
+    wait_for(f"{pods} devices published", lambda: all(d.name in published() for d in devs), log=why)
     for n in (1, 2):
         _round(c, devs, f"r{n}x{pods}")
     c.assert_serving()

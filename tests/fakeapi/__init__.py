@@ -1,8 +1,16 @@
-"""A fake Kubernetes API server for tests (see README.md in this directory)."""
+"""The fake Kubernetes API server, from the testing kit (:mod:`dranet_core.testing.fakeapi`)."""
 
-from .client import make_api_client, make_configuration, write_kubeconfig
-from .schema import Cause, validate_claim_status, validate_resource_slice
-from .server import FakeApiServer, Fault, RecordedRequest
+from dranet_core.testing.fakeapi import (
+    Cause,
+    FakeApiServer,
+    Fault,
+    RecordedRequest,
+    make_api_client,
+    make_configuration,
+    validate_claim_status,
+    validate_resource_slice,
+    write_kubeconfig,
+)
 
 __all__ = [
     "Cause",

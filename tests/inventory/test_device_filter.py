@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import pytest
 
@@ -105,3 +107,41 @@ def test_version_value_usable() -> None:
 
 def test_repr_shows_expression() -> None:
     assert repr(DeviceFilter.compile("true")) == "DeviceFilter('true')"
+
+
+DEFAULT_CASES = (
+    VETH,
+    NIC,
+    IB_ONLY,
+    dev("odd0", type=7),
+    dev("odd1", type=True),
+    dev("odd2", type=Version("1.0.0")),
+    dev("odd3", type="Veth"),
+    dev("odd4", type=""),
+)
+
+
+def test_default_filter_in_python_agrees_with_cel() -> None:
+    # the default, whitespace aside, runs in Python; the same logic with " && true" through
+    # CEL: both must agree on every kind of type value
+    native = DeviceFilter.compile(DEFAULT_FILTER)
+    spaced = "  " + DEFAULT_FILTER.replace(" ", " \n  ")
+    via_cel = DeviceFilter.compile(spaced + " && true")
+    assert type(native._program).__name__ == "_DefaultProgram"
+    assert type(via_cel._program).__name__ != "_DefaultProgram"
+    assert type(DeviceFilter.compile(spaced)._program).__name__ == "_DefaultProgram"
+    for device in DEFAULT_CASES:
+        assert native.matches(device) is via_cel.matches(device), device.name
+
+
+def test_default_filter_does_not_load_cel_and_another_does() -> None:
+    code = (
+        "import sys\n"
+        "from dranet_core.filter import DEFAULT_FILTER, DeviceFilter\n"
+        "DeviceFilter.compile(DEFAULT_FILTER)\n"
+        "print('cel' in sys.modules)\n"
+        "DeviceFilter.compile('attributes.size() > 0')\n"
+        "print('cel' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]

@@ -215,9 +215,18 @@ async def test_forget_leaves_a_recreated_claim_of_the_same_name(tmp_path: Path) 
     w, _ = _writer(tmp_path)
     new = ClaimRef(namespace="default", name="c1", uid="77777777-1111-4c8e-9a52-7c1d2e3f4a5b")
     await w.prepared(ClaimPlan(claim=new, pods=(), devices=(DEV_A,)), Claim(ref=new))
+    # the new claim is writing its first file of another request (only a temporary file yet)
+    writing = w.layout.metadata_file(new, "other").parent
+    writing.mkdir()
+    (writing / ".metadata.json.x.tmp").write_text("{")
     await w.forget(REF, PLAN)  # the old UID's unprepare comes late
     assert _stream(w.layout.metadata_file(new, "nic"))[0]["metadata"]["uid"] == new.uid
     assert w.layout.cdi_spec_file(new.uid, "nic").exists()
+    assert (writing / ".metadata.json.x.tmp").exists()
+    # a leftover of the old claim's own request without a readable file goes
+    (w.layout.metadata_file(REF, "rdma").parent).mkdir()
+    await w.forget(REF, PLAN)
+    assert not w.layout.metadata_file(REF, "rdma").parent.exists()
 
 
 @pytest.mark.skipif(os.geteuid() == 0 and not Path("/usr/bin/chattr").exists(), reason="needs chattr as root")

@@ -14,11 +14,12 @@ import secrets
 import subprocess
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from dranet_backends.netdev import NetdevBackend, NetdevFacet, create
+from dranet_core.backends import BackendContext
 from dranet_core.filter import DEFAULT_FILTER, DeviceFilter
 from dranet_core.inventory import Inventory
 from dranet_core.status import EventRecord
@@ -240,14 +241,11 @@ async def test_odd_interface_names_are_normalised(ns: NS, backend: NetdevBackend
 
 
 async def test_create_entry_point_reads_context(ns: NS, nosys: Path) -> None:
-    class Ctx:
-        driver_name = "dra.net"
-        node_name = "n"
-        sysfs = nosys
-        procfs = Path("/proc")
-        options: ClassVar[dict[str, str]] = {"netns": ns.path, "full_resync": "30"}
-
-    b = create(Ctx())
+    b = create(
+        BackendContext(
+            node_name="n", sysfs=nosys, host_netns=Path(ns.path), options={"netdev.full_resync": "30"}
+        )
+    )
     try:
         assert b.name == "netdev" and b.netns == ns.path
         ns.ip("link", "add", "dctx0", "type", "bridge")
@@ -301,7 +299,12 @@ async def quiet(pub: RecordingPublisher, seconds: float = 0.6) -> int:
 
 
 async def run_inventory(inv: Inventory) -> asyncio.Task[None]:
-    return asyncio.ensure_future(inv.run())
+    """The inventory's jobs (watches and the scan loop) as the driver runs them, in one task."""
+
+    async def jobs() -> None:
+        await asyncio.gather(*(run() for _, run in inv.jobs()))
+
+    return asyncio.ensure_future(jobs())
 
 
 async def stop(task: asyncio.Task[None]) -> None:

@@ -54,8 +54,8 @@ def test_create_reads_options(tmp_path: Path) -> None:
         node_name="n",
         sysfs=tmp_path / "sys",
         procfs=tmp_path / "proc",
+        host_netns=Path("/run/netns/host"),
         options={
-            "netns": "/run/netns/host",
             "rdma.netns_mode": "exclusive",
             "rdma.dev_root": str(tmp_path / "dev"),
             "rdma.poll_interval": "2.5",

@@ -230,11 +230,11 @@ def test_create_via_entry_point_on_a_machine_without_sriov(tmp_path: Path) -> No
 def test_create_reads_dev_root_and_rejects_bad_intervals(tmp_path: Path) -> None:
     b = create(BackendContext(node_name="n1", options={"sriov.dev_root": str(tmp_path)}))
     assert b.dev_root == tmp_path
-    with pytest.raises(BackendError, match=r"sriov\.poll_interval: not a number"):
+    with pytest.raises(BackendError, match=r"sriov\.poll_interval=soon: must be a number of seconds > 0"):
         create(BackendContext(node_name="n1", options={"sriov.poll_interval": "soon"}))
-    with pytest.raises(BackendError, match="poll_interval must be > 0"):
+    with pytest.raises(BackendError, match=r"sriov\.poll_interval=0: must be a number of seconds > 0"):
         create(BackendContext(node_name="n1", options={"sriov.poll_interval": "0"}))
-    with pytest.raises(BackendError, match="full_resync must be > 0"):
+    with pytest.raises(BackendError, match=r"sriov\.full_resync=-1: must be a number of seconds > 0"):
         create(BackendContext(node_name="n1", options={"sriov.full_resync": "-1"}))
     assert create(BackendContext(node_name="n1", options={"sriov.full_resync": "5"})).full_resync == 5.0
 

@@ -44,13 +44,13 @@ from typing import Any
 
 from dranet_backends.netns import SELF_NETNS
 from dranet_backends.pci import (
-    DEFAULT_PATHS,
     USERSPACE_DRIVERS,
     PciFunction,
     PciIds,
     pci_attributes,
     pci_network_functions,
 )
+from dranet_core.discovery import ExcludedDevice
 from dranet_core.errors import BackendError
 from dranet_core.names import device_name_for_interface, device_name_for_pci
 from dranet_core.types import AttributeValue, Device
@@ -127,28 +127,6 @@ class NetdevBackend:
         self._rename_retry_interval = rename_retry_interval
         self._step_observer: Callable[[str, float], None] | None = None
 
-    @classmethod
-    def from_context(cls, context: Any) -> NetdevBackend:
-        """Build from a ``BackendContext`` (``sysfs``; ``options``: ``netns``, ``pci_ids``, ``full_resync``,
-        ``move_ib_interfaces``, ``state_dir``, ``rename_retry_interval``).
-
-        ``pci_ids`` is a ``:``-separated list of pci.ids paths (default: the distribution paths).
-        ``state_dir`` (the driver passes its checkpoint's directory) holds the mover's durable
-        list of parked devices; without it that list lives in memory only.
-        """
-        options: Mapping[str, str] = getattr(context, "options", {}) or {}
-        ids_opt = options.get("pci_ids")
-        ids = PciIds(ids_opt.split(":") if ids_opt else DEFAULT_PATHS)
-        return cls(
-            sysfs=Path(getattr(context, "sysfs", "/sys")),
-            netns=options.get("netns") or None,
-            pci_ids=ids,
-            full_resync=float(options.get("full_resync", "60")),
-            move_ib_interfaces=options.get("move_ib_interfaces", "true").lower() != "false",
-            state_dir=Path(options["state_dir"]) if options.get("state_dir") else None,
-            rename_retry_interval=float(options.get("rename_retry_interval", "5")),
-        )
-
     # -- Discovery -------------------------------------------------------------------------
 
     async def scan(self) -> Sequence[Device]:
@@ -200,6 +178,14 @@ class NetdevBackend:
         if self._req is not None:
             self._req.close()
             self._req = None
+
+    async def aclose(self) -> None:
+        """Close the request socket and the mover's sockets."""
+        self.close()
+        mover = getattr(self, "_mover", None)
+        if mover is not None:
+            del self._mover
+            await mover.aclose()
 
     # -- NamespaceMover (delegated to mover.NetdevMover) -----------------------------------
 
@@ -467,6 +453,25 @@ class NetdevBackend:
             except ValueError as exc:
                 log.warning("netdev: leaving out PCI %s: %s", fn.address, exc)
         return list(out.values())
+
+    def excluded(self) -> list[ExcludedDevice]:
+        """The links and PCI functions the last scan left out, with the reason (``ReportsExclusions``)."""
+        out: list[ExcludedDevice] = []
+        for idx in sorted(self._view.links):
+            link = self._view.links[idx]
+            if link.flags & rtnl.IFF_LOOPBACK:
+                out.append(ExcludedDevice(link.name, "loopback"))
+            elif _ignored(link):
+                out.append(ExcludedDevice(link.name, "container network interface (ignored by name)"))
+            elif link.kind == "ipoib" and not self.move_ib_interfaces:
+                out.append(ExcludedDevice(link.name, "IPoIB with --move-ib-interfaces=false"))
+            elif idx in self._uplinks:
+                out.append(ExcludedDevice(link.name, "uplink (default route) or below it"))
+        for fn in pci_network_functions(self.sysfs):
+            if fn.driver is None or fn.driver in USERSPACE_DRIVERS:
+                bound = f"bound to {fn.driver}" if fn.driver else "with no driver"
+                out.append(ExcludedDevice(device_name_for_pci(fn.address), f"PCI function {bound}"))
+        return out
 
     def __repr__(self) -> str:
         return (

@@ -197,11 +197,13 @@ class HostSide:
                 return link
         return None
 
-    async def find_elsewhere(self, snap: HostSnapshot, cfg_mac: str | None) -> str | None:
-        """Where the device is, in any live network namespace but the host's (its pod's path
-        is gone, but something still holds the namespace): a path naming that namespace, or
-        ``None``: then no namespace this process can see holds it."""
+    async def find_elsewhere(self, snap: HostSnapshot, cfg_mac: str | None) -> list[tuple[int, str]]:
+        """The live network namespaces but the host's that hold the device (its pod's path is
+        gone or names another namespace now, but something still holds the old one): an open
+        fd (the caller closes it) and the path it was found at, for each. Empty: no
+        namespace this process can see holds it."""
         found = await asyncio.to_thread(live_netns, (self.fd,))
+        hits: list[tuple[int, str]] = []
         try:
             for fd, path in found:
                 try:
@@ -214,8 +216,10 @@ class HostSide:
                     except OSError:
                         continue
                     if any(same_device(link, snap, cfg_mac) for link in links):
-                        return path
-            return None
+                        hits.append((fd, path))
+            return list(hits)
         finally:
+            kept = {fd for fd, _ in hits}
             for fd, _ in found:
-                os.close(fd)
+                if fd not in kept:
+                    os.close(fd)

@@ -13,16 +13,19 @@ Detach steps, in order (the step names of errors and of the step hook)::
     restore:neighbors    permanent ones
 
 A device is forgotten only when it is verifiably home (restored) or verifiably gone: a virtual
-device whose namespace no longer exists anywhere (:meth:`.hostside.HostSide.find_elsewhere`).
-Every other case raises :class:`~dranet_core.errors.DeviceError` so the caller keeps the
-claim and retries: the device neither in a live pod netns nor at home; the pod's netns path
-gone while its namespace lives on elsewhere; a physical device not back yet.
+device that no live namespace holds (:meth:`.hostside.HostSide.find_elsewhere`). A device the
+pod's netns no longer has but exactly one other live namespace holds (the pod's old namespace,
+kept alive by a container after its path went) is brought home from there. Every other case
+raises :class:`~dranet_core.errors.DeviceError` so the caller keeps the claim and retries:
+the device neither in a live pod netns nor at home nor anywhere visible; more than one
+namespace holding a device like it; a physical device not back yet.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
@@ -101,8 +104,16 @@ class Restorer:
                 fresh = True
         find = self.host.find_home(snap, scan=pod is None, pod_name=name, cfg_mac=cfg_mac)
         home = await _wrap(device, "detach", find)
+        if home is None and await self._from_elsewhere(device, snap, name, cfg_mac):
+            fresh = True
+            home = await _wrap(device, "detach", self.host.find_home(snap, scan=True, cfg_mac=cfg_mac))
         if home is None and pod is None:
-            await self._verify_gone(device, snap, cfg_mac)
+            if not snap.virtual:
+                raise DeviceNotFoundError(
+                    device, "detach", f"{snap.ifname} is not back on the host yet", temporary=True
+                )
+            log.warning("device %s (%s) was virtual and ended with its pod's namespace", device, snap.ifname)
+            self.lost.append(device)
             return
         if home is None:
             raise DeviceNotFoundError(
@@ -110,24 +121,40 @@ class Restorer:
             )
         await self.restore(device, snap, home, fresh=fresh)
 
-    async def _verify_gone(self, device: str, snap: HostSnapshot, cfg_mac: str | None) -> None:
-        """The pod netns path is gone and the device is not home: return only if it is
-        verifiably gone (recorded in :attr:`lost`); raise if it may still come back."""
-        where = await _wrap(device, "detach", self.host.find_elsewhere(snap, cfg_mac))
-        if where is not None:
-            raise DeviceNotFoundError(
-                device,
-                "detach",
-                f"the pod's netns path is gone but its namespace lives on ({where}) with "
-                f"{snap.ifname} in it; retrying until that namespace ends",
-                temporary=True,
-            )
-        if not snap.virtual:
-            raise DeviceNotFoundError(
-                device, "detach", f"{snap.ifname} is not back on the host yet", temporary=True
-            )
-        log.warning("device %s (%s) was virtual and ended with its pod's namespace", device, snap.ifname)
-        self.lost.append(device)
+    async def _from_elsewhere(self, device: str, snap: HostSnapshot, name: str, cfg_mac: str | None) -> bool:
+        """The device is neither in the pod's netns (or that is gone) nor home: if exactly one
+        other live namespace holds it (a container kept the pod's old namespace alive after
+        its path went), bring it home from there. Returns whether it did; raises when more
+        than one namespace holds a device that looks like it (never guesses)."""
+        hits = await _wrap(device, "detach", self.host.find_elsewhere(snap, cfg_mac))
+        try:
+            if len(hits) > 1:
+                where = ", ".join(path for _, path in hits[:4])
+                raise DeviceNotFoundError(
+                    device,
+                    "detach",
+                    f"{snap.ifname} is not in the pod and {len(hits)} other namespaces hold a device "
+                    f"like it ({where}); not guessing which",
+                    temporary=True,
+                )
+            if not hits:
+                return False
+            fd, path = hits[0]
+            log.warning("device %s: the pod's netns is gone but %s holds it; bringing it home", device, path)
+            try:
+                other = await Rtnl.open(fd)
+            except OSError as exc:
+                raise DeviceError(device, "return", f"{path}: {exc}", temporary=True) from exc
+            async with other:
+                link = await _wrap(device, "detach", self.host.find_in_pod(other, snap, name, cfg_mac))
+                if link is None:
+                    return False
+                await _wrap(device, "return", self.host.at(device, "return"))
+                await _wrap(device, "return", self._return(other, int(link["index"]), snap))
+            return True
+        finally:
+            for fd, _ in hits:
+                os.close(fd)
 
     async def _return(self, pod: Rtnl, index: int, snap: HostSnapshot) -> None:
         """Down in the pod, then one RTM_NEWLINK: home, original name, original ifindex.

@@ -46,30 +46,36 @@ class NetdevSysfs:
 
 
 def netdev_sysfs(sysfs: Path, ifname: str, ifindex: int | None = None) -> NetdevSysfs:
-    """Facts about netdev ``ifname`` (expected at ``ifindex``) under ``sysfs``."""
-    entry = sysfs / "class" / "net" / ifname
+    """Facts about netdev ``ifname`` (expected at ``ifindex``) under ``sysfs``.
+
+    Paths here are plain strings: a ``Path`` interns each of its parts, so every device name
+    would enter the interpreter's intern table, which grows with them and never shrinks.
+    """
+    join = os.path.join
+    entry = join(sysfs, "class", "net", ifname)
     if not ifname or "/" in ifname or not os.path.lexists(entry):
         return NetdevSysfs()
     if ifindex is not None:
-        seen = read_int(entry / "ifindex")
+        seen = read_int(join(entry, "ifindex"))
         if seen is not None and seen != ifindex:
             return NetdevSysfs()  # a namesake in another netns
-    real = Path(os.path.realpath(entry))
-    virtual = real.is_relative_to(Path(os.path.realpath(sysfs / "devices" / "virtual")))
+    real = os.path.realpath(entry)
+    virtual_root = os.path.realpath(join(sysfs, "devices", "virtual"))
+    virtual = real == virtual_root or real.startswith(virtual_root.rstrip(os.sep) + os.sep)
     pci: str | None = None
     if not virtual:
-        for part in reversed(real.parts):
+        for part in reversed(real.split(os.sep)):
             if _BDF.match(part):
                 pci = normal_bdf(part)
                 break
-    dev = entry / "device"
-    total = read_int(dev / "sriov_totalvfs")
-    numvfs = read_int(dev / "sriov_numvfs") if total else None
+    dev = join(entry, "device")
+    total = read_int(join(dev, "sriov_totalvfs"))
+    numvfs = read_int(join(dev, "sriov_numvfs")) if total else None
     return NetdevSysfs(
         present=True,
         virtual=virtual,
         pci_address=pci,
         sriov_totalvfs=total,
         sriov_numvfs=numvfs,
-        is_vf=os.path.islink(dev / "physfn"),
+        is_vf=os.path.islink(join(dev, "physfn")),
     )

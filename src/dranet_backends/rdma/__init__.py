@@ -1,15 +1,13 @@
 """The rdma backend: RDMA devices: discovery from sysfs, RDMA netlink, char devices, exclusive netns mode.
 
-``create(context)`` is the ``dranet.backends`` entry point. The context is a
-``dranet_core.backends.BackendContext`` (or any object with ``sysfs`` and ``options``).
-Options (``rdma.<key>`` on the command line, prefix stripped here; unprefixed keys are
-accepted too):
+``create(context)`` is the ``dranet.backends`` entry point. It reads the context's
+``sysfs``, ``procfs`` and ``host_netns`` (the namespace to treat as the host's; default
+this process's own) and the options:
 
-* ``netns_mode``: ``auto`` (default: ask the kernel once, ``RDMA_NLDEV_CMD_SYS_GET``; any
+* ``rdma.netns_mode``: ``auto`` (default: ask the kernel once, ``RDMA_NLDEV_CMD_SYS_GET``; any
   error means ``shared``, logged, as the Go driver), ``shared`` or ``exclusive``;
-* ``netns``: path of the network namespace to treat as the host's (default: own);
-* ``dev_root``: the host's ``/dev`` (default ``/dev``);
-* ``poll_interval``: seconds between sysfs polls of :meth:`RdmaBackend.watch` (default 30).
+* ``rdma.dev_root``: the host's ``/dev`` (default ``/dev``);
+* ``rdma.poll_interval``: seconds between sysfs polls of :meth:`RdmaBackend.watch` (default 30).
 
 On a machine without RDMA the backend still loads: it discovers nothing.
 """
@@ -17,19 +15,33 @@ On a machine without RDMA the backend still loads: it discovers nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from dranet_backends.pci import DEFAULT_PATHS, PciIds
 from dranet_backends.uevent import UeventSource
-from dranet_core.errors import BackendError
+from dranet_core.backends import (
+    BackendContext,
+    BackendOption,
+    backend_options,
+    parse_choice,
+    parse_path,
+    parse_seconds,
+)
 
 from .backend import RdmaBackend
 from .mover import FACET, NetnsMode, RdmaMover
 from .nldev import NETNS_EXCLUSIVE, NETNS_SHARED, probe_netns_mode
 
-__all__ = ["FACET", "RdmaBackend", "RdmaMover", "create", "detect_netns_mode"]
+__all__ = [
+    "DEV_ROOT",
+    "FACET",
+    "NETNS_MODE",
+    "POLL_INTERVAL",
+    "RdmaBackend",
+    "RdmaMover",
+    "create",
+    "detect_netns_mode",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,41 +60,38 @@ def detect_netns_mode(netns: str | None = None) -> NetnsMode:
     return "shared"
 
 
-def _options(context: Any) -> dict[str, str]:
-    raw: Mapping[str, str] = getattr(context, "options", {}) or {}
-    out = {k: v for k, v in raw.items() if "." not in k}
-    out.update({k[len("rdma.") :]: v for k, v in raw.items() if k.startswith("rdma.")})
-    return out
+NETNS_MODE = BackendOption(
+    "rdma",
+    "netns_mode",
+    parse_choice("auto", "shared", "exclusive"),
+    "auto",
+    "the kernel's RDMA netns mode: auto asks the kernel",
+)
+DEV_ROOT = BackendOption(
+    "rdma", "dev_root", parse_path, Path("/dev"), "the /dev char devices are found under"
+)
+POLL_INTERVAL = BackendOption("rdma", "poll_interval", parse_seconds, 30.0, "seconds between sysfs polls")
 
 
-def create(context: Any) -> RdmaBackend:
+@backend_options(NETNS_MODE, DEV_ROOT, POLL_INTERVAL)
+def create(context: BackendContext) -> RdmaBackend:
     """Entry point of the ``dranet.backends`` group: the rdma backend for ``context``.
 
-    Raises :class:`BackendError` for an invalid option value.
+    Raises :class:`~dranet_core.backends.BackendOptionError` for an invalid option value.
     """
-    opts = _options(context)
-    netns = opts.get("netns") or None
-    wanted = opts.get("netns_mode", "auto").lower()
-    mode: NetnsMode
-    if wanted == "auto":
-        mode = detect_netns_mode(netns)
-    elif wanted in ("shared", "exclusive"):
-        mode = "shared" if wanted == "shared" else "exclusive"
-    else:
-        raise BackendError("rdma", f"netns_mode must be auto, shared or exclusive, not {wanted!r}")
-    try:
-        poll = float(opts.get("poll_interval", "30"))
-    except ValueError as exc:
-        raise BackendError("rdma", f"poll_interval must be a number: {exc}") from exc
-    if poll <= 0:
-        raise BackendError("rdma", f"poll_interval must be > 0, not {poll}")
-    log.info("rdma: RDMA netns mode %s", mode)
+    netns = str(context.host_netns) if context.host_netns else None
+    wanted = context.option(NETNS_MODE)
+    poll = context.option(POLL_INTERVAL)
+    mode: NetnsMode = (
+        detect_netns_mode(netns) if wanted == "auto" else "exclusive" if wanted == "exclusive" else "shared"
+    )
+    log.debug("rdma: RDMA netns mode %s", mode)
     return RdmaBackend(
-        sysfs=Path(getattr(context, "sysfs", "/sys")),
-        procfs=Path(getattr(context, "procfs", "/proc")),
-        dev_root=Path(opts.get("dev_root") or "/dev"),
+        sysfs=context.sysfs,
+        procfs=context.procfs,
+        dev_root=context.option(DEV_ROOT),
         mover=RdmaMover(mode=mode, host_netns=netns),
         poll_interval=poll,
-        pci_ids=PciIds(opts["pci_ids"].split(":")) if opts.get("pci_ids") else PciIds(DEFAULT_PATHS),
+        pci_ids=PciIds(DEFAULT_PATHS),  # names for IB-only functions, from the distribution's pci.ids
         uevents=UeventSource.opener(netns),
     )

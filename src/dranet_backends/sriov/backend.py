@@ -57,11 +57,10 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from dranet_backends.pci import DEFAULT_PATHS, PciIds
+from dranet_backends.pci import PciIds
 from dranet_backends.rdma.uplinks import default_route_interfaces, is_uplink
 from dranet_backends.uevent import Uevent, UeventSource, UeventStream, watch_sysfs
 from dranet_core.config.model import NetworkConfig
@@ -75,7 +74,7 @@ from .attributes import sriov_attributes, vf_attributes
 from .devnodes import StatFn, device_nodes_for
 from .facet import FACET, SriovFacet
 from .ownership import ClaimsView, other_holders
-from .pfside import NetlinkRoute, PfClient, Step, StepFailed, apply, restore, steps
+from .pfside import PfClient, Step, StepFailed, apply, restore, steps
 from .sysfs import (
     PASSTHROUGH_DRIVERS,
     Fingerprint,
@@ -151,36 +150,6 @@ class SriovBackend:
         self._devices: list[Device] = []
         self.scans = 0
         self.polls = 0
-
-    @classmethod
-    def from_context(cls, context: Any) -> SriovBackend:
-        """Build from a ``BackendContext``: ``sysfs``, ``procfs``; options ``sriov.dev_root`` (default
-        ``/dev``), ``sriov.poll_interval`` (seconds, default 30), ``sriov.full_resync`` (seconds,
-        default 300), the shared ``pci_ids`` (``:``-separated) and the host ``netns`` (a path:
-        where the PFs are and the uevents are read; ``sriov.netns`` wins; default: our own).
-
-        Raises :class:`BackendError` for an unusable option value.
-        """
-        options: Mapping[str, str] = getattr(context, "options", {}) or {}
-        ids_opt = options.get("pci_ids")
-        seconds: dict[str, float] = {}
-        for key, default in (("poll_interval", DEFAULT_POLL_INTERVAL), ("full_resync", DEFAULT_FULL_RESYNC)):
-            raw = options.get(f"sriov.{key}", str(default))
-            try:
-                seconds[key] = float(raw)
-            except ValueError as exc:
-                raise BackendError("sriov", f"sriov.{key}: not a number: {raw!r}") from exc
-        netns = options.get("sriov.netns") or options.get("netns") or None
-        return cls(
-            sysfs=Path(getattr(context, "sysfs", "/sys")),
-            procfs=Path(getattr(context, "procfs", "/proc")),
-            dev_root=Path(options.get("sriov.dev_root", "/dev")),
-            pci_ids=PciIds(ids_opt.split(":") if ids_opt else DEFAULT_PATHS),
-            poll_interval=seconds["poll_interval"],
-            full_resync=seconds["full_resync"],
-            pf_client=PfClient(NetlinkRoute(netns)),
-            uevents=UeventSource.opener(netns),
-        )
 
     def __repr__(self) -> str:
         return (

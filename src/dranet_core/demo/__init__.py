@@ -186,7 +186,12 @@ class Scene:
 
 
 class Printer:
-    """Step-by-step output with timings."""
+    """Step-by-step output with timings; ``quiet`` prints only the step summary and the result.
+
+    The summary adds up: every moment between the start and the summary is in a step, and
+    what no step covers (starting Python's event loop, waiting for the driver's tasks to
+    finish) is its own line.
+    """
 
     def __init__(self, out: TextIO, quiet: bool) -> None:
         self.out = out
@@ -194,16 +199,22 @@ class Printer:
         self.t0 = time.perf_counter()
         self.steps: list[tuple[str, float]] = []
 
+    def say(self, text: str) -> None:
+        """A line of the story (not in quiet mode)."""
+        if not self.quiet:
+            self.out.write(text + "\n")
+            self.out.flush()
+
     @contextlib.contextmanager
     def step(self, title: str) -> Iterator[None]:
         start = time.perf_counter()
-        self.out.write(f"\n==> {title}\n")
-        self.out.flush()
-        yield
-        took = time.perf_counter() - start
-        self.steps.append((title, took))
-        self.out.write(f"    ({took * 1000:.0f} ms)\n")
-        self.out.flush()
+        self.say(f"\n==> {title}")
+        try:
+            yield
+        finally:
+            took = time.perf_counter() - start
+            self.steps.append((title, took))
+            self.say(f"    ({took * 1000:.0f} ms)")
 
     def show(self, text: str) -> None:
         if not self.quiet:
@@ -212,51 +223,56 @@ class Printer:
             self.out.flush()
 
     def summary(self) -> None:
+        total = time.perf_counter() - self.t0
+        other = total - sum(took for _, took in self.steps)
         self.out.write("\nStep timings:\n")
-        for title, took in self.steps:
+        for title, took in [*self.steps, ("between steps (event loop start and stop)", other)]:
             self.out.write(f"  {took * 1000:8.1f} ms  {title}\n")
-        self.out.write(f"  {(time.perf_counter() - self.t0) * 1000:8.1f} ms  total\n")
+        self.out.write(f"  {total * 1000:8.1f} ms  total\n")
+        self.out.flush()
 
 
 async def _scenario(scene: Scene, p: Printer) -> None:  # noqa: PLR0915 - a linear script
-    from dranet_core.app import Driver, format_table, load_backends_for
-    from dranet_core.demo.kubelet import KubeletPeer
-    from dranet_core.demo.runtime import DemoPod, NriRuntimePeer
-    from dranet_core.settings import (
-        CheckpointSettings,
-        HostSettings,
-        InventorySettings,
-        KubeletSettings,
-        KubeSettings,
-        NriSettings,
-        ObservabilitySettings,
-        Settings,
-        ShutdownSettings,
-    )
+    with p.step("load the driver: imports, settings, backends"):
+        from dranet_core.app import Driver, load_backends_for
+        from dranet_core.demo.kubelet import KubeletPeer
+        from dranet_core.demo.runtime import DemoPod, NriRuntimePeer
+        from dranet_core.inventory_report import format_table
+        from dranet_core.settings import (
+            CheckpointSettings,
+            HostSettings,
+            InventorySettings,
+            KubeletSettings,
+            KubeSettings,
+            NriSettings,
+            ObservabilitySettings,
+            Settings,
+            ShutdownSettings,
+        )
 
-    node_name = "demo-node"
-    settings = Settings(
-        kube=KubeSettings(node_name=node_name),
-        kubelet=KubeletSettings(root_dir=scene.tmp / "kubelet"),
-        nri=NriSettings(socket_path=scene.tmp / "nri.sock"),
-        # only the demo's macvlans: the node namespace shares sysfs with the real host, whose
-        # PCI NICs would otherwise be listed too (they are never touched either way)
-        inventory=InventorySettings(filter=DEMO_FILTER, min_poll_interval=0.2, max_poll_interval=30.0),
-        checkpoint=CheckpointSettings(db_path=scene.tmp / "dranet.db"),
-        host=HostSettings(host_netns=Path(f"/run/netns/{scene.node}")),
-        observability=ObservabilitySettings(bind_address=""),
-        shutdown=ShutdownSettings(grace_period=2.0),
-        backends=("netdev",),
-    )
-    publisher = DemoPublisher(scene.tmp / "api", node_name=node_name)
-    claims = MemoryClaimSource()
-    runtime = NriRuntimePeer(settings.nri.socket_path)
-    kubelet = KubeletPeer(settings.kubelet.registry_dir() / "dra.net-reg.sock")
-    backends = load_backends_for(settings)
-    driver = Driver(settings, backends=backends, publisher=publisher, claim_source=claims)
-    stop = asyncio.Event()
-    pod = DemoPod(uid=f"pod-{secrets.token_hex(4)}", name="demo-pod", netns=f"/run/netns/{scene.pod}")
-    ref = ClaimRef(namespace="default", name="demo-claim", uid=f"claim-{secrets.token_hex(4)}")
+        node_name = "demo-node"
+        settings = Settings(
+            kube=KubeSettings(node_name=node_name),
+            kubelet=KubeletSettings(root_dir=scene.tmp / "kubelet"),
+            nri=NriSettings(socket_path=scene.tmp / "nri.sock"),
+            # only the demo's macvlans: the node namespace shares sysfs with the real host, whose
+            # PCI NICs would otherwise be listed too (they are never touched either way)
+            inventory=InventorySettings(filter=DEMO_FILTER, min_poll_interval=0.2, max_poll_interval=30.0),
+            checkpoint=CheckpointSettings(db_path=scene.tmp / "dranet.db"),
+            host=HostSettings(host_netns=Path(f"/run/netns/{scene.node}")),
+            observability=ObservabilitySettings(bind_address=""),
+            shutdown=ShutdownSettings(grace_period=2.0),
+            backends=("netdev",),
+        )
+        publisher = DemoPublisher(scene.tmp / "api", node_name=node_name)
+        claims = MemoryClaimSource()
+        runtime = NriRuntimePeer(settings.nri.socket_path)
+        kubelet = KubeletPeer(settings.kubelet.registry_dir() / "dra.net-reg.sock")
+        backends = load_backends_for(settings)
+        driver = Driver(settings, backends=backends, publisher=publisher, claim_source=claims)
+        stop = asyncio.Event()
+        pod = DemoPod(uid=f"pod-{secrets.token_hex(4)}", name="demo-pod", netns=f"/run/netns/{scene.pod}")
+        ref = ClaimRef(namespace="default", name="demo-claim", uid=f"claim-{secrets.token_hex(4)}")
 
     async def steps(driver_task: asyncio.Task[None]) -> None:  # noqa: PLR0915 - a linear script
         with p.step("start the driver: kubelet registration, NRI registration, first publish"):
@@ -271,7 +287,7 @@ async def _scenario(scene: Scene, p: Printer) -> None:  # noqa: PLR0915 - a line
             p.show(format_table(publisher.devices))
             dev = next(d for d in publisher.devices if d.attributes.get("dra.net/ifName") == "dn-mv0")
             before = _link_state(scene.node, "dn-mv0")
-            p.show(f"host state of dn-mv0: {before}")
+            p.show(f"host state of dn-mv0: {_describe_link(before)}")
 
         with p.step(f"the scheduler allocates {dev.name} to claim {ref.name}; the kubelet prepares it"):
             claims.claims[ref.uid] = Claim(
@@ -284,7 +300,7 @@ async def _scenario(scene: Scene, p: Printer) -> None:  # noqa: PLR0915 - a line
             res = await kubelet.prepare([ref])
             if res[ref.uid].error:
                 raise RuntimeError(f"prepare failed: {res[ref.uid].error}")
-            p.show(f"prepared: {[(d.pool_name, d.device_name) for d in res[ref.uid].devices]}")
+            p.show("prepared: " + ", ".join(f"{d.pool_name}/{d.device_name}" for d in res[ref.uid].devices))
 
         with p.step("the runtime creates the pod sandbox: NRI RunPodSandbox moves and configures the device"):
             t = time.perf_counter()
@@ -315,7 +331,10 @@ async def _scenario(scene: Scene, p: Printer) -> None:  # noqa: PLR0915 - a line
                         f"  networkData: interfaceName={nd.interface_name} "
                         f"mac={nd.hardware_address} ips={list(nd.ips)}"
                     )
-            p.show(f"journal: {driver.pods.states()}")
+            states = driver.pods.states()
+            p.show(
+                "journal: " + (", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "empty")
+            )
 
         with p.step("the pod is deleted: NRI StopPodSandbox brings the device home, RemovePodSandbox"):
             t = time.perf_counter()
@@ -326,7 +345,7 @@ async def _scenario(scene: Scene, p: Printer) -> None:  # noqa: PLR0915 - a line
             p.show("$ ip -n <node> addr show dn-mv0")
             p.show(_ip("-n", scene.node, "addr", "show", "dev", "dn-mv0"))
             same = {k: after.get(k) for k in before} == before
-            p.show(f"back home as it was: {'yes' if same else 'NO'} ({after})")
+            p.show(f"back home as it was: {'yes' if same else 'NO'} ({_describe_link(after)})")
             if not same:
                 raise RuntimeError(f"device did not come home as it was: before {before}, after {after}")
 
@@ -339,7 +358,8 @@ async def _scenario(scene: Scene, p: Printer) -> None:  # noqa: PLR0915 - a line
         with p.step("SIGTERM-style shutdown: drain, remove sockets, stop"):
             stop.set()
             await driver_task
-            p.show(f"kubelet sockets left: {sorted(str(x) for x in (scene.tmp / 'kubelet').rglob('*.sock'))}")
+            left = sorted(str(x) for x in (scene.tmp / "kubelet").rglob("*.sock"))
+            p.show(f"kubelet sockets left: {', '.join(left) or 'none'}")
 
     async with asyncio.TaskGroup() as tg:
         runtime_task = tg.create_task(runtime.serve(), name="demo runtime")
@@ -350,6 +370,11 @@ async def _scenario(scene: Scene, p: Printer) -> None:  # noqa: PLR0915 - a line
         finally:
             kubelet.close()
             runtime_task.cancel()
+
+
+def _describe_link(state: dict[str, Any]) -> str:
+    addrs = ", ".join(state.get("addrs", ())) or "no address"
+    return f"{state.get('name')} mtu {state.get('mtu')} mac {state.get('mac')} {addrs}"
 
 
 def _describe(exc: BaseException) -> str:
@@ -382,26 +407,28 @@ def run_demo(
         prefix=f"dnt-demo-{secrets.token_hex(3)}", tmp=Path(tempfile.mkdtemp(prefix="dranet-demo-"))
     )
     printer = Printer(stream, quiet)
-    stream.write(
-        f"dranet demo: node namespace {scene.node}, pod namespace {scene.pod}, state in {scene.tmp}\n"
-    )
+    printer.say(f"dranet demo: node namespace {scene.node}, pod namespace {scene.pod}, state in {scene.tmp}")
+    status = 1
     try:
         with printer.step("build the throwaway node and pod network namespaces"):
             scene.build()
             printer.show(_ip("-n", scene.node, "-br", "addr"))
         asyncio.run(_scenario(scene, printer))
-        printer.summary()
-        stream.write("\ndemo finished: the device went into the pod configured and came back as it was.\n")
-        return 0
+        status = 0
     except KeyboardInterrupt:
         stream.write("\ninterrupted: cleaning up\n")
-        return 130
+        status = 130
     except Exception as exc:  # report any failure, then clean up
         stream.write(f"\ndemo failed: {_describe(exc)}\n")
-        return 1
     finally:
-        left = scene.remove()
+        with printer.step("clean up: delete the namespaces and the state directory"):
+            left = scene.remove()
         if left:
             stream.write(f"could not clean up: {'; '.join(left)}\n")
+            status = status or 1
         else:
-            stream.write(f"cleaned up: namespaces {scene.node}, {scene.pod} and {scene.tmp} removed\n")
+            printer.say(f"cleaned up: namespaces {scene.node}, {scene.pod} and {scene.tmp} removed")
+    if status == 0:
+        printer.summary()
+        stream.write("\ndemo finished: the device went into the pod configured and came back as it was.\n")
+    return status

@@ -111,12 +111,24 @@ class KubeletPlugin:
         return sum(s.inflight() for s in (self._dra, self._reg) if s is not None)
 
     def _take_lock(self) -> None:
+        path = self.paths.lock_file
         try:  # never through a symlink someone planted: we are root
-            fd = open_private(self.paths.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = open_private(path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise PermanentError(
-                f"cannot take the instance lock {self.paths.lock_file}: {exc.strerror or exc}"
-            ) from exc
+            if not os.path.islink(path):
+                raise PermanentError(f"cannot take the instance lock {path}: {exc.strerror or exc}") from exc
+            # a symlink is never another instance's lock (we only create regular files):
+            # replace the link itself, leave its target alone
+            log.warning(
+                "%s is a symbolic link (to %s); replacing it with a lock file", path, os.readlink(path)
+            )
+            try:
+                os.unlink(path)
+                fd = open_private(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            except OSError as again:
+                raise PermanentError(
+                    f"cannot take the instance lock {path}: {again.strerror or again}"
+                ) from again
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -27,7 +27,7 @@ import aiohttp
 
 from dranet_core.config.codec import loads_strict
 from dranet_core.errors import KubeApiError
-from dranet_core.kube.claims import ApiClaimSource, claim_from_json
+from dranet_core.kube.claims import POD_CLAIM_NAME_ANNOTATION, ApiClaimSource, claim_from_json
 from dranet_core.types import Claim, ClaimRef
 
 __all__ = ["ClaimCache"]
@@ -136,8 +136,14 @@ class ClaimCache:
         if not isinstance(status, dict) or not self._mine(status):
             self._claims.pop(key, None)
             return
+        annotations = meta.get("annotations")
+        pod_claim = (
+            {POD_CLAIM_NAME_ANNOTATION: annotations[POD_CLAIM_NAME_ANNOTATION]}
+            if (isinstance(annotations, dict) and POD_CLAIM_NAME_ANNOTATION in annotations)
+            else {}
+        )
         self._claims[key] = {
-            "metadata": {"uid": meta.get("uid")},
+            "metadata": {"uid": meta.get("uid"), "annotations": pod_claim},
             "status": {"allocation": status.get("allocation"), "reservedFor": status.get("reservedFor")},
         }
 

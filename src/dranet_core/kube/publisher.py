@@ -212,10 +212,10 @@ class KubeStatusPublisher:
         return PublisherHealth(
             api_version=self.ctx.api_version,
             node_uid=s.node_uid,
-            slices_in_sync=s.in_sync,
-            published_devices=s.published_devices,
-            published_slices=s.published_slices,
-            last_published_time=s.last_published,
+            slices_in_sync=s.done.in_sync,
+            published_devices=s.done.devices,
+            published_slices=s.done.slices,
+            last_published_time=s.done.last_published,
             last_success_time=self.ctx.last_success,
             last_error=self.ctx.last_error,
             last_error_time=self.ctx.last_error_time,
@@ -223,7 +223,7 @@ class KubeStatusPublisher:
             pending_claim_statuses=len(c.pending),
             pending_events=len(e.queue),
             dropped_events=e.dropped + e.limiter.dropped,
-            slice_writes=s.slice_writes,
+            slice_writes=s.done.writes,
             claim_status_writes=c.writes,
         )
 

@@ -49,7 +49,7 @@ from dranet_core.kube.slices import (
 )
 from dranet_core.types import Device
 
-__all__ = ["SliceSync", "SliceWatch"]
+__all__ = ["SliceProgress", "SliceSync", "SliceWatch"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,20 @@ def _newer(event_rv: str, known_rv: str) -> bool:
     return True
 
 
+@attrs.define
+class SliceProgress:
+    """What the slice writer has achieved (read by the publisher's health)."""
+
+    devices: int = 0
+    """Devices in the slices the server holds."""
+    slices: int = 0
+    in_sync: bool = False
+    """The server holds the latest device set."""
+    last_published: float | None = None
+    """Unix time the slices last matched the device set after a write (or adoption)."""
+    writes: int = 0
+
+
 class SliceSync:
     """Keeps this node's ResourceSlices equal to the latest device set (module doc).
 
@@ -103,28 +117,23 @@ class SliceSync:
         self._rejected: dict[str, tuple[dict[str, Any], str]] = {}
         self._synced: tuple[Device, ...] | None = None
         self._synced_owner: str | None = None
-        self.published_devices = 0
-        self.published_slices = 0
-        self.in_sync = False
-        self.last_published: float | None = None
-        self.slice_writes = 0
+        self.done = SliceProgress()
 
     def __repr__(self) -> str:
         return (
-            f"SliceSync(devices={self.published_devices}, slices={self.published_slices}, "
-            f"in_sync={self.in_sync})"
+            f"SliceSync(devices={self.done.devices}, slices={self.done.slices}, in_sync={self.done.in_sync})"
         )
 
     def publish(self, devices: Sequence[Device]) -> None:
         """Make ``devices`` the device set to hold (the slice loop writes it)."""
         self.desired = tuple(devices)
-        self.in_sync = False
+        self.done.in_sync = False
         self.mark_dirty()
 
     @property
     def idle(self) -> bool:
         """The slices hold the latest device set."""
-        return self.desired is None or (self.in_sync and not self.slices_wanted.is_set())
+        return self.desired is None or (self.done.in_sync and not self.slices_wanted.is_set())
 
     async def _ensure_node_uid(self) -> None:
         """GET the Node once for its uid; again after our slices were deleted behind our back
@@ -181,7 +190,7 @@ class SliceSync:
             backoff.reset()
             if seq == self._dirty_seq:
                 self.slices_wanted.clear()
-                self.in_sync = True
+                self.done.in_sync = True
             self.ctx.signal_progress()
 
     def _judge_slice_events(self) -> None:
@@ -251,8 +260,8 @@ class SliceSync:
             return False
         if not await self._delete_slices(plan):
             return False
-        self.published_devices = plan.device_count
-        self.published_slices = plan.slice_count
+        self.done.devices = plan.device_count
+        self.done.slices = plan.slice_count
         self._layout = {
             str(d.get("name")): s.index
             for s in self._existing.values()
@@ -261,8 +270,8 @@ class SliceSync:
         }
         self._synced = self.desired
         self._synced_owner = self.node_uid
-        if not plan.is_noop or self.last_published is None:
-            self.last_published = time.time()
+        if not plan.is_noop or self.done.last_published is None:
+            self.done.last_published = time.time()
             left_out = {s.name for s in self.skipped}
             accepted = [d for d in self.desired if d.name not in left_out]
             for listener in self.ctx.listeners:
@@ -317,7 +326,7 @@ class SliceSync:
                 if exc.status == 422 and self._reject_devices(exc, w.devices):
                     return False  # re-plan without them
                 raise
-            self.slice_writes += 1
+            self.done.writes += 1
             self.ctx.ok()
             written = existing_from_object(got, node=self.ctx.node_name, driver=self.ctx.driver_name)
             self._existing[w.name] = attrs.evolve(written, devices=w.devices)
@@ -347,7 +356,7 @@ class SliceSync:
                     body=pre,
                     request_timeout=self.ctx.settings.request_timeout,
                 )
-                self.slice_writes += 1
+                self.done.writes += 1
             except KubeApiError as exc:
                 if exc.status == 409:
                     self._existing = None

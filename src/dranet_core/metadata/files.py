@@ -122,11 +122,13 @@ def _is_temp(name: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
 
-def remove_claim(layout: MetadataLayout, ref: ClaimRef) -> list[Path]:
+def remove_claim(layout: MetadataLayout, ref: ClaimRef, requests: Set[str] | None = None) -> list[Path]:
     """Remove the claim's request directories and CDI specs; returns what was removed.
 
     A request directory holding the file of another claim of the same namespace/name (a
-    claim deleted and re-created) is left alone. Raises OSError when removal fails.
+    claim deleted and re-created) is left alone; one without a readable file is removed
+    only if it is one of ``requests`` (the claim's base requests; None: any). Raises OSError
+    when removal fails.
     """
     removed: list[Path] = []
     cdir = layout.claim_dir(ref)
@@ -134,7 +136,9 @@ def remove_claim(layout: MetadataLayout, ref: ClaimRef) -> list[Path]:
         for sub in cdir.iterdir():
             if sub.is_dir() and not sub.is_symlink():
                 uid = owner_uid(read_current(sub / METADATA_FILE))
-                if uid not in (None, ref.uid):
+                if uid != ref.uid and (
+                    uid is not None or (requests is not None and sub.name not in requests)
+                ):
                     continue
             _remove(sub, removed)
         _rmdir_if_empty(cdir)

@@ -203,12 +203,13 @@ class MetadataWriter:
 
         Raises :class:`~dranet_core.errors.ClaimError` naming the path when removal fails.
         """
-        paths = [self.layout.metadata_file(ref, r.base) for r in requests_of(plan)] if plan else []
+        requests = {r.base for r in requests_of(plan)} if plan else None
+        paths = [self.layout.metadata_file(ref, r) for r in sorted(requests or ())]
         locks = [self._lock(p) for p in paths]
         for lock in locks:
             await lock.acquire()
         try:
-            removed = await asyncio.to_thread(files.remove_claim, self.layout, ref)
+            removed = await asyncio.to_thread(files.remove_claim, self.layout, ref, requests)
         except OSError as exc:
             where = exc.filename or self.layout.claim_dir(ref)
             raise ClaimError(str(ref), f"removing device metadata {where}: {exc.strerror or exc}") from exc

@@ -121,6 +121,18 @@ class NriHealth:
     already failed the sandbox and tells plugins nothing more about it)."""
 
 
+@attrs.define
+class _SessionFacts:
+    """What the sessions so far told us (for health and logs)."""
+
+    last_error: str | None = None
+    connects: int = 0
+    runtime: str = ""
+    """``<runtime_name> <runtime_version>`` from the last Configure."""
+    events_sent: int = 0
+    """The event mask answered to the last Configure."""
+
+
 def _parse(cls: type[M], payload: bytes, what: str) -> M:
     try:
         return cls.parse(payload)  # type: ignore[attr-defined, no-any-return]
@@ -194,13 +206,10 @@ class NriPlugin:
         self._trunk: MuxTrunk | None = None
         self._registered = False
         self._synced: asyncio.Event | None = None
-        self._sync_pods: list[PodSandbox] = []
-        self._sync_ctrs: list[ContainerInfo] = []
+        self._sync_parts: tuple[list[PodSandbox], list[ContainerInfo]] = ([], [])
+        """A split Synchronize accumulates here until its last part."""
         self._closing = False
-        self._last_error: str | None = None
-        self._connects = 0
-        self._runtime = ""
-        self._events_sent = 0
+        self._facts = _SessionFacts()
 
     @classmethod
     def from_environment(
@@ -244,10 +253,10 @@ class NriPlugin:
         return NriHealth(
             registered=self._registered,
             connected=self._trunk is not None and not self._trunk.closed,
-            last_error=self._last_error,
-            connects=self._connects,
-            runtime=self._runtime,
-            events=self._events_sent,
+            last_error=self._facts.last_error,
+            connects=self._facts.connects,
+            runtime=self._facts.runtime,
+            events=self._facts.events_sent,
             late_running=self._calls.late_running,
             late_completions=self._calls.late_completions,
             late_failures=self._calls.late_failures,
@@ -307,7 +316,7 @@ class NriPlugin:
         await self._calls.drain(self._shutdown_grace)
 
     def _set_error(self, text: str) -> None:
-        self._last_error = text
+        self._facts.last_error = text
         log.warning("NRI: %s", text)
         if self._part is not None and not self._registered:
             self._part.failing(text)
@@ -323,7 +332,7 @@ class NriPlugin:
     async def _session(self) -> bool:
         """One connection; returns whether it got as far as a completed Synchronize."""
         reader, writer = await self._open()
-        self._connects += 1
+        self._facts.connects += 1
         trunk = MuxTrunk(reader, writer)
         server = TtrpcServer(
             {api.PLUGIN_SERVICE: self._methods},
@@ -336,7 +345,7 @@ class NriPlugin:
         trunk.attach(PLUGIN_SERVICE_CONN, server.receive, lambda _exc: server.close())
         trunk.attach(RUNTIME_SERVICE_CONN, client.receive, client.close)
         synced = self._synced = asyncio.Event()
-        self._sync_pods, self._sync_ctrs = [], []
+        self._sync_parts = ([], [])
         self._trunk = trunk
         reader_task = asyncio.get_running_loop().create_task(trunk.run(), name="nri-mux-reader")
         try:
@@ -346,21 +355,17 @@ class NriPlugin:
             )
             self._client = client
             log.info("NRI: registered as %s-%s", self._index, self._name)
-            sync_wait = asyncio.get_running_loop().create_task(synced.wait(), name="nri-sync-wait")
+            reader_task.add_done_callback(lambda _t: synced.set())  # a dead connection ends the wait
             try:
-                done, _ = await asyncio.wait(
-                    {reader_task, sync_wait},
-                    timeout=self._registration_timeout + 2 * self._calls.request_timeout,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                sync_wait.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sync_wait
-            if not done:
-                raise TimeoutError("the runtime did not Configure and Synchronize after registration")
+                async with asyncio.timeout(self._registration_timeout + 2 * self._calls.request_timeout):
+                    await synced.wait()
+            except TimeoutError:
+                raise TimeoutError(
+                    "the runtime did not Configure and Synchronize after registration"
+                ) from None
+            reached = self._registered
             await reader_task  # until the runtime goes away (re-raises a reader error)
-            return synced.is_set()
+            return reached
         finally:
             self._registered = False
             if self._part is not None:
@@ -395,7 +400,7 @@ class NriPlugin:
 
     async def _configure(self, payload: bytes, deadline: float | None) -> bytes:
         req = _parse(api.ConfigureRequest, payload, "ConfigureRequest")
-        self._runtime = f"{req.runtime_name} {req.runtime_version}".strip()
+        self._facts.runtime = f"{req.runtime_name} {req.runtime_version}".strip()
         if req.request_timeout > 0:
             self._calls.request_timeout = req.request_timeout / 1000
         if req.registration_timeout > 0:
@@ -403,11 +408,11 @@ class NriPlugin:
         valid = valid_events(req.runtime_name, req.runtime_version, req.NRI_version)
         mask = self._wanted & valid
         if mask == 0:  # 0 would subscribe to everything
-            raise RpcError(FAILED_PRECONDITION, f"no handled event is supported by {self._runtime}")
-        self._events_sent = mask
+            raise RpcError(FAILED_PRECONDITION, f"no handled event is supported by {self._facts.runtime}")
+        self._facts.events_sent = mask
         log.info(
             "NRI: configured by %s (NRI %s), request timeout %.3gs, events %#x",
-            self._runtime,
+            self._facts.runtime,
             req.NRI_version or "<0.12",
             self._calls.request_timeout,
             mask,
@@ -416,18 +421,18 @@ class NriPlugin:
 
     async def _synchronize(self, payload: bytes, deadline: float | None) -> bytes:
         req_pods, req_ctrs, more = _decode(decode_synchronize, payload, "SynchronizeRequest")
-        self._sync_pods.extend(req_pods)
-        self._sync_ctrs.extend(req_ctrs)
+        self._sync_parts[0].extend(req_pods)
+        self._sync_parts[1].extend(req_ctrs)
         if more:
             return bytes(api.SynchronizeResponse(more=True))
-        pods, ctrs = self._sync_pods, self._sync_ctrs
-        self._sync_pods, self._sync_ctrs = [], []
+        pods, ctrs = self._sync_parts
+        self._sync_parts = ([], [])
         sync = getattr(self._handler, "synchronize", None)
         if callable(sync):
             await self._calls.run("synchronize", "Synchronize", deadline, lambda: sync(pods, ctrs))
         self._registered = True
         if self._part is not None:
-            self._part.ok(f"registered with {self._runtime or 'runtime'}")
+            self._part.ok(f"registered with {self._facts.runtime or 'runtime'}")
         if self._synced is not None:
             self._synced.set()
         log.info("NRI: synchronized %d pods, %d containers", len(pods), len(ctrs))

@@ -1,0 +1,1 @@
+pytest_plugins = ["dranet_core.testing.pytest_plugin"]
