@@ -40,6 +40,7 @@ from dranet_core.settings import (
     MetadataSettings,
     NriSettings,
     ObservabilitySettings,
+    ProfileSettings,
     Settings,
     ShutdownSettings,
     check_kubeconfig,
@@ -69,6 +70,10 @@ _HARMLESS = {"", "none", "NONE"}
 def _go_only_warnings(args: argparse.Namespace) -> list[str]:
     out = []
     for flag, default in GO_ONLY_FLAGS.items():
+        if flag == "--profile-provider" or (
+            flag == "--webhook-url" and getattr(args, "profile_provider", "").lower() == "webhook"
+        ):
+            continue  # implemented (profiles): the URL is used by the webhook profile provider
         value = getattr(args, flag.lstrip("-").replace("-", "_"), default)
         if value != default and value not in _HARMLESS:
             out.append(f"{flag}={value} is not supported by this driver and is ignored")
@@ -318,6 +323,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
         backends=_backends(args.backends),
         backend_options=parse_backend_options(args.backend_option),
         debug=_debug(args.debug_hold_after),
+        profile=ProfileSettings(provider=args.profile_provider, webhook_url=args.webhook_url),
         metadata=_metadata(args),
     )
 
