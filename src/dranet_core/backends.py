@@ -41,6 +41,8 @@ from dranet_core.capabilities import (
     AdjustsContainers,
     Backend,
     ReportsHealth,
+    ReportsStepTimes,
+    ResolvesConfig,
     RunsInBackground,
     ValidatesConfig,
 )
@@ -291,9 +293,11 @@ CAPABILITY_PROTOCOLS: Final[tuple[type, ...]] = (
     Discovery,
     NamespaceMover,
     ValidatesConfig,
+    ResolvesConfig,
     AdjustsContainers,
     ReportsHealth,
     RunsInBackground,
+    ReportsStepTimes,
 )
 """The capability protocols a backend may implement, each completely or not at all."""
 
@@ -302,17 +306,27 @@ def _protocol_methods(protocol: type) -> list[str]:
     return sorted(n for n, v in vars(protocol).items() if not n.startswith("_") and callable(v))
 
 
+def _shared_methods() -> frozenset[str]:
+    seen: dict[str, int] = {}
+    for protocol in CAPABILITY_PROTOCOLS:
+        for m in _protocol_methods(protocol):
+            seen[m] = seen.get(m, 0) + 1
+    return frozenset(m for m, n in seen.items() if n > 1)
+
+
 def check_capabilities(backend: object) -> None:
     """Raise :class:`BackendError` if ``backend`` implements no capability, or part of one.
 
     A backend with ``scan`` but no ``watch`` would otherwise silently not be a Discovery;
-    the message names the protocol and the missing methods.
+    the message names the protocol and the missing methods. A method that several protocols
+    share (``owns``) does not by itself start a capability.
     """
     name = str(getattr(backend, "name", type(backend).__name__))
+    shared = _shared_methods()  # e.g. ``owns``: evidence of no one capability in particular
     for protocol in CAPABILITY_PROTOCOLS:
         methods = _protocol_methods(protocol)
         have = [m for m in methods if callable(getattr(backend, m, None))]
-        if have and len(have) < len(methods):
+        if any(m not in shared for m in have) and len(have) < len(methods):
             missing = ", ".join(m for m in methods if m not in have)
             raise BackendError(
                 name, f"implements part of {protocol.__name__}: has {', '.join(have)}, lacks {missing}"
