@@ -344,7 +344,8 @@ def prefer_light_cel() -> None:
     (prompt_toolkit and friends): about 24 MiB of resident memory the driver never uses. When
     ``cel`` is not imported yet, register a package module whose attributes are the compiled
     extension's (``compile``, ``evaluate``, ``Context``, ...); submodules (``cel.cli``) still
-    import normally if someone asks. Called by the commands before anything imports ``cel``.
+    import normally if someone asks. Called by the commands before anything imports ``cel``,
+    when the ``--filter`` needs it.
     """
     if "cel" in sys.modules:
         return
@@ -454,15 +455,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(f"dranet {_version()}")
         return 0
-    prefer_light_cel()
     if args.command == "demo":
+        prefer_light_cel()
         from dranet_core.demo import run_demo
 
         return run_demo(quiet=args.quiet, verbosity=args.verbosity or 0, log_format=args.log_format)
     try:
         settings = settings_from_args(args)
-        from dranet_core.filter import DeviceFilter
+        from dranet_core.filter import DeviceFilter, uses_cel
 
+        if uses_cel(settings.inventory.filter):
+            prefer_light_cel()  # before anything imports cel; the default filter needs none
         DeviceFilter.compile(settings.inventory.filter)  # a bad --filter is a flag error too
         _check_backends(settings)
         if args.command == "run":

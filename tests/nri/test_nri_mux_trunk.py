@@ -123,3 +123,22 @@ async def test_cancelled_call_leaves_nothing_pending() -> None:
     client.close()
     with pytest.raises(RpcError):
         await client.call("s.S", "M", b"")
+
+
+async def test_an_oversized_message_ends_with_its_mux_frame(
+    setup: tuple[MuxTrunk, Pair, asyncio.StreamReader, asyncio.StreamWriter],
+) -> None:
+    trunk, pair, _, peer = setup
+    reader = asyncio.create_task(trunk.run())
+    huge = struct.pack(">IIBB", 0x7FFFFFFF, 3, 1, 0) + b"\0" * 20  # claims 2 GiB, 20 bytes sent
+    msg = bytes([0, 0, 0, 3, 0, 0, 0, 5, 1, 0]) + b"abc"
+    peer.write(mux(1, huge) + mux(1, msg))
+    async with asyncio.timeout(5):
+        while len(pair.got[1]) < 2:
+            pair.arrived.clear()
+            await pair.arrived.wait()
+    # the next request is read as a frame, not swallowed as data of the oversized one
+    assert pair.got[1] == [OversizedFrame(3, 1, 0, 0x7FFFFFFF), Frame(5, 1, 0, b"abc")]
+    assert not trunk.closed
+    peer.close()
+    await asyncio.wait_for(reader, 5)

@@ -60,13 +60,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MAX_ROUTES: Final = 1024
+MAX_ROUTES: Final = 16384
 """Routes applied to one device (configured plus the host's), at most: a longer list fails
 the step, naming the count and the bound, before a single route is sent (the claim config
 has its own, lower bound on configured routes)."""
-MAX_RULES: Final = 1024
+MAX_RULES: Final = 16384
 """Policy rules applied for one device (configured plus the host's), at most."""
-MAX_NEIGHBORS: Final = 1024
+MAX_NEIGHBORS: Final = 16384
 """Permanent neighbours applied to one device (configured plus the host's), at most."""
 
 

@@ -98,6 +98,13 @@ class MuxTrunk:
                         self.frames_dropped += 1
                         continue
                     events = conn.decoder.feed(frame.payload)
+                    # an oversized message's data ends with the mux frame carrying its header:
+                    # the Go mux refuses to send more than one message's limit in a write
+                    if conn.decoder.end_skip():
+                        log.warning(
+                            "NRI: mux connection %d: skipped an oversized ttrpc message",
+                            frame.conn_id,
+                        )
                     if events:
                         conn.sink(events)
         except BaseException as exc:

@@ -127,6 +127,17 @@ class FrameDecoder:
         """Bytes held for a frame not yet complete."""
         return len(self._buf)
 
+    def end_skip(self) -> int:
+        """Stop discarding the data of an oversized frame; return how many bytes were still owed.
+
+        For a transport whose units bound a message (the NRI mux: no sender can put more than
+        ``10 + 4 MiB`` of one ttrpc message on it, so the data of an oversized message never
+        follows its header's unit), the next unit starts a fresh frame. Without this a header
+        claiming gigabytes would make every later request on the connection vanish.
+        """
+        owed, self._skip = self._skip, 0
+        return owed
+
     def feed(self, data: bytes) -> list[Frame | OversizedFrame]:
         """Add ``data``; return every frame it completes, in order.
 
