@@ -80,11 +80,8 @@ class ResolvesConfig(Protocol):
     for ``interface.dhcp``); the result is what the plan stores and the mover applies."""
 
     async def resolve_config(self, device: Device, config: NetworkConfig) -> NetworkConfig:
-        """The config to use for ``device``; raise a DranetError to fail the claim's prepare."""
-        ...
-
-    def owns(self, device: Device) -> bool:
-        """Whether ``device`` has a facet of this backend (only then is it asked)."""
+        """The config to use for ``device`` (``config`` itself for a device this backend does
+        not own); raise a DranetError to fail the claim's prepare."""
         ...
 
 

@@ -161,7 +161,7 @@ async def resolve_plan(
                 path=f"device {d.device}.profile",
             )
         for r in resolvers:
-            if dev is not None and r.owns(dev):
+            if dev is not None:
                 config = await r.resolve_config(dev, config)
         devices.append(d if config is d.config else attrs.evolve(d, config=config))
     return attrs.evolve(plan, devices=tuple(devices))
