@@ -11,7 +11,9 @@ RUN python -m venv /opt/dranet \
 FROM python:3.11-slim-bookworm
 # iproute2 is not needed by the driver (it speaks netlink itself); it is here so operators
 # can inspect a node from inside the pod (kubectl exec ... ip -j link).
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends iproute2 \
+# pci.ids (/usr/share/misc/pci.ids) gives dra.net/pciVendor and dra.net/pciDevice their
+# names, as the Go driver publishes them (e.g. 'Elastic Fabric Adapter (EFA)').
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends iproute2 pci.ids \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/dranet /opt/dranet
 ENV PATH=/opt/dranet/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1

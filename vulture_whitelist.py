@@ -61,6 +61,8 @@ skipped_devices  # unused variable (src/dranet_core/kube/publisher.py:143)
 slice_writes  # unused variable (src/dranet_core/kube/publisher.py:147)
 slices_in_sync  # unused variable (src/dranet_core/kube/publisher.py:134)
 _.retry_renames  # a test seam of NetdevMover (one retry pass; run() loops it)
+_.node_watch_resources  # gRPC handler, called by name by the generated base (src/dranet_core/dra/health.py)
+_.subsystem_vendor  # parsed sysfs record field (src/dranet_backends/pci.py)
 # module __getattr__ (PEP 562): the lazy public names of dranet_core and dranet_core.testing
 _.__getattr__  # unused function (src/dranet_core/__init__.py)
 # the testing kit's fake API server: public API for backend authors' tests (used under tests/)

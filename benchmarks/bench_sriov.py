@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "sriov"))
 from fake_pf import FakePfKernel
 from sriov_fakes import FakeSysfs, can_mknod, make_char, sriov_node
 
-from dranet_backends.netdev.pciids import PciIds
+from dranet_backends.pci import PciIds
 from dranet_backends.sriov import SriovBackend
 from dranet_backends.sriov.pfside import PfClient, steps
 from dranet_backends.sriov.sysfs import fingerprint, userspace_functions

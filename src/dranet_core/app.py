@@ -38,6 +38,7 @@ from dranet_core.backends import BackendContext, context_for, load_backends
 from dranet_core.capabilities import Backend, HandlerTable, handler_table
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.claim_allocator import ClaimAllocator
+from dranet_core.dra.health import DeviceHealthFeed, HealthServicer
 from dranet_core.dra.plugin import KubeletPlugin, PluginPaths
 from dranet_core.dra.preparer import ClaimSource, DefaultPreparer
 from dranet_core.errors import DranetError, TemporaryError
@@ -56,7 +57,9 @@ from dranet_core.metered import (
 from dranet_core.nri.plugin import NriPlugin
 from dranet_core.observability import Metrics, ObservabilityServer
 from dranet_core.pinstore import PinStore
+from dranet_core.plans import ClaimPlan
 from dranet_core.pods import PodNetworking
+from dranet_core.profiles import WebhookProfileProvider
 from dranet_core.settings import Settings
 from dranet_core.status import RunsJobs, StatusPublisher
 from dranet_core.supervisor import (
@@ -68,6 +71,7 @@ from dranet_core.supervisor import (
     always_recoverable,
     fatal_cause,
 )
+from dranet_core.types import ClaimRef, Device
 
 __all__ = [
     "Driver",
@@ -132,7 +136,18 @@ class Driver:
         )
         self.publisher = reporting_publisher(publisher, report)
         self.store = ClaimStore(settings.checkpoint.db_path)
-        self.allocator = ClaimAllocator(name, pool, self.store, validators=self.table.validators)
+        prof = settings.profile
+        self.profiles = (
+            WebhookProfileProvider(prof.webhook_url) if prof.provider.lower() == "webhook" else None
+        )
+        self.allocator = ClaimAllocator(
+            name,
+            pool,
+            self.store,
+            validators=self.table.validators,
+            resolvers=self.table.resolvers,
+            profiles=self.profiles,
+        )
         inv = settings.inventory
         self.inventory = Inventory(
             self.table.discoverers,
@@ -179,15 +194,18 @@ class Driver:
                 lambda ref, _plan: pods.release_claim(ref),
                 self.metadata.forget,
                 self.attach_report.unprepared,
+                self._release_profiles,
             ],
             on_prepare_error=[self.attach_report.prepare_failed],
             on_prepared=self.metadata.prepared,
         )
+        self.device_health = DeviceHealthFeed()
         self.kubelet = KubeletPlugin(
             name,
             MeteredPreparer(preparer, metrics=self.metrics, inflight=self.inflight),
             paths=PluginPaths.for_driver(name, settings.kubelet.root_dir),
             health=self.health.part("kubelet"),
+            dra_services=[HealthServicer(self.device_health, pool)],
         )
         self.nri = NriPlugin(
             self.nri_handlers,
@@ -199,7 +217,9 @@ class Driver:
         )
         self.backend_health: BackendHealth | None = None
         if self.table.health:
-            self.backend_health = BackendHealth(self.table.health, self.health.part("device health"))
+            self.backend_health = BackendHealth(
+                self.table.health, self.health.part("device health"), on_devices=self.device_health.update
+            )
         self.server: ObservabilityServer | None = None
         if settings.observability.bind_address:
             self.server = ObservabilityServer(
@@ -213,6 +233,15 @@ class Driver:
         return f"Driver(node={self.settings.kube.node_name!r}, {self.health!r})"
 
     # --- jobs ---
+
+    async def _release_profiles(self, ref: ClaimRef, plan: ClaimPlan | None) -> None:
+        """Unprepare: give back what the profile provider handed out for the claim's devices."""
+        if self.profiles is None or plan is None:
+            return
+        devices = self.inventory.current().devices
+        for d in plan.devices:
+            if d.config.profile:
+                await self.profiles.release(devices.get(d.device) or Device(name=d.device), ref.uid, d.config)
 
     async def _inventory_scan(self) -> None:
         view = await self.inventory.refresh()
@@ -268,6 +297,8 @@ class Driver:
         """Run until ``stop`` is set (or forever), then shut down gracefully (module doc)."""
         self.started_at = time.monotonic()
         stop = stop or asyncio.Event()
+        if self.profiles is not None:
+            await self.profiles.check()  # the Go driver refuses to start without a profile provider
         problem = await self.store.load()
         if problem is not None:
             await self.publisher.record_event(checkpoint_event(problem, node=self.settings.kube.node_name))
@@ -296,6 +327,8 @@ class Driver:
         await sup.stop("nri")
         await self.nri.aclose()
         await sup.stop()
+        if self.profiles is not None:
+            await self.profiles.close()
         log.info("driver stopped in %.2fs; devices in running pods stay attached", time.monotonic() - t0)
 
 

@@ -2,16 +2,17 @@
 
 :class:`BackendHealth` asks every ``ReportsHealth`` backend for its devices' health every
 ``interval`` seconds (the capability is a question, so it is asked; nothing else is polled)
-and pushes the result into its part: ok with the device count when every device is healthy,
-failing with the unhealthy devices named otherwise. A backend that raises is reported in the
-part and asked again next time.
+and pushes the result into its part: ok with the device count, naming the unhealthy devices
+(a device's health is not the driver's readiness). A backend that raises fails the part and
+is asked again next time. ``on_devices`` receives each complete report (device ->
+healthy), e.g. the kubelet's health stream (:mod:`dranet_core.dra.health`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from dranet_core.capabilities import ReportsHealth
 from dranet_core.health import HealthPart
@@ -28,9 +29,15 @@ class BackendHealth:
     """Reads ``ReportsHealth`` backends into one health part (module doc)."""
 
     def __init__(
-        self, backends: Sequence[ReportsHealth], part: HealthPart, *, interval: float = 10.0
+        self,
+        backends: Sequence[ReportsHealth],
+        part: HealthPart,
+        *,
+        interval: float = 10.0,
+        on_devices: Callable[[Mapping[str, bool]], None] | None = None,
     ) -> None:
         self.backends = tuple(backends)
+        self.on_devices = on_devices
         self.part = part
         self.interval = interval
         self.devices: Mapping[str, bool] = {}
@@ -44,16 +51,21 @@ class BackendHealth:
         errors: list[str] = []
         for b in self.backends:
             try:
-                merged.update(await b.health())
+                for name, ok in (await b.health()).items():
+                    merged[name] = merged.get(name, True) and ok  # unhealthy in any backend
             except Exception as exc:
                 errors.append(f"{getattr(b, 'name', type(b).__name__)}: {type(exc).__name__}: {exc}")
         self.devices = merged
+        if self.on_devices is not None and not errors:
+            self.on_devices(merged)  # a full report (a failed backend's devices are not gone)
         bad = sorted(name for name, ok in merged.items() if not ok)
         if errors:
             self.part.failing("cannot read device health: " + "; ".join(errors))
         elif bad:
+            # an unhealthy device (a link down) is the device's state, not the driver's: the
+            # driver stays ready and the kubelet learns it through the health stream
             more = f" and {len(bad) - MAX_NAMED} more" if len(bad) > MAX_NAMED else ""
-            self.part.failing(f"unhealthy devices: {', '.join(bad[:MAX_NAMED])}{more}")
+            self.part.ok(f"{len(merged)} devices; unhealthy: {', '.join(bad[:MAX_NAMED])}{more}")
         else:
             self.part.ok(f"{len(merged)} devices healthy")
 

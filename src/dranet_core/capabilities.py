@@ -13,6 +13,7 @@ protocol               what for                                         used by
 Discovery              find devices, notice changes                     inventory loop
 NamespaceMover         move a device into a pod netns and back          NRI Run/StopPodSandbox
 ValidatesConfig        reject a config that cannot apply to a device    kubelet prepare
+ResolvesConfig         fill a config in from the node (DHCP lease)      kubelet prepare
 AdjustsContainers      device nodes for containers (RDMA, vfio)         NRI CreateContainer
 ReportsHealth          per-device health                                 health endpoint
 RunsInBackground       a long-lived loop of its own (e.g. rename-back)  one supervised job
@@ -40,6 +41,7 @@ __all__ = [
     "Backend",
     "HandlerTable",
     "ReportsHealth",
+    "ResolvesConfig",
     "ReportsStepTimes",
     "RunsInBackground",
     "ValidatesConfig",
@@ -65,6 +67,20 @@ class ValidatesConfig(Protocol):
 
     def validate_config(self, device: Device, config: NetworkConfig) -> None:
         """Raise :class:`~dranet_core.errors.ConfigError` if ``config`` cannot apply."""
+        ...
+
+    def owns(self, device: Device) -> bool:
+        """Whether ``device`` has a facet of this backend (only then is it asked)."""
+        ...
+
+
+@runtime_checkable
+class ResolvesConfig(Protocol):
+    """Fills a device's merged config in at prepare time, after validation (e.g. a DHCP lease
+    for ``interface.dhcp``); the result is what the plan stores and the mover applies."""
+
+    async def resolve_config(self, device: Device, config: NetworkConfig) -> NetworkConfig:
+        """The config to use for ``device``; raise a DranetError to fail the claim's prepare."""
         ...
 
     def owns(self, device: Device) -> bool:
@@ -122,6 +138,7 @@ class HandlerTable:
     discoverers: tuple[Discovery, ...]
     movers: tuple[tuple[str, NamespaceMover], ...]
     validators: tuple[ValidatesConfig, ...]
+    resolvers: tuple[ResolvesConfig, ...] = ()
     adjusters: tuple[AdjustsContainers, ...]
     health: tuple[ReportsHealth, ...]
     background: tuple[tuple[str, RunsInBackground], ...] = ()
@@ -143,6 +160,7 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
     disc: list[Discovery] = []
     movers: list[tuple[str, NamespaceMover]] = []
     vals: list[ValidatesConfig] = []
+    resolvers: list[ResolvesConfig] = []
     adjs: list[AdjustsContainers] = []
     health: list[ReportsHealth] = []
     background: list[tuple[str, RunsInBackground]] = []
@@ -162,6 +180,9 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
         if isinstance(b, ValidatesConfig):
             vals.append(b)
             found.append("validate")
+        if isinstance(b, ResolvesConfig):
+            resolvers.append(b)
+            found.append("resolve")
         if isinstance(b, AdjustsContainers):
             adjs.append(b)
             found.append("adjust")
@@ -184,6 +205,7 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
         discoverers=tuple(disc),
         movers=tuple(movers),
         validators=tuple(vals),
+        resolvers=tuple(resolvers),
         adjusters=tuple(adjs),
         health=tuple(health),
         background=tuple(background),

@@ -21,6 +21,9 @@ the checkpoint, and the directory is fsynced. Concurrent mutations share one wri
 commit): every mutation is on disk before its coroutine returns, and a failed write undoes
 that mutation in memory and raises :class:`~dranet_core.errors.CheckpointError`.
 
+A bbolt file (the Go driver's checkpoint at the same default path) is adopted: its
+pod-device records become claims journalled ``attached`` (:mod:`dranet_core.go_upgrade`).
+
 A file that cannot be read (bad JSON, wrong shape, unknown version) never stops the driver:
 :meth:`ClaimStore.load` renames it to ``<file>.corrupt-<UTC timestamp>``, logs why, returns a
 :class:`CheckpointProblem` (also given to the ``on_problem`` callback, so the driver can turn
@@ -359,6 +362,30 @@ class CheckpointProblem:
 _Undo = Callable[[], None]
 
 
+def _is_go_bbolt(raw: bytes) -> bool:
+    from dranet_core.bbolt import is_bbolt
+
+    return is_bbolt(raw)
+
+
+def _adopt_go(path: pathlib.Path, raw: bytes) -> dict[str, PreparedClaim]:
+    """The Go driver's bbolt checkpoint adopted (:mod:`dranet_core.go_upgrade`); a copy of
+    the file is kept as ``<file>.go-bbolt`` (our first write replaces the file)."""
+    from dranet_core.go_upgrade import adopt_go_checkpoint
+
+    claims = {
+        uid: PreparedClaim.from_json(rec, path=f"go-checkpoint.{uid}")
+        for uid, rec in adopt_go_checkpoint(raw).items()
+    }
+    keep = path.with_name(path.name + ".go-bbolt")
+    if not keep.exists():
+        try:
+            write_new_file(keep, raw, fsync=True)  # mode 0600, like the checkpoint
+        except OSError as exc:
+            log.warning("checkpoint %s: cannot keep a copy of the Go driver's file: %s", path, exc)
+    return claims
+
+
 class ClaimStore:
     """Prepared claims and the attach journal, persisted in one checkpoint file.
 
@@ -428,7 +455,11 @@ class ClaimStore:
                     return self._problem("is a symbolic link; refusing to follow it")
                 return self._problem(f"cannot read: {exc.strerror or exc}", set_aside=False)
             try:
-                good, bad = _decode_lenient(raw, self.check)
+                bad: dict[str, str] = {}
+                if _is_go_bbolt(raw):
+                    good = _adopt_go(path, raw)
+                else:
+                    good, bad = _decode_lenient(raw, self.check)
             except CheckpointError as exc:
                 return self._problem(str(exc))
             self._claims = good

@@ -20,15 +20,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
-from dranet_core.capabilities import ValidatesConfig
+import attrs
+
+from dranet_core.capabilities import ResolvesConfig, ValidatesConfig
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.config import resolve_config
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import ClaimError, ConfigError
+from dranet_core.go_upgrade import adopted_uid
 from dranet_core.plans import ClaimPlan, PreparedDevice
+from dranet_core.profiles import ProfileProvider
 from dranet_core.types import AllocationResult, Claim, ClaimRef, Device, OpaqueConfig
 
-__all__ = ["ClaimAllocator", "ConfigResolver", "default_resolver", "plan_claim"]
+__all__ = ["ClaimAllocator", "ConfigResolver", "default_resolver", "plan_claim", "resolve_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +137,36 @@ def plan_claim(
     return ClaimPlan(claim=claim.ref, pods=pods, devices=tuple(devices))
 
 
+async def resolve_plan(
+    plan: ClaimPlan,
+    inventory: Mapping[str, Device],
+    resolvers: Sequence[ResolvesConfig],
+    profiles: ProfileProvider | None = None,
+) -> ClaimPlan:
+    """``plan`` with each device's config passed through the profile provider (when the config
+    sets ``profile``) and then the resolvers that own the device.
+
+    A ``profile`` without a profile provider fails the claim: a field the driver cannot honour
+    is an error naming it, never silently ignored.
+    """
+    devices = []
+    for d in plan.devices:
+        dev = inventory.get(d.device)
+        config = d.config
+        if config.profile and profiles is not None and dev is not None:
+            config = await profiles.resolve(dev, plan.claim.uid, config)
+        elif config.profile:
+            raise ConfigError(
+                f"profile {config.profile!r} needs a profile provider, and none is configured on this node",
+                path=f"device {d.device}.profile",
+            )
+        for r in resolvers:
+            if dev is not None and r.owns(dev):
+                config = await r.resolve_config(dev, config)
+        devices.append(d if config is d.config else attrs.evolve(d, config=config))
+    return attrs.evolve(plan, devices=tuple(devices))
+
+
 class ClaimAllocator:
     """The core Allocator: :func:`plan_claim` plus a :class:`ClaimStore` checkpoint.
 
@@ -148,12 +182,16 @@ class ClaimAllocator:
         *,
         validators: Sequence[ValidatesConfig] = (),
         resolve: ConfigResolver = default_resolver,
+        resolvers: Sequence[ResolvesConfig] = (),
+        profiles: ProfileProvider | None = None,
     ) -> None:
         self.driver_name = driver_name
         self.pool = pool
         self.store = store
         self._validators = tuple(validators)
         self._resolve = resolve
+        self._resolvers = tuple(resolvers)
+        self._profiles = profiles
         self._reserved: dict[str, str] = {}  # device -> claim uid, plans not yet in the store
 
     def taken(self) -> dict[str, str]:
@@ -184,6 +222,7 @@ class ClaimAllocator:
         for d in plan.devices:
             self._reserved[d.device] = uid
         try:
+            plan = await resolve_plan(plan, inventory, self._resolvers, self._profiles)
             await self.store.put_plan(plan)
         finally:
             for d in plan.devices:
@@ -198,8 +237,14 @@ class ClaimAllocator:
         return plan
 
     async def unprepare(self, claim: ClaimRef) -> ClaimPlan | None:
-        """Forget ``claim`` (by UID); returns its plan, or None if it was not prepared."""
+        """Forget ``claim`` (by UID); returns its plan, or None if it was not prepared.
+
+        A claim this driver did not prepare may have been adopted from the Go driver's
+        checkpoint, which recorded no UID: it is then forgotten by namespace and name.
+        """
         old = await self.store.remove(claim.uid)
+        if old is None:
+            old = await self.store.remove(adopted_uid(claim.namespace, claim.name))
         if old is not None:
             log.info("claim %s unprepared", claim)
         return None if old is None else old.plan

@@ -40,6 +40,7 @@ from dranet_core.settings import (
     MetadataSettings,
     NriSettings,
     ObservabilitySettings,
+    ProfileSettings,
     Settings,
     ShutdownSettings,
     check_kubeconfig,
@@ -69,6 +70,10 @@ _HARMLESS = {"", "none", "NONE"}
 def _go_only_warnings(args: argparse.Namespace) -> list[str]:
     out = []
     for flag, default in GO_ONLY_FLAGS.items():
+        if flag == "--profile-provider" or (
+            flag == "--webhook-url" and getattr(args, "profile_provider", "").lower() == "webhook"
+        ):
+            continue  # implemented (profiles): the URL is used by the webhook profile provider
         value = getattr(args, flag.lstrip("-").replace("-", "_"), default)
         if value != default and value not in _HARMLESS:
             out.append(f"{flag}={value} is not supported by this driver and is ignored")
@@ -318,6 +323,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
         backends=_backends(args.backends),
         backend_options=parse_backend_options(args.backend_option),
         debug=_debug(args.debug_hold_after),
+        profile=ProfileSettings(provider=args.profile_provider, webhook_url=args.webhook_url),
         metadata=_metadata(args),
     )
 
@@ -338,7 +344,8 @@ def prefer_light_cel() -> None:
     (prompt_toolkit and friends): about 24 MiB of resident memory the driver never uses. When
     ``cel`` is not imported yet, register a package module whose attributes are the compiled
     extension's (``compile``, ``evaluate``, ``Context``, ...); submodules (``cel.cli``) still
-    import normally if someone asks. Called by the commands before anything imports ``cel``.
+    import normally if someone asks. Called by the commands before anything imports ``cel``,
+    when the ``--filter`` needs it.
     """
     if "cel" in sys.modules:
         return
@@ -448,15 +455,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(f"dranet {_version()}")
         return 0
-    prefer_light_cel()
     if args.command == "demo":
+        prefer_light_cel()
         from dranet_core.demo import run_demo
 
         return run_demo(quiet=args.quiet, verbosity=args.verbosity or 0, log_format=args.log_format)
     try:
         settings = settings_from_args(args)
-        from dranet_core.filter import DeviceFilter
+        from dranet_core.filter import DeviceFilter, uses_cel
 
+        if uses_cel(settings.inventory.filter):
+            prefer_light_cel()  # before anything imports cel; the default filter needs none
         DeviceFilter.compile(settings.inventory.filter)  # a bad --filter is a flag error too
         _check_backends(settings)
         if args.command == "run":

@@ -38,7 +38,7 @@ from typing import Any, Final
 from dranet_core.errors import SettingsError
 from dranet_core.types import AttributeValue, Device, Version
 
-__all__ = ["DEFAULT_FILTER", "DeviceFilter", "attribute_map"]
+__all__ = ["DEFAULT_FILTER", "DeviceFilter", "attribute_map", "uses_cel"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,12 @@ class _DefaultProgram:
 
 def _normal(expression: str) -> str:
     return " ".join(expression.split())
+
+
+def uses_cel(expression: str) -> bool:
+    """Whether :meth:`DeviceFilter.compile` needs the CEL library for ``expression`` (neither
+    empty nor the default)."""
+    return bool(expression.strip()) and _normal(expression) != _normal(DEFAULT_FILTER)
 
 
 def _value_object(value: AttributeValue) -> dict[str, Any]:
@@ -98,7 +104,7 @@ class DeviceFilter:
         """
         if not expression.strip():
             return cls("", None)
-        if _normal(expression) == _normal(DEFAULT_FILTER):
+        if not uses_cel(expression):
             return cls(expression, _DefaultProgram())
         import cel  # only for an expression other than the default
 

@@ -298,6 +298,33 @@ class CheckpointSettings:
 
 
 @attrs.frozen(kw_only=True)
+class ProfileSettings:
+    """``--profile-provider`` / ``--webhook-url``: who resolves a claim config's ``profile``.
+
+    ``webhook`` (needs ``--webhook-url``: ``http(s)://host:port`` or ``unix:///path``) asks the
+    Go driver's webhook protocol (:mod:`dranet_core.profiles`); ``cloud`` (the Go default) and
+    ``none`` mean no provider here (no built-in cloud provides profiles).
+    """
+
+    provider: str = attrs.field(default="cloud")
+    webhook_url: str = ""
+
+    @provider.validator
+    def _check_provider(self, _: attrs.Attribute[str], value: str) -> None:
+        if value.lower() not in ("cloud", "webhook", "none"):
+            raise SettingsError(f"--profile-provider: must be cloud, webhook or none, got {value!r}")
+
+    def __attrs_post_init__(self) -> None:
+        if self.provider.lower() == "webhook":
+            url = self.webhook_url
+            if not url.startswith(("http://", "https://", "unix:///")):
+                raise SettingsError(
+                    "--webhook-url: --profile-provider=webhook needs an http(s):// or unix:/// URL, "
+                    f"got {url!r}"
+                )
+
+
+@attrs.frozen(kw_only=True)
 class ObservabilitySettings:
     """The health and metrics HTTP endpoint."""
 
@@ -398,6 +425,7 @@ class Settings:
     log: LogSettings = attrs.field(factory=LogSettings)
     shutdown: ShutdownSettings = attrs.field(factory=ShutdownSettings)
     debug: DebugSettings = attrs.field(factory=DebugSettings)
+    profile: ProfileSettings = attrs.field(factory=ProfileSettings)
     metadata: MetadataSettings = attrs.field(factory=MetadataSettings)
 
     backends: tuple[str, ...] | None = attrs.field(default=None)

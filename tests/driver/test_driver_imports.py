@@ -1,11 +1,16 @@
-"""What ``dranet run`` loads: every module of the driver and its built-in backends, and none
-of the dependencies it does not use (each costs resident memory on every node)."""
+"""What the driver loads: every module of the driver and its built-in backends, and none of
+the dependencies it does not use (each costs resident memory on every node); CEL only for a
+``--filter`` other than the default."""
 
 from __future__ import annotations
 
 import pkgutil
+import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
+
+import pytest
 
 import dranet_backends
 import dranet_core
@@ -37,3 +42,37 @@ def test_driver_and_backends_import_no_unused_dependency() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.fixture
+def empty_netns() -> Iterator[str]:
+    name = f"dnt-memt-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@pytest.mark.parametrize(
+    ("filter_flag", "cel_loaded"),
+    [([], False), (["--filter="], False), (['--filter=attributes["dra.net/mtu"].IntValue > 1'], True)],
+)
+def test_the_command_loads_cel_only_for_a_filter_that_needs_it(
+    empty_netns: str, filter_flag: list[str], cel_loaded: bool
+) -> None:
+    argv = ["dranet", "inventory", f"--host-netns=/run/netns/{empty_netns}", "--backends=netdev",
+            "--output=json", "--hostname-override=n1", *filter_flag]  # fmt: skip
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = {argv!r}\n"
+        "try:\n"
+        "    runpy.run_module('dranet_core', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        f"print('RESULT', 'cel' in sys.modules, *(m in sys.modules for m in {UNUSED!r}))\n"
+    )
+    run = [sys.executable, "-c", code]
+    out = subprocess.run(run, capture_output=True, text=True, check=True, timeout=120)
+    result = next(line for line in out.stdout.splitlines() if line.startswith("RESULT"))
+    assert result.split()[1:] == [str(cel_loaded)] + ["False"] * len(UNUSED)

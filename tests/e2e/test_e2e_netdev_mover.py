@@ -34,7 +34,7 @@ def test_attach_step_histogram_has_every_step(cluster: Cluster) -> None:
 
 def test_parked_device_renamed_back_after_a_restart(fresh_cluster: Cluster) -> None:
     cluster = fresh_cluster
-    retry = "--backend-option=rename_retry_interval=0.2"
+    retry = "--backend-option=netdev.rename_retry_interval=0.2"
     cluster.start(retry)
     dev = cluster.node.veth(addrs=["10.62.0.2/24"])
     index = cluster.node.link(dev.name)["ifindex"]  # type: ignore[index]

@@ -227,8 +227,9 @@ async def test_builtin_exclusions(ns: NS, backend: NetdevBackend) -> None:
     ns.ip("link", "add", "docker0", "type", "bridge")
     ns.ip("link", "add", "cilium_host", "type", "veth", "peer", "name", "cilium_net")
     ns.ip("link", "add", "dkeep0", "type", "bridge")
+    ns.ip("link", "add", "cilium_vxlan", "type", "bridge")  # only cilium_net/cilium_host are left out
     devs = by_ifname(await backend.scan())
-    assert "dkeep0" in devs
+    assert "dkeep0" in devs and "cilium_vxlan" in devs
     assert not {"lo", "docker0", "cilium_host", "cilium_net"} & devs.keys()
 
 

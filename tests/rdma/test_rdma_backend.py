@@ -35,7 +35,7 @@ def test_create_loads_everywhere_and_has_every_capability(tmp_path: Path) -> Non
     backend = create(BackendContext(node_name="n", sysfs=tmp_path))
     assert backend.name == "rdma"
     table = handler_table([backend])
-    assert table.capabilities["rdma"] == ("discover", "move", "validate", "adjust")
+    assert table.capabilities["rdma"] == ("discover", "move", "validate", "adjust", "health")
     # this kernel has no RDMA netlink: the probe falls back to shared, as the Go driver
     assert backend.mode in ("shared", "exclusive")
 

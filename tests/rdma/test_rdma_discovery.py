@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from rdma_helpers import add_char, add_pci, add_rdma
 
+from dranet_backends.pci import PciIds
 from dranet_backends.rdma import RdmaBackend
 from dranet_backends.rdma.sysfs import RdmaPort, char_devices, rdma_devices
 from dranet_backends.rdma.uplinks import default_route_interfaces
@@ -190,3 +191,47 @@ async def test_rdma_devices_on_uplinks_are_not_published(tmp_path: Path) -> None
     assert names == ["mlx5_2"]
     # without procfs (no uplink view) all three are published
     assert len(await RdmaBackend(sysfs=sysfs).scan()) == 3
+
+
+ERDMA_IDS = """\
+1ded  Alibaba (China) Co., Ltd.
+\t107f  Elastic RDMA Adapter
+\t\t1ded 107f  eRDMA subsystem name
+"""
+
+
+async def test_ib_only_device_of_a_non_network_class_gets_pci_attributes(tmp_path: Path) -> None:
+    """Alibaba eRDMA is PCI class 0x00ff: no netdev backend lists it, the RDMA one does."""
+    sysfs = tmp_path / "sys"
+    fn = add_pci(sysfs, "0000:00:06.0", numa=0)
+    for name, value in (
+        ("class", "0x00ff00"),
+        ("vendor", "0x1ded"),
+        ("device", "0x107f"),
+        ("subsystem_vendor", "0x1ded"),
+        ("subsystem_device", "0x107f"),
+    ):
+        (fn / name).write_text(value + "\n")
+    add_rdma(sysfs, "erdma_0", pci=fn)
+    ids_file = tmp_path / "pci.ids"
+    ids_file.write_text(ERDMA_IDS)
+    backend = RdmaBackend(sysfs=sysfs, pci_ids=PciIds([ids_file]))
+    (dev,) = await backend.scan()
+    assert dev.name == "pci-0000-00-06-0"
+    assert dict(dev.attributes) == {
+        "dra.net/rdma": True,
+        "dra.net/rdmaDevice": "erdma_0",
+        "dra.net/pciAddress": "0000:00:06.0",
+        "dra.net/pciVendor": "Alibaba (China) Co., Ltd.",
+        "dra.net/pciDevice": "Elastic RDMA Adapter",
+        "dra.net/pciSubsystem": "107f",
+        "dra.net/numaNode": 0,
+        "resource.kubernetes.io/numaNode": 0,
+        "resource.kubernetes.io/pcieRoot": "pci0000:00",
+    }
+
+
+async def test_a_device_whose_ports_are_all_down_is_unhealthy(tmp_path: Path) -> None:
+    _roce_node(tmp_path)  # mlx5_0 port ACTIVE, erdma_0 port DOWN
+    health = await RdmaBackend(sysfs=tmp_path).health()
+    assert health == {"pci-0000-08-00-0": True, "pci-0000-09-00-0": False}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sriov_fakes import FakeSysfs, can_mknod, make_char, sriov_node, userspace_only
 
-from dranet_backends.netdev.pciids import PciIds
+from dranet_backends.pci import PciIds
 from dranet_backends.sriov import SriovBackend
 from dranet_core.errors import DeviceError
 from dranet_core.mover import AttachResult

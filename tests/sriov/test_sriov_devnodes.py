@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sriov_fakes import can_mknod, make_char
 
-from dranet_backends.netdev.pciids import PciIds
+from dranet_backends.pci import PciIds
 from dranet_backends.sriov import SriovBackend, SriovFacet
 from dranet_backends.sriov.devnodes import device_nodes_for
 from dranet_core.errors import DeviceError

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sriov_fakes import FakeSysfs, can_mknod, make_char, sriov_node
 
-from dranet_backends.netdev.pciids import PciIds
+from dranet_backends.pci import PciIds
 from dranet_backends.sriov import SriovBackend
 from dranet_core.attach_report import AttachReport
 from dranet_core.capabilities import HandlerTable, handler_table

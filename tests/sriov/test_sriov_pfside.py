@@ -22,7 +22,7 @@ import pytest
 from fake_pf import FakePfKernel, Vf
 from sriov_fakes import FakeSysfs, sriov_node
 
-from dranet_backends.netdev.pciids import PciIds
+from dranet_backends.pci import PciIds
 from dranet_backends.sriov import SriovBackend
 from dranet_backends.sriov.pfside import PfClient
 from dranet_core.app import Driver

@@ -23,8 +23,8 @@ from sriov_fakes import FakeSysfs, sriov_node
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "rdma"))
 from rdma_helpers import add_pci, add_rdma
 
-from dranet_backends.netdev.pciids import PciIds
 from dranet_backends.netns import call_in_netns_at
+from dranet_backends.pci import PciIds
 from dranet_backends.rdma import RdmaBackend
 from dranet_backends.sriov import SriovBackend
 from dranet_backends.uevent import Uevent, UeventSource, parse_uevent, watch_sysfs

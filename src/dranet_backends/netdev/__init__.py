@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dranet_backends.pci import DEFAULT_PATHS, PciIds
 from dranet_core.backends import (
     BackendContext,
     BackendOption,
@@ -24,7 +25,6 @@ from dranet_core.backends import (
 
 from .backend import NetdevBackend
 from .facet import FACET, NetdevFacet
-from .pciids import DEFAULT_PATHS, PciIds
 
 _NO_PATHS: tuple[Path, ...] = ()
 

@@ -27,8 +27,7 @@ dra.net/rdma                       bool    false (the RDMA backend overrides it)
 dra.net/pciAddress                 string  ``0000:8a:00.0``
 dra.net/pciVendor                  string  vendor name from pci.ids, else the hex id
 dra.net/pciDevice                  string  device name from pci.ids, else the hex id
-dra.net/pciSubsystem               string  subsystem name from pci.ids, else the hex
-                                           subsystem device id (the Go driver's value)
+dra.net/pciSubsystem               string  the hex subsystem device id (``0009``)
 dra.net/numaNode                   int     ``numa_node`` (absent when -1)
 resource.kubernetes.io/numaNode    int     same, the standard attribute
 resource.kubernetes.io/pcieRoot    string  the PCI root bus, ``pci0000:00``
@@ -42,11 +41,10 @@ from collections.abc import Iterable
 
 from dranet_core.types import STRING_ATTRIBUTE_MAX_LEN, AttributeValue
 
-from .pciids import PciIds
 from .rtnl import Addr, Link
-from .sysfs import NetdevSysfs, PciFunction
+from .sysfs import NetdevSysfs
 
-__all__ = ["is_global_unicast", "join_capped", "link_type", "netdev_attributes", "pci_attributes"]
+__all__ = ["is_global_unicast", "join_capped", "link_type", "netdev_attributes"]
 
 D = "dra.net/"
 STD = "resource.kubernetes.io/"
@@ -123,26 +121,4 @@ def netdev_attributes(
         attrs[D + "tcFilterNames"] = join_capped(names)
     if tcx:
         attrs[D + "tcxProgramNames"] = join_capped(tcx)
-    return attrs
-
-
-def pci_attributes(fn: PciFunction, ids: PciIds | None) -> dict[str, AttributeValue]:
-    """The PCI attributes of ``fn`` (names from ``ids`` when it knows them)."""
-    attrs: dict[str, AttributeValue] = {D + "pciAddress": fn.address, D + "rdma": False}
-    if fn.vendor:
-        attrs[D + "pciVendor"] = _cut((ids.vendor(fn.vendor) if ids else None) or fn.vendor)
-        if fn.device:
-            attrs[D + "pciDevice"] = _cut((ids.device(fn.vendor, fn.device) if ids else None) or fn.device)
-            if fn.subsystem_vendor and fn.subsystem_device:
-                name = (
-                    ids.subsystem(fn.vendor, fn.device, fn.subsystem_vendor, fn.subsystem_device)
-                    if ids
-                    else None
-                )
-                attrs[D + "pciSubsystem"] = _cut(name or fn.subsystem_device)
-    if fn.numa_node is not None:
-        attrs[D + "numaNode"] = fn.numa_node
-        attrs[STD + "numaNode"] = fn.numa_node
-    if fn.pcie_root:
-        attrs[STD + "pcieRoot"] = fn.pcie_root
     return attrs

@@ -12,6 +12,11 @@
   after an overflow, or when the last full dump is older than ``full_resync`` seconds
   (default 60), it re-dumps links, addresses, routes and qdiscs first.
 
+It also implements :class:`~dranet_core.capabilities.ReportsHealth` (a link down is
+unhealthy) and :class:`~dranet_core.capabilities.ResolvesConfig`: a device whose config
+has ``interface.dhcp: true`` gets a DHCP lease on its host interface at prepare time
+(:mod:`dranet_backends.dhcp`).
+
 Which network namespace is "the host" is a parameter (``netns``, a path such as
 ``/run/netns/x``; default: the process's own), so tests scan a throwaway namespace. Netlink
 sockets are opened there without forking (:func:`rtnl.open_netlink_socket`).
@@ -20,7 +25,7 @@ Device names: a netdev on a PCI function is named after the function (``pci-0000
 and keeps that name when the netdev moves into a pod (the PCI function is still listed from
 sysfs, with its PCI attributes only); other netdevs by normalised interface name.
 
-Exclusions: loopback, ``docker0``, ``cilium_*``, the default-route uplinks and every link
+Exclusions: loopback, ``docker0``, ``cilium_net``, ``cilium_host``, the default-route uplinks and every link
 below them, PCI NICs without a driver or bound to a userspace driver (vfio/uio), and IPoIB
 links when ``move_ib_interfaces`` is false (their PCI function is then listed without
 netdev attributes, as the Go driver's IB-only devices).
@@ -33,30 +38,37 @@ import errno
 import logging
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from dranet_backends.netns import SELF_NETNS
+from dranet_backends.pci import (
+    USERSPACE_DRIVERS,
+    PciFunction,
+    PciIds,
+    pci_attributes,
+    pci_network_functions,
+)
 from dranet_core.discovery import ExcludedDevice
 from dranet_core.errors import BackendError
 from dranet_core.names import device_name_for_interface, device_name_for_pci
 from dranet_core.types import AttributeValue, Device
 
 from . import rtnl
-from .attributes import netdev_attributes, pci_attributes
+from .attributes import netdev_attributes
 from .facet import FACET, NetdevFacet
-from .pciids import PciIds
 from .state import KernelView, uplinks
-from .sysfs import USERSPACE_DRIVERS, PciFunction, netdev_sysfs, pci_network_functions
+from .sysfs import netdev_sysfs
 from .tcx import TcxReader
 
 __all__ = ["NetdevBackend"]
 
 log = logging.getLogger(__name__)
 
-IGNORED_NAMES = frozenset({"docker0"})
-IGNORED_PREFIXES = ("cilium_",)
+UNHEALTHY_STATES = frozenset({"down", "lowerlayerdown", "notpresent"})
+"""Link operstates reported as unhealthy to the kubelet (KEP-4680)."""
+IGNORED_NAMES = frozenset({"docker0", "cilium_net", "cilium_host"})
 WATCH_GROUPS = (
     rtnl.RTMGRP_LINK
     | rtnl.RTMGRP_IPV4_IFADDR
@@ -69,11 +81,7 @@ _YIELD_EVERY = 64
 
 
 def _ignored(link: rtnl.Link) -> bool:
-    return (
-        bool(link.flags & rtnl.IFF_LOOPBACK)
-        or link.name in IGNORED_NAMES
-        or link.name.startswith(IGNORED_PREFIXES)
-    )
+    return bool(link.flags & rtnl.IFF_LOOPBACK) or link.name in IGNORED_NAMES
 
 
 class NetdevBackend:
@@ -223,6 +231,26 @@ class NetdevBackend:
     async def detach(self, device: Any, pod: Any, snapshot: Any) -> None:
         """Bring ``device`` home and restore ``snapshot`` (:meth:`.mover.NetdevMover.detach`)."""
         await self._netdev_mover().detach(device, pod, snapshot)
+
+    # -- ReportsHealth -----------------------------------------------------------------------
+
+    async def health(self) -> Mapping[str, bool]:
+        """Device name -> healthy: a host link whose operstate is down, lowerlayerdown or
+        notpresent is unhealthy; every other published device (also one in a pod) is healthy."""
+        return {d.name: d.attributes.get("dra.net/state") not in UNHEALTHY_STATES for d in await self.scan()}
+
+    # -- ResolvesConfig: interface.dhcp (dranet_backends.dhcp) ------------------------------
+
+    def owns(self, device: Device) -> bool:
+        """Whether ``device`` has a netdev facet (a host interface)."""
+        return FACET in device.facets
+
+    async def resolve_config(self, device: Device, config: Any) -> Any:
+        """``config`` with a DHCP lease of the host interface when ``interface.dhcp`` is true."""
+        from dranet_backends.dhcp import dhcp_config
+
+        ifname = NetdevFacet.from_json(device.facets[FACET]).ifname
+        return await dhcp_config(config, device.name, ifname, netns=self.netns)
 
     # -- events ----------------------------------------------------------------------------
 

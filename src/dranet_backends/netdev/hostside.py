@@ -168,7 +168,7 @@ class HostSide:
         """The device in the host netns, by ifindex, then by name (original, temporary, pod
         name), then (``scan``) among all links: a device back from a dead netns as devN."""
         host = await self.rtnl()
-        link = await host.link_get(index=snap.ifindex)
+        link = await host.link_get(index=snap.ifindex) if snap.ifindex else None  # 0: not known
         if link is not None and same_device(link, snap, cfg_mac):
             return link
         for name in (snap.ifname, temp_name(snap.ifindex), pod_name):
@@ -189,7 +189,7 @@ class HostSide:
         link = await pod.link_get(ifname=name)
         if link is not None and same_device(link, snap, cfg_mac):
             return link
-        link = await pod.link_get(index=snap.ifindex)
+        link = await pod.link_get(index=snap.ifindex) if snap.ifindex else None
         if link is not None and same_device(link, snap, cfg_mac):
             return link
         for link in await pod.link_dump():  # a pod has few links

@@ -165,7 +165,7 @@ class Restorer:
         await pod.link_set(index, [], up=False)
         extra: list[tuple[str, Any]] = []
         host = await self.host.rtnl()
-        if index != snap.ifindex and await host.link_get(index=snap.ifindex) is None:
+        if snap.ifindex and index != snap.ifindex and await host.link_get(index=snap.ifindex) is None:
             extra.append(("IFLA_NEW_IFINDEX", snap.ifindex))
         try:
             await pod.link_set(

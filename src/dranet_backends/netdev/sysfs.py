@@ -26,21 +26,11 @@ from pathlib import Path
 
 import attrs
 
-from dranet_backends.sysfs_read import normal_bdf, numa_node, pcie_root, read, read_int
+from dranet_backends.sysfs_read import normal_bdf, read_int
 
-__all__ = [
-    "USERSPACE_DRIVERS",
-    "NetdevSysfs",
-    "PciFunction",
-    "netdev_sysfs",
-    "pci_function",
-    "pci_network_functions",
-]
+__all__ = ["NetdevSysfs", "netdev_sysfs"]
 
 _BDF = re.compile(r"^(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
-
-USERSPACE_DRIVERS = frozenset({"vfio-pci", "uio_pci_generic", "igb_uio", "pci-stub"})
-"""PCI drivers that give no netdev: such NICs belong to the SR-IOV/userspace backends."""
 
 
 @attrs.frozen(kw_only=True)
@@ -53,21 +43,6 @@ class NetdevSysfs:
     sriov_totalvfs: int | None = None
     sriov_numvfs: int | None = None
     is_vf: bool = False
-
-
-@attrs.frozen(kw_only=True)
-class PciFunction:
-    """Sysfs facts of one PCI function (ids are lower-case hex without ``0x``)."""
-
-    address: str
-    vendor: str | None = None
-    device: str | None = None
-    subsystem_vendor: str | None = None
-    subsystem_device: str | None = None
-    pci_class: str | None = None
-    numa_node: int | None = None
-    pcie_root: str | None = None
-    driver: str | None = None
 
 
 def netdev_sysfs(sysfs: Path, ifname: str, ifindex: int | None = None) -> NetdevSysfs:
@@ -104,48 +79,3 @@ def netdev_sysfs(sysfs: Path, ifname: str, ifindex: int | None = None) -> Netdev
         sriov_numvfs=numvfs,
         is_vf=os.path.islink(join(dev, "physfn")),
     )
-
-
-def _hex_id(path: Path) -> str | None:
-    text = read(path)
-    if text is None:
-        return None
-    return text.lower().removeprefix("0x")
-
-
-def pci_function(sysfs: Path, address: str) -> PciFunction:
-    """Facts about PCI function ``address`` (``0000:8a:00.0``) under ``sysfs``."""
-    base = sysfs / "bus" / "pci" / "devices" / address
-    driver_link = base / "driver"
-    driver = os.path.basename(os.readlink(driver_link)) if os.path.islink(driver_link) else None
-    root = pcie_root(Path(os.path.realpath(base))) if os.path.lexists(base) else None
-    return PciFunction(
-        address=address,
-        vendor=_hex_id(base / "vendor"),
-        device=_hex_id(base / "device"),
-        subsystem_vendor=_hex_id(base / "subsystem_vendor"),
-        subsystem_device=_hex_id(base / "subsystem_device"),
-        pci_class=_hex_id(base / "class"),
-        numa_node=numa_node(base / "numa_node"),
-        pcie_root=root,
-        driver=driver,
-    )
-
-
-def pci_network_functions(sysfs: Path) -> list[PciFunction]:
-    """Every PCI network controller (class 0x02) under ``sysfs``, whatever its driver.
-
-    The caller decides what to do with unbound or userspace-bound ones.
-    """
-    base = sysfs / "bus" / "pci" / "devices"
-    try:
-        names = sorted(os.listdir(base))
-    except OSError:
-        return []
-    out: list[PciFunction] = []
-    for name in names:
-        cls = _hex_id(base / name / "class")
-        if cls is None or not cls.startswith("02"):
-            continue
-        out.append(pci_function(sysfs, normal_bdf(name)))
-    return out

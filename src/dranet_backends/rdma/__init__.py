@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from dranet_backends.pci import DEFAULT_PATHS, PciIds
 from dranet_backends.uevent import UeventSource
 from dranet_core.backends import (
     BackendContext,
@@ -91,5 +92,6 @@ def create(context: BackendContext) -> RdmaBackend:
         dev_root=context.option(DEV_ROOT),
         mover=RdmaMover(mode=mode, host_netns=netns),
         poll_interval=poll,
+        pci_ids=PciIds(DEFAULT_PATHS),  # names for IB-only functions, from the distribution's pci.ids
         uevents=UeventSource.opener(netns),
     )

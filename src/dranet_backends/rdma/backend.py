@@ -7,8 +7,10 @@
   merges with the netdev backend's device of the same function, or, for a software device
   (rxe, siw) without PCI function, after its netdev (merging with that netdev's device).
   Attributes: ``dra.net/rdma=true``, ``dra.net/rdmaDevice=<name>``; for IB-only devices
-  (no netdev of the PCI function visible) also ``dra.net/pciAddress``, ``dra.net/numaNode``,
-  ``resource.kubernetes.io/numaNode`` and ``resource.kubernetes.io/pcieRoot``. Facet
+  (no netdev of the PCI function visible) also the PCI attributes of the function
+  (:func:`dranet_backends.pci.pci_attributes`: ``pciAddress``, ``pciVendor``, ``pciDevice``,
+  ``pciSubsystem``, ``numaNode`` and the standard ``numaNode`` and ``pcieRoot``), whatever
+  its PCI class (Alibaba eRDMA is class 0x00ff, not a network controller). Facet
   ``facets["rdma"]`` (see :data:`FACET_KEYS`). :meth:`watch` re-reads sysfs on every
   kernel uevent of the RDMA, netdev and PCI subsystems and every ``poll_interval`` seconds
   (default 30; port state changes have no uevent), and notifies when what it reads
@@ -19,6 +21,8 @@
 * :class:`~dranet_core.capabilities.ValidatesConfig`: a device without a netdev facet
   rejects netdev settings (:func:`dranet_core.config.validate_rdma_only`); a device without
   an rdma facet rejects an ``rdma`` section.
+* :class:`~dranet_core.capabilities.ReportsHealth`: a device none of whose ports is ACTIVE
+  (an RDMA port down) is unhealthy.
 * :class:`~dranet_core.capabilities.AdjustsContainers`: the device's char devices plus
   ``/dev/infiniband/rdma_cm``, stat'ed under ``dev_root``, with mode, uid and gid from the
   claim's ``rdma`` section (default 0666, runtime's owner).
@@ -28,10 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
+from dranet_backends.pci import PciIds, pci_attributes, pci_function
 from dranet_backends.uevent import Uevent, UeventSource, UeventStream, watch_sysfs
 from dranet_core.config import validate_rdma_only
 from dranet_core.config.model import NetworkConfig
@@ -66,8 +71,12 @@ def _relevant(event: Uevent) -> bool:
     return event.subsystem in _UEVENT_SUBSYSTEMS
 
 
-def device_for(rd: RdmaDevice) -> Device | None:
-    """The published :class:`Device` for ``rd``; None (logged) when it cannot be named."""
+def device_for(rd: RdmaDevice, sysfs: Path | None = None, ids: PciIds | None = None) -> Device | None:
+    """The published :class:`Device` for ``rd``; None (logged) when it cannot be named.
+
+    With ``sysfs``, an IB-only device also gets its PCI function's attributes (names from
+    ``ids``).
+    """
     if rd.pci_address is not None:
         try:
             name = device_name_for_pci(rd.pci_address)
@@ -91,6 +100,9 @@ def device_for(rd: RdmaDevice) -> Device | None:
             attrs[STD + "numaNode"] = rd.numa_node
         if rd.pcie_root is not None:
             attrs[STD + "pcieRoot"] = rd.pcie_root
+        if sysfs is not None:
+            pci = pci_attributes(pci_function(sysfs, rd.pci_address), ids)
+            attrs.update((k, v) for k, v in pci.items() if k != D + "rdma")
     facet = {
         "dev": rd.name,
         "pci_address": rd.pci_address,
@@ -106,8 +118,10 @@ def device_for(rd: RdmaDevice) -> Device | None:
         return None
 
 
-def scan_sysfs(sysfs: Path, procfs: Path | None = None) -> list[Device]:
+def scan_sysfs(sysfs: Path, procfs: Path | None = None, ids: PciIds | None = None) -> list[Device]:
     """The devices published for the RDMA devices under ``sysfs`` (blocking; one per name).
+
+    PCI names come from ``ids`` (loaded here when an IB-only device needs them).
 
     With ``procfs``, RDMA devices whose netdev is a default-route uplink (or enslaved to
     one) are left out, as the netdev backend leaves out their netdevs (:mod:`.uplinks`).
@@ -119,7 +133,7 @@ def scan_sysfs(sysfs: Path, procfs: Path | None = None) -> list[Device]:
         if up:
             log.debug("rdma: %s is on uplink %s; not published", rd.name, ", ".join(up))
             continue
-        dev = device_for(rd)
+        dev = device_for(rd, sysfs, ids)
         if dev is None:
             continue
         if dev.name in out:
@@ -160,6 +174,7 @@ class RdmaBackend:
         mover: RdmaMover | None = None,
         poll_interval: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        pci_ids: PciIds | None = None,
         uevents: Callable[[], UeventStream] | None = UeventSource.open,
     ) -> None:
         self.sysfs = Path(sysfs)
@@ -168,6 +183,7 @@ class RdmaBackend:
         self.mover = mover if mover is not None else RdmaMover(mode=mode)
         self.poll_interval = poll_interval
         self._sleep = sleep
+        self._ids = pci_ids if pci_ids is not None else PciIds()
         self._uevents = uevents
         self.scans = 0
         self._seen: dict[str, Device] = {}
@@ -191,9 +207,19 @@ class RdmaBackend:
         kept in the list, with their last known attributes, until they are detached.
         """
         self.scans += 1
-        found = await asyncio.to_thread(scan_sysfs, self.sysfs, self.procfs)
+        found = await asyncio.to_thread(scan_sysfs, self.sysfs, self.procfs, self._ids)
         self._seen = {d.name: d for d in found}
         return found + [d for name, d in self._held.items() if name not in self._seen]
+
+    async def health(self) -> Mapping[str, bool]:
+        """Device name -> healthy: an RDMA device with ports none of which is ACTIVE (state 4)
+        is unhealthy (a port down); devices this process moved into pods count as healthy."""
+        out: dict[str, bool] = {}
+        for d in await self.scan():
+            ports = (d.facets.get(FACET) or {}).get("ports") or []
+            states = [str(p.get("state", "")) for p in ports if isinstance(p, dict)]
+            out[d.name] = not states or any(s.split(":")[0].strip() in ("4", "5") for s in states)
+        return out
 
     async def watch(self, notify: Callable[[], None]) -> None:
         """``notify()`` when the devices changed: re-scanned on every kernel uevent of the RDMA,

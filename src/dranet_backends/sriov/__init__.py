@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dranet_backends.netdev.pciids import DEFAULT_PATHS, PciIds
+from dranet_backends.pci import DEFAULT_PATHS, PciIds
 from dranet_backends.uevent import UeventSource
 from dranet_core.backends import (
     BackendContext,

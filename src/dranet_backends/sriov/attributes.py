@@ -1,6 +1,6 @@
 """Device attributes of a userspace-bound PCI network function (vfio-pci, uio), a pure function.
 
-The PCI attributes are the netdev backend's (:func:`dranet_backends.netdev.attributes.pci_attributes`:
+The PCI attributes are the netdev backend's (:func:`dranet_backends.pci.pci_attributes`:
 ``pciAddress``, ``pciVendor``, ``pciDevice``, ``pciSubsystem``, ``numaNode``,
 ``resource.kubernetes.io/numaNode``, ``resource.kubernetes.io/pcieRoot``, ``rdma=false``);
 this backend adds:
@@ -31,8 +31,7 @@ netdev backend) this backend adds only the VF attributes (:func:`vf_attributes`)
 
 from __future__ import annotations
 
-from dranet_backends.netdev.attributes import pci_attributes
-from dranet_backends.netdev.pciids import PciIds
+from dranet_backends.pci import PciIds, pci_attributes
 from dranet_core.types import STRING_ATTRIBUTE_MAX_LEN, AttributeValue
 
 from .sysfs import SriovFunction

@@ -60,7 +60,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from dranet_backends.netdev.pciids import PciIds
+from dranet_backends.pci import PciIds
 from dranet_backends.rdma.uplinks import default_route_interfaces, is_uplink
 from dranet_backends.uevent import Uevent, UeventSource, UeventStream, watch_sysfs
 from dranet_core.config.model import NetworkConfig

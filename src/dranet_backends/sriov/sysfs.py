@@ -13,7 +13,7 @@ directory with the real layout::
     devices/pci0000:00/0000:00:04.0/uio/uio0/                     (uio_pci_generic, igb_uio)
 
 The generic PCI facts (ids, class, NUMA node, PCIe root, driver) come from the netdev
-backend's :mod:`dranet_backends.netdev.sysfs`; this module adds the SR-IOV relations (PF of a
+backend's :mod:`dranet_backends.pci`; this module adds the SR-IOV relations (PF of a
 VF, VF index, the PF's netdev and MTU), the IOMMU group and its other members, and the uio
 nodes. ``<pf>/net/`` is tagged with the network namespace sysfs was mounted in: a PF whose
 netdev lives elsewhere shows none.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import attrs
 
-from dranet_backends.netdev.sysfs import PciFunction, pci_function
+from dranet_backends.pci import PciFunction, pci_function
 from dranet_backends.sysfs_read import listdir, read, read_int, readlink_base
 
 __all__ = [

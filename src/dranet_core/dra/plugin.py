@@ -24,6 +24,8 @@ import fcntl
 import logging
 import os
 import pathlib
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
@@ -80,6 +82,7 @@ class KubeletPlugin:
         paths: PluginPaths | None = None,
         watch_interval: float = 1.0,
         health: HealthPart | None = None,
+        dra_services: Sequence[Any] = (),
     ) -> None:
         self.driver_name = driver_name
         self.paths = paths or PluginPaths.for_driver(driver_name, kubelet_root)
@@ -88,6 +91,7 @@ class KubeletPlugin:
             driver_name, str(self.paths.dra_socket.absolute()), SUPPORTED_VERSIONS, part=health
         )
         self._watch_interval = watch_interval
+        self._dra_services = tuple(dra_services)  # more gRPC services on the DRA socket (health)
         self._dra: UnixGrpcServer | None = None
         self._reg: UnixGrpcServer | None = None
         self._lock_fd: int | None = None
@@ -150,7 +154,8 @@ class KubeletPlugin:
         self._take_lock()
         try:
             self._dra = UnixGrpcServer(
-                self.paths.dra_socket, [DraV1Servicer(self.service), DraV1beta1Servicer(self.service)]
+                self.paths.dra_socket,
+                [DraV1Servicer(self.service), DraV1beta1Servicer(self.service), *self._dra_services],
             )
             await self._dra.start()
             self._reg = UnixGrpcServer(self.paths.registration_socket, [self.registration])

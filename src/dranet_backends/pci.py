@@ -1,0 +1,204 @@
+"""PCI functions as every backend sees them: sysfs facts, pci.ids names, published attributes.
+
+Shared by the netdev, sriov and rdma backends, so a PCI function publishes the same
+``dra.net/pci*`` values whichever backend found it.
+
+* :class:`PciIds`: vendor and device names from the pci.ids database (format:
+  https://pci-ids.ucw.cz; a vendor line ``vvvv  Name``, device lines ``\\tdddd  Name`` under
+  it, subsystem lines ``\\t\\tssss dddd  Name`` under a device; ``#`` starts a comment; the
+  device-class section ``C xx  Name`` ends the part read; ``.gz`` files are read too). Loaded
+  once, lazily, on the first lookup (discovery does that in a worker thread); a missing file
+  means "no names".
+* :class:`PciFunction` / :func:`pci_function`: what sysfs says about one function
+  (``<sysfs>/bus/pci/devices/<bdf>``); :func:`pci_network_functions` lists class 0x02 ones.
+* :func:`pci_attributes`: the Go driver's PCI attributes of a function.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import attrs
+
+from dranet_backends.sysfs_read import normal_bdf, numa_node, pcie_root, read
+from dranet_core.types import STRING_ATTRIBUTE_MAX_LEN, AttributeValue
+
+__all__ = [
+    "DEFAULT_PATHS",
+    "USERSPACE_DRIVERS",
+    "PciFunction",
+    "PciIds",
+    "pci_attributes",
+    "pci_function",
+    "pci_network_functions",
+]
+
+log = logging.getLogger(__name__)
+
+D = "dra.net/"
+STD = "resource.kubernetes.io/"
+
+DEFAULT_PATHS = (
+    "/usr/share/misc/pci.ids",
+    "/usr/share/hwdata/pci.ids",
+    "/usr/share/pci.ids",
+    "/usr/share/misc/pci.ids.gz",
+    "/usr/share/hwdata/pci.ids.gz",
+)
+"""Where distributions install pci.ids (Debian: pciutils/hwdata)."""
+
+
+class PciIds:
+    """A loaded pci.ids: ``vendor()`` and ``device()`` name lookups."""
+
+    def __init__(self, paths: Iterable[str | Path] = DEFAULT_PATHS) -> None:
+        self._paths = tuple(Path(p) for p in paths)
+        self._loaded = False
+        self.source: Path | None = None
+        self._vendors: dict[str, str] = {}
+        self._devices: dict[tuple[str, str], str] = {}
+
+    def load(self) -> None:
+        """Load the first readable file of the search path (once; later calls do nothing)."""
+        if self._loaded:
+            return
+        self._loaded = True
+        for path in self._paths:
+            try:
+                if path.suffix == ".gz":
+                    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as fh:
+                        self._parse(fh)
+                else:
+                    with path.open(encoding="utf-8", errors="replace") as fh:
+                        self._parse(fh)
+            except OSError:
+                continue
+            self.source = path
+            log.info("pci.ids: %d vendors from %s", len(self._vendors), path)
+            return
+        log.info("pci.ids: none found in %s; publishing hex ids", ", ".join(map(str, self._paths)))
+
+    def _parse(self, lines: Iterable[str]) -> None:
+        vendor = device = None
+        for line in lines:
+            if not line.strip() or line.startswith("#"):
+                continue
+            if line.startswith("C "):
+                break
+            if line.startswith("\t\t"):
+                continue  # subsystem names: the Go driver publishes the subsystem id instead
+            if line.startswith("\t"):
+                if vendor:
+                    did, _, name = line.strip().partition("  ")
+                    device = did.lower()
+                    self._devices[(vendor, device)] = name.strip()
+            else:
+                vid, _, name = line.strip().partition("  ")
+                vendor, device = vid.lower(), None
+                self._vendors[vendor] = name.strip()
+
+    def vendor(self, vendor: str) -> str | None:
+        """The vendor's name, or None."""
+        self.load()
+        return self._vendors.get(vendor.lower())
+
+    def device(self, vendor: str, device: str) -> str | None:
+        """The device's name, or None."""
+        self.load()
+        return self._devices.get((vendor.lower(), device.lower()))
+
+
+USERSPACE_DRIVERS = frozenset({"vfio-pci", "uio_pci_generic", "igb_uio", "pci-stub"})
+"""PCI drivers that give no netdev: such NICs belong to the SR-IOV/userspace backends."""
+
+
+@attrs.frozen(kw_only=True)
+class PciFunction:
+    """Sysfs facts of one PCI function (ids are lower-case hex without ``0x``)."""
+
+    address: str
+    vendor: str | None = None
+    device: str | None = None
+    subsystem_vendor: str | None = None
+    subsystem_device: str | None = None
+    pci_class: str | None = None
+    numa_node: int | None = None
+    pcie_root: str | None = None
+    driver: str | None = None
+
+
+def _hex_id(path: Path) -> str | None:
+    text = read(path)
+    if text is None:
+        return None
+    return text.lower().removeprefix("0x")
+
+
+def pci_function(sysfs: Path, address: str) -> PciFunction:
+    """Facts about PCI function ``address`` (``0000:8a:00.0``) under ``sysfs``."""
+    base = sysfs / "bus" / "pci" / "devices" / address
+    driver_link = base / "driver"
+    driver = os.path.basename(os.readlink(driver_link)) if os.path.islink(driver_link) else None
+    root = pcie_root(Path(os.path.realpath(base))) if os.path.lexists(base) else None
+    return PciFunction(
+        address=address,
+        vendor=_hex_id(base / "vendor"),
+        device=_hex_id(base / "device"),
+        subsystem_vendor=_hex_id(base / "subsystem_vendor"),
+        subsystem_device=_hex_id(base / "subsystem_device"),
+        pci_class=_hex_id(base / "class"),
+        numa_node=numa_node(base / "numa_node"),
+        pcie_root=root,
+        driver=driver,
+    )
+
+
+def pci_network_functions(sysfs: Path) -> list[PciFunction]:
+    """Every PCI network controller (class 0x02) under ``sysfs``, whatever its driver.
+
+    The caller decides what to do with unbound or userspace-bound ones.
+    """
+    base = sysfs / "bus" / "pci" / "devices"
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return []
+    out: list[PciFunction] = []
+    for name in names:
+        cls = _hex_id(base / name / "class")
+        if cls is None or not cls.startswith("02"):
+            continue
+        out.append(pci_function(sysfs, normal_bdf(name)))
+    return out
+
+
+def _cut(text: str, limit: int = STRING_ATTRIBUTE_MAX_LEN) -> str:
+    raw = text.encode()
+    return text if len(raw) <= limit else raw[:limit].decode("utf-8", "ignore")
+
+
+def pci_attributes(fn: PciFunction, ids: PciIds | None) -> dict[str, AttributeValue]:
+    """The Go driver's PCI attributes of ``fn``.
+
+    ``pciVendor`` and ``pciDevice`` are pci.ids names (``Mellanox Technologies``,
+    ``Elastic Fabric Adapter (EFA)``), or the hex id when no pci.ids knows it;
+    ``pciSubsystem`` is always the subsystem device id (``0009``, ``efa0``), never a name,
+    as the Go driver publishes it.
+    """
+    attrs: dict[str, AttributeValue] = {D + "pciAddress": fn.address, D + "rdma": False}
+    if fn.vendor:
+        attrs[D + "pciVendor"] = _cut((ids.vendor(fn.vendor) if ids else None) or fn.vendor)
+        if fn.device:
+            attrs[D + "pciDevice"] = _cut((ids.device(fn.vendor, fn.device) if ids else None) or fn.device)
+    if fn.subsystem_device:
+        attrs[D + "pciSubsystem"] = fn.subsystem_device
+    if fn.numa_node is not None:
+        attrs[D + "numaNode"] = fn.numa_node
+        attrs[STD + "numaNode"] = fn.numa_node
+    if fn.pcie_root:
+        attrs[STD + "pcieRoot"] = fn.pcie_root
+    return attrs

@@ -1,0 +1,102 @@
+"""Device health on the real ``dranet run`` (KEP-4680): grpcio plays the kubelet's health
+client on the DRA socket; a link set down and up in the node namespace is streamed as
+UNHEALTHY then HEALTHY, a deleted link as UNHEALTHY."""
+
+from __future__ import annotations
+
+import importlib
+import pathlib
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from e2e.harness import Cluster, wait_for
+
+PROTO_ROOT = pathlib.Path(__file__).resolve().parents[2] / "src" / "dranet_core" / "proto"
+
+
+@pytest.fixture(scope="module")
+def health_pb() -> Iterator[types.SimpleNamespace]:
+    """Official protobuf + grpcio stubs of the kubelet's health API, compiled now."""
+    out = pathlib.Path(tempfile.mkdtemp(prefix="dnt-health-pb-"))
+    proto = "kubelet/drahealth/v1alpha1/api.proto"
+    cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO_ROOT}", f"--python_out={out}"]
+    subprocess.run([*cmd, f"--grpc_python_out={out}", proto], check=True)
+    sys.path.insert(0, str(out))
+    try:
+        yield types.SimpleNamespace(
+            pb=importlib.import_module("kubelet.drahealth.v1alpha1.api_pb2"),
+            grpc=importlib.import_module("kubelet.drahealth.v1alpha1.api_pb2_grpc"),
+        )
+    finally:
+        sys.path.remove(str(out))
+        shutil.rmtree(out, ignore_errors=True)
+
+
+class HealthWatch:
+    """One NodeWatchResources stream read in a thread; ``latest`` is device -> status name."""
+
+    def __init__(self, socket: pathlib.Path, mods: types.SimpleNamespace) -> None:
+        self.mods = mods
+        self.channel = grpc.insecure_channel(f"unix://{socket}")
+        stub = mods.grpc.DRAResourceHealthStub(self.channel)
+        self.call = stub.NodeWatchResources(mods.pb.NodeWatchResourcesRequest(), timeout=120)
+        self.messages: queue.Queue[Any] = queue.Queue()
+        self.latest: dict[str, str] = {}
+        self.pools: set[str] = set()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for msg in self.call:
+                self.messages.put(msg)
+        except grpc.RpcError as exc:
+            self.messages.put(exc)
+
+    def status(self, device: str) -> str | None:
+        while not self.messages.empty():
+            msg = self.messages.get()
+            if isinstance(msg, Exception):
+                raise msg
+            for d in msg.devices:
+                self.pools.add(d.device.pool_name)
+                self.latest[d.device.device_name] = self.mods.pb.HealthStatus.Name(d.health)
+        return self.latest.get(device)
+
+    def close(self) -> None:
+        self.call.cancel()
+        self.channel.close()
+        self.thread.join(10)
+
+
+def test_link_down_and_up_are_streamed_to_the_kubelet(
+    cluster: Cluster, health_pb: types.SimpleNamespace
+) -> None:
+    dev = cluster.node.veth()
+    gone = cluster.node.veth()
+    socket = cluster.driver.root / "plugins" / "dra.net" / "dra.sock"
+    watch = HealthWatch(socket, health_pb)
+    try:
+        for d in (dev, gone):
+            wait_for(f"{d.name} HEALTHY", lambda d=d: watch.status(d.name) == "HEALTHY", log=cluster.log)
+        cluster.node.ip("link", "set", dev.name, "down")
+        wait_for(f"{dev.name} UNHEALTHY", lambda: watch.status(dev.name) == "UNHEALTHY", log=cluster.log)
+        cluster.node.ip("link", "set", dev.name, "up")
+        wait_for(f"{dev.name} HEALTHY again", lambda: watch.status(dev.name) == "HEALTHY", log=cluster.log)
+        cluster.node.delete_link(gone.name)
+        cluster.node.created.remove(gone)
+        wait_for(
+            f"{gone.name} UNHEALTHY (gone)", lambda: watch.status(gone.name) == "UNHEALTHY", log=cluster.log
+        )
+        assert watch.pools == {"node-a"}
+    finally:
+        watch.close()
