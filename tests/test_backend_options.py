@@ -151,3 +151,18 @@ def test_a_complete_backend_passes_and_builtins_load_clean(tmp_path: Path) -> No
         close = getattr(backend, "close", None)
         if callable(close):
             close()
+
+
+class _ResolvesOnly:
+    name = "resolves"
+
+    async def resolve_config(self, device: Device, config: object) -> object:
+        return config
+
+    def owns(self, device: Device) -> bool:
+        return True
+
+
+def test_a_method_shared_by_two_protocols_is_not_a_partial_capability() -> None:
+    # owns belongs to ValidatesConfig and ResolvesConfig: a resolver is complete without validate_config
+    check_capabilities(_ResolvesOnly())

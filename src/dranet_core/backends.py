@@ -41,6 +41,7 @@ from dranet_core.capabilities import (
     AdjustsContainers,
     Backend,
     ReportsHealth,
+    ResolvesConfig,
     RunsInBackground,
     ValidatesConfig,
 )
@@ -291,11 +292,15 @@ CAPABILITY_PROTOCOLS: Final[tuple[type, ...]] = (
     Discovery,
     NamespaceMover,
     ValidatesConfig,
+    ResolvesConfig,
     AdjustsContainers,
     ReportsHealth,
     RunsInBackground,
 )
 """The capability protocols a backend may implement, each completely or not at all."""
+
+_SHARED_METHODS: Final = frozenset({"owns"})
+"""Methods several protocols declare: having one says nothing about which protocol is meant."""
 
 
 def _protocol_methods(protocol: type) -> list[str]:
@@ -312,7 +317,7 @@ def check_capabilities(backend: object) -> None:
     for protocol in CAPABILITY_PROTOCOLS:
         methods = _protocol_methods(protocol)
         have = [m for m in methods if callable(getattr(backend, m, None))]
-        if have and len(have) < len(methods):
+        if set(have) - _SHARED_METHODS and len(have) < len(methods):
             missing = ", ".join(m for m in methods if m not in have)
             raise BackendError(
                 name, f"implements part of {protocol.__name__}: has {', '.join(have)}, lacks {missing}"
