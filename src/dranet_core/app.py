@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import pathlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
@@ -55,6 +56,7 @@ from dranet_core.metered import (
 )
 from dranet_core.nri.plugin import NriPlugin
 from dranet_core.observability import Metrics, ObservabilityServer
+from dranet_core.pinstore import PinStore
 from dranet_core.plans import ClaimPlan
 from dranet_core.pods import PodNetworking
 from dranet_core.profiles import WebhookProfileProvider
@@ -82,6 +84,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RDMA_ATTRIBUTE = "dra.net/rdma"
+
+
+def _pin_path(db_path: pathlib.Path | None) -> pathlib.Path | None:
+    """The pinned-devices file lives next to the checkpoint (none without a checkpoint)."""
+    return None if db_path is None else db_path.with_name(db_path.name + ".pinned.json")
 
 
 def backend_context(settings: Settings) -> BackendContext:
@@ -149,6 +156,7 @@ class Driver:
             min_interval=inv.min_poll_interval,
             burst=inv.poll_burst,
             resync=inv.max_poll_interval,
+            pin_store=PinStore(_pin_path(settings.checkpoint.db_path)),
         )
         self.attach_report = AttachReport(self.publisher, driver_name=name, pool=pool, metrics=self.metrics)
         md = settings.metadata

@@ -26,7 +26,9 @@ the pod's netns). The driver calls :meth:`pin` on attach and :meth:`unpin` on de
 pinned device stays in the inventory with its last known attributes and facets; while the
 backend still reports it (a PCI NIC keeps its identity, minus the netdev attributes), live
 attributes win and missing ones are filled from the last known device, so the scheduler
-and the cluster autoscaler keep seeing the same device.
+and the cluster autoscaler keep seeing the same device. With a :class:`PinStore`, the pinned
+devices' last known form is written to disk whenever it changes and read back at start, so a
+device that is in a pod while the driver restarts stays published unchanged.
 
 A failing scan is logged and retried at the next wake-up; a failing ``watch`` is restarted
 with exponential backoff (1 s doubling to 30 s) while the periodic resync keeps the
@@ -47,6 +49,7 @@ from dranet_core.discovery import Discovery
 from dranet_core.errors import TemporaryError
 from dranet_core.filter import DeviceFilter
 from dranet_core.metadata.standard import StandardAttributes
+from dranet_core.pinstore import PinStore
 from dranet_core.status import StatusPublisher
 from dranet_core.types import Device
 
@@ -138,6 +141,7 @@ class Inventory:
         resync: float = 60.0,
         coalesce: float = 0.05,
         clock: Clock | None = None,
+        pin_store: PinStore | None = None,
     ) -> None:
         if resync <= 0:
             raise ValueError(f"inventory: resync must be > 0 (got {resync})")
@@ -154,6 +158,8 @@ class Inventory:
         self._view = InventoryView()
         self._published: dict[str, Device] | None = None
         self._pinned: dict[str, Device | None] = {}
+        self._pin_store = pin_store or PinStore(None)
+        self._restored = self._pin_store.load()  # pinned by the previous run, until re-pinned
         self._filter_cache: dict[str, tuple[Device, bool]] = {}
         self._standard = StandardAttributes()
         self._scans = 0
@@ -172,11 +178,15 @@ class Inventory:
     def pin(self, device_name: str) -> None:
         """Keep ``device_name`` published with its last known attributes (it is in a pod)."""
         if device_name not in self._pinned:
-            self._pinned[device_name] = self._view.devices.get(device_name)
+            last = self._view.devices.get(device_name) or self._restored.get(device_name)
+            self._pinned[device_name] = last
+            self._save_pins()
 
     def unpin(self, device_name: str) -> None:
         """Stop keeping ``device_name``; it is published only if its backend reports it."""
         self._pinned.pop(device_name, None)
+        self._restored.pop(device_name, None)
+        self._save_pins()
         self.request_rescan()
 
     def hold_only(self, names: Set[str]) -> None:
@@ -294,6 +304,10 @@ class Inventory:
                 )
                 merged[name] = live
             self._pinned[name] = live
+        self._save_pins()
+
+    def _save_pins(self) -> None:
+        self._pin_store.save({name: dev for name, dev in self._pinned.items() if dev is not None})
 
     def _matches(self, dev: Device) -> bool:
         cached = self._filter_cache.get(dev.name)

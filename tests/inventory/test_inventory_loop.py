@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import pathlib
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 
 from dranet_core.filter import DEFAULT_FILTER, DeviceFilter
 from dranet_core.inventory import Inventory, TokenBucket
+from dranet_core.pinstore import PinStore
 from dranet_core.status import EventRecord
 from dranet_core.supervisor import Job, always_recoverable, guard
-from dranet_core.types import ClaimRef, Device, DeviceStatus
+from dranet_core.types import ClaimRef, Device, DeviceStatus, Version
 
 
 class FakeClock:
@@ -328,3 +331,47 @@ def test_token_bucket_refills() -> None:
 def test_invalid_settings_rejected() -> None:
     with pytest.raises(ValueError, match="resync"):
         Inventory([], FakePublisher(), resync=0)
+
+
+async def test_a_pinned_device_is_published_unchanged_by_the_next_run(
+    make: Callable[..., Harness], tmp_path: pathlib.Path
+) -> None:
+    path = tmp_path / "pins.json"
+    d = FakeDiscovery([dev("eth1", ifName="eth1", mtu=1500), dev("eth2", ifName="eth2")])
+    h = make(d, pin_store=PinStore(path))
+    await settle()
+    before = h.pub.published[-1]
+    h.inv.pin("eth1")
+    # the driver restarts while eth1 is in a pod: the backend no longer reports it
+    d2 = FakeDiscovery([dev("eth2", ifName="eth2")])
+    h2 = make(d2, pin_store=PinStore(path))
+    h2.inv.hold_only({"eth1"})
+    await settle()
+    assert h2.pub.published[0] == before
+    h2.inv.unpin("eth1")
+    assert json.loads(path.read_text()) == {"devices": {}}
+
+
+def test_attribute_kinds_round_trip(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "pins.json"
+    d = Device(
+        name="eth1",
+        attributes={"dra.net/a": True, "dra.net/b": 7, "dra.net/c": "x", "dra.net/d": Version("1.2.3")},
+        capacity={"dra.net/bw": "10G"},
+        facets={"netdev": {"ifindex": 3}},
+    )
+    PinStore(path).save({"eth1": d})
+    assert PinStore(path).load() == {"eth1": d}
+
+
+@pytest.mark.parametrize(
+    "content", [b"{not json", b"[]", b'{"devices": {"eth1": {"attributes": {"dra.net/a": {"float": 1.5}}}}}']
+)
+def test_a_bad_file_is_one_line_and_ignored(
+    tmp_path: pathlib.Path, content: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "pins.json"
+    path.write_bytes(content)
+    assert PinStore(path).load() == {}
+    [record] = caplog.records
+    assert str(path) in record.getMessage() and "ignored" in record.getMessage()

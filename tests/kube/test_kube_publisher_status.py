@@ -205,6 +205,20 @@ async def test_latest_call_wins_and_retries_with_backoff(
     assert status_entries(fake_api)[0]["conditions"][0]["status"] == "True"
 
 
+async def test_a_conflict_on_the_status_is_retried(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    ref = put_claim(fake_api)
+    pub = make_publisher(fake_api_client)
+    fake_api.fail_next("PATCH", CLAIM_PATH, status=409, count=3)
+    async with running(pub):
+        await pub.set_claim_status(ref, [ready("eth1")])
+        await idle(pub)
+    patches = fake_api.requests_for("resourceclaims", method="PATCH")
+    assert [p.status for p in patches] == [409, 409, 409, 200]
+    assert status_entries(fake_api)[0]["conditions"][0]["status"] == "True"
+
+
 async def test_gone_or_replaced_claim_is_dropped(fake_api: FakeApiServer, fake_api_client: ApiClient) -> None:
     ref = put_claim(fake_api)
     pub = make_publisher(fake_api_client)

@@ -2,9 +2,9 @@
 
 Claim device status (KEP-4817) by server-side apply on ``resourceclaims/<name>/status``
 with field manager = driver name and ``force``; one apply per claim for all its devices. The
-latest call for a claim wins; temporary failures are retried with the one backoff; a claim
-that is gone (404), was replaced (422: our body's ``metadata.uid`` is the old one) or refuses
-the body (422 Invalid) is dropped and reported. A clear is an apply with no entries.
+latest call for a claim wins; temporary failures and conflicts (409) are retried with the one
+backoff; a claim that is gone (404), was replaced (422: our body's ``metadata.uid`` is the
+old one) or refuses the body (422 Invalid) is dropped and reported. A clear is an apply with no entries.
 """
 
 from __future__ import annotations
@@ -105,7 +105,9 @@ class ClaimStatusWriter:
             self.ctx.failed(f"claim {ref} status", exc)
             if self.pending.get(ref.uid) is not job:
                 return  # superseded meanwhile
-            if exc.temporary:
+            # 409: another writer changed the claim meanwhile; the apply carries no
+            # resourceVersion, so applying again is the answer
+            if exc.temporary or exc.status == 409:
                 job.attempts += 1
                 retry = self.ctx.retry()
                 retry.failures = job.attempts - 1
