@@ -20,7 +20,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from dranet_core.wire.mux import MuxDecoder, frames_for_message
+from dranet_core.wire.mux import MAX_PAYLOAD, MuxDecoder, frames_for_message
 from dranet_core.wire.ttrpc import Frame, FrameDecoder, OversizedFrame
 
 __all__ = ["FrameSink", "MuxTrunk"]
@@ -98,9 +98,9 @@ class MuxTrunk:
                         self.frames_dropped += 1
                         continue
                     events = conn.decoder.feed(frame.payload)
-                    # an oversized message's data ends with the mux frame carrying its header:
-                    # the Go mux refuses to send more than one message's limit in a write
-                    if conn.decoder.end_skip():
+                    # the rest of a message comes in one more mux frame (the Go writer's rule):
+                    # an oversized one owing more than that can never end; resync at the next
+                    if conn.decoder.skipping > MAX_PAYLOAD and conn.decoder.end_skip():
                         log.warning(
                             "NRI: mux connection %d: skipped an oversized ttrpc message",
                             frame.conn_id,

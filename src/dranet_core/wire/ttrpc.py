@@ -127,13 +127,18 @@ class FrameDecoder:
         """Bytes held for a frame not yet complete."""
         return len(self._buf)
 
+    @property
+    def skipping(self) -> int:
+        """Data bytes of an oversized frame still to be discarded."""
+        return self._skip
+
     def end_skip(self) -> int:
         """Stop discarding the data of an oversized frame; return how many bytes were still owed.
 
-        For a transport whose units bound a message (the NRI mux: no sender can put more than
-        ``10 + 4 MiB`` of one ttrpc message on it, so the data of an oversized message never
-        follows its header's unit), the next unit starts a fresh frame. Without this a header
-        claiming gigabytes would make every later request on the connection vanish.
+        For a transport whose units bound what can still follow (the NRI mux: the rest of one
+        ttrpc message comes in one more frame of at most ``10 + 4 MiB``), a frame owing more
+        than that can never be completed; the next unit starts a fresh frame. Without this a
+        header claiming gigabytes would make every later request on the connection vanish.
         """
         owed, self._skip = self._skip, 0
         return owed
