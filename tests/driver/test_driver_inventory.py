@@ -55,7 +55,7 @@ def test_yaml_and_json_are_one_document(node_ns: NodeNs) -> None:
     doc = yaml.safe_load(_inventory(node_ns, "-o", "yaml"))
     assert json.loads(_inventory(node_ns, "-o", "json")) == doc
     assert list(doc) == ["node", "driver", "backends", "devices", "excluded", "resourceSlices"]
-    assert doc["backends"] == {"netdev": ["discover", "move", "background"]}
+    assert doc["backends"] == {"netdev": ["discover", "move", "resolve", "health", "background"]}
     assert {"name": "lo", "backend": "netdev", "reason": "loopback"} in doc["excluded"]
     assert {"name": "dnv0", "backend": "", "reason": "does not match --filter"} in doc["excluded"]
     (dnm0,) = [d for d in doc["devices"] if d["name"] == "dnm0"]
