@@ -151,35 +151,3 @@ def test_a_complete_backend_passes_and_builtins_load_clean(tmp_path: Path) -> No
         close = getattr(backend, "close", None)
         if callable(close):
             close()
-
-
-class _ResolverOnly:
-    """Resolves configs but validates none: ``owns`` is shared by both protocols."""
-
-    name = "resolver"
-
-    async def scan(self) -> Sequence[Device]:
-        return []
-
-    async def watch(self) -> None:
-        return None
-
-    async def resolve_config(self, device: Device, config: object) -> object:
-        return config
-
-    def owns(self, device: Device) -> bool:
-        return True
-
-
-def test_a_method_shared_by_two_capabilities_is_no_evidence_of_either() -> None:
-    check_capabilities(_ResolverOnly())  # not "part of ValidatesConfig: has owns"
-
-
-def test_a_partial_resolver_names_its_missing_method() -> None:
-    class _NoOwns(_ResolverOnly):
-        owns = None  # type: ignore[assignment]
-
-    with pytest.raises(
-        BackendError, match="implements part of ResolvesConfig: has resolve_config, lacks owns"
-    ):
-        check_capabilities(_NoOwns())

@@ -306,27 +306,17 @@ def _protocol_methods(protocol: type) -> list[str]:
     return sorted(n for n, v in vars(protocol).items() if not n.startswith("_") and callable(v))
 
 
-def _shared_methods() -> frozenset[str]:
-    seen: dict[str, int] = {}
-    for protocol in CAPABILITY_PROTOCOLS:
-        for m in _protocol_methods(protocol):
-            seen[m] = seen.get(m, 0) + 1
-    return frozenset(m for m, n in seen.items() if n > 1)
-
-
 def check_capabilities(backend: object) -> None:
     """Raise :class:`BackendError` if ``backend`` implements no capability, or part of one.
 
     A backend with ``scan`` but no ``watch`` would otherwise silently not be a Discovery;
-    the message names the protocol and the missing methods. A method that several protocols
-    share (``owns``) does not by itself start a capability.
+    the message names the protocol and the missing methods.
     """
     name = str(getattr(backend, "name", type(backend).__name__))
-    shared = _shared_methods()  # e.g. ``owns``: evidence of no one capability in particular
     for protocol in CAPABILITY_PROTOCOLS:
         methods = _protocol_methods(protocol)
         have = [m for m in methods if callable(getattr(backend, m, None))]
-        if any(m not in shared for m in have) and len(have) < len(methods):
+        if have and len(have) < len(methods):
             missing = ", ".join(m for m in methods if m not in have)
             raise BackendError(
                 name, f"implements part of {protocol.__name__}: has {', '.join(have)}, lacks {missing}"
