@@ -236,7 +236,10 @@ class SliceSync:
             self._existing = await self._list_slices()
         elif self.desired is self._synced and self.node_uid == self._synced_owner:
             return True  # neither the device set nor the server (as far as the watch tells) changed
-        bodies, skipped = prepare_devices(self.desired, cache=self._bodies)
+        # the set this pass writes: publish() may replace self.desired while a write is awaited,
+        # and the newer set must not be taken as written
+        desired = self.desired
+        bodies, skipped = prepare_devices(desired, cache=self._bodies)
         for name, (body, reason) in list(self._rejected.items()):
             if bodies.get(name) == body:
                 del bodies[name]
@@ -268,12 +271,12 @@ class SliceSync:
             if s.index is not None
             for d in s.devices
         }
-        self._synced = self.desired
+        self._synced = desired
         self._synced_owner = self.node_uid
         if not plan.is_noop or self.done.last_published is None:
             self.done.last_published = time.time()
             left_out = {s.name for s in self.skipped}
-            accepted = [d for d in self.desired if d.name not in left_out]
+            accepted = [d for d in desired if d.name not in left_out]
             for listener in self.ctx.listeners:
                 listener.published(accepted)
             writes = len(plan.writes) + len(plan.deletes)
