@@ -469,3 +469,27 @@ async def test_device_rejected_by_the_server_is_left_out(
         await idle(pub)
     assert slice_devices(fake_api) == {f"{NODE}-{DRIVER}-0": ["eth0000", "eth0001", "eth0002"]}
     assert pub.health.skipped_devices == ()
+
+
+async def test_a_set_published_during_a_write_is_written_next(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    add_node(fake_api)
+    pub = make_publisher(fake_api_client)
+    first, second = devices(10), devices(20)
+    write = pub.slices._write_slices
+    calls = 0
+
+    async def write_then_publish(plan: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        ok = await write(plan)
+        if calls == 1:  # a newer set arrives while the first one is being written
+            await pub.publish_devices(second)
+        return ok
+
+    pub.slices._write_slices = write_then_publish  # type: ignore[method-assign]
+    async with running(pub):
+        await pub.publish_devices(first)
+        await idle(pub)
+    assert sum(len(names) for names in slice_devices(fake_api).values()) == 20
