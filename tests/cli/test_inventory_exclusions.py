@@ -39,7 +39,7 @@ async def test_exclusions_name_the_reason(node: Netns, tmp_path: Path) -> None: 
     node.ip("addr", "add", "10.5.0.1/24", "dev", "eup0")
     node.ip("route", "add", "default", "via", "10.5.0.254", "dev", "eup0")
     veth_pair(node, "edocker0", "edocker0p")
-    node.ip("link", "add", "cilium_x", "type", "veth", "peer", "name", "ecil0p")
+    node.ip("link", "add", "cilium_net", "type", "veth", "peer", "name", "ecil0p")
     backend = NetdevBackend(sysfs=sysfs, netns=node.path)
     try:
         assert isinstance(backend, ReportsExclusions)
@@ -49,7 +49,7 @@ async def test_exclusions_name_the_reason(node: Netns, tmp_path: Path) -> None: 
         await backend.aclose()
     assert ExcludedDevice("lo", "loopback") in excluded
     assert ExcludedDevice("eup0", "uplink (default route) or below it") in excluded
-    assert ExcludedDevice("cilium_x", "container network interface (ignored by name)") in excluded
+    assert ExcludedDevice("cilium_net", "container network interface (ignored by name)") in excluded
     assert ExcludedDevice("pci-0000-60-00-0", "PCI function bound to vfio-pci") in excluded
     assert ExcludedDevice("pci-0000-60-00-1", "PCI function with no driver") in excluded
     assert "pci-0000-60-00-2" in published
