@@ -25,7 +25,7 @@ from dranet_core.checkpoint import CheckpointProblem, PreparedClaim
 from dranet_core.errors import DeviceError, DranetError
 from dranet_core.observability import Metrics
 from dranet_core.plans import ClaimPlan, PreparedDevice
-from dranet_core.pods import default_conditions
+from dranet_core.pods import journal_statuses
 from dranet_core.status import EventRecord, StatusPublisher
 from dranet_core.types import ClaimRef, Condition, DeviceStatus, PodSandbox
 
@@ -134,21 +134,7 @@ class AttachReport:
         """After a restart: write again the status of every claim with attached devices,
         from the journal (the API server may have lost or never got the last write)."""
         for pc in claims:
-            statuses = []
-            for dev in pc.plan.devices:
-                st = pc.devices.get(dev.device)
-                if st is None or st.phase != "attached":
-                    continue
-                statuses.append(
-                    DeviceStatus(
-                        driver=self.driver_name,
-                        pool=dev.pool or self.pool,
-                        device=dev.device,
-                        conditions=default_conditions(),
-                        network_data=st.network_data,
-                        share_id=dev.share_id,
-                    )
-                )
+            statuses = journal_statuses(pc, driver_name=self.driver_name, pool=self.pool)
             if statuses:
                 await self.attached(pc.plan.claim, statuses)
 

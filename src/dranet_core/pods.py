@@ -47,7 +47,14 @@ from dranet_core.ports import AttachObserver, DeviceObserver, DevicePins, EventS
 from dranet_core.status import EventRecord
 from dranet_core.types import JSON, ClaimRef, Condition, DeviceNode, DeviceStatus, PodSandbox
 
-__all__ = ["ChecksSnapshot", "DeviceNodeSource", "PodNetworking", "default_conditions", "same_sandbox"]
+__all__ = [
+    "ChecksSnapshot",
+    "DeviceNodeSource",
+    "PodNetworking",
+    "default_conditions",
+    "journal_statuses",
+    "same_sandbox",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,27 @@ def default_conditions() -> tuple[Condition, ...]:
         Condition(type="Ready", status="True", reason="NetworkDeviceReady"),
         Condition(type="NetworkReady", status="True", reason="NetworkReady"),
     )
+
+
+def journal_statuses(pc: PreparedClaim, *, driver_name: str, pool: str) -> list[DeviceStatus]:
+    """The status of every ``attached`` device of ``pc``, from the journal (its network data,
+    the default conditions): what the claim status says when no attach result is at hand."""
+    out: list[DeviceStatus] = []
+    for dev in pc.plan.devices:
+        st = pc.devices.get(dev.device)
+        if st is None or st.phase != "attached":
+            continue
+        out.append(
+            DeviceStatus(
+                driver=driver_name,
+                pool=dev.pool or pool,
+                device=dev.device,
+                conditions=default_conditions(),
+                network_data=st.network_data,
+                share_id=dev.share_id,
+            )
+        )
+    return out
 
 
 @runtime_checkable
@@ -430,14 +458,19 @@ class PodNetworking:
             pods.setdefault(p.uid, []).append(p)
         done: Counter[str] = Counter()
         for pc in self.store.claims().values():
+            attached = False
             for dev in pc.plan.devices:
                 item = _Item(pc, dev)
                 st = self.store.device_state(pc.uid, dev.device) or DeviceState()
                 try:
-                    done[await self._reconcile_one(item, st, pods)] += 1
+                    outcome = await self._reconcile_one(item, st, pods)
                 except DranetError as exc:
                     log.error("reconcile failed: %s", exc, extra=item.fields())
-                    done["failed"] += 1
+                    outcome = "failed"
+                done[outcome] += 1
+                attached = attached or outcome in ("resumed", "attached", "moved")
+            if attached:
+                await self._report_from_journal(pc.uid)
         if done:
             log.info("reconciled devices: %s", dict(done))
         return dict(done)
@@ -465,6 +498,15 @@ class PodNetworking:
             return "resumed"
         ok = await self._detach_one(item, _journalled(st, sandboxes), reason="reconcile")
         return "returned" if ok else "failed"
+
+    async def _report_from_journal(self, uid: str) -> None:
+        """Tell the observer the claim's status after reconcile attached some of its devices."""
+        pc = self.store.get(uid)
+        if pc is None or self._observer is None:
+            return
+        statuses = journal_statuses(pc, driver_name=self.driver_name, pool=self.pool)
+        if statuses:
+            await self._observer.attached(pc.plan.claim, statuses)
 
     async def release_claim(self, claim: ClaimRef) -> None:
         """Bring home every device of ``claim`` that is not (call before unpreparing it).

@@ -271,6 +271,10 @@ async def test_restart_reconciliation(
         assert rig.mover.calls[-1][2] == snap["netdev"]  # the stored snapshot, not a new one
     assert _phase(rig, "eth1") == final
     assert rig.store.get(CLAIM.uid) is not None  # never pruned on a guess (#232)
+    if expected in ("resumed", "attached"):  # the claim status says what reconcile did
+        assert [d.device for d in rig.publisher.statuses[CLAIM.uid]] == ["eth1"]
+    else:
+        assert CLAIM.uid not in rig.publisher.statuses
 
 
 async def test_container_devices_are_deduplicated(tmp_path: Path) -> None:
