@@ -206,6 +206,7 @@ class Driver:
             paths=PluginPaths.for_driver(name, settings.kubelet.root_dir),
             health=self.health.part("kubelet"),
             dra_services=[HealthServicer(self.device_health, pool)],
+            advertised=[HealthServicer.advertised_version],
         )
         self.nri = NriPlugin(
             self.nri_handlers,

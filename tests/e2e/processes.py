@@ -86,6 +86,7 @@ class Kubelet:
         self.driver = driver
         self.reg_sock = root / "plugins_registry" / f"{driver}-reg.sock"
         self.endpoint = ""
+        self.versions: list[str] = []  # GetInfo supported_versions, as the kubelet read them
 
     def register_sync(self, within: float = WAIT, alive: Callable[[], bool] | None = None) -> None:
         """Like the kubelet's plugin watcher: (re)try until the socket answers (a crashed
@@ -101,6 +102,7 @@ class Kubelet:
                     status = self.pb.reg.RegistrationStatus(plugin_registered=True)
                     stub.NotifyRegistrationStatus(status, timeout=10)
                 self.endpoint = info.endpoint
+                self.versions = list(info.supported_versions)
                 return
             except grpc.RpcError:
                 if time.monotonic() > deadline or (alive is not None and not alive()):

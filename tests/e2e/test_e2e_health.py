@@ -81,6 +81,8 @@ class HealthWatch:
 def test_link_down_and_up_are_streamed_to_the_kubelet(
     cluster: Cluster, health_pb: types.SimpleNamespace
 ) -> None:
+    # the kubelet watches health only of a plugin that advertises the service in GetInfo
+    assert "v1alpha1.DRAResourceHealth" in cluster.kubelet.versions, cluster.kubelet.versions
     dev = cluster.node.veth()
     gone = cluster.node.veth()
     socket = cluster.driver.root / "plugins" / "dra.net" / "dra.sock"

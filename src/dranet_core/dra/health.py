@@ -67,6 +67,9 @@ class DeviceHealthFeed:
 class HealthServicer(pb.DraResourceHealthBase):
     """``v1alpha1.DRAResourceHealth`` for the devices of pool ``pool`` (the node name)."""
 
+    advertised_version = "v1alpha1.DRAResourceHealth"
+    """What GetInfo lists for this service: the kubelet watches health only when it is there."""
+
     def __init__(self, feed: DeviceHealthFeed, pool: str) -> None:
         self.feed = feed
         self.pool = pool

@@ -83,12 +83,14 @@ class KubeletPlugin:
         watch_interval: float = 1.0,
         health: HealthPart | None = None,
         dra_services: Sequence[Any] = (),
+        advertised: Sequence[str] = (),
     ) -> None:
         self.driver_name = driver_name
         self.paths = paths or PluginPaths.for_driver(driver_name, kubelet_root)
         self.service = DraService(preparer)
+        versions = [*SUPPORTED_VERSIONS, *advertised]  # e.g. v1alpha1.DRAResourceHealth
         self.registration = RegistrationServicer(
-            driver_name, str(self.paths.dra_socket.absolute()), SUPPORTED_VERSIONS, part=health
+            driver_name, str(self.paths.dra_socket.absolute()), versions, part=health
         )
         self._watch_interval = watch_interval
         self._dra_services = tuple(dra_services)  # more gRPC services on the DRA socket (health)
