@@ -59,6 +59,7 @@ from dranet_core.observability import Metrics, ObservabilityServer
 from dranet_core.pinstore import PinStore
 from dranet_core.plans import ClaimPlan
 from dranet_core.pods import PodNetworking
+from dranet_core.cloud import fetch_cloud_attributes
 from dranet_core.profiles import WebhookProfileProvider
 from dranet_core.settings import Settings
 from dranet_core.status import RunsJobs, StatusPublisher
@@ -300,6 +301,10 @@ class Driver:
         stop = stop or asyncio.Event()
         if self.profiles is not None:
             await self.profiles.check()  # the Go driver refuses to start without a profile provider
+        cloud = self.settings.cloud
+        found = await fetch_cloud_attributes(cloud.hint, cloud.metadata_url, timeout=cloud.timeout)
+        if found:
+            self.inventory.enrich = found.apply
         problem = await self.store.load()
         if problem is not None:
             await self.publisher.record_event(checkpoint_event(problem, node=self.settings.kube.node_name))

@@ -41,6 +41,7 @@ from dranet_core.settings import (
     NriSettings,
     ObservabilitySettings,
     ProfileSettings,
+    CloudSettings,
     Settings,
     ShutdownSettings,
     check_kubeconfig,
@@ -70,10 +71,10 @@ _HARMLESS = {"", "none", "NONE"}
 def _go_only_warnings(args: argparse.Namespace) -> list[str]:
     out = []
     for flag, default in GO_ONLY_FLAGS.items():
-        if flag == "--profile-provider" or (
+        if flag in ("--profile-provider", "--cloud-provider-hint") or (
             flag == "--webhook-url" and getattr(args, "profile_provider", "").lower() == "webhook"
         ):
-            continue  # implemented (profiles): the URL is used by the webhook profile provider
+            continue  # implemented (profiles, cloud attributes: dranet_core.cloud warns itself)
         value = getattr(args, flag.lstrip("-").replace("-", "_"), default)
         if value != default and value not in _HARMLESS:
             out.append(f"{flag}={value} is not supported by this driver and is ignored")
@@ -217,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--driver-name", default="dra.net", help=argparse.SUPPRESS)
     run.add_argument("--debug-hold-after", default="", help=argparse.SUPPRESS)
     _add_metadata_flags(run)
+    run.add_argument(
+        "--cloud-metadata-url", default="", help="the cloud metadata service address ('' = the provider's own)"
+    )
+    run.add_argument("--cloud-metadata-timeout", default="5s", help="how long start-up waits for it")
     compat = run.add_argument_group("accepted for compatibility with the Go driver, not implemented")
     for flag, default in GO_ONLY_FLAGS.items():
         compat.add_argument(flag, default=default, metavar="VALUE", help="ignored")
@@ -324,6 +329,11 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
         backend_options=parse_backend_options(args.backend_option),
         debug=_debug(args.debug_hold_after),
         profile=ProfileSettings(provider=args.profile_provider, webhook_url=args.webhook_url),
+        cloud=CloudSettings(
+            hint=args.cloud_provider_hint,
+            metadata_url=args.cloud_metadata_url,
+            timeout=parse_duration(args.cloud_metadata_timeout, flag="--cloud-metadata-timeout"),
+        ),
         metadata=_metadata(args),
     )
 
