@@ -38,6 +38,7 @@ from dranet_core.backends import BackendContext, context_for, load_backends
 from dranet_core.capabilities import Backend, HandlerTable, handler_table
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.claim_allocator import ClaimAllocator
+from dranet_core.cloud import fetch_cloud_attributes
 from dranet_core.dra.health import DeviceHealthFeed, HealthServicer
 from dranet_core.dra.plugin import KubeletPlugin, PluginPaths
 from dranet_core.dra.preparer import ClaimSource, DefaultPreparer
@@ -59,7 +60,6 @@ from dranet_core.observability import Metrics, ObservabilityServer
 from dranet_core.pinstore import PinStore
 from dranet_core.plans import ClaimPlan
 from dranet_core.pods import PodNetworking
-from dranet_core.cloud import fetch_cloud_attributes
 from dranet_core.profiles import WebhookProfileProvider
 from dranet_core.settings import Settings
 from dranet_core.status import RunsJobs, StatusPublisher
@@ -302,7 +302,7 @@ class Driver:
         if self.profiles is not None:
             await self.profiles.check()  # the Go driver refuses to start without a profile provider
         cloud = self.settings.cloud
-        found = await fetch_cloud_attributes(cloud.hint, cloud.metadata_url, timeout=cloud.timeout)
+        found = await fetch_cloud_attributes(cloud.hint, cloud.metadata_url, seconds=cloud.timeout)
         if found:
             self.inventory.enrich = found.apply
         problem = await self.store.load()

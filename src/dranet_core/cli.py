@@ -31,6 +31,7 @@ from dranet_core.errors import BackendError, SettingsError
 from dranet_core.settings import (
     DEFAULT_FILTER_EXPRESSION,
     CheckpointSettings,
+    CloudSettings,
     DebugSettings,
     HostSettings,
     InventorySettings,
@@ -41,7 +42,6 @@ from dranet_core.settings import (
     NriSettings,
     ObservabilitySettings,
     ProfileSettings,
-    CloudSettings,
     Settings,
     ShutdownSettings,
     check_kubeconfig,
@@ -219,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--debug-hold-after", default="", help=argparse.SUPPRESS)
     _add_metadata_flags(run)
     run.add_argument(
-        "--cloud-metadata-url", default="", help="the cloud metadata service address ('' = the provider's own)"
+        "--cloud-metadata-url",
+        default="",
+        help="the cloud metadata service address ('' = the provider's own)",
     )
     run.add_argument("--cloud-metadata-timeout", default="5s", help="how long start-up waits for it")
     compat = run.add_argument_group("accepted for compatibility with the Go driver, not implemented")

@@ -23,7 +23,6 @@ supported and publish nothing; empty and ``NONE`` mean no provider (no auto-dete
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -105,8 +104,8 @@ def gce_attributes(doc: Mapping[str, Any]) -> CloudAttributes:
     return CloudAttributes(node, by_mac)
 
 
-async def _get_json(url: str, headers: Mapping[str, str], timeout: float) -> Any:
-    t = aiohttp.ClientTimeout(total=timeout)
+async def _get_json(url: str, headers: Mapping[str, str], seconds: float) -> Any:
+    t = aiohttp.ClientTimeout(total=seconds)
     async with aiohttp.ClientSession(timeout=t) as session, session.get(url, headers=dict(headers)) as resp:
         body = await resp.read()
         if resp.status != 200:
@@ -114,7 +113,7 @@ async def _get_json(url: str, headers: Mapping[str, str], timeout: float) -> Any
         return json.loads(body)
 
 
-async def fetch_cloud_attributes(hint: str, url: str = "", *, timeout: float = 5.0) -> CloudAttributes:
+async def fetch_cloud_attributes(hint: str, url: str = "", *, seconds: float = 5.0) -> CloudAttributes:
     """Ask the ``hint`` provider's metadata service once; never raises (module docstring)."""
     key = hint.strip().lower()
     if key in ("", "none"):
@@ -125,12 +124,12 @@ async def fetch_cloud_attributes(hint: str, url: str = "", *, timeout: float = 5
     base = (url or _SUPPORTED[key]).rstrip("/")
     target = f"{base}/computeMetadata/v1/instance/?recursive=true"
     try:
-        doc = await _get_json(target, {"Metadata-Flavor": "Google"}, timeout)
+        doc = await _get_json(target, {"Metadata-Flavor": "Google"}, seconds)
         if not isinstance(doc, Mapping):
             raise ValueError("not a JSON object")
         return gce_attributes(doc)
-    except (TimeoutError, asyncio.TimeoutError):
-        reason = f"no answer within {timeout}s"
+    except TimeoutError:
+        reason = f"no answer within {seconds}s"
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         reason = str(exc) or type(exc).__name__
     log.warning("cloud provider %s: metadata %s: %s; no cloud attributes", hint, target, reason)

@@ -34,7 +34,7 @@ async def server() -> AsyncIterator[GceMetadata]:
 
 
 async def test_gce_attributes_go_to_every_device_and_the_vnic_by_mac(server: GceMetadata) -> None:
-    found = await fetch_cloud_attributes("GCE", server.url, timeout=2)
+    found = await fetch_cloud_attributes("GCE", server.url, seconds=2)
     out = found.apply({"eth1": NIC, "eth2": OTHER})
     assert dict(out["eth1"].attributes) == {
         **NIC.attributes,
@@ -48,11 +48,15 @@ async def test_gce_attributes_go_to_every_device_and_the_vnic_by_mac(server: Gce
 
 
 def test_a_vnic_without_aliases_or_a_parsable_network_gets_only_what_it_has() -> None:
-    doc = {"networkInterfaces": [{"mac": "02:00:00:00:00:77", "network": "global/networks/x", "ipAliases": []}]}
+    doc = {
+        "networkInterfaces": [{"mac": "02:00:00:00:00:77", "network": "global/networks/x", "ipAliases": []}]
+    }
     got = gce_attributes(doc)
     assert got.node == {} and got.by_mac == {"02:00:00:00:00:77": {}}
     assert not got
-    bad_topology = gce_attributes({"machineType": "zones/z/machineTypes/n2", "attributes": {"physical_host": "x/y"}})
+    bad_topology = gce_attributes(
+        {"machineType": "zones/z/machineTypes/n2", "attributes": {"physical_host": "x/y"}}
+    )
     assert bad_topology.node == {"gce.dra.net/machineType": "n2"}
 
 
@@ -62,7 +66,7 @@ async def test_a_failing_metadata_service_is_one_warning_and_no_attributes(
 ) -> None:
     server.mode = mode
     with caplog.at_level(logging.WARNING, logger="dranet_core.cloud"):
-        found = await fetch_cloud_attributes("GCE", server.url, timeout=0.3)
+        found = await fetch_cloud_attributes("GCE", server.url, seconds=0.3)
     assert not found and found.apply({"eth1": NIC})["eth1"] is NIC
     (rec,) = caplog.records
     assert "cloud provider GCE" in rec.getMessage() and "no cloud attributes" in rec.getMessage()
@@ -70,7 +74,7 @@ async def test_a_failing_metadata_service_is_one_warning_and_no_attributes(
 
 async def test_a_refused_connection_is_one_warning(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="dranet_core.cloud"):
-        found = await fetch_cloud_attributes("gce", "http://127.0.0.1:1", timeout=1)
+        found = await fetch_cloud_attributes("gce", "http://127.0.0.1:1", seconds=1)
     assert not found and len(caplog.records) == 1
 
 
@@ -96,10 +100,17 @@ def test_cloud_values_win_and_unchanged_devices_are_kept() -> None:
 
 def test_flags_reach_the_settings() -> None:
     args = build_parser().parse_args(
-        ["run", "--cloud-provider-hint=GCE", "--cloud-metadata-url=http://127.0.0.1:9", "--cloud-metadata-timeout=2s"]
+        [
+            "run",
+            "--cloud-provider-hint=GCE",
+            "--cloud-metadata-url=http://127.0.0.1:9",
+            "--cloud-metadata-timeout=2s",
+        ]
     )
     s = settings_from_args(args, {"NODE_NAME": "n"})
     assert (s.cloud.hint, s.cloud.metadata_url, s.cloud.timeout) == ("GCE", "http://127.0.0.1:9", 2.0)
     assert _go_only_warnings(args) == []  # implemented: not "accepted and ignored"
     with pytest.raises(SettingsError, match="--cloud-metadata-url"):
-        settings_from_args(build_parser().parse_args(["run", "--cloud-metadata-url=ftp://x"]), {"NODE_NAME": "n"})
+        settings_from_args(
+            build_parser().parse_args(["run", "--cloud-metadata-url=ftp://x"]), {"NODE_NAME": "n"}
+        )
