@@ -57,13 +57,12 @@ COMMANDS = ("run", "inventory", "demo", "version")
 _HOST = HostSettings()  # the defaults of the host paths (settings.py owns every literal path)
 
 GO_ONLY_FLAGS = {
-    "--cloud-provider-hint": "",
     "--profile-provider": "cloud",
     "--webhook-url": "",
     "--feature-gates": "",
 }
 """Go driver flags this driver accepts (so its manifests and Helm values still start it) but
-does not implement: cloud/webhook providers and feature gates. A value other than the
+does not implement: the webhook cloud provider and feature gates. A value other than the
 default or ``NONE`` is logged as a warning at start."""
 _HARMLESS = {"", "none", "NONE"}
 
@@ -71,10 +70,10 @@ _HARMLESS = {"", "none", "NONE"}
 def _go_only_warnings(args: argparse.Namespace) -> list[str]:
     out = []
     for flag, default in GO_ONLY_FLAGS.items():
-        if flag in ("--profile-provider", "--cloud-provider-hint") or (
+        if flag == "--profile-provider" or (
             flag == "--webhook-url" and getattr(args, "profile_provider", "").lower() == "webhook"
         ):
-            continue  # implemented (profiles, cloud attributes: dranet_core.cloud warns itself)
+            continue  # implemented (profiles): the URL is used by the webhook profile provider
         value = getattr(args, flag.lstrip("-").replace("-", "_"), default)
         if value != default and value not in _HARMLESS:
             out.append(f"{flag}={value} is not supported by this driver and is ignored")
@@ -218,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--driver-name", default="dra.net", help=argparse.SUPPRESS)
     run.add_argument("--debug-hold-after", default="", help=argparse.SUPPRESS)
     _add_metadata_flags(run)
+    run.add_argument(
+        "--cloud-provider-hint",
+        default="",
+        help="publish this cloud's instance attributes: GCE ('' or NONE = none; others are logged)",
+    )
     run.add_argument(
         "--cloud-metadata-url",
         default="",
