@@ -53,6 +53,17 @@ class DeviceHealth(betterproto2.Message):
     Unix time in seconds of the last health change or check.
     """
 
+    health_check_timeout_seconds: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+    """
+    How long the kubelet may go without an update before it takes the health as unknown
+    (kubelet 1.35+; 0 = the kubelet's default).
+    """
+
+    message: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    Why, in a few words (kubelet 1.35+; at most 1024 characters).
+    """
+
 
 default_message_pool.register_message("v1alpha1", "DeviceHealth", DeviceHealth)
 
