@@ -38,6 +38,7 @@ from dranet_core.backends import BackendContext, context_for, load_backends
 from dranet_core.capabilities import Backend, HandlerTable, handler_table
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.claim_allocator import ClaimAllocator
+from dranet_core.cloud import fetch_cloud_attributes
 from dranet_core.dra.health import DeviceHealthFeed, HealthServicer
 from dranet_core.dra.plugin import KubeletPlugin, PluginPaths
 from dranet_core.dra.preparer import ClaimSource, DefaultPreparer
@@ -300,6 +301,10 @@ class Driver:
         stop = stop or asyncio.Event()
         if self.profiles is not None:
             await self.profiles.check()  # the Go driver refuses to start without a profile provider
+        cloud = self.settings.cloud
+        found = await fetch_cloud_attributes(cloud.hint, cloud.metadata_url, seconds=cloud.timeout)
+        if found:
+            self.inventory.enrich = found.apply
         problem = await self.store.load()
         if problem is not None:
             await self.publisher.record_event(checkpoint_event(problem, node=self.settings.kube.node_name))

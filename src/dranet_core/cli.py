@@ -31,6 +31,7 @@ from dranet_core.errors import BackendError, SettingsError
 from dranet_core.settings import (
     DEFAULT_FILTER_EXPRESSION,
     CheckpointSettings,
+    CloudSettings,
     DebugSettings,
     HostSettings,
     InventorySettings,
@@ -56,13 +57,12 @@ COMMANDS = ("run", "inventory", "demo", "version")
 _HOST = HostSettings()  # the defaults of the host paths (settings.py owns every literal path)
 
 GO_ONLY_FLAGS = {
-    "--cloud-provider-hint": "",
     "--profile-provider": "cloud",
     "--webhook-url": "",
     "--feature-gates": "",
 }
 """Go driver flags this driver accepts (so its manifests and Helm values still start it) but
-does not implement: cloud/webhook providers and feature gates. A value other than the
+does not implement: the webhook cloud provider and feature gates. A value other than the
 default or ``NONE`` is logged as a warning at start."""
 _HARMLESS = {"", "none", "NONE"}
 
@@ -217,6 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--driver-name", default="dra.net", help=argparse.SUPPRESS)
     run.add_argument("--debug-hold-after", default="", help=argparse.SUPPRESS)
     _add_metadata_flags(run)
+    run.add_argument(
+        "--cloud-provider-hint",
+        default="",
+        help="publish this cloud's instance attributes: GCE ('' or NONE = none; others are logged)",
+    )
+    run.add_argument(
+        "--cloud-metadata-url",
+        default="",
+        help="the cloud metadata service address ('' = the provider's own)",
+    )
+    run.add_argument("--cloud-metadata-timeout", default="5s", help="how long start-up waits for it")
     compat = run.add_argument_group("accepted for compatibility with the Go driver, not implemented")
     for flag, default in GO_ONLY_FLAGS.items():
         compat.add_argument(flag, default=default, metavar="VALUE", help="ignored")
@@ -324,6 +335,11 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
         backend_options=parse_backend_options(args.backend_option),
         debug=_debug(args.debug_hold_after),
         profile=ProfileSettings(provider=args.profile_provider, webhook_url=args.webhook_url),
+        cloud=CloudSettings(
+            hint=args.cloud_provider_hint,
+            metadata_url=args.cloud_metadata_url,
+            timeout=parse_duration(args.cloud_metadata_timeout, flag="--cloud-metadata-timeout"),
+        ),
         metadata=_metadata(args),
     )
 

@@ -164,6 +164,8 @@ class Inventory:
         self._standard = StandardAttributes()
         self._scans = 0
         self._publishes = 0
+        self.enrich: Callable[[Mapping[str, Device]], dict[str, Device]] | None = None
+        """Adds attributes from outside the backends (cloud metadata) to every scan's devices."""
 
     # -- what the driver calls -------------------------------------------------------------
 
@@ -280,6 +282,8 @@ class Inventory:
                 prev = merged.get(dev.name)
                 merged[dev.name] = dev if prev is None else prev.merged(dev)
         merged = self._standard.apply(merged)
+        if self.enrich is not None:
+            merged = self.enrich(merged)
         self._overlay_pinned(merged)
         published = {name: dev for name, dev in merged.items() if self._matches(dev)}
         for gone in self._filter_cache.keys() - merged.keys():

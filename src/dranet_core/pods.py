@@ -31,11 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -44,8 +42,18 @@ from dranet_core.errors import CheckpointError, DeviceError, DranetError
 from dranet_core.mover import AttachResult, NamespaceMover
 from dranet_core.plans import PreparedDevice
 from dranet_core.ports import AttachObserver, DeviceObserver, DevicePins, EventSink
+from dranet_core.sandbox_journal import (
+    ChecksSnapshot,
+    JournalItem,
+    check_snapshots,
+    default_conditions,
+    journal_statuses,
+    journalled_sandbox,
+    newest_sandbox,
+    same_sandbox,
+)
 from dranet_core.status import EventRecord
-from dranet_core.types import JSON, ClaimRef, Condition, DeviceNode, DeviceStatus, PodSandbox
+from dranet_core.types import JSON, ClaimRef, DeviceNode, DeviceStatus, PodSandbox
 
 __all__ = [
     "ChecksSnapshot",
@@ -60,84 +68,6 @@ log = logging.getLogger(__name__)
 
 DeviceNodeSource = Callable[[PreparedDevice], Sequence[DeviceNode]]
 """A backend's ``device_nodes`` (AdjustsContainers)."""
-
-
-def default_conditions() -> tuple[Condition, ...]:
-    """The Go driver's netdev conditions: Ready/NetworkDeviceReady then NetworkReady/NetworkReady."""
-    return (
-        Condition(type="Ready", status="True", reason="NetworkDeviceReady"),
-        Condition(type="NetworkReady", status="True", reason="NetworkReady"),
-    )
-
-
-def journal_statuses(pc: PreparedClaim, *, driver_name: str, pool: str) -> list[DeviceStatus]:
-    """The status of every ``attached`` device of ``pc``, from the journal (its network data,
-    the default conditions): what the claim status says when no attach result is at hand."""
-    out: list[DeviceStatus] = []
-    for dev in pc.plan.devices:
-        st = pc.devices.get(dev.device)
-        if st is None or st.phase != "attached":
-            continue
-        out.append(
-            DeviceStatus(
-                driver=driver_name,
-                pool=dev.pool or pool,
-                device=dev.device,
-                conditions=default_conditions(),
-                network_data=st.network_data,
-                share_id=dev.share_id,
-            )
-        )
-    return out
-
-
-@runtime_checkable
-class ChecksSnapshot(Protocol):
-    """Optional for a NamespaceMover: can tell whether a stored snapshot is one it can use."""
-
-    def check_snapshot(self, snapshot: JSON) -> None:
-        """Raise ValueError saying what is wrong with ``snapshot``."""
-        ...
-
-
-def same_sandbox(st: DeviceState, pod: PodSandbox) -> bool:
-    """Whether journal entry ``st`` names sandbox ``pod``: the same pod UID, and the same
-    sandbox id when both sides know it, else the same netns path when both know it."""
-    if st.pod_uid != pod.uid:
-        return False
-    if st.sandbox_id and pod.id:
-        return st.sandbox_id == pod.id
-    return not (st.netns and pod.netns and st.netns != pod.netns)
-
-
-def _newest(sandboxes: Sequence[PodSandbox]) -> PodSandbox | None:
-    """The last listed sandbox with a netns (the runtime lists a pod's retries in order)."""
-    return next((p for p in reversed(sandboxes) if p.netns), None)
-
-
-def _journalled(st: DeviceState, sandboxes: Sequence[PodSandbox]) -> PodSandbox | None:
-    """The sandbox among ``sandboxes`` that ``st`` names. With several sandboxes for the pod,
-    one whose netns path is gone is not it (its sandbox was torn down)."""
-    mine = [p for p in sandboxes if same_sandbox(st, p)]
-    if len(mine) == 1 and len(sandboxes) > 1 and mine[0].netns and not os.path.lexists(mine[0].netns):
-        return None
-    return mine[0] if mine else None
-
-
-@attrs.frozen
-class _Item:
-    claim: PreparedClaim
-    device: PreparedDevice
-
-    @property
-    def uid(self) -> str:
-        return self.claim.uid
-
-    def fields(self, pod: PodSandbox | None = None) -> dict[str, str]:
-        out = {"claim": str(self.claim.plan.claim), "device": self.device.device}
-        if pod is not None:
-            out["pod"] = str(pod)
-        return out
 
 
 class PodNetworking:
@@ -189,22 +119,22 @@ class PodNetworking:
 
     # --- queries ---
 
-    def items_for_pod(self, pod_uid: str) -> list[_Item]:
+    def items_for_pod(self, pod_uid: str) -> list[JournalItem]:
         """The prepared devices reserved for ``pod_uid``, in claim then allocation order."""
-        out: list[_Item] = []
+        out: list[JournalItem] = []
         for pc in self.store.claims().values():
             if pod_uid in pc.plan.pods:
-                out.extend(_Item(pc, d) for d in pc.plan.devices)
+                out.extend(JournalItem(pc, d) for d in pc.plan.devices)
         return out
 
-    def held_by(self, pod_uid: str) -> list[tuple[_Item, DeviceState]]:
+    def held_by(self, pod_uid: str) -> list[tuple[JournalItem, DeviceState]]:
         """Devices not at home whose journal names ``pod_uid``, with their journal entries."""
-        out: list[tuple[_Item, DeviceState]] = []
+        out: list[tuple[JournalItem, DeviceState]] = []
         for pc in self.store.claims().values():
             for d in pc.plan.devices:
                 st = pc.devices.get(d.device) or DeviceState()
                 if st.phase != "prepared" and st.pod_uid == pod_uid:
-                    out.append((_Item(pc, d), st))
+                    out.append((JournalItem(pc, d), st))
         return out
 
     def states(self) -> dict[str, int]:
@@ -252,7 +182,7 @@ class PodNetworking:
             raise DeviceError(
                 items[0].device.device, "attach", f"pod {pod} has no network namespace (hostNetwork?)"
             )
-        done: list[_Item] = []
+        done: list[JournalItem] = []
         results: dict[str, list[DeviceStatus]] = {}
         for item in items:
             try:
@@ -294,7 +224,7 @@ class PodNetworking:
     def _lock(self, device: str) -> asyncio.Lock:
         return self._locks.setdefault(device, asyncio.Lock())
 
-    async def _attach_one(self, item: _Item, pod: PodSandbox) -> AttachResult:
+    async def _attach_one(self, item: JournalItem, pod: PodSandbox) -> AttachResult:
         dev = item.device
         async with self._lock(dev.device):
             st = self.store.device_state(item.uid, dev.device) or DeviceState()
@@ -346,7 +276,7 @@ class PodNetworking:
             log.info("device attached", extra=item.fields(pod))
             return AttachResult(network_data=nd, conditions=conditions)
 
-    async def _leave_old_sandbox(self, item: _Item, st: DeviceState, pod: PodSandbox) -> DeviceState:
+    async def _leave_old_sandbox(self, item: JournalItem, st: DeviceState, pod: PodSandbox) -> DeviceState:
         """Bring the device home from an earlier sandbox of the same pod (lock held).
 
         Returns the entry to continue from (``prepared``); raises DeviceError when the device
@@ -372,7 +302,7 @@ class PodNetworking:
 
     async def _undo_attach(
         self,
-        item: _Item,
+        item: JournalItem,
         into: DeviceState,
         attached: Sequence[tuple[str, NamespaceMover]],
         pod: PodSandbox,
@@ -401,7 +331,7 @@ class PodNetworking:
         if held and self._pins is not None:
             self._pins.request_rescan()
 
-    async def _detach_one(self, item: _Item, pod: PodSandbox | None, *, reason: str) -> bool:
+    async def _detach_one(self, item: JournalItem, pod: PodSandbox | None, *, reason: str) -> bool:
         async with self._lock(item.device.device):
             st = self.store.device_state(item.uid, item.device.device)
             if st is None or st.phase == "prepared":
@@ -414,7 +344,9 @@ class PodNetworking:
                 target = attrs.evolve(target, netns=netns)
             return await self._detach_locked(item, target, st, reason=reason)
 
-    async def _detach_locked(self, item: _Item, target: PodSandbox, st: DeviceState, *, reason: str) -> bool:
+    async def _detach_locked(
+        self, item: JournalItem, target: PodSandbox, st: DeviceState, *, reason: str
+    ) -> bool:
         """Journal ``detaching``, run the movers' detach, journal ``prepared`` when every mover
         succeeded (lock held). Journal writes here never stop a device from coming home: a
         failed one is kept in memory and written later. True when the device is home."""
@@ -429,7 +361,7 @@ class PodNetworking:
         return ok
 
     async def _safe_detach(
-        self, item: _Item, name: str, mover: NamespaceMover, pod: PodSandbox, snap: JSON
+        self, item: JournalItem, name: str, mover: NamespaceMover, pod: PodSandbox, snap: JSON
     ) -> bool:
         t0 = time.perf_counter()
         try:
@@ -460,7 +392,7 @@ class PodNetworking:
         for pc in self.store.claims().values():
             attached = False
             for dev in pc.plan.devices:
-                item = _Item(pc, dev)
+                item = JournalItem(pc, dev)
                 st = self.store.device_state(pc.uid, dev.device) or DeviceState()
                 try:
                     outcome = await self._reconcile_one(item, st, pods)
@@ -476,11 +408,16 @@ class PodNetworking:
         return dict(done)
 
     async def _reconcile_one(
-        self, item: _Item, st: DeviceState, pods: Mapping[str, Sequence[PodSandbox]]
+        self, item: JournalItem, st: DeviceState, pods: Mapping[str, Sequence[PodSandbox]]
     ) -> str:
         if st.phase == "prepared":
             owner = next(
-                (_newest(pods[p]) for p in item.claim.plan.pods if p in pods and _newest(pods[p])), None
+                (
+                    newest_sandbox(pods[p])
+                    for p in item.claim.plan.pods
+                    if p in pods and newest_sandbox(pods[p])
+                ),
+                None,
             )
             if owner is None:
                 return "kept"
@@ -488,7 +425,7 @@ class PodNetworking:
             return "attached"
         sandboxes = [p for p in pods.get(st.pod_uid or "", ()) if p.netns]
         if st.phase in ("attaching", "attached") and sandboxes:
-            current = _journalled(st, sandboxes)
+            current = journalled_sandbox(st, sandboxes)
             if current is None:  # the pod runs in a sandbox the journal does not know
                 await self._attach_one(item, sandboxes[-1])
                 return "moved"
@@ -496,7 +433,7 @@ class PodNetworking:
                 return "kept"
             await self._attach_one(item, current)
             return "resumed"
-        ok = await self._detach_one(item, _journalled(st, sandboxes), reason="reconcile")
+        ok = await self._detach_one(item, journalled_sandbox(st, sandboxes), reason="reconcile")
         return "returned" if ok else "failed"
 
     async def _report_from_journal(self, uid: str) -> None:
@@ -523,7 +460,7 @@ class PodNetworking:
             if (
                 st is not None
                 and st.phase != "prepared"
-                and not await self._detach_one(_Item(pc, dev), None, reason="unprepare")
+                and not await self._detach_one(JournalItem(pc, dev), None, reason="unprepare")
             ):
                 stuck.append(dev.device)
         if self._pins is not None:
@@ -540,19 +477,11 @@ class PodNetworking:
     def check_claim(self, pc: PreparedClaim) -> None:
         """Raise ValueError if a backend cannot read a device snapshot journalled in ``pc``
         (used as the :class:`~dranet_core.checkpoint.ClaimStore` load check)."""
-        for device, st in pc.devices.items():
-            if not isinstance(st.snapshot, dict):
-                continue
-            for name, mover in self.movers:
-                if name in st.snapshot and isinstance(mover, ChecksSnapshot):
-                    try:
-                        mover.check_snapshot(st.snapshot[name])
-                    except (ValueError, TypeError) as exc:
-                        raise ValueError(f"devices.{device}.snapshot.{name}: {exc}") from exc
+        check_snapshots(pc, self.movers)
 
     # --- helpers ---
 
-    async def _journal(self, item: _Item, state: DeviceState, *, keep: bool = False) -> None:
+    async def _journal(self, item: JournalItem, state: DeviceState, *, keep: bool = False) -> None:
         """Record ``state``. With ``keep`` (the state says what already happened to the
         device), a failed write is logged, not raised: memory keeps the state and a later
         write puts it on disk."""

@@ -28,6 +28,7 @@ from dranet_core.errors import SettingsError
 __all__ = [
     "DEFAULT_FILTER_EXPRESSION",
     "CheckpointSettings",
+    "CloudSettings",
     "DebugSettings",
     "HostSettings",
     "InventorySettings",
@@ -325,6 +326,22 @@ class ProfileSettings:
 
 
 @attrs.frozen(kw_only=True)
+class CloudSettings:
+    """``--cloud-provider-hint`` and where its metadata service is (:mod:`dranet_core.cloud`)."""
+
+    hint: str = ""
+    metadata_url: str = ""
+    """'' = the provider's well-known address; tests point it at loopback."""
+    timeout: float = 5.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.metadata_url and not self.metadata_url.startswith(("http://", "https://")):
+            raise SettingsError(f"--cloud-metadata-url: must be an http(s):// URL, got {self.metadata_url!r}")
+        if self.timeout <= 0:
+            raise SettingsError(f"--cloud-metadata-timeout: must be > 0, got {self.timeout}")
+
+
+@attrs.frozen(kw_only=True)
 class ObservabilitySettings:
     """The health and metrics HTTP endpoint."""
 
@@ -426,6 +443,7 @@ class Settings:
     shutdown: ShutdownSettings = attrs.field(factory=ShutdownSettings)
     debug: DebugSettings = attrs.field(factory=DebugSettings)
     profile: ProfileSettings = attrs.field(factory=ProfileSettings)
+    cloud: CloudSettings = attrs.field(factory=CloudSettings)
     metadata: MetadataSettings = attrs.field(factory=MetadataSettings)
 
     backends: tuple[str, ...] | None = attrs.field(default=None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 
 from bbolt_writer import go_checkpoint, go_record
+from cloud_metadata import GceMetadata, gce_instance
 from dnsmasq_server import serve_dhcp
 from e2e.harness import Cluster, global_addrs, ip_json
 from profile_webhook import ProfileWebhook
@@ -110,3 +111,23 @@ def test_webhook_profile_provider_resolves_a_claims_profile(fresh_cluster: Clust
         assert "does not report profileProvider: true" in c.log()
     finally:
         c.loop.run(hook.close())
+
+
+def test_gce_cloud_attributes_are_published_on_the_matching_device(fresh_cluster: Cluster) -> None:
+    """--cloud-provider-hint=GCE with the metadata address on loopback: the vNIC with the
+    metadata's MAC carries gce.dra.net/* in the ResourceSlice, as with the Go driver."""
+    c = fresh_cluster
+    dev = c.node.veth()
+    meta = GceMetadata(gce_instance(dev.mac))
+    url = c.loop.run(meta.start())
+    try:
+        c.start("--cloud-provider-hint=GCE", f"--cloud-metadata-url={url}")
+        attrs = c.wait_attrs(dev.name, lambda a: "gce.dra.net/networkName" in a)
+        assert attrs["gce.dra.net/networkName"] == {"string": "test-network"}
+        assert attrs["gce.dra.net/networkProjectNumber"] == {"int": 12345}
+        assert attrs["gce.dra.net/ipAliases"] == {"string": "10.8.0.0/24,10.9.0.0/28"}
+        assert attrs["gce.dra.net/machineType"] == {"string": "a3-highgpu-8g"}
+        assert attrs["gce.dra.net/subBlock"] == {"string": "sub2"}
+        assert len(meta.requests) == 1  # fetched once at start, not per scan
+    finally:
+        c.loop.run(meta.close())

@@ -243,11 +243,6 @@ class NriPlugin:
         """True while the runtime has us configured and synchronized."""
         return self._registered
 
-    @property
-    def subscribed(self) -> int:
-        """The event mask the handler asks for (before clipping to the runtime's set)."""
-        return self._wanted
-
     def health(self) -> NriHealth:
         """Readiness and the last error, for /healthz."""
         return NriHealth(
