@@ -3,8 +3,14 @@
 :func:`plan_claim` is the whole decision, a pure function of its inputs: it takes this
 driver's allocation results for this node's pool, finds each device in the inventory,
 refuses devices already prepared for another claim, refuses what the Go driver refuses
-(more than one pod in ``reservedFor`` for an exclusive device, non-pod consumers), resolves
+(more than one pod in ``reservedFor``, non-pod consumers), resolves
 the configuration of each device's requests and runs the backends' config validators.
+
+Shared devices: an allocation result with a share ID (the device was published with
+``allowMultipleAllocations``) may share its device with other claims' shared results, never
+with an exclusive one; its config must have a ``subinterface`` section (a shared device is
+never moved into one pod: each claim gets its own child of it). A ``subinterface`` section
+on an exclusive result is refused too: the device was not published as shareable.
 
 :class:`ClaimAllocator` implements :class:`~dranet_core.allocation.Allocator` on top of it:
 keyed by claim UID (never namespace/name), idempotent (a repeated prepare returns the stored
@@ -83,12 +89,14 @@ def plan_claim(
     driver: str,
     pool: str,
     taken: Mapping[str, str],
+    shared: Mapping[str, str] | None = None,
     resolve: ConfigResolver = default_resolver,
     validators: Sequence[ValidatesConfig] = (),
 ) -> ClaimPlan:
     """Plan ``claim`` against this node's ``inventory`` (device name -> Device).
 
-    ``taken`` maps device names to the UID of the claim they are prepared for. Only
+    ``taken`` maps device names to the UID of the claim they are prepared for exclusively,
+    ``shared`` to the UID of a claim they are prepared for with a share ID. Only
     allocation results of ``driver`` in ``pool`` (the node) are considered; a claim with
     none gets a plan with no devices. The configuration of a device is resolved for its
     first request name (a device allocated to several requests gets the configs that apply
@@ -102,10 +110,15 @@ def plan_claim(
     mine = [r for r in claim.results if r.driver == driver and r.pool == pool]
     grouped = _group(mine)
     exclusive = any(r.share_id is None for r, _ in grouped)
-    if exclusive and len(pods) > 1:
+    if grouped and len(pods) > 1:
         raise ClaimError(
             str(claim.ref),
-            f"reserved for {len(pods)} pods; an exclusive network device can be used by only one pod",
+            f"reserved for {len(pods)} pods; "
+            + (
+                "an exclusive network device can be used by only one pod"
+                if exclusive
+                else "a subinterface of a shared device lives in one pod: give each pod its own claim"
+            ),
         )
     devices: list[PreparedDevice] = []
     for result, requests in grouped:
@@ -117,8 +130,15 @@ def plan_claim(
         owner = taken.get(result.device)
         if owner is not None and owner != uid:
             raise ClaimError(str(claim.ref), f"device {result.device} is already prepared for claim {owner}")
+        sharer = (shared or {}).get(result.device)
+        if result.share_id is None and sharer is not None and sharer != uid:
+            raise ClaimError(
+                str(claim.ref),
+                f"device {result.device} is shared with claim {sharer}; it cannot be prepared exclusively",
+            )
         try:
             config = resolve(claim.configs, requests[0], driver)
+            _check_sharing(result, config)
             for v in validators:
                 if v.owns(dev):
                     v.validate_config(dev, config)
@@ -135,6 +155,22 @@ def plan_claim(
             )
         )
     return ClaimPlan(claim=claim.ref, pods=pods, devices=tuple(devices))
+
+
+def _check_sharing(result: AllocationResult, config: NetworkConfig) -> None:
+    """A shared result needs a ``subinterface``; an exclusive one may not have it."""
+    if result.share_id is not None and config.subinterface is None:
+        raise ConfigError(
+            f"is required for a shared device (allocated with shareID {result.share_id}): "
+            "a shared device stays on the host and each claim gets its own child of it",
+            path="subinterface",
+        )
+    if result.share_id is None and config.subinterface is not None:
+        raise ConfigError(
+            "needs a device published as shareable (allowMultipleAllocations, see the netdev "
+            "backend option subinterface_parents); this device was allocated exclusively",
+            path="subinterface",
+        )
 
 
 async def resolve_plan(
@@ -192,12 +228,25 @@ class ClaimAllocator:
         self._resolve = resolve
         self._resolvers = tuple(resolvers)
         self._profiles = profiles
-        self._reserved: dict[str, str] = {}  # device -> claim uid, plans not yet in the store
+        # (device, claim uid) -> shared?, for plans not yet in the store
+        self._reserved: dict[tuple[str, str], bool] = {}
 
     def taken(self) -> dict[str, str]:
-        """Device name -> UID of the claim it is prepared (or being prepared) for."""
-        out = {d.device: uid for uid, pc in self.store.claims().items() for d in pc.plan.devices}
-        out.update(self._reserved)
+        """Device name -> UID of the claim it is prepared (or being prepared) for exclusively."""
+        return self._holders(shared=False)
+
+    def shared(self) -> dict[str, str]:
+        """Device name -> UID of a claim it is prepared (or being prepared) for with a share ID."""
+        return self._holders(shared=True)
+
+    def _holders(self, *, shared: bool) -> dict[str, str]:
+        out = {
+            d.device: uid
+            for uid, pc in self.store.claims().items()
+            for d in pc.plan.devices
+            if (d.share_id is not None) == shared
+        }
+        out.update({dev: uid for (dev, uid), sh in self._reserved.items() if sh == shared})
         return out
 
     def get(self, uid: str) -> ClaimPlan | None:
@@ -216,18 +265,18 @@ class ClaimAllocator:
             driver=self.driver_name,
             pool=self.pool,
             taken=self.taken(),
+            shared=self.shared(),
             resolve=self._resolve,
             validators=self._validators,
         )
         for d in plan.devices:
-            self._reserved[d.device] = uid
+            self._reserved[(d.device, uid)] = d.share_id is not None
         try:
             plan = await resolve_plan(plan, inventory, self._resolvers, self._profiles)
             await self.store.put_plan(plan)
         finally:
             for d in plan.devices:
-                if self._reserved.get(d.device) == uid:
-                    del self._reserved[d.device]
+                self._reserved.pop((d.device, uid), None)
         log.info(
             "claim %s prepared: devices %s for pods %s",
             claim.ref,

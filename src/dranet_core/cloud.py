@@ -67,6 +67,7 @@ class CloudAttributes:
                     attributes={**dev.attributes, **extra},
                     capacity=dev.capacity,
                     facets=dev.facets,
+                    allow_multiple_allocations=dev.allow_multiple_allocations,
                 )
             out[name] = dev
         return out

@@ -305,6 +305,7 @@ class Inventory:
                     attributes={**last.attributes, **live.attributes},
                     capacity={**last.capacity, **live.capacity},
                     facets={**last.facets, **live.facets},
+                    allow_multiple_allocations=live.allow_multiple_allocations,
                 )
                 merged[name] = live
             self._pinned[name] = live

@@ -64,6 +64,7 @@ def _device_out(dev: Device) -> dict[str, JSON]:
         "attributes": {k: _attr_out(v) for k, v in dev.attributes.items()},
         "capacity": dict(dev.capacity),
         "facets": dict(dev.facets),
+        **({"allowMultipleAllocations": True} if dev.allow_multiple_allocations else {}),
     }
 
 
@@ -76,6 +77,7 @@ def _device_in(name: str, raw: Any) -> Device:
         attributes=attributes,
         capacity=dict(raw.get("capacity", {})),
         facets=dict(raw.get("facets", {})),
+        allow_multiple_allocations=raw.get("allowMultipleAllocations") is True,
     )
 
 

@@ -150,7 +150,9 @@ class Device:
     that backend's JSON-able private data about this device (netdev: ifindex, permanent MAC;
     rdma: the RDMA link and its char devices). A device found by several backends (a VF that
     is a netdev, an SR-IOV VF and an RDMA device) is one ``Device`` whose attributes and
-    facets are the union of theirs; see :meth:`merged`.
+    facets are the union of theirs; see :meth:`merged`. ``allow_multiple_allocations`` publishes
+    the device as shareable (``allowMultipleAllocations``): the scheduler may then allocate it
+    to many claims at once, each result with its own share ID.
     """
 
     name: str = attrs.field(validator=_check_device_name)
@@ -159,9 +161,11 @@ class Device:
     )
     capacity: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map, validator=_check_capacity)
     facets: Mapping[str, JSON] = attrs.field(factory=dict, converter=_frozen_map)
+    allow_multiple_allocations: bool = False
 
     def merged(self, other: Device) -> Device:
-        """This device with ``other``'s attributes, capacities and facets added (other wins)."""
+        """This device with ``other``'s attributes, capacities and facets added (other wins);
+        shareable when either is."""
         if other.name != self.name:
             raise ValueError(f"cannot merge device {other.name} into {self.name}")
         return Device(
@@ -169,6 +173,7 @@ class Device:
             attributes={**self.attributes, **other.attributes},
             capacity={**self.capacity, **other.capacity},
             facets={**self.facets, **other.facets},
+            allow_multiple_allocations=self.allow_multiple_allocations or other.allow_multiple_allocations,
         )
 
 

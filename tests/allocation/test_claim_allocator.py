@@ -116,8 +116,11 @@ def test_more_than_one_pod_is_refused_for_exclusive_devices() -> None:
         plan(claim(pods=[pod("a"), pod("b")]))
     # the same pod twice is one pod
     assert plan(claim(pods=[pod("a"), pod("a")])).pods == ("a",)
-    # shared (share id) devices may serve several pods
-    assert plan(claim(pods=[pod("a"), pod("b")], share="s1")).pods == ("a", "b")
+    # a shared device's claim makes one subinterface, in one pod
+    with pytest.raises(
+        ClaimError, match="reserved for 2 pods; a subinterface of a shared device lives in one pod"
+    ):
+        plan(claim(pods=[pod("a"), pod("b")], share="s1"))
 
 
 def test_non_pod_consumer_is_refused() -> None:

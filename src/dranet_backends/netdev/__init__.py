@@ -6,7 +6,9 @@ and ``move_ib_interfaces`` (false leaves IPoIB netdevs out), and three options:
 ``netdev.pci_ids`` (``:``-separated pci.ids paths; default the distribution's),
 ``netdev.full_resync`` (seconds between full re-dumps while events are followed; default 60) and
 ``netdev.rename_retry_interval`` (seconds between retries to give a device parked under a
-temporary name its name back; default 5). The mover keeps its list of parked devices in
+temporary name its name back; default 5) and ``netdev.subinterface_parents`` (``,``-separated
+interface names or shell patterns: the devices published as shareable, whose claims get a
+macvlan/ipvlan child each; default none). The mover keeps its list of parked devices in
 the context's ``state_dir`` (the checkpoint's directory) so it survives a restart.
 """
 
@@ -23,7 +25,7 @@ from dranet_core.backends import (
     parse_seconds,
 )
 
-from .backend import NetdevBackend
+from .backend import NetdevBackend, parse_ifname_patterns
 from .facet import FACET, NetdevFacet
 
 _NO_PATHS: tuple[Path, ...] = ()
@@ -33,6 +35,7 @@ __all__ = [
     "FULL_RESYNC",
     "PCI_IDS",
     "RENAME_RETRY_INTERVAL",
+    "SUBINTERFACE_PARENTS",
     "NetdevBackend",
     "NetdevFacet",
     "create",
@@ -56,13 +59,22 @@ RENAME_RETRY_INTERVAL = BackendOption(
     "seconds between retries to give a parked device its name back",
 )
 
+_NO_PATTERNS: tuple[str, ...] = ()
+SUBINTERFACE_PARENTS = BackendOption(
+    "netdev",
+    "subinterface_parents",
+    parse_ifname_patterns,
+    _NO_PATTERNS,
+    "','-separated interface names or shell patterns (eth1,ens*) published as shareable parents",
+)
+
 
 def _pci_ids(context: BackendContext) -> PciIds:
     paths: tuple[Path, ...] = context.option(PCI_IDS)
     return PciIds(paths or DEFAULT_PATHS)
 
 
-@backend_options(PCI_IDS, FULL_RESYNC, RENAME_RETRY_INTERVAL)
+@backend_options(PCI_IDS, FULL_RESYNC, RENAME_RETRY_INTERVAL, SUBINTERFACE_PARENTS)
 def create(context: BackendContext) -> NetdevBackend:
     """Entry point of the ``dranet.backends`` group: the netdev backend for ``context``."""
     return NetdevBackend(
@@ -73,4 +85,5 @@ def create(context: BackendContext) -> NetdevBackend:
         move_ib_interfaces=context.move_ib_interfaces,
         state_dir=context.state_dir,
         rename_retry_interval=context.option(RENAME_RETRY_INTERVAL),
+        subinterface_parents=context.option(SUBINTERFACE_PARENTS),
     )

@@ -21,6 +21,10 @@ Which network namespace is "the host" is a parameter (``netns``, a path such as
 ``/run/netns/x``; default: the process's own), so tests scan a throwaway namespace. Netlink
 sockets are opened there without forking (:func:`rtnl.open_netlink_socket`).
 
+Shareable parents: a netdev whose interface name matches one of ``subinterface_parents``
+(shell patterns) is published with ``allowMultipleAllocations``: many claims can share it,
+each getting its own macvlan/ipvlan child in its pod while the parent stays on the host.
+
 Device names: a netdev on a PCI function is named after the function (``pci-0000-8a-00-0``)
 and keeps that name when the netdev moves into a pod (the PCI function is still listed from
 sysfs, with its PCI attributes only); other netdevs by normalised interface name.
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fnmatch
 import logging
 import struct
 import time
@@ -62,7 +67,7 @@ from .state import KernelView, uplinks
 from .sysfs import netdev_sysfs
 from .tcx import TcxReader
 
-__all__ = ["NetdevBackend"]
+__all__ = ["NetdevBackend", "parse_ifname_patterns"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +83,17 @@ WATCH_GROUPS = (
     | rtnl.RTMGRP_TC
 )
 _YIELD_EVERY = 64
+
+
+def parse_ifname_patterns(text: str) -> tuple[str, ...]:
+    """``eth1,ens*`` -> ``("eth1", "ens*")``; raises ValueError naming the rule."""
+    items = tuple(item.strip() for item in text.split(","))
+    for item in items:
+        if not item or len(item) > 64 or "/" in item or any(c.isspace() for c in item):
+            raise ValueError(
+                f"must be a ','-separated list of interface names or shell patterns (eth1,ens*), got item {item!r}"
+            )
+    return items
 
 
 def _ignored(link: rtnl.Link) -> bool:
@@ -100,6 +116,7 @@ class NetdevBackend:
         clock: Callable[[], float] = time.monotonic,
         state_dir: Path | None = None,
         rename_retry_interval: float = 5.0,
+        subinterface_parents: tuple[str, ...] = (),
     ) -> None:
         self.sysfs = Path(sysfs)
         self.netns = netns
@@ -126,6 +143,7 @@ class NetdevBackend:
         self.state_dir = state_dir
         self._rename_retry_interval = rename_retry_interval
         self._step_observer: Callable[[str, float], None] | None = None
+        self.subinterface_parents = tuple(subinterface_parents)
 
     # -- Discovery -------------------------------------------------------------------------
 
@@ -412,7 +430,14 @@ class NetdevBackend:
             alias=link.alias,
         )
         try:
-            return name, Device(name=name, attributes=attrs, facets={FACET: facet.to_json()})
+            shareable = any(fnmatch.fnmatchcase(link.name, p) for p in self.subinterface_parents)
+            device = Device(
+                name=name,
+                attributes=attrs,
+                facets={FACET: facet.to_json()},
+                allow_multiple_allocations=shareable,
+            )
+            return name, device
         except ValueError as exc:
             log.warning("netdev: leaving out %s (%s): %s", link.name, name, exc)
             return None

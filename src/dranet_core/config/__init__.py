@@ -25,6 +25,7 @@ from dranet_core.config.model import (
     RouteConfig,
     RuleConfig,
     SriovConfig,
+    SubinterfaceConfig,
     VRFConfig,
 )
 from dranet_core.config.resolve import configs_for_request, resolve_config
@@ -40,6 +41,7 @@ __all__ = [
     "RouteConfig",
     "RuleConfig",
     "SriovConfig",
+    "SubinterfaceConfig",
     "VRFConfig",
     "apply_defaults",
     "config_issues",

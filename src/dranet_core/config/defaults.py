@@ -1,8 +1,9 @@
 """Static defaults of a claim configuration (those that need no device or host state).
 
-Only one today, as in the Go driver: a VRF without a ``table`` gets
-``FNV-32a(name) % 1000 + 1000`` (range 1000..1999). It is deterministic, so every interface
-that joins the same VRF name gets the same table. Runtime defaults (interface name = host
+A VRF without a ``table`` gets ``FNV-32a(name) % 1000 + 1000`` (range 1000..1999), as in
+the Go driver. It is deterministic, so every interface that joins the same VRF name gets
+the same table. A ``subinterface`` without a ``mode`` gets its type's first mode (macvlan
+``bridge``, ipvlan ``l2``) and an ipvlan one without a ``flag`` gets ``bridge``. Runtime defaults (interface name = host
 name, addresses and routes copied from the host) belong to the backend at prepare time.
 """
 
@@ -12,7 +13,7 @@ from typing import Final
 
 import attrs
 
-from dranet_core.config.model import NetworkConfig
+from dranet_core.config.model import IPVLAN_FLAGS, SUBINTERFACE_MODES, NetworkConfig
 
 __all__ = ["VRF_TABLE_OFFSET", "apply_defaults", "fnv32a", "vrf_table_for"]
 
@@ -41,6 +42,12 @@ def apply_defaults(config: NetworkConfig) -> NetworkConfig:
 
     Set fields are never touched, and a VRF with no (or an empty) name gets no table.
     """
+    sub = config.subinterface
+    if sub is not None and sub.type in SUBINTERFACE_MODES:
+        mode = sub.mode or SUBINTERFACE_MODES[sub.type][0]
+        flag = (sub.flag or IPVLAN_FLAGS[0]) if sub.type == "ipvlan" else sub.flag
+        if (mode, flag) != (sub.mode, sub.flag):
+            config = attrs.evolve(config, subinterface=attrs.evolve(sub, mode=mode, flag=flag))
     iface = config.interface
     if iface is None or iface.vrf is None or iface.vrf.table is not None or not iface.vrf.name:
         return config

@@ -14,6 +14,7 @@ from typing import Any, Final
 import attrs
 
 __all__ = [
+    "IPVLAN_FLAGS",
     "MAX_ENTRIES",
     "MAX_PROFILE_LENGTH",
     "EthtoolConfig",
@@ -23,7 +24,9 @@ __all__ = [
     "RdmaConfig",
     "RouteConfig",
     "RuleConfig",
+    "SUBINTERFACE_MODES",
     "SriovConfig",
+    "SubinterfaceConfig",
     "VRFConfig",
 ]
 
@@ -236,6 +239,52 @@ class SriovConfig:
     )
 
 
+SUBINTERFACE_MODES: Final[Mapping[str, tuple[str, ...]]] = {
+    "macvlan": ("bridge", "private", "vepa", "passthru"),
+    "ipvlan": ("l2", "l3", "l3s"),
+}
+"""The modes of each subinterface type (the names ``ip link`` uses); the first is the default."""
+
+IPVLAN_FLAGS: Final = ("bridge", "private", "vepa")
+"""The ipvlan flags (``ip link ... type ipvlan mode l2 bridge``); the first is the default."""
+
+
+@attrs.frozen(kw_only=True)
+class SubinterfaceConfig:
+    """A fresh child of a shared parent device, created in the pod; the parent stays on the host.
+
+    Only for a device published as shareable (``allowMultipleAllocations``): every claim
+    that shares the parent gets its own child, named and configured by ``interface``,
+    ``routes``, ``rules``, ``neighbors`` and ``ethtool`` like a moved device, and deleted when
+    the pod stops.
+    """
+
+    type: str | None = attrs.field(
+        default=None,
+        metadata=_j(
+            "type", "kind of child link (required)", required=True, choices=tuple(SUBINTERFACE_MODES)
+        ),
+    )
+    mode: str | None = attrs.field(
+        default=None,
+        metadata=_j(
+            "mode",
+            "macvlan: bridge (default), private, vepa, passthru; ipvlan: l2 (default), l3, l3s",
+            choices=tuple(dict.fromkeys(m for modes in SUBINTERFACE_MODES.values() for m in modes)),
+            empty_is_unset=True,
+        ),
+    )
+    flag: str | None = attrs.field(
+        default=None,
+        metadata=_j(
+            "flag",
+            "ipvlan only: bridge (default), private, vepa",
+            choices=IPVLAN_FLAGS,
+            empty_is_unset=True,
+        ),
+    )
+
+
 @attrs.frozen(kw_only=True)
 class RdmaConfig:
     """How the RDMA character devices (``/dev/infiniband/*``) appear in the pod's containers."""
@@ -288,4 +337,10 @@ class NetworkConfig:
     )
     rdma: RdmaConfig | None = attrs.field(
         default=None, metadata=_j("rdma", "mode and owner of the RDMA char devices")
+    )
+    subinterface: SubinterfaceConfig | None = attrs.field(
+        default=None,
+        metadata=_j(
+            "subinterface", "a macvlan/ipvlan child of a shared device in the pod (shareable devices only)"
+        ),
     )

@@ -19,7 +19,11 @@ written out here:
 * ``rules[i].source`` and ``destination`` must be of the same family;
 * ``sriov.mac`` must be a unicast, non-zero MAC; ``sriov.vlanQoS`` > 0 and ``sriov.vlanProto``
   802.1ad need a non-zero ``sriov.vlan``; ``sriov.minTxRate`` must not exceed a non-zero
-  ``sriov.maxTxRate``.
+  ``sriov.maxTxRate``;
+* ``subinterface.mode`` must be a mode of ``subinterface.type`` and ``subinterface.flag`` is
+  for ipvlan only; with a ``subinterface``, ``interface.dhcp`` (the lease would be the
+  parent's) and ``sriov`` are refused, and so is ``interface.hardwareAddr`` for ipvlan (its
+  children carry the parent's MAC).
 
 :func:`validate_rdma_only` is the extra check for a device that has no network interface.
 """
@@ -32,7 +36,15 @@ from typing import Any
 from dranet_core.config.codec import describe_json, join_path
 from dranet_core.config.fields import FieldSpec, TypeSpec, fields_of, int_bounds
 from dranet_core.config.formats import ifname_problems, parse_ip, parse_mac, parse_prefix
-from dranet_core.config.model import InterfaceConfig, NetworkConfig, RouteConfig, RuleConfig, SriovConfig
+from dranet_core.config.model import (
+    SUBINTERFACE_MODES,
+    InterfaceConfig,
+    NetworkConfig,
+    RouteConfig,
+    RuleConfig,
+    SriovConfig,
+    SubinterfaceConfig,
+)
 from dranet_core.errors import ConfigError, ConfigIssue
 
 __all__ = ["config_issues", "validate_config", "validate_rdma_only"]
@@ -182,6 +194,8 @@ def _check_cross_field(config: NetworkConfig, path: str, issues: list[ConfigIssu
         issues.append(ConfigIssue(join_path(path, "rules"), "not supported when interface.vrf is set"))
     if isinstance(config.sriov, SriovConfig):
         _check_sriov(config.sriov, join_path(path, "sriov"), issues)
+    if isinstance(config.subinterface, SubinterfaceConfig):
+        _check_subinterface(config, path, issues)
     for i, route in enumerate(_objects(config.routes, RouteConfig)):
         _check_route(route, join_path(join_path(path, "routes"), i), issues)
     for i, rule in enumerate(_objects(config.rules, RuleConfig)):
@@ -247,6 +261,44 @@ def _check_sriov(sriov: SriovConfig, path: str, issues: list[ConfigIssue]) -> No
     lo, hi = sriov.min_tx_rate, sriov.max_tx_rate
     if isinstance(lo, int) and isinstance(hi, int) and hi > 0 and lo > hi:
         issues.append(ConfigIssue(join_path(path, "minTxRate"), f"must be <= maxTxRate ({hi}), got {lo}"))
+
+
+def _check_subinterface(config: NetworkConfig, path: str, issues: list[ConfigIssue]) -> None:
+    sub = config.subinterface
+    assert isinstance(sub, SubinterfaceConfig)
+    spath = join_path(path, "subinterface")
+    modes = SUBINTERFACE_MODES.get(sub.type) if isinstance(sub.type, str) else None
+    known = {m for ms in SUBINTERFACE_MODES.values() for m in ms}  # others: the per-field rule
+    if modes is not None and isinstance(sub.mode, str) and sub.mode in known and sub.mode not in modes:
+        issues.append(
+            ConfigIssue(
+                join_path(spath, "mode"),
+                f"must be one of {', '.join(modes)} for type {sub.type}, got {sub.mode!r}",
+            )
+        )
+    if sub.type == "macvlan" and sub.flag:
+        issues.append(
+            ConfigIssue(
+                join_path(spath, "flag"), f"is for type ipvlan only, got {sub.flag!r} with type macvlan"
+            )
+        )
+    iface = config.interface if isinstance(config.interface, InterfaceConfig) else None
+    if iface is not None and iface.dhcp is True:
+        issues.append(
+            ConfigIssue(
+                join_path(join_path(path, "interface"), "dhcp"),
+                "not supported with subinterface (the lease would be the parent's, taken on the host)",
+            )
+        )
+    if iface is not None and iface.hardware_addr and sub.type == "ipvlan":
+        issues.append(
+            ConfigIssue(
+                join_path(join_path(path, "interface"), "hardwareAddr"),
+                "not supported with subinterface type ipvlan (an ipvlan child has its parent's MAC)",
+            )
+        )
+    if config.sriov is not None:
+        issues.append(ConfigIssue(join_path(path, "sriov"), "not supported with subinterface (VF settings)"))
 
 
 # -- RDMA-only devices ---------------------------------------------------------------------

@@ -194,6 +194,8 @@ def device_body(device: Device) -> dict[str, JSON]:
         body["attributes"] = {k: _attribute(v) for k, v in sorted(device.attributes.items())}
     if device.capacity:
         body["capacity"] = {k: {"value": v} for k, v in sorted(device.capacity.items())}
+    if device.allow_multiple_allocations:
+        body["allowMultipleAllocations"] = True
     return body
 
 
