@@ -91,7 +91,8 @@ def parse_ifname_patterns(text: str) -> tuple[str, ...]:
     for item in items:
         if not item or len(item) > 64 or "/" in item or any(c.isspace() for c in item):
             raise ValueError(
-                f"must be a ','-separated list of interface names or shell patterns (eth1,ens*), got item {item!r}"
+                "must be a ','-separated list of interface names or shell patterns (eth1,ens*), "
+                f"got item {item!r}"
             )
     return items
 

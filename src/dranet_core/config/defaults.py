@@ -3,8 +3,9 @@
 A VRF without a ``table`` gets ``FNV-32a(name) % 1000 + 1000`` (range 1000..1999), as in
 the Go driver. It is deterministic, so every interface that joins the same VRF name gets
 the same table. A ``subinterface`` without a ``mode`` gets its type's first mode (macvlan
-``bridge``, ipvlan ``l2``) and an ipvlan one without a ``flag`` gets ``bridge``. Runtime defaults (interface name = host
-name, addresses and routes copied from the host) belong to the backend at prepare time.
+``bridge``, ipvlan ``l2``) and an ipvlan one without a ``flag`` gets ``bridge``. Runtime
+defaults (interface name = host name, addresses and routes copied from the host) belong to
+the backend at prepare time.
 """
 
 from __future__ import annotations
