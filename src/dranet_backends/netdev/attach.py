@@ -4,7 +4,10 @@ The steps, in order (:data:`ATTACH_STEPS`; the names of errors, of the step hook
 ``dranet_attach_step_seconds`` histogram)::
 
     move       one RTM_NEWLINK from the host: IFLA_NET_NS_FD + IFLA_IFNAME (+ MTU, MAC,
-               GSO/GRO sizes when configured): move, rename and resize in one request
+               GSO/GRO sizes when configured): move, rename and resize in one request.
+               For a subinterface device: create the claim's macvlan/ipvlan child in the
+               pod instead (one RTM_NEWLINK with IFLA_LINK + IFLA_NET_NS_FD, the MAC
+               journalled beforehand), then MTU and GSO/GRO sizes; the parent stays home
     sysctls    arp_ignore / arp_announce / forwarding (v4 and v6) of the device, in the pod
     addresses  the configured ones, else the host's global addresses (the kernel flushed them)
     up
@@ -16,12 +19,16 @@ The steps, in order (:data:`ATTACH_STEPS`; the names of errors, of the step hook
     neighbors  configured, then the host's permanent neighbours
     readback   name, MAC and the IPs really present, for the claim status
 
+A subinterface gets only what its config asks for: the parent's host addresses, routes,
+rules and neighbours stay with the parent.
+
 Transactional: when a step fails, the rules and VRF it created in the pod are removed, the
-device is brought home and the snapshot restored (:class:`.restore.Restorer`); the error is a
-:class:`~dranet_core.errors.DeviceError` naming the device, the step and the kernel's reason
-(and the item: the route, rule or neighbour, the config field and its limit). Resumable: it
-finds the device at home *or* already in the pod (after a crash half-way) and runs the
-remaining steps, all of which are idempotent.
+device is brought home and the snapshot restored (:class:`.restore.Restorer`), or a
+subinterface child is deleted; the error is a :class:`~dranet_core.errors.DeviceError`
+naming the device, the step and the kernel's reason (and the item: the route, rule or
+neighbour, the config field and its limit). Resumable: it finds the device at home *or*
+already in the pod (after a crash half-way; a subinterface child is known by its journalled
+name, kind and MAC) and runs the remaining steps, all of which are idempotent.
 """
 
 from __future__ import annotations
@@ -36,7 +43,8 @@ from typing import Any, Final
 
 import attrs
 
-from dranet_backends.netdev import ebpf, ethtool, sysctl, vrf
+from dranet_backends.netdev import ebpf, ethtool, subif, sysctl, vrf
+from dranet_backends.netdev.child import ChildRecord
 from dranet_backends.netdev.hostside import HostSide
 from dranet_backends.netdev.nsutil import Rtnl, on_worker, run_in_netns
 from dranet_backends.netdev.restore import Restorer, family, is_transient
@@ -103,6 +111,8 @@ class AttachJob:
     rules_added: list[dict[str, Any]] = attrs.field(factory=list)
     vrf_created: int | None = None
     vrf_table: int | None = None
+    child: ChildRecord | None = None
+    """Set for a subinterface device: the child to create (``snap`` is then its identity)."""
 
     @property
     def cfg_mac(self) -> str | None:
@@ -267,6 +277,9 @@ class Attacher:
             self.host.observe(step, t0)
 
     async def _move(self, job: AttachJob) -> None:
+        if job.child is not None:
+            await self._create_child(job, job.child)
+            return
         extra = link_attrs(job.cfg.interface)
         home = await self.host.find_home(job.snap, cfg_mac=job.cfg_mac)
         if home is not None:
@@ -295,6 +308,38 @@ class Attacher:
             raise OSError(errno.ENODEV, f"{job.name} not found in the pod after the move")
         job.index = int(link["index"])
         job.mac = str(link.get("address") or "")
+
+    async def _create_child(self, job: AttachJob, rec: ChildRecord) -> None:
+        """Create the claim's child in the pod, or adopt it there (resumed after a crash)."""
+        link = await job.pod.link_get(ifname=rec.name)
+        if link is not None and not rec.is_ours(link):
+            kind = link.get(("linkinfo", "kind")) or "device"
+            raise OSError(errno.EEXIST, f"the pod already has a {kind} link named {rec.name}")
+        if link is None:
+            host = await self.host.rtnl()
+            parent = await host.link_get(index=rec.parent_index)
+            if parent is None or parent.get("ifname") != rec.parent:
+                parent = await host.link_get(ifname=rec.parent)
+            if parent is None:
+                raise DeviceNotFoundError(
+                    job.device.device, "move", f"subinterface parent {rec.parent} is not on the host"
+                )
+            link = await subif.create_child(
+                host,
+                job.pod,
+                kind=rec.kind,
+                mode=rec.mode,
+                flags=rec.flag or "bridge",
+                parent_index=int(parent["index"]),
+                name=rec.name,
+                pod_netns_fd=job.pod_fd,
+                mac=rec.mac if rec.kind == "macvlan" else None,
+            )
+        job.index = int(link["index"])
+        job.mac = str(link.get("address") or "")
+        extra = [(nla, v) for nla, v in link_attrs(job.cfg.interface) if nla != "IFLA_ADDRESS"]
+        if extra:
+            await job.pod.link_set(job.index, extra)
 
     async def _sysctls(self, job: AttachJob) -> None:
         iface = job.cfg.interface
@@ -448,6 +493,9 @@ class Attacher:
             await job.pod.rule_del(**kw)
         if job.vrf_created is not None:
             await job.pod.link_del(job.vrf_created)
+        if job.child is not None:
+            await subif.delete_child(job.pod, job.child.name, job.child.is_ours)
+            return
         await self.restorer.bring_home(job.device.device, job.snap, job.pod, job.name, job.cfg_mac)
 
 

@@ -224,10 +224,15 @@ class NetdevBackend:
         return mover
 
     def check_snapshot(self, snapshot: Any) -> None:
-        """Raise ValueError unless ``snapshot`` is a netdev snapshot this version can restore."""
+        """Raise ValueError unless ``snapshot`` is a netdev snapshot (or a subinterface record)
+        this version can restore."""
+        from .child import ChildRecord, is_child_record
         from .snapshot import HostSnapshot
 
-        HostSnapshot.from_json(snapshot)
+        if is_child_record(snapshot):
+            ChildRecord.from_json(snapshot)
+        else:
+            HostSnapshot.from_json(snapshot)
 
     def set_step_observer(self, observer: Callable[[str, float], None] | None) -> None:
         """Report the duration of each mover step as ``observer(step, seconds)``."""

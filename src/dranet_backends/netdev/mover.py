@@ -7,7 +7,10 @@
 * :mod:`.restore` -- detach: bring the device home and restore its snapshot, step by step;
 * :mod:`.renames` -- devices parked under a temporary name, renamed back by :meth:`run`,
   durable across restarts when a state file is given;
-* :mod:`.snapshot` -- the host snapshot taken before the move.
+* :mod:`.snapshot` -- the host snapshot taken before the move;
+* :mod:`.child` and :mod:`.subif` -- subinterface devices: a shareable parent stays on the
+  host and each claim gets its own macvlan/ipvlan child in its pod (the journal holds the
+  child's record instead of a host snapshot); detach deletes the child.
 
 Pod netns paths come from the runtime and are opened without blocking and checked
 (:func:`dranet_backends.netns.open_pod_netns`): a path that is not a pod's network namespace
@@ -27,8 +30,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
-from dranet_backends.netdev import sysctl
+from dranet_backends.netdev import subif, sysctl
 from dranet_backends.netdev.attach import ATTACH_STEPS, Attacher, AttachJob, link_attrs
+from dranet_backends.netdev.child import ChildRecord, is_child_record, record_child
 from dranet_backends.netdev.facet import FACET, NetdevFacet
 from dranet_backends.netdev.hostside import HostSide, StepHook, StepObserver, temp_name
 from dranet_backends.netdev.nsutil import SELF_NETNS, Rtnl
@@ -121,10 +125,18 @@ class NetdevMover:
             raise DeviceError(device.device, step, str(exc)) from exc
 
     async def snapshot(self, device: PreparedDevice) -> JSON:
-        """Capture the host state of the device named by its netdev facet (JSON-able)."""
+        """Capture the host state of the device named by its netdev facet (JSON-able); for a
+        subinterface device, the record of the child to create (:mod:`.child`)."""
         t0 = time.perf_counter()
         facet = self._facet(device, "snapshot")
         host = await self._host.rtnl()
+        if device.config.subinterface is not None:
+            try:
+                return (await record_child(host, device, facet)).to_json()
+            except OSError as exc:
+                raise DeviceError(device.device, "snapshot", f"{facet.ifname}: {exc}") from exc
+            finally:
+                self._host.observe("snapshot", t0)
         try:
             link = await host.link_get(index=facet.ifindex)
             mac = facet.mac.lower()
@@ -151,6 +163,18 @@ class NetdevMover:
             raise DeviceError(device.device, step, str(exc)) from exc
 
     @staticmethod
+    def _child(device: PreparedDevice, snapshot: JSON, step: str) -> ChildRecord | None:
+        """The journalled child record, or None for a device that moves."""
+        if not is_child_record(snapshot):
+            if device.config.subinterface is not None:
+                raise DeviceError(device.device, step, "subinterface config but no subinterface record")
+            return None
+        try:
+            return ChildRecord.from_json(snapshot)
+        except ValueError as exc:
+            raise DeviceError(device.device, step, str(exc)) from exc
+
+    @staticmethod
     def _pod_name(device: PreparedDevice, snap: HostSnapshot) -> str:
         iface = device.config.interface
         return (iface.name if iface and iface.name else None) or snap.ifname
@@ -158,9 +182,11 @@ class NetdevMover:
     # -- attach --------------------------------------------------------------------------
 
     async def attach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> AttachResult:
-        """Move the device into ``pod.netns`` and configure it (see :mod:`.attach`)."""
-        snap = self._parse(device, snapshot, "attach")
-        name = self._pod_name(device, snap)
+        """Move the device into ``pod.netns`` and configure it (see :mod:`.attach`); for a
+        subinterface device, create its child there instead."""
+        child = self._child(device, snapshot, "attach")
+        snap = child.identity if child is not None else self._parse(device, snapshot, "attach")
+        name = child.name if child is not None else self._pod_name(device, snap)
         if not pod.netns:
             raise DeviceError(device.device, "netns", f"pod {pod} has no network namespace")
         t0 = time.perf_counter()
@@ -179,7 +205,13 @@ class NetdevMover:
                 self._host.observe("netns", t0)
             async with pod_rtnl:
                 job = AttachJob(
-                    device=device, snap=snap, cfg=device.config, name=name, pod_fd=pod_fd, pod=pod_rtnl
+                    device=device,
+                    snap=snap,
+                    cfg=device.config,
+                    name=name,
+                    pod_fd=pod_fd,
+                    pod=pod_rtnl,
+                    child=child,
                 )
                 return await self._attacher.run(job)
         finally:
@@ -191,8 +223,13 @@ class NetdevMover:
         """Bring the device home under its original name and restore the snapshot.
 
         Returns only when the device is home and restored, or verifiably gone (see
-        :mod:`.restore`); raises :class:`~dranet_core.errors.DeviceError` otherwise.
+        :mod:`.restore`); raises :class:`~dranet_core.errors.DeviceError` otherwise. For a
+        subinterface device: delete its child (:meth:`_detach_child`).
         """
+        child = self._child(device, snapshot, "detach")
+        if child is not None:
+            await self._detach_child(device, pod, child)
+            return
         snap = self._parse(device, snapshot, "detach")
         name = self._pod_name(device, snap)
         iface = device.config.interface
@@ -222,6 +259,73 @@ class NetdevMover:
         finally:
             if pod_fd >= 0:
                 os.close(pod_fd)
+
+    async def _detach_child(self, device: PreparedDevice, pod: PodSandbox, rec: ChildRecord) -> None:
+        """Delete the claim's child; the parent is never touched.
+
+        In the pod's netns when it opens; when it does not (the path is gone), the child is
+        looked for in every live namespace: deleted where exactly one holds it, verifiably
+        gone where none does, and an error (retried) where several hold a link like it.
+        """
+        pod_fd = -1
+        if pod.netns:
+            try:
+                pod_fd = await self._host.open_pod(pod.netns)
+            except (ValueError, OSError) as exc:
+                log.warning(
+                    "detach of %s: pod netns %s is not usable: %s", device.device, shown_path(pod.netns), exc
+                )
+        try:
+            await self._host.at(device.device, "return")
+            if pod_fd >= 0:
+                try:
+                    async with await Rtnl.open(pod_fd) as pod_rtnl:
+                        if not await subif.delete_child(pod_rtnl, rec.name, rec.is_ours):
+                            log.info(
+                                "detach of %s: subinterface %s was already gone", device.device, rec.name
+                            )
+                        return
+                except OSError as exc:
+                    raise DeviceError(device.device, "return", f"subinterface {rec.name}: {exc}") from exc
+            await self._delete_child_elsewhere(device, rec)
+        finally:
+            if pod_fd >= 0:
+                os.close(pod_fd)
+
+    async def _delete_child_elsewhere(self, device: PreparedDevice, rec: ChildRecord) -> None:
+        try:
+            hits = await self._host.find_elsewhere(rec.identity, None)
+        except OSError as exc:
+            raise DeviceError(
+                device.device, "return", f"subinterface {rec.name}: {exc}", temporary=True
+            ) from exc
+        try:
+            if len(hits) > 1:
+                where = ", ".join(path for _, path in hits[:4])
+                raise DeviceNotFoundError(
+                    device.device,
+                    "return",
+                    f"subinterface {rec.name} is not in the pod and {len(hits)} namespaces hold a link "
+                    f"like it ({where}); not guessing which",
+                    temporary=True,
+                )
+            if not hits:
+                log.info(
+                    "detach of %s: subinterface %s ended with its pod's namespace", device.device, rec.name
+                )
+                return
+            async with await Rtnl.open(hits[0][0]) as rtnl:
+                for link in await rtnl.link_dump():
+                    if rec.is_ours(link):
+                        await rtnl.link_del(int(link["index"]))
+            log.info("detach of %s: subinterface %s deleted in %s", device.device, rec.name, hits[0][1])
+        except OSError as exc:
+            raise DeviceError(
+                device.device, "return", f"subinterface {rec.name}: {exc}", temporary=True
+            ) from exc
+        finally:
+            for fd, _ in hits:
+                os.close(fd)
 
     # -- parked devices ------------------------------------------------------------------
 

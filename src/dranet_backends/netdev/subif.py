@@ -11,19 +11,21 @@ Byte layouts from the kernel uapi ``linux/if_link.h``: ``IFLA_LINK``, ``IFLA_LIN
 
 Contracts:
 
-* :func:`attach_child` either returns the child's index in the pod, up and configured, or
-  raises with nothing left behind (a child it made is deleted again: rollback).
-* :func:`detach_child` deletes the child by name in the pod netns; a child already gone (the
-  pod's netns was torn down, which deletes its children) is success.
-* :func:`kernel_supports` is the probe for a link kind: ipvlan is not built into every kernel.
+* :func:`create_child` either returns the new child's link record in the pod or raises with
+  nothing left behind; configuring it (addresses, up, routes ...) is the attach steps' job
+  (:mod:`.attach`), which delete it again when a later step fails.
+* :func:`delete_child` deletes the child in the pod netns only when it is the claim's own
+  (``is_ours``: kind and MAC); a child already gone is success.
+* A kernel without the link kind answers ``EOPNOTSUPP``: the error names the type.
 """
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
-from pathlib import Path
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from dranet_backends.netdev import rtmsg
 from dranet_backends.netdev.nsutil import Rtnl
@@ -31,12 +33,12 @@ from dranet_backends.netdev.nsutil import Rtnl
 __all__ = [
     "IPVLAN_MODES",
     "MACVLAN_MODES",
-    "attach_child",
     "child_body",
-    "detach_child",
-    "kernel_supports",
+    "create_child",
+    "delete_child",
 ]
 
+IFLA_ADDRESS = 1
 IFLA_IFNAME, IFLA_LINK, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 5, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_MACVLAN_MODE = 1
@@ -73,9 +75,17 @@ def _info_data(kind: str, mode: str, flags: str) -> bytes:
 
 
 def child_body(
-    *, kind: str, mode: str, parent_index: int, name: str, netns_fd: int, flags: str = "bridge"
+    *,
+    kind: str,
+    mode: str,
+    parent_index: int,
+    name: str,
+    netns_fd: int,
+    flags: str = "bridge",
+    mac: str | None = None,
 ) -> bytes:
-    """The RTM_NEWLINK body creating child ``name`` of ``parent_index`` inside ``netns_fd``.
+    """The RTM_NEWLINK body creating child ``name`` of ``parent_index`` inside ``netns_fd``
+    (with MAC ``mac`` from birth, if given: a macvlan's identity before it exists).
 
     Raises ``ValueError`` naming the field for an unknown kind, mode or ipvlan flag, or a name
     the kernel would refuse (empty or over 15 bytes).
@@ -84,66 +94,61 @@ def child_body(
         raise ValueError(f"subinterface name {name!r} is not a valid interface name (1-15 bytes, no '/')")
     data = _info_data(kind, mode, flags)
     linkinfo = rtmsg._rta(IFLA_INFO_KIND, rtmsg._str(kind)) + rtmsg._rta(IFLA_INFO_DATA, data)
+    address = rtmsg._rta(IFLA_ADDRESS, rtmsg._mac(mac)) if mac else b""
     return (
         rtmsg.IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
         + rtmsg._rta(IFLA_IFNAME, rtmsg._str(name))
         + rtmsg._rta(IFLA_LINK, rtmsg.U32.pack(parent_index))
         + rtmsg._rta(IFLA_NET_NS_FD, rtmsg.U32.pack(netns_fd))
+        + address
         + rtmsg._rta(IFLA_LINKINFO, linkinfo)
     )
 
 
-async def attach_child(
+async def create_child(
     host: Rtnl,
     pod: Rtnl,
     *,
     kind: str,
     mode: str,
-    parent: str,
+    flags: str = "bridge",
+    parent_index: int,
     name: str,
     pod_netns_fd: int,
-    mtu: int | None = None,
-) -> int:
-    """Create child ``name`` of host link ``parent`` in the pod, set its MTU (if given) and up.
+    mac: str | None = None,
+) -> Any:
+    """Create child ``name`` of host link ``parent_index`` directly in the pod (down).
 
-    Returns the child's ifindex in the pod. On any failure after the child exists it is deleted
-    before the error propagates, so a failed attach leaves neither pod nor host changed.
+    Returns the child's link record in the pod. Raises ``OSError`` (the kernel's refusal;
+    ``EOPNOTSUPP`` reworded to name the missing link type) or ``ValueError`` (a bad kind,
+    mode, flag or name), with nothing created.
     """
-    link = await host.link_get(ifname=parent)
-    if link is None:
-        raise OSError(f"subinterface parent {parent!r} does not exist in the host netns")
-    body = child_body(kind=kind, mode=mode, parent_index=link["index"], name=name, netns_fd=pod_netns_fd)
-    await host.link_new(body)
-    index = 0
+    body = child_body(
+        kind=kind,
+        mode=mode,
+        flags=flags,
+        parent_index=parent_index,
+        name=name,
+        netns_fd=pod_netns_fd,
+        mac=mac,
+    )
     try:
-        child = await pod.link_get(ifname=name)
-        if child is None:
-            raise OSError(f"subinterface {name!r} was created but is not in the pod netns")
-        index = int(child["index"])
-        attrs: list[tuple[str, object]] = [("IFLA_MTU", mtu)] if mtu is not None else []
-        await pod.link_set(index, attrs, up=True)
-    except BaseException:
-        await detach_child(pod, name)
+        await host.link_new(body)
+    except OSError as exc:
+        if exc.errno == errno.EOPNOTSUPP:
+            raise OSError(exc.errno, f"this kernel has no {kind} support (link type unknown)") from exc
         raise
-    return index
-
-
-async def detach_child(pod: Rtnl, name: str) -> bool:
-    """Delete child ``name`` in the pod netns; False if it was already gone."""
     child = await pod.link_get(ifname=name)
     if child is None:
+        raise OSError(errno.ENODEV, f"subinterface {name!r} was created but is not in the pod netns")
+    return child
+
+
+async def delete_child(pod: Rtnl, name: str, is_ours: Callable[[Any], bool]) -> bool:
+    """Delete child ``name`` in the pod netns if ``is_ours(link)``; False if there is none
+    (gone, or the name is another link's: that one is left alone)."""
+    child = await pod.link_get(ifname=name)
+    if child is None or not is_ours(child):
         return False
     await pod.link_del(int(child["index"]))
     return True
-
-
-def kernel_supports(
-    kind: str, *, sys_module: Path = Path("/sys/module"), proc_modules: Path = Path("/proc/modules")
-) -> bool:
-    """Whether the running kernel has link kind ``kind`` loaded or built in (a cheap probe)."""
-    if (sys_module / kind).exists():
-        return True
-    try:
-        return any(line.split(" ", 1)[0] == kind for line in proc_modules.read_text().splitlines())
-    except OSError:
-        return False

@@ -44,7 +44,7 @@ def apply_defaults(config: NetworkConfig) -> NetworkConfig:
     Set fields are never touched, and a VRF with no (or an empty) name gets no table.
     """
     sub = config.subinterface
-    if sub is not None and sub.type in SUBINTERFACE_MODES:
+    if sub is not None and sub.type is not None and sub.type in SUBINTERFACE_MODES:
         mode = sub.mode or SUBINTERFACE_MODES[sub.type][0]
         flag = (sub.flag or IPVLAN_FLAGS[0]) if sub.type == "ipvlan" else sub.flag
         if (mode, flag) != (sub.mode, sub.flag):
