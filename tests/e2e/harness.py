@@ -117,6 +117,7 @@ class Claim:
     uid: str
     devices: list[str]  # the allocated device names (as published in the slice)
     namespace: str = "default"
+    share_ids: list[str | None] = field(default_factory=list)  # per result: the scheduler's shareID
 
 
 @dataclass
@@ -322,21 +323,29 @@ class Cluster:
         name: str | None = None,
         driver: str = DRIVER,
         pool: str = NODE_NAME,
+        share: bool = False,
     ) -> Claim:
         """Play the scheduler: one request per device (``r0``, ``r1``, ...) allocated to the
         device the driver published for that interface (a ``str`` that is not a node
         interface is used as the device name as is); ``config`` applies to the whole claim,
-        ``request_configs`` to one request each. The claim is written with its allocation."""
+        ``request_configs`` to one request each. The claim is written with its allocation.
+        With ``share`` every result gets a fresh ``shareID``, as the scheduler gives a device
+        published with ``allowMultipleAllocations`` (and only such a device: asserted)."""
         name = name or f"c{next(self._ids)}-{self.node.tag}"
         results = []
         for i, d in enumerate(devices):
+            entry: dict[str, Any] = {}
             if isinstance(d, Dev):
-                devname, _ = wait_for(
+                devname, entry = wait_for(
                     f"{d.name} in a ResourceSlice", lambda d=d: self.slice_devices().get(d.name), log=self.log
                 )
             else:
                 devname = d
-            results.append({"request": f"r{i}", "driver": driver, "pool": pool, "device": devname})
+            result = {"request": f"r{i}", "driver": driver, "pool": pool, "device": devname}
+            if share:
+                assert entry.get("allowMultipleAllocations") is True, f"{devname} is not shareable: {entry}"
+                result["shareID"] = str(uuid.uuid4())
+            results.append(result)
         configs = []
         if config is not None:
             configs.append(
@@ -346,7 +355,12 @@ class Cluster:
             configs.append(
                 {"source": "FromClaim", "requests": [req], "opaque": {"driver": DRIVER, "parameters": params}}
             )
-        claim = Claim(name=name, uid=str(uuid.uuid4()), devices=[r["device"] for r in results])
+        claim = Claim(
+            name=name,
+            uid=str(uuid.uuid4()),
+            devices=[r["device"] for r in results],
+            share_ids=[r.get("shareID") for r in results],
+        )
         self.loop.call(
             self.api.put_object,
             {
