@@ -78,7 +78,7 @@ def test_parsers_reject_with_the_rule(parse: Callable[[str], Any], text: str, ru
 
 def test_declared_options_of_the_builtins() -> None:
     declared = {n: [o.key for o in declared_options(ep.load())] for n, ep in available_backends().items()}
-    assert declared["netdev"] == ["pci_ids", "full_resync", "rename_retry_interval"]
+    assert declared["netdev"] == ["pci_ids", "full_resync", "rename_retry_interval", "subinterface_parents"]
     assert declared["sriov"] == ["dev_root", "poll_interval", "full_resync", "pci_ids"]
     assert declared["rdma"] == ["netns_mode", "dev_root", "poll_interval"]
     for name in ("netdev", "sriov", "rdma"):
@@ -110,7 +110,7 @@ def test_check_backend_options_accepts_declared_values() -> None:
         (
             {"netdev.nope": "1"},
             None,
-            "netdev.nope=1: unknown option (options of netdev: full_resync, pci_ids, rename_retry_interval)",
+            "netdev.nope=1: unknown option (options of netdev: full_resync, pci_ids, rename_retry_interval, subinterface_parents)",
         ),
         ({"sriov.dev_root": "dev"}, None, "sriov.dev_root=dev: must be an absolute path"),
         ({"rdma.poll_interval": "1"}, ["netdev"], "rdma.poll_interval=1: backend rdma is not loaded"),

@@ -72,7 +72,7 @@ def assert_one_line(proc: subprocess.CompletedProcess[str], line: str, status: i
         (
             "netdev.foo=1",
             "--backend-option netdev.foo=1: unknown option "
-            "(options of netdev: full_resync, pci_ids, rename_retry_interval)",
+            "(options of netdev: full_resync, pci_ids, rename_retry_interval, subinterface_parents)",
         ),
         (
             "nosuch.x=1",

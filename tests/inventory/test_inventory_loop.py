@@ -375,3 +375,10 @@ def test_a_bad_file_is_one_line_and_ignored(
     assert PinStore(path).load() == {}
     [record] = caplog.records
     assert str(path) in record.getMessage() and "ignored" in record.getMessage()
+
+
+def test_shareable_flag_round_trips_through_the_pin_file(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "pins.json"
+    shared = Device(name="eth1", attributes={"dra.net/a": True}, allow_multiple_allocations=True)
+    PinStore(path).save({"eth1": shared, "eth2": Device(name="eth2")})
+    assert PinStore(path).load() == {"eth1": shared, "eth2": Device(name="eth2")}

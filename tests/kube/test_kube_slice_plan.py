@@ -226,3 +226,29 @@ def test_device_bodies_share_equal_attribute_values() -> None:
     b = device_body(Device(name="b", attributes={"dra.net/mtu": 1500, "dra.net/ifName": "b"}))
     assert a["attributes"]["dra.net/mtu"] is b["attributes"]["dra.net/mtu"]  # type: ignore[index]
     assert a["attributes"]["dra.net/ifName"] == {"string": "a"}  # type: ignore[index]
+
+
+def test_shareable_device_is_published_with_allow_multiple_allocations_in_every_version() -> None:
+    shared = Device(name="eth1", attributes={"dra.net/mtu": 1500}, allow_multiple_allocations=True)
+    body = device_body(shared)
+    assert body["allowMultipleAllocations"] is True
+    assert "allowMultipleAllocations" not in device_body(Device(name="eth2"))
+    for version in ("v1", "v1beta2"):
+        obj = slice_object(
+            name="s",
+            driver=DRIVER,
+            node=NODE,
+            generation=1,
+            slice_count=1,
+            devices=[body],
+            api_version=version,
+        )
+        assert obj["spec"]["devices"][0]["allowMultipleAllocations"] is True
+    beta1 = slice_object(
+        name="s", driver=DRIVER, node=NODE, generation=1, slice_count=1, devices=[body], api_version="v1beta1"
+    )
+    assert beta1["spec"]["devices"][0]["basic"]["allowMultipleAllocations"] is True
+    assert validate_resource_slice(beta1, "v1beta1") == []
+    # a merged device (several backends) stays shareable when one of them says so
+    assert Device(name="eth1").merged(shared).allow_multiple_allocations
+    assert shared.merged(Device(name="eth1")).allow_multiple_allocations

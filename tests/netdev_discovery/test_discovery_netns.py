@@ -419,3 +419,33 @@ async def test_pinned_device_stays_published_while_in_a_pod(ns: NS, backend: Net
             await stop(task)
     finally:
         sh("ip", "netns", "del", pod, check=False)
+
+
+async def test_subinterface_parents_option_publishes_matching_links_as_shareable(ns: NS, nosys: Path) -> None:
+    b = create(
+        BackendContext(
+            node_name="n",
+            sysfs=nosys,
+            host_netns=Path(ns.path),
+            options={"netdev.subinterface_parents": "dsp0, dup*"},
+        )
+    )
+    try:
+        for name in ("dsp0", "dup1", "dother"):
+            ns.ip("link", "add", name, "type", "bridge")
+        devs = by_ifname(await b.scan())
+        assert devs["dsp0"].allow_multiple_allocations and devs["dup1"].allow_multiple_allocations
+        assert not devs["dother"].allow_multiple_allocations
+    finally:
+        b.close()
+
+
+@pytest.mark.parametrize("text", ["", "eth1,", "a b", "x/y", "e" * 65])
+def test_subinterface_parents_option_rejects_bad_lists_naming_the_item(text: str) -> None:
+    from dranet_backends.netdev import SUBINTERFACE_PARENTS
+    from dranet_core.backends import BackendOptionError
+
+    with pytest.raises(
+        BackendOptionError, match=r"netdev\.subinterface_parents=.*: must be a ','-separated list"
+    ):
+        SUBINTERFACE_PARENTS.read(text)
