@@ -110,7 +110,8 @@ def test_check_backend_options_accepts_declared_values() -> None:
         (
             {"netdev.nope": "1"},
             None,
-            "netdev.nope=1: unknown option (options of netdev: full_resync, pci_ids, rename_retry_interval, subinterface_parents)",
+            "netdev.nope=1: unknown option (options of netdev: full_resync, pci_ids, "
+            "rename_retry_interval, subinterface_parents)",
         ),
         ({"sriov.dev_root": "dev"}, None, "sriov.dev_root=dev: must be an absolute path"),
         ({"rdma.poll_interval": "1"}, ["netdev"], "rdma.poll_interval=1: backend rdma is not loaded"),
