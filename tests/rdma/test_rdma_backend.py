@@ -15,7 +15,7 @@ from dranet_backends.rdma.backend import scan_sysfs
 from dranet_backends.rdma.chardev import device_node, device_nodes
 from dranet_core.backends import BackendContext, available_backends, load_backend
 from dranet_core.capabilities import handler_table
-from dranet_core.config.model import InterfaceConfig, NetworkConfig, RdmaConfig
+from dranet_core.config.model import InterfaceConfig, NetworkConfig, RdmaConfig, SubinterfaceConfig
 from dranet_core.errors import BackendError, ConfigError
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import Device, DeviceNode, PodSandbox
@@ -116,6 +116,19 @@ def test_an_rdma_section_is_refused_for_a_device_without_rdma() -> None:
         backend.validate_config(_device("netdev"), cfg)
     assert [str(i) for i in info.value.issues] == [
         "rdma: not allowed: device pci-0000-08-00-0 has no RDMA device"
+    ]
+
+
+def test_a_subinterface_on_an_rdma_device_is_refused_in_exclusive_mode_only() -> None:
+    cfg = NetworkConfig(subinterface=SubinterfaceConfig(type="macvlan", mode="bridge"))
+    RdmaBackend(mode="shared").validate_config(_device("netdev", "rdma"), cfg)
+    exclusive = RdmaBackend(mode="exclusive")
+    exclusive.validate_config(_device("netdev"), cfg)  # no RDMA device: nothing moves
+    with pytest.raises(ConfigError) as info:
+        exclusive.validate_config(_device("netdev", "rdma"), cfg)
+    assert [str(i) for i in info.value.issues] == [
+        "subinterface: not supported on device pci-0000-08-00-0 in exclusive RDMA netns mode "
+        "(its RDMA device would move into one pod)"
     ]
 
 

@@ -269,8 +269,19 @@ class RdmaBackend:
         return True
 
     def validate_config(self, device: Device, config: NetworkConfig) -> None:
-        """Reject an ``rdma`` section for a device without an rdma facet, and, for an IB-only
-        device (no netdev facet), netdev settings (ConfigError)."""
+        """Reject an ``rdma`` section for a device without an rdma facet, for an IB-only
+        device (no netdev facet) netdev settings, and in exclusive mode a ``subinterface`` on
+        an RDMA device (its RDMA device would move into the first pod) (ConfigError)."""
+        if FACET in device.facets and config.subinterface is not None and self.mode == "exclusive":
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        "subinterface",
+                        f"not supported on device {device.name} in exclusive RDMA netns mode "
+                        "(its RDMA device would move into one pod)",
+                    )
+                ]
+            )
         if FACET not in device.facets:
             if config.rdma is not None:
                 raise ConfigError(
