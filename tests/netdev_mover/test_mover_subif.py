@@ -158,6 +158,24 @@ async def test_name_taken_in_the_pod_fails_and_leaves_that_link(lab: Lab, mover:
     assert links(lab.pod)["net1"]["linkinfo"]["info_kind"] == "veth"
 
 
+async def test_mtu_above_the_parent_is_refused_naming_field_value_and_limit(
+    lab: Lab, mover: NetdevMover
+) -> None:
+    up0 = parent(lab)
+    dev = with_config(
+        up0,
+        NetworkConfig(
+            interface=InterfaceConfig(mtu=9000),
+            subinterface=SubinterfaceConfig(type="macvlan", mode="bridge"),
+        ),
+    )
+    with pytest.raises(
+        DeviceError, match=r"interface\.mtu 9000 is above the MTU 1500 of the subinterface parent up0"
+    ):
+        await mover.attach(dev, sandbox(lab.pod), await mover.snapshot(dev))
+    assert set(links(lab.pod)) == {"lo"}
+
+
 async def test_netns_gone_means_the_child_is_gone(lab: Lab, mover: NetdevMover, pod2: str) -> None:
     up0 = parent(lab)
     dev = with_config(up0, cfg())

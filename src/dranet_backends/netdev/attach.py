@@ -315,15 +315,23 @@ class Attacher:
         if link is not None and not rec.is_ours(link):
             kind = link.get(("linkinfo", "kind")) or "device"
             raise OSError(errno.EEXIST, f"the pod already has a {kind} link named {rec.name}")
+        host = await self.host.rtnl()
+        parent = await host.link_get(index=rec.parent_index)
+        if parent is None or parent.get("ifname") != rec.parent:
+            parent = await host.link_get(ifname=rec.parent)
+        if parent is None:
+            raise DeviceNotFoundError(
+                job.device.device, "move", f"subinterface parent {rec.parent} is not on the host"
+            )
+        mtu = job.cfg.interface.mtu if job.cfg.interface else None
+        if mtu is not None and parent.get("mtu") and mtu > int(parent["mtu"]):
+            raise DeviceError(
+                job.device.device,
+                "move",
+                f"interface.mtu {mtu} is above the MTU {parent['mtu']} "
+                f"of the subinterface parent {rec.parent}",
+            )
         if link is None:
-            host = await self.host.rtnl()
-            parent = await host.link_get(index=rec.parent_index)
-            if parent is None or parent.get("ifname") != rec.parent:
-                parent = await host.link_get(ifname=rec.parent)
-            if parent is None:
-                raise DeviceNotFoundError(
-                    job.device.device, "move", f"subinterface parent {rec.parent} is not on the host"
-                )
             link = await subif.create_child(
                 host,
                 job.pod,
