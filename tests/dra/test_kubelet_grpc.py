@@ -121,7 +121,8 @@ async def test_prepare_and_unprepare(
 
 
 async def test_v1_reports_share_id(node: Node, pb: types.SimpleNamespace, fake_api: Any) -> None:
-    fake_api.put_object(resource_claim("c1", "uid-1", share_id="s-1"))
+    sub = {"subinterface": {"type": "macvlan"}}  # a shared device is used through a child
+    fake_api.put_object(resource_claim("c1", "uid-1", share_id="s-1", parameters=sub))
     resp = await prepare(node, pb, ("c1", "uid-1"))
     dev = resp.claims["uid-1"].devices[0]
     assert dev.HasField("share_id") and dev.share_id == "s-1"
