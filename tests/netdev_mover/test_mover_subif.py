@@ -6,8 +6,12 @@ macvlan child made in its pod, configured from the claim config, and deleted on 
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import json
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +27,11 @@ from dranet_core.types import PodSandbox
 pytestmark = pytest.mark.netns
 
 
-def cfg(name: str = "net1", addr: str = "10.9.0.2/24", **sub: Any) -> NetworkConfig:
+def cfg(
+    name: str = "net1", addr: str = "10.9.0.2/24", hardware_addr: str | None = None, **sub: Any
+) -> NetworkConfig:
     return NetworkConfig(
-        interface=InterfaceConfig(name=name, addresses=(addr,), mtu=1400),
+        interface=InterfaceConfig(name=name, addresses=(addr,), mtu=1400, hardware_addr=hardware_addr),
         routes=(RouteConfig(destination="10.9.1.0/24", gateway="10.9.0.1"),),
         subinterface=SubinterfaceConfig(**({"type": "macvlan", "mode": "bridge"} | sub)),
     )
@@ -234,3 +240,63 @@ def test_record_json_round_trips_and_bad_records_are_named() -> None:
         ChildRecord.from_json(bad)
     with pytest.raises(ValueError, match="version 9"):
         ChildRecord.from_json({**rec.to_json(), "version": 9})
+
+
+async def _hold(ns: str) -> asyncio.subprocess.Process:
+    """A process inside ``ns`` that keeps it alive after its path is removed."""
+    holder = await asyncio.create_subprocess_exec("ip", "netns", "exec", ns, "sleep", "120")
+    inside, path = Path(f"/proc/{holder.pid}/ns/net"), Path(f"/run/netns/{ns}")
+    for _ in range(500):
+        if os.stat(inside).st_ino == os.stat(path).st_ino:
+            return holder
+        await asyncio.sleep(0.01)
+    raise AssertionError("the holder never entered the namespace")
+
+
+def held_links(holder: asyncio.subprocess.Process) -> list[str]:
+    out = sh(["nsenter", f"--net=/proc/{holder.pid}/ns/net", "ip", "-j", "link", "show"])
+    return [x["ifname"] for x in json.loads(out)]
+
+
+async def test_netns_path_gone_but_alive_the_unique_child_is_deleted_there(
+    lab: Lab, mover: NetdevMover, pod2: str
+) -> None:
+    up0 = parent(lab)
+    dev = with_config(up0, cfg())
+    snap = await mover.snapshot(dev)
+    assert ChildRecord.from_json(snap).unique_mac
+    await mover.attach(dev, sandbox(pod2, "uid-2"), snap)
+    holder = await _hold(pod2)
+    try:
+        sh(["ip", "netns", "del", pod2])
+        await mover.detach(dev, sandbox(pod2, "uid-2"), snap)
+        assert held_links(holder) == ["lo"]
+    finally:
+        holder.kill()
+        await holder.wait()
+
+
+async def test_netns_path_gone_a_child_not_unique_by_mac_is_left_alone(
+    lab: Lab, mover: NetdevMover, pod2: str
+) -> None:
+    """A configured MAC (or an ipvlan's, the parent's) may be carried by another link: when
+    the pod's path is gone, a child like it elsewhere cannot be told from the other, so
+    nothing is deleted (and the detach does not fail)."""
+    up0 = parent(lab)
+    mac = "02:00:00:00:00:42"
+    dev = with_config(up0, cfg(hardware_addr=mac))
+    snap = await mover.snapshot(dev)
+    assert not ChildRecord.from_json(snap).unique_mac
+    await mover.attach(dev, sandbox(pod2, "uid-2"), snap)
+    lab.veth("up1", "up1p")  # another parent, whose child in the other pod has the same MAC
+    lab.ip(
+        lab.node, "link", "add", "net1", "link", "up1", "netns", lab.pod, "address", mac, "type", "macvlan"
+    )
+    holder = await _hold(pod2)
+    try:
+        sh(["ip", "netns", "del", pod2])
+        await mover.detach(dev, sandbox(pod2, "uid-2"), snap)
+        assert "net1" in held_links(holder) and "net1" in links(lab.pod)  # nothing guessed
+    finally:
+        holder.kill()
+        await holder.wait()

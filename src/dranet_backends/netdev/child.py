@@ -12,7 +12,8 @@ child always carries its parent's MAC, so it is known by kind, name and that MAC
 JSON form (the checkpoint's ``snapshot.netdev`` of the device)::
 
     {"version": 1, "subinterface": {"kind": "macvlan", "mode": "bridge", "flag": null,
-     "parent": "eth1", "parent_index": 4, "parent_mac": "...", "name": "net1", "mac": "..."}}
+     "parent": "eth1", "parent_index": 4, "parent_mac": "...", "name": "net1", "mac": "...",
+     "unique_mac": true}}
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class ChildRecord:
     parent_mac: str
     name: str
     mac: str
+    unique_mac: bool = False
+    """The driver chose ``mac`` at random: no other link carries it (a configured MAC may be
+    given to several claims; an ipvlan child carries its parent's)."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object stored in the checkpoint."""
@@ -77,11 +81,12 @@ class ChildRecord:
             raise ValueError(f"subinterface record: {exc}") from exc
         for field in attrs.fields(cls):
             value = getattr(rec, field.name)
-            ok = (
-                isinstance(value, int) and not isinstance(value, bool)
-                if field.name == "parent_index"
-                else (value is None and field.name == "flag") or isinstance(value, str)
-            )
+            if field.name == "parent_index":
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif field.name == "unique_mac":
+                ok = isinstance(value, bool)
+            else:
+                ok = (value is None and field.name == "flag") or isinstance(value, str)
             if not ok:
                 raise ValueError(f"subinterface record: {field.name} {value!r} has the wrong type")
         return rec
@@ -133,4 +138,5 @@ async def record_child(host: Rtnl, device: PreparedDevice, facet: NetdevFacet) -
         parent_mac=parent_mac,
         name=name,
         mac=mac,
+        unique_mac=sub.type == "macvlan" and configured is None,
     )

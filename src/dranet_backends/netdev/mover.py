@@ -264,8 +264,12 @@ class NetdevMover:
         """Delete the claim's child; the parent is never touched.
 
         In the pod's netns when it opens; when it does not (the path is gone), the child is
-        looked for in every live namespace: deleted where exactly one holds it, verifiably
-        gone where none does, and an error (retried) where several hold a link like it.
+        looked for in every live namespace: verifiably gone where none holds a link like it;
+        deleted where exactly one does and its MAC is the driver's random one (no other link
+        has it); an error (retried) where several do. A child whose MAC is not unique (ipvlan:
+        the parent's; or a configured one) found elsewhere is left alone with a warning: it
+        cannot be told from another claim's child of the same parent, and it ends with its
+        namespace (the parent is not affected).
         """
         pod_fd = -1
         if pod.netns:
@@ -300,8 +304,20 @@ class NetdevMover:
                 device.device, "return", f"subinterface {rec.name}: {exc}", temporary=True
             ) from exc
         try:
+            where = ", ".join(path for _, path in hits[:4])
+            if hits and not rec.unique_mac:
+                log.warning(
+                    "detach of %s: the pod netns is gone and %d namespace(s) (%s) hold a %s link with "
+                    "the MAC of subinterface %s, which may be another claim's: left alone; it ends "
+                    "with its namespace",
+                    device.device,
+                    len(hits),
+                    where,
+                    rec.kind,
+                    rec.name,
+                )
+                return
             if len(hits) > 1:
-                where = ", ".join(path for _, path in hits[:4])
                 raise DeviceNotFoundError(
                     device.device,
                     "return",
