@@ -182,6 +182,19 @@ async def test_mtu_above_the_parent_is_refused_naming_field_value_and_limit(
     assert set(links(lab.pod)) == {"lo"}
 
 
+async def test_two_children_with_one_configured_mac_the_second_fails_naming_it(
+    lab: Lab, mover: NetdevMover, pod2: str
+) -> None:
+    up0 = parent(lab)
+    same = cfg(hardware_addr="02:00:00:00:00:42")
+    a, b = with_config(up0, same), with_config(up0, same)
+    await mover.attach(a, sandbox(lab.pod), await mover.snapshot(a))
+    with pytest.raises(DeviceError, match="another macvlan child of up0 already uses this MAC") as err:
+        await mover.attach(b, sandbox(pod2, "uid-2"), await mover.snapshot(b))
+    assert err.value.step == "up"
+    assert "net1" not in links(pod2) and "net1" in links(lab.pod)
+
+
 async def test_netns_gone_means_the_child_is_gone(lab: Lab, mover: NetdevMover, pod2: str) -> None:
     up0 = parent(lab)
     dev = with_config(up0, cfg())

@@ -375,7 +375,16 @@ class Attacher:
                 raise OSError(exc.errno, f"address {addr}/{plen}: {exc.strerror}") from exc
 
     async def _up(self, job: AttachJob) -> None:
-        await job.pod.link_set(job.index, [], up=True)
+        try:
+            await job.pod.link_set(job.index, [], up=True)
+        except OSError as exc:
+            if job.child is not None and job.child.kind == "macvlan" and exc.errno == errno.EADDRINUSE:
+                raise OSError(
+                    exc.errno,
+                    f"interface.hardwareAddr {job.child.mac}: another macvlan child of "
+                    f"{job.child.parent} already uses this MAC",
+                ) from exc
+            raise
 
     async def _ethtool(self, job: AttachJob) -> None:
         eth = job.cfg.ethtool
