@@ -35,7 +35,7 @@ def journal_settled(cluster: Cluster) -> None:
     """Wait until no device is half-way (``attaching``/``detaching``) in the checkpoint."""
 
     def settled() -> bool:
-        return all(st["phase"] in SETTLED for st in cluster.driver.journal().values())
+        return all(st["phase"] in SETTLED for st in cluster.driver.journal_entries())
 
     wait_for("the journal to settle", settled, log=cluster.log)
 

@@ -253,6 +253,12 @@ class DriverProcess:
         doc = self.checkpoint()
         return {dev: st for c in doc.get("claims", {}).values() for dev, st in c["devices"].items()}
 
+    def journal_entries(self) -> list[dict[str, Any]]:
+        """Every journal entry of every claim (a shared device has one per claim, which
+        :meth:`journal`, keyed by device, folds into one)."""
+        doc = self.checkpoint()
+        return [st for c in doc.get("claims", {}).values() for st in c["devices"].values()]
+
     def claim_uids(self) -> set[str]:
         return set(self.checkpoint().get("claims", {}))
 
