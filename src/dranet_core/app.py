@@ -302,7 +302,9 @@ class Driver:
         if self.profiles is not None:
             await self.profiles.check()  # the Go driver refuses to start without a profile provider
         cloud = self.settings.cloud
-        found = await fetch_cloud_attributes(cloud.hint, cloud.metadata_url, seconds=cloud.timeout)
+        found = await fetch_cloud_attributes(
+            cloud.hint, cloud.metadata_url, seconds=cloud.timeout, sysfs=self.settings.host.sysfs_root
+        )
         if found:
             self.inventory.enrich = found.apply
         problem = await self.store.load()
