@@ -62,8 +62,9 @@ GO_ONLY_FLAGS = {
     "--feature-gates": "",
 }
 """Go driver flags this driver accepts (so its manifests and Helm values still start it) but
-does not implement: the webhook cloud provider and feature gates. A value other than the
-default or ``NONE`` is logged as a warning at start."""
+does not implement: feature gates, and ``--webhook-url`` when neither ``--profile-provider``
+nor ``--cloud-provider-hint`` is ``webhook`` (there is no provider auto-detection). A value
+other than the default or ``NONE`` is logged as a warning at start."""
 _HARMLESS = {"", "none", "NONE"}
 
 
@@ -71,9 +72,14 @@ def _go_only_warnings(args: argparse.Namespace) -> list[str]:
     out = []
     for flag, default in GO_ONLY_FLAGS.items():
         if flag == "--profile-provider" or (
-            flag == "--webhook-url" and getattr(args, "profile_provider", "").lower() == "webhook"
+            flag == "--webhook-url"
+            and "webhook"
+            in (
+                getattr(args, "profile_provider", "").lower(),
+                getattr(args, "cloud_provider_hint", "").lower(),
+            )
         ):
-            continue  # implemented (profiles): the URL is used by the webhook profile provider
+            continue  # implemented: the URL is used by the webhook profile or cloud provider
         value = getattr(args, flag.lstrip("-").replace("-", "_"), default)
         if value != default and value not in _HARMLESS:
             out.append(f"{flag}={value} is not supported by this driver and is ignored")
@@ -220,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--cloud-provider-hint",
         default="",
-        help="publish this cloud's instance attributes: GCE ('' or NONE = none; others are logged)",
+        help="publish this cloud's attributes: GCE, AWS, AZURE, OKE, ALIBABA or webhook ('' or NONE = none)",
     )
     run.add_argument(
         "--cloud-metadata-url",
@@ -338,6 +344,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
         cloud=CloudSettings(
             hint=args.cloud_provider_hint,
             metadata_url=args.cloud_metadata_url,
+            webhook_url=args.webhook_url,
             timeout=parse_duration(args.cloud_metadata_timeout, flag="--cloud-metadata-timeout"),
         ),
         metadata=_metadata(args),

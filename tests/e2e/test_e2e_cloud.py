@@ -20,7 +20,8 @@ from cloud_metadata import (
     azure_network,
     oci_host,
 )
-from e2e.harness import Cluster
+from e2e.harness import Cluster, global_addrs
+from profile_webhook import ProfileWebhook
 
 from dranet_core.cloud.neuron_topology import efa_device_groups
 
@@ -150,3 +151,50 @@ def test_a_broken_metadata_service_is_one_warning_and_the_driver_runs_on(fresh_c
         assert len(lines) == 1 and "HTTP 500" in lines[0] and "Traceback" not in c.log()
     finally:
         c.loop.run(imds.close())
+
+
+def test_webhook_cloud_and_profile_provider_as_the_go_python_webhook_scenario(fresh_cluster: Cluster) -> None:
+    """The Go suite's python-webhook scenario: --cloud-provider-hint=webhook and
+    --profile-provider=webhook on one webhook. The device carries the webhook's attribute in
+    the ResourceSlice; the pod gets the profile's address and the MTU of the webhook's
+    baseline config (GetDeviceConfig), under the claim's own interface name."""
+    c = fresh_cluster
+    dev, other = c.node.veth(), c.node.veth()
+    hook = ProfileWebhook(
+        {"python-profile": {"interface": {"addresses": ["10.200.200.200/24"]}}},
+        cloud=True,
+        device_attrs={dev.name: {"dra.net/webhook_attr": {"string": "python"}}},
+        device_configs={dev.name: {"interface": {"mtu": 1450}}},
+    )
+    url = c.loop.run(hook.start())
+    try:
+        c.start("--cloud-provider-hint=webhook", "--profile-provider=webhook", f"--webhook-url={url}")
+        attrs = c.wait_attrs(dev.name, lambda a: "dra.net/webhook_attr" in a)
+        assert attrs["dra.net/webhook_attr"] == {"string": "python"}
+        assert "dra.net/webhook_attr" not in c.published(other.name).get("attributes", {})
+        asked = {b["name"] for k, b in hook.requests if k == "GetDeviceAttributes"}
+        assert {dev.name, other.name} <= asked
+        claim = c.claim([dev], config={"profile": "python-profile", "interface": {"name": "eth99"}})
+        pod = c.create_pod([claim])
+        info = pod.link("eth99")
+        assert info is not None and info["mtu"] == 1450, c.log()
+        assert global_addrs(info) == ["10.200.200.200/24"]
+        c.delete_pod(pod)
+        assert "Traceback" not in c.log()
+    finally:
+        c.loop.run(hook.close())
+
+
+def test_webhook_that_is_no_cloud_provider_is_one_warning_and_the_driver_runs(fresh_cluster: Cluster) -> None:
+    c = fresh_cluster
+    dev = c.node.veth()
+    hook = ProfileWebhook({}, cloud=False)
+    url = c.loop.run(hook.start())
+    try:
+        c.start("--cloud-provider-hint=webhook", f"--webhook-url={url}")
+        c.published(dev.name)
+        lines = [ln for ln in c.log().splitlines() if "cloud provider webhook" in ln]
+        assert len(lines) == 1 and "does not report cloudProvider: true" in lines[0]
+        assert not [r for r in hook.requests if r[0].startswith("GetDevice")]
+    finally:
+        c.loop.run(hook.close())

@@ -50,6 +50,10 @@ class CloudAttributes:
             **(self.by_pci.get(pci, {}) if pci else {}),
         }
 
+    async def enrich(self, devices: Mapping[str, Device]) -> dict[str, Device]:
+        """:meth:`apply`, as the inventory's enrichment step (it awaits it)."""
+        return self.apply(devices)
+
     def apply(self, devices: Mapping[str, Device]) -> dict[str, Device]:
         """``devices`` with the cloud attributes added; an unchanged device is the same object."""
         out: dict[str, Device] = {}
