@@ -317,6 +317,7 @@ class Driver:
             )
             if found:
                 self.inventory.enrich = found.enrich
+                self.allocator.baselines = found
         problem = await self.store.load()
         if problem is not None:
             await self.publisher.record_event(checkpoint_event(problem, node=self.settings.kube.node_name))

@@ -34,7 +34,14 @@ from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.profiles import ProfileProvider
 from dranet_core.types import AllocationResult, Claim, ClaimRef, Device, OpaqueConfig
 
-__all__ = ["BaselineConfigs", "ClaimAllocator", "ConfigResolver", "default_resolver", "plan_claim", "resolve_plan"]
+__all__ = [
+    "BaselineConfigs",
+    "ClaimAllocator",
+    "ConfigResolver",
+    "default_resolver",
+    "plan_claim",
+    "resolve_plan",
+]
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +217,8 @@ class ClaimAllocator:
         self._resolve = resolve
         self._resolvers = tuple(resolvers)
         self._profiles = profiles
-        self._baselines = baselines
+        self.baselines = baselines
+        """Where baseline configs come from (set at start once the cloud provider is known)."""
         self._reserved: dict[str, str] = {}  # device -> claim uid, plans not yet in the store
 
     def taken(self) -> dict[str, str]:
@@ -241,7 +249,7 @@ class ClaimAllocator:
         for d in plan.devices:
             self._reserved[d.device] = uid
         try:
-            plan = await resolve_plan(plan, inventory, self._resolvers, self._profiles, self._baselines)
+            plan = await resolve_plan(plan, inventory, self._resolvers, self._profiles, self.baselines)
             await self.store.put_plan(plan)
         finally:
             for d in plan.devices:

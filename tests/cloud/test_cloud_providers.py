@@ -24,7 +24,9 @@ from cloud_metadata import (
 )
 
 from dranet_core.cloud import CloudAttributes, fetch_cloud_attributes
+from dranet_core.cloud.azure import azure_attributes
 from dranet_core.cloud.neuron_topology import EFA_OF_NEURON, efa_device_groups
+from dranet_core.config.model import NetworkConfig, RouteConfig, RuleConfig
 from dranet_core.types import Device
 
 MAC = "00:0d:3a:01:02:03"
@@ -289,3 +291,28 @@ def test_cloud_attributes_match_macs_in_any_notation_and_pci_case_insensitively(
     assert cloud.for_device(dev("a", mac=MAC)) == {"x.dra.net/a": "1"}
     assert cloud.for_device(dev("b", pciAddress="0000:0a:00.0")) == {"x.dra.net/b": 2}
     assert cloud.for_device(dev("c")) == {}
+
+
+def test_azure_baselines_route_each_nic_through_its_own_table(caplog: pytest.LogCaptureFixture) -> None:
+    """The Go driver's Azure GetDeviceConfig: table 100 + NIC index, rule from the subnet,
+    default route via the subnet's first address; a subnet that is not a network base is one
+    warning and no baseline."""
+    network = azure_network(MAC)
+    network["interface"].append(
+        {"ipv4": {"subnet": [{"address": "10.3.0.5", "prefix": "24"}]}, "macAddress": "000D3A777777"}
+    )
+    found = azure_attributes(azure_compute(), network)
+    found.apply(
+        {"eth1": dev("eth1", mac=MAC), "eth2": dev("eth2", mac="00:0d:3a:99:99:99"), "eth3": dev("eth3")}
+    )
+    assert found.baseline("eth1") == NetworkConfig(
+        rules=(RuleConfig(source="10.1.2.0/24", table=100),),
+        routes=(RouteConfig(destination="0.0.0.0/0", gateway="10.1.2.1", table=100),),
+    )
+    second = found.baseline("eth2")
+    assert second is not None and second.routes == (
+        RouteConfig(destination="0.0.0.0/0", gateway="10.9.0.1", table=101),
+    )
+    assert found.baseline("eth3") is None
+    (line,) = warnings(caplog)
+    assert "000D3A777777" in line and "10.3.0.5/24" in line and "no baseline config" in line

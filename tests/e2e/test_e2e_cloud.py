@@ -20,7 +20,7 @@ from cloud_metadata import (
     azure_network,
     oci_host,
 )
-from e2e.harness import Cluster, global_addrs
+from e2e.harness import Cluster, global_addrs, ip_json
 from profile_webhook import ProfileWebhook
 
 from dranet_core.cloud.neuron_topology import efa_device_groups
@@ -96,6 +96,29 @@ def test_azure_attributes_and_the_subnet_of_the_nic_with_the_same_mac(fresh_clus
         others = c.wait_attrs(other.name, lambda a: "azure.dra.net/vmSize" in a)
         assert "azure.dra.net/subnet" not in others
         assert len(imds.requests) == 2  # compute and network, once at start
+    finally:
+        c.loop.run(imds.close())
+
+
+def test_azure_baseline_policy_routing_reaches_the_pod(fresh_cluster: Cluster) -> None:
+    """The Go driver's Azure GetDeviceConfig: the pod's NIC gets a rule from its subnet to
+    table 100 + its IMDS index and a default route via the subnet's first address there,
+    merged under the claim's own config (name and address)."""
+    c = fresh_cluster
+    dev = c.node.veth()
+    imds = AzureImds(azure_compute(), azure_network(dev.mac))
+    url = c.loop.run(imds.start())
+    try:
+        c.start("--cloud-provider-hint=AZURE", f"--cloud-metadata-url={url}")
+        c.wait_attrs(dev.name, lambda a: "azure.dra.net/subnet" in a)
+        claim = c.claim([dev], config={"interface": {"name": "net1", "addresses": ["10.1.2.4/24"]}})
+        pod = c.create_pod([claim])
+        assert global_addrs(pod.link("net1")) == ["10.1.2.4/24"]
+        rules = [r for r in ip_json(pod.netns, "rule", "show") if r.get("table") == "100"]
+        assert [(r["src"], r["srclen"]) for r in rules] == [("10.1.2.0", 24)], c.log()
+        (route,) = ip_json(pod.netns, "route", "show", "table", "100")
+        assert (route["dst"], route["gateway"], route["dev"]) == ("default", "10.1.2.1", "net1")
+        c.delete_pod(pod)
     finally:
         c.loop.run(imds.close())
 
