@@ -242,12 +242,9 @@ class NetdevBackend:
     # -- ResolvesConfig: interface.dhcp (dranet_backends.dhcp) ------------------------------
 
     async def resolve_config(self, device: Device, config: Any) -> Any:
-        """``config`` with a DHCP lease of the host interface when ``interface.dhcp`` is true
-        (unchanged for a device without a netdev facet)."""
+        """``config`` with a DHCP lease of the host interface when ``interface.dhcp`` is true."""
         from dranet_backends.dhcp import dhcp_config
 
-        if FACET not in device.facets:
-            return config
         ifname = NetdevFacet.from_json(device.facets[FACET]).ifname
         return await dhcp_config(config, device.name, ifname, netns=self.netns)
 
