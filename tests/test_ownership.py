@@ -1,6 +1,6 @@
 """The one ownership rule: every per-device capability is called only for devices whose facets
 name its backend, by the core; a backend section on a device its backend does not own is refused
-by the core; a capability implemented only partly is refused at load."""
+by the core."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dranet_core.capabilities import handler_table
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.claim_allocator import plan_claim, resolve_plan
 from dranet_core.config.model import NetworkConfig, RdmaConfig, SriovConfig
-from dranet_core.errors import BackendError, ConfigError, ConfigIssue, DeviceError
+from dranet_core.errors import ConfigError, ConfigIssue, DeviceError
 from dranet_core.health import Health
 from dranet_core.mover import AttachResult
 from dranet_core.ownership import owned, owns, section_issues
@@ -217,25 +217,3 @@ async def test_health_counts_only_for_devices_the_backend_owns() -> None:
     r_only = BackendHealth(table.health[2:], health.part("rdma"), devices=lambda: INVENTORY)
     await r_only.check()
     assert dict(r_only.devices) == {"mlx0": False}
-
-
-class HalfMover:
-    name = "half"
-
-    async def attach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> AttachResult:
-        return AttachResult()
-
-    async def detach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> None:
-        return None
-
-    def validate_config(self, device: Device, config: NetworkConfig) -> None:
-        return None
-
-
-def test_a_capability_implemented_only_partly_is_refused_at_load() -> None:
-    with pytest.raises(BackendError) as err:
-        handler_table([HalfMover()])
-    assert str(err.value) == (
-        "backend half: implements the move capability (NamespaceMover) only partly: "
-        "has attach, detach but not snapshot (implement all or none)"
-    )

@@ -3,9 +3,8 @@
 A backend is one object with a ``name``. What it can do is told by which capability
 protocols it implements; :func:`handler_table` checks them once and builds a frozen table,
 so the rest of the driver never asks ``isinstance`` again (this module is the only place
-that does). A backend that implements nothing is rejected, and so is one that implements a
-capability only partly (some of its methods but not all): it would otherwise silently not
-have that capability.
+that does). A backend that implements nothing is rejected (and loading refuses one that
+implements a capability only partly, see :func:`dranet_core.backends.check_capabilities`).
 
 Ownership (:mod:`dranet_core.ownership`): a backend owns the devices that carry a facet
 under its name, and every per-device capability (move, validate, resolve, adjust, health)
@@ -160,8 +159,8 @@ class HandlerTable:
 def handler_table(backends: Sequence[Backend]) -> HandlerTable:
     """Check each backend's capabilities once and build the table.
 
-    Raises :class:`BackendError` for a backend that implements no capability, implements
-    one only partly, or whose name is used twice.
+    Raises :class:`BackendError` for a backend that implements no capability or whose name
+    is used twice.
     """
     seen: set[str] = set()
     disc: list[Discovery] = []
@@ -177,7 +176,6 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
         if b.name in seen:
             raise BackendError(b.name, "two backends have this name")
         seen.add(b.name)
-        _check_complete(b)
         found = []
         if isinstance(b, Discovery):
             disc.append(b)
@@ -220,34 +218,3 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
         step_timers=tuple(timers),
         capabilities=caps,
     )
-
-
-_PROTOCOLS: tuple[tuple[str, type], ...] = (
-    ("discover", Discovery),
-    ("move", NamespaceMover),
-    ("validate", ValidatesConfig),
-    ("resolve", ResolvesConfig),
-    ("adjust", AdjustsContainers),
-    ("health", ReportsHealth),
-    ("background", RunsInBackground),
-    ("step times", ReportsStepTimes),
-)
-
-
-def _protocol_methods(protocol: type) -> tuple[str, ...]:
-    """The public methods a capability protocol declares, sorted."""
-    return tuple(sorted(n for n, v in vars(protocol).items() if not n.startswith("_") and callable(v)))
-
-
-def _check_complete(backend: Backend) -> None:
-    """Raise BackendError when ``backend`` has some methods of a capability but not all."""
-    for cap, proto in _PROTOCOLS:
-        methods = _protocol_methods(proto)
-        present = [m for m in methods if callable(getattr(backend, m, None))]
-        if present and len(present) < len(methods):
-            missing = [m for m in methods if m not in present]
-            raise BackendError(
-                backend.name,
-                f"implements the {cap} capability ({proto.__name__}) only partly: has "
-                f"{', '.join(present)} but not {', '.join(missing)} (implement all or none)",
-            )
