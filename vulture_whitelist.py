@@ -84,3 +84,5 @@ _.via  # Result field: which RPC carried the answer (src/dranet_core/testing/nri
 _.send_raw  # write raw bytes to the plugin (src/dranet_core/testing/nri_runtime.py)
 adjustment_devices  # decode CreateContainer's device adjustments (src/dranet_core/testing/nri_runtime.py)
 _.wait_sessions  # wait for N plugin connections (src/dranet_core/testing/nri_runtime.py)
+# the testing kit's local node: public API for backend authors' tests (tests/testing, examples/)
+_.wait_published  # wait for a device in the driver's publication (src/dranet_core/testing/local.py)

@@ -12,6 +12,8 @@
   protocol's rules as containerd reads them.
 * :mod:`dranet_core.testing.peers`: :class:`MemoryClaimSource` and :class:`DemoPublisher`
   stand in for the API server in memory.
+* :mod:`dranet_core.testing.local`: :func:`local_node` runs the real driver with your
+  backends and all of the above around it: a backend tested end to end on one machine.
 * :mod:`dranet_core.testing.netns`: throwaway network namespaces and veth pairs (root).
 * :mod:`dranet_core.testing.conformance`: :class:`BackendConformance`, the checks every
   backend must pass; subclass it in your tests.
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from dranet_core.testing.conformance import BackendConformance, MoveCase
     from dranet_core.testing.fakeapi import FakeApiServer
     from dranet_core.testing.kubelet import Kubelet, KubeletStubs, kubelet_stubs
+    from dranet_core.testing.local import LocalNode, local_node
     from dranet_core.testing.netns import Netns, throwaway_netns, veth_pair
     from dranet_core.testing.nri_runtime import FakeContainer, FakePod, PeerSession, Result, RuntimePeer
     from dranet_core.testing.peers import DemoPublisher, MemoryClaimSource
@@ -44,6 +47,7 @@ __all__ = [
     "FakePod",
     "Kubelet",
     "KubeletStubs",
+    "LocalNode",
     "MemoryClaimSource",
     "MoveCase",
     "Netns",
@@ -51,6 +55,7 @@ __all__ = [
     "Result",
     "RuntimePeer",
     "kubelet_stubs",
+    "local_node",
     "throwaway_netns",
     "veth_pair",
 ]
@@ -67,6 +72,8 @@ _WHERE = {
     "Kubelet": "kubelet",
     "KubeletStubs": "kubelet",
     "kubelet_stubs": "kubelet",
+    "LocalNode": "local",
+    "local_node": "local",
     "FakeContainer": "nri_runtime",
     "FakePod": "nri_runtime",
     "PeerSession": "nri_runtime",
