@@ -264,15 +264,11 @@ class RdmaBackend:
 
     # -- ValidatesConfig -------------------------------------------------------------------
 
-    def owns(self, device: Device) -> bool:
-        """Every device: an ``rdma`` section must be refused for a device without RDMA."""
-        return True
-
     def validate_config(self, device: Device, config: NetworkConfig) -> None:
-        """Reject an ``rdma`` section for a device without an rdma facet, for an IB-only
-        device (no netdev facet) netdev settings, and in exclusive mode a ``subinterface`` on
-        an RDMA device (its RDMA device would move into the first pod) (ConfigError)."""
-        if FACET in device.facets and config.subinterface is not None and self.mode == "exclusive":
+        """Reject netdev settings for an IB-only device (no netdev facet), and in exclusive mode
+        a ``subinterface`` (the RDMA device would move into the first pod) (ConfigError). (An
+        ``rdma`` section on a device without this backend's facet is refused by the driver.)"""
+        if config.subinterface is not None and self.mode == "exclusive":
             raise ConfigError(
                 [
                     ConfigIssue(
@@ -282,12 +278,6 @@ class RdmaBackend:
                     )
                 ]
             )
-        if FACET not in device.facets:
-            if config.rdma is not None:
-                raise ConfigError(
-                    [ConfigIssue("rdma", f"not allowed: device {device.name} has no RDMA device")]
-                )
-            return
         if NETDEV_FACET not in device.facets:
             validate_rdma_only(config)
 
