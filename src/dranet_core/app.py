@@ -158,6 +158,7 @@ class Driver:
             burst=inv.poll_burst,
             resync=inv.max_poll_interval,
             pin_store=PinStore(_pin_path(settings.checkpoint.db_path)),
+            list_attributes=inv.list_attributes,
         )
         self.attach_report = AttachReport(self.publisher, driver_name=name, pool=pool, metrics=self.metrics)
         md = settings.metadata
