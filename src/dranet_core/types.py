@@ -138,6 +138,11 @@ def _check_items(item: AttributeList, _: attrs.Attribute[Any], items: tuple[Scal
             raise ValueError(f"list attribute: item longer than 64 characters ({len(v)})")
 
 
+def _list_kind(items: tuple[ScalarValue, ...]) -> str:
+    tp = _scalar_type(items[0]) if items else None
+    return _LIST_KINDS[tp] if tp is not None else ""
+
+
 def _items(values: Iterable[ScalarValue]) -> tuple[ScalarValue, ...]:
     return tuple(values)
 
@@ -155,13 +160,10 @@ class AttributeList:
     """
 
     items: tuple[ScalarValue, ...] = attrs.field(converter=_items, validator=_check_items)
-    kind: str = attrs.field(init=False)
+    kind: str = attrs.field(
+        init=False, default=attrs.Factory(lambda self: _list_kind(self.items), takes_self=True)
+    )
     """The JSON field of the list: ``ints``, ``bools``, ``strings`` or ``versions``."""
-
-    @kind.default
-    def _kind(self) -> str:
-        tp = _scalar_type(self.items[0]) if self.items else None
-        return _LIST_KINDS.get(tp, "") if tp is not None else ""
 
     @property
     def first(self) -> ScalarValue:
