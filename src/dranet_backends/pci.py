@@ -24,8 +24,9 @@ from pathlib import Path
 
 import attrs
 
+from dranet_backends.numa import local_numa_nodes
 from dranet_backends.sysfs_read import normal_bdf, numa_node, pcie_root, read
-from dranet_core.types import STRING_ATTRIBUTE_MAX_LEN, AttributeValue
+from dranet_core.types import STRING_ATTRIBUTE_MAX_LEN, AttributeList, AttributeValue
 
 __all__ = [
     "DEFAULT_PATHS",
@@ -127,6 +128,8 @@ class PciFunction:
     subsystem_device: str | None = None
     pci_class: str | None = None
     numa_node: int | None = None
+    numa_nodes: tuple[int, ...] = ()
+    """``numa_node`` then the nodes equally close to it (:func:`~dranet_backends.numa.local_numa_nodes`)."""
     pcie_root: str | None = None
     driver: str | None = None
 
@@ -144,6 +147,7 @@ def pci_function(sysfs: Path, address: str) -> PciFunction:
     driver_link = base / "driver"
     driver = os.path.basename(os.readlink(driver_link)) if os.path.islink(driver_link) else None
     root = pcie_root(Path(os.path.realpath(base))) if os.path.lexists(base) else None
+    numa = numa_node(base / "numa_node")
     return PciFunction(
         address=address,
         vendor=_hex_id(base / "vendor"),
@@ -151,7 +155,8 @@ def pci_function(sysfs: Path, address: str) -> PciFunction:
         subsystem_vendor=_hex_id(base / "subsystem_vendor"),
         subsystem_device=_hex_id(base / "subsystem_device"),
         pci_class=_hex_id(base / "class"),
-        numa_node=numa_node(base / "numa_node"),
+        numa_node=numa,
+        numa_nodes=local_numa_nodes(sysfs, numa) if numa is not None else (),
         pcie_root=root,
         driver=driver,
     )
@@ -187,7 +192,10 @@ def pci_attributes(fn: PciFunction, ids: PciIds | None) -> dict[str, AttributeVa
     ``pciVendor`` and ``pciDevice`` are pci.ids names (``Mellanox Technologies``,
     ``Elastic Fabric Adapter (EFA)``), or the hex id when no pci.ids knows it;
     ``pciSubsystem`` is always the subsystem device id (``0009``, ``efa0``), never a name,
-    as the Go driver publishes it.
+    as the Go driver publishes it. ``resource.kubernetes.io/numaNode`` is a list, the
+    function's node first, then the nodes equally close to it; the driver publishes it as a
+    list only with the ``DRAListTypeAttributes`` feature gate, else its first item (the node),
+    as ``dra.net/numaNode`` always is.
     """
     attrs: dict[str, AttributeValue] = {D + "pciAddress": fn.address, D + "rdma": False}
     if fn.vendor:
@@ -198,7 +206,7 @@ def pci_attributes(fn: PciFunction, ids: PciIds | None) -> dict[str, AttributeVa
         attrs[D + "pciSubsystem"] = fn.subsystem_device
     if fn.numa_node is not None:
         attrs[D + "numaNode"] = fn.numa_node
-        attrs[STD + "numaNode"] = fn.numa_node
+        attrs[STD + "numaNode"] = AttributeList(fn.numa_nodes or (fn.numa_node,))
     if fn.pcie_root:
         attrs[STD + "pcieRoot"] = fn.pcie_root
     return attrs

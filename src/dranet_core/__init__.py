@@ -39,7 +39,8 @@ Backend``. A factory declares its options with :func:`backend_options` (each a
 :class:`AttachResult`, :class:`ExcludedDevice`, :class:`NetworkConfig`, :class:`Condition`;
 :func:`device_name_for_interface` and :func:`device_name_for_pci` give devices their
 stable names; ``AttributeValue`` is the type of a device attribute value (``str | int | bool |``
-:class:`Version`) and ``JSON`` of facets and snapshots; :data:`DRIVER_DOMAIN` is ``dra.net``.
+:class:`Version`, or an :class:`AttributeList` of one of them) and ``JSON`` of facets and
+snapshots; :data:`DRIVER_DOMAIN` is ``dra.net``.
 
 **Errors**: one tree under :class:`DranetError`; see :mod:`dranet_core.errors`.
 
@@ -102,6 +103,7 @@ from dranet_core.status import StatusPublisher
 from dranet_core.types import (
     DRIVER_DOMAIN,
     JSON,
+    AttributeList,
     AttributeValue,
     Claim,
     ClaimRef,
@@ -123,6 +125,7 @@ __all__ = [
     "AdjustsContainers",
     "Allocator",
     "AttachResult",
+    "AttributeList",
     "AttributeValue",
     "Backend",
     "BackendContext",

@@ -40,7 +40,7 @@ from dranet_core.checkpoint import ClaimStore
 from dranet_core.claim_allocator import ClaimAllocator
 from dranet_core.cloud import fetch_cloud_attributes
 from dranet_core.cloud.webhook import WebhookCloud
-from dranet_core.dra.health import DeviceHealthFeed, HealthServicer
+from dranet_core.dra.health import DeviceHealthFeed, health_services
 from dranet_core.dra.plugin import KubeletPlugin, PluginPaths
 from dranet_core.dra.preparer import ClaimSource, DefaultPreparer
 from dranet_core.errors import DranetError, TemporaryError
@@ -164,6 +164,7 @@ class Driver:
             burst=inv.poll_burst,
             resync=inv.max_poll_interval,
             pin_store=PinStore(_pin_path(settings.checkpoint.db_path)),
+            list_attributes=inv.list_attributes,
         )
         self.attach_report = AttachReport(self.publisher, driver_name=name, pool=pool, metrics=self.metrics)
         md = settings.metadata
@@ -207,13 +208,14 @@ class Driver:
             on_prepared=self.metadata.prepared,
         )
         self.device_health = DeviceHealthFeed()
+        health_servicers, health_names = health_services(self.device_health, pool)
         self.kubelet = KubeletPlugin(
             name,
             MeteredPreparer(preparer, metrics=self.metrics, inflight=self.inflight),
             paths=PluginPaths.for_driver(name, settings.kubelet.root_dir),
             health=self.health.part("kubelet"),
-            dra_services=[HealthServicer(self.device_health, pool)],
-            advertised=[HealthServicer.advertised_version],
+            dra_services=health_servicers,
+            advertised=health_names,
         )
         self.nri = NriPlugin(
             self.nri_handlers,

@@ -47,6 +47,7 @@ from dranet_core.settings import (
     check_kubeconfig,
     parse_backend_options,
     parse_duration,
+    parse_feature_gates,
     resolve_kubeconfig,
 )
 
@@ -56,10 +57,10 @@ COMMANDS = ("run", "inventory", "demo", "version")
 
 _HOST = HostSettings()  # the defaults of the host paths (settings.py owns every literal path)
 
-GO_ONLY_FLAGS = {"--feature-gates": ""}
+GO_ONLY_FLAGS: dict[str, str] = {}
 """Go driver flags this driver accepts (so its manifests and Helm values still start it) but
-does not implement. A value other than the default or ``NONE`` is logged as a warning at
-start."""
+does not implement (none at present: ``--feature-gates`` is parsed as Go does). A value other
+than the default or ``NONE`` is logged as a warning at start."""
 _HARMLESS = {"", "none", "NONE"}
 
 
@@ -133,6 +134,14 @@ def _add_node_flags(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="a backend's option, <backend>.<key>=<value>, e.g. rdma.netns_mode=exclusive (repeatable)",
+    )
+    p.add_argument(
+        "--feature-gates",
+        default="",
+        metavar="GATE=BOOL,...",
+        help="the Go driver's feature gates: DRAListTypeAttributes=true publishes list-typed "
+        "attributes (resource.kubernetes.io/numaNode) as lists; PersistentResourceSliceAttributes "
+        "is accepted (moved devices always stay published here)",
     )
     p.add_argument(
         "--move-ib-interfaces",
@@ -306,6 +315,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
         max_poll_interval=_duration(args, "inventory_max_poll_interval", 60.0),
         poll_burst=args.inventory_poll_burst if run else 5,
         move_ib_interfaces=args.move_ib_interfaces,
+        list_attributes=parse_feature_gates(args.feature_gates)["DRAListTypeAttributes"],
     )
     host = HostSettings(
         sysfs_root=Path(args.sysfs_root),

@@ -2,12 +2,17 @@
 
 The expression sees one variable, ``attributes``: a map from attribute name to a value object
 with the fields of the Kubernetes ``DeviceAttribute`` (``StringValue``, ``IntValue``,
-``BoolValue``, ``VersionValue``). Exactly one field is set; the others are ``null``, as the
-nil pointers of the Go struct are. So the Go driver's expressions work unchanged::
+``BoolValue``, ``VersionValue``, and the list fields ``StringValues``, ``IntValues``,
+``BoolValues``, ``VersionValues``). Exactly one field is set; the others are ``null``, as the
+nil pointers and slices of the Go struct are. So the Go driver's expressions work unchanged::
 
     attributes["dra.net/type"].StringValue != "veth"
     attributes["dra.net/mtu"].IntValue >= 9000
     "dra.net/pciVendor" in attributes && attributes["dra.net/pciVendor"].StringValue.contains("Mellanox")
+    0 in attributes["resource.kubernetes.io/numaNode"].IntValues   # list form (DRAListTypeAttributes)
+
+The filter sees attributes in the form they are published in: a list attribute is a list only
+with the ``DRAListTypeAttributes`` feature gate (``--feature-gates``), a scalar otherwise.
 
 Semantics (the Go driver's, ``pkg/filter``):
 
@@ -36,7 +41,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from dranet_core.errors import SettingsError
-from dranet_core.types import AttributeValue, Device, Version
+from dranet_core.types import AttributeList, AttributeValue, Device, Version
 
 __all__ = ["DEFAULT_FILTER", "DeviceFilter", "attribute_map", "uses_cel"]
 
@@ -69,9 +74,28 @@ def uses_cel(expression: str) -> bool:
     return bool(expression.strip()) and _normal(expression) != _normal(DEFAULT_FILTER)
 
 
+_LIST_FIELDS: Final = {
+    "ints": "IntValues",
+    "bools": "BoolValues",
+    "strings": "StringValues",
+    "versions": "VersionValues",
+}
+
+
 def _value_object(value: AttributeValue) -> dict[str, Any]:
-    obj: dict[str, Any] = {"StringValue": None, "IntValue": None, "BoolValue": None, "VersionValue": None}
-    if isinstance(value, bool):
+    obj: dict[str, Any] = {
+        "StringValue": None,
+        "IntValue": None,
+        "BoolValue": None,
+        "VersionValue": None,
+        "StringValues": None,
+        "IntValues": None,
+        "BoolValues": None,
+        "VersionValues": None,
+    }
+    if isinstance(value, AttributeList):
+        obj[_LIST_FIELDS[value.kind]] = [v.value if isinstance(v, Version) else v for v in value.items]
+    elif isinstance(value, bool):
         obj["BoolValue"] = value
     elif isinstance(value, int):
         obj["IntValue"] = value

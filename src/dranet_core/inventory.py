@@ -11,7 +11,9 @@ one :class:`asyncio.TaskGroup`):
    ``min_interval`` seconds (default 2 s) holding at most ``burst`` tokens (default 5),
    as the Go driver's ``rate.Every(2s)``, burst 5.
 2. Scan every backend, merge devices of the same name (:meth:`Device.merged`, backend order;
-   later backends add to and override earlier ones), overlay pinned devices, apply the filter.
+   later backends add to and override earlier ones), overlay pinned devices, put list-typed
+   attributes in their published form (scalars unless ``list_attributes``:
+   :mod:`~dranet_core.attribute_forms`), apply the filter.
 3. Publish the filtered list through :meth:`StatusPublisher.publish_devices` only if it
    differs from the last published one (the very first scan always publishes, even an
    empty list, so a node without devices still gets its empty slice).
@@ -44,6 +46,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 
 import attrs
 
+from dranet_core.attribute_forms import ScalarForms
 from dranet_core.clock import Clock, MonotonicClock
 from dranet_core.discovery import Discovery
 from dranet_core.errors import TemporaryError
@@ -142,6 +145,7 @@ class Inventory:
         coalesce: float = 0.05,
         clock: Clock | None = None,
         pin_store: PinStore | None = None,
+        list_attributes: bool = False,
     ) -> None:
         if resync <= 0:
             raise ValueError(f"inventory: resync must be > 0 (got {resync})")
@@ -162,6 +166,7 @@ class Inventory:
         self._restored = self._pin_store.load()  # pinned by the previous run, until re-pinned
         self._filter_cache: dict[str, tuple[Device, bool]] = {}
         self._standard = StandardAttributes()
+        self._forms = ScalarForms(lists=list_attributes)
         self._scans = 0
         self._publishes = 0
         self.enrich: Callable[[Mapping[str, Device]], Awaitable[dict[str, Device]]] | None = None
@@ -286,6 +291,7 @@ class Inventory:
         if self.enrich is not None:
             merged = await self.enrich(merged)
         self._overlay_pinned(merged)
+        merged = self._forms.apply(merged)
         published = {name: dev for name, dev in merged.items() if self._matches(dev)}
         for gone in self._filter_cache.keys() - merged.keys():
             del self._filter_cache[gone]

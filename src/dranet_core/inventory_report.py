@@ -31,7 +31,7 @@ from dranet_core.errors import DranetError
 from dranet_core.filter import DeviceFilter
 from dranet_core.inventory import Inventory, InventoryView
 from dranet_core.settings import Settings
-from dranet_core.types import ClaimRef, Device
+from dranet_core.types import AttributeList, ClaimRef, Device
 
 __all__ = ["format_table", "inventory_document", "print_inventory", "resource_slices"]
 
@@ -89,11 +89,13 @@ def format_table(devices: Sequence[Device]) -> str:
 def resource_slices(settings: Settings, devices: Sequence[Device]) -> tuple[list[dict[str, Any]], list[Any]]:
     """The ResourceSlice objects the driver would publish for ``devices`` (resource.k8s.io/v1),
     and the devices the API would reject (each with ``name`` and ``reason``)."""
-    from dranet_core.kube.slices import plan_slices, prepare_devices, slice_object
+    from dranet_core.kube.slices import max_devices_per_slice, plan_slices, prepare_devices, slice_object
 
     driver, node = settings.kube.driver_name, settings.kube.node_name
     desired, skipped = prepare_devices(devices)
-    plan = plan_slices(desired, [], node=node, driver=driver)
+    plan = plan_slices(
+        desired, [], node=node, driver=driver, max_per_slice=max_devices_per_slice(desired.values())
+    )
     slices = [
         slice_object(
             name=w.name,
@@ -109,6 +111,8 @@ def resource_slices(settings: Settings, devices: Sequence[Device]) -> tuple[list
 
 
 def _plain(value: object) -> Any:
+    if isinstance(value, AttributeList):
+        return [_plain(v) for v in value.items]
     return value if isinstance(value, str | int | float | bool) else str(value)
 
 
@@ -160,7 +164,12 @@ async def print_inventory(settings: Settings, *, output: str = "table", out: Tex
     stream = out or sys.stdout
     try:
         table = handler_table(load_backends_for(settings))
-        inv = Inventory(table.discoverers, _Collect(), filter=DeviceFilter.compile(settings.inventory.filter))
+        inv = Inventory(
+            table.discoverers,
+            _Collect(),
+            filter=DeviceFilter.compile(settings.inventory.filter),
+            list_attributes=settings.inventory.list_attributes,
+        )
         view = await inv.refresh(publish=False)
         doc = inventory_document(settings, table, view)
     except DranetError as exc:

@@ -24,7 +24,7 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
-from dranet_core.types import JSON, AttributeValue, Device, Version
+from dranet_core.types import JSON, Device, attribute_from_json, attribute_json
 
 __all__ = ["PinStore"]
 
@@ -34,34 +34,9 @@ MAX_FILE_BYTES = 64 << 20
 """A pin file larger than this is not read (it is not one the driver wrote)."""
 
 
-def _attr_out(value: AttributeValue) -> dict[str, JSON]:
-    if isinstance(value, bool):
-        return {"bool": value}
-    if isinstance(value, int):
-        return {"int": value}
-    if isinstance(value, Version):
-        return {"version": value.value}
-    return {"string": value}
-
-
-def _attr_in(raw: Any) -> AttributeValue:
-    if not isinstance(raw, dict) or len(raw) != 1:
-        raise ValueError(f"attribute value {raw!r} is not one of bool/int/string/version")
-    ((kind, value),) = raw.items()
-    if kind == "bool" and isinstance(value, bool):
-        return value
-    if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if kind == "string" and isinstance(value, str):
-        return value
-    if kind == "version" and isinstance(value, str):
-        return Version(value)
-    raise ValueError(f"attribute value {raw!r} is not one of bool/int/string/version")
-
-
 def _device_out(dev: Device) -> dict[str, JSON]:
     return {
-        "attributes": {k: _attr_out(v) for k, v in dev.attributes.items()},
+        "attributes": {k: attribute_json(v) for k, v in dev.attributes.items()},
         "capacity": dict(dev.capacity),
         "facets": dict(dev.facets),
         **({"allowMultipleAllocations": True} if dev.allow_multiple_allocations else {}),
@@ -71,7 +46,7 @@ def _device_out(dev: Device) -> dict[str, JSON]:
 def _device_in(name: str, raw: Any) -> Device:
     if not isinstance(raw, dict):
         raise ValueError(f"device {name!r} is not an object")
-    attributes = {k: _attr_in(v) for k, v in dict(raw.get("attributes", {})).items()}
+    attributes = {k: attribute_from_json(v) for k, v in dict(raw.get("attributes", {})).items()}
     return Device(
         name=name,
         attributes=attributes,

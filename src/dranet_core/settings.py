@@ -44,6 +44,7 @@ __all__ = [
     "parse_backend_options",
     "parse_bind_address",
     "parse_duration",
+    "parse_feature_gates",
     "resolve_kubeconfig",
 ]
 
@@ -146,6 +147,44 @@ def parse_duration(text: str, *, flag: str) -> float:
     if not s or pos != len(s):
         raise SettingsError(f"{flag}: invalid duration {text!r} (examples: 2s, 500ms, 1m30s)")
     return total
+
+
+FEATURE_GATES: Final = {"DRAListTypeAttributes": False, "PersistentResourceSliceAttributes": False}
+"""The Go driver's feature gates (both alpha, default off); ``AllAlpha``/``AllBeta`` set them all."""
+
+
+def parse_feature_gates(text: str, *, flag: str = "--feature-gates") -> dict[str, bool]:
+    """Parse the Go driver's ``--feature-gates`` (``Name=true,Other=false``) into every known
+    gate's value.
+
+    As Go's ``featuregate``: an unknown gate or a value that is not a boolean is an error
+    (:class:`SettingsError` naming ``flag``, the gate and the rule); ``AllAlpha=true`` turns
+    on every alpha gate not named explicitly (here: all of them); ``AllBeta`` names none.
+    """
+    gates = dict(FEATURE_GATES)
+    explicit: dict[str, bool] = {}
+    all_alpha: bool | None = None
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, raw = part.partition("=")
+        name, raw = name.strip(), raw.strip().lower()
+        if not sep or raw not in ("true", "false", "1", "0", "t", "f"):
+            raise SettingsError(f"{flag}: {part!r}: expected <gate>=true or <gate>=false")
+        value = raw in ("true", "1", "t")
+        if name == "AllAlpha":
+            all_alpha = value
+        elif name == "AllBeta":
+            continue
+        elif name in gates:
+            explicit[name] = value
+        else:
+            known = ", ".join(sorted(FEATURE_GATES))
+            raise SettingsError(f"{flag}: unknown feature gate {name!r} (known: {known}, AllAlpha, AllBeta)")
+    if all_alpha is not None:
+        gates = dict.fromkeys(gates, all_alpha)
+    gates.update(explicit)
+    return gates
 
 
 def parse_bind_address(text: str, *, flag: str = "--bind-address") -> tuple[str, int]:
@@ -262,6 +301,11 @@ class InventorySettings:
 
     move_ib_interfaces: bool = True
     """``--move-ib-interfaces``: false keeps IPoIB netdevs on the host (device exposed RDMA-only)."""
+
+    list_attributes: bool = False
+    """``--feature-gates=DRAListTypeAttributes=true``: publish list-typed attributes as lists
+    (``resource.kubernetes.io/numaNode``); off, each is published as its first item. The
+    cluster must have the same gate on (Kubernetes 1.36+)."""
 
     def __attrs_post_init__(self) -> None:
         if self.max_poll_interval < self.min_poll_interval:

@@ -2,7 +2,8 @@
 
 All models are frozen, keyword-only attrs classes: values, not objects with behaviour. They
 validate what the Kubernetes API would reject (attribute names, 64-character string values,
-32 attributes and capacities per device, DNS-label device names), so a value that exists is
+32 attributes and capacities per device, 48 attribute values per device counting list items,
+DNS-label device names), so a value that exists is
 one the API server accepts; a backend that builds an invalid one gets a :class:`ValueError`
 naming the field, and leaves that device out instead of breaking the whole slice.
 
@@ -14,17 +15,19 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, TypeAlias
 
 import attrs
 
 __all__ = [
     "DEVICE_ATTRIBUTE_MAX",
+    "DEVICE_ATTRIBUTE_VALUES_MAX",
     "DRIVER_DOMAIN",
     "JSON",
     "STRING_ATTRIBUTE_MAX_LEN",
     "AllocationResult",
+    "AttributeList",
     "AttributeValue",
     "Claim",
     "ClaimRef",
@@ -36,9 +39,14 @@ __all__ = [
     "NetworkData",
     "OpaqueConfig",
     "PodSandbox",
+    "ScalarValue",
     "Version",
+    "attribute_from_json",
+    "attribute_json",
+    "attribute_values",
     "is_dns_label",
     "is_dns_subdomain",
+    "scalar_form",
     "validate_qualified_name",
 ]
 
@@ -53,6 +61,9 @@ STRING_ATTRIBUTE_MAX_LEN: Final = 64
 
 DEVICE_ATTRIBUTE_MAX: Final = 32
 """resource.k8s.io: attributes plus capacities per device."""
+
+DEVICE_ATTRIBUTE_VALUES_MAX: Final = 48
+"""resource.k8s.io: attribute values per device, each item of a list attribute counting as one."""
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _C_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -102,8 +113,120 @@ class Version:
         return self.value
 
 
-AttributeValue: TypeAlias = bool | int | str | Version
-"""One device attribute value. ``bool`` is checked before ``int`` wherever the type matters."""
+ScalarValue: TypeAlias = bool | int | str | Version
+"""One scalar attribute value. ``bool`` is checked before ``int`` wherever the type matters."""
+
+_LIST_KINDS: Final = {bool: "bools", int: "ints", str: "strings", Version: "versions"}
+_SCALAR_KINDS: Final = {bool: "bool", int: "int", str: "string", Version: "version"}
+
+
+def _scalar_type(value: object) -> type | None:
+    for tp in (bool, int, str, Version):  # bool first: True is an int too
+        if isinstance(value, tp):
+            return tp
+    return None
+
+
+def _check_items(item: AttributeList, _: attrs.Attribute[Any], items: tuple[ScalarValue, ...]) -> None:
+    if not items:
+        raise ValueError("list attribute: must not be empty")
+    types = {_scalar_type(v) for v in items}
+    if len(types) != 1 or None in types:
+        raise ValueError(f"list attribute {items!r}: items must all be bool, all int, all str or all Version")
+    for v in items:
+        if isinstance(v, str) and len(v) > STRING_ATTRIBUTE_MAX_LEN:
+            raise ValueError(f"list attribute: item longer than 64 characters ({len(v)})")
+
+
+def _list_kind(items: tuple[ScalarValue, ...]) -> str:
+    tp = _scalar_type(items[0]) if items else None
+    return _LIST_KINDS[tp] if tp is not None else ""
+
+
+def _items(values: Iterable[ScalarValue]) -> tuple[ScalarValue, ...]:
+    return tuple(values)
+
+
+@attrs.frozen
+class AttributeList:
+    """A list-typed attribute value (resource.k8s.io ``ints``, ``bools``, ``strings``,
+    ``versions``; Kubernetes 1.36+, feature gate ``DRAListTypeAttributes``).
+
+    ``items`` is non-empty and of one type. **Contract:** the first item is the attribute's
+    scalar form: where list attributes are off (the default) the driver publishes that item
+    alone (:func:`scalar_form`), so a backend puts first what it would publish as a scalar
+    (for ``resource.kubernetes.io/numaNode``: the device's own NUMA node). Equality includes
+    the kind, so ``(1,)`` and ``(True,)`` differ.
+    """
+
+    items: tuple[ScalarValue, ...] = attrs.field(converter=_items, validator=_check_items)
+    kind: str = attrs.field(
+        init=False, default=attrs.Factory(lambda self: _list_kind(self.items), takes_self=True)
+    )
+    """The JSON field of the list: ``ints``, ``bools``, ``strings`` or ``versions``."""
+
+    @property
+    def first(self) -> ScalarValue:
+        """The scalar form: the first item."""
+        return self.items[0]
+
+    def __str__(self) -> str:
+        return ",".join(str(v).lower() if isinstance(v, bool) else str(v) for v in self.items)
+
+
+AttributeValue: TypeAlias = ScalarValue | AttributeList
+"""One device attribute value: a scalar, or a list (:class:`AttributeList`)."""
+
+
+def scalar_form(value: AttributeValue) -> ScalarValue:
+    """``value`` as a scalar: a list's first item, a scalar unchanged."""
+    return value.first if isinstance(value, AttributeList) else value
+
+
+def attribute_values(attributes: Mapping[str, AttributeValue]) -> int:
+    """How many values ``attributes`` hold for the API's limit: one per scalar, one per list item."""
+    return sum(len(v.items) if isinstance(v, AttributeList) else 1 for v in attributes.values())
+
+
+def _scalar_json(value: ScalarValue) -> JSON:
+    return value.value if isinstance(value, Version) else value
+
+
+def attribute_json(value: AttributeValue) -> dict[str, JSON]:
+    """The ResourceSlice form of ``value``: ``{"int": 1}``, ``{"string": "x"}``, ``{"ints": [0, 1]}``..."""
+    if isinstance(value, AttributeList):
+        return {value.kind: [_scalar_json(v) for v in value.items]}
+    tp = _scalar_type(value)
+    return {_SCALAR_KINDS[tp] if tp is not None else "string": _scalar_json(value)}
+
+
+def _scalar_from_json(kind: str, raw: Any) -> ScalarValue:
+    if kind in ("bool", "bools") and isinstance(raw, bool):
+        return raw
+    if kind in ("int", "ints") and isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if kind in ("string", "strings") and isinstance(raw, str):
+        return raw
+    if kind in ("version", "versions") and isinstance(raw, str):
+        return Version(raw)
+    raise ValueError(f"attribute value {raw!r} is not a valid {kind} item")
+
+
+def attribute_from_json(raw: Any) -> AttributeValue:
+    """The value of a ResourceSlice attribute (:func:`attribute_json`'s inverse).
+
+    Raises ValueError for anything but exactly one known kind with a value of its type.
+    """
+    if not isinstance(raw, dict) or len(raw) != 1:
+        raise ValueError(f"attribute value {raw!r} is not exactly one of bool/int/string/version (or a list)")
+    ((kind, value),) = raw.items()
+    if kind in _LIST_KINDS.values():
+        if not isinstance(value, list):
+            raise ValueError(f"attribute value {raw!r}: {kind} must be a list")
+        return AttributeList(_scalar_from_json(kind, v) for v in value)
+    if kind in _SCALAR_KINDS.values():
+        return _scalar_from_json(kind, value)
+    raise ValueError(f"attribute value {raw!r} is not exactly one of bool/int/string/version (or a list)")
 
 
 def _check_attributes(device: Device, _: attrs.Attribute[Any], value: Mapping[str, AttributeValue]) -> None:
@@ -111,8 +234,14 @@ def _check_attributes(device: Device, _: attrs.Attribute[Any], value: Mapping[st
         validate_qualified_name(name)
         if isinstance(v, str) and len(v) > STRING_ATTRIBUTE_MAX_LEN:
             raise ValueError(f"attribute {name}: string longer than 64 characters ({len(v)})")
-        if not isinstance(v, bool | int | str | Version):
+        if not isinstance(v, bool | int | str | Version | AttributeList):
             raise ValueError(f"attribute {name}: unsupported value type {type(v).__name__}")
+    count = attribute_values(value)
+    if count > DEVICE_ATTRIBUTE_VALUES_MAX:
+        raise ValueError(
+            f"device {device.name}: {count} attribute values exceed the limit of "
+            f"{DEVICE_ATTRIBUTE_VALUES_MAX}"
+        )
 
 
 def _check_capacity(device: Device, _: attrs.Attribute[Any], value: Mapping[str, str]) -> None:

@@ -17,7 +17,7 @@ from dranet_core.cloud.webhook import WebhookCloud, decode_attributes, device_id
 from dranet_core.config.model import InterfaceConfig, NetworkConfig
 from dranet_core.errors import SettingsError
 from dranet_core.plans import ClaimPlan, PreparedDevice
-from dranet_core.types import ClaimRef, Device, Version
+from dranet_core.types import AttributeList, ClaimRef, Device, Version
 
 DUMMY = Device(name="dummy1", attributes={"dra.net/ifName": "dummy1", "dra.net/mac": "02:00:00:00:00:01"})
 PCI = Device(
@@ -113,6 +113,24 @@ def test_bad_attribute_entries_are_left_out_each_named() -> None:
     assert any("'not a name!'" in p for p in problems) and any("acme.com/ver" in p for p in problems)
     assert decode_attributes(None) == ({}, [])
     assert decode_attributes([1]) == ({}, ["the answer must be a JSON object, got list"])
+
+
+def test_list_attributes_from_the_webhook_are_taken() -> None:
+    got, problems = decode_attributes(
+        {
+            "acme.com/rails": {"ints": [3, 4]},
+            "acme.com/tags": {"strings": ["a", "b"]},
+            "acme.com/empty": {"ints": []},
+            "acme.com/mixed": {"ints": [1, "x"]},
+            "acme.com/longitem": {"strings": ["x" * 65]},
+        }
+    )
+    assert got == {"acme.com/rails": AttributeList((3, 4)), "acme.com/tags": AttributeList(("a", "b"))}
+    assert sorted(p.split(":")[0] for p in problems) == [
+        "attribute acme.com/empty",
+        "attribute acme.com/longitem",
+        "attribute acme.com/mixed",
+    ]
 
 
 async def test_a_bad_entry_is_one_warning_not_one_per_scan(

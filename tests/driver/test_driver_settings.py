@@ -204,14 +204,12 @@ def test_light_cel_skips_the_cli_and_still_compiles() -> None:
 
 def test_go_only_flags_are_accepted_and_warned_about() -> None:
     args = cli.build_parser().parse_args(
-        ["run", "--cloud-provider-hint=NONE", "--profile-provider=none", "--feature-gates=X=true",
-         "--webhook-url=http://x:1"]
+        ["run", "--cloud-provider-hint=NONE", "--profile-provider=none", "--webhook-url=http://x:1"]
     )  # fmt: skip
     cli.settings_from_args(args, {"NODE_NAME": "n"})  # still valid settings
     assert cli._go_only_warnings(args) == [
         "--webhook-url=http://x:1 is ignored: neither --profile-provider nor --cloud-provider-hint"
         " is webhook",
-        "--feature-gates=X=true is not supported by this driver and is ignored",
     ]
     assert cli._go_only_warnings(cli.build_parser().parse_args(["run"])) == []
 
@@ -299,3 +297,46 @@ def test_device_metadata_flag_errors_name_the_flag(argv: list[str], message: str
     with pytest.raises(SettingsError) as info:
         _settings(*argv)
     assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("flag", "lists"),
+    [
+        ("", False),
+        ("DRAListTypeAttributes=true", True),
+        ("DRAListTypeAttributes=true,PersistentResourceSliceAttributes=true", True),
+        (" PersistentResourceSliceAttributes=true ", False),
+        ("AllAlpha=true", True),
+        ("AllAlpha=true,DRAListTypeAttributes=false", False),
+        ("AllBeta=true", False),
+    ],
+)
+def test_feature_gates_as_the_go_driver_parses_them(flag: str, lists: bool) -> None:
+    for command in ("run", "inventory"):
+        args = cli.build_parser().parse_args([command, f"--feature-gates={flag}"])
+        assert cli.settings_from_args(args, {"NODE_NAME": "n"}).inventory.list_attributes is lists
+
+
+@pytest.mark.parametrize(
+    ("flag", "line"),
+    [
+        (
+            "X=true",
+            "--feature-gates: unknown feature gate 'X' (known: DRAListTypeAttributes, "
+            "PersistentResourceSliceAttributes, AllAlpha, AllBeta)",
+        ),
+        (
+            "DRAListTypeAttributes=maybe",
+            "--feature-gates: 'DRAListTypeAttributes=maybe': expected <gate>=true or <gate>=false",
+        ),
+        (
+            "DRAListTypeAttributes",
+            "--feature-gates: 'DRAListTypeAttributes': expected <gate>=true or <gate>=false",
+        ),
+    ],
+)
+def test_a_bad_feature_gate_is_one_line_naming_the_flag(flag: str, line: str) -> None:
+    args = cli.build_parser().parse_args(["run", f"--feature-gates={flag}"])
+    with pytest.raises(SettingsError) as exc:
+        cli.settings_from_args(args, {"NODE_NAME": "n"})
+    assert str(exc.value) == line

@@ -1,6 +1,7 @@
 """Device health on the real ``dranet run`` (KEP-4680): grpcio plays the kubelet's health
-client on the DRA socket; a link set down and up in the node namespace is streamed as
-UNHEALTHY then HEALTHY, a deleted link as UNHEALTHY."""
+client on the DRA socket, in both versions of the service at once (v1, which kubelets 1.37+
+pick, and v1alpha1, which older ones use); a link set down and up in the node namespace is
+streamed as UNHEALTHY then HEALTHY on both, a deleted link as UNHEALTHY."""
 
 from __future__ import annotations
 
@@ -24,18 +25,22 @@ PROTO_ROOT = pathlib.Path(__file__).resolve().parents[2] / "src" / "dranet_core"
 
 
 @pytest.fixture(scope="module")
-def health_pb() -> Iterator[types.SimpleNamespace]:
-    """Official protobuf + grpcio stubs of the kubelet's health API, compiled now."""
+def health_pb() -> Iterator[dict[str, types.SimpleNamespace]]:
+    """Official protobuf + grpcio stubs of the kubelet's health API (v1 and v1alpha1), compiled now."""
     out = pathlib.Path(tempfile.mkdtemp(prefix="dnt-health-pb-"))
-    proto = "kubelet/drahealth/v1alpha1/api.proto"
+    versions = ("v1", "v1alpha1")
+    protos = [f"kubelet/drahealth/{v}/api.proto" for v in versions]
     cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO_ROOT}", f"--python_out={out}"]
-    subprocess.run([*cmd, f"--grpc_python_out={out}", proto], check=True)
+    subprocess.run([*cmd, f"--grpc_python_out={out}", *protos], check=True)
     sys.path.insert(0, str(out))
     try:
-        yield types.SimpleNamespace(
-            pb=importlib.import_module("kubelet.drahealth.v1alpha1.api_pb2"),
-            grpc=importlib.import_module("kubelet.drahealth.v1alpha1.api_pb2_grpc"),
-        )
+        yield {
+            v: types.SimpleNamespace(
+                pb=importlib.import_module(f"kubelet.drahealth.{v}.api_pb2"),
+                grpc=importlib.import_module(f"kubelet.drahealth.{v}.api_pb2_grpc"),
+            )
+            for v in versions
+        }
     finally:
         sys.path.remove(str(out))
         shutil.rmtree(out, ignore_errors=True)
@@ -79,26 +84,31 @@ class HealthWatch:
 
 
 def test_link_down_and_up_are_streamed_to_the_kubelet(
-    cluster: Cluster, health_pb: types.SimpleNamespace
+    cluster: Cluster, health_pb: dict[str, types.SimpleNamespace]
 ) -> None:
-    # the kubelet watches health only of a plugin that advertises the service in GetInfo
-    assert "v1alpha1.DRAResourceHealth" in cluster.kubelet.versions, cluster.kubelet.versions
+    # the kubelet watches health only of a plugin that advertises the service in GetInfo; one
+    # that knows v1 picks it, an older one finds v1alpha1
+    versions = cluster.kubelet.versions
+    assert "v1.DRAResourceHealth" in versions and "v1alpha1.DRAResourceHealth" in versions, versions
     dev = cluster.node.veth()
     gone = cluster.node.veth()
     socket = cluster.driver.root / "plugins" / "dra.net" / "dra.sock"
-    watch = HealthWatch(socket, health_pb)
+    watches = {v: HealthWatch(socket, mods) for v, mods in health_pb.items()}
+
+    def all_say(device: str, status: str) -> bool:
+        return all(w.status(device) == status for w in watches.values())
+
     try:
         for d in (dev, gone):
-            wait_for(f"{d.name} HEALTHY", lambda d=d: watch.status(d.name) == "HEALTHY", log=cluster.log)
+            wait_for(f"{d.name} HEALTHY", lambda d=d: all_say(d.name, "HEALTHY"), log=cluster.log)
         cluster.node.ip("link", "set", dev.name, "down")
-        wait_for(f"{dev.name} UNHEALTHY", lambda: watch.status(dev.name) == "UNHEALTHY", log=cluster.log)
+        wait_for(f"{dev.name} UNHEALTHY", lambda: all_say(dev.name, "UNHEALTHY"), log=cluster.log)
         cluster.node.ip("link", "set", dev.name, "up")
-        wait_for(f"{dev.name} HEALTHY again", lambda: watch.status(dev.name) == "HEALTHY", log=cluster.log)
+        wait_for(f"{dev.name} HEALTHY again", lambda: all_say(dev.name, "HEALTHY"), log=cluster.log)
         cluster.node.delete_link(gone.name)
         cluster.node.created.remove(gone)
-        wait_for(
-            f"{gone.name} UNHEALTHY (gone)", lambda: watch.status(gone.name) == "UNHEALTHY", log=cluster.log
-        )
-        assert watch.pools == {"node-a"}
+        wait_for(f"{gone.name} UNHEALTHY (gone)", lambda: all_say(gone.name, "UNHEALTHY"), log=cluster.log)
+        assert {v: w.pools for v, w in watches.items()} == {"v1": {"node-a"}, "v1alpha1": {"node-a"}}
     finally:
-        watch.close()
+        for w in watches.values():
+            w.close()

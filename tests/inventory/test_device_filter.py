@@ -10,7 +10,7 @@ import pytest
 
 from dranet_core.errors import SettingsError
 from dranet_core.filter import DEFAULT_FILTER, DeviceFilter, attribute_map
-from dranet_core.types import Device, Version
+from dranet_core.types import AttributeList, Device, Version
 
 
 def dev(name: str, **attrs: object) -> Device:
@@ -92,11 +92,23 @@ def test_compile_error_names_expression(bad: str) -> None:
 
 
 def test_attribute_map_shapes() -> None:
-    m = attribute_map({"a/b": True, "a/c": 3, "a/d": "x", "a/e": Version("1.2.3")})
-    assert m["a/b"] == {"StringValue": None, "IntValue": None, "BoolValue": True, "VersionValue": None}
+    m = attribute_map(
+        {"a/b": True, "a/c": 3, "a/d": "x", "a/e": Version("1.2.3"), "a/f": AttributeList((0, 1))}
+    )
+    nulls = dict.fromkeys(("StringValue", "IntValue", "BoolValue", "VersionValue"), None)
+    nulls.update(dict.fromkeys(("StringValues", "IntValues", "BoolValues", "VersionValues"), None))
+    assert m["a/b"] == {**nulls, "BoolValue": True}
     assert m["a/c"]["IntValue"] == 3 and m["a/c"]["BoolValue"] is None
     assert m["a/d"]["StringValue"] == "x"
     assert m["a/e"]["VersionValue"] == "1.2.3"
+    assert m["a/f"] == {**nulls, "IntValues": [0, 1]}  # the Go struct's IntValues, as the filter sees it
+
+
+def test_list_values_usable_as_in_go() -> None:
+    d = Device(name="x", attributes={"resource.kubernetes.io/numaNode": AttributeList((1, 0))})
+    assert DeviceFilter.compile('0 in attributes["resource.kubernetes.io/numaNode"].IntValues').matches(d)
+    assert not DeviceFilter.compile('2 in attributes["resource.kubernetes.io/numaNode"].IntValues').matches(d)
+    assert DeviceFilter.compile('attributes["resource.kubernetes.io/numaNode"].IntValues[0] == 1').matches(d)
 
 
 def test_version_value_usable() -> None:

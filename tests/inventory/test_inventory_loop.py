@@ -14,7 +14,7 @@ from dranet_core.inventory import Inventory, TokenBucket
 from dranet_core.pinstore import PinStore
 from dranet_core.status import EventRecord
 from dranet_core.supervisor import Job, always_recoverable, guard
-from dranet_core.types import ClaimRef, Device, DeviceStatus, Version
+from dranet_core.types import AttributeList, ClaimRef, Device, DeviceStatus, Version
 
 
 class FakeClock:
@@ -356,7 +356,14 @@ def test_attribute_kinds_round_trip(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "pins.json"
     d = Device(
         name="eth1",
-        attributes={"dra.net/a": True, "dra.net/b": 7, "dra.net/c": "x", "dra.net/d": Version("1.2.3")},
+        attributes={
+            "dra.net/a": True,
+            "dra.net/b": 7,
+            "dra.net/c": "x",
+            "dra.net/d": Version("1.2.3"),
+            "dra.net/e": AttributeList((1, 0)),
+            "dra.net/f": AttributeList((Version("1.0.0"),)),
+        },
         capacity={"dra.net/bw": "10G"},
         facets={"netdev": {"ifindex": 3}},
     )
@@ -382,3 +389,38 @@ def test_shareable_flag_round_trips_through_the_pin_file(tmp_path: pathlib.Path)
     shared = Device(name="eth1", attributes={"dra.net/a": True}, allow_multiple_allocations=True)
     PinStore(path).save({"eth1": shared, "eth2": Device(name="eth2")})
     assert PinStore(path).load() == {"eth1": shared, "eth2": Device(name="eth2")}
+
+
+NUMA = "resource.kubernetes.io/numaNode"
+
+
+@pytest.mark.parametrize("lists", [False, True])
+async def test_list_attributes_are_published_as_lists_only_with_the_gate(
+    make: Callable[..., Harness], lists: bool
+) -> None:
+    numa = Device(name="eth1", attributes={NUMA: AttributeList((1, 0)), "dra.net/mtu": 1500})
+    # the filter sees the published form too
+    expr = f'"{NUMA}" in attributes && attributes["{NUMA}"].IntValues != null'
+    h = make(FakeDiscovery([numa]), list_attributes=lists)
+    await settle()
+    (published,) = h.pub.published[-1]
+    assert published.attributes[NUMA] == (AttributeList((1, 0)) if lists else 1)
+    assert published.attributes["dra.net/mtu"] == 1500
+    assert h.inv.current().devices["eth1"] == published
+    assert DeviceFilter.compile(expr).matches(published) is lists
+
+
+async def test_a_pinned_device_follows_the_gate_too(
+    make: Callable[..., Harness], tmp_path: pathlib.Path
+) -> None:
+    path = tmp_path / "pins.json"
+    numa = Device(name="eth1", attributes={NUMA: AttributeList((1, 0))})
+    h = make(FakeDiscovery([numa]), pin_store=PinStore(path), list_attributes=True)
+    await settle()
+    h.inv.pin("eth1")
+    await settle()
+    # restarted without the gate while the device is in a pod: the saved list is published as a scalar
+    h2 = make(FakeDiscovery([]), pin_store=PinStore(path))
+    h2.inv.hold_only({"eth1"})
+    await settle()
+    assert [d.attributes[NUMA] for d in h2.pub.published[-1]] == [1]

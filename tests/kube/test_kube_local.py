@@ -14,7 +14,7 @@ from kube_testing import devices
 
 from dranet_core.kube.local import LocalStatusPublisher
 from dranet_core.status import EventRecord, StatusPublisher
-from dranet_core.types import ClaimRef, Condition, DeviceStatus, NetworkData
+from dranet_core.types import AttributeList, ClaimRef, Condition, DeviceStatus, NetworkData
 
 CLAIM = ClaimRef(namespace="ns1", name="c1", uid="uid-1")
 STATUS = DeviceStatus(
@@ -45,6 +45,19 @@ async def test_yaml_stream_slices_validate_and_unchanged_writes_nothing() -> Non
     await pub.publish_devices(changed)
     new_docs = list(yaml.safe_load_all(out.getvalue()[len(before) :]))
     assert [d["metadata"]["name"] for d in new_docs] == ["node-a-dra.net-1"]
+
+
+async def test_slices_with_list_attributes_hold_64_devices() -> None:
+    out = io.StringIO()
+    pub = LocalStatusPublisher(out, node_name="node-a")
+    numa = "resource.kubernetes.io/numaNode"
+    await pub.publish_devices(
+        [attrs.evolve(d, attributes={**d.attributes, numa: AttributeList((0, 1))}) for d in devices(100)]
+    )
+    docs = list(yaml.safe_load_all(out.getvalue()))
+    assert [len(d["spec"]["devices"]) for d in docs] == [64, 36]
+    assert all(validate_resource_slice(d) == [] for d in docs)
+    assert docs[0]["spec"]["devices"][0]["attributes"][numa] == {"ints": [0, 1]}
 
 
 async def test_json_stream_has_status_and_events() -> None:

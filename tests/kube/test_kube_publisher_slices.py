@@ -25,7 +25,7 @@ from kube_testing import (
 from kubernetes_asyncio.client import ApiClient
 
 from dranet_core.kube.publisher import PublisherSettings
-from dranet_core.types import Device
+from dranet_core.types import AttributeList, Device
 
 
 @pytest.mark.parametrize("n", [0, 1, 128, 129, 1000])
@@ -493,3 +493,49 @@ async def test_a_set_published_during_a_write_is_written_next(
         await pub.publish_devices(first)
         await idle(pub)
     assert sum(len(names) for names in slice_devices(fake_api).values()) == 20
+
+
+NUMA = "resource.kubernetes.io/numaNode"
+
+
+def _with_numa(devs: list[Device], nodes: tuple[int, ...] = (1, 0)) -> list[Device]:
+    return [attrs.evolve(d, attributes={**d.attributes, NUMA: AttributeList(nodes)}) for d in devs]
+
+
+async def test_list_attributes_are_published_as_lists_64_devices_a_slice(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    add_node(fake_api)
+    pub = make_publisher(fake_api_client)
+    async with running(pub):
+        await pub.publish_devices(_with_numa(devices(100)))
+        await idle(pub)
+    by_slice = slice_devices(fake_api)
+    assert [len(v) for v in by_slice.values()] == [64, 36]  # the API's limit with list attributes
+    for s in slices(fake_api):
+        assert validate_resource_slice(s) == []
+        assert {d["attributes"][NUMA]["ints"][0] for d in s["spec"]["devices"]} == {1}
+    assert s["spec"]["devices"][0]["attributes"][NUMA] == {"ints": [1, 0]}
+
+
+async def test_a_server_without_list_attributes_gets_the_scalar_form_and_one_error(
+    fake_api: FakeApiServer, fake_api_client: ApiClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cluster without the DRAListTypeAttributes gate drops list values and refuses the
+    attribute: the driver then publishes every device with the first item, leaves none out,
+    and says so once, naming the flag."""
+    add_node(fake_api)
+    fake_api.list_attributes = False
+    pub = make_publisher(fake_api_client)
+    async with running(pub):
+        await pub.publish_devices(_with_numa(devices(3)))
+        await idle(pub)
+        await pub.publish_devices(_with_numa(devices(4)))  # later sets too, without another error
+        await idle(pub)
+    (s,) = slices(fake_api)
+    assert [d["attributes"][NUMA] for d in s["spec"]["devices"]] == [{"int": 1}] * 4
+    assert pub.health.skipped_devices == ()
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1, errors
+    assert "resource.kubernetes.io/numaNode" in errors[0]
+    assert "--feature-gates=DRAListTypeAttributes=true" in errors[0]

@@ -13,13 +13,16 @@ from dranet_core.kube.slices import (
     ExistingSlice,
     SlicePlan,
     device_body,
+    device_problems,
     existing_from_object,
+    max_devices_per_slice,
     parse_slice_index,
     plan_slices,
+    prepare_devices,
     slice_name,
     slice_object,
 )
-from dranet_core.types import Device, is_dns_subdomain
+from dranet_core.types import AttributeList, Device, is_dns_subdomain
 
 NODE, DRIVER = "node-a", "dra.net"
 
@@ -252,3 +255,25 @@ def test_shareable_device_is_published_with_allow_multiple_allocations_in_every_
     # a merged device (several backends) stays shareable when one of them says so
     assert Device(name="eth1").merged(shared).allow_multiple_allocations
     assert shared.merged(Device(name="eth1")).allow_multiple_allocations
+
+
+def test_list_attributes_in_both_forms_and_the_limits_that_come_with_them() -> None:
+    numa = "resource.kubernetes.io/numaNode"
+    d = Device(name="a", attributes={numa: AttributeList((1, 0)), "dra.net/mtu": 1500})
+    assert device_body(d)["attributes"][numa] == {"ints": [1, 0]}
+    assert device_body(d, lists=False)["attributes"] == {numa: {"int": 1}, "dra.net/mtu": {"int": 1500}}
+    bodies, skipped = prepare_devices([d], lists=False)
+    assert skipped == [] and bodies["a"]["attributes"][numa] == {"int": 1}
+    assert max_devices_per_slice([device_body(d)]) == 64
+    assert max_devices_per_slice([device_body(d, lists=False)]) == 128
+    assert max_devices_per_slice([device_body(d)], 10) == 10
+    # a device built around the type checks (evolve skips no validator, so build the mapping by hand)
+    crowded = Device(name="b", attributes={"dra.net/a": AttributeList(range(40))})
+    object.__setattr__(crowded, "attributes", {**crowded.attributes, "dra.net/b": AttributeList(range(9))})
+    assert "49 attribute values exceed 48" in device_problems(crowded)
+    # what the API server would say to a slice of 65 such devices
+    many = [device_body(Device(name=f"d{i}", attributes={numa: AttributeList((0,))})) for i in range(65)]
+    obj = slice_object(
+        name="n-dra.net-0", driver="dra.net", node="n", generation=1, slice_count=1, devices=many
+    )
+    assert [c.field for c in validate_resource_slice(obj)] == ["spec.devices"]

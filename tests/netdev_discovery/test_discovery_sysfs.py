@@ -17,7 +17,7 @@ import pytest
 from dranet_backends.netdev import NetdevBackend
 from dranet_backends.netdev.sysfs import netdev_sysfs
 from dranet_backends.pci import PciIds, pci_function
-from dranet_core.types import Device
+from dranet_core.types import AttributeList, Device
 
 ScanWith = Callable[..., Awaitable[dict[str, Device]]]
 
@@ -168,7 +168,7 @@ async def test_pci_pf_attributes_with_pci_ids(
     # the subsystem id, not pci.ids' name for it, as the Go driver publishes it
     assert a["dra.net/pciSubsystem"] == "0006"
     assert a["dra.net/numaNode"] == 1
-    assert a["resource.kubernetes.io/numaNode"] == 1
+    assert a["resource.kubernetes.io/numaNode"] == AttributeList((1,))  # no distance table: the node alone
     assert a["resource.kubernetes.io/pcieRoot"] == "pci0000:3a"
     assert a["dra.net/virtual"] is False
     assert a["dra.net/sriov"] is True

@@ -13,6 +13,7 @@ from dranet_backends.pci import PciIds
 from dranet_backends.rdma import RdmaBackend
 from dranet_backends.rdma.sysfs import RdmaPort, char_devices, rdma_devices
 from dranet_backends.rdma.uplinks import default_route_interfaces
+from dranet_core.types import AttributeList
 
 
 def _roce_node(root: Path) -> None:
@@ -226,7 +227,7 @@ async def test_ib_only_device_of_a_non_network_class_gets_pci_attributes(tmp_pat
         "dra.net/pciDevice": "Elastic RDMA Adapter",
         "dra.net/pciSubsystem": "107f",
         "dra.net/numaNode": 0,
-        "resource.kubernetes.io/numaNode": 0,
+        "resource.kubernetes.io/numaNode": AttributeList((0,)),
         "resource.kubernetes.io/pcieRoot": "pci0000:00",
     }
 

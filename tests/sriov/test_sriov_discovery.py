@@ -14,7 +14,7 @@ from dranet_backends.sriov import SriovBackend, SriovFacet, create
 from dranet_backends.sriov.sysfs import SriovFunction, pf_netdev_mtu, userspace_functions
 from dranet_core.backends import BackendContext, available_backends, load_backend, load_backends
 from dranet_core.errors import BackendError
-from dranet_core.types import Device
+from dranet_core.types import AttributeList, Device
 
 D = "dra.net/"
 
@@ -52,7 +52,7 @@ async def test_vfio_vf_is_published_with_pci_sriov_and_iommu_attributes(fs: Fake
     assert a[D + "pciVendor"] == "8086"  # no pci.ids: hex ids
     assert a[D + "pciDevice"] == "10ed"
     assert a[D + "numaNode"] == 0
-    assert a["resource.kubernetes.io/numaNode"] == 0
+    assert a["resource.kubernetes.io/numaNode"] == AttributeList((0,))
     assert a["resource.kubernetes.io/pcieRoot"] == "pci0000:00"
     assert a[D + "pciDriver"] == "vfio-pci"
     assert a[D + "vfio"] is True

@@ -44,7 +44,7 @@ from dranet_core.errors import ConfigError, ConfigIssue
 from dranet_core.mover import AttachResult
 from dranet_core.names import device_name_for_interface, device_name_for_pci
 from dranet_core.plans import PreparedDevice
-from dranet_core.types import JSON, AttributeValue, Device, DeviceNode, PodSandbox
+from dranet_core.types import JSON, AttributeList, AttributeValue, Device, DeviceNode, PodSandbox
 
 from .chardev import device_nodes
 from .mover import FACET, NETDEV_FACET, NetnsMode, RdmaMover
@@ -97,7 +97,7 @@ def device_for(rd: RdmaDevice, sysfs: Path | None = None, ids: PciIds | None = N
         attrs[D + "pciAddress"] = rd.pci_address
         if rd.numa_node is not None:
             attrs[D + "numaNode"] = rd.numa_node
-            attrs[STD + "numaNode"] = rd.numa_node
+            attrs[STD + "numaNode"] = AttributeList((rd.numa_node,))  # pci_attributes adds its peers
         if rd.pcie_root is not None:
             attrs[STD + "pcieRoot"] = rd.pcie_root
         if sysfs is not None:

@@ -12,7 +12,9 @@ server the webhook profile provider may use):
   (the last two only when known):
 
   - ``GetDeviceAttributes`` answers a JSON object mapping attribute names to
-    ``{"string"|"int"|"bool"|"version": value}`` (the ResourceSlice layout); they are added to
+    ``{"string"|"int"|"bool"|"version": value}`` or a list, ``{"ints"|"bools"|"strings"|"versions":
+    [...]}`` (the ResourceSlice layout; lists are published as lists only with
+    ``--feature-gates=DRAListTypeAttributes=true``, else their first item); they are added to
     the device, the webhook's values winning. An entry whose name or value breaks the
     ResourceSlice rules is left out;
   - ``GetDeviceConfig`` answers a claim configuration (the claim config schema), the
@@ -39,7 +41,7 @@ from dranet_core.types import (
     STRING_ATTRIBUTE_MAX_LEN,
     AttributeValue,
     Device,
-    Version,
+    attribute_from_json,
     validate_qualified_name,
 )
 from dranet_core.webhook_client import WebhookClient, WebhookError
@@ -61,23 +63,15 @@ def device_identifiers(device: Device) -> dict[str, str]:
 
 
 def _value(name: str, raw: object) -> AttributeValue:
-    if not isinstance(raw, Mapping) or len(raw) != 1:
-        raise ValueError(f"attribute {name}: must be one of {{string, int, bool, version}}, got {raw!r}")
-    ((kind, v),) = raw.items()
-    if kind == "bool" and isinstance(v, bool):
-        return v
-    if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
-        return v
-    if kind == "string" and isinstance(v, str):
-        if len(v) > STRING_ATTRIBUTE_MAX_LEN:
-            raise ValueError(f"attribute {name}: string longer than {STRING_ATTRIBUTE_MAX_LEN} characters")
-        return v
-    if kind == "version" and isinstance(v, str):
-        try:
-            return Version(v)
-        except ValueError as exc:
-            raise ValueError(f"attribute {name}: {exc}") from None
-    raise ValueError(f"attribute {name}: {kind!r} with value {v!r} is not a string, int, bool or version")
+    """One attribute of the answer, in the ResourceSlice layout: a scalar or (Kubernetes 1.36
+    list attributes) ``ints``/``bools``/``strings``/``versions``."""
+    try:  # list items are checked by AttributeList (one type, strings <= 64 characters)
+        value = attribute_from_json(dict(raw) if isinstance(raw, Mapping) else raw)
+    except ValueError as exc:
+        raise ValueError(f"attribute {name}: {exc}") from None
+    if isinstance(value, str) and len(value) > STRING_ATTRIBUTE_MAX_LEN:
+        raise ValueError(f"attribute {name}: string longer than {STRING_ATTRIBUTE_MAX_LEN} characters")
+    return value
 
 
 def decode_attributes(answer: object) -> tuple[dict[str, AttributeValue], list[str]]:

@@ -88,7 +88,7 @@ class KubeletPlugin:
         self.driver_name = driver_name
         self.paths = paths or PluginPaths.for_driver(driver_name, kubelet_root)
         self.service = DraService(preparer)
-        versions = [*SUPPORTED_VERSIONS, *advertised]  # e.g. v1alpha1.DRAResourceHealth
+        versions = [*SUPPORTED_VERSIONS, *advertised]  # e.g. v1.DRAResourceHealth, v1alpha1.DRAResourceHealth
         self.registration = RegistrationServicer(
             driver_name, str(self.paths.dra_socket.absolute()), versions, part=health
         )

@@ -36,6 +36,7 @@ from dranet_core.kube.slices import (
     MAX_DEVICES_PER_SLICE,
     ExistingSlice,
     SkippedDevice,
+    max_devices_per_slice,
     plan_slices,
     prepare_devices,
     slice_object,
@@ -92,7 +93,7 @@ class LocalStatusPublisher:
             self._existing.values(),
             node=self.node_name,
             driver=self.driver_name,
-            max_per_slice=self.max_devices_per_slice,
+            max_per_slice=max_devices_per_slice(bodies.values(), self.max_devices_per_slice),
         )
         for w in plan.writes:
             obj = slice_object(

@@ -29,8 +29,14 @@ helper keeps it when one update suffices, too). A new pool starts at generation 
 
 **Limits.** :func:`device_problems` checks a device against what the API server enforces
 (DNS-label name, qualified attribute names, 64-character strings, 32 attributes plus
-capacities, quantities); :func:`prepare_devices` leaves such devices (and duplicate names)
-out and reports them instead of letting one device break the whole slice.
+capacities, 48 attribute values, quantities); :func:`prepare_devices` leaves such devices
+(and duplicate names) out and reports them instead of letting one device break the whole
+slice. A slice holding a list-typed attribute holds at most 64 devices
+(:func:`max_devices_per_slice`).
+
+**List attributes.** :func:`prepare_devices` with ``lists=False`` publishes every list-typed
+attribute in its scalar form (its first item): the publisher's fallback when the API server
+does not take list attributes.
 """
 
 from __future__ import annotations
@@ -53,17 +59,24 @@ from kubernetes_asyncio.client import (
 
 from dranet_core.types import (
     DEVICE_ATTRIBUTE_MAX,
+    DEVICE_ATTRIBUTE_VALUES_MAX,
     JSON,
     STRING_ATTRIBUTE_MAX_LEN,
+    AttributeList,
+    AttributeValue,
     Device,
     Version,
+    attribute_json,
+    attribute_values,
     is_dns_label,
     is_dns_subdomain,
+    scalar_form,
     validate_qualified_name,
 )
 
 __all__ = [
     "MAX_DEVICES_PER_SLICE",
+    "MAX_DEVICES_WITH_LISTS",
     "ExistingSlice",
     "SkippedDevice",
     "SlicePlan",
@@ -72,6 +85,8 @@ __all__ = [
     "device_body",
     "device_problems",
     "existing_from_object",
+    "has_list_attributes",
+    "max_devices_per_slice",
     "parse_slice_index",
     "plan_slices",
     "prepare_devices",
@@ -81,6 +96,9 @@ __all__ = [
 
 MAX_DEVICES_PER_SLICE: Final = 128
 """resource.k8s.io: devices per ResourceSlice (64 with taints or counters, which we don't use)."""
+
+MAX_DEVICES_WITH_LISTS: Final = 64
+"""resource.k8s.io (1.36+): devices per ResourceSlice when any of them has a list-typed attribute."""
 
 _MAX_INDEX: Final = 10000
 _QUANTITY = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
@@ -141,9 +159,10 @@ def device_problems(device: Device) -> list[str]:
             validate_qualified_name(name)
         except ValueError as exc:
             problems.append(str(exc))
-        if isinstance(value, str | Version) and len(str(value)) > STRING_ATTRIBUTE_MAX_LEN:
+        items = value.items if isinstance(value, AttributeList) else (value,)
+        if any(isinstance(v, str | Version) and len(str(v)) > STRING_ATTRIBUTE_MAX_LEN for v in items):
             problems.append(f"attribute {name}: longer than {STRING_ATTRIBUTE_MAX_LEN} characters")
-        if not isinstance(value, bool | int | str | Version):
+        if not isinstance(value, bool | int | str | Version | AttributeList):
             problems.append(f"attribute {name}: unsupported type {type(value).__name__}")
     for name, quantity in device.capacity.items():
         try:
@@ -155,6 +174,9 @@ def device_problems(device: Device) -> list[str]:
     if len(device.attributes) + len(device.capacity) > DEVICE_ATTRIBUTE_MAX:
         total = f"{len(device.attributes)} attributes + {len(device.capacity)} capacities"
         problems.append(f"{total} exceed {DEVICE_ATTRIBUTE_MAX}")
+    values = attribute_values(device.attributes)
+    if values > DEVICE_ATTRIBUTE_VALUES_MAX:
+        problems.append(f"{values} attribute values exceed {DEVICE_ATTRIBUTE_VALUES_MAX}")
     return problems
 
 
@@ -164,39 +186,49 @@ _SHARED_VALUES: dict[tuple[type, object], dict[str, JSON]] = {}
 _MAX_SHARED = 4096
 
 
-def _attribute(value: Any) -> dict[str, JSON]:
+def _attribute(value: AttributeValue) -> dict[str, JSON]:
     key = (type(value), value)
     shared = _SHARED_VALUES.get(key)
     if shared is not None:
         return shared
-    body: dict[str, JSON]
-    if isinstance(value, bool):
-        body = {"bool": value}
-    elif isinstance(value, int):
-        body = {"int": value}
-    elif isinstance(value, Version):
-        body = {"version": value.value}
-    else:
-        body = {"string": str(value)}
+    body = attribute_json(value)
     if len(_SHARED_VALUES) < _MAX_SHARED:
         _SHARED_VALUES[key] = body
     return body
 
 
-def device_body(device: Device) -> dict[str, JSON]:
+def device_body(device: Device, *, lists: bool = True) -> dict[str, JSON]:
     """The ``spec.devices[]`` entry (resource.k8s.io/v1 form) for ``device``.
 
     Built as plain JSON (the same object the kubernetes models serialise to). Equal attribute
-    values share one body object, so treat the result as read-only.
+    values share one body object, so treat the result as read-only. With ``lists=False`` a
+    list-typed attribute is written in its scalar form (its first item).
     """
     body: dict[str, JSON] = {"name": device.name}
     if device.attributes:
-        body["attributes"] = {k: _attribute(v) for k, v in sorted(device.attributes.items())}
+        body["attributes"] = {
+            k: _attribute(v if lists else scalar_form(v)) for k, v in sorted(device.attributes.items())
+        }
     if device.capacity:
         body["capacity"] = {k: {"value": v} for k, v in sorted(device.capacity.items())}
     if device.allow_multiple_allocations:
         body["allowMultipleAllocations"] = True
     return body
+
+
+_LIST_FIELDS: Final = ("ints", "bools", "strings", "versions")
+
+
+def has_list_attributes(body: Mapping[str, Any]) -> bool:
+    """Whether the device entry ``body`` (v1 form) has a list-typed attribute."""
+    attributes = body.get("attributes") or {}
+    return any(isinstance(v, Mapping) and any(k in v for k in _LIST_FIELDS) for v in attributes.values())
+
+
+def max_devices_per_slice(bodies: Iterable[Mapping[str, Any]], limit: int = MAX_DEVICES_PER_SLICE) -> int:
+    """How many of these device entries one slice may hold: ``limit``, at most
+    :data:`MAX_DEVICES_WITH_LISTS` when any of them has a list-typed attribute."""
+    return min(limit, MAX_DEVICES_WITH_LISTS) if any(has_list_attributes(b) for b in bodies) else limit
 
 
 BodyCache = MutableMapping[str, tuple[Device, dict[str, JSON], tuple[str, ...]]]
@@ -211,13 +243,15 @@ def _same_device(a: Device, b: Device) -> bool:
 
 
 def prepare_devices(
-    devices: Iterable[Device], *, cache: BodyCache | None = None
+    devices: Iterable[Device], *, cache: BodyCache | None = None, lists: bool = True
 ) -> tuple[dict[str, dict[str, JSON]], list[SkippedDevice]]:
     """Bodies by device name for the publishable devices, and the ones left out (with why).
 
     With a ``cache`` (a dict the caller keeps) an unchanged device costs one comparison and
     keeps its body object (no copy per rescan); the cache holds the device objects the
-    inventory holds anyway, and is left holding exactly this call's devices.
+    inventory holds anyway, and is left holding exactly this call's devices. A cache must be
+    used with one ``lists`` setting (clear it when that changes). ``lists=False``: see
+    :func:`device_body`.
     """
     bodies: dict[str, dict[str, JSON]] = {}
     skipped: list[SkippedDevice] = []
@@ -226,7 +260,7 @@ def prepare_devices(
         hit = cache.get(device.name) if cache is not None else None
         if hit is None or not _same_device(hit[0], device):
             problems = tuple(device_problems(device))
-            hit = (device, device_body(device) if not problems else {}, problems)
+            hit = (device, device_body(device, lists=lists) if not problems else {}, problems)
         fresh.setdefault(device.name, hit)
         _, body, problems = hit
         if device.name in bodies:

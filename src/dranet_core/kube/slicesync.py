@@ -8,7 +8,11 @@ them. Afterwards it writes only the slices whose content changed (PUT with the l
 resourceVersion, POST for new ones, DELETE with uid and resourceVersion preconditions for
 obsolete ones). A 409 or 404 means our view is stale: re-list and re-plan at once (a few
 times, then with backoff); other failures back off (``backoff_initial`` .. ``backoff_max``)
-and retry, forever. Once the server holds the device set, every
+and retry, forever. A 422 naming devices leaves those devices out until they change, except
+when it names a list-typed attribute (an API server without the ``DRAListTypeAttributes``
+feature gate drops list values and then refuses the attribute): then list attributes are
+published in their scalar form (their first item) from then on, with one error line naming
+the flag, and no device is left out. Once the server holds the device set, every
 :class:`~dranet_core.status.PublishListener` is told which devices it accepted.
 
 :class:`SliceWatch` watches the same slices. A slice of ours deleted or changed by someone
@@ -43,6 +47,8 @@ from dranet_core.kube.slices import (
     SkippedDevice,
     SlicePlan,
     existing_from_object,
+    has_list_attributes,
+    max_devices_per_slice,
     plan_slices,
     prepare_devices,
     slice_object,
@@ -117,6 +123,8 @@ class SliceSync:
         self._rejected: dict[str, tuple[dict[str, Any], str]] = {}
         self._synced: tuple[Device, ...] | None = None
         self._synced_owner: str | None = None
+        self.list_attributes = True
+        """List-typed attributes are published as lists (False after the server refused one)."""
         self.done = SliceProgress()
 
     def __repr__(self) -> str:
@@ -239,7 +247,7 @@ class SliceSync:
         # the set this pass writes: publish() may replace self.desired while a write is awaited,
         # and the newer set must not be taken as written
         desired = self.desired
-        bodies, skipped = prepare_devices(desired, cache=self._bodies)
+        bodies, skipped = prepare_devices(desired, cache=self._bodies, lists=self.list_attributes)
         for name, (body, reason) in list(self._rejected.items()):
             if bodies.get(name) == body:
                 del bodies[name]
@@ -255,7 +263,7 @@ class SliceSync:
             self._existing.values(),
             node=self.ctx.node_name,
             driver=self.ctx.driver_name,
-            max_per_slice=self.ctx.settings.max_devices_per_slice,
+            max_per_slice=max_devices_per_slice(bodies.values(), self.ctx.settings.max_devices_per_slice),
             preferred=self._layout,
             owner_uid=self.node_uid if self.ctx.settings.owner_reference else None,
         )
@@ -326,6 +334,8 @@ class SliceSync:
                     log.info("%s; re-listing", exc)
                     self._existing = None
                     return False
+                if exc.status == 422 and self._refuses_lists(exc, w.devices):
+                    return False  # re-plan with scalars
                 if exc.status == 422 and self._reject_devices(exc, w.devices):
                     return False  # re-plan without them
                 raise
@@ -333,6 +343,36 @@ class SliceSync:
             self.ctx.ok()
             written = existing_from_object(got, node=self.ctx.node_name, driver=self.ctx.driver_name)
             self._existing[w.name] = attrs.evolve(written, devices=w.devices)
+        return True
+
+    def _refuses_lists(self, exc: KubeApiError, devices: Sequence[dict[str, Any]]) -> bool:
+        """The 422 names a list-typed attribute of a device: publish lists as scalars from now
+        on (one error line naming the flag). False: it is about something else."""
+        if not self.list_attributes:
+            return False
+        named = [devices[int(i)] for i in _DEVICE_INDEX.findall(exc.reason) if int(i) < len(devices)]
+        refused = sorted(
+            {
+                name
+                for body in named
+                if has_list_attributes(body)
+                for name, value in (body.get("attributes") or {}).items()
+                if f"attributes[{name}]" in exc.reason
+                and not {"int", "bool", "string", "version"} & set(value)
+            }
+        )
+        if not refused:
+            return False
+        log.error(
+            "the API server refuses list-typed attribute %s (--feature-gates=DRAListTypeAttributes=true): "
+            "list attributes need Kubernetes 1.36+ with the DRAListTypeAttributes feature gate on the "
+            "kube-apiserver and kube-scheduler; publishing them in their scalar form until the driver "
+            "restarts (server said: %s)",
+            ", ".join(refused),
+            exc.reason[:300],
+        )
+        self.list_attributes = False
+        self._bodies.clear()
         return True
 
     def _reject_devices(self, exc: KubeApiError, devices: Sequence[dict[str, Any]]) -> bool:

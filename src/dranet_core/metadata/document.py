@@ -31,7 +31,7 @@ import attrs
 
 from dranet_core.metadata.reader import API_GROUP, CONTAINER_ROOT, KIND, KNOWN_VERSIONS, container_path
 from dranet_core.plans import ClaimPlan, PreparedDevice
-from dranet_core.types import JSON, AttributeValue, ClaimRef, NetworkData, Version
+from dranet_core.types import JSON, AttributeValue, ClaimRef, NetworkData, attribute_json
 
 __all__ = [
     "CDI_VERSION",
@@ -142,17 +142,6 @@ def requests_of(plan: ClaimPlan) -> list[RequestDevices]:
             if dev not in devices.setdefault(base, []):
                 devices[base].append(dev)
     return [RequestDevices(base=b, names=tuple(names[b]), devices=tuple(devices[b])) for b in names]
-
-
-def attribute_json(value: AttributeValue) -> dict[str, JSON]:
-    """A device attribute in the ResourceSlice form: ``{"string": ...}``, ``{"int": ...}``, ..."""
-    if isinstance(value, bool):
-        return {"bool": value}
-    if isinstance(value, int):
-        return {"int": value}
-    if isinstance(value, Version):
-        return {"version": value.value}
-    return {"string": value}
 
 
 def network_json(nd: NetworkData) -> dict[str, JSON]:

@@ -18,6 +18,8 @@ from typing import Any
 MAX_DEVICES_PER_SLICE = 128
 MAX_DEVICES_WITH_TAINTS_OR_COUNTERS = 64
 MAX_ATTRIBUTES_AND_CAPACITIES = 32
+MAX_ATTRIBUTE_VALUES = 48
+LIST_FIELDS = ("ints", "bools", "strings", "versions")
 MAX_STRING_LEN = 64
 MAX_IPS = 16
 MAX_CONDITIONS = 8
@@ -97,7 +99,60 @@ def _attribute_causes(path: str, value: Any) -> list[Cause]:
         out.append(Cause(f"{path}.int", "must be an integer"))
     if kind == "bool" and not isinstance(v, bool):
         out.append(Cause(f"{path}.bool", "must be a boolean"))
+    if kind in LIST_FIELDS:
+        out.extend(_list_causes(f"{path}.{kind}", kind, v))
     return out
+
+
+def _list_causes(path: str, kind: str, items: Any) -> list[Cause]:
+    if not isinstance(items, list):
+        return [Cause(path, "must be a list")]
+    if not items:
+        return [Cause(path, "must not be empty if specified")]
+    out: list[Cause] = []
+    for i, v in enumerate(items):
+        where = f"{path}[{i}]"
+        if kind == "ints" and (not isinstance(v, int) or isinstance(v, bool)):
+            out.append(Cause(where, "must be an integer"))
+        elif kind == "bools" and not isinstance(v, bool):
+            out.append(Cause(where, "must be a boolean"))
+        elif kind in ("strings", "versions") and (not isinstance(v, str) or len(v) > MAX_STRING_LEN):
+            out.append(Cause(where, f"Too long: may not be more than {MAX_STRING_LEN} bytes"))
+        elif kind == "versions" and not _SEMVER.match(v):
+            out.append(Cause(where, "must be a string compatible with semver.org spec 2.0.0"))
+    return out
+
+
+def attribute_value_count(attrs: dict[str, Any]) -> int:
+    """Values of a device's attributes for the API's limit: one per scalar, one per list item."""
+    count = 0
+    for value in attrs.values():
+        lists = [value[k] for k in LIST_FIELDS if isinstance(value, dict) and isinstance(value.get(k), list)]
+        count += sum(len(v) for v in lists) if any(lists) else 1
+    return count
+
+
+def has_list_attribute(device: Any, version: str) -> bool:
+    """Whether a ``spec.devices[]`` entry has a list-typed attribute."""
+    if not isinstance(device, dict):
+        return False
+    body = (device.get("basic") or {}) if version == "v1beta1" else device
+    attrs = body.get("attributes") or {}
+    return any(isinstance(v, dict) and any(k in v for k in LIST_FIELDS) for v in attrs.values())
+
+
+def drop_list_attributes(obj: dict[str, Any], version: str) -> None:
+    """Remove list values from a ResourceSlice, as an API server without the
+    DRAListTypeAttributes feature gate does before validating (which then refuses the
+    attribute left without a value)."""
+    for device in (obj.get("spec") or {}).get("devices") or []:
+        if not isinstance(device, dict):
+            continue
+        body = (device.get("basic") or {}) if version == "v1beta1" else device
+        for value in (body.get("attributes") or {}).values():
+            if isinstance(value, dict):
+                for k in LIST_FIELDS:
+                    value.pop(k, None)
 
 
 def _device_causes(path: str, device: dict[str, Any], version: str) -> list[Cause]:
@@ -120,6 +175,11 @@ def _device_causes(path: str, device: dict[str, Any], version: str) -> list[Caus
         q = value.get("value") if isinstance(value, dict) else None
         if not isinstance(q, str | int) or not _QUANTITY.match(str(q)):
             out.append(Cause(f"{bpath}.capacity[{name}].value", f"invalid quantity {q!r}"))
+    values = attribute_value_count(attrs)
+    if values > MAX_ATTRIBUTE_VALUES:
+        out.append(
+            Cause(bpath, f"Invalid value: {values}: the total number of attribute values must not exceed 48")
+        )
     if len(attrs) + len(caps) > MAX_ATTRIBUTES_AND_CAPACITIES:
         out.append(
             Cause(
@@ -194,7 +254,9 @@ def _devices_causes(spec: dict[str, Any], version: str) -> list[Cause]:
     if devices and spec.get("sharedCounters"):
         out.append(Cause("spec", "devices and sharedCounters are mutually exclusive"))
     limit = MAX_DEVICES_PER_SLICE
-    if any(d.get("taints") or d.get("consumesCounters") for d in devices if isinstance(d, dict)):
+    if any(d.get("taints") or d.get("consumesCounters") for d in devices if isinstance(d, dict)) or any(
+        has_list_attribute(d, version) for d in devices
+    ):
         limit = MAX_DEVICES_WITH_TAINTS_OR_COUNTERS
     if len(devices) > limit:
         out.append(Cause("spec.devices", f"Too many: {len(devices)}: must have at most {limit} items"))

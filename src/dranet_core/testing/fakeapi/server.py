@@ -13,6 +13,9 @@ Generic storage for any resource under ``/api/v1`` and ``/apis/<group>/<version>
   DELETE (one, with ``preconditions``; and collections), the ``status`` subresource.
 * Deleting an object deletes the objects whose ``ownerReferences`` name its uid (GC).
 * ResourceSlices and ResourceClaim status are validated (:mod:`.schema`) -> 422 Invalid.
+  With :attr:`FakeApiServer.list_attributes` False (a cluster without the
+  ``DRAListTypeAttributes`` feature gate) list-typed attribute values are dropped first, so a
+  slice carrying one is refused as the real server refuses it.
 * Every request is recorded (:class:`RecordedRequest`); faults can be injected
   (:meth:`FakeApiServer.fail_next`); the server can stop listening and come back on the same
   port (:meth:`go_down`, :meth:`come_back`); resource.k8s.io versions can be switched off.
@@ -46,7 +49,7 @@ from .patching import (
     render_path,
     server_side_apply,
 )
-from .schema import Cause, validate_claim_status, validate_resource_slice
+from .schema import Cause, drop_list_attributes, validate_claim_status, validate_resource_slice
 from .selectors import SelectorError, parse_field_selector, parse_label_selector
 
 
@@ -184,6 +187,8 @@ class FakeApiServer:
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
         self.served_versions: dict[str, set[str]] = {g: set(v) for g, v in GROUP_VERSIONS.items()}
+        self.list_attributes = True
+        """The cluster takes list-typed device attributes (False: the feature gate is off)."""
         self._store: dict[Key, dict[str, Any]] = {}
         self._owners: dict[Key, dict[str, Any]] = {}
         self._log: list[_Event] = []
@@ -604,6 +609,8 @@ class FakeApiServer:
     def _validate(self, route: _Route, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         causes: list[Cause] = []
         if route.info.plural == "resourceslices":
+            if not self.list_attributes:
+                drop_list_attributes(obj, route.version)
             causes = validate_resource_slice(obj, route.version)
             if old is not None:
                 for path in (("driver",), ("pool", "name"), ("nodeName",)):
