@@ -39,6 +39,8 @@ from dranet_core.capabilities import Backend, HandlerTable, handler_table
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.claim_allocator import ClaimAllocator
 from dranet_core.cloud import fetch_cloud_attributes
+from dranet_core.cloud.detect import detect_cloud_provider
+from dranet_core.cloud.options import warn_unused_options
 from dranet_core.cloud.webhook import WebhookCloud
 from dranet_core.dra.health import DeviceHealthFeed, health_services
 from dranet_core.dra.plugin import KubeletPlugin, PluginPaths
@@ -122,8 +124,11 @@ class Driver:
         claim_source: ClaimSource,
         clock: Clock | None = None,
         metrics: Metrics | None = None,
+        node_provider_id: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         self.settings = settings
+        self.node_provider_id = node_provider_id
+        """Reads the Node's ``spec.providerID`` for cloud auto-detection (None: no Node to read)."""
         self.table: HandlerTable = handler_table(backends)
         self.metrics = metrics or Metrics()
         for timer in self.table.step_timers:
@@ -317,8 +322,12 @@ class Driver:
                 self.inventory.enrich = self.cloud_webhook.enrich
         else:
             cloud = self.settings.cloud
+            hint = cloud.hint
+            if not hint.strip():
+                hint = await detect_cloud_provider(self.node_provider_id, self.settings.host.sysfs_root)
+            warn_unused_options(cloud.options, hint)
             found = await fetch_cloud_attributes(
-                cloud.hint, cloud.metadata_url, seconds=cloud.timeout, sysfs=self.settings.host.sysfs_root
+                hint, cloud.metadata_url, seconds=cloud.timeout, sysfs=self.settings.host.sysfs_root
             )
             if found:
                 self.inventory.enrich = found.enrich
@@ -359,12 +368,15 @@ class Driver:
 
 
 @contextlib.asynccontextmanager
-async def kube_environment(settings: Settings) -> AsyncIterator[tuple[StatusPublisher, ClaimSource]]:
-    """The API-server side of the driver: the StatusPublisher and the ClaimSource."""
+async def kube_environment(
+    settings: Settings,
+) -> AsyncIterator[tuple[StatusPublisher, ClaimSource, Callable[[], Awaitable[str]]]]:
+    """The API-server side of the driver: the StatusPublisher, the ClaimSource and a reader of
+    this Node's ``spec.providerID`` (for cloud auto-detection)."""
     from dranet_core.kube.apiversion import ResourceApiVersion
     from dranet_core.kube.claimcache import ClaimCache
     from dranet_core.kube.claims import ApiClaimSource
-    from dranet_core.kube.client import load_api_client
+    from dranet_core.kube.client import load_api_client, node_provider_id
     from dranet_core.kube.publisher import KubeStatusPublisher
 
     api = await load_api_client(settings.kube.kubeconfig)
@@ -384,7 +396,7 @@ async def kube_environment(settings: Settings) -> AsyncIterator[tuple[StatusPubl
                 api_versions=versions,
             )
         )
-        yield publisher, source
+        yield publisher, source, functools.partial(node_provider_id, api, settings.kube.node_name)
     finally:
         await api.close()
 
@@ -403,8 +415,14 @@ async def run_driver(settings: Settings, *, signals: bool = True) -> int:
     log.info("settings: %s", attrs.asdict(settings))
     try:
         backends = load_backends_for(settings)
-        async with kube_environment(settings) as (publisher, source):
-            driver = Driver(settings, backends=backends, publisher=publisher, claim_source=source)
+        async with kube_environment(settings) as (publisher, source, provider_id):
+            driver = Driver(
+                settings,
+                backends=backends,
+                publisher=publisher,
+                claim_source=source,
+                node_provider_id=provider_id,
+            )
             with ShutdownSignals() if signals else contextlib.nullcontext() as sig:
                 stop = sig.requested if isinstance(sig, ShutdownSignals) else asyncio.Event()
                 await driver.run(stop=stop)

@@ -19,6 +19,7 @@ import asyncio
 import difflib
 import logging
 import os
+import re
 import socket
 import sys
 from collections.abc import Mapping, Sequence
@@ -48,6 +49,8 @@ from dranet_core.settings import (
     parse_backend_options,
     parse_duration,
     parse_feature_gates,
+    parse_klog_severity,
+    parse_vmodule,
     resolve_kubeconfig,
 )
 
@@ -184,10 +187,51 @@ def _metadata(args: argparse.Namespace) -> MetadataSettings:
     )
 
 
-def _add_log_flags(p: argparse.ArgumentParser) -> None:
+def _add_log_flags(p: argparse.ArgumentParser, *, klog_flags: bool = True) -> None:
     p.add_argument("--log-format", default="text", choices=("text", "json"), help="log line format")
     p.add_argument("-v", dest="verbosity", action="count", default=0, help="more verbose (repeatable)")
     p.add_argument("--v", dest="verbosity", type=int, metavar="N", help="log verbosity, as klog (4 = debug)")
+    if not klog_flags:
+        return
+    klog = p.add_argument_group("klog's flags, as the Go driver takes them")
+    klog.add_argument(
+        "--vmodule",
+        default="",
+        metavar="PATTERN=N,...",
+        help="per-module verbosity: a glob over the logging module's file name without .py",
+    )
+
+    def flag(name: str, default: bool, text: str) -> None:
+        klog.add_argument(name, type=_bool, nargs="?", const=True, default=default, metavar="BOOL", help=text)
+
+    flag("--logtostderr", True, "log to stderr only (false: to the log file too)")
+    flag("--alsologtostderr", False, "with a log file, every line to stderr as well")
+    klog.add_argument("--log_dir", default="", help="with --logtostderr=false, write <dir>/dranet.log")
+    klog.add_argument("--log_file", default="", help="with --logtostderr=false, write this file")
+    klog.add_argument(
+        "--log_file_max_size",
+        type=int,
+        default=1800,
+        metavar="MB",
+        help="rotate the log file beyond it (0 = never)",
+    )
+    klog.add_argument(
+        "--stderrthreshold",
+        default="ERROR",
+        help="lines at this severity or above reach stderr with a log file (INFO, WARNING, ERROR, FATAL)",
+    )
+    flag(
+        "--legacy_stderr_threshold_behavior",
+        True,
+        "true: --stderrthreshold is ignored while --logtostderr is true, as klog",
+    )
+    flag("--skip_headers", False, "text lines without the time, level and logger prefix")
+    flag("--skip_log_headers", False, "accepted; no log file header is ever written")
+    flag("--add_dir_header", False, "accepted; not implemented (warns)")
+    flag("--one_output", False, "accepted; there is one log file (no per-severity files)")
+    klog.add_argument(
+        "--log_backtrace_at", default="", metavar="FILE:N", help="accepted; not implemented (warns)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--cloud-provider-hint",
         default="",
-        help="publish this cloud's attributes: GCE, AWS, AZURE, OKE, ALIBABA or webhook ('' or NONE = none)",
+        help="publish this cloud's attributes: GCE, AWS, AZURE, OKE, ALIBABA or webhook; "
+        "'' detects the cloud from the Node's providerID or the firmware, NONE = none",
     )
     run.add_argument(
         "--cloud-metadata-url",
@@ -235,6 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the cloud metadata service address ('' = the provider's own)",
     )
     run.add_argument("--cloud-metadata-timeout", default="5s", help="how long start-up waits for it")
+    run.add_argument(
+        "--cloud-provider-options",
+        action="append",
+        default=[],
+        metavar="PROVIDER.OPTION=VALUE",
+        help="a cloud provider's option, one per flag (repeatable); the Go driver's "
+        "oke.rdma-child-ipv4-cidr is checked and accepted",
+    )
     run.add_argument(
         "--profile-provider",
         default="cloud",
@@ -271,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     demo.add_argument("--quiet", action="store_true", help="print only the step summary")
-    _add_log_flags(demo)
+    _add_log_flags(demo, klog_flags=False)
 
     sub.add_parser("version", help="print the version", description="Print the version.")
     return parser
@@ -302,6 +355,49 @@ def _debug(text: str) -> DebugSettings:
     return DebugSettings(hold_phase=phase, hold_seconds=parse_duration(secs, flag="--debug-hold-after"))
 
 
+def _log_settings(args: argparse.Namespace) -> LogSettings:
+    """The ``--log-format``, ``-v`` and klog flags as :class:`LogSettings`; SettingsError naming one."""
+    if args.log_file_max_size < 0:
+        raise SettingsError(f"--log_file_max_size: must be >= 0 (MiB), got {args.log_file_max_size}")
+    if args.log_backtrace_at and not re.fullmatch(r"[^:]+\.go:\d+|[^:]+:\d+", args.log_backtrace_at):
+        raise SettingsError(f"--log_backtrace_at: must be FILE:LINE, got {args.log_backtrace_at!r}")
+    log_file = args.log_file or (str(Path(args.log_dir) / "dranet.log") if args.log_dir else "")
+    return LogSettings(
+        format=args.log_format,
+        verbosity=args.verbosity or 0,
+        vmodule=parse_vmodule(args.vmodule),
+        to_stderr=args.logtostderr,
+        also_to_stderr=args.alsologtostderr,
+        log_file=log_file,
+        log_file_max_mb=args.log_file_max_size,
+        stderr_threshold=parse_klog_severity(args.stderrthreshold),
+        legacy_threshold=args.legacy_stderr_threshold_behavior,
+        skip_headers=args.skip_headers,
+    )
+
+
+def klog_warnings(args: argparse.Namespace) -> list[str]:
+    """One line per klog flag given that this driver accepts but does not act on, saying why."""
+    out = []
+    if args.logtostderr and (args.log_file or args.log_dir):
+        which = "--log_file" if args.log_file else "--log_dir"
+        out.append(f"{which} is ignored, as klog ignores it, because --logtostderr is true")
+    if args.add_dir_header:
+        out.append(
+            "--add_dir_header is accepted for compatibility and ignored: lines name the logger instead"
+        )
+    if args.one_output:
+        out.append("--one_output is accepted for compatibility and ignored: there is one log file already")
+    if args.skip_log_headers:
+        out.append("--skip_log_headers is accepted for compatibility: no log file header is ever written")
+    if args.log_backtrace_at:
+        out.append(
+            f"--log_backtrace_at={args.log_backtrace_at} is accepted for compatibility and ignored: "
+            "errors carry their own traceback at --v=4"
+        )
+    return out
+
+
 def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from parsed ``run``/``inventory`` arguments.
 
@@ -322,7 +418,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
         procfs_root=Path(args.procfs_root),
         host_netns=Path(args.host_netns),
     )
-    log = LogSettings(format=args.log_format, verbosity=args.verbosity or 0)
+    log = _log_settings(args)
     if not run:
         return Settings(
             kube=KubeSettings(node_name=_node_name(args, env)),
@@ -355,12 +451,21 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
         profile=ProfileSettings(provider=args.profile_provider, webhook_url=args.webhook_url),
         cloud=CloudSettings(
             hint=args.cloud_provider_hint,
+            options=_cloud_options(args),
             metadata_url=args.cloud_metadata_url,
             webhook_url=args.webhook_url,
             timeout=parse_duration(args.cloud_metadata_timeout, flag="--cloud-metadata-timeout"),
         ),
         metadata=_metadata(args),
     )
+
+
+def _cloud_options(args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    from dranet_core.cloud.options import check_hint, parse_provider_options
+
+    options = parse_provider_options(args.cloud_provider_options)
+    check_hint(options, args.cloud_provider_hint)
+    return options
 
 
 def _version() -> str:
@@ -416,6 +521,29 @@ def _command_line(args_in: list[str]) -> list[str] | str:
     close = difflib.get_close_matches(first, COMMANDS, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else f" (commands: {', '.join(COMMANDS)})"
     return f"dranet: error: unknown command {first!r}{hint}"
+
+
+def go_style_flags(parser: argparse.ArgumentParser, args_in: list[str]) -> list[str]:
+    """Go's flag package takes ``-flag`` as ``--flag``: rewrite those the command knows.
+
+    ``-v=N`` and ``-v N`` are klog's verbosity (``--v``); a bare ``-v`` stays the counting
+    short flag. Everything else is left for the parser (and its one-line errors).
+    """
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command = sub.choices.get(args_in[0]) if args_in else None
+    if command is None:
+        return args_in
+    known = {o for a in command._actions for o in a.option_strings if o.startswith("--")}
+    out = list(args_in)
+    for i, tok in enumerate(out):
+        if not tok.startswith("-") or tok.startswith("--"):
+            continue
+        if tok == "-v":  # the counting short flag, unless a number follows (Go's -v N)
+            if i + 1 < len(out) and out[i + 1].isdigit():
+                out[i] = "--v"
+        elif "-" + tok.split("=", 1)[0] in known:
+            out[i] = "-" + tok
+    return out
 
 
 def _unknown_flags(parser: argparse.ArgumentParser, command: str, unknown: Sequence[str]) -> str:
@@ -483,7 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(args_in, file=sys.stderr)
         return 2
     parser = build_parser()
-    args, unknown = parser.parse_known_args(args_in)
+    args, unknown = parser.parse_known_args(go_style_flags(parser, args_in))
     if unknown:
         print(_unknown_flags(parser, args.command, unknown), file=sys.stderr)
         return 2
@@ -513,14 +641,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "inventory":
         from dranet_core.inventory_report import print_inventory
 
-        setup_logging(settings.log.format, settings.log.verbosity)
+        setup_logging(settings.log.format, settings.log.verbosity, klog=settings.log)
         if not settings.log.verbosity:  # quiet by default: the report says what matters; -v for the log
             logging.getLogger().setLevel(logging.ERROR)
         status: int = asyncio.run(print_inventory(settings, output=args.output))
         return status
-    setup_logging(settings.log.format, settings.log.verbosity)
+    setup_logging(settings.log.format, settings.log.verbosity, klog=settings.log)
     log = logging.getLogger("dranet_core.cli")
-    for warning in _go_only_warnings(args):
+    for warning in [*_go_only_warnings(args), *klog_warnings(args)]:
         log.warning(warning)
     log.info(
         "kubeconfig: %s (from %s)", settings.kube.kubeconfig or "in-cluster", settings.kube.kubeconfig_source

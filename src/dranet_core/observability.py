@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import json
 import logging
+import logging.handlers
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Final
 
 from dranet_core.health import Health
-from dranet_core.settings import parse_bind_address
+from dranet_core.settings import LogSettings, parse_bind_address
 
 __all__ = ["Metrics", "ObservabilityServer", "StructuredFormatter", "setup_logging"]
 
@@ -289,9 +293,11 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 class StructuredFormatter(logging.Formatter):
     """Text (``time level logger: message key=value ...``) or JSON lines, with extra fields."""
 
-    def __init__(self, fmt: str = "text") -> None:
+    def __init__(self, fmt: str = "text", *, headers: bool = True) -> None:
         super().__init__()
         self.json = fmt == "json"
+        self.headers = headers
+        """False (``--skip_headers``): text lines are the message and its fields only."""
 
     def format(self, record: logging.LogRecord) -> str:
         msg = record.getMessage()
@@ -310,20 +316,80 @@ class StructuredFormatter(logging.Formatter):
                 obj["exc"] = self.formatException(record.exc_info)
             return json.dumps(obj)
         extra = "".join(f" {k}={v}" for k, v in fields.items())
-        out = f"{ts} {record.levelname[0]} {record.name}: {msg}{extra}"
+        out = f"{ts} {record.levelname[0]} {record.name}: {msg}{extra}" if self.headers else msg + extra
         if record.exc_info:
             out += "\n" + self.formatException(record.exc_info)
         return out
 
 
-def setup_logging(fmt: str = "text", verbosity: int = 0, *, stream: Any = None) -> None:
-    """Configure the root logger: INFO at verbosity 0..3, DEBUG from 4 (klog's --v=4)."""
+_KLOG_LEVELS: Final = (logging.DEBUG, logging.WARNING, logging.ERROR, logging.CRITICAL)
+"""klog severity 0..3 (INFO, WARNING, ERROR, FATAL) -> the lowest Python level it lets through."""
+
+
+class VerbosityFilter(logging.Filter):
+    """Lets DEBUG records through only where the verbosity is >= 4: ``--vmodule``'s first glob
+    matching the record's file name without ``.py``, its logger's name or that name's last
+    part (its path without ``.py`` when the glob has a ``/``), else ``--v``. Records at INFO
+    and above always pass."""
+
+    def __init__(self, verbosity: int, vmodule: tuple[tuple[str, int], ...]) -> None:
+        super().__init__()
+        self.verbosity = verbosity
+        self.vmodule = vmodule
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.INFO:
+            return True
+        for pattern, level in self.vmodule:
+            if "/" in pattern:
+                names: tuple[str, ...] = (record.pathname.removesuffix(".py"),)
+            else:
+                names = (record.module, record.name, record.name.rpartition(".")[2])
+            if any(fnmatch.fnmatchcase(name, pattern) for name in names):
+                return level >= 4
+        return self.verbosity >= 4
+
+
+def setup_logging(
+    fmt: str = "text", verbosity: int = 0, *, stream: Any = None, klog: LogSettings | None = None
+) -> None:
+    """Configure the root logger: INFO at verbosity 0..3, DEBUG from 4 (klog's --v=4).
+
+    ``klog`` (the klog flags, :class:`~dranet_core.settings.LogSettings`) adds ``--vmodule``
+    (per-module verbosity), ``--skip_headers`` and klog's outputs: with ``--logtostderr``
+    (the default) every line goes to stderr, filtered by ``--stderrthreshold`` only when
+    ``--legacy_stderr_threshold_behavior=false``; without it, lines go to the log file and
+    those at or above the threshold (all with ``--alsologtostderr``) to stderr too.
+    """
+    log = klog or LogSettings(format="json" if fmt == "json" else "text", verbosity=verbosity)
+    formatter = StructuredFormatter(fmt, headers=not log.skip_headers)
+    debug_filter = VerbosityFilter(verbosity, log.vmodule)
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(StructuredFormatter(fmt))
+    threshold = _KLOG_LEVELS[min(max(log.stderr_threshold, 0), 3)]
+    if log.to_stderr:
+        if not log.legacy_threshold:
+            handler.setLevel(threshold)
+        handlers: list[logging.Handler] = [handler]
+    else:
+        if not log.also_to_stderr:
+            handler.setLevel(threshold)
+        handlers = [handler, _log_file_handler(log)]
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbosity >= 4 else logging.INFO)
+    for h in handlers:
+        h.setFormatter(formatter)
+        h.addFilter(debug_filter)
+        root.addHandler(h)
+    wants_debug = verbosity >= 4 or any(level >= 4 for _, level in log.vmodule)
+    root.setLevel(logging.DEBUG if wants_debug else logging.INFO)
     for noisy in ("pyroute2", "grpclib", "kubernetes_asyncio", "aiohttp"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 9 else logging.WARNING)
+
+
+def _log_file_handler(log: LogSettings) -> logging.Handler:
+    """The ``--log_file`` (already resolved from ``--log_dir``), rotated at its size limit."""
+    path = Path(log.log_file or Path(tempfile.gettempdir()) / "dranet.log")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    max_bytes = log.log_file_max_mb * 1024 * 1024
+    return logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=1 if max_bytes else 0)

@@ -45,6 +45,8 @@ __all__ = [
     "parse_bind_address",
     "parse_duration",
     "parse_feature_gates",
+    "parse_klog_severity",
+    "parse_vmodule",
     "resolve_kubeconfig",
 ]
 
@@ -126,6 +128,35 @@ def check_kubeconfig(path: str) -> None:
         raise SettingsError(f"--kubeconfig: {path} is empty")
     if not isinstance(doc, dict) or not isinstance(doc.get("clusters"), list):
         raise SettingsError(f"--kubeconfig: {path} is not a kubeconfig (no clusters list)")
+
+
+KLOG_SEVERITIES: Final = ("INFO", "WARNING", "ERROR", "FATAL")
+
+
+def parse_klog_severity(text: str, *, flag: str = "--stderrthreshold") -> int:
+    """klog's severity: a name (``INFO``, ``WARNING``, ``ERROR``, ``FATAL``, any case) or its
+    number 0..3. SettingsError naming ``flag`` otherwise."""
+    v = text.strip()
+    if v.upper() in KLOG_SEVERITIES:
+        return KLOG_SEVERITIES.index(v.upper())
+    if v.isdigit() and int(v) < len(KLOG_SEVERITIES):
+        return int(v)
+    raise SettingsError(f"{flag}: must be INFO, WARNING, ERROR, FATAL or 0..3, got {text!r}")
+
+
+def parse_vmodule(text: str) -> tuple[tuple[str, int], ...]:
+    """``--vmodule``: comma-separated ``pattern=N`` (a glob and a verbosity >= 0), as klog.
+
+    Empty items are skipped; anything else is SettingsError naming the item."""
+    out: list[tuple[str, int]] = []
+    for item in text.split(","):
+        if not item:
+            continue
+        pattern, sep, level = item.partition("=")
+        if not sep or not pattern or not level.isdigit():
+            raise SettingsError(f"--vmodule: {item!r} is not pattern=N (a file glob and a verbosity >= 0)")
+        out.append((pattern, int(level)))
+    return tuple(out)
 
 
 def parse_duration(text: str, *, flag: str) -> float:
@@ -374,11 +405,14 @@ class CloudSettings:
     """``--cloud-provider-hint`` and where its metadata service is (:mod:`dranet_core.cloud`)."""
 
     hint: str = ""
+    """'' = auto-detect (:mod:`dranet_core.cloud.detect`); ``NONE`` = no cloud attributes."""
     metadata_url: str = ""
     """'' = the provider's well-known address; tests point it at loopback."""
     timeout: float = 5.0
     webhook_url: str = ""
     """``--webhook-url``: the webhook asked when the hint is ``webhook``."""
+    options: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
+    """``--cloud-provider-options``, checked (:mod:`dranet_core.cloud.options`): provider -> name -> value."""
 
     def __attrs_post_init__(self) -> None:
         if self.hint.strip().lower() == "webhook" and not self.webhook_url.startswith(
@@ -416,6 +450,35 @@ class LogSettings:
 
     verbosity: int = attrs.field(default=0, validator=_positive("-v", allow_zero=True))
     """``-v``: 0 info, 1..3 more info, >= 4 debug (the manifests use 4, as the Go driver's klog)."""
+
+    vmodule: tuple[tuple[str, int], ...] = ()
+    """``--vmodule``: (glob, verbosity) pairs, first match wins, matched against the logging
+    file's name without ``.py``, the logger's name and its last part (``rdma`` for
+    ``dranet_backends.rdma``), or the file's path when the glob has a ``/``."""
+
+    to_stderr: bool = True
+    """``--logtostderr``: log to stderr only; false writes :attr:`log_file` too."""
+
+    also_to_stderr: bool = False
+    """``--alsologtostderr``: with a log file, every line goes to stderr as well."""
+
+    log_file: str = ""
+    """``--log_file`` (or ``<--log_dir>/dranet.log``): used when :attr:`to_stderr` is false."""
+
+    log_file_max_mb: int = attrs.field(
+        default=1800, validator=_positive("--log_file_max_size", allow_zero=True)
+    )
+    """``--log_file_max_size`` in MiB: the file is rotated (one old copy) beyond it; 0 = no limit."""
+
+    stderr_threshold: int = attrs.field(default=2)
+    """``--stderrthreshold`` as klog severity (0 INFO, 1 WARNING, 2 ERROR, 3 FATAL): what reaches
+    stderr when a log file is written, or always when :attr:`legacy_threshold` is false."""
+
+    legacy_threshold: bool = True
+    """``--legacy_stderr_threshold_behavior``: true ignores the threshold while logging to stderr."""
+
+    skip_headers: bool = False
+    """``--skip_headers``: text lines without the time, level and logger prefix."""
 
     @format.validator
     def _check_format(self, _: attrs.Attribute[str], value: str) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "call_raw",
     "is_temporary_status",
     "load_api_client",
+    "node_provider_id",
     "probe_resource_api_version",
     "resource_api",
 ]
@@ -164,3 +165,15 @@ async def call_raw(
     except ValueError as exc:
         reason = f"response is not JSON: {text[:200]!r}"
         raise KubeApiError(operation, status, reason, temporary=True) from exc
+
+
+async def node_provider_id(api: ApiClient, node_name: str, *, request_timeout: float = 5.0) -> str:
+    """The Node's ``spec.providerID`` ('' when unset); raises :class:`KubeApiError`."""
+    node = await call_raw(
+        f"get node {node_name}",
+        client.CoreV1Api(api).read_node,
+        node_name,
+        request_timeout=request_timeout,
+    )
+    spec = node.get("spec") if isinstance(node, dict) else None
+    return str(spec.get("providerID") or "") if isinstance(spec, dict) else ""
