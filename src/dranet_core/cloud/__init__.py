@@ -1,7 +1,9 @@
 """Cloud provider attributes: ``--cloud-provider-hint`` read once at start, added to devices.
 
 The Go driver's ``--cloud-provider-hint`` names the cloud whose instance metadata service
-describes this node. At start the driver reads it once
+describes this node; when it is empty the driver detects it
+(:mod:`~dranet_core.cloud.detect`); ``--cloud-provider-options`` are checked by
+:mod:`~dranet_core.cloud.options`. At start the driver reads it once
 (:func:`~dranet_core.cloud.providers.fetch_cloud_attributes`); the answer is kept for the
 process lifetime and added to every scan's devices
 (:meth:`~dranet_core.cloud.attributes.CloudAttributes.apply`), so a rescan never loses them.

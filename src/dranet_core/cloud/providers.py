@@ -6,8 +6,9 @@ bounds all of the provider's requests together) and returns the attributes it pu
 (:class:`~dranet_core.cloud.attributes.CloudAttributes`). It never raises: a failure (refused,
 timed out, a status other than 200, a body that is not the expected JSON) is one warning
 line naming the provider, the request and the reason, and the driver runs on without that
-provider's attributes. Hints are case-insensitive; empty and ``NONE`` mean no provider (there
-is no auto-detection); an unknown hint is one warning.
+provider's attributes. Hints are case-insensitive; empty and ``NONE`` mean no provider (the
+driver resolves an empty ``--cloud-provider-hint`` first, :mod:`~dranet_core.cloud.detect`);
+an unknown hint is one warning.
 """
 
 from __future__ import annotations
