@@ -167,8 +167,10 @@ async def call_raw(
         raise KubeApiError(operation, status, reason, temporary=True) from exc
 
 
-async def node_provider_id(api: ApiClient, node_name: str, *, request_timeout: float = 5.0) -> str:
-    """The Node's ``spec.providerID`` ('' when unset); raises :class:`KubeApiError`."""
+async def node_provider_id(api: ApiClient, node_name: str, *, request_timeout: float = 2.0) -> str:
+    """The Node's ``spec.providerID`` ('' when unset); raises :class:`KubeApiError`. Asked
+    once at start for cloud auto-detection, so an API server that does not answer delays the
+    start by at most ``request_timeout`` seconds."""
     node = await call_raw(
         f"get node {node_name}",
         client.CoreV1Api(api).read_node,
