@@ -65,7 +65,7 @@ from dranet_core.plans import ClaimPlan
 from dranet_core.pods import PodNetworking
 from dranet_core.profiles import WebhookProfileProvider
 from dranet_core.settings import Settings
-from dranet_core.status import RunsJobs, StatusPublisher
+from dranet_core.status import DescribesNode, RunsJobs, StatusPublisher
 from dranet_core.supervisor import (
     Clock,
     Job,
@@ -127,8 +127,11 @@ class Driver:
         node_provider_id: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         self.settings = settings
+        if node_provider_id is None and isinstance(publisher, DescribesNode):
+            node_provider_id = publisher.node_provider_id
         self.node_provider_id = node_provider_id
-        """Reads the Node's ``spec.providerID`` for cloud auto-detection (None: no Node to read)."""
+        """Reads the Node's ``spec.providerID`` for cloud auto-detection (None: no Node to read;
+        by default the publisher's, when it can)."""
         self.table: HandlerTable = handler_table(backends)
         self.metrics = metrics or Metrics()
         for timer in self.table.step_timers:
@@ -368,15 +371,13 @@ class Driver:
 
 
 @contextlib.asynccontextmanager
-async def kube_environment(
-    settings: Settings,
-) -> AsyncIterator[tuple[StatusPublisher, ClaimSource, Callable[[], Awaitable[str]]]]:
-    """The API-server side of the driver: the StatusPublisher, the ClaimSource and a reader of
-    this Node's ``spec.providerID`` (for cloud auto-detection)."""
+async def kube_environment(settings: Settings) -> AsyncIterator[tuple[StatusPublisher, ClaimSource]]:
+    """The API-server side of the driver: the StatusPublisher (which also reads this Node's
+    ``spec.providerID`` for cloud auto-detection) and the ClaimSource."""
     from dranet_core.kube.apiversion import ResourceApiVersion
     from dranet_core.kube.claimcache import ClaimCache
     from dranet_core.kube.claims import ApiClaimSource
-    from dranet_core.kube.client import load_api_client, node_provider_id
+    from dranet_core.kube.client import load_api_client
     from dranet_core.kube.publisher import KubeStatusPublisher
 
     api = await load_api_client(settings.kube.kubeconfig)
@@ -396,7 +397,7 @@ async def kube_environment(
                 api_versions=versions,
             )
         )
-        yield publisher, source, functools.partial(node_provider_id, api, settings.kube.node_name)
+        yield publisher, source
     finally:
         await api.close()
 
@@ -415,14 +416,8 @@ async def run_driver(settings: Settings, *, signals: bool = True) -> int:
     log.info("settings: %s", attrs.asdict(settings))
     try:
         backends = load_backends_for(settings)
-        async with kube_environment(settings) as (publisher, source, provider_id):
-            driver = Driver(
-                settings,
-                backends=backends,
-                publisher=publisher,
-                claim_source=source,
-                node_provider_id=provider_id,
-            )
+        async with kube_environment(settings) as (publisher, source):
+            driver = Driver(settings, backends=backends, publisher=publisher, claim_source=source)
             with ShutdownSignals() if signals else contextlib.nullcontext() as sig:
                 stop = sig.requested if isinstance(sig, ShutdownSignals) else asyncio.Event()
                 await driver.run(stop=stop)

@@ -13,7 +13,14 @@ import attrs
 
 from dranet_core.types import ClaimRef, Device, DeviceStatus
 
-__all__ = ["EventRecord", "PublishListener", "ReportsPublished", "RunsJobs", "StatusPublisher"]
+__all__ = [
+    "DescribesNode",
+    "EventRecord",
+    "PublishListener",
+    "ReportsPublished",
+    "RunsJobs",
+    "StatusPublisher",
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -89,6 +96,17 @@ class ReportsPublished(Protocol):
 
     def add_listener(self, listener: PublishListener) -> None:
         """Call ``listener`` from now on (from the publisher's own job)."""
+        ...
+
+
+@runtime_checkable
+class DescribesNode(Protocol):
+    """A StatusPublisher that can read this node's Node object: the driver asks it for the
+    ``spec.providerID`` once at start to detect the cloud when ``--cloud-provider-hint`` is
+    empty (:mod:`dranet_core.cloud.detect`)."""
+
+    async def node_provider_id(self) -> str:
+        """The Node's ``spec.providerID`` ('' when unset); a DranetError when it cannot be read."""
         ...
 
 

@@ -31,6 +31,7 @@ import attrs
 from dranet_core.kube.apicontext import ApiContext
 from dranet_core.kube.apiversion import ResourceApiVersion
 from dranet_core.kube.claimwriter import ClaimStatusWriter
+from dranet_core.kube.client import node_provider_id
 from dranet_core.kube.eventwriter import EventWriter
 from dranet_core.kube.slices import MAX_DEVICES_PER_SLICE, SkippedDevice
 from dranet_core.kube.slicesync import SliceSync, SliceWatch
@@ -162,6 +163,10 @@ class KubeStatusPublisher:
     def node_name(self) -> str:
         """This node's name (slice pool and nodeName)."""
         return self.ctx.node_name
+
+    async def node_provider_id(self) -> str:
+        """This Node's ``spec.providerID`` (:class:`~dranet_core.status.DescribesNode`)."""
+        return await node_provider_id(self.ctx.api_client, self.ctx.node_name)
 
     # ------------------------------------------------------------------ StatusPublisher API
 
