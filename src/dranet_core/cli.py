@@ -198,7 +198,7 @@ def _add_log_flags(p: argparse.ArgumentParser, *, klog_flags: bool = True) -> No
         "--vmodule",
         default="",
         metavar="PATTERN=N,...",
-        help="per-module verbosity: a glob over the logging module's file name without .py",
+        help="per-module verbosity: a glob over the file name without .py, the logger name or its last part",
     )
 
     def flag(name: str, default: bool, text: str) -> None:
@@ -638,15 +638,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from dranet_core.observability import setup_logging
 
+    try:
+        setup_logging(settings.log.format, settings.log.verbosity, klog=settings.log)
+    except OSError as exc:  # --logtostderr=false and the log file cannot be opened
+        flag = "--log_file" if args.log_file else "--log_dir"
+        where = settings.log.log_file or "the log file in the temporary directory"
+        print(
+            f"dranet {args.command}: error: {flag}: cannot write {where}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 2
     if args.command == "inventory":
         from dranet_core.inventory_report import print_inventory
 
-        setup_logging(settings.log.format, settings.log.verbosity, klog=settings.log)
         if not settings.log.verbosity:  # quiet by default: the report says what matters; -v for the log
             logging.getLogger().setLevel(logging.ERROR)
         status: int = asyncio.run(print_inventory(settings, output=args.output))
         return status
-    setup_logging(settings.log.format, settings.log.verbosity, klog=settings.log)
     log = logging.getLogger("dranet_core.cli")
     for warning in [*_go_only_warnings(args), *klog_warnings(args)]:
         log.warning(warning)

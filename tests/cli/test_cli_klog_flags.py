@@ -91,6 +91,13 @@ def test_a_bad_value_is_one_line_naming_the_flag(
     assert_one_line(dranet(*run_args(tmp_path, kubeconfig, *flags)), f"dranet run: error: {line}")
 
 
+def test_a_log_file_that_cannot_be_written_is_one_line(tmp_path: Path, kubeconfig: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    bad = tmp_path / "afile" / "d.log"
+    proc = dranet(*run_args(tmp_path, kubeconfig, "--logtostderr=false", f"--log_file={bad}"))
+    assert_one_line(proc, f"dranet run: error: --log_file: cannot write {bad}: File exists")
+
+
 def run_until(tmp_path: Path, kubeconfig: Path, *flags: str, log: Path, marker: str) -> str:
     """Run the driver until ``log`` holds ``marker``; SIGTERM; its stderr."""
     base = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
