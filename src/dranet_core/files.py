@@ -57,15 +57,16 @@ def open_private(path: str | os.PathLike[str], flags: int, mode: int = 0o600) ->
     return fd
 
 
-def write_new_file(path: str | os.PathLike[str], data: bytes, *, fsync: bool, mode: int = 0o600) -> None:
-    """Create ``path`` (it must not exist: ``O_EXCL``, never through a link) holding ``data``."""
+def write_new_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600) -> None:
+    """Create ``path`` (it must not exist: ``O_EXCL``, never through a link) holding ``data``.
+
+    Not fsynced: the data is in the page cache, which survives the process being killed.
+    """
     fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         view = memoryview(data)
         while view:
             n = os.write(fd, view)
             view = view[n:]
-        if fsync:
-            os.fsync(fd)
     finally:
         os.close(fd)
