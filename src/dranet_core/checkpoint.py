@@ -21,7 +21,10 @@ Writes are atomic: a temporary file in the same directory is written and renamed
 checkpoint. Concurrent mutations share one write (group commit): every mutation is in the
 file before its coroutine returns, and a failed write undoes that mutation in memory and
 raises :class:`~dranet_core.errors.CheckpointError`. Each claim's record is encoded once per
-change and cached, so a write re-encodes only the claims that changed.
+change and cached, so a write re-encodes only the claims that changed. The first write runs
+on a worker thread and finds out the file system; when it is a tmpfs (``/run`` on a node: a
+write there is a copy into memory that never waits for a disk) later writes run on the event
+loop itself, saving the thread hop; on any other file system every write runs on a thread.
 
 Durability: nothing is fsynced. A killed process (SIGKILL, OOM, crash) leaves the old or the
 new file, complete: the written data is in the kernel's page cache, which outlives the
@@ -71,7 +74,7 @@ from dranet_core.checkpoint_format import (
     join_checkpoint,
 )
 from dranet_core.errors import CheckpointError
-from dranet_core.files import make_dirs, open_private, write_new_file
+from dranet_core.files import filesystem_type, make_dirs, open_private, write_new_file
 from dranet_core.plans import ClaimPlan
 
 __all__ = [
@@ -147,6 +150,15 @@ def _void_attachments(claims: dict[str, PreparedClaim]) -> int:
 _PREPARED = DeviceState()
 
 
+def _attempt(write: Callable[[bytes], None], data: bytes) -> OSError | None:
+    """``write(data)``; the OSError it raised, or None."""
+    try:
+        write(data)
+    except OSError as exc:
+        return exc
+    return None
+
+
 def _is_go_bbolt(raw: bytes) -> bool:
     from dranet_core.bbolt import is_bbolt
 
@@ -197,6 +209,9 @@ class ClaimStore:
         self.boot_id = boot_id
         self._claims: dict[str, PreparedClaim] = {}
         self._encoded: dict[str, tuple[PreparedClaim, bytes]] = {}
+        self.inline: bool | None = None
+        """Whether writes run on the event loop (the file is on a tmpfs); None until the first
+        write found out."""
         self._lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
         self._generation = 0
@@ -433,20 +448,21 @@ class ClaimStore:
         async with self._write_lock:
             if self._written >= mine:
                 return  # a write that started after our mutation already covered it
+            cancelled = False
+            if self.inline:
+                # one turn of the loop first: mutations made meanwhile share this write
+                try:
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    cancelled = True  # the write still happens; re-raised afterwards
             gen = self._generation
             data = self._encode()
-            fut = asyncio.get_running_loop().run_in_executor(None, self._write, data)
-            cancelled = False
-            while not fut.done():
-                # A cancelled caller (e.g. a kubelet deadline) still waits for the thread, so
-                # two writes never run at once; the cancellation is re-raised afterwards.
-                try:
-                    await asyncio.shield(fut)
-                except asyncio.CancelledError:
-                    cancelled = True
-                except Exception:
-                    break  # read from the future below
-            error = fut.exception()
+            error: BaseException | None
+            if self.inline:
+                error = _attempt(self._write, data)
+            else:
+                error, late = await self._write_on_thread(data)
+                cancelled = cancelled or late
             if error is None:
                 self._written = gen
                 self._dirty = False
@@ -459,6 +475,21 @@ class ClaimStore:
                 raise asyncio.CancelledError
             if error is not None:
                 raise CheckpointError(f"checkpoint {self._path}: write failed: {error}") from error
+
+    async def _write_on_thread(self, data: bytes) -> tuple[BaseException | None, bool]:
+        """:meth:`_write` on a worker thread: (its error or None, whether the caller was
+        cancelled meanwhile). A cancelled caller (e.g. a kubelet deadline) still waits for the
+        thread, so two writes never run at once; the caller re-raises the cancellation."""
+        fut = asyncio.get_running_loop().run_in_executor(None, self._write, data)
+        cancelled = False
+        while not fut.done():
+            try:
+                await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                cancelled = True
+            except Exception:
+                break  # read from the future below
+        return fut.exception(), cancelled
 
     def _encode(self) -> bytes:
         """The file's bytes for what memory holds; only claims changed since the last call
@@ -478,6 +509,8 @@ class ClaimStore:
         assert self._path is not None
         directory = self._path.parent
         make_dirs(directory, 0o750)
+        if self.inline is None:
+            self.inline = filesystem_type(directory) == "tmpfs"
         # a fresh, unguessable temporary name created with O_EXCL: never someone's symlink
         tmp = directory / f".{self._path.name}.tmp-{os.getpid()}-{secrets.token_hex(8)}"
         try:

@@ -12,7 +12,7 @@ import os
 import pathlib
 import stat
 
-__all__ = ["make_dirs", "open_private", "write_new_file"]
+__all__ = ["filesystem_type", "make_dirs", "open_private", "write_new_file"]
 
 
 def make_dirs(path: str | os.PathLike[str], mode: int = 0o750) -> None:
@@ -70,3 +70,25 @@ def write_new_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o6
             view = view[n:]
     finally:
         os.close(fd)
+
+
+def filesystem_type(path: str | os.PathLike[str], mounts: str = "/proc/self/mounts") -> str | None:
+    """The type of the file system ``path`` is on (``tmpfs``, ``ext4``...), from this
+    process's mount table (the mount point that is the longest prefix of the resolved path);
+    None when the table cannot be read."""
+    target = os.path.realpath(path)
+    best, kind = -1, None
+    try:
+        with open(mounts, encoding="utf-8", errors="replace") as f:
+            lines = f.readlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= best:  # a later mount over the same point wins
+            best, kind = len(point), fields[2]
+    return kind

