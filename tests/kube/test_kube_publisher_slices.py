@@ -493,3 +493,23 @@ async def test_a_set_published_during_a_write_is_written_next(
         await pub.publish_devices(first)
         await idle(pub)
     assert sum(len(names) for names in slice_devices(fake_api).values()) == 20
+
+
+async def test_an_adopted_slice_keeps_our_device_bodies_not_the_servers_copies(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    add_node(fake_api)
+    first = make_publisher(fake_api_client)
+    async with running(first):
+        await first.publish_devices(devices(300))
+        await idle(first)
+    second = make_publisher(fake_api_client)
+    async with running(second):
+        await second.publish_devices(devices(300))
+        await idle(second)
+        sync = second.slices
+        assert sync._existing is not None
+        held = [d for s in sync._existing.values() for d in s.devices]
+        assert len(held) == 300
+        ours = {name: body for name, (_, body, _) in sync._bodies.items()}
+        assert all(d is ours[str(d["name"])] for d in held), "a listed copy is kept beside our body"

@@ -16,6 +16,7 @@ from dranet_core.kube.slices import (
     existing_from_object,
     parse_slice_index,
     plan_slices,
+    share_bodies,
     slice_name,
     slice_object,
 )
@@ -226,3 +227,25 @@ def test_device_bodies_share_equal_attribute_values() -> None:
     b = device_body(Device(name="b", attributes={"dra.net/mtu": 1500, "dra.net/ifName": "b"}))
     assert a["attributes"]["dra.net/mtu"] is b["attributes"]["dra.net/mtu"]  # type: ignore[index]
     assert a["attributes"]["dra.net/ifName"] == {"string": "a"}  # type: ignore[index]
+
+
+def test_share_bodies_keeps_the_servers_copy_only_where_it_differs() -> None:
+    ours = {"a": {"name": "a", "attributes": {"x": {"int": 1}}}, "b": {"name": "b"}}
+    listed = ExistingSlice(
+        name="s",
+        index=0,
+        uid="u",
+        resource_version="1",
+        generation=1,
+        slice_count=1,
+        pool="node",
+        devices=(
+            {"name": "a", "attributes": {"x": {"int": 1}}},
+            {"name": "b", "attributes": {"x": {"int": 2}}},
+            {"name": "c"},
+        ),
+    )
+    shared = share_bodies({"s": listed}, ours)["s"]
+    assert shared.devices == listed.devices
+    assert shared.devices[0] is ours["a"]
+    assert shared.devices[1] is listed.devices[1] and shared.devices[2] is listed.devices[2]

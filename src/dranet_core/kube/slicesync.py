@@ -26,7 +26,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -45,6 +45,7 @@ from dranet_core.kube.slices import (
     existing_from_object,
     plan_slices,
     prepare_devices,
+    share_bodies,
     slice_object,
 )
 from dranet_core.types import Device
@@ -232,6 +233,7 @@ class SliceSync:
     async def _sync_slices(self) -> bool:
         """One reconciliation. False: our view was stale (it is dropped, call again)."""
         assert self.desired is not None
+        listed = self._existing is None
         if self._existing is None:
             self._existing = await self._list_slices()
         elif self.desired is self._synced and self.node_uid == self._synced_owner:
@@ -240,6 +242,8 @@ class SliceSync:
         # and the newer set must not be taken as written
         desired = self.desired
         bodies, skipped = prepare_devices(desired, cache=self._bodies)
+        if listed:
+            self._existing = share_bodies(self._existing, bodies)
         for name, (body, reason) in list(self._rejected.items()):
             if bodies.get(name) == body:
                 del bodies[name]
@@ -437,12 +441,17 @@ class SliceWatch:
             ),
         ) as stream:
             async for ev in stream:
-                raw = ev.get("raw_object") or {}
-                meta = raw.get("metadata") or {}
-                rv = str(meta.get("resourceVersion", ""))
-                if rv:
-                    self.rv = rv
-                if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                    name, uid = str(meta.get("name", "")), str(meta.get("uid", ""))
-                    self.sync.slice_events.append(_SliceEvent(ev["type"], name, uid, rv))
-                    self.sync.mark_dirty()
+                self._on_event(ev)
+                del ev  # a whole slice: not kept while the stream waits for the next event
+
+    def _on_event(self, ev: Mapping[str, Any]) -> None:
+        """Note one watch event: its resource version, and what it says about a slice."""
+        raw = ev.get("raw_object") or {}
+        meta = raw.get("metadata") or {}
+        rv = str(meta.get("resourceVersion", ""))
+        if rv:
+            self.rv = rv
+        if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+            name, uid = str(meta.get("name", "")), str(meta.get("uid", ""))
+            self.sync.slice_events.append(_SliceEvent(ev["type"], name, uid, rv))
+            self.sync.mark_dirty()
