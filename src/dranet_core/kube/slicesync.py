@@ -418,10 +418,13 @@ class SliceWatch:
                 backoff.reset()
 
     async def _wait_for_fresh_list(self) -> None:
-        """Have the slice loop (re-)list, and wait until it has."""
+        """Have the slice loop (re-)list, and wait until it has. Before its first list there
+        is nothing to re-list: the loop lists anyway (a second list of a large node would
+        cost a decoded copy of every slice)."""
         before = self.sync.lists
-        self.sync.slice_events.append(_SliceEvent("RESYNC", "", "", ""))
-        self.sync.mark_dirty()
+        if before:
+            self.sync.slice_events.append(_SliceEvent("RESYNC", "", "", ""))
+            self.sync.mark_dirty()
         while self.sync.lists == before:
             progress = self.ctx.progress
             await progress.wait()
