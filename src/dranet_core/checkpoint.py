@@ -160,6 +160,8 @@ def _attempt(write: Callable[[bytes], None], data: bytes) -> OSError | None:
 
 
 def _is_go_bbolt(raw: bytes) -> bool:
+    if raw.lstrip()[:1] == b"{":
+        return False  # JSON: the bbolt reader is not even loaded
     from dranet_core.bbolt import is_bbolt
 
     return is_bbolt(raw)

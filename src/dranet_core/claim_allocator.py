@@ -27,7 +27,7 @@ from dranet_core.checkpoint import ClaimStore
 from dranet_core.config import resolve_config
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import ClaimError, ConfigError
-from dranet_core.go_upgrade import adopted_uid
+from dranet_core.names import adopted_uid
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.profiles import ProfileProvider
 from dranet_core.types import AllocationResult, Claim, ClaimRef, Device, OpaqueConfig
