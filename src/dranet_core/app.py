@@ -39,6 +39,7 @@ from dranet_core.capabilities import Backend, HandlerTable, handler_table
 from dranet_core.checkpoint import ClaimStore, read_boot_id
 from dranet_core.claim_allocator import ClaimAllocator
 from dranet_core.cloud import fetch_cloud_attributes
+from dranet_core.cloud.webhook import WebhookCloud
 from dranet_core.dra.health import DeviceHealthFeed, HealthServicer
 from dranet_core.dra.plugin import KubeletPlugin, PluginPaths
 from dranet_core.dra.preparer import ClaimSource, DefaultPreparer
@@ -141,6 +142,10 @@ class Driver:
         self.profiles = (
             WebhookProfileProvider(prof.webhook_url) if prof.provider.lower() == "webhook" else None
         )
+        cloud = settings.cloud
+        self.cloud_webhook = (
+            WebhookCloud(cloud.webhook_url) if cloud.hint.strip().lower() == "webhook" else None
+        )
         self.allocator = ClaimAllocator(
             name,
             pool,
@@ -148,6 +153,7 @@ class Driver:
             validators=self.table.validators,
             resolvers=self.table.resolvers,
             profiles=self.profiles,
+            baselines=self.cloud_webhook,
         )
         inv = settings.inventory
         self.inventory = Inventory(
@@ -301,10 +307,17 @@ class Driver:
         stop = stop or asyncio.Event()
         if self.profiles is not None:
             await self.profiles.check()  # the Go driver refuses to start without a profile provider
-        cloud = self.settings.cloud
-        found = await fetch_cloud_attributes(cloud.hint, cloud.metadata_url, seconds=cloud.timeout)
-        if found:
-            self.inventory.enrich = found.apply
+        if self.cloud_webhook is not None:
+            if await self.cloud_webhook.check():
+                self.inventory.enrich = self.cloud_webhook.enrich
+        else:
+            cloud = self.settings.cloud
+            found = await fetch_cloud_attributes(
+                cloud.hint, cloud.metadata_url, seconds=cloud.timeout, sysfs=self.settings.host.sysfs_root
+            )
+            if found:
+                self.inventory.enrich = found.enrich
+                self.allocator.baselines = found
         problem = await self.store.load()
         if problem is not None:
             await self.publisher.record_event(checkpoint_event(problem, node=self.settings.kube.node_name))
@@ -335,6 +348,8 @@ class Driver:
         await sup.stop()
         if self.profiles is not None:
             await self.profiles.close()
+        if self.cloud_webhook is not None:
+            await self.cloud_webhook.close()
         log.info("driver stopped in %.2fs; devices in running pods stay attached", time.monotonic() - t0)
 
 

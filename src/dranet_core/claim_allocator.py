@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import attrs
 
 from dranet_core.capabilities import ResolvesConfig, ValidatesConfig
 from dranet_core.checkpoint import ClaimStore
 from dranet_core.config import resolve_config
+from dranet_core.config.merge import merge_configs
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import ClaimError, ConfigError
 from dranet_core.names import adopted_uid
@@ -32,7 +34,14 @@ from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.profiles import ProfileProvider
 from dranet_core.types import AllocationResult, Claim, ClaimRef, Device, OpaqueConfig
 
-__all__ = ["ClaimAllocator", "ConfigResolver", "default_resolver", "plan_claim", "resolve_plan"]
+__all__ = [
+    "BaselineConfigs",
+    "ClaimAllocator",
+    "ConfigResolver",
+    "default_resolver",
+    "plan_claim",
+    "resolve_plan",
+]
 
 log = logging.getLogger(__name__)
 
@@ -137,14 +146,26 @@ def plan_claim(
     return ClaimPlan(claim=claim.ref, pods=pods, devices=tuple(devices))
 
 
+class BaselineConfigs(Protocol):
+    """Where a device's baseline config comes from (the webhook cloud provider's
+    ``GetDeviceConfig``)."""
+
+    def baseline(self, device: str) -> NetworkConfig | None:
+        """The baseline config of ``device``, or None."""
+        ...
+
+
 async def resolve_plan(
     plan: ClaimPlan,
     inventory: Mapping[str, Device],
     resolvers: Sequence[ResolvesConfig],
     profiles: ProfileProvider | None = None,
+    baselines: BaselineConfigs | None = None,
 ) -> ClaimPlan:
-    """``plan`` with each device's config passed through the profile provider (when the config
-    sets ``profile``) and then the resolvers that own the device.
+    """``plan`` with each device's config laid over the device's baseline config (when
+    ``baselines`` has one: the claim's settings win, its lists come after the baseline's),
+    then passed through the profile provider (when the config sets ``profile``) and then the
+    resolvers that own the device.
 
     A ``profile`` without a profile provider fails the claim: a field the driver cannot honour
     is an error naming it, never silently ignored.
@@ -153,6 +174,9 @@ async def resolve_plan(
     for d in plan.devices:
         dev = inventory.get(d.device)
         config = d.config
+        baseline = baselines.baseline(d.device) if baselines is not None else None
+        if baseline is not None:
+            config = merge_configs([baseline, config])
         if config.profile and profiles is not None and dev is not None:
             config = await profiles.resolve(dev, plan.claim.uid, config)
         elif config.profile:
@@ -184,6 +208,7 @@ class ClaimAllocator:
         resolve: ConfigResolver = default_resolver,
         resolvers: Sequence[ResolvesConfig] = (),
         profiles: ProfileProvider | None = None,
+        baselines: BaselineConfigs | None = None,
     ) -> None:
         self.driver_name = driver_name
         self.pool = pool
@@ -192,6 +217,8 @@ class ClaimAllocator:
         self._resolve = resolve
         self._resolvers = tuple(resolvers)
         self._profiles = profiles
+        self.baselines = baselines
+        """Where baseline configs come from (set at start once the cloud provider is known)."""
         self._reserved: dict[str, str] = {}  # device -> claim uid, plans not yet in the store
 
     def taken(self) -> dict[str, str]:
@@ -222,7 +249,7 @@ class ClaimAllocator:
         for d in plan.devices:
             self._reserved[d.device] = uid
         try:
-            plan = await resolve_plan(plan, inventory, self._resolvers, self._profiles)
+            plan = await resolve_plan(plan, inventory, self._resolvers, self._profiles, self.baselines)
             await self.store.put_plan(plan)
         finally:
             for d in plan.devices:

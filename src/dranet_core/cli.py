@@ -55,24 +55,22 @@ COMMANDS = ("run", "inventory", "demo", "version")
 
 _HOST = HostSettings()  # the defaults of the host paths (settings.py owns every literal path)
 
-GO_ONLY_FLAGS = {
-    "--profile-provider": "cloud",
-    "--webhook-url": "",
-    "--feature-gates": "",
-}
+GO_ONLY_FLAGS = {"--feature-gates": ""}
 """Go driver flags this driver accepts (so its manifests and Helm values still start it) but
-does not implement: the webhook cloud provider and feature gates. A value other than the
-default or ``NONE`` is logged as a warning at start."""
+does not implement. A value other than the default or ``NONE`` is logged as a warning at
+start."""
 _HARMLESS = {"", "none", "NONE"}
 
 
 def _go_only_warnings(args: argparse.Namespace) -> list[str]:
     out = []
+    url = getattr(args, "webhook_url", "")
+    users = (getattr(args, "profile_provider", "").lower(), getattr(args, "cloud_provider_hint", "").lower())
+    if url and "webhook" not in users:  # the Go driver would use it to auto-detect a provider
+        out.append(
+            f"--webhook-url={url} is ignored: neither --profile-provider nor --cloud-provider-hint is webhook"
+        )
     for flag, default in GO_ONLY_FLAGS.items():
-        if flag == "--profile-provider" or (
-            flag == "--webhook-url" and getattr(args, "profile_provider", "").lower() == "webhook"
-        ):
-            continue  # implemented (profiles): the URL is used by the webhook profile provider
         value = getattr(args, flag.lstrip("-").replace("-", "_"), default)
         if value != default and value not in _HARMLESS:
             out.append(f"{flag}={value} is not supported by this driver and is ignored")
@@ -219,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--cloud-provider-hint",
         default="",
-        help="publish this cloud's instance attributes: GCE ('' or NONE = none; others are logged)",
+        help="publish this cloud's attributes: GCE, AWS, AZURE, OKE, ALIBABA or webhook ('' or NONE = none)",
     )
     run.add_argument(
         "--cloud-metadata-url",
@@ -227,6 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the cloud metadata service address ('' = the provider's own)",
     )
     run.add_argument("--cloud-metadata-timeout", default="5s", help="how long start-up waits for it")
+    run.add_argument(
+        "--profile-provider",
+        default="cloud",
+        help="who resolves a claim config's profile: webhook (needs --webhook-url), cloud or none",
+    )
+    run.add_argument(
+        "--webhook-url",
+        default="",
+        help="the Go-protocol webhook (http(s):// or unix:///) of the webhook profile/cloud provider",
+    )
     compat = run.add_argument_group("accepted for compatibility with the Go driver, not implemented")
     for flag, default in GO_ONLY_FLAGS.items():
         compat.add_argument(flag, default=default, metavar="VALUE", help="ignored")
@@ -337,6 +345,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
         cloud=CloudSettings(
             hint=args.cloud_provider_hint,
             metadata_url=args.cloud_metadata_url,
+            webhook_url=args.webhook_url,
             timeout=parse_duration(args.cloud_metadata_timeout, flag="--cloud-metadata-timeout"),
         ),
         metadata=_metadata(args),

@@ -164,8 +164,9 @@ class Inventory:
         self._standard = StandardAttributes()
         self._scans = 0
         self._publishes = 0
-        self.enrich: Callable[[Mapping[str, Device]], dict[str, Device]] | None = None
-        """Adds attributes from outside the backends (cloud metadata) to every scan's devices."""
+        self.enrich: Callable[[Mapping[str, Device]], Awaitable[dict[str, Device]]] | None = None
+        """Adds attributes from outside the backends (cloud metadata, a webhook) to every scan's
+        devices, after the standard attributes and before pinning and the filter."""
 
     # -- what the driver calls -------------------------------------------------------------
 
@@ -283,7 +284,7 @@ class Inventory:
                 merged[dev.name] = dev if prev is None else prev.merged(dev)
         merged = self._standard.apply(merged)
         if self.enrich is not None:
-            merged = self.enrich(merged)
+            merged = await self.enrich(merged)
         self._overlay_pinned(merged)
         published = {name: dev for name, dev in merged.items() if self._matches(dev)}
         for gone in self._filter_cache.keys() - merged.keys():

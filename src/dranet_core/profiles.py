@@ -19,18 +19,15 @@ talk HTTP over a unix socket.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping
-from typing import Any, Protocol
-
-import aiohttp
+from typing import Protocol
 
 from dranet_core.config.codec import decode_config, encode_config
 from dranet_core.config.merge import merge_configs
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import ConfigError, DeviceError
 from dranet_core.types import Device
+from dranet_core.webhook_client import WebhookClient, WebhookError
 
 __all__ = ["ProfileProvider", "WebhookProfileProvider", "device_identity"]
 
@@ -63,54 +60,21 @@ class WebhookProfileProvider:
     """The Go driver's webhook profile provider (module docstring)."""
 
     def __init__(self, url: str, *, request_seconds: float = 10.0) -> None:
-        self.url = url.rstrip("/")
-        self.request_seconds = request_seconds
-        self._session: aiohttp.ClientSession | None = None
+        self.client = WebhookClient(url, request_seconds=request_seconds)
+        self.url = self.client.url
 
     def __repr__(self) -> str:
         return f"WebhookProfileProvider({self.url!r})"
 
-    def _base(self) -> tuple[str, aiohttp.BaseConnector | None]:
-        if self.url.startswith("unix://"):
-            return "http://webhook", aiohttp.UnixConnector(path=self.url[len("unix://") :])
-        return self.url, None
-
-    def _client(self) -> tuple[str, aiohttp.ClientSession]:
-        base, connector = self._base()
-        if self._session is None or self._session.closed:
-            timeout = aiohttp.ClientTimeout(total=self.request_seconds)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
-        return base, self._session
-
     async def close(self) -> None:
         """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
-
-    async def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
-        base, session = self._client()
-        where = f"{method} {self.url}{path}"
-        try:
-            async with session.request(method, base + path, json=body) as resp:
-                text = await resp.text()
-                if resp.status != 200:
-                    raise _Failure(
-                        f"{where}: HTTP {resp.status}: {text.strip()[:200]}", temporary=resp.status >= 500
-                    )
-        except TimeoutError:
-            raise _Failure(f"{where}: no answer within {self.request_seconds:g}s", temporary=True) from None
-        except aiohttp.ClientError as exc:
-            raise _Failure(f"{where}: {exc}", temporary=True) from exc
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise _Failure(f"{where}: the answer is not JSON ({exc})", temporary=False) from exc
+        await self.client.close()
 
     async def check(self) -> None:
         """At start: the webhook must say it is a profile provider; raises ConfigError if not."""
         try:
-            health = await self._call("GET", "/health")
-        except _Failure as exc:
+            health = await self.client.call("GET", "/health")
+        except WebhookError as exc:
             raise ConfigError(f"--webhook-url: {exc}") from exc
         if not isinstance(health, dict) or health.get("profileProvider") is not True:
             raise ConfigError(
@@ -120,9 +84,9 @@ class WebhookProfileProvider:
     async def resolve(self, device: Device, claim_uid: str, config: NetworkConfig) -> NetworkConfig:
         body = {"device": device_identity(device), "claim_uid": claim_uid, "config": encode_config(config)}
         try:
-            answer = await self._call("POST", "/GetProfileConfig", body)
+            answer = await self.client.call("POST", "/GetProfileConfig", body)
             profile = decode_config(answer, path="GetProfileConfig")
-        except _Failure as exc:
+        except WebhookError as exc:
             raise DeviceError(
                 device.name, f"profile {config.profile!r}", str(exc), temporary=exc.temporary
             ) from exc
@@ -133,8 +97,8 @@ class WebhookProfileProvider:
     async def release(self, device: Device, claim_uid: str, config: NetworkConfig) -> None:
         body = {"device": device_identity(device), "claim_uid": claim_uid, "config": encode_config(config)}
         try:
-            await self._call("POST", "/ReleaseProfileConfig", body)
-        except _Failure as exc:
+            await self.client.call("POST", "/ReleaseProfileConfig", body)
+        except WebhookError as exc:
             log.warning(
                 "profile %r of device %s (claim %s): release failed: %s",
                 config.profile,
@@ -142,9 +106,3 @@ class WebhookProfileProvider:
                 claim_uid,
                 exc,
             )
-
-
-class _Failure(Exception):
-    def __init__(self, message: str, *, temporary: bool) -> None:
-        super().__init__(message)
-        self.temporary = temporary

@@ -333,8 +333,17 @@ class CloudSettings:
     metadata_url: str = ""
     """'' = the provider's well-known address; tests point it at loopback."""
     timeout: float = 5.0
+    webhook_url: str = ""
+    """``--webhook-url``: the webhook asked when the hint is ``webhook``."""
 
     def __attrs_post_init__(self) -> None:
+        if self.hint.strip().lower() == "webhook" and not self.webhook_url.startswith(
+            ("http://", "https://", "unix:///")
+        ):
+            raise SettingsError(
+                "--webhook-url: --cloud-provider-hint=webhook needs an http(s):// or unix:/// URL, "
+                f"got {self.webhook_url!r}"
+            )
         if self.metadata_url and not self.metadata_url.startswith(("http://", "https://")):
             raise SettingsError(f"--cloud-metadata-url: must be an http(s):// URL, got {self.metadata_url!r}")
         if self.timeout <= 0:

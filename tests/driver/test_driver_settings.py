@@ -209,7 +209,8 @@ def test_go_only_flags_are_accepted_and_warned_about() -> None:
     )  # fmt: skip
     cli.settings_from_args(args, {"NODE_NAME": "n"})  # still valid settings
     assert cli._go_only_warnings(args) == [
-        "--webhook-url=http://x:1 is not supported by this driver and is ignored",
+        "--webhook-url=http://x:1 is ignored: neither --profile-provider nor --cloud-provider-hint"
+        " is webhook",
         "--feature-gates=X=true is not supported by this driver and is ignored",
     ]
     assert cli._go_only_warnings(cli.build_parser().parse_args(["run"])) == []

@@ -71,7 +71,7 @@ def fresh_cluster(grpc_pb: types.SimpleNamespace) -> Iterator[Cluster]:
 
 # The Go driver's e2e scenarios (its bats suite) that this suite does not run, and why.
 NOT_PORTED = [
-    (22, "validate python webhook configuration integration", "needs the Go webhook cloud/profile provider"),
+    (22, "validate python webhook configuration integration", "its runtime-hook part (no GetRuntimeHook)"),
     (23, "validate whereabouts cni integration", "needs whereabouts IPAM and the webhook profile provider"),
 ]
 
