@@ -1,8 +1,8 @@
 """NRI benchmark: the plugin's answers as the runtime sees them.
 
 The plugin (``NriPlugin`` with a handler that does no device work) runs in a child process, as
-it would on a node; the runtime side is the test peer (tests/nri/nri_runtime_peer.py: its own
-codecs and the Go-reader emulation), timing each call from request write to reply decode.
+it would on a node; the runtime side is the testing kit's peer (dranet_core.testing.nri_runtime:
+its own codecs and the Go-reader emulation), timing each call from request write to reply decode.
 
 Measured in one run:
 
@@ -31,11 +31,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "nri"))
 sys.path.insert(0, str(ROOT / "src"))
 
-import nri_pb as pb  # noqa: E402
-from nri_runtime_peer import FakeContainer, FakePod, RuntimePeer  # noqa: E402
+from dranet_core.testing import nri_wire as pb  # noqa: E402
+from dranet_core.testing.nri_runtime import FakeContainer, FakePod, RuntimePeer  # noqa: E402
 
 
 def child_plugin(path: str) -> None:

@@ -42,9 +42,6 @@ class Adjuster:
     def validate_config(self, device: Device, config: NetworkConfig) -> None:
         return None
 
-    def owns(self, device: Device) -> bool:
-        return True
-
 
 class Nothing:
     name = "nothing"
@@ -55,8 +52,8 @@ def test_table_lists_each_capability_in_backend_order() -> None:
     table = handler_table([f, m, a])
     assert table.discoverers == (f, m)
     assert [name for name, _ in table.movers] == ["mover"]
-    assert table.validators == (a,)
-    assert table.adjusters == (a,)
+    assert table.validators == (("adjuster", a),)
+    assert table.adjusters == (("adjuster", a),)
     assert table.capabilities == {
         "finder": ("discover",),
         "mover": ("discover", "move"),

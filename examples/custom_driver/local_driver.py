@@ -3,7 +3,8 @@
 It builds what ``dranet run`` builds -- settings, backends from their entry points, the
 :class:`~dranet_core.Driver` -- but swaps the cluster for in-process stand-ins from the testing
 kit: claims come from memory, ResourceSlices and claim status go to YAML files, and the
-kubelet and the container runtime are peers in this process. The "node" and the "pod" are
+kubelet (gRPC, grpcio) and the container runtime (NRI) are the kit's peers, in this process.
+Needs the ``testing`` extra (``pip install 'dranet[testing]'``). The "node" and the "pod" are
 throwaway network namespaces; the host's own interfaces are never touched.
 
     sudo python examples/custom_driver/local_driver.py
@@ -32,8 +33,10 @@ from dranet_core.settings import (
     NriSettings,
     ObservabilitySettings,
 )
+from dranet_core.testing.kubelet import Kubelet, kubelet_stubs
 from dranet_core.testing.netns import can_use_netns, throwaway_netns, veth_pair
-from dranet_core.testing.peers import DemoPod, DemoPublisher, KubeletPeer, MemoryClaimSource, NriRuntimePeer
+from dranet_core.testing.nri_runtime import FakePod, RuntimePeer
+from dranet_core.testing.peers import DemoPublisher, MemoryClaimSource
 from dranet_core.types import AllocationResult, Claim, ClaimRef, ConsumerRef, OpaqueConfig
 
 log = logging.getLogger("custom_driver")
@@ -60,22 +63,21 @@ async def run(tmp: Path, node_netns: str, pod_netns: str) -> None:
         publisher=publisher,
         claim_source=claims,
     )
-    kubelet = KubeletPeer(settings.kubelet.registry_dir() / "dra.net-reg.sock")
-    runtime = NriRuntimePeer(settings.nri.socket_path)
+    runtime = RuntimePeer(str(settings.nri.socket_path))
+    await runtime.start()  # the runtime listens first, as containerd does
     stop = asyncio.Event()
-
-    async with asyncio.TaskGroup() as tg:
-        runtime_task = tg.create_task(runtime.serve())
-        driver_task = tg.create_task(driver.run(stop=stop))
+    with kubelet_stubs() as stubs:
+        kubelet = Kubelet(stubs, settings.kubelet.root_dir)
+        driver_task = asyncio.create_task(driver.run(stop=stop))
         try:
             await kubelet.register()
-            await runtime.plugin_ready.wait()
+            session = await runtime.wait_ready()
             await driver.health.wait_ready()
             await publisher.published.wait()
             names = [d.name for d in publisher.devices]
             log.info("published devices: %s", ", ".join(names))
 
-            pod = DemoPod(uid="pod-1", name="my-pod", netns=pod_netns)
+            pod = FakePod(id="sandbox-1", uid="pod-1", name="my-pod", netns=pod_netns)
             ref = ClaimRef(namespace="default", name="my-claim", uid="claim-1")
             claims.claims[ref.uid] = Claim(
                 ref=ref,
@@ -89,21 +91,22 @@ async def run(tmp: Path, node_netns: str, pod_netns: str) -> None:
                 ),
                 reserved_for=(ConsumerRef(resource="pods", name=pod.name, uid=pod.uid),),
             )
-            result = (await kubelet.prepare([ref]))[ref.uid]
+            result = await kubelet.prepare(ref.name, ref.uid)
             if result.error:
                 raise RuntimeError(f"prepare failed: {result.error}")
-            await runtime.run_pod_sandbox(pod)
+            started = await session.run_pod_sandbox(pod)
+            if started.code != 0:
+                raise RuntimeError(f"RunPodSandbox failed: {started.message}")
             log.info("pod %s got %s as net1", pod.name, names[0])
             print(f"device {names[0]} is in the pod as net1")
-            await runtime.stop_pod_sandbox(pod)
-            await runtime.remove_pod_sandbox(pod)
-            await kubelet.unprepare([ref])
+            await session.stop_pod_sandbox(pod)
+            await session.remove_pod_sandbox(pod)
+            await kubelet.unprepare(ref.name, ref.uid)
             print(f"device {names[0]} is back on the node")
         finally:
             stop.set()
             await driver_task
-            kubelet.close()
-            runtime_task.cancel()
+            await runtime.aclose()
 
 
 def main() -> int:

@@ -9,15 +9,19 @@ which once, at load time): :class:`Discovery` (find devices, notice changes),
 :class:`NamespaceMover` (move a device into a pod's network namespace and back),
 :class:`ValidatesConfig` (reject a claim config a device cannot take, at prepare time),
 :class:`AdjustsContainers` (device nodes for the pod's containers), :class:`ReportsHealth`
-(per-device health), :class:`RunsInBackground` (a long-lived loop the driver supervises),
+(per-device health), :class:`ResolvesConfig` (fill a config in from the node, e.g. a DHCP
+lease), :class:`RunsInBackground` (a long-lived loop the driver supervises),
 and optionally :class:`ReportsExclusions` (devices left out, and why, for ``dranet
 inventory``). Every backend is a :class:`Backend`: an object with a ``name``.
 
-**Ownership**: a device is one :class:`Device` whose ``facets`` map backend names to that
-backend's private JSON. A backend acts on the devices carrying a facet under its name:
-movers are called only for those (in backend order to attach, reversed to detach), and
-``ValidatesConfig.owns`` and ``AdjustsContainers.device_nodes`` answer for them (a validator
-may also claim a device by its attributes, as the sriov backend claims every VF).
+**Ownership** (one rule, :mod:`dranet_core.ownership`): a device is one :class:`Device`
+whose ``facets`` map backend names to that backend's private JSON, and a backend owns a
+device exactly when the device carries a facet under the backend's name. The driver calls
+every per-device capability (move, validate, resolve, adjust, health) only for the devices
+the backend owns (movers in backend order to attach, reversed to detach); a backend never
+filters devices itself; :func:`owns` states the rule. A claim config section named after a
+backend (``sriov``, ``rdma``) on a device that backend does not own is refused by the
+driver, naming section and device.
 
 **Loading**: backends are entry points of the ``dranet.backends`` group
 (:data:`ENTRY_POINT_GROUP`) whose object is a factory ``create(context: BackendContext) ->
@@ -73,6 +77,7 @@ from dranet_core.capabilities import (
     Backend,
     HandlerTable,
     ReportsHealth,
+    ResolvesConfig,
     RunsInBackground,
     ValidatesConfig,
     handler_table,
@@ -90,6 +95,7 @@ from dranet_core.errors import (
 )
 from dranet_core.mover import AttachResult, NamespaceMover
 from dranet_core.names import device_name_for_interface, device_name_for_pci
+from dranet_core.ownership import owns
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.settings import Settings
 from dranet_core.status import StatusPublisher
@@ -150,6 +156,8 @@ __all__ = [
     "StatusPublisher",
     "TemporaryError",
     "ValidatesConfig",
+    "ResolvesConfig",
+    "owns",
     "Version",
     "backend_options",
     "device_name_for_interface",

@@ -179,7 +179,7 @@ class Driver:
             movers=self.table.movers,
             driver_name=name,
             pool=pool,
-            device_nodes=[a.device_nodes for a in self.table.adjusters],
+            device_nodes=[(n, a.device_nodes) for n, a in self.table.adjusters],
             observer=self.attach_report,
             pins=self.inventory,
             events=self.publisher,
@@ -226,7 +226,10 @@ class Driver:
         self.backend_health: BackendHealth | None = None
         if self.table.health:
             self.backend_health = BackendHealth(
-                self.table.health, self.health.part("device health"), on_devices=self.device_health.update
+                self.table.health,
+                self.health.part("device health"),
+                on_devices=self.device_health.update,
+                devices=lambda: self.inventory.current().devices,
             )
         self.server: ObservabilityServer | None = None
         if settings.observability.bind_address:

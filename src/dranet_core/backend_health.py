@@ -6,6 +6,10 @@ and pushes the result into its part: ok with the device count, naming the unheal
 (a device's health is not the driver's readiness). A backend that raises fails the part and
 is asked again next time. ``on_devices`` receives each complete report (device ->
 healthy), e.g. the kubelet's health stream (:mod:`dranet_core.dra.health`).
+
+Ownership (:mod:`dranet_core.ownership`): a backend speaks only for the devices it owns. An
+entry for a device that does not carry the backend's facet in the current inventory is
+dropped (logged once per device), so one backend can never mark another's device unhealthy.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 from dranet_core.capabilities import ReportsHealth
 from dranet_core.health import HealthPart
+from dranet_core.ownership import owns
+from dranet_core.types import Device
 
 __all__ = ["BackendHealth"]
 
@@ -30,13 +36,18 @@ class BackendHealth:
 
     def __init__(
         self,
-        backends: Sequence[ReportsHealth],
+        backends: Sequence[tuple[str, ReportsHealth]],
         part: HealthPart,
         *,
+        devices: Callable[[], Mapping[str, Device]],
         interval: float = 10.0,
         on_devices: Callable[[Mapping[str, bool]], None] | None = None,
     ) -> None:
+        """``backends`` are ``(backend name, capability)``; ``devices`` returns the current
+        inventory (device name -> Device), read at each check to know who owns what."""
         self.backends = tuple(backends)
+        self._inventory = devices
+        self._disowned: set[tuple[str, str]] = set()
         self.on_devices = on_devices
         self.part = part
         self.interval = interval
@@ -49,12 +60,19 @@ class BackendHealth:
         """Ask every backend once and push the verdict."""
         merged: dict[str, bool] = {}
         errors: list[str] = []
-        for b in self.backends:
+        for backend, b in self.backends:
             try:
-                for name, ok in (await b.health()).items():
-                    merged[name] = merged.get(name, True) and ok  # unhealthy in any backend
+                report = await b.health()
             except Exception as exc:
-                errors.append(f"{getattr(b, 'name', type(b).__name__)}: {type(exc).__name__}: {exc}")
+                errors.append(f"{backend}: {type(exc).__name__}: {exc}")
+                continue
+            inventory = self._inventory()
+            for name, ok in report.items():
+                dev = inventory.get(name)
+                if dev is None or not owns(backend, dev):
+                    self._disown(backend, name)
+                    continue
+                merged[name] = merged.get(name, True) and ok  # unhealthy in any backend
         self.devices = merged
         if self.on_devices is not None and not errors:
             self.on_devices(merged)  # a full report (a failed backend's devices are not gone)
@@ -68,6 +86,11 @@ class BackendHealth:
             self.part.ok(f"{len(merged)} devices; unhealthy: {', '.join(bad[:MAX_NAMED])}{more}")
         else:
             self.part.ok(f"{len(merged)} devices healthy")
+
+    def _disown(self, backend: str, device: str) -> None:
+        if (backend, device) not in self._disowned:
+            self._disowned.add((backend, device))
+            log.info("health of %s from backend %s ignored: it does not own that device", device, backend)
 
     async def run(self) -> None:
         """Check every ``interval`` seconds until cancelled."""

@@ -3,7 +3,12 @@
 A backend is one object with a ``name``. What it can do is told by which capability
 protocols it implements; :func:`handler_table` checks them once and builds a frozen table,
 so the rest of the driver never asks ``isinstance`` again (this module is the only place
-that does). A backend that implements nothing is rejected.
+that does). A backend that implements nothing is rejected (and loading refuses one that
+implements a capability only partly, see :func:`dranet_core.backends.check_capabilities`).
+
+Ownership (:mod:`dranet_core.ownership`): a backend owns the devices that carry a facet
+under its name, and every per-device capability (move, validate, resolve, adjust, health)
+is called only for those. The table keeps each handler with its backend's name for that.
 
 Capabilities:
 
@@ -66,11 +71,11 @@ class ValidatesConfig(Protocol):
     """Checks, at prepare time, that a merged config can apply to a device of this backend."""
 
     def validate_config(self, device: Device, config: NetworkConfig) -> None:
-        """Raise :class:`~dranet_core.errors.ConfigError` if ``config`` cannot apply."""
-        ...
+        """Raise :class:`~dranet_core.errors.ConfigError` if ``config`` cannot apply.
 
-    def owns(self, device: Device) -> bool:
-        """Whether ``device`` has a facet of this backend (only then is it asked)."""
+        Called only for a device this backend owns (it has this backend's facet), after the
+        driver refused any backend section on a device that backend does not own.
+        """
         ...
 
 
@@ -80,8 +85,8 @@ class ResolvesConfig(Protocol):
     for ``interface.dhcp``); the result is what the plan stores and the mover applies."""
 
     async def resolve_config(self, device: Device, config: NetworkConfig) -> NetworkConfig:
-        """The config to use for ``device`` (``config`` itself for a device this backend does
-        not own); raise a DranetError to fail the claim's prepare."""
+        """The config to use for ``device`` (called only for a device this backend owns);
+        raise a DranetError to fail the claim's prepare."""
         ...
 
 
@@ -90,7 +95,8 @@ class AdjustsContainers(Protocol):
     """Adds device nodes to each container of a pod that holds one of its devices."""
 
     def device_nodes(self, device: PreparedDevice) -> Sequence[DeviceNode]:
-        """Device nodes every container of the pod needs for ``device`` (may be empty)."""
+        """Device nodes every container of the pod needs for ``device`` (may be empty);
+        called only for a device this backend owns."""
         ...
 
 
@@ -99,7 +105,8 @@ class ReportsHealth(Protocol):
     """Reports per-device health (KEP-4680)."""
 
     async def health(self) -> Mapping[str, bool]:
-        """Device name -> healthy, for the devices this backend owns."""
+        """Device name -> healthy, for the devices this backend owns (the driver ignores
+        entries for devices the backend does not own)."""
         ...
 
 
@@ -134,10 +141,12 @@ class HandlerTable:
     backends: tuple[Backend, ...]
     discoverers: tuple[Discovery, ...]
     movers: tuple[tuple[str, NamespaceMover], ...]
-    validators: tuple[ValidatesConfig, ...]
-    resolvers: tuple[ResolvesConfig, ...] = ()
-    adjusters: tuple[AdjustsContainers, ...]
-    health: tuple[ReportsHealth, ...]
+    """(backend name, handler) here and below: a handler is used only for devices its
+    backend owns (:mod:`dranet_core.ownership`)."""
+    validators: tuple[tuple[str, ValidatesConfig], ...]
+    resolvers: tuple[tuple[str, ResolvesConfig], ...] = ()
+    adjusters: tuple[tuple[str, AdjustsContainers], ...]
+    health: tuple[tuple[str, ReportsHealth], ...]
     background: tuple[tuple[str, RunsInBackground], ...] = ()
     """(backend name, backend) for each backend with a loop of its own, in backend order."""
     step_timers: tuple[ReportsStepTimes, ...] = ()
@@ -156,10 +165,10 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
     seen: set[str] = set()
     disc: list[Discovery] = []
     movers: list[tuple[str, NamespaceMover]] = []
-    vals: list[ValidatesConfig] = []
-    resolvers: list[ResolvesConfig] = []
-    adjs: list[AdjustsContainers] = []
-    health: list[ReportsHealth] = []
+    vals: list[tuple[str, ValidatesConfig]] = []
+    resolvers: list[tuple[str, ResolvesConfig]] = []
+    adjs: list[tuple[str, AdjustsContainers]] = []
+    health: list[tuple[str, ReportsHealth]] = []
     background: list[tuple[str, RunsInBackground]] = []
     timers: list[ReportsStepTimes] = []
     caps: dict[str, tuple[str, ...]] = {}
@@ -175,16 +184,16 @@ def handler_table(backends: Sequence[Backend]) -> HandlerTable:
             movers.append((b.name, b))
             found.append("move")
         if isinstance(b, ValidatesConfig):
-            vals.append(b)
+            vals.append((b.name, b))
             found.append("validate")
         if isinstance(b, ResolvesConfig):
-            resolvers.append(b)
+            resolvers.append((b.name, b))
             found.append("resolve")
         if isinstance(b, AdjustsContainers):
-            adjs.append(b)
+            adjs.append((b.name, b))
             found.append("adjust")
         if isinstance(b, ReportsHealth):
-            health.append(b)
+            health.append((b.name, b))
             found.append("health")
         if isinstance(b, RunsInBackground):
             background.append((b.name, b))

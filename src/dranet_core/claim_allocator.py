@@ -30,6 +30,7 @@ from dranet_core.config.merge import merge_configs
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import ClaimError, ConfigError
 from dranet_core.names import adopted_uid
+from dranet_core.ownership import owned, section_issues
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.profiles import ProfileProvider
 from dranet_core.types import AllocationResult, Claim, ClaimRef, Device, OpaqueConfig
@@ -93,7 +94,7 @@ def plan_claim(
     pool: str,
     taken: Mapping[str, str],
     resolve: ConfigResolver = default_resolver,
-    validators: Sequence[ValidatesConfig] = (),
+    validators: Sequence[tuple[str, ValidatesConfig]] = (),
 ) -> ClaimPlan:
     """Plan ``claim`` against this node's ``inventory`` (device name -> Device).
 
@@ -102,6 +103,9 @@ def plan_claim(
     none gets a plan with no devices. The configuration of a device is resolved for its
     first request name (a device allocated to several requests gets the configs that apply
     to that one). ``PreparedDevice.facets`` are the inventory device's facets.
+
+    A backend section of the config (``sriov``, ``rdma``) on a device that backend does not own
+    is refused here; each validator is asked only for the devices its backend owns.
 
     Raises ClaimError (device unknown or taken, unsupported consumers) or ConfigError (with
     the JSON path prefixed by the device); never mutates anything.
@@ -128,9 +132,11 @@ def plan_claim(
             raise ClaimError(str(claim.ref), f"device {result.device} is already prepared for claim {owner}")
         try:
             config = resolve(claim.configs, requests[0], driver)
-            for v in validators:
-                if v.owns(dev):
-                    v.validate_config(dev, config)
+            issues = section_issues(dev.name, dev.facets, config)
+            if issues:
+                raise ConfigError(issues)
+            for _name, v in owned(validators, dev):
+                v.validate_config(dev, config)
         except ConfigError as exc:
             raise exc.prefixed(f"device {result.device}") from exc
         devices.append(
@@ -158,7 +164,7 @@ class BaselineConfigs(Protocol):
 async def resolve_plan(
     plan: ClaimPlan,
     inventory: Mapping[str, Device],
-    resolvers: Sequence[ResolvesConfig],
+    resolvers: Sequence[tuple[str, ResolvesConfig]],
     profiles: ProfileProvider | None = None,
     baselines: BaselineConfigs | None = None,
 ) -> ClaimPlan:
@@ -184,8 +190,8 @@ async def resolve_plan(
                 f"profile {config.profile!r} needs a profile provider, and none is configured on this node",
                 path=f"device {d.device}.profile",
             )
-        for r in resolvers:
-            if dev is not None:
+        if dev is not None:
+            for _name, r in owned(resolvers, dev):
                 config = await r.resolve_config(dev, config)
         devices.append(d if config is d.config else attrs.evolve(d, config=config))
     return attrs.evolve(plan, devices=tuple(devices))
@@ -194,8 +200,8 @@ async def resolve_plan(
 class ClaimAllocator:
     """The core Allocator: :func:`plan_claim` plus a :class:`ClaimStore` checkpoint.
 
-    ``pool`` is this node's pool name (the node name). ``validators`` are the backends'
-    ValidatesConfig capabilities, asked for each device they own.
+    ``pool`` is this node's pool name (the node name). ``validators`` and ``resolvers`` are
+    ``(backend name, capability)`` pairs, asked only for the devices their backend owns.
     """
 
     def __init__(
@@ -204,9 +210,9 @@ class ClaimAllocator:
         pool: str,
         store: ClaimStore,
         *,
-        validators: Sequence[ValidatesConfig] = (),
+        validators: Sequence[tuple[str, ValidatesConfig]] = (),
         resolve: ConfigResolver = default_resolver,
-        resolvers: Sequence[ResolvesConfig] = (),
+        resolvers: Sequence[tuple[str, ResolvesConfig]] = (),
         profiles: ProfileProvider | None = None,
         baselines: BaselineConfigs | None = None,
     ) -> None:

@@ -40,6 +40,7 @@ import attrs
 from dranet_core.checkpoint import ClaimStore, DeviceState, PreparedClaim
 from dranet_core.errors import CheckpointError, DeviceError, DranetError
 from dranet_core.mover import AttachResult, NamespaceMover
+from dranet_core.ownership import owned
 from dranet_core.plans import PreparedDevice
 from dranet_core.ports import AttachObserver, DeviceObserver, DevicePins, EventSink
 from dranet_core.sandbox_journal import (
@@ -67,14 +68,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DeviceNodeSource = Callable[[PreparedDevice], Sequence[DeviceNode]]
-"""A backend's ``device_nodes`` (AdjustsContainers)."""
+"""A backend's ``device_nodes`` (AdjustsContainers), given as ``(backend name, source)``."""
 
 
 class PodNetworking:
     """Attaches and detaches a pod's prepared devices, journalled in the ClaimStore.
 
-    ``movers`` are ``(backend name, mover)`` in attach order; a mover handles a device when
-    the device has a facet of that backend. The ports (:mod:`dranet_core.ports`): ``pins``
+    ``movers`` are ``(backend name, mover)`` in attach order and ``device_nodes``
+    ``(backend name, source)``; each is used only for the devices its backend owns (they carry
+    a facet of that backend, :mod:`dranet_core.ownership`). The ports (:mod:`dranet_core.ports`): ``pins``
     keeps the devices not at home published and is asked for a rescan after devices came
     home; ``observer`` learns every mover call, journal change, attach and failed attach
     (metrics and claim status); ``events`` takes the Warning events of failed detaches;
@@ -92,7 +94,7 @@ class PodNetworking:
         movers: Sequence[tuple[str, NamespaceMover]],
         driver_name: str,
         pool: str,
-        device_nodes: Sequence[DeviceNodeSource] = (),
+        device_nodes: Sequence[tuple[str, DeviceNodeSource]] = (),
         observer: AttachObserver | None = None,
         pins: DevicePins | None = None,
         events: EventSink | None = None,
@@ -162,7 +164,7 @@ class PodNetworking:
         """Device nodes for every container of ``pod`` (CreateContainer), deduplicated by path."""
         seen: dict[str, DeviceNode] = {}
         for item in self.items_for_pod(pod.uid):
-            for source in self.device_nodes:
+            for _name, source in owned(self.device_nodes, item.device):
                 for node in source(item.device):
                     seen.setdefault(node.path, node)
         return list(seen.values())
@@ -219,7 +221,7 @@ class PodNetworking:
         )
 
     def _movers_for(self, dev: PreparedDevice) -> list[tuple[str, NamespaceMover]]:
-        return [(n, m) for n, m in self.movers if n in dev.facets]
+        return owned(self.movers, dev)
 
     def _lock(self, device: str) -> asyncio.Lock:
         return self._locks.setdefault(device, asyncio.Lock())

@@ -28,7 +28,9 @@ def plans(allocator: ClaimAllocator) -> dict[str, ClaimPlan]:
 
 INVENTORY = {
     name: Device(
-        name=name, attributes={"dra.net/ifName": name}, facets={"netdev": {"ifName": name, "idx": i}}
+        name=name,
+        attributes={"dra.net/ifName": name},
+        facets={"netdev": {"ifName": name, "idx": i}, **({"rdma": {"ib": name}} if name == "ib0" else {})},
     )
     for i, name in enumerate(["eth1", "eth2", "eth3", "ib0"], start=2)
 }
@@ -148,15 +150,14 @@ def test_validators_run_only_for_owned_devices() -> None:
     asked: list[str] = []
 
     class Validator:
-        def owns(self, device: Device) -> bool:
-            return device.name.startswith("ib")
-
         def validate_config(self, device: Device, config: NetworkConfig) -> None:
             asked.append(device.name)
             raise ConfigError([ConfigIssue("interface.name", "not for IB")])
 
     c = claim(devices=[("a", "eth1")])
-    plan_claim(c, INVENTORY, driver=DRIVER, pool=POOL, taken={}, resolve=resolver, validators=[Validator()])
+    plan_claim(
+        c, INVENTORY, driver=DRIVER, pool=POOL, taken={}, resolve=resolver, validators=[("rdma", Validator())]
+    )
     assert asked == []
     with pytest.raises(ConfigError, match=r"device ib0.interface.name: not for IB"):
         plan_claim(
@@ -166,7 +167,7 @@ def test_validators_run_only_for_owned_devices() -> None:
             pool=POOL,
             taken={},
             resolve=resolver,
-            validators=[Validator()],
+            validators=[("rdma", Validator())],
         )
     assert asked == ["ib0"]
 

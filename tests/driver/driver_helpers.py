@@ -5,8 +5,9 @@
   an empty "pod" namespace; every name starts with
   ``dnt-drv-<random>``; both are deleted (with their devices) even when the test fails.
 * ``grpc_pb``: the kubelet's registration and DRA v1 messages and stubs compiled with
-  grpc_tools.protoc from the project's .proto files (an independent codec: grpcio + upb).
-* The NRI runtime peer of tests/nri is imported from there (``nri_runtime_peer``).
+  grpc_tools.protoc from the project's .proto files (an independent codec: grpcio + upb), by
+  the testing kit (:func:`dranet_core.testing.kubelet.kubelet_stubs`).
+* The NRI runtime peer is the testing kit's (:mod:`dranet_core.testing.nri_runtime`).
 
 Test modules import the fixture functions (``node_ns_fixture``, registered as ``node_ns``); this
 directory has no conftest.py on purpose: ``from conftest import ...`` elsewhere in the suite
@@ -15,21 +16,19 @@ is ambiguous once several test directories have one.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
+
+from dranet_core.testing.kubelet import KubeletStubs, kubelet_stubs
 
 NRI_TESTS = Path(__file__).resolve().parents[1] / "nri"
 if str(NRI_TESTS) not in sys.path:
@@ -107,29 +106,6 @@ def node_ns_fixture() -> Iterator[NodeNs]:
 
 
 @pytest.fixture(name="grpc_pb", scope="session")
-def grpc_pb_fixture() -> Iterator[types.SimpleNamespace]:
-    out = Path(tempfile.mkdtemp(prefix="dnt-drv-pb-"))
-    files = ["kubelet/pluginregistration/v1/api.proto", "kubelet/dra/v1/api.proto"]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grpc_tools.protoc",
-            f"-I{PROTO_ROOT}",
-            f"--python_out={out}",
-            f"--grpc_python_out={out}",
-            *files,
-        ],
-        check=True,
-    )
-    sys.path.insert(0, str(out))
-    try:
-        yield types.SimpleNamespace(
-            reg=importlib.import_module("kubelet.pluginregistration.v1.api_pb2"),
-            reg_grpc=importlib.import_module("kubelet.pluginregistration.v1.api_pb2_grpc"),
-            v1=importlib.import_module("kubelet.dra.v1.api_pb2"),
-            v1_grpc=importlib.import_module("kubelet.dra.v1.api_pb2_grpc"),
-        )
-    finally:
-        sys.path.remove(str(out))
-        shutil.rmtree(out, ignore_errors=True)
+def grpc_pb_fixture() -> Iterator[KubeletStubs]:
+    with kubelet_stubs() as stubs:
+        yield stubs

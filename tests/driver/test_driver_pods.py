@@ -288,7 +288,7 @@ async def test_container_devices_are_deduplicated(tmp_path: Path) -> None:
         events=rig.publisher,
         driver_name="dra.net",
         pool="node",
-        device_nodes=[lambda d: [node, shared] if d.device == "eth1" else [shared]],
+        device_nodes=[("netdev", lambda d: [node, shared] if d.device == "eth1" else [shared])],
     )
     assert pods.container_devices(POD) == [node, shared]
     assert pods.container_devices(attrs.evolve(POD, uid="nobody")) == []

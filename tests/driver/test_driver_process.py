@@ -22,10 +22,12 @@ from typing import Any
 
 import pytest
 from driver_helpers import NodeNs, global_addrs, grpc_pb_fixture, link, node_ns_fixture  # noqa: F401
-from e2e.nodenet import free_port
-from e2e.processes import DriverProcess, Kubelet
+from e2e.nodenet import WAIT, free_port
+from e2e.processes import DriverProcess
 from fakeapi import FakeApiServer
-from nri_runtime_peer import FakePod, PeerSession, RuntimePeer
+
+from dranet_core.testing.kubelet import Kubelet
+from dranet_core.testing.nri_runtime import FakePod, PeerSession, RuntimePeer
 
 pytestmark = [pytest.mark.netns, pytest.mark.socket, pytest.mark.slow]
 
@@ -40,7 +42,7 @@ class Rig(DriverProcess):
         super().__init__(tmp, ns.node_path, api.url, node_name=NODE)
         self.ns = ns
         self.api = api
-        self.kubelet = Kubelet(pb, self.root)
+        self.kubelet = Kubelet(pb, self.root, wait=WAIT)
         self.runtime = RuntimePeer(str(self.nri_sock))
         self.sessions = 0
 

@@ -82,9 +82,11 @@ from e2e.nodenet import (  # noqa: E402
     link_in,
     wait_for,
 )
-from e2e.processes import DriverProcess, Kubelet, Loop  # noqa: E402
+from e2e.processes import DriverProcess, Loop  # noqa: E402
 from fakeapi import FakeApiServer  # noqa: E402
-from nri_runtime_peer import FakePod, PeerSession, Result, RuntimePeer  # noqa: E402
+
+from dranet_core.testing.kubelet import Kubelet  # noqa: E402
+from dranet_core.testing.nri_runtime import FakePod, PeerSession, Result, RuntimePeer  # noqa: E402
 
 __all__ = [
     "Claim",
@@ -161,7 +163,7 @@ class Cluster:
             self.api.put_object, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE_NAME}}
         )
         self.driver = DriverProcess(self.tmp, self.node.path, self.api.url)
-        self.kubelet = Kubelet(pb, self.driver.root)
+        self.kubelet = Kubelet(pb, self.driver.root, wait=WAIT)
         self.runtime = RuntimePeer(str(self.driver.nri_sock), request_timeout=request_timeout)
         self.loop.run(self.runtime.start())
         self._ids = itertools.count()

@@ -11,19 +11,16 @@ import subprocess
 import sys
 import threading
 import time
-import types
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-
-import grpc
 
 TESTS = Path(__file__).resolve().parents[1]
 for _p in (TESTS / "nri", TESTS / "driver"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from e2e.nodenet import DRIVER, NODE_NAME, WAIT, T, free_port  # noqa: E402
+from e2e.nodenet import NODE_NAME, WAIT, T, free_port  # noqa: E402
 from fakeapi import write_kubeconfig  # noqa: E402
 
 # ----------------------------------------------------------------------------- the loop thread
@@ -73,68 +70,6 @@ class Loop:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
-
-
-# ----------------------------------------------------------------------------- the kubelet
-
-
-class Kubelet:
-    """The kubelet's side of plugin registration and DRA v1, with grpcio (synchronous)."""
-
-    def __init__(self, pb: types.SimpleNamespace, root: Path, driver: str = DRIVER) -> None:
-        self.pb = pb
-        self.driver = driver
-        self.reg_sock = root / "plugins_registry" / f"{driver}-reg.sock"
-        self.endpoint = ""
-        self.versions: list[str] = []  # GetInfo supported_versions, as the kubelet read them
-
-    def register_sync(self, within: float = WAIT, alive: Callable[[], bool] | None = None) -> None:
-        """Like the kubelet's plugin watcher: (re)try until the socket answers (a crashed
-        driver leaves a stale socket file behind), then GetInfo and accept."""
-        deadline = time.monotonic() + within
-        while True:
-            try:
-                with grpc.insecure_channel(f"unix://{self.reg_sock}") as ch:
-                    stub = self.pb.reg_grpc.RegistrationStub(ch)
-                    info = stub.GetInfo(self.pb.reg.InfoRequest(), timeout=2)
-                    assert info.name == self.driver
-                    assert "v1.DRAPlugin" in info.supported_versions
-                    status = self.pb.reg.RegistrationStatus(plugin_registered=True)
-                    stub.NotifyRegistrationStatus(status, timeout=10)
-                self.endpoint = info.endpoint
-                self.versions = list(info.supported_versions)
-                return
-            except grpc.RpcError:
-                if time.monotonic() > deadline or (alive is not None and not alive()):
-                    raise
-                time.sleep(0.05)
-
-    async def register(self) -> None:
-        await asyncio.to_thread(self.register_sync)
-
-    def call(self, method: str, claims: Sequence[tuple[str, str, str]], timeout: float = 60) -> Any:
-        """NodePrepareResources (``method="prepare"``) or NodeUnprepareResources of
-        ``(namespace, name, uid)`` claims; returns the reply's ``claims`` map."""
-        with grpc.insecure_channel(f"unix://{self.endpoint}") as ch:
-            stub = self.pb.v1_grpc.DRAPluginStub(ch)
-            msgs = [self.pb.v1.Claim(namespace=ns, name=n, uid=u) for ns, n, u in claims]
-            if method == "prepare":
-                req = self.pb.v1.NodePrepareResourcesRequest(claims=msgs)
-                return stub.NodePrepareResources(req, timeout=timeout).claims
-            req = self.pb.v1.NodeUnprepareResourcesRequest(claims=msgs)
-            return stub.NodeUnprepareResources(req, timeout=timeout).claims
-
-    def prepare_sync(self, name: str, uid: str, namespace: str = "default") -> Any:
-        return self.call("prepare", [(namespace, name, uid)])[uid]
-
-    def unprepare_sync(self, name: str, uid: str, namespace: str = "default") -> Any:
-        return self.call("unprepare", [(namespace, name, uid)])[uid]
-
-    async def prepare(self, name: str, uid: str) -> Any:
-        return await asyncio.to_thread(self.prepare_sync, name, uid)
-
-    async def unprepare(self, name: str, uid: str) -> Any:
-        return await asyncio.to_thread(self.unprepare_sync, name, uid)
 
 
 # ----------------------------------------------------------------------------- the driver process

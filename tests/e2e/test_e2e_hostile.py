@@ -79,6 +79,36 @@ def test_a_hostile_claim_config_is_refused_with_one_clear_line(
     cluster.assert_serving()
 
 
+@pytest.mark.parametrize("section", ["sriov", "rdma"])
+def test_a_backend_section_on_a_device_that_backend_does_not_own_is_refused_at_prepare(
+    cluster: Cluster, section: str
+) -> None:
+    """A veth has only the netdev backend's facet: an ``sriov`` or ``rdma`` section for it is
+    refused by the driver's ownership rule at prepare, naming the section, the device and the
+    rule, and nothing moves."""
+    dev = cluster.node.veth(addrs=["10.88.1.2/24"])
+    params = {"sriov": {"vlan": 5}} if section == "sriov" else {"rdma": {"fileMode": 438}}
+    claim = cluster.claim([dev], config=params)
+    pod = cluster.new_pod([claim])
+    res = cluster.prepare(claim)
+    (device,) = claim.devices
+    _one_clear_line(
+        res.error,
+        (
+            f"device {device}.{section}",
+            f"device {device} is not a {section} device",
+            f"it has no {section} facet",
+            f"a '{section}' section applies only to devices the {section} backend discovered",
+        ),
+    )
+    assert claim.uid not in cluster.driver.claim_uids()
+    run = cluster.run_sandbox(pod)  # the runtime starts the pod anyway: nothing of ours moves
+    assert run.code == 0, run.message
+    assert pod.links() == ["lo"]
+    cluster.assert_home(dev)
+    cluster.assert_serving()
+
+
 def test_a_claim_naming_a_device_that_does_not_exist(cluster: Cluster) -> None:
     claim = cluster.claim(["no-such-device"], config={"interface": {"name": "net1"}})
     cluster.new_pod([claim])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 
-import nri_pb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nri_convert import container_from_nri, linux_device, pod_from_nri
@@ -18,6 +17,7 @@ from dranet_core.nri._decode import (
     decode_synchronize,
 )
 from dranet_core.nri._encode import encode_create_container_response
+from dranet_core.testing import nri_wire as nri_pb
 from dranet_core.types import DeviceNode
 
 text = st.text(max_size=30)

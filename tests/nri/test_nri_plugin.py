@@ -1,4 +1,5 @@
-"""The NRI plugin against a runtime-side peer written from the fact sheet (nri_runtime_peer)."""
+"""The NRI plugin against the testing kit's runtime peer (dranet_core.testing.nri_runtime),
+written from the protocol's wire facts."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from nri_runtime_peer import (
+
+from dranet_core.errors import RpcError, SettingsError
+from dranet_core.nri import ContainerInfo, NriPlugin, api
+from dranet_core.supervisor import Backoff, Job, always_recoverable, guard
+from dranet_core.testing.nri_runtime import (
     ERA_V0_9,
     ERA_V0_12,
     Enomem,
@@ -25,10 +30,6 @@ from nri_runtime_peer import (
     go_frames,
     ttrpc_msg,
 )
-
-from dranet_core.errors import RpcError, SettingsError
-from dranet_core.nri import ContainerInfo, NriPlugin, api
-from dranet_core.supervisor import Backoff, Job, always_recoverable, guard
 from dranet_core.types import DeviceNode, PodSandbox
 
 pytestmark = pytest.mark.socket

@@ -15,10 +15,11 @@ from dranet_backends.rdma.backend import scan_sysfs
 from dranet_backends.rdma.chardev import device_node, device_nodes
 from dranet_core.backends import BackendContext, available_backends, load_backend
 from dranet_core.capabilities import handler_table
-from dranet_core.config.model import InterfaceConfig, NetworkConfig, RdmaConfig
+from dranet_core.claim_allocator import plan_claim
+from dranet_core.config.model import InterfaceConfig, NetworkConfig
 from dranet_core.errors import BackendError, ConfigError
 from dranet_core.plans import PreparedDevice
-from dranet_core.types import Device, DeviceNode, PodSandbox
+from dranet_core.types import AllocationResult, Claim, ClaimRef, Device, DeviceNode, OpaqueConfig, PodSandbox
 
 
 def _needs_root() -> None:
@@ -99,8 +100,6 @@ def _device(*facets: str) -> Device:
 def test_validation_rejects_netdev_settings_only_for_ib_only_devices() -> None:
     backend = RdmaBackend()
     cfg = NetworkConfig(interface=InterfaceConfig(name="net1", mtu=9000))
-    assert backend.owns(_device("netdev")) and backend.owns(_device("rdma"))
-    backend.validate_config(_device("netdev"), cfg)  # no RDMA: nothing to say about netdev settings
     backend.validate_config(_device("netdev", "rdma"), cfg)  # has a netdev: fine
     with pytest.raises(ConfigError) as info:
         backend.validate_config(_device("rdma"), cfg)
@@ -110,12 +109,23 @@ def test_validation_rejects_netdev_settings_only_for_ib_only_devices() -> None:
 
 def test_an_rdma_section_is_refused_for_a_device_without_rdma() -> None:
     backend = RdmaBackend()
-    cfg = NetworkConfig(rdma=RdmaConfig(uid=1000))
-    backend.validate_config(_device("netdev", "rdma"), cfg)
-    with pytest.raises(ConfigError) as info:
-        backend.validate_config(_device("netdev"), cfg)
+    table = handler_table([backend])
+    params = {"rdma": {"uid": 1000}}
+
+    def plan(dev: Device) -> None:
+        claim = Claim(
+            ref=ClaimRef(namespace="default", name="c", uid="u"),
+            results=(AllocationResult(request="r", driver="dra.net", pool="n", device=dev.name),),
+            configs=(OpaqueConfig(source="FromClaim", driver="dra.net", parameters=params),),
+        )
+        plan_claim(claim, {dev.name: dev}, driver="dra.net", pool="n", taken={}, validators=table.validators)
+
+    plan(_device("netdev", "rdma"))
+    with pytest.raises(ConfigError) as info:  # refused by the driver's ownership check
+        plan(_device("netdev"))
     assert [str(i) for i in info.value.issues] == [
-        "rdma: not allowed: device pci-0000-08-00-0 has no RDMA device"
+        "device pci-0000-08-00-0.rdma: not allowed: device pci-0000-08-00-0 is not a rdma device "
+        "(it has no rdma facet; a 'rdma' section applies only to devices the rdma backend discovered)"
     ]
 
 

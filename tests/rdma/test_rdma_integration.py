@@ -206,7 +206,7 @@ async def test_rdma_devices_merge_move_in_order_and_reach_create_container(node:
         events=publisher,
         driver_name="dra.net",
         pool="node",
-        device_nodes=[a.device_nodes for a in table.adjusters],
+        device_nodes=[(n, a.device_nodes) for n, a in table.adjusters],
     )
     handlers = MeteredPodEvents(pods)
 
@@ -268,7 +268,7 @@ async def test_claim_rdma_section_sets_mode_uid_and_gid_of_the_char_devices(node
         events=publisher,
         driver_name="dra.net",
         pool="node",
-        device_nodes=[a.device_nodes for a in table.adjusters],
+        device_nodes=[(n, a.device_nodes) for n, a in table.adjusters],
     )
     handlers = MeteredPodEvents(pods)
     await handlers.run_pod_sandbox(node.pod)

@@ -110,11 +110,6 @@ def _chr(rdev: int) -> os.stat_result:
     return _St()  # type: ignore[return-value]
 
 
-def test_devices_of_other_backends_get_no_nodes(tmp_path: Path) -> None:
-    b = SriovBackend(dev_root=tmp_path, pci_ids=PciIds(paths=()))
-    assert b.device_nodes(prepared(None, "eth1")) == []
-
-
 def test_an_unreadable_facet_is_a_device_error(tmp_path: Path) -> None:
     b = SriovBackend(dev_root=tmp_path, pci_ids=PciIds(paths=()))
     bad = PreparedDevice(pool="node", device="pci-y", request_names=("nic",), facets={"sriov": {"driver": 3}})

@@ -119,7 +119,7 @@ class Node:
             events=self.publisher,
             driver_name="dra.net",
             pool="node",
-            device_nodes=[a.device_nodes for a in self.table.adjusters],
+            device_nodes=[(n, a.device_nodes) for n, a in self.table.adjusters],
         )
         self.nri = MeteredPodEvents(self.pods)
 

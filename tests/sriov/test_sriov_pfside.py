@@ -321,8 +321,8 @@ async def test_an_sriov_section_is_refused_for_a_device_that_is_not_a_vf(node: N
     with pytest.raises(ConfigError) as err:
         await node.allocator.prepare(claim, {**view.devices, plain.name: plain})
     assert [str(i) for i in err.value.issues] == [
-        "device pci-0000-00-05-0.sriov: not allowed: device pci-0000-00-05-0 is not an SR-IOV VF "
-        "(VF settings are made through the VF's PF)"
+        "device pci-0000-00-05-0.sriov: not allowed: device pci-0000-00-05-0 is not a sriov device "
+        "(it has no sriov facet; a 'sriov' section applies only to devices the sriov backend discovered)"
     ]
     assert node.store.claims() == {}
 

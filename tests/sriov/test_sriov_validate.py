@@ -9,6 +9,8 @@ from sriov_fakes import FakeSysfs, sriov_node, userspace_only
 
 from dranet_backends.pci import PciIds
 from dranet_backends.sriov import SriovBackend
+from dranet_backends.sriov.facet import SriovFacet
+from dranet_backends.sriov.sysfs import kernel_vfs
 from dranet_core.claim_allocator import plan_claim
 from dranet_core.config.model import (
     EthtoolConfig,
@@ -41,25 +43,19 @@ async def vfio_device(b: SriovBackend) -> Device:
     return dev
 
 
-def kernel_vf(address: str = "0000:00:03.2") -> Device:
-    """The device the netdev backend publishes for a kernel-bound VF."""
+def kernel_vf(b: SriovBackend, address: str = "0000:00:03.2") -> Device:
+    """A kernel-bound VF as the driver's inventory holds it: the netdev backend's attributes and
+    facet merged with the sriov backend's facet (only then is the sriov validator asked)."""
+    (fn,) = [f for f in kernel_vfs(b.sysfs) if f.address == address]
     return Device(
         name="pci-0000-00-03-2",
         attributes={D + "pciAddress": address, D + "isSriovVf": True, D + "ifName": "eth2", D + "mtu": 1500},
-        facets={"netdev": {"ifname": "eth2", "ifindex": 9}},
+        facets={"netdev": {"ifname": "eth2", "ifindex": 9}, "sriov": SriovFacet.of(fn).to_json()},
     )
 
 
 def mtu(value: int) -> NetworkConfig:
     return NetworkConfig(interface=InterfaceConfig(mtu=value))
-
-
-async def test_owns_every_device_so_an_sriov_section_is_refused_for_non_vfs(b: SriovBackend) -> None:
-    assert b.owns(await vfio_device(b))
-    assert b.owns(kernel_vf())
-    plain = Device(name="eth0", attributes={D + "ifName": "eth0"}, facets={"netdev": {}})
-    assert b.owns(plain)
-    b.validate_config(plain, NetworkConfig(interface=InterfaceConfig(mtu=9000)))  # nothing to say
 
 
 async def test_vfio_device_rejects_every_netdev_setting_with_its_path(b: SriovBackend) -> None:
@@ -95,24 +91,24 @@ async def test_vfio_device_accepts_a_profile_and_empty_settings(b: SriovBackend)
 
 def test_kernel_vf_mtu_above_the_pf_mtu_is_rejected_naming_both(b: SriovBackend) -> None:
     with pytest.raises(ConfigError) as err:
-        b.validate_config(kernel_vf(), mtu(9000))
+        b.validate_config(kernel_vf(b), mtu(9000))
     assert err.value.issues == (
         ConfigIssue("interface.mtu", "must be <= 1500, the MTU of the VF's physical function eth1, got 9000"),
     )
 
 
 def test_kernel_vf_mtu_up_to_the_pf_mtu_is_fine(b: SriovBackend, fs: FakeSysfs) -> None:
-    b.validate_config(kernel_vf(), mtu(1500))
-    b.validate_config(kernel_vf(), mtu(1280))
-    b.validate_config(kernel_vf(), NetworkConfig(interface=InterfaceConfig(name="net1")))
+    b.validate_config(kernel_vf(b), mtu(1500))
+    b.validate_config(kernel_vf(b), mtu(1280))
+    b.validate_config(kernel_vf(b), NetworkConfig(interface=InterfaceConfig(name="net1")))
     (fs.dev("0000:00:03.0") / "net" / "eth1" / "mtu").write_text("9000\n")  # read live, at prepare time
-    b.validate_config(kernel_vf(), mtu(9000))
+    b.validate_config(kernel_vf(b), mtu(9000))
 
 
 def test_vf_mtu_is_not_checked_when_the_pf_has_no_netdev_here(b: SriovBackend, fs: FakeSysfs) -> None:
     fs.add("0000:00:0c.0", driver="ice", group=50, totalvfs=8, numvfs=1)
     fs.add("0000:00:0c.1", driver="iavf", group=51, pf="0000:00:0c.0", vf_index=0, netdev="eth7")
-    b.validate_config(kernel_vf("0000:00:0c.1"), mtu(9000))
+    b.validate_config(kernel_vf(b, "0000:00:0c.1"), mtu(9000))
 
 
 async def test_a_broken_facet_is_a_config_error_not_a_crash(b: SriovBackend) -> None:
@@ -122,7 +118,7 @@ async def test_a_broken_facet_is_a_config_error_not_a_crash(b: SriovBackend) -> 
 
 
 async def test_plan_claim_runs_the_check_with_the_real_config_resolver(b: SriovBackend) -> None:
-    inventory = {d.name: d for d in [await vfio_device(b), kernel_vf()]}
+    inventory = {d.name: d for d in [await vfio_device(b), kernel_vf(b)]}
     ref = ClaimRef(namespace="default", name="c", uid="u1")
 
     def claim(device: str, params: dict[str, object]) -> Claim:
@@ -133,7 +129,7 @@ async def test_plan_claim_runs_the_check_with_the_real_config_resolver(b: SriovB
         )
 
     def plan(c: Claim) -> object:
-        return plan_claim(c, inventory, driver="dra.net", pool="node", taken={}, validators=[b])
+        return plan_claim(c, inventory, driver="dra.net", pool="node", taken={}, validators=[("sriov", b)])
 
     with pytest.raises(ConfigError) as err:
         plan(claim("pci-0000-00-03-2", {"interface": {"mtu": 9000}}))
@@ -148,7 +144,7 @@ async def test_plan_claim_runs_the_check_with_the_real_config_resolver(b: SriovB
         driver="dra.net",
         pool="node",
         taken={},
-        validators=[b],
+        validators=[("sriov", b)],
     )
     assert [d.device for d in ok.devices] == ["pci-0000-00-03-1"]
     assert ok.devices[0].facets["sriov"]["iommu_group"] == 12
@@ -159,4 +155,4 @@ def test_pf_mtu_comes_from_the_first_pf_netdev(b: SriovBackend, fs: FakeSysfs) -
     with pytest.raises(
         ConfigError, match="must be <= 1280, the MTU of the VF's physical function aaa0, got 1500"
     ):
-        b.validate_config(kernel_vf(), mtu(1500))
+        b.validate_config(kernel_vf(b), mtu(1500))

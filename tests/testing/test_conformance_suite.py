@@ -3,13 +3,13 @@ kind of broken backend fails the check meant for it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
 
-from dranet_core import JSON, AttachResult, Device, PodSandbox, PreparedDevice
-from dranet_core.errors import BackendError
+from dranet_core import JSON, AttachResult, Device, DeviceNode, NetworkConfig, PodSandbox, PreparedDevice
+from dranet_core.errors import BackendError, ConfigError
 from dranet_core.testing.conformance import BackendConformance, MoveCase
 
 CASE = MoveCase(device="fake0", pod_netns="/run/netns/fake-pod")
@@ -75,6 +75,30 @@ class NoWatch:
         return []
 
 
+class WithDeviceCapabilities(FakeBackend):
+    """Validates, adjusts and reports health for its own devices (a correct one)."""
+
+    def validate_config(self, device: Device, config: NetworkConfig) -> None:
+        if device.facets["fake"]["n"] == "fake1":
+            raise ConfigError("not for this one")  # a refusal is an answer
+
+    def device_nodes(self, device: PreparedDevice) -> Sequence[DeviceNode]:
+        return [DeviceNode(path=f"/dev/{device.facets['fake']['n']}", type="c", major=1, minor=3)]
+
+    async def health(self) -> Mapping[str, bool]:
+        return {d.name: True for d in await self.scan()}
+
+
+class HealthOfStrangers(WithDeviceCapabilities):
+    async def health(self) -> Mapping[str, bool]:
+        return {**await super().health(), "eth0": False}  # eth0 is not its device
+
+
+class CrashesOnItsOwnDevice(WithDeviceCapabilities):
+    def device_nodes(self, device: PreparedDevice) -> Sequence[DeviceNode]:
+        return [DeviceNode(path=device.facets["other"], type="c", major=1, minor=3)]  # KeyError
+
+
 SUITE = BackendConformance()
 
 
@@ -85,10 +109,22 @@ async def run_all(backend: Any) -> None:
     await SUITE.test_watch_runs_until_cancelled(backend)
     await SUITE.test_attach_detach_round_trip_restores(backend, CASE)
     await SUITE.test_attach_and_detach_are_idempotent(backend, CASE)
+    await SUITE.test_per_device_capabilities_answer_for_every_owned_device(backend)
+    await SUITE.test_health_names_only_owned_devices(backend)
 
 
 async def test_a_correct_backend_passes_every_check() -> None:
-    await run_all(FakeBackend())
+    await run_all(WithDeviceCapabilities())
+
+
+async def test_health_of_a_device_the_backend_does_not_own_fails_ownership() -> None:
+    with pytest.raises(AssertionError, match=r"health names devices without a 'fake' facet: \['eth0'\]"):
+        await SUITE.test_health_names_only_owned_devices(HealthOfStrangers())
+
+
+async def test_a_capability_that_crashes_on_an_owned_device_fails_ownership() -> None:
+    with pytest.raises(KeyError):
+        await SUITE.test_per_device_capabilities_answer_for_every_owned_device(CrashesOnItsOwnDevice())
 
 
 async def test_a_detach_that_does_not_restore_fails_the_round_trip() -> None:

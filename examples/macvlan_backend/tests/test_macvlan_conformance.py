@@ -7,17 +7,7 @@ from dranet_macvlan import MacvlanBackend, create
 
 from dranet_core import BackendContext
 from dranet_core.testing.conformance import BackendConformance, MoveCase
-from dranet_core.testing.netns import Netns, veth_pair
-
-
-@pytest.fixture
-def node_with_macvlan(node: Netns) -> Netns:
-    """The node namespace with an uplink veth and one macvlan on it, addressed."""
-    veth_pair(node, "up0", "up0p")
-    node.ip("link", "add", "mv0", "link", "up0", "type", "macvlan", "mode", "bridge")
-    node.ip("addr", "add", "10.96.0.10/24", "dev", "mv0")
-    node.ip("link", "set", "mv0", "up")
-    return node
+from dranet_core.testing.netns import Netns
 
 
 class TestMacvlanConformance(BackendConformance):

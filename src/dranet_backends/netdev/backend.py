@@ -236,18 +236,20 @@ class NetdevBackend:
 
     async def health(self) -> Mapping[str, bool]:
         """Device name -> healthy: a host link whose operstate is down, lowerlayerdown or
-        notpresent is unhealthy; every other published device (also one in a pod) is healthy."""
-        return {d.name: d.attributes.get("dra.net/state") not in UNHEALTHY_STATES for d in await self.scan()}
+        notpresent is unhealthy; every other device of this backend (also one in a pod) is healthy.
+        A PCI function published without a facet (its netdev is elsewhere) is nobody's: not named."""
+        return {
+            d.name: d.attributes.get("dra.net/state") not in UNHEALTHY_STATES
+            for d in await self.scan()
+            if FACET in d.facets
+        }
 
     # -- ResolvesConfig: interface.dhcp (dranet_backends.dhcp) ------------------------------
 
     async def resolve_config(self, device: Device, config: Any) -> Any:
-        """``config`` with a DHCP lease of the host interface when ``interface.dhcp`` is true
-        (unchanged for a device without a netdev facet)."""
+        """``config`` with a DHCP lease of the host interface when ``interface.dhcp`` is true."""
         from dranet_backends.dhcp import dhcp_config
 
-        if FACET not in device.facets:
-            return config
         ifname = NetdevFacet.from_json(device.facets[FACET]).ifname
         return await dhcp_config(config, device.name, ifname, netns=self.netns)
 

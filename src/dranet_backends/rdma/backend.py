@@ -40,7 +40,6 @@ from dranet_backends.pci import PciIds, pci_attributes, pci_function
 from dranet_backends.uevent import Uevent, UeventSource, UeventStream, watch_sysfs
 from dranet_core.config import validate_rdma_only
 from dranet_core.config.model import NetworkConfig
-from dranet_core.errors import ConfigError, ConfigIssue
 from dranet_core.mover import AttachResult
 from dranet_core.names import device_name_for_interface, device_name_for_pci
 from dranet_core.plans import PreparedDevice
@@ -264,19 +263,9 @@ class RdmaBackend:
 
     # -- ValidatesConfig -------------------------------------------------------------------
 
-    def owns(self, device: Device) -> bool:
-        """Every device: an ``rdma`` section must be refused for a device without RDMA."""
-        return True
-
     def validate_config(self, device: Device, config: NetworkConfig) -> None:
-        """Reject an ``rdma`` section for a device without an rdma facet, and, for an IB-only
-        device (no netdev facet), netdev settings (ConfigError)."""
-        if FACET not in device.facets:
-            if config.rdma is not None:
-                raise ConfigError(
-                    [ConfigIssue("rdma", f"not allowed: device {device.name} has no RDMA device")]
-                )
-            return
+        """Reject netdev settings for an IB-only device (no netdev facet) (ConfigError). (An
+        ``rdma`` section on a device without this backend's facet is refused by the driver.)"""
         if NETDEV_FACET not in device.facets:
             validate_rdma_only(config)
 

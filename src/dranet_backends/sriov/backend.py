@@ -238,13 +238,10 @@ class SriovBackend:
     def device_nodes(self, device: PreparedDevice) -> Sequence[DeviceNode]:
         """``/dev/vfio/vfio`` + ``/dev/vfio/<group>``, or ``/dev/uioN``, for a userspace-bound device.
 
-        Empty for other devices. Raises :class:`DeviceError` if a node is missing (see
+        Empty for a kernel-bound one. Raises :class:`DeviceError` if a node is missing (see
         :func:`.devnodes.device_nodes_for`) or the facet is unreadable.
         """
-        raw = device.facets.get(FACET)
-        if raw is None:
-            return []
-        facet = self._facet(device.device, raw, "device nodes")
+        facet = self._facet(device.device, device.facets[FACET], "device nodes")
         if not facet.userspace:
             return []
         return device_nodes_for(device.device, facet, self.dev_root, self._stat)
@@ -258,23 +255,17 @@ class SriovBackend:
 
     # -- ValidatesConfig -------------------------------------------------------------------
 
-    def owns(self, device: Device) -> bool:
-        """Every device: an ``sriov`` section must be refused for a device that is not a VF."""
-        return True
-
     def validate_config(self, device: Device, config: NetworkConfig) -> None:
-        """Raise :class:`ConfigError` for an ``sriov`` section on a device that is not a VF this
-        backend can configure, netdev settings on a userspace-bound device, or a VF MTU above
-        its PF's (read now from sysfs); see :mod:`.validate`."""
-        raw = device.facets.get(FACET)
-        facet: SriovFacet | None = None
-        if raw is not None:
-            try:
-                facet = SriovFacet.from_json(raw)
-            except ValueError as exc:
-                raise ConfigError(f"device {device.name}: {exc}") from exc
+        """Raise :class:`ConfigError` for an ``sriov`` section on a function of this backend
+        that is not a VF it can configure, netdev settings on a userspace-bound device, or a VF
+        MTU above its PF's (read now from sysfs); see :mod:`.validate`. (An ``sriov`` section
+        on a device without this backend's facet is refused by the driver before this.)"""
+        try:
+            facet = SriovFacet.from_json(device.facets[FACET])
+        except ValueError as exc:
+            raise ConfigError(f"device {device.name}: {exc}") from exc
         issues: list[ConfigIssue] = []
-        if facet is not None and not facet.userspace and _NETDEV_FACET not in device.facets:
+        if not facet.userspace and _NETDEV_FACET not in device.facets:
             issues.append(
                 ConfigIssue(
                     "",
@@ -283,14 +274,14 @@ class SriovBackend:
                 )
             )
         if config.sriov is not None:
-            issues += sriov_config_issues(device.name, facet, device.attributes.get(_IS_VF) is True)
-            if not issues and facet is not None and facet.pf is not None and self._pf_name(facet) is None:
+            issues += sriov_config_issues(device.name, facet)
+            if not issues and facet.pf is not None and self._pf_name(facet) is None:
                 issues.append(
                     ConfigIssue(
                         "sriov", f"not allowed: the PF {facet.pf} of VF {device.name} has no netdev here"
                     )
                 )
-        if facet is not None and facet.userspace:
+        if facet.userspace:
             issues += netdev_config_issues(config, device.name, facet.driver)
         else:
             issues += self._vf_mtu(device, config)

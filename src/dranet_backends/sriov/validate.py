@@ -61,15 +61,12 @@ def vf_mtu_issues(config: NetworkConfig, pf_name: str, pf_mtu: int) -> list[Conf
     ]
 
 
-def sriov_config_issues(device: str, facet: SriovFacet | None, vf_attribute: bool) -> list[ConfigIssue]:
-    """An issue unless ``device`` (with sriov ``facet``, if any) is a VF whose PF-side settings can be made.
-
-    ``vf_attribute``: the device is published as a VF (``dra.net/isSriovVf``) by another
-    backend, but the sriov backend has no facet for it (e.g. its PF has no netdev here).
-    """
-    if facet is not None and facet.is_vf:
+def sriov_config_issues(device: str, facet: SriovFacet) -> list[ConfigIssue]:
+    """An issue unless ``device`` (a PCI function with sriov ``facet``) is a VF whose PF-side
+    settings can be made."""
+    if facet.is_vf:
         return []
-    if (facet is not None and facet.pf is not None) or (facet is None and vf_attribute):
+    if facet.pf is not None:
         why = f"device {device} is an SR-IOV VF whose PF and VF number are unknown here"
     else:
         why = f"device {device} is not an SR-IOV VF"

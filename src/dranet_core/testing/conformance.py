@@ -27,6 +27,11 @@ The checks (each a test):
   it had (while it is in the pod the driver keeps it listed, not the backend).
 * **idempotence**: attach twice, detach twice: the second call of each succeeds and changes
   nothing.
+* **ownership** (the driver asks a backend only about devices that carry its facet): each
+  per-device capability it has (``validate_config`` and ``resolve_config`` with an empty
+  config, ``device_nodes``) answers for every device it discovered, or raises a
+  :class:`~dranet_core.errors.DranetError` (a refusal the driver reports), never another
+  exception; ``health`` names only devices it discovered.
 
 The tests are ``async`` and marked for pytest-asyncio (install ``dranet[testing]``).
 """
@@ -42,8 +47,16 @@ import attrs
 import pytest
 
 from dranet_core.backends import check_capabilities
-from dranet_core.capabilities import handler_table
+from dranet_core.capabilities import (
+    AdjustsContainers,
+    ReportsHealth,
+    ResolvesConfig,
+    ValidatesConfig,
+    handler_table,
+)
+from dranet_core.config.model import NetworkConfig
 from dranet_core.discovery import Discovery
+from dranet_core.errors import DranetError
 from dranet_core.mover import NamespaceMover
 from dranet_core.plans import PreparedDevice
 from dranet_core.types import Device, PodSandbox
@@ -167,3 +180,44 @@ class BackendConformance:
         await backend.detach(prepared, pod, snapshot)  # already home: only restores
         after = (await self._scan(backend))[prepared.device]
         assert after.attributes == before.attributes
+
+    # --- ownership ---------------------------------------------------------------------
+
+    @staticmethod
+    def _owned(name: str, devices: dict[str, Device]) -> list[Device]:
+        owned = [d for d in devices.values() if name in d.facets]
+        if not owned:
+            pytest.skip(f"backend {name} discovered no device of its own here")
+        return owned
+
+    @pytest.mark.asyncio
+    async def test_per_device_capabilities_answer_for_every_owned_device(self, backend: Any) -> None:
+        name = str(backend.name)
+        if not isinstance(backend, ValidatesConfig | ResolvesConfig | AdjustsContainers):
+            pytest.skip(f"backend {name} has no per-device capability besides moving")
+        for device in self._owned(name, await self._scan(backend)):
+            prepared = PreparedDevice(
+                pool="conformance-node", device=device.name, request_names=("c",), facets=dict(device.facets)
+            )
+            with contextlib.suppress(DranetError):  # a refusal is an answer
+                if isinstance(backend, ValidatesConfig):
+                    backend.validate_config(device, NetworkConfig())
+            with contextlib.suppress(DranetError):
+                if isinstance(backend, ResolvesConfig):
+                    config = await backend.resolve_config(device, NetworkConfig())
+                    assert isinstance(config, NetworkConfig), f"{device.name}: resolve_config gave {config!r}"
+            with contextlib.suppress(DranetError):
+                if isinstance(backend, AdjustsContainers):
+                    nodes = backend.device_nodes(prepared)
+                    assert all(n.path.startswith("/dev/") for n in nodes), f"{device.name}: {nodes}"
+
+    @pytest.mark.asyncio
+    async def test_health_names_only_owned_devices(self, backend: Any) -> None:
+        name = str(backend.name)
+        if not isinstance(backend, ReportsHealth):
+            pytest.skip(f"backend {name} reports no health")
+        owned = {d.name for d in self._owned(name, await self._scan(backend))}
+        report = await backend.health()
+        assert all(isinstance(v, bool) for v in report.values()), report
+        strangers = sorted(set(report) - owned)
+        assert strangers == [], f"health names devices without a {name!r} facet: {strangers}"

@@ -1,20 +1,13 @@
-"""In-process peers that drive a :class:`~dranet_core.Driver` as a node would, without a node.
+"""In-memory stand-ins for the API server, to run a real :class:`~dranet_core.Driver` without a
+cluster: :class:`MemoryClaimSource` (claims a test or a script puts in a dict) and
+:class:`DemoPublisher` (ResourceSlices and claim status kept locally, written as YAML files).
 
-* :class:`KubeletPeer`: the kubelet's side of DRA: registers the plugin over its registration
-  socket, then calls ``NodePrepareResources`` / ``NodeUnprepareResources`` (DRA v1, gRPC).
-* :class:`NriRuntimePeer`: the container runtime's side of NRI: accepts the plugin,
-  configures and synchronizes it, then sends pod events (RunPodSandbox, StopPodSandbox,
-  RemovePodSandbox, CreateContainer) for :class:`DemoPod` pods.
-* :class:`MemoryClaimSource` and :class:`DemoPublisher` stand in for the API server: claims
-  from memory, slices and claim status kept locally.
-
-``dranet demo`` and ``examples/custom_driver`` use exactly these.
+The kubelet and the container runtime are the kit's independent peers:
+:mod:`dranet_core.testing.kubelet` and :mod:`dranet_core.testing.nri_runtime`.
 """
 
 from __future__ import annotations
 
 from dranet_core.demo import DemoPublisher, MemoryClaimSource
-from dranet_core.demo.kubelet import KubeletPeer
-from dranet_core.demo.runtime import DemoPod, NriRuntimePeer
 
-__all__ = ["DemoPod", "DemoPublisher", "KubeletPeer", "MemoryClaimSource", "NriRuntimePeer"]
+__all__ = ["DemoPublisher", "MemoryClaimSource"]

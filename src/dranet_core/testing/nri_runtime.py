@@ -1,15 +1,36 @@
-"""A container-runtime side NRI peer for tests, written from the protocol fact sheet.
+"""The container runtime, as a test peer: the runtime's side of NRI (containerd's adaptation).
 
-It behaves like containerd's NRI adaptation (fact sheet §A, §B, §C) and shares no code with
-the plugin: own protobuf codec (nri_pb), own ttrpc and mux framing. In particular it reads
-each logical connection the way Go does (a queue of at most 256 frames per connection, read
-through a 4096-byte bufio.Reader, where a mux frame larger than the buffer it is read into is
-ENOMEM and that connection never answers again), so a plugin that breaks the sender rule fails.
+It plays containerd toward an NRI plugin: it listens on a unix socket (the runtime's
+``nri.sock``), accepts one plugin connection at a time and speaks NRI over ttrpc over the
+connection multiplexer: it waits for ``RegisterPlugin`` (checking the plugin's name and
+index), sends ``Configure`` (checking the event mask the plugin returns against the runtime
+era's valid events; 0 means all), then ``Synchronize`` (optionally split in several messages,
+checking the ``more`` rule), after which the plugin is ready and a test drives pod and
+container events through :class:`PeerSession` (``run_pod_sandbox``, ``stop_pod_sandbox``,
+``remove_pod_sandbox``, ``create_container``; each returns a :class:`Result`). It also serves
+the runtime service the plugin may call (``UpdateContainers`` is recorded in ``updates``).
 
-Per accepted plugin connection (one at a time, like containerd):
-wait for RegisterPlugin (validate name and index) -> Configure (check the event mask against
-the era's ValidEvents; 0 means all) -> Synchronize (optionally split, checking the
-``more`` rule) -> ready; then tests drive events through :class:`PeerSession`.
+It is written from the wire facts of NRI and shares no code with the driver's NRI plugin: its
+own protobuf codec (:mod:`dranet_core.testing.nri_wire`, field numbers only), its own ttrpc
+and mux framing. It reads each logical connection the way containerd's Go code does (a queue of
+at most 256 frames per connection, read through a 4096-byte buffered reader, where a mux frame
+larger than the buffer it is read into is ENOMEM and that connection never answers again), so
+a plugin that breaks the sender rule fails here as it would on a node; ``violations`` lists
+each protocol rule the plugin broke.
+
+:class:`Era` says which runtime it pretends to be (:data:`ERA_V0_9`: containerd 2.0 with NRI
+before v0.12, no dedicated pod RPCs; :data:`ERA_V0_12`: containerd 2.3 with NRI v0.12).
+:class:`FakePod` and :class:`FakeContainer` are the pods and containers it reports.
+
+Usage (in an async test)::
+
+    peer = RuntimePeer(socket_path, era=ERA_V0_12)
+    await peer.start()
+    ...  # start the driver with --nri-socket-path=socket_path
+    session = await peer.wait_ready()
+    result = await session.run_pod_sandbox(FakePod(id="sb1", name="p", uid="u1", netns=path))
+    assert result.code == 0, result.message
+    await peer.aclose()
 """
 
 from __future__ import annotations
@@ -21,7 +42,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass, field
 
-import nri_pb as pb
+from dranet_core.testing import nri_wire as pb
 
 PLUGIN = "nri.pkg.api.v1alpha1.Plugin"
 RUNTIME = "nri.pkg.api.v1alpha1.Runtime"
@@ -30,7 +51,7 @@ UNIMPLEMENTED = 12
 
 
 class Enomem(Exception):
-    pass
+    """A mux frame larger than the buffer Go reads it into: that connection is dead."""
 
 
 @dataclass
@@ -50,6 +71,8 @@ ERA_V0_12 = Era("containerd", "v2.3.1", "v0.12.2", 0x3FFF, dedicated_rpcs=True)
 
 @dataclass
 class FakePod:
+    """A pod sandbox as the runtime reports it (``netns`` is its network namespace path)."""
+
     id: str
     name: str
     uid: str
@@ -74,6 +97,8 @@ class FakePod:
 
 @dataclass
 class FakeContainer:
+    """A container of pod sandbox ``pod_sandbox_id``, as the runtime reports it."""
+
     id: str
     pod_sandbox_id: str
     name: str
@@ -93,6 +118,9 @@ class FakeContainer:
 
 @dataclass
 class Result:
+    """The plugin's answer to one call: ttrpc status ``code`` (0 = OK) and ``message``, the
+    reply ``payload``, and ``via`` (which RPC carried it)."""
+
     via: str
     code: int
     message: str = ""
