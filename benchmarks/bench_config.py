@@ -62,6 +62,7 @@ def main() -> None:
         ("resolve_config(2 entries)", best_per_call(lambda: resolve_config(CONFIGS, "nic", "dra.net"), n)),
         ("device_name_for_interface", best_per_call(lambda: device_name_for_interface("eth:0"), n * 10)),
     ]
+    print("bench_config.py: config decoding and resolution")
     print(f"{'operation':<28} {'µs/call':>10} {'calls/s':>12} {'x floor':>9}")
     for name, sec in rows:
         print(f"{name:<28} {sec * 1e6:>10.1f} {1 / sec:>12,.0f} {sec / floor:>9.1f}")

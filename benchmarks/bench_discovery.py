@@ -261,6 +261,7 @@ async def main() -> int:
         "1 change cpu",
         "1 change wall",
     )
+    print("bench_discovery.py: device discovery")
     print(" | ".join(f"{h:>12}" for h in hdr))
     for r in rows:
         cells = (

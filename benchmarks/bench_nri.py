@@ -189,6 +189,7 @@ def report(m: dict[str, list[float]]) -> bool:
         ("RunPodSandbox, no devices", m["run"], 0.5, 2.0),
         ("CreateContainer, 8 device nodes", m["create"], 1.0, None),
     ]
+    print("bench_nri.py: NRI plugin round trips")
     print(f"{'measurement':42} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}  target")
     ok = True
     for name, xs, p50_target, p99_target in rows:

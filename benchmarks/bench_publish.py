@@ -234,6 +234,7 @@ async def main(n_devices: int, n_claims: int) -> None:
         await api.close()
         await fake.close()
     width = max(len(r[0]) for r in rows)
+    print("bench_publish.py: ResourceSlice publication")
     print(f"{'case':<{width}}  {'time':>28}  {'requests':>8}  {'slice writes':>12}")
     for name, t, reqs, writes in rows:
         print(f"{name:<{width}}  {t:>28}  {reqs:>8}  {writes:>12}")

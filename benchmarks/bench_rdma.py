@@ -177,6 +177,7 @@ def main() -> None:
         )
         rows.extend(asyncio.run(mover_rows(tmp)))
         rows.extend(chardev_rows(tmp))
+    print("bench_rdma.py: RDMA backend operations")
     print(f"{'operation':48} {'time':>12} {'floor':>12} {'ratio':>7}")
     for name, got, base in rows:
         print(f"{name:48} {got * 1e6:10.2f}us {base * 1e6:10.2f}us {got / base:7.1f}")

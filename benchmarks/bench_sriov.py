@@ -233,6 +233,7 @@ def main() -> None:
     parser.add_argument("--vfs", default="64,256,1024")
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
+    print("bench_sriov.py: SR-IOV discovery and PF-side VF settings")
     for vfs in (int(x) for x in args.vfs.split(",")):
         print(f"\n== {vfs} VFs ({(vfs + 63) // 64} PFs), median of {args.repeat} ==")
         for label, value, unit in bench(vfs, args.repeat):

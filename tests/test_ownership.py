@@ -165,7 +165,7 @@ def test_a_backend_section_on_its_own_device_passes_the_core_check() -> None:
 
 
 async def _pods(tmp_path: Path, backends: Sequence[Spy], p: ClaimPlan) -> PodNetworking:
-    store = ClaimStore(tmp_path / "ckpt.json", fsync=False)
+    store = ClaimStore(tmp_path / "ckpt.json")
     await store.load()
     await store.put_plan(p)
     table = handler_table(backends)

@@ -36,7 +36,7 @@ from dranet_core.attach_report import AttachReport, PhaseHold, checkpoint_event
 from dranet_core.backend_health import BackendHealth
 from dranet_core.backends import BackendContext, context_for, load_backends
 from dranet_core.capabilities import Backend, HandlerTable, handler_table
-from dranet_core.checkpoint import ClaimStore
+from dranet_core.checkpoint import ClaimStore, read_boot_id
 from dranet_core.claim_allocator import ClaimAllocator
 from dranet_core.cloud import fetch_cloud_attributes
 from dranet_core.cloud.detect import detect_cloud_provider
@@ -145,7 +145,7 @@ class Driver:
             self.health.part("published"), metrics=self.metrics, rdma_attribute=RDMA_ATTRIBUTE
         )
         self.publisher = reporting_publisher(publisher, report)
-        self.store = ClaimStore(settings.checkpoint.db_path)
+        self.store = ClaimStore(settings.checkpoint.db_path, boot_id=read_boot_id(settings.host.procfs_root))
         prof = settings.profile
         self.profiles = (
             WebhookProfileProvider(prof.webhook_url) if prof.provider.lower() == "webhook" else None

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from dranet_core.types import AttributeList, Device, scalar_form
+from dranet_core.types import AttributeList, Device, DeviceMemo, scalar_form
 
 __all__ = ["ScalarForms", "with_scalar_forms"]
 
@@ -35,20 +35,8 @@ class ScalarForms:
 
     def __init__(self, *, lists: bool = False) -> None:
         self.lists = lists
-        self._last: dict[str, tuple[Device, Device]] = {}
+        self._memo = DeviceMemo(with_scalar_forms)
 
     def apply(self, devices: Mapping[str, Device]) -> dict[str, Device]:
         """``devices`` in the published form, by name."""
-        if self.lists:
-            return dict(devices)
-        out: dict[str, Device] = {}
-        for name, dev in devices.items():
-            hit = self._last.get(name)
-            if hit is not None and (hit[0] is dev or hit[0] == dev):
-                out[name] = hit[1]
-            else:
-                out[name] = with_scalar_forms(dev)
-                self._last[name] = (dev, out[name])
-        for gone in self._last.keys() - devices.keys():
-            del self._last[gone]
-        return out
+        return dict(devices) if self.lists else self._memo.apply(devices)

@@ -3,6 +3,7 @@
 Format (JSON, UTF-8, one object)::
 
     {"version": 1,
+     "bootID": "<the kernel's boot id when the file was written>",
      "claims": {
        "<claim uid>": {
          "plan": {"claim": {"namespace", "name", "uid"}, "pods": [...], "devices": [
@@ -16,10 +17,23 @@ started), ``attached`` (in the pod), ``detaching`` (a move home started). The dr
 ``attaching``/``detaching`` *before* it touches the device, so after a crash it knows which
 devices may be half-moved.
 
-Writes are atomic: a temporary file in the same directory is written, fsynced, renamed over
-the checkpoint, and the directory is fsynced. Concurrent mutations share one write (group
-commit): every mutation is on disk before its coroutine returns, and a failed write undoes
-that mutation in memory and raises :class:`~dranet_core.errors.CheckpointError`.
+Writes are atomic: a temporary file in the same directory is written and renamed over the
+checkpoint. Concurrent mutations share one write (group commit): every mutation is in the
+file before its coroutine returns, and a failed write undoes that mutation in memory and
+raises :class:`~dranet_core.errors.CheckpointError`. Each claim's record is encoded once per
+change and cached, so a write re-encodes only the claims that changed. The first write runs
+on a worker thread and finds out the file system; when it is a tmpfs (``/run`` on a node: a
+write there is a copy into memory that never waits for a disk) later writes run on the event
+loop itself, saving the thread hop; on any other file system every write runs on a thread.
+
+Durability: nothing is fsynced. A killed process (SIGKILL, OOM, crash) leaves the old or the
+new file, complete: the written data is in the kernel's page cache, which outlives the
+process. What the journal tracks does not outlive a reboot (pod network namespaces are gone,
+physical devices are back under their udev names, virtual ones are gone), so the file is
+stamped with the kernel's boot id; a file from another boot keeps its prepared claims (the
+kubelet prepares them again anyway) but every attachment in it is void: each device is back
+to ``prepared`` (one log line), nothing is restored. A file torn by a power loss is unusable
+like any other bad file (below).
 
 A bbolt file (the Go driver's checkpoint at the same default path) is adopted: its
 pod-device records become claims journalled ``attached`` (:mod:`dranet_core.go_upgrade`).
@@ -56,9 +70,11 @@ from dranet_core.checkpoint_format import (
     decode_checkpoint,
     decode_lenient,
     encode_checkpoint,
+    encode_claim,
+    join_checkpoint,
 )
 from dranet_core.errors import CheckpointError
-from dranet_core.files import make_dirs, open_private, write_new_file
+from dranet_core.files import filesystem_type, make_dirs, open_private, write_new_file
 from dranet_core.plans import ClaimPlan
 
 __all__ = [
@@ -74,6 +90,7 @@ __all__ = [
     "config_to_json",
     "decode_checkpoint",
     "encode_checkpoint",
+    "read_boot_id",
 ]
 
 log = logging.getLogger(__name__)
@@ -105,7 +122,46 @@ class CheckpointProblem:
 _Undo = Callable[[], None]
 
 
+def read_boot_id(procfs_root: str | os.PathLike[str] = "/proc") -> str | None:
+    """The kernel's boot id (``<procfs>/sys/kernel/random/boot_id``), or None (logged) when it
+    cannot be read: the checkpoint is then not stamped and a file is trusted as this boot's."""
+    path = pathlib.Path(procfs_root, "sys", "kernel", "random", "boot_id")
+    try:
+        value = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("cannot read the boot id from %s (%s): the checkpoint is not stamped", path, exc)
+        return None
+    if not value:
+        log.warning("boot id %s is empty: the checkpoint is not stamped", path)
+        return None
+    return value
+
+
+def _void_attachments(claims: dict[str, PreparedClaim]) -> int:
+    """Every journal entry of ``claims`` back to ``prepared``; returns how many were not."""
+    void = 0
+    for uid, pc in claims.items():
+        if any(st != _PREPARED for st in pc.devices.values()):
+            void += sum(st.phase != "prepared" for st in pc.devices.values())
+            claims[uid] = attrs.evolve(pc, devices=dict.fromkeys(pc.devices, _PREPARED))
+    return void
+
+
+_PREPARED = DeviceState()
+
+
+def _attempt(write: Callable[[bytes], None], data: bytes) -> OSError | None:
+    """``write(data)``; the OSError it raised, or None."""
+    try:
+        write(data)
+    except OSError as exc:
+        return exc
+    return None
+
+
 def _is_go_bbolt(raw: bytes) -> bool:
+    if raw.lstrip()[:1] == b"{":
+        return False  # JSON: the bbolt reader is not even loaded
     from dranet_core.bbolt import is_bbolt
 
     return is_bbolt(raw)
@@ -123,7 +179,7 @@ def _adopt_go(path: pathlib.Path, raw: bytes) -> dict[str, PreparedClaim]:
     keep = path.with_name(path.name + ".go-bbolt")
     if not keep.exists():
         try:
-            write_new_file(keep, raw, fsync=True)  # mode 0600, like the checkpoint
+            write_new_file(keep, raw)  # mode 0600, like the checkpoint
         except OSError as exc:
             log.warning("checkpoint %s: cannot keep a copy of the Go driver's file: %s", path, exc)
     return claims
@@ -136,7 +192,9 @@ class ClaimStore:
     concurrent mutations share one file write). Readers (:meth:`claims`, :meth:`get`,
     :meth:`device_state`) never block and see the state of the last completed mutation.
     ``path=None``: memory only. ``check`` is run on every claim read from the file (see
-    :data:`ClaimCheck`); a claim it refuses is set aside like a malformed one.
+    :data:`ClaimCheck`); a claim it refuses is set aside like a malformed one. ``boot_id``
+    (:func:`read_boot_id`) stamps every write; a file loaded with another stamp is from before
+    a reboot: its attachments are void (module doc). None: no stamp, no check.
     """
 
     def __init__(
@@ -144,21 +202,25 @@ class ClaimStore:
         path: str | os.PathLike[str] | None,
         *,
         on_problem: Callable[[CheckpointProblem], None] | None = None,
-        fsync: bool = True,
         check: ClaimCheck | None = None,
+        boot_id: str | None = None,
     ) -> None:
         self._path = pathlib.Path(path) if path is not None else None
         self._on_problem = on_problem
-        self._fsync = fsync
         self.check = check
+        self.boot_id = boot_id
         self._claims: dict[str, PreparedClaim] = {}
+        self._encoded: dict[str, tuple[PreparedClaim, bytes]] = {}
+        self.inline: bool | None = None
+        """Whether writes run on the event loop (the file is on a tmpfs); None until the first
+        write found out."""
         self._lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
         self._generation = 0
         self._written = 0
         self._dirty = False
         self.writes = 0
-        """Successful file writes so far (each one fsync of the file and its directory)."""
+        """Successful file writes so far."""
         self.problem: CheckpointProblem | None = None
         """The problem met by the last :meth:`load`, if any."""
 
@@ -199,17 +261,33 @@ class ClaimStore:
                 return self._problem(f"cannot read: {exc.strerror or exc}", set_aside=False)
             try:
                 bad: dict[str, str] = {}
+                stamp: str | None = None
                 if _is_go_bbolt(raw):
                     good = _adopt_go(path, raw)
                 else:
-                    good, bad = decode_lenient(raw, self.check)
+                    good, bad, stamp = decode_lenient(raw, self.check)
             except CheckpointError as exc:
                 return self._problem(str(exc))
+            rebooted = stamp is not None and self.boot_id is not None and stamp != self.boot_id
+            if rebooted:
+                void = _void_attachments(good)
+                log.warning(
+                    "checkpoint %s: written before a reboot (boot id %s, now %s): %d attachment(s) "
+                    "void (their devices are home or gone, nothing is restored); %d prepared "
+                    "claim(s) kept",
+                    path,
+                    stamp,
+                    self.boot_id,
+                    void,
+                    len(good),
+                )
             self._claims = good
             log.info("checkpoint %s: loaded %d prepared claim(s)", path, len(good))
-            if not bad:
+            problem = None
+            if bad:
+                problem = self._problem("; ".join(bad.values()), claims=tuple(sorted(bad)), data=raw)
+            elif not rebooted:
                 return None
-            problem = self._problem("; ".join(bad.values()), claims=tuple(sorted(bad)), data=raw)
         await self.flush_now()
         return problem
 
@@ -236,7 +314,7 @@ class ClaimStore:
             elif data is None:
                 os.replace(self._path, aside)
             else:  # some claims are sound: keep a copy, the file itself stays
-                write_new_file(aside, data, fsync=self._fsync)
+                write_new_file(aside, data)
         except OSError as exc:
             log.error("checkpoint %s: cannot set it aside: %s", self._path, exc)
             moved = None
@@ -372,20 +450,21 @@ class ClaimStore:
         async with self._write_lock:
             if self._written >= mine:
                 return  # a write that started after our mutation already covered it
-            gen = self._generation
-            data = encode_checkpoint(self._claims)
-            fut = asyncio.get_running_loop().run_in_executor(None, self._write, data)
             cancelled = False
-            while not fut.done():
-                # A cancelled caller (e.g. a kubelet deadline) still waits for the thread, so
-                # two writes never run at once; the cancellation is re-raised afterwards.
+            if self.inline:
+                # one turn of the loop first: mutations made meanwhile share this write
                 try:
-                    await asyncio.shield(fut)
+                    await asyncio.sleep(0)
                 except asyncio.CancelledError:
-                    cancelled = True
-                except Exception:
-                    break  # read from the future below
-            error = fut.exception()
+                    cancelled = True  # the write still happens; re-raised afterwards
+            gen = self._generation
+            data = self._encode()
+            error: BaseException | None
+            if self.inline:
+                error = _attempt(self._write, data)
+            else:
+                error, late = await self._write_on_thread(data)
+                cancelled = cancelled or late
             if error is None:
                 self._written = gen
                 self._dirty = False
@@ -399,22 +478,47 @@ class ClaimStore:
             if error is not None:
                 raise CheckpointError(f"checkpoint {self._path}: write failed: {error}") from error
 
+    async def _write_on_thread(self, data: bytes) -> tuple[BaseException | None, bool]:
+        """:meth:`_write` on a worker thread: (its error or None, whether the caller was
+        cancelled meanwhile). A cancelled caller (e.g. a kubelet deadline) still waits for the
+        thread, so two writes never run at once; the caller re-raises the cancellation."""
+        fut = asyncio.get_running_loop().run_in_executor(None, self._write, data)
+        cancelled = False
+        while not fut.done():
+            try:
+                await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                cancelled = True
+            except Exception:
+                break  # read from the future below
+        return fut.exception(), cancelled
+
+    def _encode(self) -> bytes:
+        """The file's bytes for what memory holds; only claims changed since the last call
+        (a new :class:`PreparedClaim` object: they are immutable) are encoded again."""
+        cache = self._encoded
+        records: dict[str, bytes] = {}
+        for uid, pc in self._claims.items():
+            hit = cache.get(uid)
+            if hit is None or hit[0] is not pc:
+                hit = cache[uid] = (pc, encode_claim(pc))
+            records[uid] = hit[1]
+        for uid in cache.keys() - records.keys():
+            del cache[uid]
+        return join_checkpoint(records, boot_id=self.boot_id)
+
     def _write(self, data: bytes) -> None:
         assert self._path is not None
         directory = self._path.parent
         make_dirs(directory, 0o750)
+        if self.inline is None:
+            self.inline = filesystem_type(directory) == "tmpfs"
         # a fresh, unguessable temporary name created with O_EXCL: never someone's symlink
         tmp = directory / f".{self._path.name}.tmp-{os.getpid()}-{secrets.token_hex(8)}"
         try:
-            write_new_file(tmp, data, fsync=self._fsync)
+            write_new_file(tmp, data)
             os.replace(tmp, self._path)  # rename replaces a symlink itself, never its target
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        if self._fsync:
-            dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)

@@ -33,6 +33,8 @@ __all__ = [
     "decode_checkpoint",
     "decode_lenient",
     "encode_checkpoint",
+    "encode_claim",
+    "join_checkpoint",
     "plan_from_json",
     "plan_to_json",
 ]
@@ -237,13 +239,42 @@ class PreparedClaim:
         )
 
 
-def encode_checkpoint(claims: Mapping[str, PreparedClaim]) -> bytes:
-    """The whole file's bytes for ``claims`` (keys: claim UIDs)."""
-    doc = {"version": CHECKPOINT_VERSION, "claims": {uid: c.to_json() for uid, c in sorted(claims.items())}}
-    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+def encode_claim(claim: PreparedClaim) -> bytes:
+    """One claim record's bytes, exactly as :func:`encode_checkpoint` writes it in the file
+    (a store caches them, so a write re-encodes only the claims that changed)."""
+    return json.dumps(claim.to_json(), separators=(",", ":"), sort_keys=True).encode()
 
 
-def _document(raw: bytes) -> Mapping[str, JSON]:
+def join_checkpoint(records: Mapping[str, bytes], *, boot_id: str | None = None) -> bytes:
+    """The whole file's bytes from encoded claim records (keys: claim UIDs), stamped with
+    ``boot_id`` when given; the same bytes ``json.dumps(..., sort_keys=True)`` gives."""
+    parts = [b"{"]
+    if boot_id is not None:
+        parts += [b'"bootID":', json.dumps(boot_id).encode(), b","]
+    parts.append(b'"claims":{')
+    for i, uid in enumerate(sorted(records)):
+        if i:
+            parts.append(b",")
+        parts += [json.dumps(uid).encode(), b":", records[uid]]
+    parts.append(b'},"version":%d}' % CHECKPOINT_VERSION)
+    return b"".join(parts)
+
+
+def encode_checkpoint(claims: Mapping[str, PreparedClaim], *, boot_id: str | None = None) -> bytes:
+    """The whole file's bytes for ``claims`` (keys: claim UIDs), stamped with ``boot_id``
+    (the kernel's boot id when written) when given."""
+    return join_checkpoint({uid: encode_claim(c) for uid, c in claims.items()}, boot_id=boot_id)
+
+
+@attrs.frozen
+class _Document:
+    """A file's parts: the boot id it was stamped with (None: not stamped) and its raw claims."""
+
+    boot_id: str | None
+    claims: Mapping[str, JSON]
+
+
+def _document(raw: bytes) -> _Document:
     """The file's top-level object, version checked; raises CheckpointError."""
     try:
         doc = json.loads(raw)
@@ -258,7 +289,10 @@ def _document(raw: bytes) -> Mapping[str, JSON]:
         raise CheckpointError(
             f"version: unknown checkpoint version {version!r} (this code reads {CHECKPOINT_VERSION})"
         )
-    return _obj(doc.get("claims", {}), "claims")
+    boot_id = doc.get("bootID")
+    if boot_id is not None and not isinstance(boot_id, str):
+        raise CheckpointError("bootID: expected a string")
+    return _Document(boot_id, _obj(doc.get("claims", {}), "claims"))
 
 
 def _claim(uid: str, raw_claim: JSON, check: ClaimCheck | None) -> PreparedClaim:
@@ -280,22 +314,26 @@ def _claim(uid: str, raw_claim: JSON, check: ClaimCheck | None) -> PreparedClaim
 
 def decode_checkpoint(raw: bytes) -> dict[str, PreparedClaim]:
     """Parse a whole file; raises CheckpointError (bad JSON, unknown version, bad field)."""
-    return {uid: _claim(uid, raw_claim, None) for uid, raw_claim in _document(raw).items()}
+    return {uid: _claim(uid, raw_claim, None) for uid, raw_claim in _document(raw).claims.items()}
 
 
-def decode_lenient(raw: bytes, check: ClaimCheck | None) -> tuple[dict[str, PreparedClaim], dict[str, str]]:
-    """The sound claims of a file and, by UID, why each other one is unusable.
+def decode_lenient(
+    raw: bytes, check: ClaimCheck | None
+) -> tuple[dict[str, PreparedClaim], dict[str, str], str | None]:
+    """The sound claims of a file, by UID why each other one is unusable, and the boot id the
+    file was stamped with (None: not stamped).
 
     Raises CheckpointError only when the file as a whole is unusable.
     """
+    doc = _document(raw)
     good: dict[str, PreparedClaim] = {}
     bad: dict[str, str] = {}
-    for uid, raw_claim in _document(raw).items():
+    for uid, raw_claim in doc.claims.items():
         try:
             good[uid] = _claim(uid, raw_claim, check)
         except CheckpointError as exc:
             bad[uid] = str(exc)
-    return good, bad
+    return good, bad, doc.boot_id
 
 
 ClaimCheck = Callable[[PreparedClaim], None]

@@ -35,7 +35,7 @@ from dranet_core.config import resolve_config
 from dranet_core.config.merge import merge_configs
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import ClaimError, ConfigError
-from dranet_core.go_upgrade import adopted_uid
+from dranet_core.names import adopted_uid
 from dranet_core.ownership import owned, section_issues
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.profiles import ProfileProvider

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import difflib
 import logging
 import os
 import re
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -518,7 +517,7 @@ def _command_line(args_in: list[str]) -> list[str] | str:
     first = args_in[0]
     if first in COMMANDS or first.startswith("-"):
         return args_in
-    close = difflib.get_close_matches(first, COMMANDS, n=1)
+    close = _close_matches(first, COMMANDS, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else f" (commands: {', '.join(COMMANDS)})"
     return f"dranet: error: unknown command {first!r}{hint}"
 
@@ -553,7 +552,7 @@ def _unknown_flags(parser: argparse.ArgumentParser, command: str, unknown: Seque
         o for a in sub.choices[command]._actions for o in a.option_strings if a.help != argparse.SUPPRESS
     ]
     flag = unknown[0].split("=", 1)[0]
-    close = difflib.get_close_matches(flag, known, n=1) if flag.startswith("-") else []
+    close = _close_matches(flag, known, n=1) if flag.startswith("-") else []
     hint = f" (did you mean {close[0]}?)" if close else f" (see dranet {command} --help)"
     return f"dranet {command}: error: unknown argument {unknown[0]!r}{hint}"
 
@@ -665,3 +664,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     code: int = asyncio.run(run_driver(settings))
     return code
+
+
+def _close_matches(word: str, possibilities: Iterable[str], n: int) -> list[str]:
+    """:func:`difflib.get_close_matches`, loaded on this error path only."""
+    import difflib
+
+    return difflib.get_close_matches(word, possibilities, n=n)

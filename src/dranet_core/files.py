@@ -12,7 +12,7 @@ import os
 import pathlib
 import stat
 
-__all__ = ["make_dirs", "open_private", "write_new_file"]
+__all__ = ["filesystem_type", "make_dirs", "open_private", "write_new_file"]
 
 
 def make_dirs(path: str | os.PathLike[str], mode: int = 0o750) -> None:
@@ -57,15 +57,38 @@ def open_private(path: str | os.PathLike[str], flags: int, mode: int = 0o600) ->
     return fd
 
 
-def write_new_file(path: str | os.PathLike[str], data: bytes, *, fsync: bool, mode: int = 0o600) -> None:
-    """Create ``path`` (it must not exist: ``O_EXCL``, never through a link) holding ``data``."""
+def write_new_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600) -> None:
+    """Create ``path`` (it must not exist: ``O_EXCL``, never through a link) holding ``data``.
+
+    Not fsynced: the data is in the page cache, which survives the process being killed.
+    """
     fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         view = memoryview(data)
         while view:
             n = os.write(fd, view)
             view = view[n:]
-        if fsync:
-            os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def filesystem_type(path: str | os.PathLike[str], mounts: str = "/proc/self/mounts") -> str | None:
+    """The type of the file system ``path`` is on (``tmpfs``, ``ext4``...), from this
+    process's mount table (the mount point that is the longest prefix of the resolved path);
+    None when the table cannot be read."""
+    target = os.path.realpath(path)
+    best, kind = -1, None
+    try:
+        with open(mounts, encoding="utf-8", errors="replace") as f:
+            lines = f.readlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= best:  # a later mount over the same point wins
+            best, kind = len(point), fields[2]
+    return kind

@@ -33,6 +33,7 @@ from typing import Any, Final
 from dranet_core.bbolt import BboltError, read_bbolt
 from dranet_core.config.codec import decode_config, encode_config
 from dranet_core.errors import CheckpointError, ConfigError
+from dranet_core.names import adopted_uid
 from dranet_core.types import JSON
 
 __all__ = ["NETDEV_SNAPSHOT_VERSION", "adopt_go_checkpoint", "adopted_uid"]
@@ -41,12 +42,6 @@ log = logging.getLogger(__name__)
 
 NETDEV_SNAPSHOT_VERSION: Final = 1
 """The version of the netdev backend's host snapshot built here (tests check it parses)."""
-UID_PREFIX: Final = "go-dranet:"
-
-
-def adopted_uid(namespace: str, name: str) -> str:
-    """The journal key of a claim adopted from the Go driver (it recorded no claim UID)."""
-    return f"{UID_PREFIX}{namespace}/{name}"
 
 
 def _attr(snapshot: Mapping[str, Any], name: str) -> Any:

@@ -14,6 +14,10 @@ with ``net-``, PCI names with ``pci-``; and base32 is injective. Two different i
 (or an interface and a PCI device) can therefore never get the same device name, and
 :func:`interface_name_for_device` inverts the mapping. (Difference from Go: an interface
 literally named ``net-a`` is published as ``net-nzsxillb`` rather than ``net-a``.)
+
+Also here: :func:`adopted_uid`, the checkpoint key of a claim adopted from the Go driver
+(kept apart from :mod:`dranet_core.go_upgrade`, which a running driver loads only when it
+meets a Go checkpoint).
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from typing import Final
 from dranet_core.types import is_dns_label
 
 __all__ = [
+    "ADOPTED_UID_PREFIX",
     "ENCODED_PREFIX",
     "PCI_PREFIX",
+    "adopted_uid",
     "device_name_for_interface",
     "device_name_for_pci",
     "interface_name_for_device",
@@ -88,3 +94,11 @@ def interface_name_for_device(device: str) -> str | None:
     name = raw.decode("utf-8", "surrogateescape")
     # only a canonical encoding maps back (rejects e.g. non-zero trailing bits)
     return name if device_name_for_interface(name) == device else None
+
+
+ADOPTED_UID_PREFIX: Final = "go-dranet:"
+
+
+def adopted_uid(namespace: str, name: str) -> str:
+    """The journal key of a claim adopted from the Go driver (it recorded no claim UID)."""
+    return f"{ADOPTED_UID_PREFIX}{namespace}/{name}"

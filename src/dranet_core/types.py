@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, TypeAlias
 
 import attrs
@@ -34,6 +34,7 @@ __all__ = [
     "Condition",
     "ConsumerRef",
     "Device",
+    "DeviceMemo",
     "DeviceNode",
     "DeviceStatus",
     "NetworkData",
@@ -304,6 +305,30 @@ class Device:
             facets={**self.facets, **other.facets},
             allow_multiple_allocations=self.allow_multiple_allocations or other.allow_multiple_allocations,
         )
+
+
+class DeviceMemo:
+    """A per-device transform over whole scans that remembers its last result per device, so
+    an unchanged device (the same object, or an equal one) is not rebuilt and re-validated on
+    every scan. Devices gone from a scan are forgotten."""
+
+    def __init__(self, transform: Callable[[Device], Device]) -> None:
+        self._transform = transform
+        self._last: dict[str, tuple[Device, Device]] = {}
+
+    def apply(self, devices: Mapping[str, Device]) -> dict[str, Device]:
+        """Each of ``devices`` transformed, by name."""
+        out: dict[str, Device] = {}
+        for name, dev in devices.items():
+            hit = self._last.get(name)
+            if hit is not None and (hit[0] is dev or hit[0] == dev):
+                out[name] = hit[1]
+            else:
+                out[name] = self._transform(dev)
+                self._last[name] = (dev, out[name])
+        for gone in self._last.keys() - devices.keys():
+            del self._last[gone]
+        return out
 
 
 @attrs.frozen(kw_only=True)

@@ -6,9 +6,13 @@ import asyncio
 import json
 import os
 import pathlib
+import shutil
+import tempfile
+from collections.abc import Iterator
 
 import pytest
 
+from dranet_core import checkpoint as checkpoint_module
 from dranet_core.checkpoint import (
     CHECKPOINT_VERSION,
     CheckpointProblem,
@@ -19,6 +23,7 @@ from dranet_core.checkpoint import (
     config_to_json,
     decode_checkpoint,
     encode_checkpoint,
+    read_boot_id,
 )
 from dranet_core.config.model import (
     EthtoolConfig,
@@ -30,6 +35,7 @@ from dranet_core.config.model import (
     VRFConfig,
 )
 from dranet_core.errors import CheckpointError
+from dranet_core.files import filesystem_type
 from dranet_core.plans import ClaimPlan, PreparedDevice
 from dranet_core.types import ClaimRef, NetworkData
 
@@ -413,7 +419,7 @@ async def test_missing_parents_are_created_0750_whatever_the_umask(tmp_path: pat
         assert oct(d.stat().st_mode & 0o777) == "0o750"
 
 
-async def test_concurrent_mutations_share_fsynced_writes(tmp_path: pathlib.Path) -> None:
+async def test_concurrent_mutations_share_writes(tmp_path: pathlib.Path) -> None:
     store = ClaimStore(tmp_path / "cp.json")
     await asyncio.gather(*(store.put_plan(_plan(f"u{i}", (f"eth{i}",))) for i in range(50)))
     # one write for the first mutation, one for everything that queued behind it
@@ -489,3 +495,168 @@ async def test_setting_a_bad_record_aside_on_a_read_only_disk_still_loads_the_re
     assert problem is not None and problem.claims == ("u",)
     assert list(store.claims()) == ["good"] and store.dirty
     assert path.read_bytes() == raw  # unchanged until a write succeeds
+
+
+# --- durability: boot id stamp, incremental encoding ---
+
+_ATTACHED = DeviceState(phase="attached", pod_uid="p", sandbox_id="sb", netns="/run/netns/x", snapshot={})
+
+
+async def _attached_file(path: pathlib.Path, boot_id: str | None) -> None:
+    store = ClaimStore(path, boot_id=boot_id)
+    await store.put_plan(_plan("a", ("eth1", "eth2")))
+    await store.set_device_state("a", "eth1", _ATTACHED)
+    await store.set_device_state("a", "eth2", DeviceState(phase="detaching", pod_uid="p"))
+    await store.put_plan(_plan("b", ("eth3",)))
+
+
+async def test_a_file_from_another_boot_keeps_its_claims_and_voids_its_attachments(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "cp.json"
+    await _attached_file(path, "boot-1")
+    assert json.loads(path.read_bytes())["bootID"] == "boot-1"
+    store = ClaimStore(path, boot_id="boot-2")
+    assert await store.load() is None
+    assert sorted(store.claims()) == ["a", "b"]
+    assert store.device_state("a", "eth1") == DeviceState()
+    assert store.device_state("a", "eth2") == DeviceState()
+    assert "written before a reboot" in caplog.text and "2 attachment(s) void" in caplog.text
+    doc = json.loads(path.read_bytes())  # rewritten at once, stamped with this boot
+    assert doc["bootID"] == "boot-2"
+    assert doc["claims"]["a"]["devices"] == {"eth1": {"phase": "prepared"}, "eth2": {"phase": "prepared"}}
+
+
+@pytest.mark.parametrize(("written", "now"), [("boot-1", "boot-1"), (None, "boot-1"), ("boot-1", None)])
+async def test_a_file_of_this_boot_or_unstamped_keeps_its_attachments(
+    tmp_path: pathlib.Path, written: str | None, now: str | None
+) -> None:
+    path = tmp_path / "cp.json"
+    await _attached_file(path, written)
+    before = path.read_bytes()
+    store = ClaimStore(path, boot_id=now)
+    assert await store.load() is None
+    assert store.device_state("a", "eth1") == _ATTACHED
+    assert path.read_bytes() == before  # nothing to rewrite
+
+
+async def test_a_boot_id_that_is_not_a_string_makes_the_file_unusable(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "cp.json"
+    path.write_text(json.dumps({"version": CHECKPOINT_VERSION, "bootID": 7, "claims": {}}))
+    problem = await ClaimStore(path, boot_id="b").load()
+    assert problem is not None and "bootID: expected a string" in problem.reason
+    assert not path.exists() and problem.moved_to is not None
+
+
+def test_the_boot_id_is_read_from_the_procfs_root(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "sys" / "kernel" / "random").mkdir(parents=True)
+    (tmp_path / "sys" / "kernel" / "random" / "boot_id").write_text("5f2b8c1e-0000-4000-8000-000000000001\n")
+    assert read_boot_id(tmp_path) == "5f2b8c1e-0000-4000-8000-000000000001"
+
+
+@pytest.mark.parametrize("content", [None, ""])
+def test_an_unreadable_boot_id_is_none(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture, content: str | None
+) -> None:
+    if content is not None:
+        (tmp_path / "sys" / "kernel" / "random").mkdir(parents=True)
+        (tmp_path / "sys" / "kernel" / "random" / "boot_id").write_text(content)
+    assert read_boot_id(tmp_path) is None
+    assert "the checkpoint is not stamped" in caplog.text
+
+
+async def test_a_write_encodes_only_the_claims_that_changed(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "cp.json"
+    store = ClaimStore(path, boot_id="boot-1")
+    for i in range(5):
+        await store.put_plan(_plan(f"u{i}", ("eth1",)))
+    encoded: list[str] = []
+    real = checkpoint_module.encode_claim
+
+    def counting(pc: PreparedClaim) -> bytes:
+        encoded.append(pc.uid)
+        return real(pc)
+
+    monkeypatch.setattr(checkpoint_module, "encode_claim", counting)
+    await store.set_device_state("u3", "eth1", _ATTACHED)
+    await store.remove("u1")
+    assert encoded == ["u3"]
+    # the bytes are those of encoding the whole store from scratch
+    assert path.read_bytes() == encode_checkpoint(store.claims(), boot_id="boot-1")
+    doc = json.loads(path.read_bytes())
+    reference = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+    assert path.read_bytes() == reference
+    assert sorted(decode_checkpoint(path.read_bytes())) == ["u0", "u2", "u3", "u4"]
+
+
+# --- where the write runs: on the loop on a tmpfs, on a thread elsewhere ---
+
+_SHM = pathlib.Path("/dev/shm")
+
+
+@pytest.fixture
+def shm_dir() -> Iterator[pathlib.Path]:
+    if filesystem_type(_SHM) != "tmpfs":
+        pytest.skip("no tmpfs at /dev/shm")
+    d = pathlib.Path(tempfile.mkdtemp(prefix="dnt-ckpt-", dir=_SHM))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+async def test_on_a_tmpfs_writes_stay_on_the_loop_and_concurrent_ones_are_shared(
+    shm_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ClaimStore(shm_dir / "dranet.db")
+    await store.put_plan(_plan("first"))  # the first write finds out the file system
+    assert store.inline is True
+    loop = asyncio.get_running_loop()
+
+    def no_thread(*args: object) -> None:
+        raise AssertionError("a tmpfs write left the event loop")
+
+    monkeypatch.setattr(loop, "run_in_executor", no_thread)
+    before = store.writes
+    await asyncio.gather(*(store.put_plan(_plan(f"u{i}", (f"eth{i}",))) for i in range(50)))
+    assert store.writes - before <= 2
+    assert len(decode_checkpoint((shm_dir / "dranet.db").read_bytes())) == 51
+
+
+async def test_on_a_tmpfs_a_failed_write_undoes_the_mutation(shm_dir: pathlib.Path) -> None:
+    path = shm_dir / "dranet.db"
+    store = ClaimStore(path)
+    await store.put_plan(_plan("a"))
+    assert store.inline is True
+
+    def broken(data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    store._write = broken  # type: ignore[method-assign]
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        await store.set_device_state("a", "eth1", _ATTACHED)
+    assert store.device_state("a", "eth1") == DeviceState()
+    assert decode_checkpoint(path.read_bytes())["a"].devices["eth1"] == DeviceState()
+
+
+async def test_elsewhere_writes_run_on_a_thread(tmp_path: pathlib.Path) -> None:
+    if filesystem_type(tmp_path) == "tmpfs":
+        pytest.skip("the temporary directory is a tmpfs here")
+    store = ClaimStore(tmp_path / "cp.json")
+    await store.put_plan(_plan("a"))
+    assert store.inline is False
+
+
+def test_the_file_system_type_is_that_of_the_longest_mount_point(tmp_path: pathlib.Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/vda / ext4 rw 0 0\n"
+        "tmpfs /run tmpfs rw 0 0\n"
+        "tmpfs /run/with\\040space tmpfs rw 0 0\n"
+        "/dev/vdb /run/dranet xfs rw 0 0\n"
+    )
+    assert filesystem_type("/run/x/dranet.db", str(mounts)) == "tmpfs"
+    assert filesystem_type("/run/dranet/dranet.db", str(mounts)) == "xfs"
+    assert filesystem_type("/run/with space/a", str(mounts)) == "tmpfs"
+    assert filesystem_type("/runaway/a", str(mounts)) == "ext4"
+    assert filesystem_type("/x", str(tmp_path / "missing")) is None

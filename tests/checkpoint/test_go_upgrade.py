@@ -117,7 +117,7 @@ async def test_store_load_adopts_the_go_file_keeps_a_copy_and_our_write_replaces
     path = tmp_path / "dranet.db"
     raw = _file()
     path.write_bytes(raw)
-    store = ClaimStore(path, fsync=False)
+    store = ClaimStore(path)
     assert await store.load() is None
     assert set(store.claims()) == {adopted_uid("team", "c1"), adopted_uid("team", "c2")}
     assert (tmp_path / "dranet.db.go-bbolt").read_bytes() == raw
@@ -128,5 +128,5 @@ async def test_store_load_adopts_the_go_file_keeps_a_copy_and_our_write_replaces
     assert set(store.claims()) == {adopted_uid("team", "c2")}
     doc = json.loads(path.read_bytes())  # our format now, with the remaining adopted claim
     assert doc["version"] == 1 and list(doc["claims"]) == [adopted_uid("team", "c2")]
-    again = ClaimStore(path, fsync=False)
+    again = ClaimStore(path)
     assert await again.load() is None and set(again.claims()) == {adopted_uid("team", "c2")}

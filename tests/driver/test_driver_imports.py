@@ -76,3 +76,22 @@ def test_the_command_loads_cel_only_for_a_filter_that_needs_it(
     out = subprocess.run(run, capture_output=True, text=True, check=True, timeout=120)
     result = next(line for line in out.stdout.splitlines() if line.startswith("RESULT"))
     assert result.split()[1:] == [str(cel_loaded)] + ["False"] * len(UNUSED)
+
+
+ON_DEMAND = ("dranet_core.go_upgrade", "dranet_core.bbolt", "difflib")
+"""Loaded only when needed: the Go checkpoint reader when a Go checkpoint is met, difflib for
+the "did you mean" of a bad flag or config field."""
+
+
+def test_run_loads_the_go_checkpoint_reader_and_difflib_only_on_demand() -> None:
+    code = (
+        "import asyncio, sys, tempfile, pathlib\n"
+        "import dranet_core.cli, dranet_core.app, dranet_backends.netdev.backend\n"
+        "from dranet_core.checkpoint import ClaimStore\n"
+        "d = pathlib.Path(tempfile.mkdtemp())\n"
+        "(d / 'dranet.db').write_text('{\"version\": 1, \"claims\": {}}')\n"
+        "assert asyncio.run(ClaimStore(d / 'dranet.db').load()) is None\n"
+        f"print(','.join(m for m in {ON_DEMAND!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

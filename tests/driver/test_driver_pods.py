@@ -104,7 +104,7 @@ class Rig:
 
 
 async def _rig(tmp_path: Path, *devices: PreparedDevice, movers: Sequence[FakeMover] | None = None) -> Rig:
-    store = ClaimStore(tmp_path / "ckpt.json", fsync=False)
+    store = ClaimStore(tmp_path / "ckpt.json")
     await store.load()
     if devices:
         await store.put_plan(_plan(*devices))

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from e2e.faultlib import add_routes, assert_sound, journal_settled, route_count
-from e2e.harness import Cluster, wait_for
+from e2e.harness import Cluster, in_ns, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.socket, pytest.mark.slow]
 
@@ -157,3 +159,39 @@ def test_a_device_with_more_routes_than_the_bound_is_refused_and_stays_home(clus
     assert cluster.remove_sandbox(pod).code == 0
     assert cluster.unprepare(claim).error == ""
     cluster.forget_pod(pod)
+
+
+def test_a_checkpoint_from_before_a_reboot_voids_its_attachments(fresh_cluster: Cluster) -> None:
+    """A reboot takes every pod namespace with it and brings devices home: the driver reads
+    a checkpoint stamped with another boot id, voids its attachments (restores nothing),
+    keeps the claims prepared, and stamps the file with this boot's id."""
+    c = fresh_cluster
+    c.start()
+    dev = c.node.veth(addrs=["10.93.0.2/24"])
+    claim = c.claim([dev], config={"interface": {"name": "net1"}})
+    pod = c.create_pod([claim])
+    devname = claim.devices[0]
+    assert c.driver.journal()[devname]["phase"] == "attached"
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert c.driver.checkpoint()["bootID"] == boot_id
+    c.crash()
+    # what a reboot leaves: the device home under its own name, the pod and its netns gone
+    in_ns(pod.netns, "ip", "link", "set", "net1", "down")
+    in_ns(pod.netns, "ip", "link", "set", "net1", "netns", c.node.ns, "name", dev.name)
+    c.forget_pod(pod)
+    c.runtime.sync_pods = []
+    doc = c.driver.checkpoint()
+    doc["bootID"] = "00000000-0000-0000-0000-000000000000"
+    c.driver.db.write_text(json.dumps(doc))
+    c.start()
+    assert "written before a reboot" in c.log()
+    assert c.driver.checkpoint()["bootID"] == boot_id
+    assert c.driver.journal()[devname] == {"phase": "prepared"}
+    assert claim.uid in c.driver.claim_uids()
+    assert "device back home" not in c.log(), "nothing is restored from a void attachment"
+    # the kubelet's new pod for the claim gets the device as usual
+    again = c.new_sandbox(pod)
+    assert c.run_sandbox(again).code == 0, c.log()
+    assert again.link("net1") is not None
+    c.delete_pod(again)
+    assert_sound(c)

@@ -101,3 +101,12 @@ async def test_one_probe_serves_the_publisher_and_the_claim_source(
     fake_api.serve_versions("resource.k8s.io", "v1beta1")
     assert await publisher.ctx.ensure_api_version() == "v1beta1"
     assert await source.served_version() == "v1beta1"
+
+
+async def test_call_raw_leaves_no_response_body_on_the_client(
+    fake_api: FakeApiServer, fake_api_client: client.ApiClient
+) -> None:
+    fake_api.put_object({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a"}})
+    node = await call_raw("get node", client.CoreV1Api(fake_api_client).read_node, "node-a")
+    assert node["metadata"]["name"] == "node-a"
+    assert getattr(fake_api_client, "last_response", None) is None

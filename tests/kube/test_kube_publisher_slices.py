@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -539,3 +540,50 @@ async def test_a_server_without_list_attributes_gets_the_scalar_form_and_one_err
     assert len(errors) == 1, errors
     assert "resource.kubernetes.io/numaNode" in errors[0]
     assert "--feature-gates=DRAListTypeAttributes=true" in errors[0]
+
+
+async def test_an_adopted_slice_keeps_our_device_bodies_not_the_servers_copies(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    add_node(fake_api)
+    first = make_publisher(fake_api_client)
+    async with running(first):
+        await first.publish_devices(devices(300))
+        await idle(first)
+    second = make_publisher(fake_api_client)
+    async with running(second):
+        await second.publish_devices(devices(300))
+        await idle(second)
+        sync = second.slices
+        assert sync._existing is not None
+        held = [d for s in sync._existing.values() for d in s.devices]
+        assert len(held) == 300
+        ours = {name: body for name, (_, body, _) in sync._bodies.items()}
+        assert all(d is ours[str(d["name"])] for d in held), "a listed copy is kept beside our body"
+
+
+async def test_a_first_publish_lists_the_slices_once(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    """The watch starts while the first list is on its way: it waits for that list instead
+    of asking for another one."""
+    add_node(fake_api)
+    pub = make_publisher(fake_api_client)
+    real_list = pub.slices._list_slices
+
+    async def slow_list() -> Any:
+        await asyncio.sleep(0.2)  # a large node's list takes a while: the watch starts meanwhile
+        return await real_list()
+
+    pub.slices._list_slices = slow_list  # type: ignore[method-assign]
+    async with running(pub):
+        await pub.ctx.ensure_api_version()  # as in the driver: probed before the first publish
+        await pub.publish_devices(devices(300))
+        await idle(pub)
+        lists = [
+            r
+            for r in fake_api.requests_for("resourceslices", method="GET")
+            if not r.is_watch and not r.name and r.status == 200
+        ]
+        assert len(lists) == 1, [r.query for r in lists]
+        assert any(r.is_watch for r in fake_api.requests_for("resourceslices", method="GET"))

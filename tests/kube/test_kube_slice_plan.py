@@ -19,6 +19,7 @@ from dranet_core.kube.slices import (
     parse_slice_index,
     plan_slices,
     prepare_devices,
+    share_bodies,
     slice_name,
     slice_object,
 )
@@ -277,3 +278,25 @@ def test_list_attributes_in_both_forms_and_the_limits_that_come_with_them() -> N
         name="n-dra.net-0", driver="dra.net", node="n", generation=1, slice_count=1, devices=many
     )
     assert [c.field for c in validate_resource_slice(obj)] == ["spec.devices"]
+
+
+def test_share_bodies_keeps_the_servers_copy_only_where_it_differs() -> None:
+    ours = {"a": {"name": "a", "attributes": {"x": {"int": 1}}}, "b": {"name": "b"}}
+    listed = ExistingSlice(
+        name="s",
+        index=0,
+        uid="u",
+        resource_version="1",
+        generation=1,
+        slice_count=1,
+        pool="node",
+        devices=(
+            {"name": "a", "attributes": {"x": {"int": 1}}},
+            {"name": "b", "attributes": {"x": {"int": 2}}},
+            {"name": "c"},
+        ),
+    )
+    shared = share_bodies({"s": listed}, ours)["s"]
+    assert shared.devices == listed.devices
+    assert shared.devices[0] is ours["a"]
+    assert shared.devices[1] is listed.devices[1] and shared.devices[2] is listed.devices[2]

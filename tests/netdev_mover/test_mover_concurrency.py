@@ -77,6 +77,47 @@ async def test_two_hundred_attaches_and_detaches_at_once(lab: Lab, mover: Netdev
     assert {link["ifname"] for link in ipj(lab.pod, "link", "show")} == {"lo"}
 
 
+async def test_at_most_max_in_flight_attaches_and_detaches_run_at_once(lab: Lab) -> None:
+    """Thirty attaches (then detaches) started together: never more than ``max_in_flight``
+    of them are between their first and last step at once; the rest wait and all succeed."""
+    devs = _many_veths(lab, "mf", 30)
+    pod = lab.pod_sandbox()
+    inside: set[str] = set()
+    most = [0]
+
+    async def hook(device: str, step: str) -> None:
+        if step in ("move", "return"):
+            inside.add(device)
+            most[0] = max(most[0], len(inside))
+        elif step in ("readback", "restore:neighbors"):
+            inside.discard(device)
+        await asyncio.sleep(0)  # let every waiting caller try to get in
+
+    mover = NetdevMover(host_netns=f"/run/netns/{lab.node}", step_hook=hook, max_in_flight=3)
+    try:
+        snaps = await asyncio.gather(*(mover.snapshot(d) for d in devs))
+        results = await asyncio.gather(
+            *(mover.attach(d, pod, s) for d, s in zip(devs, snaps, strict=True)), return_exceptions=True
+        )
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        assert most[0] == 3
+        most[0] = 0
+        inside.clear()
+        undone = await asyncio.gather(
+            *(mover.detach(d, pod, s) for d, s in zip(devs, snaps, strict=True)), return_exceptions=True
+        )
+        assert [r for r in undone if isinstance(r, BaseException)] == []
+        assert most[0] == 3
+        assert {link["ifname"] for link in ipj(lab.pod, "link", "show")} == {"lo"}
+    finally:
+        await mover.aclose()
+
+
+def test_max_in_flight_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_in_flight: must be at least 1, got 0"):
+        NetdevMover(max_in_flight=0)
+
+
 def test_the_pod_benchmark_runs(lab: Lab) -> None:
     """bench_pod.py must not rot: 2 runs, 5 pods at once (no timing is asserted)."""
     import subprocess

@@ -196,7 +196,7 @@ async def test_rdma_devices_merge_move_in_order_and_reach_create_container(node:
         _claim(), view.devices, driver="dra.net", pool="node", taken={}, validators=table.validators
     )
 
-    store = ClaimStore(node.root / "ckpt.json", fsync=False)
+    store = ClaimStore(node.root / "ckpt.json")
     await store.load()
     await store.put_plan(plan)
     pods = PodNetworking(
@@ -258,7 +258,7 @@ async def test_claim_rdma_section_sets_mode_uid_and_gid_of_the_char_devices(node
     plan = plan_claim(
         _claim(params), view.devices, driver="dra.net", pool="node", taken={}, validators=table.validators
     )
-    store = ClaimStore(node.root / "ckpt.json", fsync=False)
+    store = ClaimStore(node.root / "ckpt.json")
     await store.load()
     await store.put_plan(plan)
     pods = PodNetworking(

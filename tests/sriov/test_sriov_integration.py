@@ -107,7 +107,7 @@ class Node:
         self.sriov = SriovBackend(sysfs=self.fs.root, dev_root=self.dev_root, pci_ids=PciIds(paths=()))
         self.table: HandlerTable = handler_table([self.netdev, self.sriov])
         self.publisher = FakePublisher()
-        self.store = ClaimStore(tmp / "ckpt.json", fsync=False)
+        self.store = ClaimStore(tmp / "ckpt.json")
         self.inventory = Inventory(
             self.table.discoverers, self.publisher, filter=DeviceFilter.compile(DEFAULT_FILTER)
         )

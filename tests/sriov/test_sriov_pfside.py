@@ -143,7 +143,7 @@ class Node:
             sysfs=self.fs.root, pci_ids=PciIds(paths=()), pf_client=PfClient(self.kernel)
         )
         self.table = handler_table([self.sriov, self.netdev])  # the driver's built-in order
-        self.store = ClaimStore(tmp / "ckpt.json", fsync=False)
+        self.store = ClaimStore(tmp / "ckpt.json")
         self.sriov.bind_journal(self.store)
         self.inventory = Inventory(
             self.table.discoverers, Publisher(), filter=DeviceFilter.compile(DEFAULT_FILTER)

@@ -23,6 +23,7 @@ netns and a pod.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -57,6 +58,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+MAX_IN_FLIGHT = 8
+"""Snapshots, attaches and detaches one mover runs at once (see :class:`NetdevMover`)."""
+
 
 class NetdevMover:
     """Moves netdevs between the host netns and pod netns (implements ``NamespaceMover``).
@@ -65,6 +69,12 @@ class NetdevMover:
     ``step_hook`` is a test seam (:data:`StepHook`); ``step_observer`` gets each step's
     duration (:data:`StepObserver`); ``state_file`` makes parked devices durable
     (:mod:`.renames`). Close with :meth:`aclose`.
+
+    At most ``max_in_flight`` snapshots, attaches and detaches run at once; the rest wait
+    their turn in arrival order. The kernel serialises link moves on one lock, so more in
+    flight adds no throughput: it only piles up ready callbacks, and one event-loop turn
+    that resumes a hundred of them stalls every other call the driver serves (kubelet,
+    NRI, the API watch) for tens of milliseconds.
     """
 
     def __init__(
@@ -76,7 +86,11 @@ class NetdevMover:
         step_observer: StepObserver | None = None,
         rename_retry_interval: float = 5.0,
         state_file: Path | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight: must be at least 1, got {max_in_flight}")
+        self._slots = asyncio.Semaphore(max_in_flight)
         self._host = HostSide(host_netns, proc_sys, step_hook, step_observer)
         self._parked = ParkedDevices(self._host, state_file=state_file, interval=rename_retry_interval)
         self._restorer = Restorer(self._host, self._parked)
@@ -127,6 +141,10 @@ class NetdevMover:
     async def snapshot(self, device: PreparedDevice) -> JSON:
         """Capture the host state of the device named by its netdev facet (JSON-able); for a
         subinterface device, the record of the child to create (:mod:`.child`)."""
+        async with self._slots:
+            return await self._snapshot(device)
+
+    async def _snapshot(self, device: PreparedDevice) -> JSON:
         t0 = time.perf_counter()
         facet = self._facet(device, "snapshot")
         host = await self._host.rtnl()
@@ -184,6 +202,10 @@ class NetdevMover:
     async def attach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> AttachResult:
         """Move the device into ``pod.netns`` and configure it (see :mod:`.attach`); for a
         subinterface device, create its child there instead."""
+        async with self._slots:
+            return await self._attach(device, pod, snapshot)
+
+    async def _attach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> AttachResult:
         child = self._child(device, snapshot, "attach")
         snap = child.identity if child is not None else self._parse(device, snapshot, "attach")
         name = child.name if child is not None else self._pod_name(device, snap)
@@ -226,6 +248,10 @@ class NetdevMover:
         :mod:`.restore`); raises :class:`~dranet_core.errors.DeviceError` otherwise. For a
         subinterface device: delete its child (:meth:`_detach_child`).
         """
+        async with self._slots:
+            await self._detach(device, pod, snapshot)
+
+    async def _detach(self, device: PreparedDevice, pod: PodSandbox, snapshot: JSON) -> None:
         child = self._child(device, snapshot, "detach")
         if child is not None:
             await self._detach_child(device, pod, child)

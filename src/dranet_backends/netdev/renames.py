@@ -7,9 +7,11 @@ device name, host snapshot) and gives it its name back once the name is free:
 long-lived job the driver supervises.
 
 The list is durable when a state file is given (the driver puts ``netdev-parked.json`` next
-to its checkpoint): written atomically (a new file, fsynced, renamed over the old one; a
+to its checkpoint): written atomically (a new file renamed over the old one; a
 symlink in its place is never followed) on every change, and read back at start, so a device
-parked before a restart is renamed back after it. An unreadable state file is set aside as
+parked before a restart is renamed back after it. It is not fsynced: a killed process leaves
+the old or the new file (the page cache outlives the process), and after a reboot no entry
+holds anyway (the devices carry their udev names again). An unreadable state file is set aside as
 ``<name>.bad`` with one log line; nothing else depends on it (the device stays home, only
 under its temporary name, and the name frees nothing).
 
@@ -178,7 +180,6 @@ class ParkedDevices:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
                 os.write(fd, data)
-                os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, self._file)

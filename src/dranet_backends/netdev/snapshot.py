@@ -25,7 +25,7 @@ import collections.abc
 import socket
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -112,32 +112,59 @@ def _records(cls: type[Any], items: Any) -> tuple[Any, ...]:
     return out
 
 
-def _type_ok(value: Any, hint: Any) -> bool:
+_Check = Callable[[Any], bool]
+
+
+def _compile(hint: Any) -> _Check:
+    """A predicate telling whether a value has type ``hint`` (the types records use)."""
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):
-        return any(_type_ok(value, h) for h in typing.get_args(hint))
+        parts = tuple(_checker(h) for h in typing.get_args(hint))
+        return lambda v: any(p(v) for p in parts)
     if hint is type(None):
-        return value is None
+        return lambda v: v is None
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return lambda v: isinstance(v, int) and not isinstance(v, bool)
     if hint in (str, bool):
-        return isinstance(value, hint)
+        return lambda v: isinstance(v, hint)
     if origin in (Mapping, collections.abc.Mapping):
-        key_t, val_t = typing.get_args(hint)
-        return isinstance(value, Mapping) and all(
-            _type_ok(k, key_t) and _type_ok(v, val_t) for k, v in value.items()
-        )
+        key_ok, val_ok = (_checker(h) for h in typing.get_args(hint))
+        return lambda v: isinstance(v, Mapping) and all(key_ok(k) and val_ok(x) for k, x in v.items())
     if origin is tuple:
-        return isinstance(value, tuple)  # records were checked one by one
-    return True
+        return lambda v: isinstance(v, tuple)  # records were checked one by one
+    return lambda v: True
+
+
+_CHECKERS: dict[Any, _Check] = {}
+
+
+def _checker(hint: Any) -> _Check:
+    check = _CHECKERS.get(hint)
+    if check is None:
+        check = _CHECKERS[hint] = _compile(hint)
+    return check
+
+
+_FIELDS: dict[type[Any], tuple[tuple[str, Any, _Check], ...]] = {}
+
+
+def _fields(cls: type[Any]) -> tuple[tuple[str, Any, _Check], ...]:
+    """Each field of a record class with its resolved type and that type's predicate, worked
+    out once per class (resolving the type hints alone costs ~0.7 ms)."""
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        hints = typing.get_type_hints(cls)
+        fields = _FIELDS[cls] = tuple(
+            (f.name, hints[f.name], _checker(hints[f.name])) for f in attrs.fields(cls)
+        )
+    return fields
 
 
 def _check_types(obj: Any) -> None:
-    hints = typing.get_type_hints(type(obj))
-    for field in attrs.fields(type(obj)):
-        value = getattr(obj, field.name)
-        if not _type_ok(value, hints[field.name]):
-            raise TypeError(f"{type(obj).__name__}.{field.name}: {value!r} is not {hints[field.name]}")
+    for name, hint, ok in _fields(type(obj)):
+        value = getattr(obj, name)
+        if not ok(value):
+            raise TypeError(f"{type(obj).__name__}.{name}: {value!r} is not {hint}")
 
 
 @attrs.frozen(kw_only=True)

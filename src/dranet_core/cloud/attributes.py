@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import attrs
+
 from dranet_core.config.model import NetworkConfig
 from dranet_core.types import AttributeValue, Device
 
@@ -80,12 +82,6 @@ class CloudAttributes:
                     self._baselines[name] = config
             extra = self.for_device(dev)
             if extra and any(dev.attributes.get(k) != v for k, v in extra.items()):
-                dev = Device(
-                    name=name,
-                    attributes={**dev.attributes, **extra},
-                    capacity=dev.capacity,
-                    facets=dev.facets,
-                    allow_multiple_allocations=dev.allow_multiple_allocations,
-                )
+                dev = attrs.evolve(dev, attributes={**dev.attributes, **extra})
             out[name] = dev
         return out

@@ -34,6 +34,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
+
 from dranet_core.config.codec import decode_config
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import ConfigError
@@ -135,13 +137,7 @@ class WebhookCloud:
                 self._baselines[name] = baseline
             if extra and any(dev.attributes.get(k) != v for k, v in extra.items()):
                 try:
-                    dev = Device(
-                        name=name,
-                        attributes={**dev.attributes, **extra},
-                        capacity=dev.capacity,
-                        facets=dev.facets,
-                        allow_multiple_allocations=dev.allow_multiple_allocations,
-                    )
+                    dev = attrs.evolve(dev, attributes={**dev.attributes, **extra})
                 except ValueError as exc:  # e.g. over the attribute limit: keep the device as it was
                     self._problem(name, "GetDeviceAttributes", str(exc))
             out[name] = dev

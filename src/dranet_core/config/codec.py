@@ -15,12 +15,11 @@ model's attrs fields (:mod:`dranet_core.config.fields`): there is no per-field p
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from dranet_core.config.fields import TypeSpec, fields_of
@@ -138,7 +137,7 @@ def _unknown_field(key: str, known: list[str]) -> str:
     folded = [k for k in known if k.lower() == key.lower()]
     if folded:
         return f"unknown field (names are case-sensitive: did you mean {folded[0]!r}?)"
-    close = difflib.get_close_matches(key, known, n=1)
+    close = _close_matches(key, known, n=1)
     if close:
         return f"unknown field (did you mean {close[0]!r}?)"
     return f"unknown field (known: {', '.join(known)})"
@@ -248,3 +247,10 @@ def _encode_value(tp: TypeSpec, value: Any) -> JSON:
         assert tp.item is not None
         return {k: _encode_value(tp.item, v) for k, v in value.items()}
     return value
+
+
+def _close_matches(word: str, possibilities: Iterable[str], n: int) -> list[str]:
+    """:func:`difflib.get_close_matches`, loaded on this error path only."""
+    import difflib
+
+    return difflib.get_close_matches(word, possibilities, n=n)

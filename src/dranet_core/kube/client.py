@@ -138,6 +138,15 @@ async def probe_resource_api_version(
     )
 
 
+def _forget_response(method: Any, resp: Any) -> None:
+    """Drop the API client's reference to ``resp`` (its ``last_response``): the response keeps
+    its whole body, which would stay in memory until the next call (a ResourceSlice list of a
+    large node is hundreds of KiB)."""
+    api_client = getattr(getattr(method, "__self__", None), "api_client", None)
+    if api_client is not None and getattr(api_client, "last_response", None) is resp:
+        api_client.last_response = None
+
+
 async def call_raw(
     operation: str, method: Any, *args: Any, request_timeout: float | None = None, **kwargs: Any
 ) -> Any:
@@ -154,6 +163,7 @@ async def call_raw(
             status = resp.status
     except (TimeoutError, aiohttp.ClientError, OSError, ApiException) as exc:
         raise api_error(operation, exc) from exc
+    _forget_response(method, resp)
     text = data.decode("utf-8", errors="replace")
     if not 200 <= status <= 299:
         reason = text[:500]

@@ -90,6 +90,7 @@ __all__ = [
     "parse_slice_index",
     "plan_slices",
     "prepare_devices",
+    "share_bodies",
     "slice_name",
     "slice_object",
 ]
@@ -331,6 +332,25 @@ def existing_from_object(obj: Mapping[str, Any], *, node: str, driver: str) -> E
         devices=tuple(_flat_device(d) for d in spec.get("devices") or [] if isinstance(d, dict)),
         owner_uid=owner,
     )
+
+
+def share_bodies(
+    existing: Mapping[str, ExistingSlice], bodies: Mapping[str, dict[str, JSON]]
+) -> dict[str, ExistingSlice]:
+    """``existing`` with each listed device that equals our body for it replaced by that body.
+
+    A listed slice holds the server's copy of every device (a few KiB each once decoded);
+    where it is the same as what we publish, keeping our object instead (the publisher holds
+    it anyway) drops the copy. Equal values, so planning sees no difference.
+    """
+    out: dict[str, ExistingSlice] = {}
+    for name, s in existing.items():
+        shared = []
+        for d in s.devices:
+            ours = bodies.get(str(d.get("name")))
+            shared.append(ours if ours is not None and ours == d else d)
+        out[name] = attrs.evolve(s, devices=tuple(shared))
+    return out
 
 
 # --------------------------------------------------------------------------- planning

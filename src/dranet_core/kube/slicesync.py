@@ -30,7 +30,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -51,6 +51,7 @@ from dranet_core.kube.slices import (
     max_devices_per_slice,
     plan_slices,
     prepare_devices,
+    share_bodies,
     slice_object,
 )
 from dranet_core.types import Device
@@ -240,6 +241,7 @@ class SliceSync:
     async def _sync_slices(self) -> bool:
         """One reconciliation. False: our view was stale (it is dropped, call again)."""
         assert self.desired is not None
+        listed = self._existing is None
         if self._existing is None:
             self._existing = await self._list_slices()
         elif self.desired is self._synced and self.node_uid == self._synced_owner:
@@ -248,6 +250,8 @@ class SliceSync:
         # and the newer set must not be taken as written
         desired = self.desired
         bodies, skipped = prepare_devices(desired, cache=self._bodies, lists=self.list_attributes)
+        if listed:
+            self._existing = share_bodies(self._existing, bodies)
         for name, (body, reason) in list(self._rejected.items()):
             if bodies.get(name) == body:
                 del bodies[name]
@@ -454,10 +458,13 @@ class SliceWatch:
                 backoff.reset()
 
     async def _wait_for_fresh_list(self) -> None:
-        """Have the slice loop (re-)list, and wait until it has."""
+        """Have the slice loop (re-)list, and wait until it has. Before its first list there
+        is nothing to re-list: the loop lists anyway (a second list of a large node would
+        cost a decoded copy of every slice)."""
         before = self.sync.lists
-        self.sync.slice_events.append(_SliceEvent("RESYNC", "", "", ""))
-        self.sync.mark_dirty()
+        if before:
+            self.sync.slice_events.append(_SliceEvent("RESYNC", "", "", ""))
+            self.sync.mark_dirty()
         while self.sync.lists == before:
             progress = self.ctx.progress
             await progress.wait()
@@ -477,12 +484,17 @@ class SliceWatch:
             ),
         ) as stream:
             async for ev in stream:
-                raw = ev.get("raw_object") or {}
-                meta = raw.get("metadata") or {}
-                rv = str(meta.get("resourceVersion", ""))
-                if rv:
-                    self.rv = rv
-                if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                    name, uid = str(meta.get("name", "")), str(meta.get("uid", ""))
-                    self.sync.slice_events.append(_SliceEvent(ev["type"], name, uid, rv))
-                    self.sync.mark_dirty()
+                self._on_event(ev)
+                del ev  # a whole slice: not kept while the stream waits for the next event
+
+    def _on_event(self, ev: Mapping[str, Any]) -> None:
+        """Note one watch event: its resource version, and what it says about a slice."""
+        raw = ev.get("raw_object") or {}
+        meta = raw.get("metadata") or {}
+        rv = str(meta.get("resourceVersion", ""))
+        if rv:
+            self.rv = rv
+        if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+            name, uid = str(meta.get("name", "")), str(meta.get("uid", ""))
+            self.sync.slice_events.append(_SliceEvent(ev["type"], name, uid, rv))
+            self.sync.mark_dirty()

@@ -10,12 +10,11 @@ merged, so one rule covers every backend, third-party ones included.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Final
 
 import attrs
 
-from dranet_core.types import DEVICE_ATTRIBUTE_MAX, Device
+from dranet_core.types import DEVICE_ATTRIBUTE_MAX, Device, DeviceMemo
 
 __all__ = ["PCI_ADDRESS", "PCI_BUS_ID", "StandardAttributes", "with_standard_attributes"]
 
@@ -37,23 +36,9 @@ def with_standard_attributes(device: Device) -> Device:
     return attrs.evolve(device, attributes={**device.attributes, PCI_BUS_ID: address})
 
 
-class StandardAttributes:
+class StandardAttributes(DeviceMemo):
     """:func:`with_standard_attributes` over a whole scan, remembering the last result per
     device so an unchanged device is not rebuilt (and re-validated) on every scan."""
 
     def __init__(self) -> None:
-        self._last: dict[str, tuple[Device, Device]] = {}
-
-    def apply(self, devices: Mapping[str, Device]) -> dict[str, Device]:
-        """``devices`` with the standard attributes added, by name."""
-        out: dict[str, Device] = {}
-        for name, dev in devices.items():
-            hit = self._last.get(name)
-            if hit is not None and (hit[0] is dev or hit[0] == dev):
-                out[name] = hit[1]
-            else:
-                out[name] = with_standard_attributes(dev)
-                self._last[name] = (dev, out[name])
-        for gone in self._last.keys() - devices.keys():
-            del self._last[gone]
-        return out
+        super().__init__(with_standard_attributes)
