@@ -138,11 +138,6 @@ class DeviceFilter:
             raise SettingsError(f"filter: invalid CEL expression {expression!r}: {exc}") from exc
         return cls(expression, program)
 
-    @property
-    def is_empty(self) -> bool:
-        """Whether this filter keeps every device."""
-        return self._program is None
-
     def matches(self, device: Device) -> bool:
         """Whether ``device`` passes the filter (see the module docstring for the rules)."""
         if self._program is None:

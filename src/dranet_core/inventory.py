@@ -209,11 +209,6 @@ class Inventory:
         """Names of the pinned devices."""
         return frozenset(self._pinned)
 
-    @property
-    def stats(self) -> Mapping[str, int]:
-        """Counters: ``scans`` done, ``publishes`` made."""
-        return {"scans": self._scans, "publishes": self._publishes}
-
     async def refresh(self, *, publish: bool = True) -> InventoryView:
         """Scan now (no rate limit) and publish if the published set changed.
 

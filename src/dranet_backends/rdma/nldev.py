@@ -99,7 +99,6 @@ _HDR = struct.Struct("=IHHII")
 _NLA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 _I32 = struct.Struct("=i")
-_U64 = struct.Struct("=Q")
 
 
 class NldevError(OSError):
@@ -170,11 +169,6 @@ class NldevMessage:
         """Attribute ``kind`` as u32 (None if absent or too short)."""
         raw = self.attrs.get(kind)
         return _U32.unpack_from(raw)[0] if raw is not None and len(raw) >= 4 else None
-
-    def u64(self, kind: int) -> int | None:
-        """Attribute ``kind`` as u64 (None if absent or too short)."""
-        raw = self.attrs.get(kind)
-        return _U64.unpack_from(raw)[0] if raw is not None and len(raw) >= 8 else None
 
     def string(self, kind: int) -> str | None:
         """Attribute ``kind`` as a NUL-terminated string (None if absent)."""
