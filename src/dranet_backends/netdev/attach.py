@@ -4,7 +4,9 @@ The steps, in order (:data:`ATTACH_STEPS`; the names of errors, of the step hook
 ``dranet_attach_step_seconds`` histogram)::
 
     move       one RTM_NEWLINK from the host: IFLA_NET_NS_FD + IFLA_IFNAME (+ MTU, MAC,
-               GSO/GRO sizes when configured): move, rename and resize in one request.
+               GSO/GRO sizes when configured): move, rename and resize in one request;
+               the lookup at home, the move and the read in the pod are one trip to a
+               netlink worker thread.
                For a subinterface device: create the claim's macvlan/ipvlan child in the
                pod instead (one RTM_NEWLINK with IFLA_LINK + IFLA_NET_NS_FD, the MAC
                journalled beforehand), then MTU and GSO/GRO sizes; the parent stays home
@@ -45,7 +47,7 @@ import attrs
 
 from dranet_backends.netdev import ebpf, ethtool, subif, sysctl, vrf
 from dranet_backends.netdev.child import ChildRecord
-from dranet_backends.netdev.hostside import HostSide
+from dranet_backends.netdev.hostside import HostSide, home_link
 from dranet_backends.netdev.nsutil import Rtnl, on_worker, run_in_netns
 from dranet_backends.netdev.restore import Restorer, family, is_transient
 from dranet_backends.netdev.snapshot import NUD_PERMANENT, HostSnapshot, RouteRecord
@@ -281,15 +283,23 @@ class Attacher:
             await self._create_child(job, job.child)
             return
         extra = link_attrs(job.cfg.interface)
-        home = await self.host.find_home(job.snap, cfg_mac=job.cfg_mac)
-        if home is not None:
-            _check_mtu(job, home)
-            host = await self.host.rtnl()
-            await host.link_set(
-                int(home["index"]), [("IFLA_NET_NS_FD", job.pod_fd), ("IFLA_IFNAME", job.name), *extra]
-            )
-            link = await job.pod.link_get(ifname=job.name)
-        else:
+        host = await self.host.rtnl()
+
+        def move() -> tuple[bool, Any | None]:
+            """On a worker, one trip: find the device at home, move it, read it in the pod."""
+            with host.held() as h:
+                home = home_link(h, job.snap, cfg_mac=job.cfg_mac)
+                if home is None:
+                    return False, None
+                _check_mtu(job, home)
+                h.link_set(
+                    int(home["index"]), [("IFLA_NET_NS_FD", job.pod_fd), ("IFLA_IFNAME", job.name), *extra]
+                )
+            with job.pod.held() as p:  # one turn after the other, never nested
+                return True, p.link_get(ifname=job.name)
+
+        moved, link = await on_worker(None, move)
+        if not moved:
             link = await self.host.find_in_pod(job.pod, job.snap, job.name, job.cfg_mac)
             if link is None:
                 raise DeviceNotFoundError(

@@ -24,11 +24,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
-from dranet_backends.netdev.nsutil import SELF_NETNS, Rtnl, on_worker, open_netns
+from dranet_backends.netdev.nsutil import SELF_NETNS, Rtnl, RtnlSync, call_in_netns, on_worker, open_netns
 from dranet_backends.netdev.snapshot import HostSnapshot, link_identity
 from dranet_backends.netns import live_netns, netns_id, open_pod_netns
 
-__all__ = ["HostSide", "StepHook", "StepObserver", "same_device", "temp_name"]
+__all__ = ["HostSide", "StepHook", "StepObserver", "home_link", "pod_link", "same_device", "temp_name"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,14 @@ OPEN_TIMEOUT: Final = 10.0
 def _close_late_fd(fut: asyncio.Future[int]) -> None:
     if not fut.cancelled() and fut.exception() is None:
         os.close(fut.result())
+
+
+def _close_late_pair(fut: asyncio.Future[tuple[int, Rtnl | OSError]]) -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        fd, rtnl = fut.result()
+        if isinstance(rtnl, Rtnl):
+            rtnl.close_now()
+        os.close(fd)
 
 
 def temp_name(ifindex: int) -> str:
@@ -116,9 +124,15 @@ class HostSide:
                     self._rtnl = await Rtnl.open(self.fd)
         return self._rtnl
 
+    @property
+    def ns_fd_for_thread(self) -> int | None:
+        """The host netns fd for :func:`.nsutil.call_in_netns` on a worker thread; ``None``
+        when the host is the driver's own netns (the worker is there already)."""
+        return None if self.is_self else self.fd
+
     async def in_ns(self, fn: Callable[[], T]) -> T:
         """Run quick ``fn`` in the host netns on the netlink worker thread (:func:`.nsutil.on_worker`)."""
-        return await on_worker(None if self.is_self else self.fd, fn)
+        return await on_worker(self.ns_fd_for_thread, fn)
 
     async def at(self, device: str, step: str) -> None:
         """The step hook, if any."""
@@ -155,6 +169,34 @@ class HostSide:
                 raise OSError(errno.ETIMEDOUT, f"not opened within {OPEN_TIMEOUT:.0f}s") from exc
             raise
 
+    async def open_pod_rtnl(self, path: str) -> tuple[int, Rtnl | OSError]:
+        """:meth:`open_pod`, and a netlink client made in that netns by the same thread (one
+        trip instead of two): ``(fd, client)``, or ``(fd, error)`` when the fd opened but no
+        socket could be made in it. The caller closes the fd (and the client)."""
+        refuse = (
+            (self.fd, "the node's own network namespace"),
+            (self.own_fd, "the driver's own network namespace"),
+        )
+
+        def both() -> tuple[int, Rtnl | OSError]:
+            fd = open_pod_netns(path, refuse=refuse)
+            try:
+                return fd, call_in_netns(fd, Rtnl.open_here)
+            except OSError as exc:
+                return fd, exc
+            except BaseException:
+                os.close(fd)
+                raise
+
+        fut = asyncio.get_running_loop().run_in_executor(None, both)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), OPEN_TIMEOUT)
+        except BaseException as exc:
+            fut.add_done_callback(_close_late_pair)  # the thread may still deliver them
+            if isinstance(exc, TimeoutError):
+                raise OSError(errno.ETIMEDOUT, f"not opened within {OPEN_TIMEOUT:.0f}s") from exc
+            raise
+
     # -- finding the device --------------------------------------------------------------
 
     async def find_home(
@@ -165,37 +207,14 @@ class HostSide:
         pod_name: str | None = None,
         cfg_mac: str | None = None,
     ) -> Any | None:
-        """The device in the host netns, by ifindex, then by name (original, temporary, pod
-        name), then (``scan``) among all links: a device back from a dead netns as devN."""
+        """The device in the host netns (:func:`home_link`), in one trip to a worker."""
         host = await self.rtnl()
-        link = await host.link_get(index=snap.ifindex) if snap.ifindex else None  # 0: not known
-        if link is not None and same_device(link, snap, cfg_mac):
-            return link
-        for name in (snap.ifname, temp_name(snap.ifindex), pod_name):
-            if name is None:
-                continue
-            link = await host.link_get(ifname=name)
-            if link is not None and same_device(link, snap, cfg_mac):
-                return link
-        if scan:
-            for link in await host.link_dump():
-                if same_device(link, snap, cfg_mac):
-                    return link
-        return None
+        return await host.batch(lambda s: home_link(s, snap, scan=scan, pod_name=pod_name, cfg_mac=cfg_mac))
 
     @staticmethod
     async def find_in_pod(pod: Rtnl, snap: HostSnapshot, name: str, cfg_mac: str | None) -> Any | None:
-        """The device in a pod netns: by its pod name, its ifindex, else among the pod's links."""
-        link = await pod.link_get(ifname=name)
-        if link is not None and same_device(link, snap, cfg_mac):
-            return link
-        link = await pod.link_get(index=snap.ifindex) if snap.ifindex else None
-        if link is not None and same_device(link, snap, cfg_mac):
-            return link
-        for link in await pod.link_dump():  # a pod has few links
-            if same_device(link, snap, cfg_mac):
-                return link
-        return None
+        """The device in a pod netns (:func:`pod_link`), in one trip to a worker."""
+        return await pod.batch(lambda s: pod_link(s, snap, name, cfg_mac))
 
     async def find_elsewhere(self, snap: HostSnapshot, cfg_mac: str | None) -> list[tuple[int, str]]:
         """The live network namespaces but the host's that hold the device (its pod's path is
@@ -223,3 +242,45 @@ class HostSide:
             for fd, _ in found:
                 if fd not in kept:
                     os.close(fd)
+
+
+def home_link(
+    host: RtnlSync,
+    snap: HostSnapshot,
+    *,
+    scan: bool = False,
+    pod_name: str | None = None,
+    cfg_mac: str | None = None,
+) -> Any | None:
+    """The device in the host netns, by ifindex, then by name (original, temporary, pod
+    name), then (``scan``) among all links: a device back from a dead netns as devN.
+    Blocking: on a worker thread holding ``host``'s turn."""
+    link = host.link_get(index=snap.ifindex) if snap.ifindex else None  # 0: not known
+    if link is not None and same_device(link, snap, cfg_mac):
+        return link
+    for name in (snap.ifname, temp_name(snap.ifindex), pod_name):
+        if name is None:
+            continue
+        link = host.link_get(ifname=name)
+        if link is not None and same_device(link, snap, cfg_mac):
+            return link
+    if scan:
+        for link in host.link_dump():
+            if same_device(link, snap, cfg_mac):
+                return link
+    return None
+
+
+def pod_link(pod: RtnlSync, snap: HostSnapshot, name: str, cfg_mac: str | None) -> Any | None:
+    """The device in a pod netns: by its pod name, its ifindex, else among the pod's links.
+    Blocking: on a worker thread holding ``pod``'s turn."""
+    link = pod.link_get(ifname=name)
+    if link is not None and same_device(link, snap, cfg_mac):
+        return link
+    link = pod.link_get(index=snap.ifindex) if snap.ifindex else None
+    if link is not None and same_device(link, snap, cfg_mac):
+        return link
+    for link in pod.link_dump():  # a pod has few links
+        if same_device(link, snap, cfg_mac):
+            return link
+    return None

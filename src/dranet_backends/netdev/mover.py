@@ -36,7 +36,7 @@ from dranet_backends.netdev.attach import ATTACH_STEPS, Attacher, AttachJob, lin
 from dranet_backends.netdev.child import ChildRecord, is_child_record, record_child
 from dranet_backends.netdev.facet import FACET, NetdevFacet
 from dranet_backends.netdev.hostside import HostSide, StepHook, StepObserver, temp_name
-from dranet_backends.netdev.nsutil import SELF_NETNS, Rtnl
+from dranet_backends.netdev.nsutil import SELF_NETNS, Rtnl, on_worker
 from dranet_backends.netdev.renames import ParkedDevices
 from dranet_backends.netdev.restore import Restorer
 from dranet_backends.netdev.snapshot import HostSnapshot, take
@@ -155,18 +155,27 @@ class NetdevMover:
                 raise DeviceError(device.device, "snapshot", f"{facet.ifname}: {exc}") from exc
             finally:
                 self._host.observe("snapshot", t0)
+        ns_fd = self._host.ns_fd_for_thread
+        proc_sys = self._host.proc_sys
+
+        def take_on_worker() -> HostSnapshot:  # the lookup and the snapshot in one trip
+            with host.held() as rtnl:
+                link = rtnl.link_get(index=facet.ifindex)
+                mac = facet.mac.lower()
+                if link is not None and not (
+                    link.get("ifname") == facet.ifname or (mac and str(link.get("address")).lower() == mac)
+                ):
+                    link = None  # the index was reused by another device
+                if link is None:
+                    link = rtnl.link_get(ifname=facet.ifname)
+                if link is None:
+                    raise DeviceNotFoundError(
+                        device.device, "snapshot", f"no link {facet.ifname} on the host"
+                    )
+                return take(rtnl, ns_fd, link, facet.to_json(), proc_sys)
+
         try:
-            link = await host.link_get(index=facet.ifindex)
-            mac = facet.mac.lower()
-            if link is not None and not (
-                link.get("ifname") == facet.ifname or (mac and str(link.get("address")).lower() == mac)
-            ):
-                link = None  # the index was reused by another device
-            if link is None:
-                link = await host.link_get(ifname=facet.ifname)
-            if link is None:
-                raise DeviceNotFoundError(device.device, "snapshot", f"no link {facet.ifname} on the host")
-            snap = await take(host, self._host.fd, link, facet.to_json(), self._host.proc_sys)
+            snap = await on_worker(None, take_on_worker)
         except OSError as exc:
             raise DeviceError(device.device, "snapshot", f"{facet.ifname}: {exc}") from exc
         finally:
@@ -213,19 +222,18 @@ class NetdevMover:
             raise DeviceError(device.device, "netns", f"pod {pod} has no network namespace")
         t0 = time.perf_counter()
         try:
-            pod_fd = await self._host.open_pod(pod.netns)
+            pod_fd, opened = await self._host.open_pod_rtnl(pod.netns)
         except ValueError as exc:
+            self._host.observe("netns", t0)
             raise DeviceError(device.device, "netns", str(exc)) from exc
         except OSError as exc:
+            self._host.observe("netns", t0)
             raise DeviceError(device.device, "netns", f"{shown_path(pod.netns)}: {exc.strerror}") from exc
         try:
-            try:
-                pod_rtnl = await Rtnl.open(pod_fd)
-            except OSError as exc:
-                raise DeviceError(device.device, "netns", f"{shown_path(pod.netns)}: {exc}") from exc
-            finally:
-                self._host.observe("netns", t0)
-            async with pod_rtnl:
+            self._host.observe("netns", t0)
+            if isinstance(opened, OSError):
+                raise DeviceError(device.device, "netns", f"{shown_path(pod.netns)}: {opened}") from opened
+            async with opened as pod_rtnl:
                 job = AttachJob(
                     device=device,
                     snap=snap,

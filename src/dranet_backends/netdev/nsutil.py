@@ -30,11 +30,12 @@ different pods' sockets overlap (the kernel serialises what needs its lock anywa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno as errno_mod
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
@@ -55,6 +56,7 @@ __all__ = [
     "SELF_NETNS",
     "THREAD_NETNS",
     "Rtnl",
+    "RtnlSync",
     "call_in_netns",
     "on_worker",
     "open_netns",
@@ -174,6 +176,121 @@ def _exchange(sock: socket.socket, req: rtmsg.Request, seq: int) -> list[rtmsg.R
     return out
 
 
+class RtnlSync:
+    """The blocking face of an :class:`Rtnl`: the same requests, answered on the calling thread.
+
+    Only for code already on a netlink worker thread that holds the socket's turn
+    (:meth:`Rtnl.held`, :meth:`Rtnl.batch`): a step that needs several exchanges does them
+    in one trip to a worker instead of one trip each. Same errors and return values as the
+    async methods of :class:`Rtnl`.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._seq = 0
+
+    def call(self, req: rtmsg.Request) -> list[rtmsg.Reply]:
+        """One request and its answer."""
+        self._seq = self._seq % 0x7FFFFFFF + 1
+        return _exchange(self._sock, req, self._seq)
+
+    def call_ok(self, req: rtmsg.Request, ignore: tuple[int, ...]) -> bool:
+        """Run ``req``; False if the kernel refused it with one of ``ignore``."""
+        try:
+            self.call(req)
+        except OSError as exc:
+            if exc.errno in ignore:
+                return False
+            raise
+        return True
+
+    # -- links ---------------------------------------------------------------------------
+
+    def link_get(self, *, index: int | None = None, ifname: str | None = None) -> Any | None:
+        """The link record for ``index`` or ``ifname``, or ``None`` if there is none."""
+        try:
+            res = self.call(rtmsg.link_get(index, ifname))
+        except OSError as exc:
+            if exc.errno in (errno_mod.ENODEV, errno_mod.ENOENT):
+                return None
+            raise
+        return res[0] if res else None
+
+    def link_dump(self) -> list[Any]:
+        """Every link of the netns (a full dump: only for rare paths such as recovery)."""
+        return self.call(rtmsg.link_dump())
+
+    def link_set(self, index: int, attrs: list[tuple[str, Any]], *, up: bool | None = None) -> None:
+        """One RTM_NEWLINK on ``index`` with ``IFLA_*`` attributes (and IFF_UP if given).
+
+        ``IFLA_NET_NS_FD`` takes an int fd. The kernel applies the attributes in one request:
+        a netns move plus rename plus MTU/MAC/GSO/GRO is one message.
+        """
+        self.call(rtmsg.link_set(index, attrs, up))
+
+    def link_new(self, body: bytes) -> None:
+        """Create a link from a prepared RTM_NEWLINK body (``NLM_F_CREATE|NLM_F_EXCL``)."""
+        self.call(rtmsg.link_new(body))
+
+    def link_del(self, index: int) -> None:
+        """Delete a link; a missing one is not an error."""
+        self.call_ok(rtmsg.link_del(index), (errno_mod.ENODEV, errno_mod.ENOENT))
+
+    # -- addresses, routes, rules, neighbours --------------------------------------------
+
+    def addr_dump(self, index: int) -> list[Any]:
+        """Addresses of link ``index`` (both families), filtered by the kernel."""
+        return [m for m in self.call(rtmsg.addr_dump(index)) if m["index"] == index]
+
+    def addr_add(
+        self, index: int, address: str, prefixlen: int, *, exist_ok: bool = True, **extra: Any
+    ) -> None:
+        """Add an address (``broadcast=``, ``scope=``, ``flags=`` pass through)."""
+        self.call_ok(rtmsg.addr_add(index, address, prefixlen, **extra), _exists(exist_ok))
+
+    def route_dump(self, family: int, oif: int | None = None) -> list[Any]:
+        """Routes of one family, all tables; only those through ``oif`` when given (filtered
+        by the kernel: ``RTA_OIF`` in a strict-checked dump request)."""
+        return [m for m in self.call(rtmsg.route_dump(family, oif)) if oif is None or m.get("oif") == oif]
+
+    def route_add(self, *, exist_ok: bool = True, **kwargs: Any) -> None:
+        """Add a route (``family``, ``dst``, ``dst_len``, ``gateway``, ``oif``, ``table``, ...)."""
+        self.call_ok(rtmsg.route_add(**kwargs), _exists(exist_ok))
+
+    def rule_dump(self, family: int) -> list[Any]:
+        """Policy rules of one family."""
+        return self.call(rtmsg.rule_dump(family))
+
+    def rule_add(self, *, exist_ok: bool = True, **kwargs: Any) -> bool:
+        """Add a rule; returns False when it existed already (and ``exist_ok``)."""
+        return self.call_ok(rtmsg.rule(True, **kwargs), _exists(exist_ok))
+
+    def rule_del(self, **kwargs: Any) -> None:
+        """Delete a rule; a missing one is not an error."""
+        self.call_ok(rtmsg.rule(False, **kwargs), (errno_mod.ENOENT,))
+
+    def neigh_dump(self, index: int) -> list[Any]:
+        """Neighbour entries of link ``index`` (both families), filtered by the kernel."""
+        return [m for m in self.call(rtmsg.neigh_dump(index)) if m["ifindex"] == index]
+
+    def neigh_add(self, *, exist_ok: bool = True, **kwargs: Any) -> None:
+        """Add a neighbour entry (``dst``, ``lladdr``, ``ifindex``, ``state``)."""
+        self.call_ok(rtmsg.neigh_add(**kwargs), _exists(exist_ok))
+
+    def tc_filters(self, index: int, parent: int) -> list[Any]:
+        """TC filters of link ``index`` under ``parent`` (e.g. clsact ingress)."""
+        try:
+            return self.call(rtmsg.tc_filter_dump(index, parent))
+        except OSError as exc:
+            if exc.errno in (errno_mod.EINVAL, errno_mod.ENOENT):
+                return []
+            raise
+
+    def tc_filter_del(self, index: int, parent: int, handle: int, info: int) -> None:
+        """Delete one TC filter (kind-independent: handle, parent and prio/protocol ``info``)."""
+        self.call_ok(rtmsg.tc_filter_del(index, parent, handle, info), (errno_mod.ENOENT, errno_mod.EINVAL))
+
+
 class Rtnl:
     """An rtnetlink client bound to one netns (by the socket it was opened on).
 
@@ -182,13 +299,20 @@ class Rtnl:
     ``ENODEV``. Concurrent calls on one instance are fine: its exchanges run one at a time
     on the worker threads (so a dump never meets another on the same socket, which the
     kernel refuses with ``EBUSY``). A call whose caller is cancelled still completes there.
+
+    Each method is one trip to a worker thread (a thread hand-off each way: on a small VM
+    about ten times the kernel's own time for a lookup). A step that needs several exchanges
+    makes them in one trip: :meth:`batch` for one socket, or a function run with
+    :func:`on_worker` that takes each socket's turn with :meth:`held`, one socket after
+    another, never one inside another.
     """
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._seq = 0
+        self._sync = RtnlSync(sock)
         self._closed = False
-        self._turn = threading.Lock()  # held on a worker thread for one exchange
+        self._pending = 0  # batches submitted and not yet answered (counted on the loop)
+        self._turn = threading.Lock()  # held on a worker thread for one exchange (or batch)
 
     @classmethod
     async def open(cls, ns_fd: int) -> Rtnl:
@@ -197,12 +321,29 @@ class Rtnl:
         wait on)."""
         return cls(await on_worker(ns_fd, _new_socket))
 
+    @classmethod
+    def open_here(cls) -> Rtnl:
+        """A client for the calling thread's netns, made on the calling thread: for code on
+        a thread that has entered the netns (:func:`call_in_netns`)."""
+        return cls(_new_socket())
+
     async def aclose(self) -> None:
         """Close the client and its socket (idempotent; after its pending exchanges)."""
         if self._closed:
             return
         self._closed = True
+        if not self._pending and self._turn.acquire(blocking=False):  # nothing in flight
+            try:
+                self._sock.close()
+            finally:
+                self._turn.release()
+            return
         await self._run(self._locked(self._sock.close))
+
+    def close_now(self) -> None:
+        """Close a client that nothing has used yet (its socket, on this thread)."""
+        self._closed = True
+        self._sock.close()
 
     async def __aenter__(self) -> Rtnl:
         return self
@@ -227,112 +368,100 @@ class Rtnl:
 
         return run
 
-    async def _call(self, req: rtmsg.Request) -> list[rtmsg.Reply]:
+    @contextlib.contextmanager
+    def held(self) -> Iterator[RtnlSync]:
+        """This socket's turn, for code on a worker thread (see the class docstring):
+        ``with rtnl.held() as s: s.link_get(...)``. ``OSError(EBADF)`` once closed."""
+        with self._turn:
+            if self._sock.fileno() < 0:
+                raise OSError(errno_mod.EBADF, "the netlink client is closed")
+            yield self._sync
+
+    async def batch(self, fn: Callable[[RtnlSync], T]) -> T:
+        """``fn(sync)`` on a worker thread with this socket's turn held: several exchanges
+        in one trip."""
         if self._closed:
             raise OSError(errno_mod.EBADF, "the netlink client is closed")
-        self._seq = self._seq % 0x7FFFFFFF + 1
-        seq, sock = self._seq, self._sock
-        return await self._run(self._locked(lambda: _exchange(sock, req, seq)))
 
-    async def _call_ok(self, req: rtmsg.Request, ignore: tuple[int, ...]) -> bool:
-        """Run ``req``; False if the kernel refused it with one of ``ignore``."""
+        def run() -> T:
+            with self.held() as sync:
+                return fn(sync)
+
+        self._pending += 1
         try:
-            await self._call(req)
-        except OSError as exc:
-            if exc.errno in ignore:
-                return False
-            raise
-        return True
+            return await self._run(run)
+        finally:
+            self._pending -= 1
 
     # -- links ---------------------------------------------------------------------------
 
     async def link_get(self, *, index: int | None = None, ifname: str | None = None) -> Any | None:
         """The link record for ``index`` or ``ifname``, or ``None`` if there is none."""
-        try:
-            res = await self._call(rtmsg.link_get(index, ifname))
-        except OSError as exc:
-            if exc.errno in (errno_mod.ENODEV, errno_mod.ENOENT):
-                return None
-            raise
-        return res[0] if res else None
+        return await self.batch(lambda s: s.link_get(index=index, ifname=ifname))
 
     async def link_dump(self) -> list[Any]:
         """Every link of the netns (a full dump: only for rare paths such as recovery)."""
-        return await self._call(rtmsg.link_dump())
+        return await self.batch(lambda s: s.link_dump())
 
     async def link_set(self, index: int, attrs: list[tuple[str, Any]], *, up: bool | None = None) -> None:
-        """One RTM_NEWLINK on ``index`` with ``IFLA_*`` attributes (and IFF_UP if given).
-
-        ``IFLA_NET_NS_FD`` takes an int fd. The kernel applies the attributes in one request:
-        a netns move plus rename plus MTU/MAC/GSO/GRO is one message.
-        """
-        await self._call(rtmsg.link_set(index, attrs, up))
+        """One RTM_NEWLINK on ``index`` (see :meth:`RtnlSync.link_set`)."""
+        await self.batch(lambda s: s.link_set(index, attrs, up=up))
 
     async def link_new(self, body: bytes) -> None:
         """Create a link from a prepared RTM_NEWLINK body (``NLM_F_CREATE|NLM_F_EXCL``)."""
-        await self._call(rtmsg.link_new(body))
+        await self.batch(lambda s: s.link_new(body))
 
     async def link_del(self, index: int) -> None:
         """Delete a link; a missing one is not an error."""
-        await self._call_ok(rtmsg.link_del(index), (errno_mod.ENODEV, errno_mod.ENOENT))
+        await self.batch(lambda s: s.link_del(index))
 
     # -- addresses, routes, rules, neighbours --------------------------------------------
 
     async def addr_dump(self, index: int) -> list[Any]:
         """Addresses of link ``index`` (both families), filtered by the kernel."""
-        return [m for m in await self._call(rtmsg.addr_dump(index)) if m["index"] == index]
+        return await self.batch(lambda s: s.addr_dump(index))
 
     async def addr_add(
         self, index: int, address: str, prefixlen: int, *, exist_ok: bool = True, **extra: Any
     ) -> None:
         """Add an address (``broadcast=``, ``scope=``, ``flags=`` pass through)."""
-        await self._call_ok(rtmsg.addr_add(index, address, prefixlen, **extra), _exists(exist_ok))
+        await self.batch(lambda s: s.addr_add(index, address, prefixlen, exist_ok=exist_ok, **extra))
 
     async def route_dump(self, family: int, oif: int | None = None) -> list[Any]:
-        """Routes of one family, all tables; only those through ``oif`` when given (filtered
-        by the kernel: ``RTA_OIF`` in a strict-checked dump request)."""
-        return [
-            m for m in await self._call(rtmsg.route_dump(family, oif)) if oif is None or m.get("oif") == oif
-        ]
+        """Routes of one family, all tables; only those through ``oif`` when given."""
+        return await self.batch(lambda s: s.route_dump(family, oif))
 
     async def route_add(self, *, exist_ok: bool = True, **kwargs: Any) -> None:
         """Add a route (``family``, ``dst``, ``dst_len``, ``gateway``, ``oif``, ``table``, ...)."""
-        await self._call_ok(rtmsg.route_add(**kwargs), _exists(exist_ok))
+        await self.batch(lambda s: s.route_add(exist_ok=exist_ok, **kwargs))
 
     async def rule_dump(self, family: int) -> list[Any]:
         """Policy rules of one family."""
-        return await self._call(rtmsg.rule_dump(family))
+        return await self.batch(lambda s: s.rule_dump(family))
 
     async def rule_add(self, *, exist_ok: bool = True, **kwargs: Any) -> bool:
         """Add a rule; returns False when it existed already (and ``exist_ok``)."""
-        return await self._call_ok(rtmsg.rule(True, **kwargs), _exists(exist_ok))
+        return await self.batch(lambda s: s.rule_add(exist_ok=exist_ok, **kwargs))
 
     async def rule_del(self, **kwargs: Any) -> None:
         """Delete a rule; a missing one is not an error."""
-        await self._call_ok(rtmsg.rule(False, **kwargs), (errno_mod.ENOENT,))
+        await self.batch(lambda s: s.rule_del(**kwargs))
 
     async def neigh_dump(self, index: int) -> list[Any]:
         """Neighbour entries of link ``index`` (both families), filtered by the kernel."""
-        return [m for m in await self._call(rtmsg.neigh_dump(index)) if m["ifindex"] == index]
+        return await self.batch(lambda s: s.neigh_dump(index))
 
     async def neigh_add(self, *, exist_ok: bool = True, **kwargs: Any) -> None:
         """Add a neighbour entry (``dst``, ``lladdr``, ``ifindex``, ``state``)."""
-        await self._call_ok(rtmsg.neigh_add(**kwargs), _exists(exist_ok))
+        await self.batch(lambda s: s.neigh_add(exist_ok=exist_ok, **kwargs))
 
     async def tc_filters(self, index: int, parent: int) -> list[Any]:
         """TC filters of link ``index`` under ``parent`` (e.g. clsact ingress)."""
-        try:
-            return await self._call(rtmsg.tc_filter_dump(index, parent))
-        except OSError as exc:
-            if exc.errno in (errno_mod.EINVAL, errno_mod.ENOENT):
-                return []
-            raise
+        return await self.batch(lambda s: s.tc_filters(index, parent))
 
     async def tc_filter_del(self, index: int, parent: int, handle: int, info: int) -> None:
         """Delete one TC filter (kind-independent: handle, parent and prio/protocol ``info``)."""
-        await self._call_ok(
-            rtmsg.tc_filter_del(index, parent, handle, info), (errno_mod.ENOENT, errno_mod.EINVAL)
-        )
+        await self.batch(lambda s: s.tc_filter_del(index, parent, handle, info))
 
 
 def _exists(ok: bool) -> tuple[int, ...]:

@@ -1,7 +1,7 @@
 """The host snapshot: everything needed to give a netdev back exactly as it was.
 
-Taken before the device moves (:func:`take`), stored in the checkpoint as JSON
-(:meth:`HostSnapshot.to_json`), and read back by whichever process detaches
+Taken before the device moves (:func:`take`, in one trip to a netlink worker thread),
+stored in the checkpoint as JSON (:meth:`HostSnapshot.to_json`), and read back by whichever process detaches
 (:meth:`HostSnapshot.from_json`): restore is driven by the snapshot alone.
 
 What is recorded, and why each item is needed on return:
@@ -31,7 +31,7 @@ from typing import Any, Final
 import attrs
 
 from dranet_backends.netdev import ethtool, sysctl
-from dranet_backends.netdev.nsutil import Rtnl, on_worker
+from dranet_backends.netdev.nsutil import RtnlSync, call_in_netns
 
 __all__ = [
     "SNAPSHOT_VERSION",
@@ -273,10 +273,10 @@ def _address_records(msgs: list[Any]) -> tuple[AddressRecord, ...]:
     return tuple(out)
 
 
-async def _routes(rtnl: Rtnl, index: int) -> tuple[RouteRecord, ...]:
+def _routes(rtnl: RtnlSync, index: int) -> tuple[RouteRecord, ...]:
     out = []
     for family in (socket.AF_INET, socket.AF_INET6):
-        for r in await rtnl.route_dump(family, oif=index):
+        for r in rtnl.route_dump(family, oif=index):
             if r["proto"] == RTPROT_KERNEL or r["type"] != 1:
                 continue
             table = r.get("table") or r["table"]
@@ -298,10 +298,10 @@ async def _routes(rtnl: Rtnl, index: int) -> tuple[RouteRecord, ...]:
     return tuple(out)
 
 
-async def _rules(rtnl: Rtnl, ifname: str, tables: set[int]) -> tuple[RuleRecord, ...]:
+def _rules(rtnl: RtnlSync, ifname: str, tables: set[int]) -> tuple[RuleRecord, ...]:
     out = []
     for family in (socket.AF_INET, socket.AF_INET6):
-        for r in await rtnl.rule_dump(family):
+        for r in rtnl.rule_dump(family):
             table = int(r.get("table") or r["table"])
             iif, oif = r.get("iifname"), r.get("oifname")
             if not ((table in tables and table not in _SPECIAL_TABLES) or ifname in (iif, oif)):
@@ -340,22 +340,36 @@ def _host_thread_state(
     return sysctls, defaults, features, flags
 
 
-async def take(
-    rtnl: Rtnl, ns_fd: int, link: Any, facet: Mapping[str, Any], proc_sys: str = sysctl.PROC_SYS_NET
+def take(
+    rtnl: RtnlSync,
+    ns_fd: int | None,
+    link: Any,
+    facet: Mapping[str, Any],
+    proc_sys: str = sysctl.PROC_SYS_NET,
 ) -> HostSnapshot:
-    """Snapshot the device ``link`` (a pyroute2 link message from ``rtnl``'s netns ``ns_fd``)."""
+    """Snapshot the device ``link`` (a link record read on ``rtnl``, whose netns is
+    ``ns_fd``; ``None``: the calling thread's own).
+
+    Blocking: on a netlink worker thread holding ``rtnl``'s turn (:meth:`.nsutil.Rtnl.held`),
+    so that the whole snapshot -- six dumps, the sysctl and ethtool reads -- is one trip
+    from the event loop. The sysctl and ethtool reads enter ``ns_fd`` on this thread and
+    come back."""
     ident = link_identity(link)
     index = ident["ifindex"]
     ifname = ident["ifname"]
-    addresses = _address_records(await rtnl.addr_dump(index))
-    routes = await _routes(rtnl, index)
-    rules = await _rules(rtnl, ifname, {r.table for r in routes})
+    addresses = _address_records(rtnl.addr_dump(index))
+    routes = _routes(rtnl, index)
+    rules = _rules(rtnl, ifname, {r.table for r in routes})
     neighbors = tuple(
         NeighborRecord(dst=n.get("dst"), lladdr=n.get("lladdr"))
-        for n in await rtnl.neigh_dump(index)
+        for n in rtnl.neigh_dump(index)
         if n["state"] & NUD_PERMANENT and n.get("dst") and n.get("lladdr")
     )
-    sysctls, defaults, features, flags = await on_worker(ns_fd, lambda: _host_thread_state(ifname, proc_sys))
+
+    def host_state() -> tuple[dict[str, int], dict[str, int], dict[str, bool], dict[str, bool]]:
+        return _host_thread_state(ifname, proc_sys)
+
+    sysctls, defaults, features, flags = host_state() if ns_fd is None else call_in_netns(ns_fd, host_state)
     return HostSnapshot(
         ifname=ifname,
         ifindex=index,
