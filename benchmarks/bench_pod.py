@@ -28,6 +28,7 @@ import ctypes
 import inspect
 import json
 import os
+import random
 import secrets
 import socket
 import statistics
@@ -271,8 +272,23 @@ def _ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1e3:7.2f}" if values else "      -"
 
 
+TICK = 0.004
+"""A kernel tick at HZ=250 (the commonest HZ): the kernel's part of a move is a few RCU
+grace periods, which end on ticks, so a move takes a whole number of ticks more or less
+depending on where in a tick it starts."""
+
+
+async def _dephase(jitter: random.Random) -> None:
+    """Sleep a random 0-2 ticks (untimed) before a measured attach. Without it, the loop's
+    fixed rhythm locks each series to one phase of the tick: the floor and the driver then
+    land on different phases and their medians differ by a whole tick that is neither's
+    (measured: the same floor read 14 ms in one run and 19 ms in the next)."""
+    await asyncio.sleep(jitter.uniform(0, 2 * TICK))
+
+
 async def run(runs: int, burst: int) -> int:
     lab = Lab()
+    jitter = random.Random(0x5EED)
     try:
         with checkpoint_dir("dnt-bpod-") as (tmp, where):
             side = Side(lab, tmp)
@@ -288,8 +304,10 @@ async def run(runs: int, burst: int) -> int:
                 side.steps.clear()
                 for r in range(runs):
                     name, index, netns = devices[2 + 2 * r]
+                    await _dephase(jitter)
                     floors.append(floor_attach(host, index, netns))
                     name, index, netns = devices[3 + 2 * r]
+                    await _dephase(jitter)
                     prep, att = await side.ready(r, name, index, netns)
                     prepares.append(prep)
                     attaches.append(att)
@@ -418,6 +436,10 @@ def report(
         failures.append(
             f"the mover alone: {m_failed} failed, {m_total * 1e3:.0f} ms, stall {m_stall[1] * 1e3:.2f} ms"
         )
+    if os.environ.get("BENCH_POD_DEBUG"):
+        print("floors", sorted(round(x * 1e3, 1) for x in floors))
+        print("attach", sorted(round(x * 1e3, 1) for x in attaches))
+        print("move", sorted(round(x * 1e3, 1) for x in steps["move"]))
     for f in failures:
         print(f"FAIL: {f}")
     if not failures:
