@@ -4,7 +4,8 @@ On a small VM a hand-off to a worker thread and back costs about ten times the k
 time for a link lookup, so the number of trips, not the number of netlink messages, is what
 a pod waits for. The snapshot (six dumps, sysctl and ethtool reads) is one trip; the move
 (find the device at home, move it, read it in the pod) is one; the pod netns and its socket
-are one; closing the pod's socket is none.
+are one; a step's addresses, routes, rules or neighbours are one whatever their number;
+closing the pod's socket is none.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from mover_lab import Lab, sh
+from mover_lab import Lab, ipj, sh
 
 from dranet_backends.netdev.mover import NetdevMover
 from dranet_core.config.model import InterfaceConfig, NetworkConfig, RouteConfig
@@ -47,8 +48,8 @@ def _configured_veth(lab: Lab) -> Any:
     sh(["ip", "-n", lab.node, "addr", "add", "10.77.0.1/24", "dev", "tr0"])
     sh(["ip", "-n", lab.node, "route", "add", "172.31.7.0/24", "via", "10.77.0.2", "dev", "tr0"])
     cfg = NetworkConfig(
-        interface=InterfaceConfig(name="net1", mtu=1400, addresses=("10.88.0.2/24",)),
-        routes=(RouteConfig(destination="10.99.0.0/16", gateway="10.88.0.1"),),
+        interface=InterfaceConfig(name="net1", mtu=1400, addresses=("10.88.0.2/24", "10.88.1.2/24")),
+        routes=tuple(RouteConfig(destination=f"10.99.{i}.0/24", gateway="10.88.0.1") for i in range(3)),
     )
     return lab.device("tr0", cfg)
 
@@ -85,5 +86,9 @@ async def test_an_attach_makes_at_most_one_trip_per_step(lab: Lab) -> None:
     assert per_step["netns"] == 1  # the pod netns opened and its socket made by one thread
     assert per_step["move"] == 1  # found at home, moved and read in the pod in one trip
     assert per_step["readback"] == 1  # and the pod socket closed without another
+    assert per_step["addresses"] == 1  # two addresses, one trip
+    assert per_step["routes"] == 1  # three routes, one trip
     assert max(per_step.values()) == 1, per_step
     assert sum(per_step.values()) == 6, per_step  # netns, move, addresses, up, routes, readback
+    routes = {r["dst"] for r in ipj(lab.pod, "-4", "route", "show")}
+    assert {f"10.99.{i}.0/24" for i in range(3)} <= routes

@@ -48,7 +48,7 @@ import attrs
 from dranet_backends.netdev import ebpf, ethtool, subif, sysctl, vrf
 from dranet_backends.netdev.child import ChildRecord
 from dranet_backends.netdev.hostside import HostSide, home_link
-from dranet_backends.netdev.nsutil import Rtnl, on_worker, run_in_netns
+from dranet_backends.netdev.nsutil import Rtnl, RtnlSync, on_worker, run_in_netns
 from dranet_backends.netdev.restore import Restorer, family, is_transient
 from dranet_backends.netdev.snapshot import NUD_PERMANENT, HostSnapshot, RouteRecord
 from dranet_core.config.model import InterfaceConfig, NetworkConfig, RuleConfig
@@ -378,11 +378,18 @@ class Attacher:
             )
 
     async def _addresses(self, job: AttachJob) -> None:
-        for addr, plen in pod_addresses(job.cfg, job.snap):
-            try:
-                await job.pod.addr_add(job.index, addr, plen)
-            except OSError as exc:
-                raise OSError(exc.errno, f"address {addr}/{plen}: {exc.strerror}") from exc
+        addrs = pod_addresses(job.cfg, job.snap)
+        index = job.index
+
+        def add(p: RtnlSync) -> None:  # every address in one trip
+            for addr, plen in addrs:
+                try:
+                    p.addr_add(index, addr, plen)
+                except OSError as exc:
+                    raise OSError(exc.errno, f"address {addr}/{plen}: {exc.strerror}") from exc
+
+        if addrs:
+            await job.pod.batch(add)
 
     async def _up(self, job: AttachJob) -> None:
         try:
@@ -453,11 +460,17 @@ class Attacher:
     async def _routes(self, job: AttachJob) -> None:
         routes = plan_routes(job.cfg, job.snap, job.vrf_table)
         _bounded("routes", routes, MAX_ROUTES)
-        for kw in routes:
-            try:
-                await job.pod.route_add(oif=job.index, **kw)
-            except OSError as exc:
-                raise OSError(exc.errno, f"{_route_text(kw)}: {exc.strerror}") from exc
+        index = job.index
+
+        def add(p: RtnlSync) -> None:  # every route in one trip
+            for kw in routes:
+                try:
+                    p.route_add(oif=index, **kw)
+                except OSError as exc:
+                    raise OSError(exc.errno, f"{_route_text(kw)}: {exc.strerror}") from exc
+
+        if routes:
+            await job.pod.batch(add)
 
     async def _rules(self, job: AttachJob) -> None:
         if job.vrf_table is not None:
@@ -475,13 +488,18 @@ class Attacher:
                     kw["dst"], kw["dst_len"] = h.dst, h.dst_len
                 rules.append(kw)
         _bounded("rules", rules, MAX_RULES)
-        for kw in rules:
-            try:
-                added = await job.pod.rule_add(**kw)
-            except OSError as exc:
-                raise OSError(exc.errno, f"{_rule_text(kw)}: {exc.strerror}") from exc
-            if added:
-                job.rules_added.append(kw)
+        added = job.rules_added
+
+        def add(p: RtnlSync) -> None:  # every rule in one trip; each one added is recorded
+            for kw in rules:  # at once, so a failure part-way rolls back exactly those
+                try:
+                    if p.rule_add(**kw):
+                        added.append(kw)
+                except OSError as exc:
+                    raise OSError(exc.errno, f"{_rule_text(kw)}: {exc.strerror}") from exc
+
+        if rules:
+            await job.pod.batch(add)
 
     async def _neighbors(self, job: AttachJob) -> None:
         pairs: dict[str, str] = {}
@@ -491,13 +509,18 @@ class Attacher:
             if dst and mac:
                 pairs.setdefault(dst, mac)
         _bounded("neighbors", list(pairs), MAX_NEIGHBORS)
-        for dst, mac in pairs.items():
-            try:
-                await job.pod.neigh_add(
-                    dst=dst, lladdr=mac.lower(), ifindex=job.index, state=NUD_PERMANENT, family=family(dst)
-                )
-            except OSError as exc:
-                raise OSError(exc.errno, f"neighbor {dst} lladdr {mac}: {exc.strerror}") from exc
+        entries = [(dst, mac, family(dst)) for dst, mac in pairs.items()]
+        index = job.index
+
+        def add(p: RtnlSync) -> None:  # every neighbour in one trip
+            for dst, mac, fam in entries:
+                try:
+                    p.neigh_add(dst=dst, lladdr=mac.lower(), ifindex=index, state=NUD_PERMANENT, family=fam)
+                except OSError as exc:
+                    raise OSError(exc.errno, f"neighbor {dst} lladdr {mac}: {exc.strerror}") from exc
+
+        if entries:
+            await job.pod.batch(add)
 
     async def _readback(self, job: AttachJob) -> AttachResult:
         ips = []
