@@ -53,7 +53,7 @@ DEPENDENCIES = (
     "yaml",
 )
 """What the floor imports: the third-party packages ``dranet run`` loads with these flags."""
-OPTIONAL = ("cel",)
+OPTIONAL = ("cel_expr_python.cel",)
 """Loaded only with a ``--filter`` other than the default (or empty): a share, not in the floor."""
 NODE = "bench-node"
 
@@ -94,9 +94,7 @@ def import_rss(modules: tuple[str, ...]) -> float:
     """RSS MiB of a fresh interpreter after importing ``modules`` (none: the bare interpreter)."""
     code = (
         "import importlib\n"
-        # cel as the driver loads it: its extension, not the package's interactive CLI
-        + ("from dranet_core.cli import prefer_light_cel\nprefer_light_cel()\n" if "cel" in modules else "")
-        + f"for m in {modules!r}: importlib.import_module(m)\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
         "print([l for l in open('/proc/self/status') if l.startswith('VmRSS:')][0].split()[1])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout

@@ -53,7 +53,7 @@ from dranet_core.settings import (
     resolve_kubeconfig,
 )
 
-__all__ = ["build_parser", "main", "prefer_light_cel", "settings_from_args"]
+__all__ = ["build_parser", "main", "settings_from_args"]
 
 COMMANDS = ("run", "inventory", "demo", "version")
 
@@ -476,40 +476,6 @@ def _version() -> str:
         return "0+unknown"
 
 
-def prefer_light_cel() -> None:
-    """Make ``import cel`` load only the CEL extension module, not the package's CLI.
-
-    The ``common-expression-language`` package's ``__init__`` imports its interactive CLI
-    (prompt_toolkit and friends): about 24 MiB of resident memory the driver never uses. When
-    ``cel`` is not imported yet, register a package module whose attributes are the compiled
-    extension's (``compile``, ``evaluate``, ``Context``, ...); submodules (``cel.cli``) still
-    import normally if someone asks. Called by the commands before anything imports ``cel``,
-    when the ``--filter`` needs it.
-    """
-    if "cel" in sys.modules:
-        return
-    import importlib
-    import importlib.util
-    import types
-
-    spec = importlib.util.find_spec("cel")
-    if spec is None or spec.submodule_search_locations is None:
-        return
-    pkg = types.ModuleType("cel")
-    pkg.__path__ = list(spec.submodule_search_locations)
-    pkg.__spec__ = spec
-    pkg.__file__ = spec.origin
-    sys.modules["cel"] = pkg
-    try:
-        ext = importlib.import_module("cel.cel")
-    except ImportError:
-        del sys.modules["cel"]
-        return
-    for name in dir(ext):
-        if not name.startswith("_"):
-            setattr(pkg, name, getattr(ext, name))
-
-
 def _command_line(args_in: list[str]) -> list[str] | str:
     """The arguments with the command first (``run`` when none is given), or an error line."""
     if not args_in or (args_in[0].startswith("-") and args_in[0] not in ("-h", "--help", "--version")):
@@ -618,16 +584,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dranet {_version()}")
         return 0
     if args.command == "demo":
-        prefer_light_cel()
         from dranet_core.demo import run_demo
 
         return run_demo(quiet=args.quiet, verbosity=args.verbosity or 0, log_format=args.log_format)
     try:
         settings = settings_from_args(args)
-        from dranet_core.filter import DeviceFilter, uses_cel
+        from dranet_core.filter import DeviceFilter
 
-        if uses_cel(settings.inventory.filter):
-            prefer_light_cel()  # before anything imports cel; the default filter needs none
         DeviceFilter.compile(settings.inventory.filter)  # a bad --filter is a flag error too
         _check_backends(settings)
         if args.command == "run":

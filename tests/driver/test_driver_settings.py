@@ -183,25 +183,6 @@ def test_run_is_the_default_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().err.startswith("dranet run: error: --bind-address: expected host:port")
 
 
-def test_light_cel_skips_the_cli_and_still_compiles() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
-        "from dranet_core.cli import prefer_light_cel\n"
-        "prefer_light_cel()\n"
-        "from dranet_core.filter import DeviceFilter\n"
-        "from dranet_core.types import Device\n"
-        'f = DeviceFilter.compile(\'attributes["dra.net/type"].StringValue == "veth"\')\n'
-        "print(f.matches(Device(name='a', attributes={'dra.net/type': 'veth'})),"
-        " f.matches(Device(name='b', attributes={'dra.net/type': 'macvlan'})),"
-        " any(m.startswith('prompt_toolkit') for m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["True", "False", "False"]
-
-
 def test_go_only_flags_are_accepted_and_warned_about() -> None:
     args = cli.build_parser().parse_args(
         ["run", "--cloud-provider-hint=NONE", "--profile-provider=none", "--webhook-url=http://x:1"]

@@ -150,9 +150,9 @@ def test_default_filter_does_not_load_cel_and_another_does() -> None:
         "import sys\n"
         "from dranet_core.filter import DEFAULT_FILTER, DeviceFilter\n"
         "DeviceFilter.compile(DEFAULT_FILTER)\n"
-        "print('cel' in sys.modules)\n"
+        "print('cel_expr_python' in sys.modules)\n"
         "DeviceFilter.compile('attributes.size() > 0')\n"
-        "print('cel' in sys.modules)\n"
+        "print('cel_expr_python' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
