@@ -383,8 +383,13 @@ def setup_logging(
         root.addHandler(h)
     wants_debug = verbosity >= 4 or any(level >= 4 for _, level in log.vmodule)
     root.setLevel(logging.DEBUG if wants_debug else logging.INFO)
-    for noisy in ("pyroute2", "grpclib", "kubernetes_asyncio", "aiohttp"):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 9 else logging.WARNING)
+
+
+NOISY_LOGGERS: Final = ("pyroute2", "grpclib", "h2", "hpack", "kubernetes_asyncio", "aiohttp")
+"""Libraries whose own DEBUG lines (a line per HTTP/2 frame or header) show only from
+``-v=9``: below that they log warnings and errors only, whatever ``-v``."""
 
 
 def _log_file_handler(log: LogSettings) -> logging.Handler:

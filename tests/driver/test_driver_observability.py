@@ -178,3 +178,28 @@ async def test_slow_clients_are_dropped_and_never_starve_a_scrape() -> None:
         await asyncio.sleep(0.1)
         assert _fd_count() <= before + 2
         task.cancel()
+
+
+@pytest.mark.parametrize(("verbosity", "library_debug"), [(4, False), (9, True)])
+def test_http2_library_debug_lines_show_only_from_v9(verbosity: int, library_debug: bool) -> None:
+    """At -v=4 the driver's own debug lines show, not grpclib's HTTP/2 libraries' (a line per
+    header: h2 and hpack); from -v=9 those too."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    saved_levels = {name: logging.getLogger(name).level for name in ("h2", "hpack", "grpclib")}
+    setup_logging("text", verbosity, stream=stream)
+    try:
+        logging.getLogger("dranet_core.x").debug("ours")
+        logging.getLogger("hpack.hpack").debug("Decoded header")
+        logging.getLogger("h2.connection").debug("Processing event")
+        logging.getLogger("grpclib.protocol").warning("a warning always shows")
+    finally:
+        root.handlers[:] = saved
+        root.setLevel(level)
+        for name, lvl in saved_levels.items():
+            logging.getLogger(name).setLevel(lvl)
+    out = stream.getvalue()
+    assert "ours" in out and "a warning always shows" in out
+    assert ("Decoded header" in out) is library_debug
+    assert ("Processing event" in out) is library_debug
