@@ -156,30 +156,15 @@ class HostSide:
         the path lookup itself may wait on the kernel's mount table (busy while namespaces
         come and go) or a hung filesystem: it runs in the default executor's threads.
         """
-        refuse = (
-            (self.fd, "the node's own network namespace"),
-            (self.own_fd, "the driver's own network namespace"),
-        )
-        fut = asyncio.get_running_loop().run_in_executor(None, lambda: open_pod_netns(path, refuse=refuse))
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), OPEN_TIMEOUT)
-        except BaseException as exc:
-            fut.add_done_callback(_close_late_fd)  # the thread may still deliver an fd
-            if isinstance(exc, TimeoutError):
-                raise OSError(errno.ETIMEDOUT, f"not opened within {OPEN_TIMEOUT:.0f}s") from exc
-            raise
+        return await self._opening(lambda: self._open_pod_here(path), _close_late_fd)
 
     async def open_pod_rtnl(self, path: str) -> tuple[int, Rtnl | OSError]:
         """:meth:`open_pod`, and a netlink client made in that netns by the same thread (one
         trip instead of two): ``(fd, client)``, or ``(fd, error)`` when the fd opened but no
         socket could be made in it. The caller closes the fd (and the client)."""
-        refuse = (
-            (self.fd, "the node's own network namespace"),
-            (self.own_fd, "the driver's own network namespace"),
-        )
 
         def both() -> tuple[int, Rtnl | OSError]:
-            fd = open_pod_netns(path, refuse=refuse)
+            fd = self._open_pod_here(path)
             try:
                 return fd, call_in_netns(fd, Rtnl.open_here)
             except OSError as exc:
@@ -188,11 +173,24 @@ class HostSide:
                 os.close(fd)
                 raise
 
-        fut = asyncio.get_running_loop().run_in_executor(None, both)
+        return await self._opening(both, _close_late_pair)
+
+    def _open_pod_here(self, path: str) -> int:
+        refuse = (
+            (self.fd, "the node's own network namespace"),
+            (self.own_fd, "the driver's own network namespace"),
+        )
+        return open_pod_netns(path, refuse=refuse)
+
+    @staticmethod
+    async def _opening(fn: Callable[[], T], close_late: Callable[[asyncio.Future[T]], None]) -> T:
+        """``fn`` in the default executor, waited for up to :data:`OPEN_TIMEOUT`; what it
+        delivers after the caller gave up (timeout, cancellation) is closed by ``close_late``."""
+        fut = asyncio.get_running_loop().run_in_executor(None, fn)
         try:
             return await asyncio.wait_for(asyncio.shield(fut), OPEN_TIMEOUT)
         except BaseException as exc:
-            fut.add_done_callback(_close_late_pair)  # the thread may still deliver them
+            fut.add_done_callback(close_late)  # the thread may still deliver
             if isinstance(exc, TimeoutError):
                 raise OSError(errno.ETIMEDOUT, f"not opened within {OPEN_TIMEOUT:.0f}s") from exc
             raise
