@@ -41,7 +41,6 @@ import json
 import pathlib
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,6 +61,7 @@ from dranet_core.dra import DefaultPreparer, KubeletPlugin, PrepareOutcome, Prep
 from dranet_core.kube.claimcache import ClaimCache  # noqa: E402
 from dranet_core.kube.claims import ApiClaimSource  # noqa: E402
 from dranet_core.plans import ClaimPlan, PreparedDevice  # noqa: E402
+from dranet_core.testing.kubelet import compile_kubelet_protos  # noqa: E402
 from dranet_core.types import ClaimRef, Device  # noqa: E402
 
 DRIVER = "dra.net"
@@ -71,20 +71,8 @@ KUBELET = pathlib.Path(__file__).resolve().with_name("kubelet_client.py")
 
 def compile_stubs(out: pathlib.Path) -> pathlib.Path:
     """The kubelet's grpcio stubs of the DRA v1 API, compiled into ``out`` for the kubelet process."""
-    proto = ROOT / "src" / "dranet_core" / "proto"
     out.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grpc_tools.protoc",
-            f"-I{proto}",
-            f"--python_out={out}",
-            f"--grpc_python_out={out}",
-            "kubelet/dra/v1/api.proto",
-        ],
-        check=True,
-    )
+    compile_kubelet_protos(out, ("kubelet/dra/v1/api.proto",))
     return out
 
 

@@ -11,7 +11,6 @@ import contextlib
 import importlib
 import pathlib
 import shutil
-import subprocess
 import sys
 import tempfile
 import types
@@ -27,9 +26,9 @@ from dranet_core.claim_allocator import ClaimAllocator
 from dranet_core.dra import DefaultPreparer, KubeletPlugin
 from dranet_core.kube.claims import ApiClaimSource
 from dranet_core.plans import ClaimPlan
+from dranet_core.testing.kubelet import compile_kubelet_protos
 from dranet_core.types import Device
 
-PROTO_ROOT = pathlib.Path(__file__).resolve().parents[2] / "src" / "dranet_core" / "proto"
 DRIVER = "dra.net"
 NODE = "node-a"
 
@@ -43,18 +42,7 @@ def pb() -> Iterator[types.SimpleNamespace]:
         "kubelet/dra/v1/api.proto",
         "kubelet/dra/v1beta1/api.proto",
     ]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grpc_tools.protoc",
-            f"-I{PROTO_ROOT}",
-            f"--python_out={out}",
-            f"--grpc_python_out={out}",
-            *files,
-        ],
-        check=True,
-    )
+    compile_kubelet_protos(out, files)
     sys.path.insert(0, str(out))
     try:
         ns = types.SimpleNamespace(

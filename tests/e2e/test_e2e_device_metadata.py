@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "metadata"))
 from schemas import validate_cdi_spec, validate_metadata
 
 from dranet_core.metadata import reader
+from dranet_core.testing.kubelet import compile_kubelet_protos
 
 pytestmark = [pytest.mark.netns, pytest.mark.socket, pytest.mark.slow]
 
-PROTO_ROOT = Path(__file__).resolve().parents[2] / "src" / "dranet_core" / "proto"
 CONFIG = {"interface": {"name": "net1", "addresses": ["192.168.79.2/24"]}}
 
 
@@ -116,18 +116,7 @@ def _in_container(mounts: list[dict[str, Any]], argv: list[str]) -> str:
 def v1beta1_pb() -> Iterator[types.SimpleNamespace]:
     """The kubelet's DRA v1beta1 messages and stub (grpc_tools, like the v1 ones)."""
     out = Path(tempfile.mkdtemp(prefix="dnt-e2e-pb-"))
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grpc_tools.protoc",
-            f"-I{PROTO_ROOT}",
-            f"--python_out={out}",
-            f"--grpc_python_out={out}",
-            "kubelet/dra/v1beta1/api.proto",
-        ],
-        check=True,
-    )
+    compile_kubelet_protos(out, ("kubelet/dra/v1beta1/api.proto",))
     sys.path.insert(0, str(out))
     try:
         yield types.SimpleNamespace(

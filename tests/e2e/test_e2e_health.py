@@ -9,7 +9,6 @@ import importlib
 import pathlib
 import queue
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,7 +20,7 @@ import grpc
 import pytest
 from e2e.harness import Cluster, wait_for
 
-PROTO_ROOT = pathlib.Path(__file__).resolve().parents[2] / "src" / "dranet_core" / "proto"
+from dranet_core.testing.kubelet import compile_kubelet_protos
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +29,7 @@ def health_pb() -> Iterator[dict[str, types.SimpleNamespace]]:
     out = pathlib.Path(tempfile.mkdtemp(prefix="dnt-health-pb-"))
     versions = ("v1", "v1alpha1")
     protos = [f"kubelet/drahealth/{v}/api.proto" for v in versions]
-    cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO_ROOT}", f"--python_out={out}"]
-    subprocess.run([*cmd, f"--grpc_python_out={out}", *protos], check=True)
+    compile_kubelet_protos(out, protos)
     sys.path.insert(0, str(out))
     try:
         yield {

@@ -32,7 +32,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Kubelet", "KubeletStubs", "kubelet_stubs"]
+__all__ = ["Kubelet", "KubeletStubs", "compile_kubelet_protos", "kubelet_stubs"]
 
 PROTO_ROOT = Path(__file__).resolve().parents[1] / "proto"
 """The ``.proto`` files shipped with the package (``kubelet/...``)."""
@@ -50,6 +50,14 @@ class KubeletStubs:
     v1_grpc: Any
 
 
+def compile_kubelet_protos(out: Path, protos: Sequence[str] = _PROTOS) -> None:
+    """Compile kubelet protos (paths under :data:`PROTO_ROOT`; registration and DRA v1 by
+    default) with ``grpc_tools.protoc`` into ``out``: ``kubelet/.../api_pb2.py`` and
+    ``api_pb2_grpc.py``, importable once ``out`` is on ``sys.path``."""
+    cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO_ROOT}", f"--python_out={out}"]
+    subprocess.run([*cmd, f"--grpc_python_out={out}", *protos], check=True)
+
+
 @contextlib.contextmanager
 def kubelet_stubs() -> Iterator[KubeletStubs]:
     """Compile the kubelet's registration and DRA v1 protos with ``grpc_tools.protoc`` into a
@@ -57,18 +65,7 @@ def kubelet_stubs() -> Iterator[KubeletStubs]:
     test session: the modules are imported under their proto package names (``kubelet.*``)."""
     out = Path(tempfile.mkdtemp(prefix="dranet-kubelet-pb-"))
     try:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "grpc_tools.protoc",
-                f"-I{PROTO_ROOT}",
-                f"--python_out={out}",
-                f"--grpc_python_out={out}",
-                *_PROTOS,
-            ],
-            check=True,
-        )
+        compile_kubelet_protos(out)
         sys.path.insert(0, str(out))
         try:
             yield KubeletStubs(
