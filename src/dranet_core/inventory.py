@@ -204,11 +204,6 @@ class Inventory:
         for name in self._pinned.keys() - names:
             self.unpin(name)
 
-    @property
-    def pinned(self) -> frozenset[str]:
-        """Names of the pinned devices."""
-        return frozenset(self._pinned)
-
     async def refresh(self, *, publish: bool = True) -> InventoryView:
         """Scan now (no rate limit) and publish if the published set changed.
 

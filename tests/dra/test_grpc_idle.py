@@ -89,3 +89,26 @@ async def test_a_live_client_keeps_its_idle_connection(sock_dir: Path) -> None:
         assert "dra.net" in reply
     finally:
         await server.shutdown(1)
+
+
+async def test_shutdown_says_how_many_client_connections_it_closed(
+    sock_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = sock_dir / "reg.sock"
+    server = UnixGrpcServer(path, [RegistrationServicer("dra.net", "/x")], idle_timeout=60, ping_timeout=60)
+    await server.start()
+    clients = []
+    try:
+        for _ in range(2):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(c, str(path))
+            clients.append(c)
+        await _until(lambda: server.connections() == 2, "the server accepted the 2 connections")
+        with caplog.at_level("INFO", logger="dranet_core.dra.server"):
+            await server.shutdown(1)
+        assert f"stopped serving gRPC on {path} (2 client connection(s) closed)" in caplog.messages
+        assert server.connections() == 0
+    finally:
+        for c in clients:
+            c.close()

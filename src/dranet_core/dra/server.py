@@ -193,6 +193,7 @@ class UnixGrpcServer:
             await asyncio.wait(tasks, timeout=deadline - time.monotonic())
         if left := self.inflight():
             log.warning("%s: cancelling %d call(s) still running after %.1fs", self.path, left, grace)
+        dropped = self.connections()
         for s in self._servers:
             s.close()
             s.drop_connections()
@@ -201,4 +202,4 @@ class UnixGrpcServer:
                 await asyncio.wait_for(s.wait_closed(), 5)
             except TimeoutError:
                 log.warning("%s: connections did not close within 5s", self.path)
-        log.info("stopped serving gRPC on %s", self.path)
+        log.info("stopped serving gRPC on %s (%d client connection(s) closed)", self.path, dropped)
