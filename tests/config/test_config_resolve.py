@@ -5,9 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from config_examples import CASES, R
 
+import dranet_core.config.resolve as resolve_module
 from dranet_core.config import InterfaceConfig, NetworkConfig, VRFConfig, configs_for_request, resolve_config
-from dranet_core.errors import ConfigError
+from dranet_core.config.codec import decode_config
+from dranet_core.config.defaults import apply_defaults
+from dranet_core.config.merge import merge_configs
+from dranet_core.config.validation import config_issues
+from dranet_core.errors import ConfigError, ConfigIssue
 from dranet_core.types import OpaqueConfig
 
 D = "dra.net"
@@ -100,3 +106,36 @@ def test_vrf_from_class_rules_from_claim_rejected_after_merge() -> None:
     with pytest.raises(ConfigError) as info:
         resolve_config(configs, "nic", D)
     assert [i.path for i in info.value.issues] == ["rules"]
+
+
+_VALID = [(case_id, params) for case_id, params, path, _ in CASES if path is None] + [
+    ("dup-addresses", {"interface": {"addresses": ["10.0.0.1/24", "10.0.0.1/24"]}}),
+    ("dup-routes", {"routes": [R, R]}),
+    ("vrf-default-table", {"interface": {"vrf": {"name": "blue"}}}),
+    ("ipvlan-defaults", {"subinterface": {"type": "ipvlan"}}),
+    ("macvlan-defaults", {"subinterface": {"type": "macvlan"}}),
+]
+
+
+@pytest.mark.parametrize(("case_id", "params"), _VALID, ids=[c for c, _ in _VALID])
+def test_one_valid_config_stays_valid_after_merging_and_defaults(case_id: str, params: Any) -> None:
+    # resolve_config does not validate again after merging a single config: this must hold
+    cfg = decode_config(params)
+    assert config_issues(cfg) == [], case_id
+    assert config_issues(apply_defaults(merge_configs([cfg]))) == []
+    assert resolve_config([oc(params)], "nic", D) == apply_defaults(merge_configs([cfg]))
+
+
+def test_one_config_is_validated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+
+    def counting(config: NetworkConfig, *, path: str = "") -> list[ConfigIssue]:
+        seen.append(path)
+        return config_issues(config, path=path)
+
+    monkeypatch.setattr(resolve_module, "config_issues", counting)
+    resolve_config([oc({"interface": {"mtu": 1400}})], "nic", D)
+    assert seen == ["config[0].parameters"]
+    seen.clear()
+    resolve_config([oc({"interface": {"mtu": 1400}}), oc({"interface": {"name": "n"}})], "nic", D)
+    assert seen == ["config[0].parameters", "config[1].parameters", ""]  # two: the merge is checked
