@@ -67,6 +67,33 @@ async def test_a_claim_seen_by_the_watch_is_answered_without_a_request(
         assert got2.configs and got2.results[0].device == "eth2"
 
 
+async def test_a_cached_claim_is_converted_once_when_its_event_arrives(
+    fake_api: Any, fake_api_client: Any
+) -> None:
+    cache, source = make(fake_api_client)
+    async with running(cache):
+        fake_api.put_object(resource_claim("c", "u-1", parameters={"interface": {"mtu": 1400}}))
+        ref = ClaimRef(namespace="default", name="c", uid="u-1")
+        await until(lambda: ref in cache)
+        first = await cache.get(ref)
+        # every prepare of it gets the Claim built from the event, not a new conversion
+        assert await cache.get(ref) is first and cache.hits == 2
+        assert first == await source.get(ref)
+        # a MODIFIED event replaces it
+        fake_api.put_object(resource_claim("c", "u-1", parameters={"interface": {"mtu": 1500}}))
+        await until(lambda: cache._claims[("default", "c")].claim is not first)
+        assert (await cache.get(ref)).configs[0].parameters == {"interface": {"mtu": 1500}}
+
+
+async def test_a_claim_without_uid_is_not_cached(fake_api: Any, fake_api_client: Any) -> None:
+    cache, _ = make(fake_api_client)
+    async with running(cache):
+        obj = resource_claim("no-uid", "u-1")
+        del obj["metadata"]["uid"]
+        cache._event({"type": "ADDED", "object": obj})
+        assert len(cache) == 0
+
+
 async def test_only_claims_allocated_to_this_node_by_this_driver_are_kept(
     fake_api: Any, fake_api_client: Any
 ) -> None:

@@ -5,7 +5,9 @@
 cluster's ResourceClaims once and then watches them from the list's resourceVersion, keeping
 only the claims that have an allocation result of this driver in this node's pool (the API
 server cannot select claims by allocation, so the filter runs here). Of each it keeps only
-what preparing needs: its UID, ``status.allocation`` and ``status.reservedFor``.
+what preparing needs, already converted (when the watch event arrives, off the prepare path)
+to the :class:`~dranet_core.types.Claim` that :meth:`ClaimCache.get` returns: its UID, this
+driver's allocation results and configs, ``status.reservedFor`` and the pod claim name.
 
 :meth:`ClaimCache.get` answers from the cache when it holds the claim under the UID the kubelet
 sent, allocated and reserved for a consumer; anything else (not seen yet, another UID, the
@@ -21,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
 from dranet_core.config.codec import loads_strict
-from dranet_core.errors import KubeApiError
-from dranet_core.kube.claims import POD_CLAIM_NAME_ANNOTATION, ApiClaimSource, claim_from_json
+from dranet_core.errors import ClaimError, KubeApiError
+from dranet_core.kube.claims import ApiClaimSource, claim_from_json
 from dranet_core.types import Claim, ClaimRef
 
 __all__ = ["ClaimCache"]
@@ -41,6 +43,14 @@ _MAX_EVENT_BYTES = 8 * 1024 * 1024
 def _error(reason: str, status: int) -> KubeApiError:
     """A failure of the list/watch: always temporary (the supervisor retries the loop)."""
     return KubeApiError("list/watch ResourceClaims", status, reason, temporary=True)
+
+
+class _Entry(NamedTuple):
+    """A cached claim: its UID, whether ``reservedFor`` is non-empty, the Claim to answer."""
+
+    uid: str
+    reserved: bool
+    claim: Claim
 
 
 class _Gone(Exception):
@@ -58,7 +68,7 @@ class ClaimCache:
             raise ValueError(f"watch_timeout must be >= 1, got {watch_timeout}")
         self.source = source
         self.watch_timeout = watch_timeout
-        self._claims: dict[tuple[str, str], dict[str, Any]] = {}
+        self._claims: dict[tuple[str, str], _Entry] = {}
         self._rv: str | None = None
         self._synced = asyncio.Event()
         self.hits = 0
@@ -74,8 +84,8 @@ class ClaimCache:
     def __contains__(self, ref: object) -> bool:
         if not isinstance(ref, ClaimRef):
             return False
-        data = self._claims.get((ref.namespace, ref.name))
-        return data is not None and data["metadata"].get("uid") == ref.uid
+        entry = self._claims.get((ref.namespace, ref.name))
+        return entry is not None and entry.uid == ref.uid
 
     @property
     def synced(self) -> bool:
@@ -86,10 +96,10 @@ class ClaimCache:
 
     async def get(self, ref: ClaimRef) -> Claim:
         """The claim ``ref`` names: from the cache when it can vouch for it, else a GET."""
-        data = self._claims.get((ref.namespace, ref.name)) if self._synced.is_set() else None
-        if data is not None and data["metadata"].get("uid") == ref.uid and data["status"].get("reservedFor"):
+        entry = self._claims.get((ref.namespace, ref.name)) if self._synced.is_set() else None
+        if entry is not None and entry.uid == ref.uid and entry.reserved:
             self.hits += 1
-            return claim_from_json(ref, data, driver=self.source.driver_name, pool=self.source.pool)
+            return entry.claim
         self.misses += 1
         return await self.source.get(ref)
 
@@ -136,16 +146,17 @@ class ClaimCache:
         if not isinstance(status, dict) or not self._mine(status):
             self._claims.pop(key, None)
             return
-        annotations = meta.get("annotations")
-        pod_claim = (
-            {POD_CLAIM_NAME_ANNOTATION: annotations[POD_CLAIM_NAME_ANNOTATION]}
-            if (isinstance(annotations, dict) and POD_CLAIM_NAME_ANNOTATION in annotations)
-            else {}
-        )
-        self._claims[key] = {
-            "metadata": {"uid": meta.get("uid"), "annotations": pod_claim},
-            "status": {"allocation": status.get("allocation"), "reservedFor": status.get("reservedFor")},
-        }
+        uid = meta.get("uid")
+        if not isinstance(uid, str) or not uid:
+            self._claims.pop(key, None)  # no kubelet reference can name it
+            return
+        ref = ClaimRef(namespace=key[0], name=key[1], uid=uid)
+        try:
+            claim = claim_from_json(ref, obj, driver=self.source.driver_name, pool=self.source.pool)
+        except ClaimError:  # not allocated after all: a prepare reads it (and reports why)
+            self._claims.pop(key, None)
+            return
+        self._claims[key] = _Entry(uid=uid, reserved=bool(status.get("reservedFor")), claim=claim)
 
     def _mine(self, status: dict[str, Any]) -> bool:
         allocation = status.get("allocation")
