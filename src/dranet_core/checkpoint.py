@@ -508,15 +508,21 @@ class ClaimStore:
         return join_checkpoint(records, boot_id=self.boot_id)
 
     def _write(self, data: bytes) -> None:
+        """Write ``data`` to a temporary file and rename it over the checkpoint. The directory
+        (mode 0750) is created by the first write and again whenever it has gone missing."""
         assert self._path is not None
         directory = self._path.parent
-        make_dirs(directory, 0o750)
         if self.inline is None:
+            make_dirs(directory, 0o750)
             self.inline = filesystem_type(directory) == "tmpfs"
         # a fresh, unguessable temporary name created with O_EXCL: never someone's symlink
-        tmp = directory / f".{self._path.name}.tmp-{os.getpid()}-{secrets.token_hex(8)}"
+        tmp = f"{directory}/.{self._path.name}.tmp-{os.getpid()}-{secrets.token_hex(8)}"
         try:
-            write_new_file(tmp, data)
+            try:
+                write_new_file(tmp, data)
+            except FileNotFoundError:  # somebody removed the directory since the last write
+                make_dirs(directory, 0o750)
+                write_new_file(tmp, data)
             os.replace(tmp, self._path)  # rename replaces a symlink itself, never its target
         except OSError:
             with contextlib.suppress(OSError):

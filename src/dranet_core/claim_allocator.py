@@ -310,12 +310,13 @@ class ClaimAllocator:
         finally:
             for d in plan.devices:
                 self._reserved.pop((d.device, uid), None)
-        log.info(
-            "claim %s prepared: devices %s for pods %s",
-            claim.ref,
-            [d.device for d in plan.devices],
-            list(plan.pods),
-        )
+        if log.isEnabledFor(logging.INFO):  # the lists are built only when logged
+            log.info(
+                "claim %s prepared: devices %s for pods %s",
+                claim.ref,
+                [d.device for d in plan.devices],
+                list(plan.pods),
+            )
         return plan
 
     async def unprepare(self, claim: ClaimRef) -> ClaimPlan | None:

@@ -419,6 +419,17 @@ async def test_missing_parents_are_created_0750_whatever_the_umask(tmp_path: pat
         assert oct(d.stat().st_mode & 0o777) == "0o750"
 
 
+async def test_a_removed_directory_is_created_again_by_the_next_write(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "state" / "dranet.db"
+    store = ClaimStore(path)
+    await store.put_plan(_plan("a"))
+    shutil.rmtree(path.parent)
+    await store.put_plan(_plan("b", ("eth2",)))
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o750"
+    assert sorted(decode_checkpoint(path.read_bytes())) == ["a", "b"]
+    assert sorted(os.listdir(path.parent)) == ["dranet.db"]
+
+
 async def test_concurrent_mutations_share_writes(tmp_path: pathlib.Path) -> None:
     store = ClaimStore(tmp_path / "cp.json")
     await asyncio.gather(*(store.put_plan(_plan(f"u{i}", (f"eth{i}",))) for i in range(50)))
