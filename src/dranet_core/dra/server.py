@@ -16,7 +16,7 @@ serving existing connections (grpclib#107/#148). :class:`UnixGrpcServer` instead
   vanished without closing) costs one fd for at most ``idle_timeout + ping_timeout`` seconds.
   The kubelet's gRPC client answers pings, so its idle connections stay open.
 
-Messages are encoded by :class:`~dranet_core.dra.wire.FastProtoCodec` (betterproto2's bytes,
+Messages are encoded by :class:`~dranet_core.dra.codec.FastProtoCodec` (betterproto2's bytes,
 computed with less CPU).
 """
 
@@ -36,7 +36,7 @@ from typing import Any
 from grpclib.config import Configuration
 from grpclib.server import Server
 
-from dranet_core.dra.wire import FastProtoCodec
+from dranet_core.dra.codec import FastProtoCodec
 
 __all__ = ["UnixGrpcServer"]
 

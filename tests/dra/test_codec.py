@@ -11,7 +11,7 @@ import betterproto2
 import pytest
 
 from dranet_core._generated.k8s.io.kubelet.pkg.apis.dra import v1, v1beta1
-from dranet_core.dra.wire import FastProtoCodec, _plan_of, encode_message
+from dranet_core.dra.codec import FastProtoCodec, _plan_of, encode_message
 
 MODULES = [
     "dranet_core._generated.k8s.io.kubelet.pkg.apis.dra.v1",
@@ -156,3 +156,13 @@ def test_an_unsupported_field_hands_the_message_to_betterproto2() -> None:
     assert _plan_of(Packed) is None
     msg = Packed(name="a", values=[1, 300, -2])
     assert encode_message(msg) == bytes(msg) and Packed.FromString(encode_message(msg)) == msg
+
+
+def test_an_integer_below_int64_is_refused_like_betterproto2() -> None:
+    from dranet_core._generated.nri.pkg.api.v1alpha1 import LinuxDevice
+
+    msg = LinuxDevice(path="/dev/x", major=-(1 << 64))
+    with pytest.raises(ValueError):
+        bytes(msg)
+    with pytest.raises(ValueError):
+        encode_message(msg)

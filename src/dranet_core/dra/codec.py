@@ -10,7 +10,7 @@ Supported field kinds: strings, bytes, bools, varint integers and enums, nested 
 repeated ones of these (not packed scalars), and maps with string keys and string or message
 values. A message class with any other field (packed repeated scalars, fixed-width or
 zig-zag integers, floats, wrapped types) is handed to betterproto2 as a whole, so the output
-is byte for byte betterproto2's for every message (``tests/dra/test_wire.py``).
+is byte for byte betterproto2's for every message (``tests/dra/test_codec.py``).
 :class:`FastProtoCodec` is grpclib's ``ProtoCodec`` with this encoder; decoding is
 betterproto2's.
 """
@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 
 import betterproto2
 from grpclib.encoding.proto import ProtoCodec
+
+from dranet_core.wire._protobuf import varint
 
 __all__ = ["FastProtoCodec", "encode_message"]
 
@@ -37,19 +39,6 @@ _VARINT_TYPES = frozenset(
 _LEN_TYPES = frozenset({betterproto2.TYPE_STRING, betterproto2.TYPE_BYTES, betterproto2.TYPE_MESSAGE})
 
 
-def _varint(value: int) -> bytes:
-    if value < 0:
-        if value < -(1 << 63):
-            raise ValueError(f"{value} does not fit a 64-bit varint")
-        value += 1 << 64
-    out = bytearray()
-    while value > 0x7F:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _single(kind: str, value: Any) -> bytes:
     """The payload of one value (without its tag; a length-delimited one without its length)."""
     if kind == betterproto2.TYPE_STRING:
@@ -58,7 +47,10 @@ def _single(kind: str, value: Any) -> bytes:
         return encode_message(value)
     if kind == betterproto2.TYPE_BYTES:
         return bytes(value)
-    return _varint(int(value))
+    number = int(value)
+    if number < -(1 << 63):
+        raise ValueError(f"{number} does not fit a 64-bit varint")
+    return varint(number)
 
 
 class _Field(NamedTuple):
@@ -85,7 +77,7 @@ def _plan(cls: type) -> tuple[_Field, ...] | None:
             if val.proto_type not in (betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE):
                 return None
             out.append(
-                _Field(attr, val.proto_type, _varint(meta.number << 3 | 2), default, False, val.proto_type)
+                _Field(attr, val.proto_type, varint(meta.number << 3 | 2), default, False, val.proto_type)
             )
             continue
         kind = meta.proto_type
@@ -95,7 +87,7 @@ def _plan(cls: type) -> tuple[_Field, ...] | None:
             wire = 0
         else:
             return None
-        out.append(_Field(attr, kind, _varint(meta.number << 3 | wire), default, bool(meta.repeated), None))
+        out.append(_Field(attr, kind, varint(meta.number << 3 | wire), default, bool(meta.repeated), None))
     return tuple(out)
 
 
@@ -111,7 +103,7 @@ def _plan_of(cls: type) -> tuple[_Field, ...] | None:
 
 
 def _delimited(tag: bytes, payload: bytes) -> bytes:
-    return tag + _varint(len(payload)) + payload
+    return tag + varint(len(payload)) + payload
 
 
 def encode_message(message: Any) -> bytes:
