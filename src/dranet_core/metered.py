@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
 
 from dranet_core.dra.servicer import ClaimPreparer, PrepareResult
 from dranet_core.health import HealthPart
@@ -154,11 +155,25 @@ class MeteredPreparer:
         self.inner = inner
         self.metrics = metrics
         self.inflight = inflight
+        # the labelled children, each looked up once, on first use (a labels() call per
+        # kubelet call costs more than the increment; a series still appears when first used)
+        self._counts: dict[tuple[str, bool], Any] = {}
+        self._latency: dict[str, Any] = {}
 
     def _done(self, method: str, failed: bool, t0: float) -> None:
-        if self.metrics is not None:
-            self.metrics.dra_requests.labels(method=method, status="failed" if failed else "success").inc()
-            self.metrics.dra_latency.labels(method=method).observe(time.perf_counter() - t0)
+        if self.metrics is None:
+            return
+        count = self._counts.get((method, failed))
+        if count is None:
+            status = "failed" if failed else "success"
+            count = self._counts[(method, failed)] = self.metrics.dra_requests.labels(
+                method=method, status=status
+            )
+        latency = self._latency.get(method)
+        if latency is None:
+            latency = self._latency[method] = self.metrics.dra_latency.labels(method=method)
+        count.inc()
+        latency.observe(time.perf_counter() - t0)
 
     async def prepare(self, claims: Sequence[ClaimRef]) -> Mapping[str, PrepareResult]:
         """Prepare, counted ``failed`` if any claim has an error."""

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -203,3 +204,30 @@ def test_http2_library_debug_lines_show_only_from_v9(verbosity: int, library_deb
     assert "ours" in out and "a warning always shows" in out
     assert ("Decoded header" in out) is library_debug
     assert ("Processing event" in out) is library_debug
+
+
+async def test_metered_preparer_counts_each_call_under_its_labels() -> None:
+    from dranet_core.metered import InFlight, MeteredPreparer
+    from dranet_core.types import ClaimRef
+
+    class Inner:
+        async def prepare(self, claims: Any) -> dict[str, Any]:
+            return {c.uid: ("bad" if c.uid == "bad" else object()) for c in claims}
+
+        async def unprepare(self, claims: Any) -> dict[str, str | None]:
+            return {c.uid: None for c in claims}
+
+    metrics = Metrics(process=False)
+    metered = MeteredPreparer(Inner(), metrics=metrics, inflight=InFlight())  # type: ignore[arg-type]
+    ok, bad = ClaimRef(namespace="n", name="a", uid="ok"), ClaimRef(namespace="n", name="b", uid="bad")
+    for refs in ([ok], [ok], [bad], [ok, bad]):
+        await metered.prepare(refs)
+    await metered.unprepare([ok])
+    value = metrics.registry.get_sample_value
+    name = "dranet_driver_dra_plugin_requests_total"
+    assert value(name, {"method": "PrepareResourceClaims", "status": "success"}) == 2
+    assert value(name, {"method": "PrepareResourceClaims", "status": "failed"}) == 2
+    assert value(name, {"method": "UnprepareResourceClaims", "status": "success"}) == 1
+    assert value(name, {"method": "UnprepareResourceClaims", "status": "failed"}) is None  # never used
+    latency = "dranet_driver_dra_plugin_requests_latency_seconds_count"
+    assert value(latency, {"method": "PrepareResourceClaims"}) == 4
