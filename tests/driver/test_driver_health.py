@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,8 @@ from typing import Any
 import attrs
 import pytest
 
-from dranet_core.app import Driver
+import dranet_core.app as app_module
+from dranet_core.app import Driver, settle_heap
 from dranet_core.demo import DemoPublisher, MemoryClaimSource
 from dranet_core.demo.kubelet import KubeletPeer
 from dranet_core.demo.runtime import DemoPod, NriRuntimePeer
@@ -336,3 +339,33 @@ async def test_backend_device_health_is_a_part_of_healthz(short_tmp: Path) -> No
         await _until(healthy, "device health recovers")
         stop.set()
         await drv
+
+
+def test_settle_heap_collects_the_garbage_then_freezes_the_rest() -> None:
+    class Node:
+        other: Any = None
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a  # a cycle: only the collector frees it
+    gone = weakref.ref(a)
+    del a, b
+    try:
+        settle_heap()
+        assert gone() is None  # collected, not frozen with the rest
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+async def test_a_driver_that_should_settles_its_heap_once_ready(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[bool] = []
+    monkeypatch.setattr(app_module, "settle_heap", lambda: calls.append(running.driver.ready_at is not None))
+    running.driver.settle_heap_when_ready = True
+    await running.kubelet.register()
+    await asyncio.wait_for(running.driver.health.wait_ready(), 10)
+    async with asyncio.timeout(10):
+        while not calls:  # noqa: ASYNC110 - the ready log job runs right after readiness
+            await asyncio.sleep(0.01)
+    assert calls == [True]
