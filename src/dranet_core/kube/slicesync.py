@@ -6,14 +6,16 @@ version probe, GETs the Node once for the owner reference, lists this driver's s
 this node (``fieldSelector=spec.nodeName=<node>,spec.driver=<driver>``) and adopts or deletes
 them. Afterwards it writes only the slices whose content changed (PUT with the last seen
 resourceVersion, POST for new ones, DELETE with uid and resourceVersion preconditions for
-obsolete ones). A 409 or 404 means our view is stale: re-list and re-plan at once (a few
-times, then with backoff); other failures back off (``backoff_initial`` .. ``backoff_max``)
-and retry, forever. A 422 naming devices leaves those devices out until they change, except
-when it names a list-typed attribute (an API server without the ``DRAListTypeAttributes``
-feature gate drops list values and then refuses the attribute): then list attributes are
-published in their scalar form (their first item) from then on, with one error line naming
-the flag, and no device is left out. Once the server holds the device set, every
-:class:`~dranet_core.status.PublishListener` is told which devices it accepted.
+obsolete ones); the POSTs and PUTs of one plan go out concurrently (``concurrent_writes`` at
+most), and their failures are judged once all have answered. A 409 or 404 means our view is
+stale: re-list and re-plan at once (a few times, then with backoff); other failures back off
+(``backoff_initial`` .. ``backoff_max``) and retry, forever. A 422 naming devices leaves
+those devices out until they change, except when it names a list-typed attribute (an API
+server without the ``DRAListTypeAttributes`` feature gate drops list values and then refuses
+the attribute): then list attributes are published in their scalar form (their first item)
+from then on, with one error line naming the flag, and no device is left out. Once the
+server holds the device set, every :class:`~dranet_core.status.PublishListener` is told
+which devices it accepted.
 
 :class:`SliceWatch` watches the same slices. A slice of ours deleted or changed by someone
 else (the kubelet wipes a driver's slices at its start and 30 s after losing the plugin) or a
@@ -46,6 +48,7 @@ from dranet_core.kube.slices import (
     ExistingSlice,
     SkippedDevice,
     SlicePlan,
+    SliceWrite,
     existing_from_object,
     has_list_attributes,
     max_devices_per_slice,
@@ -302,52 +305,69 @@ class SliceSync:
         return True
 
     async def _write_slices(self, plan: SlicePlan) -> bool:
-        assert self._existing is not None
+        """Create and replace the plan's slices, up to ``concurrent_writes`` at once.
+
+        Every write of the plan is attempted; each one that succeeds is recorded as it answers
+        (a body is built only when its turn comes, and the answer is not kept). Then the
+        failures are judged: a 404 or 409 drops our view (re-list), a 422 refusing list
+        attributes or naming devices re-plans; False for those. Any other failure is raised.
+        """
+        existing = self._existing
+        assert existing is not None
         api = self.ctx.resource_api()
         timeout = self.ctx.settings.request_timeout
-        for w in plan.writes:
-            obj = slice_object(
-                name=w.name,
-                driver=self.ctx.driver_name,
-                node=self.ctx.node_name,
-                generation=plan.generation,
-                slice_count=plan.slice_count,
-                devices=w.devices,
-                api_version=self.ctx.api_version or "v1",
-                owner_uid=self.node_uid,
-                resource_version=w.existing.resource_version if w.existing else None,
-            )
-            try:
+        gate = asyncio.Semaphore(self.ctx.settings.concurrent_writes)
+
+        async def write(w: SliceWrite) -> None:
+            async with gate:
+                obj = slice_object(
+                    name=w.name,
+                    driver=self.ctx.driver_name,
+                    node=self.ctx.node_name,
+                    generation=plan.generation,
+                    slice_count=plan.slice_count,
+                    devices=w.devices,
+                    api_version=self.ctx.api_version or "v1",
+                    owner_uid=self.node_uid,
+                    resource_version=w.existing.resource_version if w.existing else None,
+                )
                 if w.existing is None:
-                    got = await call_raw(
-                        f"create ResourceSlice {w.name}",
-                        api.create_resource_slice,
-                        obj,
-                        request_timeout=timeout,
-                    )
+                    op, call, args = f"create ResourceSlice {w.name}", api.create_resource_slice, (obj,)
                 else:
-                    got = await call_raw(
+                    op, call, args = (
                         f"replace ResourceSlice {w.name}",
                         api.replace_resource_slice,
-                        w.name,
-                        obj,
-                        request_timeout=timeout,
+                        (w.name, obj),
                     )
-            except KubeApiError as exc:
-                if exc.status in (404, 409):
-                    log.info("%s; re-listing", exc)
-                    self._existing = None
-                    return False
-                if exc.status == 422 and self._refuses_lists(exc, w.devices):
-                    return False  # re-plan with scalars
-                if exc.status == 422 and self._reject_devices(exc, w.devices):
-                    return False  # re-plan without them
-                raise
+                del obj
+                got = await call_raw(op, call, *args, request_timeout=timeout)
             self.done.writes += 1
             self.ctx.ok()
             written = existing_from_object(got, node=self.ctx.node_name, driver=self.ctx.driver_name)
-            self._existing[w.name] = attrs.evolve(written, devices=w.devices)
-        return True
+            existing[w.name] = attrs.evolve(written, devices=w.devices)
+
+        results = await asyncio.gather(*(write(w) for w in plan.writes), return_exceptions=True)
+        failed: list[tuple[SliceWrite, KubeApiError]] = []
+        for w, outcome in zip(plan.writes, results, strict=True):
+            if isinstance(outcome, KubeApiError):
+                failed.append((w, outcome))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        if not failed:
+            return True
+        stale = next((exc for _, exc in failed if exc.status in (404, 409)), None)
+        if stale is not None:
+            log.info("%s; re-listing", stale)
+            self._existing = None
+            return False
+        if any(exc.status == 422 and self._refuses_lists(exc, w.devices) for w, exc in failed):
+            return False  # re-plan with scalars (the other refusals are sent again as scalars)
+        unexplained = [
+            exc for w, exc in failed if exc.status != 422 or not self._reject_devices(exc, w.devices)
+        ]
+        if unexplained:
+            raise unexplained[0]
+        return False  # re-plan without the rejected devices
 
     def _refuses_lists(self, exc: KubeApiError, devices: Sequence[dict[str, Any]]) -> bool:
         """The 422 names a list-typed attribute of a device: publish lists as scalars from now
