@@ -331,6 +331,7 @@ class SliceSync:
                     owner_uid=self.node_uid,
                     resource_version=w.existing.resource_version if w.existing else None,
                 )
+                args: tuple[Any, ...]
                 if w.existing is None:
                     op, call, args = f"create ResourceSlice {w.name}", api.create_resource_slice, (obj,)
                 else:
