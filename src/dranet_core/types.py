@@ -13,6 +13,7 @@ JSON-able state that backends attach to a device (``facets``) and to a prepared 
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -92,11 +93,22 @@ def validate_qualified_name(name: str) -> None:
     DNS subdomain of at most 63 characters and a slash: ``dra.net/ifName``,
     ``resource.kubernetes.io/pcieRoot``.
     """
+    problem = _qualified_name_problem(name)
+    if problem is not None:
+        raise ValueError(f"attribute name {name!r}: {problem}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _qualified_name_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as a QualifiedName (None: nothing). Cached: every device
+    of a node carries the same few dozen names, checked at each device's construction and
+    again before publication."""
     domain, sep, ident = name.rpartition("/")
     if sep and (not domain or len(domain) > 63 or not is_dns_subdomain(domain)):
-        raise ValueError(f"attribute name {name!r}: domain must be a DNS subdomain of <= 63 characters")
+        return "domain must be a DNS subdomain of <= 63 characters"
     if not ident or len(ident) > 32 or not _C_IDENTIFIER.match(ident):
-        raise ValueError(f"attribute name {name!r}: must be a C identifier of <= 32 characters")
+        return "must be a C identifier of <= 32 characters"
+    return None
 
 
 @attrs.frozen
