@@ -29,6 +29,7 @@ starts over from a fresh list.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -37,12 +38,12 @@ from typing import Any
 
 import aiohttp
 import attrs
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from dranet_core.errors import KubeApiError
 from dranet_core.kube.apicontext import ApiContext
-from dranet_core.kube.client import api_error, call_raw
+from dranet_core.kube.client import api_error, call_raw, is_temporary_status
 from dranet_core.kube.slices import (
     BodyCache,
     ExistingSlice,
@@ -65,6 +66,7 @@ log = logging.getLogger(__name__)
 
 _DEVICE_INDEX = re.compile(r"spec\.devices\[(\d+)\]")
 _IMMEDIATE_RELISTS = 3
+_WATCH = "watch ResourceSlices"
 
 
 @attrs.frozen
@@ -466,7 +468,7 @@ class SliceWatch:
             try:
                 await self._watch_once()
             except (KubeApiError, ApiException, aiohttp.ClientError, TimeoutError, OSError) as exc:
-                err = api_error("watch ResourceSlices", exc)
+                err = api_error(_WATCH, exc)
                 if err.status == 410:
                     self.rv = self.sync.list_rv = None
                     continue
@@ -491,26 +493,51 @@ class SliceWatch:
             await progress.wait()
 
     async def _watch_once(self) -> None:
-        w = watch.Watch(return_type="object")  # raw dicts: no model building per event
-        async with w.stream(
-            self.ctx.resource_api().list_resource_slice,
+        """One watch request, read line by line; each event is decoded once, as plain JSON
+        (kubernetes-asyncio's ``Watch`` decodes every event three times and opens an HTTP
+        client of its own per stream)."""
+        resp = await self.ctx.resource_api().list_resource_slice(
             field_selector=self.sync.selector,
             resource_version=self.rv,
             timeout_seconds=self.ctx.settings.watch_timeout,
+            watch=True,
+            _preload_content=False,
             # aiohttp's default total timeout (300 s) would cut the stream; bound the silence instead
             _request_timeout=aiohttp.ClientTimeout(
                 total=None,
                 connect=self.ctx.settings.request_timeout,
                 sock_read=self.ctx.settings.watch_timeout + 30,
             ),
-        ) as stream:
-            async for ev in stream:
-                self._on_event(ev)
+        )
+        try:
+            if resp.status >= 400:
+                text = (await resp.read()).decode("utf-8", errors="replace")
+                raise KubeApiError(
+                    _WATCH, resp.status, text[:500], temporary=is_temporary_status(resp.status)
+                )
+            while line := await resp.content.readline():
+                if not line.strip():
+                    continue
+                try:
+                    ev = json.loads(line)
+                except ValueError as exc:
+                    raise KubeApiError(_WATCH, 0, f"undecodable event: {exc}", temporary=True) from exc
+                if isinstance(ev, dict):
+                    self._on_event(ev)
                 del ev  # a whole slice: not kept while the stream waits for the next event
+        finally:
+            resp.release()
 
     def _on_event(self, ev: Mapping[str, Any]) -> None:
-        """Note one watch event: its resource version, and what it says about a slice."""
-        raw = ev.get("raw_object") or {}
+        """Note one watch event: its resource version, and what it says about a slice. An
+        ERROR event raises it as :class:`KubeApiError` (410: the history is gone)."""
+        raw = ev.get("object")
+        raw = raw if isinstance(raw, dict) else {}
+        if ev.get("type") == "ERROR":
+            code = raw.get("code")
+            status = code if isinstance(code, int) else 0
+            reason = f"{raw.get('reason')}: {raw.get('message')}"
+            raise KubeApiError(_WATCH, status, reason, temporary=is_temporary_status(status))
         meta = raw.get("metadata") or {}
         rv = str(meta.get("resourceVersion", ""))
         if rv:
