@@ -131,6 +131,7 @@ ScalarValue: TypeAlias = bool | int | str | Version
 
 _LIST_KINDS: Final = {bool: "bools", int: "ints", str: "strings", Version: "versions"}
 _SCALAR_KINDS: Final = {bool: "bool", int: "int", str: "string", Version: "version"}
+_EXACT_KINDS: Final[dict[type, str]] = {bool: "bool", int: "int", str: "string"}
 
 
 def _scalar_type(value: object) -> type | None:
@@ -207,6 +208,9 @@ def _scalar_json(value: ScalarValue) -> JSON:
 
 def attribute_json(value: AttributeValue) -> dict[str, JSON]:
     """The ResourceSlice form of ``value``: ``{"int": 1}``, ``{"string": "x"}``, ``{"ints": [0, 1]}``..."""
+    kind = _EXACT_KINDS.get(type(value))
+    if kind is not None:  # the common case, by exact type (True is an int too)
+        return {kind: value}
     if isinstance(value, AttributeList):
         return {value.kind: [_scalar_json(v) for v in value.items]}
     tp = _scalar_type(value)
