@@ -494,8 +494,8 @@ class SliceWatch:
 
     async def _watch_once(self) -> None:
         """One watch request, read line by line; each event is decoded once, as plain JSON
-        (kubernetes-asyncio's ``Watch`` decodes every event three times and opens an HTTP
-        client of its own per stream)."""
+        (kubernetes-asyncio's ``Watch`` decodes every event twice and encodes it once, and
+        opens an HTTP client of its own per stream)."""
         resp = await self.ctx.resource_api().list_resource_slice(
             field_selector=self.sync.selector,
             resource_version=self.rv,
