@@ -13,12 +13,21 @@ Floors:
   printed);
 * start-up: the same process's wall time from spawn to exit (interpreter + imports).
 
+The driver runs from a byte-compiled copy of ``src/`` (removed at the end), as it runs when
+installed (pip writes the ``.pyc`` files; the image's PYTHONDONTWRITEBYTECODE only stops
+writing new ones): from the source tree under PYTHONDONTWRITEBYTECODE it would compile its
+~150 modules at every start (about 0.3 s), which the dependencies of the floor never do.
+
 Targets: ready <= 2 s; RSS idle <= 100 MB with 10 devices, <= 130 MB with 1,000, and the
 990 extra devices add <= 6 MiB (per-device state stays compact). Each dependency's share of
 the floor (its import alone, over a bare interpreter) is printed, so a heavy import shows.
 Exits 1 when a target is missed.
 
     sudo .venv/bin/python benchmarks/bench_driver.py
+
+``BENCH_DRIVER_DEVICES=1000`` (a comma-separated list of 10 and/or 1000) runs only those
+cases, to iterate on one (without the dependency shares); the memory comparison of 10
+against 1,000 needs both.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,8 +116,25 @@ def dependency_shares() -> list[tuple[str, float]]:
     return [(m, min(import_rss((m,)) for _ in range(3)) - bare) for m in DEPENDENCIES + OPTIONAL]
 
 
+SOURCE: Path = ROOT / "src"
+"""Where the spawned driver imports dranet from (main() points it at a compiled copy)."""
+
+
+@contextlib.contextmanager
+def compiled_source() -> Iterator[Path]:
+    """A copy of ``src/`` with every module byte-compiled, as an installed package has them."""
+    tmp = Path(tempfile.mkdtemp(prefix="dnt-bdrv-src-", dir="/tmp"))
+    try:
+        shutil.copytree(ROOT / "src", tmp / "src", ignore=shutil.ignore_patterns("__pycache__"))
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tmp / "src")], check=True)
+        yield tmp / "src"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "PYTHONPATH": str(SOURCE)}
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
 def free_port() -> int:
@@ -169,11 +195,14 @@ async def run_once(n_devices: int, settle: float) -> tuple[float, float, int]:
             proc = spawn(argv)
             try:
                 await kubelet.register(within=30)
-                while not (await healthy(port) and published(api) >= n_devices):
-                    if time.perf_counter() - t0 > 60:
+                while True:  # ready at the answer; counting copies every slice, so is not timed
+                    ok = await healthy(port)
+                    ready = time.perf_counter() - t0
+                    if ok and published(api) >= n_devices:
+                        break
+                    if ready > 60:
                         raise TimeoutError("driver not ready in 60 s")
                     await asyncio.sleep(0.005)
-                ready = time.perf_counter() - t0
                 await asyncio.sleep(settle)
                 rss = rss_kib(proc.pid) / 1024
                 count = published(api)
@@ -188,15 +217,22 @@ async def run_once(n_devices: int, settle: float) -> tuple[float, float, int]:
 
 
 async def main() -> None:
+    global SOURCE
     if os.geteuid() != 0:
         sys.exit("bench_driver: needs root (network namespaces)")
+    with compiled_source() as SOURCE:
+        await measure()
+
+
+async def measure() -> None:
     floors = [floor() for _ in range(3)]
     f_time = min(t for t, _ in floors)
     f_rss = min(r for _, r in floors)
     rows = []
     idle: dict[int, float] = {}
     spread: list[str] = []
-    for n, target_rss in ((10, 100.0), (1000, 130.0)):
+    only = {int(n) for n in os.environ.get("BENCH_DRIVER_DEVICES", "10,1000").split(",")}
+    for n, target_rss in ((n, t) for n, t in ((10, 100.0), (1000, 130.0)) if n in only):
         runs = [await run_once(n, settle=3.0) for _ in range(3)]
         ready = min(r for r, _, _ in runs)
         rss = max(m for _, m, _ in runs)
@@ -208,9 +244,11 @@ async def main() -> None:
                      ready <= 2.0))  # fmt: skip
         rows.append((f"idle RSS, {count} devices published", f"{rss:.1f} MiB", f"{f_rss:.1f} MiB",
                      f"<= {target_rss:.0f} MB", rss * 1.048576 <= target_rss))  # fmt: skip
-    extra = idle[1000] - idle[10]
-    rows.append(("RSS added by 990 more devices", f"{extra:.1f} MiB", "0.0 MiB", "<= 6 MiB", extra <= 6.0))
-    rows.append(("  per device", f"{extra * 1024 / 990:.1f} KiB", "", "<= 6.2 KiB", extra <= 6.0))
+    if len(idle) == 2:
+        extra = idle[1000] - idle[10]
+        ok = extra <= 6.0
+        rows.append(("RSS added by 990 more devices", f"{extra:.1f} MiB", "0.0 MiB", "<= 6 MiB", ok))
+        rows.append(("  per device", f"{extra * 1024 / 990:.1f} KiB", "", "<= 6.2 KiB", extra <= 6.0))
     print("benchmarks/bench_driver.py")
     print(f"{'measure':42} {'dranet run':>12} {'floor':>10} {'target':>11}  ok")
     for name, value, fl, target, ok in rows:
@@ -218,6 +256,8 @@ async def main() -> None:
     print("floor = a python process importing only the dependency set (best of 3); driver = best of 3")
     print("ready = kubelet + NRI registered, /healthz 200, every device in the fake API's slices")
     print("ranges over the 3 runs: " + "; ".join(spread))
+    if "BENCH_DRIVER_DEVICES" in os.environ:
+        sys.exit(0 if all(ok for *_, ok in rows) else 1)
     print("\neach dependency's import alone, over a bare interpreter (best of 3):")
     for name, mib in sorted(dependency_shares(), key=lambda x: -x[1]):
         note = "  (only with a --filter other than the default)" if name in OPTIONAL else ""

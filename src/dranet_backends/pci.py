@@ -6,9 +6,10 @@ Shared by the netdev, sriov and rdma backends, so a PCI function publishes the s
 * :class:`PciIds`: vendor and device names from the pci.ids database (format:
   https://pci-ids.ucw.cz; a vendor line ``vvvv  Name``, device lines ``\\tdddd  Name`` under
   it, subsystem lines ``\\t\\tssss dddd  Name`` under a device; ``#`` starts a comment; the
-  device-class section ``C xx  Name`` ends the part read; ``.gz`` files are read too). Loaded
-  once, lazily, on the first lookup (discovery does that in a worker thread); a missing file
-  means "no names".
+  device-class section ``C xx  Name`` ends the part read; ``.gz`` files are read too). Found
+  on the first lookup, and each vendor's names read when first asked for (discovery does
+  that in a worker thread, for the vendors of the functions it found); a missing file means
+  "no names".
 * :class:`PciFunction` / :func:`pci_function`: what sysfs says about one function
   (``<sysfs>/bus/pci/devices/<bdf>``); :func:`pci_network_functions` lists class 0x02 ones.
 * :func:`pci_attributes`: the Go driver's PCI attributes of a function.
@@ -19,8 +20,10 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Final
 
 import attrs
 
@@ -54,63 +57,110 @@ DEFAULT_PATHS = (
 
 
 class PciIds:
-    """A loaded pci.ids: ``vendor()`` and ``device()`` name lookups."""
+    """pci.ids names: ``vendor()`` and ``device()`` lookups.
+
+    The file is found on the first :meth:`load` (or lookup); a vendor's names are read from
+    it when first asked for (:meth:`load` with the vendors to come saves a read per
+    vendor), so a node's few NIC vendors cost a few string searches, not a parse of the
+    whole database, and only their names are kept.
+    """
 
     def __init__(self, paths: Iterable[str | Path] = DEFAULT_PATHS) -> None:
         self._paths = tuple(Path(p) for p in paths)
         self._loaded = False
         self.source: Path | None = None
-        self._vendors: dict[str, str] = {}
-        self._devices: dict[tuple[str, str], str] = {}
+        self._vendors: dict[str, tuple[str, dict[str, str]] | None] = {}
+        """Vendor id -> its name and its devices' names by id (None: not in the file)."""
 
-    def load(self) -> None:
-        """Load the first readable file of the search path (once; later calls do nothing)."""
-        if self._loaded:
+    def load(self, vendors: Iterable[str] = ()) -> None:
+        """Find the first readable file of the search path (once) and read the names of
+        ``vendors`` (ids, any case) from it, unless already read. Blocking (file reads)."""
+        wanted = {v.lower() for v in vendors} - self._vendors.keys()
+        if self._loaded and (not wanted or self.source is None):
+            for v in wanted:
+                self._vendors[v] = None
             return
+        text = self._read() if self._loaded else self._find()
+        for v in wanted:
+            self._vendors[v] = _vendor_entry(text, v) if text is not None else None
+
+    def _find(self) -> str | None:
         self._loaded = True
         for path in self._paths:
-            try:
-                if path.suffix == ".gz":
-                    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as fh:
-                        self._parse(fh)
-                else:
-                    with path.open(encoding="utf-8", errors="replace") as fh:
-                        self._parse(fh)
-            except OSError:
+            text = _read_ids(path)
+            if text is None:
                 continue
             self.source = path
-            log.info("pci.ids: %d vendors from %s", len(self._vendors), path)
-            return
+            vendors = len(_VENDOR_LINE.findall(text))
+            log.info("pci.ids: %d vendors from %s", vendors, path)
+            return text
         log.info("pci.ids: none found in %s; publishing hex ids", ", ".join(map(str, self._paths)))
+        return None
 
-    def _parse(self, lines: Iterable[str]) -> None:
-        vendor = device = None
-        for line in lines:
-            if not line.strip() or line.startswith("#"):
-                continue
-            if line.startswith("C "):
-                break
-            if line.startswith("\t\t"):
-                continue  # subsystem names: the Go driver publishes the subsystem id instead
-            if line.startswith("\t"):
-                if vendor:
-                    did, _, name = line.strip().partition("  ")
-                    device = did.lower()
-                    self._devices[(vendor, device)] = name.strip()
-            else:
-                vid, _, name = line.strip().partition("  ")
-                vendor, device = vid.lower(), None
-                self._vendors[vendor] = name.strip()
+    def _read(self) -> str | None:
+        return _read_ids(self.source) if self.source is not None else None
+
+    def _entry(self, vendor: str) -> tuple[str, dict[str, str]] | None:
+        key = vendor.lower()
+        if key not in self._vendors:
+            self.load((key,))
+        return self._vendors.get(key)
 
     def vendor(self, vendor: str) -> str | None:
         """The vendor's name, or None."""
-        self.load()
-        return self._vendors.get(vendor.lower())
+        entry = self._entry(vendor)
+        return entry[0] if entry is not None else None
 
     def device(self, vendor: str, device: str) -> str | None:
         """The device's name, or None."""
-        self.load()
-        return self._devices.get((vendor.lower(), device.lower()))
+        entry = self._entry(vendor)
+        return entry[1].get(device.lower()) if entry is not None else None
+
+
+_VENDOR_LINE: Final = re.compile(r"\n[0-9a-fA-F]")
+
+
+def _read_ids(path: Path) -> str | None:
+    """The vendor part of a pci.ids file (before the device-class section), each line
+    preceded by a newline; None when it cannot be read."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rt", encoding="utf-8", errors="replace") as fh:
+                text = "\n" + fh.read()
+        else:
+            text = "\n" + path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    cut = text.find("\nC ")
+    return text if cut < 0 else text[:cut]
+
+
+def _vendor_entry(text: str, vendor: str) -> tuple[str, dict[str, str]] | None:
+    """``vendor``'s name and its devices' names by id from :func:`_read_ids` text (a vendor
+    line ``vvvv  Name``, then device lines ``\tdddd  Name``; subsystem lines, comments and
+    blank lines are skipped). None: the vendor is not listed."""
+    start = text.find(f"\n{vendor}  ")
+    if start < 0:
+        start = text.find(f"\n{vendor.upper()}  ")
+        if start < 0:
+            return None
+    end = len(text)
+    eol = text.find("\n", start + 1)
+    pos = end if eol < 0 else eol + 1
+    name = text[start + 1 : pos].partition("  ")[2].strip()
+    devices: dict[str, str] = {}
+    while pos < end:
+        eol = text.find("\n", pos)
+        line = text[pos : end if eol < 0 else eol]
+        pos = end if eol < 0 else eol + 1
+        if line.startswith("\t\t"):
+            continue  # subsystem names: the Go driver publishes the subsystem id instead
+        if line.startswith("\t"):
+            did, _, dname = line.strip().partition("  ")
+            devices[did.lower()] = dname.strip()
+        elif line.strip() and not line.startswith("#"):
+            break  # the next vendor
+    return name, devices
 
 
 USERSPACE_DRIVERS = frozenset({"vfio-pci", "uio_pci_generic", "igb_uio", "pci-stub"})

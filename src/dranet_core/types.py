@@ -13,6 +13,7 @@ JSON-able state that backends attach to a device (``facets``) and to a prepared 
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -92,11 +93,22 @@ def validate_qualified_name(name: str) -> None:
     DNS subdomain of at most 63 characters and a slash: ``dra.net/ifName``,
     ``resource.kubernetes.io/pcieRoot``.
     """
+    problem = _qualified_name_problem(name)
+    if problem is not None:
+        raise ValueError(f"attribute name {name!r}: {problem}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _qualified_name_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as a QualifiedName (None: nothing). Cached: every device
+    of a node carries the same few dozen names, checked at each device's construction and
+    again before publication."""
     domain, sep, ident = name.rpartition("/")
     if sep and (not domain or len(domain) > 63 or not is_dns_subdomain(domain)):
-        raise ValueError(f"attribute name {name!r}: domain must be a DNS subdomain of <= 63 characters")
+        return "domain must be a DNS subdomain of <= 63 characters"
     if not ident or len(ident) > 32 or not _C_IDENTIFIER.match(ident):
-        raise ValueError(f"attribute name {name!r}: must be a C identifier of <= 32 characters")
+        return "must be a C identifier of <= 32 characters"
+    return None
 
 
 @attrs.frozen
@@ -119,6 +131,7 @@ ScalarValue: TypeAlias = bool | int | str | Version
 
 _LIST_KINDS: Final = {bool: "bools", int: "ints", str: "strings", Version: "versions"}
 _SCALAR_KINDS: Final = {bool: "bool", int: "int", str: "string", Version: "version"}
+_EXACT_KINDS: Final[dict[type, str]] = {bool: "bool", int: "int", str: "string"}
 
 
 def _scalar_type(value: object) -> type | None:
@@ -195,6 +208,9 @@ def _scalar_json(value: ScalarValue) -> JSON:
 
 def attribute_json(value: AttributeValue) -> dict[str, JSON]:
     """The ResourceSlice form of ``value``: ``{"int": 1}``, ``{"string": "x"}``, ``{"ints": [0, 1]}``..."""
+    kind = _EXACT_KINDS.get(type(value))
+    if kind is not None:  # the common case, by exact type (True is an int too)
+        return {kind: value}
     if isinstance(value, AttributeList):
         return {value.kind: [_scalar_json(v) for v in value.items]}
     tp = _scalar_type(value)

@@ -390,3 +390,41 @@ async def test_uid_in_body_guards_against_a_recreated_object(
     with pytest.raises(ApiException) as exc:
         await api.replace_resource_slice("s1", replaced)
     assert exc.value.status == 409 and "Precondition failed" in exc.value.body
+
+
+async def test_objects_handed_out_and_logged_are_copies(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    """Nothing a test or a client holds shares structure with the store or the watch log."""
+    api = client.ResourceV1Api(fake_api_client)
+    await api.create_resource_slice(slice_body("s0", node="node-b"))  # a watch from "0" lists instead
+    body = slice_body("s1", devices=[{"name": "eth1", "attributes": {"dra.net/mtu": {"int": 1500}}}])
+    created = await api.create_resource_slice(body)
+    body["spec"]["devices"][0]["attributes"]["dra.net/mtu"]["int"] = 1  # the sender's dict
+    (listed,) = [s for s in fake_api.list_objects("resourceslices") if s["metadata"]["name"] == "s1"]
+    listed["spec"]["devices"].clear()
+    got = fake_api.get_object("resourceslices", "s1")
+    assert got is not None
+    got["spec"]["devices"][0]["attributes"]["dra.net/mtu"]["int"] = 2
+    stored = fake_api.get_object("resourceslices", "s1")
+    assert stored is not None
+    assert stored["spec"]["devices"] == [{"name": "eth1", "attributes": {"dra.net/mtu": {"int": 1500}}}]
+    served = (await api.read_resource_slice("s1")).to_dict()
+    assert served["spec"]["devices"][0]["attributes"]["dra.net/mtu"]["int"] == 1500
+    replaced = slice_body("s1", devices=[{"name": "eth2"}])
+    replaced["metadata"]["resourceVersion"] = created.metadata.resource_version
+    await api.replace_resource_slice("s1", replaced)
+    events: list[tuple[str, list[str]]] = []
+    w = watch.Watch(return_type="object")
+    before = str(int(created.metadata.resource_version) - 1)
+    async with w.stream(
+        api.list_resource_slice,
+        resource_version=before,
+        field_selector="spec.nodeName=node-a",
+        timeout_seconds=1,
+    ) as stream:
+        async for ev in stream:
+            events.append((ev["type"], [d["name"] for d in ev["raw_object"]["spec"]["devices"]]))
+            if len(events) == 2:
+                break
+    assert events == [("ADDED", ["eth1"]), ("MODIFIED", ["eth2"])]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from typing import Any
 
@@ -38,7 +39,8 @@ async def test_publish_from_scratch(fake_api: FakeApiServer, fake_api_client: Ap
         await pub.publish_devices(devs)
         await idle(pub)
     expected = max(1, math.ceil(n / 128))
-    posts = fake_api.writes("resourceslices", method="POST")
+    posts = fake_api.writes("resourceslices", method="POST")  # sent concurrently: in any order
+    posts.sort(key=lambda p: int(p.body["metadata"]["name"].rpartition("-")[2]))
     assert len(posts) == expected and fake_api.count_writes("resourceslices") == expected
     assert [p.path for p in posts] == [SLICES] * expected
     names = [p.body["metadata"]["name"] for p in posts]
@@ -587,3 +589,77 @@ async def test_a_first_publish_lists_the_slices_once(
         ]
         assert len(lists) == 1, [r.query for r in lists]
         assert any(r.is_watch for r in fake_api.requests_for("resourceslices", method="GET"))
+
+
+async def test_the_slices_of_a_plan_are_written_concurrently(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    """A first publication of 300 devices has its 3 POSTs in flight at once (not one round
+    trip per slice)."""
+    add_node(fake_api)
+    pub = make_publisher(fake_api_client)
+    in_flight = most = 0
+    all_sent = asyncio.Event()
+    real_api = pub.ctx.resource_api
+
+    def resource_api() -> Any:
+        api = real_api()
+        create = api.create_resource_slice
+
+        async def held_create(*args: Any, **kwargs: Any) -> Any:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            if in_flight == 3:
+                all_sent.set()
+            with contextlib.suppress(TimeoutError):  # one at a time would wait here in vain
+                await asyncio.wait_for(all_sent.wait(), 2.0)
+            try:
+                return await create(*args, **kwargs)
+            finally:
+                in_flight -= 1
+
+        api.create_resource_slice = held_create
+        return api
+
+    pub.ctx.resource_api = resource_api  # type: ignore[method-assign]
+    async with running(pub):
+        await pub.publish_devices(devices(300))
+        await idle(pub)
+    assert most == 3
+    assert sum(len(v) for v in slice_devices(fake_api).values()) == 300
+    assert fake_api.count_writes("resourceslices") == 3 and pub.health.slice_writes == 3
+
+
+async def test_a_conflict_among_concurrent_writes_keeps_the_others_and_relists(
+    fake_api: FakeApiServer, fake_api_client: ApiClient
+) -> None:
+    add_node(fake_api)
+    pub = make_publisher(fake_api_client)
+    fake_api.fail_next("POST", SLICES, status=409, message="already exists")
+    async with running(pub):
+        await pub.publish_devices(devices(300))
+        await idle(pub)
+    assert sorted(slice_devices(fake_api)) == [f"{NODE}-{DRIVER}-{i}" for i in range(3)]
+    assert sum(len(v) for v in slice_devices(fake_api).values()) == 300
+    posts = [r.status for r in fake_api.writes("resourceslices", method="POST")]
+    assert sorted(posts) == [201, 201, 201, 409]  # the two written are adopted, not re-sent
+    assert pub.health.skipped_devices == ()
+
+
+async def test_list_attributes_refused_by_two_slices_at_once_leave_no_device_out(
+    fake_api: FakeApiServer, fake_api_client: ApiClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both slices of a plan are refused for the same list attribute: the driver switches to
+    the scalar form once and leaves no device out for the second refusal."""
+    add_node(fake_api)
+    fake_api.list_attributes = False
+    pub = make_publisher(fake_api_client)
+    async with running(pub):
+        await pub.publish_devices(_with_numa(devices(100)))  # 64 + 36: two slices with lists
+        await idle(pub)
+    (s,) = slices(fake_api)
+    assert [d["attributes"][NUMA] for d in s["spec"]["devices"]] == [{"int": 1}] * 100
+    assert pub.health.skipped_devices == ()
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1, errors

@@ -23,7 +23,7 @@ from dranet_core.kube.slices import (
     slice_name,
     slice_object,
 )
-from dranet_core.types import AttributeList, Device, is_dns_subdomain
+from dranet_core.types import AttributeList, Device, Version, is_dns_subdomain
 
 NODE, DRIVER = "node-a", "dra.net"
 
@@ -300,3 +300,28 @@ def test_share_bodies_keeps_the_servers_copy_only_where_it_differs() -> None:
     assert shared.devices == listed.devices
     assert shared.devices[0] is ours["a"]
     assert shared.devices[1] is listed.devices[1] and shared.devices[2] is listed.devices[2]
+
+
+def test_device_problems_of_values_built_around_the_type_checks() -> None:
+    """Every value kind is checked, the common ones (bool, int, short str) as well as the rest."""
+    d = Device(name="c", attributes={"dra.net/ok": "x" * 64, "dra.net/n": 1, "dra.net/b": True})
+    assert device_problems(d) == []
+    long_version, long_item = Version("1.0.0"), AttributeList(("a", "b"))
+    object.__setattr__(long_version, "value", "1.0.0-" + "a" * 59)
+    object.__setattr__(long_item, "items", ("a", "b" * 65))
+    bad = {
+        **d.attributes,
+        "dra.net/long": "x" * 65,
+        "dra.net/longVersion": long_version,
+        "dra.net/longItem": long_item,
+        "dra.net/float": 1.5,
+        "Not/valid/name": 1,
+    }
+    object.__setattr__(d, "attributes", bad)
+    problems = device_problems(d)
+    assert "attribute dra.net/long: longer than 64 characters" in problems
+    assert "attribute dra.net/longVersion: longer than 64 characters" in problems
+    assert "attribute dra.net/longItem: longer than 64 characters" in problems
+    assert "attribute dra.net/float: unsupported type float" in problems
+    assert any("Not/valid/name" in p for p in problems)
+    assert len(problems) == 5

@@ -296,6 +296,42 @@ def test_pci_ids_parser(tmp_path: Path) -> None:
     assert ids.source == p
 
 
+def test_pci_ids_vendor_blocks(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A vendor on the first line, comments and blank lines inside a block, subsystem lines,
+    upper-case ids, and a vendor id that only the class section has."""
+    p = tmp_path / "pci.ids"
+    p.write_text(
+        "1af4  Red Hat, Inc.\n\t1000  Virtio network device\n# a comment\n\n\t1041  Virtio 1.0 network\n"
+        "\t\t1af4 1100  QEMU Virtual Machine\n10EC  Realtek\n\t8139  RTL-8100\n"
+        "C 0200  Not a vendor\n\t0001  Not a device\n"
+    )
+    ids = PciIds([p])
+    with caplog.at_level("INFO", logger="dranet_backends.pci"):
+        assert ids.vendor("1AF4") == "Red Hat, Inc."
+    assert [r.getMessage() for r in caplog.records] == [f"pci.ids: 2 vendors from {p}"]
+    assert ids.device("1af4", "1000") == "Virtio network device"
+    assert ids.device("1af4", "1041") == "Virtio 1.0 network"  # past a comment and a blank line
+    assert ids.device("1af4", "1100") is None  # a subsystem id is not a device
+    assert ids.vendor("10ec") == "Realtek" and ids.device("10ec", "8139") == "RTL-8100"
+    assert ids.vendor("0200") is None and ids.device("0200", "0001") is None
+    assert ids.vendor("ffff") is None
+
+
+def test_pci_ids_load_reads_the_named_vendors_at_once(tmp_path: Path) -> None:
+    """Discovery names its functions' vendors when it loads: their lookups need no more
+    reads; a vendor asked for later is read then."""
+    p = tmp_path / "pci.ids"
+    p.write_text(PCI_IDS)
+    ids = PciIds([p])
+    ids.load({"15B3"})
+    p.write_text("15b3  Renamed\n8086  Intel, read later\n")
+    assert ids.vendor("15b3") == "Mellanox Technologies"  # from the first read
+    assert ids.device("15b3", "101b") == "MT28908 Family [ConnectX-6]"
+    assert ids.vendor("8086") == "Intel, read later"
+    p.unlink()
+    assert ids.vendor("1af4") is None and ids.source == p
+
+
 def test_pci_ids_gzip_and_missing(tmp_path: Path) -> None:
     import gzip
 

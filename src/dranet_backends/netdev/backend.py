@@ -397,7 +397,7 @@ class NetdevBackend:
             pci[fn.address] = fn
         if pci.keys() != self._pci.keys() or any(pci[a] != self._pci[a] for a in pci):
             if pci:
-                await asyncio.to_thread(self._ids.load)
+                await asyncio.to_thread(self._ids.load, {fn.vendor for fn in pci.values() if fn.vendor})
             self._pci = pci
             self._pci_attrs = {a: pci_attributes(fn, self._ids) for a, fn in pci.items()}
             self._netdevs.clear()

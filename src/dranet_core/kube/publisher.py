@@ -60,6 +60,10 @@ class PublisherSettings:
     """Longest retry delay."""
     watch_timeout: int = attrs.field(default=300)
     """``timeoutSeconds`` of the slice watch; the stream then resumes from its last event."""
+    concurrent_writes: int = attrs.field(default=3, validator=_positive)
+    """Slice writes (creates and replaces) of one plan in flight at once. Each holds its
+    request body (about 1 MiB of Python objects at 128 devices) while in flight: a few
+    overlap the round trips without raising the resident memory the peak leaves behind."""
     owner_reference: bool = True
     """Make the Node the owner of the slices (needs one GET of the Node)."""
     event_burst: int = 5

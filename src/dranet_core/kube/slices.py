@@ -67,7 +67,6 @@ from dranet_core.types import (
     Device,
     Version,
     attribute_json,
-    attribute_values,
     is_dns_label,
     is_dns_subdomain,
     scalar_form,
@@ -155,11 +154,17 @@ def device_problems(device: Device) -> list[str]:
     problems: list[str] = []
     if not is_dns_label(device.name):
         problems.append(f"name {device.name!r} is not a DNS label")
+    values = 0
     for name, value in device.attributes.items():
         try:
             validate_qualified_name(name)
         except ValueError as exc:
             problems.append(str(exc))
+        kind = type(value)
+        if kind is bool or kind is int or (isinstance(value, str) and len(value) <= STRING_ATTRIBUTE_MAX_LEN):
+            values += 1  # the common cases first
+            continue
+        values += len(value.items) if isinstance(value, AttributeList) else 1
         items = value.items if isinstance(value, AttributeList) else (value,)
         if any(isinstance(v, str | Version) and len(str(v)) > STRING_ATTRIBUTE_MAX_LEN for v in items):
             problems.append(f"attribute {name}: longer than {STRING_ATTRIBUTE_MAX_LEN} characters")
@@ -175,7 +180,6 @@ def device_problems(device: Device) -> list[str]:
     if len(device.attributes) + len(device.capacity) > DEVICE_ATTRIBUTE_MAX:
         total = f"{len(device.attributes)} attributes + {len(device.capacity)} capacities"
         problems.append(f"{total} exceed {DEVICE_ATTRIBUTE_MAX}")
-    values = attribute_values(device.attributes)
     if values > DEVICE_ATTRIBUTE_VALUES_MAX:
         problems.append(f"{values} attribute values exceed {DEVICE_ATTRIBUTE_VALUES_MAX}")
     return problems

@@ -6,14 +6,16 @@ version probe, GETs the Node once for the owner reference, lists this driver's s
 this node (``fieldSelector=spec.nodeName=<node>,spec.driver=<driver>``) and adopts or deletes
 them. Afterwards it writes only the slices whose content changed (PUT with the last seen
 resourceVersion, POST for new ones, DELETE with uid and resourceVersion preconditions for
-obsolete ones). A 409 or 404 means our view is stale: re-list and re-plan at once (a few
-times, then with backoff); other failures back off (``backoff_initial`` .. ``backoff_max``)
-and retry, forever. A 422 naming devices leaves those devices out until they change, except
-when it names a list-typed attribute (an API server without the ``DRAListTypeAttributes``
-feature gate drops list values and then refuses the attribute): then list attributes are
-published in their scalar form (their first item) from then on, with one error line naming
-the flag, and no device is left out. Once the server holds the device set, every
-:class:`~dranet_core.status.PublishListener` is told which devices it accepted.
+obsolete ones); the POSTs and PUTs of one plan go out concurrently (``concurrent_writes`` at
+most), and their failures are judged once all have answered. A 409 or 404 means our view is
+stale: re-list and re-plan at once (a few times, then with backoff); other failures back off
+(``backoff_initial`` .. ``backoff_max``) and retry, forever. A 422 naming devices leaves
+those devices out until they change, except when it names a list-typed attribute (an API
+server without the ``DRAListTypeAttributes`` feature gate drops list values and then refuses
+the attribute): then list attributes are published in their scalar form (their first item)
+from then on, with one error line naming the flag, and no device is left out. Once the
+server holds the device set, every :class:`~dranet_core.status.PublishListener` is told
+which devices it accepted.
 
 :class:`SliceWatch` watches the same slices. A slice of ours deleted or changed by someone
 else (the kubelet wipes a driver's slices at its start and 30 s after losing the plugin) or a
@@ -27,6 +29,7 @@ starts over from a fresh list.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -35,17 +38,18 @@ from typing import Any
 
 import aiohttp
 import attrs
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from dranet_core.errors import KubeApiError
 from dranet_core.kube.apicontext import ApiContext
-from dranet_core.kube.client import api_error, call_raw
+from dranet_core.kube.client import api_error, call_raw, is_temporary_status
 from dranet_core.kube.slices import (
     BodyCache,
     ExistingSlice,
     SkippedDevice,
     SlicePlan,
+    SliceWrite,
     existing_from_object,
     has_list_attributes,
     max_devices_per_slice,
@@ -62,6 +66,7 @@ log = logging.getLogger(__name__)
 
 _DEVICE_INDEX = re.compile(r"spec\.devices\[(\d+)\]")
 _IMMEDIATE_RELISTS = 3
+_WATCH = "watch ResourceSlices"
 
 
 @attrs.frozen
@@ -302,52 +307,70 @@ class SliceSync:
         return True
 
     async def _write_slices(self, plan: SlicePlan) -> bool:
-        assert self._existing is not None
+        """Create and replace the plan's slices, up to ``concurrent_writes`` at once.
+
+        Every write of the plan is attempted; each one that succeeds is recorded as it answers
+        (a body is built only when its turn comes, and the answer is not kept). Then the
+        failures are judged: a 404 or 409 drops our view (re-list), a 422 refusing list
+        attributes or naming devices re-plans; False for those. Any other failure is raised.
+        """
+        existing = self._existing
+        assert existing is not None
         api = self.ctx.resource_api()
         timeout = self.ctx.settings.request_timeout
-        for w in plan.writes:
-            obj = slice_object(
-                name=w.name,
-                driver=self.ctx.driver_name,
-                node=self.ctx.node_name,
-                generation=plan.generation,
-                slice_count=plan.slice_count,
-                devices=w.devices,
-                api_version=self.ctx.api_version or "v1",
-                owner_uid=self.node_uid,
-                resource_version=w.existing.resource_version if w.existing else None,
-            )
-            try:
+        gate = asyncio.Semaphore(self.ctx.settings.concurrent_writes)
+
+        async def write(w: SliceWrite) -> None:
+            async with gate:
+                obj = slice_object(
+                    name=w.name,
+                    driver=self.ctx.driver_name,
+                    node=self.ctx.node_name,
+                    generation=plan.generation,
+                    slice_count=plan.slice_count,
+                    devices=w.devices,
+                    api_version=self.ctx.api_version or "v1",
+                    owner_uid=self.node_uid,
+                    resource_version=w.existing.resource_version if w.existing else None,
+                )
+                args: tuple[Any, ...]
                 if w.existing is None:
-                    got = await call_raw(
-                        f"create ResourceSlice {w.name}",
-                        api.create_resource_slice,
-                        obj,
-                        request_timeout=timeout,
-                    )
+                    op, call, args = f"create ResourceSlice {w.name}", api.create_resource_slice, (obj,)
                 else:
-                    got = await call_raw(
+                    op, call, args = (
                         f"replace ResourceSlice {w.name}",
                         api.replace_resource_slice,
-                        w.name,
-                        obj,
-                        request_timeout=timeout,
+                        (w.name, obj),
                     )
-            except KubeApiError as exc:
-                if exc.status in (404, 409):
-                    log.info("%s; re-listing", exc)
-                    self._existing = None
-                    return False
-                if exc.status == 422 and self._refuses_lists(exc, w.devices):
-                    return False  # re-plan with scalars
-                if exc.status == 422 and self._reject_devices(exc, w.devices):
-                    return False  # re-plan without them
-                raise
+                del obj
+                got = await call_raw(op, call, *args, request_timeout=timeout)
             self.done.writes += 1
             self.ctx.ok()
             written = existing_from_object(got, node=self.ctx.node_name, driver=self.ctx.driver_name)
-            self._existing[w.name] = attrs.evolve(written, devices=w.devices)
-        return True
+            existing[w.name] = attrs.evolve(written, devices=w.devices)
+
+        results = await asyncio.gather(*(write(w) for w in plan.writes), return_exceptions=True)
+        failed: list[tuple[SliceWrite, KubeApiError]] = []
+        for w, outcome in zip(plan.writes, results, strict=True):
+            if isinstance(outcome, KubeApiError):
+                failed.append((w, outcome))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        if not failed:
+            return True
+        stale = next((exc for _, exc in failed if exc.status in (404, 409)), None)
+        if stale is not None:
+            log.info("%s; re-listing", stale)
+            self._existing = None
+            return False
+        if any(exc.status == 422 and self._refuses_lists(exc, w.devices) for w, exc in failed):
+            return False  # re-plan with scalars (the other refusals are sent again as scalars)
+        unexplained = [
+            exc for w, exc in failed if exc.status != 422 or not self._reject_devices(exc, w.devices)
+        ]
+        if unexplained:
+            raise unexplained[0]
+        return False  # re-plan without the rejected devices
 
     def _refuses_lists(self, exc: KubeApiError, devices: Sequence[dict[str, Any]]) -> bool:
         """The 422 names a list-typed attribute of a device: publish lists as scalars from now
@@ -445,7 +468,7 @@ class SliceWatch:
             try:
                 await self._watch_once()
             except (KubeApiError, ApiException, aiohttp.ClientError, TimeoutError, OSError) as exc:
-                err = api_error("watch ResourceSlices", exc)
+                err = api_error(_WATCH, exc)
                 if err.status == 410:
                     self.rv = self.sync.list_rv = None
                     continue
@@ -470,26 +493,51 @@ class SliceWatch:
             await progress.wait()
 
     async def _watch_once(self) -> None:
-        w = watch.Watch(return_type="object")  # raw dicts: no model building per event
-        async with w.stream(
-            self.ctx.resource_api().list_resource_slice,
+        """One watch request, read line by line; each event is decoded once, as plain JSON
+        (kubernetes-asyncio's ``Watch`` decodes every event twice and encodes it once, and
+        opens an HTTP client of its own per stream)."""
+        resp = await self.ctx.resource_api().list_resource_slice(
             field_selector=self.sync.selector,
             resource_version=self.rv,
             timeout_seconds=self.ctx.settings.watch_timeout,
+            watch=True,
+            _preload_content=False,
             # aiohttp's default total timeout (300 s) would cut the stream; bound the silence instead
             _request_timeout=aiohttp.ClientTimeout(
                 total=None,
                 connect=self.ctx.settings.request_timeout,
                 sock_read=self.ctx.settings.watch_timeout + 30,
             ),
-        ) as stream:
-            async for ev in stream:
-                self._on_event(ev)
+        )
+        try:
+            if resp.status >= 400:
+                text = (await resp.read()).decode("utf-8", errors="replace")
+                raise KubeApiError(
+                    _WATCH, resp.status, text[:500], temporary=is_temporary_status(resp.status)
+                )
+            while line := await resp.content.readline():
+                if not line.strip():
+                    continue
+                try:
+                    ev = json.loads(line)
+                except ValueError as exc:
+                    raise KubeApiError(_WATCH, 0, f"undecodable event: {exc}", temporary=True) from exc
+                if isinstance(ev, dict):
+                    self._on_event(ev)
                 del ev  # a whole slice: not kept while the stream waits for the next event
+        finally:
+            resp.release()
 
     def _on_event(self, ev: Mapping[str, Any]) -> None:
-        """Note one watch event: its resource version, and what it says about a slice."""
-        raw = ev.get("raw_object") or {}
+        """Note one watch event: its resource version, and what it says about a slice. An
+        ERROR event raises it as :class:`KubeApiError` (410: the history is gone)."""
+        raw = ev.get("object")
+        raw = raw if isinstance(raw, dict) else {}
+        if ev.get("type") == "ERROR":
+            code = raw.get("code")
+            status = code if isinstance(code, int) else 0
+            reason = f"{raw.get('reason')}: {raw.get('message')}"
+            raise KubeApiError(_WATCH, status, reason, temporary=is_temporary_status(status))
         meta = raw.get("metadata") or {}
         rv = str(meta.get("resourceVersion", ""))
         if rv:

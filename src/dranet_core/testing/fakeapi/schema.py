@@ -9,6 +9,7 @@ non-empty list into ``422 Invalid``. Public: :func:`validate_resource_slice`,
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -59,6 +60,7 @@ def is_dns_subdomain(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= 253 and all(is_dns_label(p) for p in value.split("."))
 
 
+@functools.lru_cache(maxsize=4096)
 def _qualified_name_problem(name: str) -> str | None:
     domain, sep, ident = name.rpartition("/")
     if sep and (not domain or len(domain) > 63 or not is_dns_subdomain(domain)):
