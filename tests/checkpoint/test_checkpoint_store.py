@@ -725,3 +725,73 @@ async def test_a_mutation_made_while_a_write_encodes_gets_a_write_of_its_own(
     assert "late" not in big  # not in the write whose encode was under way
     assert "late" in written[-1]
     assert "late" in decode_checkpoint(path.read_bytes())
+
+
+# --- the file a write replaces is released later, not at the write ---
+
+
+def _open_files_with_inode(ino: int) -> list[os.stat_result]:
+    """What this process holds open with inode ``ino``."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            st = os.fstat(int(name))
+        except OSError:
+            continue
+        if st.st_ino == ino:
+            found.append(st)
+    return found
+
+
+@pytest.mark.parametrize("where", ["tmpfs", "elsewhere"])
+async def test_the_file_a_write_replaces_is_freed_later_not_by_the_write(
+    where: str, tmp_path: pathlib.Path, shm_dir_or_none: pathlib.Path | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # freeing an inode queues kernel RCU callbacks, and the link move that follows an
+    # attach's journal write waits for them (a tick or more): the write frees nothing
+    directory = shm_dir_or_none if where == "tmpfs" else tmp_path
+    if directory is None:
+        pytest.skip("no tmpfs at /dev/shm")
+    monkeypatch.setattr(checkpoint_module, "RELEASE_DELAY", 0.05)
+    path = directory / "dranet.db"
+    store = ClaimStore(path)
+    await store.put_plan(_plan("a"))
+    first = os.stat(path).st_ino
+    await store.put_plan(_plan("b"))
+    assert os.stat(path).st_ino != first  # replaced by a rename
+    held = _open_files_with_inode(first)
+    assert len(held) == 1 and held[0].st_nlink == 0  # gone from the directory, still open
+    for _ in range(500):  # released RELEASE_DELAY later (bounded wait, no timing asserted)
+        if not _open_files_with_inode(first):
+            break
+        await asyncio.sleep(0.01)
+    assert not _open_files_with_inode(first)
+    assert sorted(decode_checkpoint(path.read_bytes())) == ["a", "b"]
+
+
+async def test_a_failed_write_holds_nothing_open(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "dranet.db"
+    store = ClaimStore(path)
+    await store.put_plan(_plan("a"))
+    ino = os.stat(path).st_ino
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module, "write_new_file", full)
+    with pytest.raises(CheckpointError, match="No space left"):
+        await store.put_plan(_plan("b"))
+    assert not _open_files_with_inode(ino)
+    assert os.stat(path).st_ino == ino
+
+
+@pytest.fixture
+def shm_dir_or_none() -> Iterator[pathlib.Path | None]:
+    if filesystem_type(_SHM) != "tmpfs":
+        yield None
+        return
+    d = pathlib.Path(tempfile.mkdtemp(prefix="dnt-ckpt-", dir=_SHM))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
