@@ -26,12 +26,6 @@ on a worker thread and finds out the file system; when it is a tmpfs (``/run`` o
 write there is a copy into memory that never waits for a disk) later writes run on the event
 loop itself, saving the thread hop; on any other file system every write runs on a thread.
 
-The file a write replaces is kept open (an ``O_PATH`` descriptor) for :data:`RELEASE_DELAY`
-seconds after the rename, so that the write frees nothing in the kernel: freeing an inode
-and its dentry queues RCU callbacks, and a link move that follows at once (RunPodSandbox
-journals ``attaching``, then moves the device) waits for every CPU's pending RCU callbacks
-(``rcu_barrier`` in the kernel), a tick or more when they sit on another CPU.
-
 Durability: nothing is fsynced. A killed process (SIGKILL, OOM, crash) leaves the old or the
 new file, complete: the written data is in the kernel's page cache, which outlives the
 process. What the journal tracks does not outlive a reboot (pod network namespaces are gone,
@@ -60,8 +54,7 @@ import os
 import pathlib
 import secrets
 import time
-import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -128,9 +121,6 @@ class CheckpointProblem:
 
 _Undo = Callable[[], None]
 
-RELEASE_DELAY = 0.1
-"""Seconds the file a write replaced stays open after the rename (module docstring)."""
-
 ENCODE_SLICE = 32
 """Changed claims one write encodes between two turns of the event loop (see
 :meth:`ClaimStore._encode`)."""
@@ -162,23 +152,6 @@ def _void_attachments(claims: dict[str, PreparedClaim]) -> int:
 
 
 _PREPARED = DeviceState()
-
-
-def _hold(path: pathlib.Path) -> int:
-    """An ``O_PATH`` descriptor on what ``path`` names now (never followed, never opened for
-    I/O: a FIFO or a device there is harmless), or -1 when nothing is there."""
-    try:
-        return os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return -1
-
-
-def _close_all(*groups: Iterable[int]) -> None:
-    """Close every descriptor in ``groups`` (a store's held files, when it goes away)."""
-    for group in groups:
-        for fd in group:
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 def _attempt(write: Callable[[bytes], None], data: bytes) -> OSError | None:
@@ -254,9 +227,6 @@ class ClaimStore:
         """Successful file writes so far."""
         self.problem: CheckpointProblem | None = None
         """The problem met by the last :meth:`load`, if any."""
-        self._replaced: list[int] = []  # files writes replaced, held until handed to a timer
-        self._held: set[int] = set()  # files held until their RELEASE_DELAY timer
-        weakref.finalize(self, _close_all, self._replaced, self._held)
 
     @property
     def path(self) -> pathlib.Path | None:
@@ -501,7 +471,6 @@ class ClaimStore:
             else:
                 error, late = await self._write_on_thread(data)
                 cancelled = cancelled or late
-            self._release_later()
             if error is None:
                 self._written = gen
                 self._dirty = False
@@ -568,19 +537,6 @@ class ClaimStore:
             del cache[uid]
         return join_checkpoint(records, boot_id=self.boot_id)
 
-    def _release_later(self) -> None:
-        """Close the files writes replaced :data:`RELEASE_DELAY` seconds from now."""
-        loop = asyncio.get_running_loop()
-        while self._replaced:
-            fd = self._replaced.pop()
-            self._held.add(fd)
-            loop.call_later(RELEASE_DELAY, self._release, fd)
-
-    def _release(self, fd: int) -> None:
-        if fd in self._held:
-            self._held.discard(fd)
-            os.close(fd)
-
     def _write(self, data: bytes) -> None:
         assert self._path is not None
         directory = self._path.parent
@@ -589,15 +545,10 @@ class ClaimStore:
             self.inline = filesystem_type(directory) == "tmpfs"
         # a fresh, unguessable temporary name created with O_EXCL: never someone's symlink
         tmp = directory / f".{self._path.name}.tmp-{os.getpid()}-{secrets.token_hex(8)}"
-        old = _hold(self._path)  # kept open a while: the rename then frees nothing (module doc)
         try:
             write_new_file(tmp, data)
             os.replace(tmp, self._path)  # rename replaces a symlink itself, never its target
         except OSError:
-            if old >= 0:
-                os.close(old)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        if old >= 0:
-            self._replaced.append(old)
