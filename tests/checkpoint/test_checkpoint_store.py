@@ -671,3 +671,68 @@ def test_the_file_system_type_is_that_of_the_longest_mount_point(tmp_path: pathl
     assert filesystem_type("/run/with space/a", str(mounts)) == "tmpfs"
     assert filesystem_type("/runaway/a", str(mounts)) == "ext4"
     assert filesystem_type("/x", str(tmp_path / "missing")) is None
+
+
+# --- a write after a burst of new claims encodes them a slice at a time ---
+
+
+async def test_a_write_of_many_new_claims_lets_the_loop_run_between_slices(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ClaimStore(tmp_path / "cp.json")
+    events: list[str] = []
+    real = checkpoint_module.encode_claim
+
+    def tracing(pc: PreparedClaim) -> bytes:
+        events.append("encode")
+        return real(pc)
+
+    monkeypatch.setattr(checkpoint_module, "encode_claim", tracing)
+    stop = asyncio.Event()
+
+    async def other_work() -> None:  # stands for the kubelet, NRI and API callbacks
+        while not stop.is_set():
+            events.append("turn")
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(other_work())
+    await asyncio.gather(*(store.put_plan(_plan(f"u{i}", ("eth1",))) for i in range(200)))
+    stop.set()
+    await ticker
+    runs, run = [], 0
+    for e in events:
+        run = run + 1 if e == "encode" else 0
+        runs.append(run)
+    assert events.count("encode") == 200  # each claim encoded once
+    assert max(runs) <= 32  # ENCODE_SLICE: never more in one turn of the loop
+    assert len(decode_checkpoint((tmp_path / "cp.json").read_bytes())) == 200
+
+
+async def test_a_mutation_made_while_a_write_encodes_gets_a_write_of_its_own(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "cp.json"
+    store = ClaimStore(path)
+    await store.put_plan(_plan("first"))
+    real = checkpoint_module.encode_claim
+    late: list[asyncio.Task[PreparedClaim]] = []
+    written: list[list[str]] = []
+    real_write = store._write
+
+    def tracing(pc: PreparedClaim) -> bytes:
+        if pc.uid == "u40" and not late:  # part-way through the big write's encode
+            late.append(asyncio.ensure_future(store.put_plan(_plan("late"))))
+        return real(pc)
+
+    def recording(data: bytes) -> None:
+        written.append(sorted(decode_checkpoint(data)))
+        real_write(data)
+
+    monkeypatch.setattr(checkpoint_module, "encode_claim", tracing)
+    store._write = recording  # type: ignore[method-assign]
+    await asyncio.gather(*(store.put_plan(_plan(f"u{i}", ("eth1",))) for i in range(100)))
+    await late[0]
+    big = next(w for w in written if "u99" in w)
+    assert "late" not in big  # not in the write whose encode was under way
+    assert "late" in written[-1]
+    assert "late" in decode_checkpoint(path.read_bytes())

@@ -11,6 +11,7 @@ closing the pod's socket is none.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 from mover_lab import Lab, ipj, sh
 
+from dranet_backends.netdev import ethtool
 from dranet_backends.netdev.mover import NetdevMover
 from dranet_core.config.model import InterfaceConfig, NetworkConfig, RouteConfig
 
@@ -92,3 +94,28 @@ async def test_an_attach_makes_at_most_one_trip_per_step(lab: Lab) -> None:
     assert sum(per_step.values()) == 6, per_step  # netns, move, addresses, up, routes, readback
     routes = {r["dst"] for r in ipj(lab.pod, "-4", "route", "show")}
     assert {f"10.99.{i}.0/24" for i in range(3)} <= routes
+
+
+async def test_snapshots_share_one_ethtool_socket_of_the_host_netns_until_aclose(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a socket closed just before a link move costs the move a kernel tick (its inode is
+    # freed through RCU, and the move waits for every CPU's pending RCU callbacks)
+    made: list[socket.socket] = []
+    real = ethtool.inet_socket
+
+    def recording() -> socket.socket:
+        made.append(real())
+        return made[-1]
+
+    monkeypatch.setattr(ethtool, "inet_socket", recording)
+    dev = _configured_veth(lab)
+    mover = NetdevMover(host_netns=f"/run/netns/{lab.node}")
+    try:
+        snaps = [await mover.snapshot(dev) for _ in range(3)]
+        assert len(made) == 1 and made[0].fileno() >= 0  # one socket, kept between snapshots
+        assert all(s["features"] == snaps[0]["features"] for s in snaps) and snaps[0]["features"]
+        assert ethtool.get_features(made[0], "tr0").changeable  # it is the host netns's: tr0 is there
+    finally:
+        await mover.aclose()
+    assert made[0].fileno() == -1

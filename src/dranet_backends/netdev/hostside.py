@@ -6,6 +6,10 @@ rename-back of parked devices (:mod:`.renames`). One :class:`HostSide` per mover
 * an fd on the host netns (the netns the mover treats as home) and one on the driver's own;
 * one netlink socket in the host netns, opened on first use and shared by every call (the
   kernel serialises link moves anyway; dumps take turns on it, see :class:`.nsutil.Rtnl`);
+* one ``AF_INET`` socket in the host netns for the snapshot's ethtool reads, made on first
+  use and kept (:meth:`HostSide.ethtool_socket`): a socket closed just before a link move
+  costs the move a kernel tick or more (the move waits for every CPU's pending RCU
+  callbacks, and a closed socket's inode is freed through one);
 * the test seam (:data:`StepHook`) and the timing observer (:data:`StepObserver`).
 
 Identity: a link is "the device" if its permanent MAC matches, else its PCI function, else
@@ -20,10 +24,13 @@ import asyncio
 import errno
 import logging
 import os
+import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
+from dranet_backends.netdev import ethtool
 from dranet_backends.netdev.nsutil import SELF_NETNS, Rtnl, RtnlSync, call_in_netns, on_worker, open_netns
 from dranet_backends.netdev.snapshot import HostSnapshot, link_identity
 from dranet_backends.netns import live_netns, netns_id, open_pod_netns
@@ -102,6 +109,8 @@ class HostSide:
         self.observer = step_observer
         self._rtnl: Rtnl | None = None
         self._lock = asyncio.Lock()
+        self._ethtool: socket.socket | None = None
+        self._ethtool_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"HostSide({self.path!r})"
@@ -111,6 +120,10 @@ class HostSide:
         if self._rtnl is not None:
             await self._rtnl.aclose()
             self._rtnl = None
+        with self._ethtool_lock:
+            if self._ethtool is not None:
+                self._ethtool.close()
+                self._ethtool = None
         if self.fd >= 0:
             os.close(self.fd)
             os.close(self.own_fd)
@@ -123,6 +136,19 @@ class HostSide:
                 if self._rtnl is None:
                     self._rtnl = await Rtnl.open(self.fd)
         return self._rtnl
+
+    def ethtool_socket(self) -> socket.socket:
+        """The host netns's socket for ethtool reads, made on first use and kept until
+        :meth:`aclose`. Call it only on a thread that is in the host netns (a netlink
+        worker inside :func:`.nsutil.call_in_netns` with :attr:`ns_fd_for_thread`): the
+        socket belongs to the netns of the thread that makes it. Any thread may then use it
+        (an ethtool ioctl keeps no state on the socket)."""
+        with self._ethtool_lock:
+            if self._ethtool is None:
+                if self.fd < 0:
+                    raise OSError(errno.EBADF, "the mover is closed")
+                self._ethtool = ethtool.inet_socket()
+            return self._ethtool
 
     @property
     def ns_fd_for_thread(self) -> int | None:

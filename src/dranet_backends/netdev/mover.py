@@ -172,7 +172,7 @@ class NetdevMover:
                     raise DeviceNotFoundError(
                         device.device, "snapshot", f"no link {facet.ifname} on the host"
                     )
-                return take(rtnl, ns_fd, link, facet.to_json(), proc_sys)
+                return take(rtnl, ns_fd, link, facet.to_json(), proc_sys, self._host.ethtool_socket)
 
         try:
             snap = await on_worker(None, take_on_worker)

@@ -22,6 +22,7 @@ What is recorded, and why each item is needed on return:
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import socket
 import types
 import typing
@@ -323,11 +324,12 @@ def _rules(rtnl: RtnlSync, ifname: str, tables: set[int]) -> tuple[RuleRecord, .
 
 
 def _host_thread_state(
-    ifname: str, proc_sys: str
+    ifname: str, proc_sys: str, ethtool_socket: Callable[[], socket.socket] | None
 ) -> tuple[dict[str, int], dict[str, int], dict[str, bool], dict[str, bool]]:
     sysctls = sysctl.read_device(ifname, root=proc_sys)
     defaults = sysctl.read_device("default", root=proc_sys)
-    with ethtool.inet_socket() as sock:
+    held = ethtool_socket() if ethtool_socket is not None else None
+    with contextlib.nullcontext(held) if held is not None else ethtool.inet_socket() as sock:
         try:
             feats = ethtool.get_features(sock, ifname)
             features = {n: feats.active[n] for n in sorted(feats.changeable)}
@@ -346,9 +348,16 @@ def take(
     link: Any,
     facet: Mapping[str, Any],
     proc_sys: str = sysctl.PROC_SYS_NET,
+    ethtool_socket: Callable[[], socket.socket] | None = None,
 ) -> HostSnapshot:
     """Snapshot the device ``link`` (a link record read on ``rtnl``, whose netns is
     ``ns_fd``; ``None``: the calling thread's own).
+
+    ``ethtool_socket``, called inside that netns, gives a long-lived socket for the ethtool
+    reads (the caller owns it); without it one is made and closed here. Closing a socket
+    frees its inode through RCU, and a link move waits for every CPU's pending RCU
+    callbacks (``rcu_barrier``): a socket closed on another CPU just before the move costs
+    the move a tick or more.
 
     Blocking: on a netlink worker thread holding ``rtnl``'s turn (:meth:`.nsutil.Rtnl.held`),
     so that the whole snapshot -- six dumps, the sysctl and ethtool reads -- is one trip
@@ -367,7 +376,7 @@ def take(
     )
 
     def host_state() -> tuple[dict[str, int], dict[str, int], dict[str, bool], dict[str, bool]]:
-        return _host_thread_state(ifname, proc_sys)
+        return _host_thread_state(ifname, proc_sys, ethtool_socket)
 
     sysctls, defaults, features, flags = host_state() if ns_fd is None else call_in_netns(ns_fd, host_state)
     return HostSnapshot(
