@@ -9,7 +9,7 @@ kubelet call. :func:`encode_message` writes the same bytes from the same field m
 Supported field kinds: strings, bytes, bools, varint integers and enums, nested messages,
 repeated ones of these (not packed scalars), and maps with string keys and string or message
 values. A message class with any other field (packed repeated scalars, fixed-width or
-zig-zag integers, floats, wrapped types) is handed to betterproto2 as a whole, so the output
+zig-zag integers, floats, wrapped types, oneof members) is handed to betterproto2 as a whole, so the output
 is byte for byte betterproto2's for every message (``tests/dra/test_codec.py``).
 :class:`FastProtoCodec` is grpclib's ``ProtoCodec`` with this encoder; decoding is
 betterproto2's.
@@ -67,8 +67,8 @@ def _plan(cls: type) -> tuple[_Field, ...] | None:
     info: Any = cls._betterproto  # type: ignore[attr-defined]
     out: list[_Field] = []
     for attr, meta in info.meta_by_field_name.items():
-        if meta.unwrap is not None:
-            return None
+        if meta.unwrap is not None or meta.group is not None:
+            return None  # wrapped types; oneof members (on the wire even when set to a default)
         default = info.default_gen[attr]()
         if meta.map_meta is not None:
             key, val = meta.map_meta
