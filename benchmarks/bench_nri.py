@@ -133,11 +133,11 @@ def big_synchronize() -> tuple[int, bytes]:
         )
         for i in range(13_500)
     ]
-    payload = pb.encode([(1, p.fields()) for p in pods])
-    while len(payload) > (4 << 20) - 200:
-        pods.pop()
-        payload = pb.encode([(1, p.fields()) for p in pods])
-    return len(pods), payload
+    entries = [pb.encode([(1, p.fields())]) for p in pods]  # the message is their concatenation
+    size = sum(map(len, entries))
+    while size > (4 << 20) - 200:
+        size -= len(entries.pop())
+    return len(entries), b"".join(entries)
 
 
 async def measure(tmp: str, n: int) -> dict[str, list[float]]:

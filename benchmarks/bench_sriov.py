@@ -53,6 +53,7 @@ from sriov_fakes import FakeSysfs, can_mknod, make_char, sriov_node
 
 from dranet_backends.pci import PciIds
 from dranet_backends.sriov import SriovBackend
+from dranet_backends.sriov.facet import SriovFacet
 from dranet_backends.sriov.pfside import PfClient, steps
 from dranet_backends.sriov.sysfs import fingerprint, userspace_functions
 from dranet_backends.sriov.vfnl import VfState, get_request, set_request
@@ -155,9 +156,15 @@ def bench(vfs: int, repeat: int) -> list[tuple[str, float, str]]:
         prepared = PreparedDevice(pool="n", device=dev.name, request_names=("r",), facets=dict(dev.facets))
         nodes_t = per_call(lambda: nb.device_nodes(prepared), 1000, repeat)
 
+        # A kernel-bound VF as the driver's inventory holds it: the netdev backend's facet merged
+        # with this backend's (the sriov validator is asked only for a device with its facet).
+        vf_facet = SriovFacet(
+            pci_address="0000:10:01.1", driver="ixgbevf", pf="0000:10:00.0", vf_index=1, pf_ifname="eth0"
+        )
         kernel_vf = Device(
             name="pci-0000-10-01-1",
             attributes={"dra.net/pciAddress": "0000:10:01.1", "dra.net/isSriovVf": True},
+            facets={"netdev": {"ifname": "eth9", "ifindex": 9}, "sriov": vf_facet.to_json()},
         )
         config = NetworkConfig(interface=InterfaceConfig(mtu=1400))
         mtu_t = per_call(lambda: nb.validate_config(kernel_vf, config), 1000, repeat)
