@@ -60,6 +60,7 @@ DEPENDENCIES = (
     "prometheus_client",
     "attrs",
     "yaml",
+    "uvloop",
 )
 """What the floor imports: the third-party packages ``dranet run`` loads with these flags."""
 OPTIONAL = ("cel_expr_python.cel",)

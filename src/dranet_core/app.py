@@ -432,8 +432,14 @@ async def run_driver(settings: Settings, *, signals: bool = True) -> int:
         ver = version("dranet")
     except PackageNotFoundError:  # a source tree without metadata
         ver = "unknown"
+    loop = type(asyncio.get_running_loop())
     log.info(
-        "dranet %s starting on node %s (driver %s)", ver, settings.kube.node_name, settings.kube.driver_name
+        "dranet %s starting on node %s (driver %s; event loop %s.%s)",
+        ver,
+        settings.kube.node_name,
+        settings.kube.driver_name,
+        loop.__module__,
+        loop.__qualname__,
     )
     log.info("settings: %s", attrs.asdict(settings))
     try:

@@ -21,9 +21,9 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import attrs
 
@@ -264,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--nri-socket", default=str(NriSettings().socket_path), help="the runtime's NRI socket")
     run.add_argument("--nri-plugin-index", default="00", help="NRI plugin index (two digits)")
     run.add_argument("--shutdown-grace", default="10s", help="time in-flight calls get after SIGTERM")
+    run.add_argument(
+        "--event-loop",
+        default="uvloop",
+        choices=EVENT_LOOPS,
+        help="the asyncio event loop: uvloop (libuv; the default) or asyncio (the standard library's)",
+    )
     run.add_argument("--driver-name", default="dra.net", help=argparse.SUPPRESS)
     run.add_argument("--debug-hold-after", default="", help=argparse.SUPPRESS)
     _add_metadata_flags(run)
@@ -625,8 +631,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from dranet_core.app import run_driver
 
-    code: int = asyncio.run(run_driver(settings))
+    code: int = run_on_loop(run_driver(settings), args.event_loop)
     return code
+
+
+EVENT_LOOPS = ("uvloop", "asyncio")
+"""The event loops ``dranet run --event-loop`` takes."""
+
+
+def run_on_loop(main: Coroutine[Any, Any, int], loop: str) -> int:
+    """Run ``main`` to completion on a new event loop of the kind named (:data:`EVENT_LOOPS`).
+
+    uvloop (libuv) is the driver's default: the same asyncio API with the loop's socket and
+    callback machinery in C, which takes about a quarter off a prepare as the kubelet sees it (see
+    docs/performance.md). The library itself never requires it: everything runs on the
+    standard loop, which ``asyncio`` selects.
+    """
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(main)
+    return asyncio.run(main)
 
 
 def _close_matches(word: str, possibilities: Iterable[str], n: int) -> list[str]:
