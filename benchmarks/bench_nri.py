@@ -13,9 +13,12 @@ Measured in one run:
 * CreateContainer returning 8 device nodes (1,000 calls);
 * one ~4 MiB Synchronize (about 13,000 pods) decoded and answered.
 
+The plugin and the echo floor run on the event loop ``dranet run`` runs on (uvloop;
+``--event-loop=asyncio`` for the standard one); the runtime side on the standard loop.
+
 Targets (issue 4, 2-core machine): RunPodSandbox p50 <= 0.5 ms, p99 <= 2 ms; CreateContainer
 with 8 device nodes p50 <= 1 ms; a 4 MiB Synchronize well within 2 s.
-Usage: ``.venv/bin/python benchmarks/bench_nri.py [--iterations N]``.
+Usage: ``.venv/bin/python benchmarks/bench_nri.py [--iterations N] [--event-loop LOOP]``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,11 @@ from collections.abc import Awaitable, Callable, Sequence
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from dranet_core.cli import DEFAULT_EVENT_LOOP, EVENT_LOOPS, run_on_loop  # noqa: E402
 from dranet_core.testing import nri_wire as pb  # noqa: E402
+
+LOOP = DEFAULT_EVENT_LOOP
+"""The event loop of the two child processes (the plugin and the echo floor): the driver's."""
 from dranet_core.testing.nri_runtime import FakeContainer, FakePod, RuntimePeer  # noqa: E402
 
 
@@ -68,7 +75,7 @@ def child_plugin(path: str) -> None:
         async def synchronize(self, pods: Sequence[PodSandbox], containers: Sequence[ContainerInfo]) -> None:
             return None
 
-    asyncio.run(NriPlugin(Handler(), socket_path=path).run())
+    run_on_loop(NriPlugin(Handler(), socket_path=path).run(), LOOP)
 
 
 def child_echo(path: str) -> None:
@@ -77,7 +84,7 @@ def child_echo(path: str) -> None:
         while data := await r.read(65536):
             w.write(data)
 
-    asyncio.run(main())
+    run_on_loop(main(), LOOP)
 
 
 async def timed(n: int, call: Callable[[], Awaitable[object]]) -> list[float]:
@@ -102,7 +109,9 @@ async def echo_floor(tmp: str, n: int) -> list[float]:
         await got.put((r, w))
 
     server = await asyncio.start_unix_server(accept, path=path)
-    proc = await asyncio.create_subprocess_exec(sys.executable, __file__, "--child-echo", path)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--child-echo", path, f"--event-loop={LOOP}"
+    )
     try:
         r, w = await asyncio.wait_for(got.get(), 20)
         msg = b"x" * 100
@@ -146,7 +155,9 @@ async def measure(tmp: str, n: int) -> dict[str, list[float]]:
     path = os.path.join(tmp, "nri.sock")
     peer = RuntimePeer(path, request_timeout=10.0)
     await peer.start()
-    proc = await asyncio.create_subprocess_exec(sys.executable, __file__, "--child-plugin", path)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--child-plugin", path, f"--event-loop={LOOP}"
+    )
     try:
         s = await peer.wait_ready()
         assert s.violations == [], s.violations
@@ -223,7 +234,9 @@ if __name__ == "__main__":
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--child-plugin")
     parser.add_argument("--child-echo")
+    parser.add_argument("--event-loop", choices=EVENT_LOOPS, default=DEFAULT_EVENT_LOOP)
     args = parser.parse_args()
+    LOOP = args.event_loop
     if args.child_plugin:
         child_plugin(args.child_plugin)
     elif args.child_echo:

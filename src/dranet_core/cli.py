@@ -23,7 +23,7 @@ import socket
 import sys
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 
@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shutdown-grace", default="10s", help="time in-flight calls get after SIGTERM")
     run.add_argument(
         "--event-loop",
-        default="uvloop",
+        default=DEFAULT_EVENT_LOOP,
         choices=EVENT_LOOPS,
         help="the asyncio event loop: uvloop (libuv; the default) or asyncio (the standard library's)",
     )
@@ -635,11 +635,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+_T = TypeVar("_T")
+
 EVENT_LOOPS = ("uvloop", "asyncio")
 """The event loops ``dranet run --event-loop`` takes."""
+DEFAULT_EVENT_LOOP = "uvloop"
+"""The loop ``dranet run`` runs on without ``--event-loop`` (the benchmarks run the driver's
+parts on it too)."""
 
 
-def run_on_loop(main: Coroutine[Any, Any, int], loop: str) -> int:
+def run_on_loop(main: Coroutine[Any, Any, _T], loop: str) -> _T:
     """Run ``main`` to completion on a new event loop of the kind named (:data:`EVENT_LOOPS`).
 
     uvloop (libuv) is the driver's default: the same asyncio API with the loop's socket and
