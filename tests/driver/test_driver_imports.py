@@ -4,6 +4,7 @@ the dependencies it does not use (each costs resident memory on every node); CEL
 
 from __future__ import annotations
 
+import pathlib
 import pkgutil
 import secrets
 import subprocess
@@ -81,12 +82,12 @@ ON_DEMAND = ("dranet_core.go_upgrade", "dranet_core.bbolt", "difflib")
 the "did you mean" of a bad flag or config field."""
 
 
-def test_run_loads_the_go_checkpoint_reader_and_difflib_only_on_demand() -> None:
+def test_run_loads_the_go_checkpoint_reader_and_difflib_only_on_demand(tmp_path: pathlib.Path) -> None:
     code = (
-        "import asyncio, sys, tempfile, pathlib\n"
+        "import asyncio, sys, pathlib\n"
         "import dranet_core.cli, dranet_core.app, dranet_backends.netdev.backend\n"
         "from dranet_core.checkpoint import ClaimStore\n"
-        "d = pathlib.Path(tempfile.mkdtemp())\n"
+        f"d = pathlib.Path({str(tmp_path)!r})\n"
         "(d / 'dranet.db').write_text('{\"version\": 1, \"claims\": {}}')\n"
         "assert asyncio.run(ClaimStore(d / 'dranet.db').load()) is None\n"
         f"print(','.join(m for m in {ON_DEMAND!r} if m in sys.modules))\n"
