@@ -384,5 +384,10 @@ class NetdevMover:
         return await self._parked.retry(self._restorer.restore)
 
     async def run(self) -> NoReturn:
-        """Retry pending renames forever, every ``rename_retry_interval`` seconds (supervised)."""
-        await self._parked.run(self._restorer.restore)
+        """:meth:`retry_renames` forever, every ``rename_retry_interval`` seconds (supervised)."""
+        while True:
+            await asyncio.sleep(self._parked.interval)
+            try:
+                await self.retry_renames()
+            except OSError as exc:
+                log.warning("retrying renames of parked devices: %s", exc)

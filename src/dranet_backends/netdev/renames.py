@@ -3,8 +3,8 @@
 A device that comes home while another link holds its name waits as ``drn<ifindex hex>``
 (:func:`.hostside.temp_name`). :class:`ParkedDevices` remembers each one (host ifindex, DRA
 device name, host snapshot) and gives it its name back once the name is free:
-:meth:`ParkedDevices.retry` is one pass, :meth:`ParkedDevices.run` retries forever and is the
-long-lived job the driver supervises.
+:meth:`ParkedDevices.retry` is one pass; the mover repeats it every :attr:`ParkedDevices.interval`
+(:meth:`.mover.NetdevMover.run`, the long-lived job the driver supervises).
 
 The list is durable when a state file is given (the driver puts ``netdev-parked.json`` next
 to its checkpoint): written atomically (a new file renamed over the old one; a
@@ -21,7 +21,6 @@ otherwise it is dropped (the device was attached again, renamed by someone, or i
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import json
@@ -29,7 +28,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from dranet_backends.netdev.hostside import HostSide, temp_name
 from dranet_backends.netdev.snapshot import HostSnapshot
@@ -111,15 +110,6 @@ class ParkedDevices:
             self.forget(index)
             done += 1
         return done
-
-    async def run(self, restore: RestoreFn) -> NoReturn:
-        """:meth:`retry` forever, every :attr:`interval` seconds (a supervised job)."""
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.retry(restore)
-            except OSError as exc:
-                log.warning("retrying renames of parked devices: %s", exc)
 
     # -- the state file ------------------------------------------------------------------
 
