@@ -434,6 +434,34 @@ async def test_preparer_crash_becomes_per_claim_errors(node: Node, pb: types.Sim
     assert "no result" in resp2.claims["u-a"].error
 
 
+@pytest.mark.parametrize("version", ["v1", "v1beta1"])
+async def test_requests_are_decoded_without_betterproto2s_parser(
+    node: Node, pb: types.SimpleNamespace, fake_api: Any, monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
+    """The servers decode the kubelet's requests with FastProtoCodec, not betterproto2's parser."""
+    from dranet_core._generated import pluginregistration
+    from dranet_core._generated.k8s.io.kubelet.pkg.apis.dra import v1, v1beta1
+
+    def refuse(cls: type, data: bytes) -> Any:
+        raise AssertionError(f"betterproto2 parsed a {cls.__name__}")
+
+    for mod in (v1, v1beta1):
+        for name in ("NodePrepareResourcesRequest", "NodeUnprepareResourcesRequest", "Claim"):
+            monkeypatch.setattr(getattr(mod, name), "parse", classmethod(refuse))
+    for cls in (pluginregistration.InfoRequest, pluginregistration.RegistrationStatus):
+        monkeypatch.setattr(cls, "parse", classmethod(refuse))
+    stub = node.reg_stub(pb)
+    assert (await stub.GetInfo(pb.reg.InfoRequest(), timeout=5)).name == DRIVER
+    await stub.NotifyRegistrationStatus(pb.reg.RegistrationStatus(plugin_registered=True), timeout=5)
+    assert node.plugin.health.registered is True
+    fake_api.put_object(resource_claim("c1", "uid-1", [("nic", "eth1")]))
+    resp = await prepare(node, pb, ("c1", "uid-1"), version=version)
+    assert resp.claims["uid-1"].error == "" and len(resp.claims["uid-1"].devices) == 1
+    resp2 = await unprepare(node, pb, ("c1", "uid-1"), version=version)
+    assert resp2.claims["uid-1"].error == ""
+    assert plans(node.allocator) == {}
+
+
 async def test_unknown_method_is_unimplemented(node: Node, pb: types.SimpleNamespace) -> None:
     ch = node.channel(node.plugin.paths.dra_socket)
     call = ch.unary_unary(

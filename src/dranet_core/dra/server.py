@@ -16,8 +16,10 @@ serving existing connections (grpclib#107/#148). :class:`UnixGrpcServer` instead
   vanished without closing) costs one fd for at most ``idle_timeout + ping_timeout`` seconds.
   The kubelet's gRPC client answers pings, so its idle connections stay open.
 
-Messages are encoded by :class:`~dranet_core.dra.codec.FastProtoCodec` (betterproto2's bytes,
-computed with less CPU).
+Messages are encoded and decoded by :class:`~dranet_core.dra.codec.FastProtoCodec`:
+betterproto2's bytes and betterproto2's messages, computed with less CPU (the request of
+every kubelet call is decoded without betterproto2's parser unless it is malformed or
+unusual, when betterproto2 decides).
 """
 
 from __future__ import annotations
