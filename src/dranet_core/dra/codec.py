@@ -12,7 +12,7 @@ zig-zag integers, floats, wrapped types, oneof members) is handed to betterproto
 so the output is byte for byte betterproto2's for every message (``tests/dra/test_codec.py``).
 
 Decoding: betterproto2's ``parse`` reads the input through a ``BytesIO`` one byte at a time
-(``load_varint``) and builds a ``ParsedField`` per field: 20-40 us for a one-claim
+(``load_varint``) and builds a ``ParsedField`` per field: 19-41 us for a one-claim
 NodePrepareResources request, on every kubelet call. :func:`decode_message` returns a message
 equal to ``cls.parse(data)`` (field values with their types, and the unknown-field bytes at
 every level), reading the bytes directly with a per-class table of tags built once from the
