@@ -7,6 +7,7 @@ bytes at every level; where betterproto2 raises, the same exception type.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import betterproto2
@@ -103,6 +104,8 @@ def same(a: Any, b: Any, where: str = "") -> None:
         assert list(a) == list(b), where
         for k in a:
             same(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, float) and math.isnan(a):
+        assert math.isnan(b), where
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
