@@ -31,7 +31,7 @@ import attrs
 
 from dranet_core.capabilities import ResolvesConfig, ValidatesConfig
 from dranet_core.checkpoint import ClaimStore
-from dranet_core.config import resolve_config
+from dranet_core.config import ConfigMemo, resolve_config
 from dranet_core.config.merge import merge_configs
 from dranet_core.config.model import NetworkConfig
 from dranet_core.errors import ClaimError, ConfigError
@@ -238,6 +238,9 @@ class ClaimAllocator:
 
     ``pool`` is this node's pool name (the node name). ``validators`` and ``resolvers`` are
     ``(backend name, capability)`` pairs, asked only for the devices their backend owns.
+    ``resolve`` turns a request's opaque configs into its config; by default
+    :func:`~dranet_core.config.resolve_config` behind a :class:`~dranet_core.config.ConfigMemo`
+    (claims made from one template resolve their shared config once).
     """
 
     def __init__(
@@ -247,7 +250,7 @@ class ClaimAllocator:
         store: ClaimStore,
         *,
         validators: Sequence[tuple[str, ValidatesConfig]] = (),
-        resolve: ConfigResolver = default_resolver,
+        resolve: ConfigResolver | None = None,
         resolvers: Sequence[tuple[str, ResolvesConfig]] = (),
         profiles: ProfileProvider | None = None,
         baselines: BaselineConfigs | None = None,
@@ -256,7 +259,7 @@ class ClaimAllocator:
         self.pool = pool
         self.store = store
         self._validators = tuple(validators)
-        self._resolve = resolve
+        self._resolve: ConfigResolver = ConfigMemo(resolve_config) if resolve is None else resolve
         self._resolvers = tuple(resolvers)
         self._profiles = profiles
         self.baselines = baselines

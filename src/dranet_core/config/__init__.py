@@ -28,11 +28,12 @@ from dranet_core.config.model import (
     SubinterfaceConfig,
     VRFConfig,
 )
-from dranet_core.config.resolve import configs_for_request, resolve_config
+from dranet_core.config.resolve import ConfigMemo, configs_for_request, resolve_config
 from dranet_core.config.schema import config_json_schema
 from dranet_core.config.validation import config_issues, validate_config, validate_rdma_only
 
 __all__ = [
+    "ConfigMemo",
     "EthtoolConfig",
     "InterfaceConfig",
     "NeighborConfig",

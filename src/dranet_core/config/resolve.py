@@ -10,11 +10,19 @@ from the class, ``addresses`` from the claim). With a single entry that validati
 (the prepare path's common case): merging one valid config only drops duplicate list entries
 and the defaults only fill unset fields with valid values, so the result is valid already
 (``tests/config/test_config_resolve.py`` holds every valid example config to that).
+
+:class:`ConfigMemo` is :func:`resolve_config` remembering its answers: claims made from one
+ResourceClaimTemplate or DeviceClass carry the same configs, so a node resolves a handful of
+distinct configs over and over. It keys an answer by the JSON text of the entries that apply
+and hands back the same immutable :class:`NetworkConfig`; a config that fails is resolved
+(and reported) again every time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 from dranet_core.config.codec import decode_config
 from dranet_core.config.defaults import apply_defaults
@@ -24,7 +32,7 @@ from dranet_core.config.validation import config_issues
 from dranet_core.errors import ConfigError, ConfigIssue
 from dranet_core.types import OpaqueConfig
 
-__all__ = ["configs_for_request", "resolve_config"]
+__all__ = ["ConfigMemo", "configs_for_request", "resolve_config"]
 
 
 def configs_for_request(
@@ -73,3 +81,73 @@ def resolve_config(configs: Sequence[OpaqueConfig], request: str, driver: str) -
         sources = ", ".join(path.removesuffix(".parameters") for path, _ in selected)
         raise ConfigError([ConfigIssue(i.path, f"{i.rule} (after merging {sources})") for i in issues])
     return merged
+
+
+class ConfigMemo:
+    """``resolve(configs, request, driver)`` with a bounded memo of its successful answers.
+
+    The key is the ordered JSON text of the ``parameters`` of the entries that apply to the
+    request for the driver (:func:`configs_for_request`'s selection): two requests whose
+    applying entries carry equal parameters in the same order get the same answer, the
+    very :class:`NetworkConfig` object (immutable; callers must not mutate its mappings).
+    Equal JSON text means equal input to :func:`resolve_config`: it reads parameters as
+    JSON (a tuple as a list; a non-string key, which JSON text would turn into a string, is
+    refused wherever it appears, so it can never match a field). Parameters given as JSON
+    text (``str``/``bytes``) are keyed by that text. A parameter value JSON cannot encode
+    bypasses the memo. Errors are not remembered: every call with a bad config raises anew.
+
+    The memo keeps the ``size`` most recently used answers (least recently used dropped
+    first). ``resolve`` must be a pure function of the selected entries' parameters and
+    their order, as :func:`resolve_config` is. :attr:`hits` and :attr:`misses` count calls.
+    """
+
+    def __init__(
+        self,
+        resolve: Callable[[Sequence[OpaqueConfig], str, str], NetworkConfig] = resolve_config,
+        *,
+        size: int = 256,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self._resolve = resolve
+        self.size = size
+        self._memo: OrderedDict[tuple[object, ...], NetworkConfig] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._memo)
+
+    def __call__(self, configs: Sequence[OpaqueConfig], request: str, driver: str) -> NetworkConfig:
+        key = _memo_key(configs, request, driver)
+        if key is None:
+            return self._resolve(configs, request, driver)
+        memo = self._memo
+        found = memo.get(key)
+        if found is not None:
+            memo.move_to_end(key)
+            self.hits += 1
+            return found
+        self.misses += 1
+        config = self._resolve(configs, request, driver)
+        memo[key] = config
+        if len(memo) > self.size:
+            memo.popitem(last=False)
+        return config
+
+
+def _memo_key(configs: Sequence[OpaqueConfig], request: str, driver: str) -> tuple[object, ...] | None:
+    """The applying entries' parameters as text, in order; None when one cannot be encoded."""
+    parts: list[object] = []
+    for opaque in configs:
+        params = opaque.parameters
+        if params is None or opaque.driver != driver or not opaque.applies_to(request):
+            continue
+        if isinstance(params, str | bytes | bytearray):
+            parts.append((type(params).__name__, bytes(params) if isinstance(params, bytearray) else params))
+            continue
+        try:
+            parts.append(json.dumps(params, ensure_ascii=False))
+        except (TypeError, ValueError):  # not JSON (a set, an object, a cycle): no memo
+            return None
+    return tuple(parts)

@@ -8,7 +8,9 @@ UID are serialised by the one per-UID lock of the prepare path, held here):
    is down);
 2. otherwise the claim is fetched through the :class:`ClaimSource` (which checks the UID
    and that the claim is allocated) and given to ``Allocator.prepare`` with the current
-   inventory;
+   inventory; a source that also has a synchronous ``peek`` (a :class:`PeekableClaimSource`,
+   such as the watch-backed claim cache) is asked that first, and a claim it vouches for is
+   used without a read slot or a deadline timer;
 3. the ``on_prepared`` hook (if any) sees the plan and the fetched claim (None in case 1)
    and returns the CDI device IDs of the answer (the device metadata writer).
 
@@ -32,7 +34,14 @@ from dranet_core.keyed_locks import KeyedLocks
 from dranet_core.plans import ClaimPlan
 from dranet_core.types import Claim, ClaimRef, Device
 
-__all__ = ["ClaimSource", "DefaultPreparer", "PrepareErrorHook", "PreparedHook", "UnprepareHook"]
+__all__ = [
+    "ClaimSource",
+    "DefaultPreparer",
+    "PeekableClaimSource",
+    "PrepareErrorHook",
+    "PreparedHook",
+    "UnprepareHook",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +60,16 @@ def _message(ref: ClaimRef, exc: Exception) -> str:
     """The error text for the kubelet: always names the claim."""
     text = str(exc) or type(exc).__name__
     return text if isinstance(exc, ClaimError) else f"claim {ref}: {text}"
+
+
+@runtime_checkable
+class PeekableClaimSource(Protocol):
+    """A claim source that can answer some lookups at once (``kube.claimcache.ClaimCache``)."""
+
+    def peek(self, ref: ClaimRef) -> Claim | None:
+        """The claim ``ref`` names if it is at hand and checked as :meth:`ClaimSource.get`
+        checks it (UID, allocation), else None (then ``get`` is asked)."""
+        ...
 
 
 @runtime_checkable
@@ -84,6 +103,7 @@ class DefaultPreparer:
         if max_reads < 1 or read_timeout <= 0:
             raise ValueError(f"max_reads must be >= 1 and read_timeout > 0, got {max_reads}, {read_timeout}")
         self.source = source
+        self._peek = source.peek if isinstance(source, PeekableClaimSource) else None
         self.allocator = allocator
         self.inventory = inventory
         self.on_unprepare = list(on_unprepare)
@@ -129,7 +149,10 @@ class DefaultPreparer:
                 claim: Claim | None = None
                 plan = self.allocator.get(ref.uid)
                 if plan is None:
-                    claim = await self._read(ref, deadline)
+                    if self._peek is not None:
+                        claim = self._peek(ref)
+                    if claim is None:
+                        claim = await self._read(ref, deadline)
                     plan = await self.allocator.prepare(claim, self.inventory())
                 if self.on_prepared is None:
                     return PrepareOutcome(plan=plan)

@@ -94,12 +94,22 @@ class ClaimCache:
 
     # --- ClaimSource ---
 
-    async def get(self, ref: ClaimRef) -> Claim:
-        """The claim ``ref`` names: from the cache when it can vouch for it, else a GET."""
+    def peek(self, ref: ClaimRef) -> Claim | None:
+        """The claim ``ref`` names when the cache can vouch for it (the watch is running, the
+        UID matches, it is allocated and reserved), counted as a hit; else None, not counted
+        (:meth:`get` would GET it). Synchronous: a prepare answered from the cache waits on
+        nothing."""
         entry = self._claims.get((ref.namespace, ref.name)) if self._synced.is_set() else None
         if entry is not None and entry.uid == ref.uid and entry.reserved:
             self.hits += 1
             return entry.claim
+        return None
+
+    async def get(self, ref: ClaimRef) -> Claim:
+        """The claim ``ref`` names: from the cache when it can vouch for it, else a GET."""
+        claim = self.peek(ref)
+        if claim is not None:
+            return claim
         self.misses += 1
         return await self.source.get(ref)
 
