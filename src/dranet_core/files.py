@@ -38,8 +38,12 @@ def open_private(path: str | os.PathLike[str], flags: int, mode: int = 0o600) ->
 
     Raises OSError with a message naming ``path`` when it is a symbolic link or not a
     regular file. ``flags`` may include ``O_CREAT``/``O_EXCL``; ``O_NOFOLLOW``,
-    ``O_NONBLOCK`` (a FIFO must not block the caller) and ``O_CLOEXEC`` are added.
+    ``O_NONBLOCK`` (a FIFO must not block the caller) and ``O_CLOEXEC`` are added. With
+    ``O_CREAT | O_EXCL`` the file is new, so regular by construction: it is opened as asked,
+    without the checks (the kernel refuses any existing name, a link or a FIFO included).
     """
+    if flags & os.O_CREAT and flags & os.O_EXCL:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     except OSError as exc:
