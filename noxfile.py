@@ -6,7 +6,9 @@ Sessions run in the current environment (the venv the README creates with
 
 from __future__ import annotations
 
+import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -70,7 +72,15 @@ def protos(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run every benchmark and print its table (each titled with its script); fails, after
     running them all, when any missed a target. Not among the default sessions: the figures
-    depend on the machine, and the netns benchmarks need root."""
+    depend on the machine, and the netns benchmarks need root. bench_dra's kubelet is a Go
+    program (grpc-go, as the kubelet's): the Go toolchain and grpc-go are installed from
+    Debian's packages when missing and this runs as root."""
+    go_grpc = pathlib.Path("/usr/share/gocode/src/google.golang.org/grpc")
+    if (shutil.which("go") is None or not go_grpc.is_dir()) and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, env=env)
+        packages = ("golang-go", "golang-google-grpc-dev")
+        session.run("apt-get", "install", "-y", "-qq", *packages, external=True, env=env)
     missed = []
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         session.log(f"benchmarks/{script.name}")

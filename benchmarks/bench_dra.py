@@ -1,14 +1,21 @@
 """Kubelet-side benchmark: NodePrepareResources latency and throughput, the kubelet a separate process.
 
-The kubelet is a separate (Go) process on a node, so here too: ``benchmarks/kubelet_client.py``,
-started with the same interpreter, calls the driver's grpclib server over its unix socket with
-synchronous grpcio stubs and times each call around the stub call, as the kubelet sees it. A
-client in the driver's process (grpc.aio on the server's event loop, as this script used to do)
-counted its own Python work in every round trip and competed with the server for the GIL and
-the loop. This process creates the claims in the fake API server, waits until the driver's
-claim cache has them, then tells the kubelet process which claims to prepare (one JSON command
-a line on its stdin, one JSON result a line on its stdout) and does the untimed unprepares and
-setup in between.
+The kubelet is a separate Go process on a node, calling the driver with grpc-go; so here too.
+``benchmarks/kubelet_go`` (built by this script with ``go build``: Debian's ``golang-go`` and
+``golang-google-grpc-dev``, which ``nox -s bench`` installs when missing) calls the driver's
+grpclib server over its unix socket and times each call around ``ClientConn.Invoke``, as the
+kubelet sees it; it writes and reads the messages at the wire level, sharing no code with the
+driver. ``--kubelet=python`` uses ``benchmarks/kubelet_client.py`` instead (synchronous grpcio
+stubs, started with this interpreter): grpcio's Python layer costs about 0.4 ms of CPU a call,
+part of it on the round trip, which the kubelet's Go client does not. A client in the driver's
+process (as this script once had) counted its own work in every round trip and competed with
+the server for the GIL and the loop. This process creates the claims in the fake API server,
+waits until the driver's claim cache has them, then tells the kubelet process which claims to
+prepare (one JSON command a line on its stdin, one JSON result a line on its stdout) and does
+the untimed unprepares and setup in between; after each prepare and unprepare it checks the
+driver's checkpoint store (the claim recorded, then gone), and before timing it checks that a
+claim the API server does not have comes back with its error, so a kubelet that misread
+answers cannot pass.
 
 Measured in one run, on this machine:
 
@@ -33,7 +40,8 @@ on the event loop ``dranet run`` runs on (uvloop; ``--event-loop=asyncio`` for t
 one). Targets: prepare
 p50 <= 2 ms and p99 <= 6 ms; 100 concurrent claims <= 1 s with fewer checkpoint writes than
 claims; the gRPC layer adds <= 1 ms p50. The script exits 1 when a target is missed.
-Usage: ``.venv/bin/python benchmarks/bench_dra.py [--iterations N] [--event-loop LOOP]``.
+Usage: ``.venv/bin/python benchmarks/bench_dra.py [--iterations N] [--event-loop LOOP]
+[--kubelet go|python]``.
 """
 
 from __future__ import annotations
@@ -42,9 +50,11 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import pathlib
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -73,6 +83,29 @@ from dranet_core.types import ClaimRef, Device  # noqa: E402
 DRIVER = "dra.net"
 NODE = "node-a"
 KUBELET = pathlib.Path(__file__).resolve().with_name("kubelet_client.py")
+KUBELET_GO = pathlib.Path(__file__).resolve().with_name("kubelet_go")
+KUBELETS = ("go", "python")
+KUBELET_NAMES = {"go": "grpc-go (benchmarks/kubelet_go)", "python": "grpcio (benchmarks/kubelet_client.py)"}
+GO_GRPC = pathlib.Path("/usr/share/gocode/src/google.golang.org/grpc")
+"""grpc-go as Debian's golang-google-grpc-dev installs it (built in GOPATH mode)."""
+
+
+def build_go_kubelet(out: pathlib.Path) -> pathlib.Path:
+    """``benchmarks/kubelet_go`` built into ``out``; exits with one line when it cannot be."""
+    go = shutil.which("go")
+    if go is None or not GO_GRPC.is_dir():
+        sys.exit(
+            "bench_dra.py: the Go kubelet needs the Go toolchain and grpc-go "
+            "(apt-get install golang-go golang-google-grpc-dev), or run with --kubelet=python"
+        )
+    binary = out / "kubelet_go"
+    env = {**os.environ, "GO111MODULE": "off", "GOPATH": "/usr/share/gocode", "CGO_ENABLED": "0"}
+    done = subprocess.run(
+        [go, "build", "-o", str(binary), "."], cwd=KUBELET_GO, env=env, capture_output=True, text=True
+    )
+    if done.returncode:
+        sys.exit(f"bench_dra.py: go build of {KUBELET_GO} failed: {done.stderr.strip()}")
+    return binary
 
 
 def compile_stubs(out: pathlib.Path) -> pathlib.Path:
@@ -147,11 +180,10 @@ class KubeletProcess:
         self.proc = proc
 
     @classmethod
-    async def start(cls, pbdir: pathlib.Path, dra: pathlib.Path, noop: pathlib.Path) -> KubeletProcess:
+    async def start(cls, command: Sequence[str], dra: pathlib.Path, noop: pathlib.Path) -> KubeletProcess:
+        """Start ``command`` (the kubelet's command line, the sockets appended); wait until ready."""
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(KUBELET),
-            str(pbdir),
+            *command,
             str(dra),
             str(noop),
             stdin=asyncio.subprocess.PIPE,
@@ -198,10 +230,10 @@ class KubeletProcess:
 class Bench:
     """The driver's prepare path (the same parts ``dranet run`` builds) and a no-op twin."""
 
-    def __init__(self, tmp: pathlib.Path, state: pathlib.Path, pbdir: pathlib.Path) -> None:
+    def __init__(self, tmp: pathlib.Path, state: pathlib.Path, kubelet: Sequence[str]) -> None:
         self.tmp = tmp
         self.state = state
-        self.pbdir = pbdir
+        self.kubelet_command = tuple(kubelet)
         self.api = FakeApiServer()
         self.uids = iter(range(10**9))
         self.rows: list[Row] = []
@@ -234,7 +266,7 @@ class Bench:
         await self.noop.start()
         self.stack.push_async_callback(self.noop.shutdown, 1)
         self.kubelet = await KubeletProcess.start(
-            self.pbdir, self.plugin.paths.dra_socket, self.noop.paths.dra_socket
+            self.kubelet_command, self.plugin.paths.dra_socket, self.noop.paths.dra_socket
         )
         self.stack.push_async_callback(lambda: self.kubelet.close(graceful=self.graceful))
         settle_heap()  # what the driver does once ready: start-up's objects leave the collector's work
@@ -271,9 +303,16 @@ class Bench:
             await self.cached(ClaimRef(namespace="default", name=name, uid=uid))
         prepared = await self.kubelet.call("prepare", claim=[name, uid])
         assert prepared["error"] == "", prepared["error"]
+        assert self.store.get(uid) is not None, f"the kubelet saw claim {uid} prepared; the store has not"
         unprepared = await self.kubelet.call("unprepare", claim=[name, uid])
         assert unprepared["error"] == "", unprepared["error"]
+        assert self.store.get(uid) is None, f"the kubelet saw claim {uid} unprepared; the store has it"
         return float(prepared["ms"])
+
+    async def check_errors_reach_the_kubelet(self) -> None:
+        """A claim the API server does not have: the kubelet must read its error (untimed)."""
+        answer = await self.kubelet.call("prepare", claim=["no-such-claim", "u-none"])
+        assert "not found" in answer["error"], f"the kubelet read {answer['error']!r} for a missing claim"
 
     async def floors(self, iterations: int) -> tuple[float, float]:
         """The gRPC round trip, claim GET and checkpoint write floors; returns (gRPC, write) p50."""
@@ -333,13 +372,18 @@ class Bench:
         self.failed += not ok
 
 
-async def main(iterations: int) -> int:
+async def main(iterations: int, kubelet: str) -> int:
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="dnt-bench-dra-", dir="/tmp"))
     try:
         with checkpoint_dir("dnt-bench-dra-") as (state, where):
-            bench = Bench(tmp, state, compile_stubs(tmp / "pb"))
+            if kubelet == "go":
+                command = [str(build_go_kubelet(tmp))]
+            else:
+                command = [sys.executable, str(KUBELET), str(compile_stubs(tmp / "pb"))]
+            bench = Bench(tmp, state, command)
             try:
                 await bench.start()
+                await bench.check_errors_reach_the_kubelet()
                 grpc_floor, write_floor = await bench.floors(iterations)
                 await bench.prepare(iterations, grpc_floor, write_floor)
                 await bench.concurrent()
@@ -351,7 +395,8 @@ async def main(iterations: int) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print(
         f"bench_dra.py: NodePrepareResources, {iterations} iterations, {where}, "
-        f"Python {sys.version.split()[0]}, event loop {type(asyncio.get_running_loop()).__module__}"
+        f"Python {sys.version.split()[0]}, event loop {type(asyncio.get_running_loop()).__module__}, "
+        f"kubelet {KUBELET_NAMES[kubelet]}"
     )
     print(f"{'measurement':<66} {'p50 ms':>9} {'p99 ms':>9}  verdict")
     for name, a50, a99, verdict in bench.rows:
@@ -366,5 +411,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--event-loop", choices=EVENT_LOOPS, default=DEFAULT_EVENT_LOOP)
+    parser.add_argument("--kubelet", choices=KUBELETS, default="go")
     args = parser.parse_args()
-    sys.exit(run_on_loop(main(args.iterations), args.event_loop))
+    sys.exit(run_on_loop(main(args.iterations, args.kubelet), args.event_loop))
