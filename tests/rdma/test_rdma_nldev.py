@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -179,14 +180,10 @@ async def test_socket_queries_mode_and_links(kernel: FakeRdmaKernel) -> None:
     kernel.add(1, "mlx5_0")
     kernel.add(4, "mlx5_1")
     async with NldevSocket(await kernel.open(None)) as sock:
-        assert await sock.netns_mode() == nldev.NETNS_EXCLUSIVE
         assert await sock.links() == [RdmaLink(index=1, name="mlx5_0"), RdmaLink(index=4, name="mlx5_1")]
         assert await sock.link("mlx5_1") == RdmaLink(index=4, name="mlx5_1")
         assert await sock.link("nope") is None
-    kernel.exclusive = False
-    async with NldevSocket(await kernel.open(None)) as sock:
-        assert await sock.netns_mode() == nldev.NETNS_SHARED
-    assert [(c, f) for _, c, f in kernel.requests][:2] == [(6, 0x5), (1, 0x301)]
+    assert [(c, f) for _, c, f in kernel.requests][:1] == [(1, 0x301)]  # DEV_GET, a dump
 
 
 async def test_socket_raises_the_kernel_errno(kernel: FakeRdmaKernel) -> None:
@@ -204,21 +201,26 @@ async def test_socket_times_out_on_silence(kernel: FakeRdmaKernel) -> None:
     kernel.silent = True
     async with NldevSocket(await kernel.open(None), timeout=0.05) as sock:
         with pytest.raises(NldevError) as info:
-            await sock.netns_mode()
+            await sock.links()
     assert info.value.errno == errno.ETIMEDOUT
+
+
+def _ack(seq: int, error: int) -> bytes:
+    """An NLMSG_ERROR reply to request ``seq`` (``error`` 0: an ack), as the kernel writes it:
+    the negative errno, then the request's 16-byte header."""
+    request_header = struct.pack("=IHHII", 16, 0x1402, 0x5, seq, 0)  # an RDMA_NLDEV_CMD_SET request
+    body = struct.pack("=i", -error) + request_header
+    return struct.pack("=IHHII", 16 + len(body), 2, 0, seq, 1234) + body
 
 
 async def test_socket_skips_replies_of_other_requests() -> None:
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     a.setblocking(False)
     try:
-        stale = bytearray(SYS_GET_REPLY)
-        b.send(bytes(stale[:24]).replace(b"\x09\x00\x00\x00", b"\x07\x00\x00\x00", 1))  # seq 7: stale
-        reply = SYS_GET_REPLY.replace(b"\x09\x00\x00\x00", b"\x01\x00\x00\x00")  # seq 1
-        b.send(reply)
-        sock = NldevSocket(a)
-        assert await sock.netns_mode() == nldev.NETNS_EXCLUSIVE
-        assert b.recv(100) == nldev.sys_get_request(1)
+        b.send(_ack(7, errno.EPERM))  # the late answer of an earlier, timed-out request
+        b.send(_ack(1, 0))
+        await NldevSocket(a).set_netns(3, 42)  # seq 1: acked; the stale EPERM is not ours
+        assert b.recv(100) == nldev.dev_set_netns_request(1, 3, 42)
     finally:
         a.close()
         b.close()

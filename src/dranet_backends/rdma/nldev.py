@@ -273,17 +273,6 @@ class NldevSocket:
         self._seq = self._seq % 0xFFFFFFFF + 1
         return self._seq
 
-    async def netns_mode(self) -> int:
-        """``SYS_ATTR_NETNS_MODE`` (:data:`NETNS_SHARED` or :data:`NETNS_EXCLUSIVE`)."""
-        async with self._lock:
-            seq = self._next_seq()
-            replies = await self._request(sys_get_request(seq), seq)
-        for msg in replies:
-            mode = msg.u8(SYS_ATTR_NETNS_MODE)
-            if mode is not None:
-                return mode
-        raise NldevError(errno.EPROTO, "SYS_GET reply without SYS_ATTR_NETNS_MODE")
-
     async def links(self) -> list[RdmaLink]:
         """Every RDMA device visible in this socket's netns."""
         async with self._lock:
