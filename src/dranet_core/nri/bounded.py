@@ -12,6 +12,7 @@ not flagged for undo.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -90,19 +91,25 @@ class BoundedCalls:
             log.info("NRI: %s for %s waits for the still-running %s", what, key, self._late[earlier][1])
             await asyncio.wait({earlier}, timeout=max(until - loop.time(), 0.0))
 
-        async def _call() -> T:
-            return await call()
-
-        task: asyncio.Task[T] = loop.create_task(_call(), name=f"nri-{what}-{key}")
+        task: asyncio.Task[T] = loop.create_task(_start(call), name=f"nri-{what}-{key}")
+        # wait for the task or the budget, whichever comes first, without cancelling the task:
+        # one future, one timer and one done-callback (asyncio.wait builds sets around them)
+        waiter: asyncio.Future[None] = loop.create_future()
+        wake = functools.partial(_wake, waiter)
+        timer = loop.call_at(until, wake, None)
+        task.add_done_callback(wake)
         try:
-            done, _ = await asyncio.wait({task}, timeout=max(until - loop.time(), 0.0))
+            await waiter
         except asyncio.CancelledError:
             # The connection went away (or we are closing). The runtime treats a lost plugin as
             # success for this event, so the work is still wanted: no undo.
             if not task.done():
                 self._adopt(key, what, task, None)
             raise
-        if not done:
+        finally:
+            timer.cancel()
+            task.remove_done_callback(wake)
+        if not task.done():
             self._adopt(key, what, task, late)  # the runtime gets an error: undo a late run
             raise RpcError(DEADLINE_EXCEEDED, overrun_message(what, key, budget))
         return task.result()  # the handler's own exception becomes the ttrpc error status
@@ -140,6 +147,15 @@ class BoundedCalls:
         else:
             self.late_completions += 1
             log.info("NRI: late %s for %s completed", what, key)
+
+
+async def _start(call: Callable[[], Awaitable[T]]) -> T:
+    return await call()
+
+
+def _wake(waiter: asyncio.Future[None], _done: object) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def run_then_undo_if_late(
