@@ -25,6 +25,7 @@ from dranet_core.nri.handlers import (
     StopPodSandboxHandler,
     UndoesLateRun,
 )
+from dranet_core.transport.deadlines import Deadlines
 from dranet_core.transport.ttrpc import DEADLINE_EXCEEDED
 from dranet_core.types import PodSandbox
 
@@ -57,6 +58,7 @@ class BoundedCalls:
         self.on_failure = on_failure
         self._late: dict[asyncio.Task[Any], tuple[str, str]] = {}
         self._by_key: dict[str, asyncio.Task[Any]] = {}
+        self._deadlines = Deadlines()
         self.late_completions = 0
         self.late_failures = 0
         self.late_compensations = 0
@@ -93,10 +95,11 @@ class BoundedCalls:
 
         task: asyncio.Task[T] = loop.create_task(_start(call), name=f"nri-{what}-{key}")
         # wait for the task or the budget, whichever comes first, without cancelling the task:
-        # one future, one timer and one done-callback (asyncio.wait builds sets around them)
+        # one future, one shared-timer deadline and one done-callback (asyncio.wait builds sets
+        # and a loop timer around them)
         waiter: asyncio.Future[None] = loop.create_future()
         wake = functools.partial(_wake, waiter)
-        timer = loop.call_at(until, wake, None)
+        timer = self._deadlines.add(until, wake)
         task.add_done_callback(wake)
         try:
             await waiter
@@ -107,7 +110,7 @@ class BoundedCalls:
                 self._adopt(key, what, task, None)
             raise
         finally:
-            timer.cancel()
+            self._deadlines.cancel(timer)
             task.remove_done_callback(wake)
         if not task.done():
             self._adopt(key, what, task, late)  # the runtime gets an error: undo a late run
@@ -153,7 +156,7 @@ async def _start(call: Callable[[], Awaitable[T]]) -> T:
     return await call()
 
 
-def _wake(waiter: asyncio.Future[None], _done: object) -> None:
+def _wake(waiter: asyncio.Future[None], _done: object = None) -> None:
     if not waiter.done():
         waiter.set_result(None)
 

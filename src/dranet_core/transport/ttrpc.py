@@ -12,7 +12,8 @@ Server (:class:`TtrpcServer`) rules, as containerd/ttrpc's Go server:
   ``method <name>``; a Data frame (streaming) → INVALID_ARGUMENT; an oversized request →
   RESOURCE_EXHAUSTED; unknown metadata is ignored;
 * ``timeout_nano`` becomes the handler's deadline (loop time, passed to the handler): when it
-  passes, the handler is cancelled and DEADLINE_EXCEEDED is answered;
+  passes, the handler is cancelled and DEADLINE_EXCEEDED is answered (the deadlines of all
+  requests share one loop timer, :class:`~dranet_core.transport.deadlines.Deadlines`);
 * a handler raising :class:`~dranet_core.errors.RpcError` answers with its code and message;
   any other exception answers UNKNOWN (2) with the exception text;
 * an OK answer leaves ``status`` absent.
@@ -31,6 +32,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from dranet_core.errors import DranetError, LocalProtocolError, ProtocolError, RpcError
+from dranet_core.transport.deadlines import Deadlines
 from dranet_core.wire.ttrpc import (
     MAX_MESSAGE_LENGTH,
     MESSAGE_TYPE_DATA,
@@ -80,6 +82,25 @@ Send = Callable[[bytes], None]
 Drain = Callable[[], Awaitable[None]]
 
 
+class _Expiry:
+    """A request's deadline: cancels the request's task when it is reached."""
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[object] | None) -> None:
+        self.task = task
+        self.fired = False
+
+    def fire(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.fired = True
+            self.task.cancel()
+
+    def uncancel(self) -> int:
+        """Withdraw our cancellation; return how many others are still pending on the task."""
+        return self.task.uncancel() if self.task is not None else 0
+
+
 class TtrpcServer:
     """Serves ``services[service][method]`` handlers on one ttrpc connection."""
 
@@ -89,6 +110,7 @@ class TtrpcServer:
         self._drain = drain
         self._last_stream = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._deadlines = Deadlines()
         self._closed = False
         self.requests = 0
         """Requests received (including rejected ones)."""
@@ -172,11 +194,19 @@ class TtrpcServer:
         handler = methods.get(req.method)
         if handler is None:
             return b"", Status(UNIMPLEMENTED, f"method {req.method}")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + req.timeout_nano / 1e9 if req.timeout_nano > 0 else None
+        deadline: float | None = None
+        expiry: _Expiry | None = None
+        key = 0
+        if req.timeout_nano > 0:
+            deadline = asyncio.get_running_loop().time() + req.timeout_nano / 1e9
+            expiry = _Expiry(asyncio.current_task())
+            key = self._deadlines.add(deadline, expiry.fire)
         try:
-            async with asyncio.timeout_at(deadline):
-                return await handler(req.payload, deadline), None
+            return await handler(req.payload, deadline), None
+        except asyncio.CancelledError:
+            if expiry is None or not expiry.fired or expiry.uncancel():
+                raise  # not (only) our deadline: aclose, or the task was cancelled from outside
+            return b"", Status(DEADLINE_EXCEEDED, f"{req.service}/{req.method}: deadline exceeded")
         except TimeoutError:
             return b"", Status(DEADLINE_EXCEEDED, f"{req.service}/{req.method}: deadline exceeded")
         except RpcError as exc:
@@ -186,6 +216,9 @@ class TtrpcServer:
         except Exception as exc:  # a handler bug must answer, not kill the connection
             log.exception("ttrpc handler %s/%s failed", req.service, req.method)
             return b"", Status(UNKNOWN, f"{type(exc).__name__}: {exc}")
+        finally:
+            if expiry is not None:
+                self._deadlines.cancel(key)
 
     def close(self) -> None:
         """Stop answering; running handlers are cancelled by :meth:`aclose`."""
@@ -194,6 +227,7 @@ class TtrpcServer:
     async def aclose(self) -> None:
         """Cancel running handlers and wait for them."""
         self._closed = True
+        self._deadlines.close()
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
