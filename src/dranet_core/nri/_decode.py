@@ -13,6 +13,8 @@ Malformed input raises :class:`~dranet_core.errors.RemoteProtocolError`.
 
 from __future__ import annotations
 
+from typing import Final
+
 from dranet_core.errors import RemoteProtocolError
 from dranet_core.nri.handlers import ContainerInfo
 from dranet_core.types import PodSandbox
@@ -21,8 +23,20 @@ from dranet_core.wire._protobuf import read_varint
 __all__ = ["decode_container_request", "decode_pod_request", "decode_state_change", "decode_synchronize"]
 
 
-def _fields(buf: bytes, pos: int, end: int, what: str) -> list[tuple[int, int, int, int]]:
-    """(field number, wire type, start, end-or-value) for each field of ``buf[pos:end]``.
+# the field numbers each message is read for (the rest are skipped)
+_POD_REQUEST: Final = frozenset({1})
+_ONE_TWO_THREE: Final = frozenset({1, 2, 3})
+_POD: Final = frozenset({1, 2, 3, 4, 8, 10})
+_LINUX: Final = frozenset({5})
+_NAMESPACE: Final = frozenset({1, 2})
+_CONTAINER: Final = frozenset({1, 2, 3})
+
+
+def _fields(
+    buf: bytes, pos: int, end: int, what: str, keep: frozenset[int]
+) -> list[tuple[int, int, int, int]]:
+    """(field number, wire type, start, end-or-value) for each field of ``buf[pos:end]`` whose
+    number is in ``keep``; the others (labels, annotations, ...) are checked and skipped.
 
     For wire type 2 ``start:end`` is the value's slice of ``buf``; for varints ``end`` is the
     value. Tags, lengths and varints below 128 (nearly all of them) are read inline; longer
@@ -40,23 +54,21 @@ def _fields(buf: bytes, pos: int, end: int, what: str) -> list[tuple[int, int, i
         wt = key & 7
         if num == 0:
             raise RemoteProtocolError(f"{what}: field number 0")
-        if wt == 2:
-            if pos < end and buf[pos] < 0x80:
-                length = buf[pos]
-                pos += 1
-            else:
-                length, pos = read_varint(buf, pos, end, what)
-            if length > end - pos:
-                raise RemoteProtocolError(f"{what}: field {num} length {length} runs past the end")
-            append((num, 2, pos, pos + length))
-            pos += length
-        elif wt == 0:
+        if wt == 2 or wt == 0:  # the value of a varint, the length of a length-delimited field
             if pos < end and buf[pos] < 0x80:
                 val = buf[pos]
                 pos += 1
             else:
                 val, pos = read_varint(buf, pos, end, what)
-            append((num, 0, pos, val))
+            if wt == 0:
+                if num in keep:
+                    append((num, 0, pos, val))
+                continue
+            if val > end - pos:
+                raise RemoteProtocolError(f"{what}: field {num} length {val} runs past the end")
+            if num in keep:
+                append((num, 2, pos, pos + val))
+            pos += val
         elif wt == 1 or wt == 5:
             pos += 8 if wt == 1 else 4
             if pos > end:
@@ -75,11 +87,11 @@ def _str(buf: bytes, start: int, end: int, what: str) -> str:
 
 def _netns(buf: bytes, start: int, end: int) -> str | None:
     """Path of the ``network`` entry of LinuxPodSandbox.namespaces (field 5) in ``buf[start:end]``."""
-    for num, wt, s, e in _fields(buf, start, end, "LinuxPodSandbox"):
+    for num, wt, s, e in _fields(buf, start, end, "LinuxPodSandbox", _LINUX):
         if num != 5 or wt != 2:
             continue
         typ = path = ""
-        for n2, w2, s2, e2 in _fields(buf, s, e, "LinuxNamespace"):
+        for n2, w2, s2, e2 in _fields(buf, s, e, "LinuxNamespace", _NAMESPACE):
             if w2 == 2 and n2 == 1:
                 typ = _str(buf, s2, e2, "LinuxNamespace.type")
             elif w2 == 2 and n2 == 2:
@@ -94,7 +106,7 @@ def _pod(buf: bytes, start: int, end: int) -> PodSandbox:
     pid = name = uid = namespace = ""
     netns: str | None = None
     ips: list[str] = []
-    for num, wt, s, e in _fields(buf, start, end, "PodSandbox"):
+    for num, wt, s, e in _fields(buf, start, end, "PodSandbox", _POD):
         if wt != 2:
             continue
         if num == 1:
@@ -115,7 +127,7 @@ def _pod(buf: bytes, start: int, end: int) -> PodSandbox:
 def _container(buf: bytes, start: int, end: int) -> ContainerInfo:
     """The Container in ``buf[start:end]``."""
     cid = sandbox = name = ""
-    for num, wt, s, e in _fields(buf, start, end, "Container"):
+    for num, wt, s, e in _fields(buf, start, end, "Container", _CONTAINER):
         if wt != 2:
             continue
         if num == 1:
@@ -134,7 +146,7 @@ _EMPTY_CONTAINER = ContainerInfo(id="", name="", pod_sandbox_id="")
 def decode_pod_request(payload: bytes) -> PodSandbox:
     """``pod`` (field 1) of Run/Stop/RemovePodSandboxRequest."""
     pod = _EMPTY_POD
-    for num, wt, s, e in _fields(payload, 0, len(payload), "PodSandbox request"):
+    for num, wt, s, e in _fields(payload, 0, len(payload), "PodSandbox request", _POD_REQUEST):
         if num == 1 and wt == 2:
             pod = _pod(payload, s, e)
     return pod
@@ -143,7 +155,7 @@ def decode_pod_request(payload: bytes) -> PodSandbox:
 def decode_container_request(payload: bytes) -> tuple[PodSandbox, ContainerInfo]:
     """``pod`` (1) and ``container`` (2) of CreateContainerRequest."""
     pod, ctr = _EMPTY_POD, _EMPTY_CONTAINER
-    for num, wt, s, e in _fields(payload, 0, len(payload), "CreateContainerRequest"):
+    for num, wt, s, e in _fields(payload, 0, len(payload), "CreateContainerRequest", _ONE_TWO_THREE):
         if num == 1 and wt == 2:
             pod = _pod(payload, s, e)
         elif num == 2 and wt == 2:
@@ -156,7 +168,7 @@ def decode_synchronize(payload: bytes) -> tuple[list[PodSandbox], list[Container
     pods: list[PodSandbox] = []
     ctrs: list[ContainerInfo] = []
     more = False
-    for num, wt, s, e in _fields(payload, 0, len(payload), "SynchronizeRequest"):
+    for num, wt, s, e in _fields(payload, 0, len(payload), "SynchronizeRequest", _ONE_TWO_THREE):
         if num == 1 and wt == 2:
             pods.append(_pod(payload, s, e))
         elif num == 2 and wt == 2:
@@ -169,7 +181,7 @@ def decode_synchronize(payload: bytes) -> tuple[list[PodSandbox], list[Container
 def decode_state_change(payload: bytes) -> tuple[int, PodSandbox, ContainerInfo]:
     """``event`` (1), ``pod`` (2) and ``container`` (3) of StateChangeEvent."""
     event, pod, ctr = 0, _EMPTY_POD, _EMPTY_CONTAINER
-    for num, wt, s, e in _fields(payload, 0, len(payload), "StateChangeEvent"):
+    for num, wt, s, e in _fields(payload, 0, len(payload), "StateChangeEvent", _ONE_TWO_THREE):
         if num == 1 and wt == 0:
             event = e
         elif num == 2 and wt == 2:
