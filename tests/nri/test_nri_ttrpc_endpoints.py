@@ -158,7 +158,7 @@ async def test_each_request_gets_its_own_deadline(srv: ServerUnderTest) -> None:
 async def test_a_handler_cancelled_from_outside_is_not_a_deadline(srv: ServerUnderTest) -> None:
     srv.request(1, Request("test.Svc", "Slow", b"", timeout_nano=60_000_000_000))
     await asyncio.sleep(0.01)
-    (task,) = srv.server._tasks
+    (task,) = srv.server._tasks.values()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert task.cancelled() and 1 not in srv.replies

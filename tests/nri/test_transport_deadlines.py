@@ -46,7 +46,7 @@ async def test_callbacks_run_in_deadline_order_not_before_their_time() -> None:
             if len(ran) == 3:
                 done.set()
 
-        d.add(when, cb)
+        d.add(when, cb, loop)
     await _reached(done)
     assert [name for name, _, _ in ran] == ["early", "middle", "late"]
     assert all(at >= when - TOLERANCE for _, when, at in ran)
@@ -58,12 +58,12 @@ async def test_one_loop_timer_for_later_deadlines(monkeypatch: pytest.MonkeyPatc
     loop = asyncio.get_running_loop()
     d = Deadlines()
     now = loop.time()
-    keys = [d.add(now + 10 + i, lambda: None) for i in range(100)]
+    keys = [d.add(now + 10 + i, lambda: None, loop) for i in range(100)]
     assert timers.armed == 1  # the later deadlines ride on the armed timer
     for k in keys:
         d.cancel(k)
     assert len(d) == 0
-    d.add(now + 5, lambda: None)  # earlier than the armed one: re-armed
+    d.add(now + 5, lambda: None, loop)  # earlier than the armed one: re-armed
     assert timers.armed == 2
     d.close()
 
@@ -74,8 +74,8 @@ async def test_cancelled_callbacks_never_run_and_the_rest_still_do() -> None:
     ran: list[str] = []
     done = asyncio.Event()
     now = loop.time()
-    first = d.add(now + 0.01, lambda: ran.append("cancelled"))
-    d.add(now + 0.03, lambda: (ran.append("kept"), done.set()))
+    first = d.add(now + 0.01, lambda: ran.append("cancelled"), loop)
+    d.add(now + 0.03, lambda: (ran.append("kept"), done.set()), loop)
     d.cancel(first)
     d.cancel(first)  # twice is harmless
     await _reached(done)
@@ -88,8 +88,8 @@ async def test_a_deadline_added_earlier_than_the_armed_one_runs_first() -> None:
     ran: list[str] = []
     done = asyncio.Event()
     now = loop.time()
-    d.add(now + 10, lambda: ran.append("far"))
-    d.add(now + 0.01, lambda: (ran.append("near"), done.set()))
+    d.add(now + 10, lambda: ran.append("far"), loop)
+    d.add(now + 0.01, lambda: (ran.append("near"), done.set()), loop)
     await _reached(done)
     assert ran == ["near"] and len(d) == 1
     d.close()
@@ -108,8 +108,8 @@ async def test_a_raising_callback_goes_to_the_loop_handler_and_others_run() -> N
         def boom() -> None:
             raise RuntimeError("boom")
 
-        d.add(now, boom)
-        d.add(now, done.set)
+        d.add(now, boom, loop)
+        d.add(now, done.set, loop)
         await _reached(done)
         await asyncio.sleep(0)
         assert [type(e.get("exception")) for e in errors] == [RuntimeError]
@@ -121,7 +121,7 @@ async def test_a_deadline_in_the_past_runs_at_once() -> None:
     loop = asyncio.get_running_loop()
     d = Deadlines()
     done = asyncio.Event()
-    d.add(loop.time() - 1, done.set)
+    d.add(loop.time() - 1, done.set, loop)
     await _reached(done)
 
 
@@ -130,11 +130,13 @@ def test_a_new_loop_drops_what_the_old_one_held() -> None:
     ran: list[str] = []
 
     async def first() -> None:
-        d.add(asyncio.get_running_loop().time() + 60, lambda: ran.append("old loop"))
+        loop = asyncio.get_running_loop()
+        d.add(loop.time() + 60, lambda: ran.append("old loop"), loop)
 
     async def second() -> None:
+        loop = asyncio.get_running_loop()
         done = asyncio.Event()
-        d.add(asyncio.get_running_loop().time(), done.set)
+        d.add(loop.time(), done.set, loop)
         await _reached(done)
         assert len(d) == 0
 

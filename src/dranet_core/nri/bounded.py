@@ -93,14 +93,12 @@ class BoundedCalls:
             log.info("NRI: %s for %s waits for the still-running %s", what, key, self._late[earlier][1])
             await asyncio.wait({earlier}, timeout=max(until - loop.time(), 0.0))
 
-        task: asyncio.Task[T] = loop.create_task(_start(call), name=f"nri-{what}-{key}")
         # wait for the task or the budget, whichever comes first, without cancelling the task:
-        # one future, one shared-timer deadline and one done-callback (asyncio.wait builds sets
-        # and a loop timer around them)
+        # one future, woken by the task's last step or by a shared-timer deadline (asyncio.wait
+        # builds sets, a loop timer and done-callbacks, each one more turn of the loop)
         waiter: asyncio.Future[None] = loop.create_future()
-        wake = functools.partial(_wake, waiter)
-        timer = self._deadlines.add(until, wake)
-        task.add_done_callback(wake)
+        task: asyncio.Task[T] = loop.create_task(_start(call, waiter), name=f"nri-{what}-{key}")
+        timer = self._deadlines.add(until, functools.partial(_wake, waiter), loop)
         try:
             await waiter
         except asyncio.CancelledError:
@@ -111,7 +109,6 @@ class BoundedCalls:
             raise
         finally:
             self._deadlines.cancel(timer)
-            task.remove_done_callback(wake)
         if not task.done():
             self._adopt(key, what, task, late)  # the runtime gets an error: undo a late run
             raise RpcError(DEADLINE_EXCEEDED, overrun_message(what, key, budget))
@@ -152,11 +149,16 @@ class BoundedCalls:
             log.info("NRI: late %s for %s completed", what, key)
 
 
-async def _start(call: Callable[[], Awaitable[T]]) -> T:
-    return await call()
+async def _start(call: Callable[[], Awaitable[T]], waiter: asyncio.Future[None]) -> T:
+    """``call()``, waking ``waiter`` as it ends (its result is set by then: the task's last step
+    runs on before the waiting task is resumed)."""
+    try:
+        return await call()
+    finally:
+        _wake(waiter)
 
 
-def _wake(waiter: asyncio.Future[None], _done: object = None) -> None:
+def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
 

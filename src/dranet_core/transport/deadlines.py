@@ -49,10 +49,10 @@ class Deadlines:
         """Deadlines added and neither reached nor cancelled."""
         return len(self._pending)
 
-    def add(self, when: float, callback: Callable[[], object]) -> int:
-        """Call ``callback()`` once the running loop's time reaches ``when``; return a key for
-        :meth:`cancel`. Must be called with the loop running, from its thread."""
-        loop = asyncio.get_running_loop()
+    def add(self, when: float, callback: Callable[[], object], loop: asyncio.AbstractEventLoop) -> int:
+        """Call ``callback()`` once ``loop``'s time reaches ``when``; return a key for
+        :meth:`cancel`. ``loop`` is the running loop (the caller has it: looking it up costs
+        a system call); call from its thread."""
         if loop is not self._loop:  # first use, or a new loop: what the old one held can't run
             self.close()
             self._loop = loop

@@ -109,7 +109,11 @@ class TtrpcServer:
         self._send = send
         self._drain = drain
         self._last_stream = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        """Running requests by stream id; each removes itself when it ends."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop of the first request (one connection, one loop; asyncio.get_running_loop
+        costs a getpid() system call each time)."""
         self._deadlines = Deadlines()
         self._closed = False
         self.requests = 0
@@ -138,11 +142,12 @@ class TtrpcServer:
                         ),
                     )
                     continue
-                task = asyncio.get_running_loop().create_task(
-                    self._serve(f.stream_id, f.data), name=f"ttrpc-request-{f.stream_id}"
+                loop = self._loop
+                if loop is None:
+                    loop = self._loop = asyncio.get_running_loop()
+                self._tasks[f.stream_id] = loop.create_task(
+                    self._serve(loop, f.stream_id, f.data), name=f"ttrpc-request-{f.stream_id}"
                 )
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
             elif f.type == MESSAGE_TYPE_DATA:
                 self._reply(f.stream_id, Status(INVALID_ARGUMENT, "StreamID is no longer active"))
             else:
@@ -175,19 +180,23 @@ class TtrpcServer:
         except (ConnectionError, LocalProtocolError) as exc:
             log.debug("ttrpc server: cannot answer stream %d: %s", sid, exc)
 
-    async def _serve(self, sid: int, data: bytes) -> None:
-        status: Status | None = None
-        payload = b""
+    async def _serve(self, loop: asyncio.AbstractEventLoop, sid: int, data: bytes) -> None:
         try:
-            req = decode_request(data)
-            payload, status = await self._dispatch(req)
-        except ProtocolError as exc:
-            status = Status(INVALID_ARGUMENT, f"malformed ttrpc request: {exc}")
-        self._reply(sid, status, payload)
-        with contextlib.suppress(ConnectionError):
-            await self._drain()
+            status: Status | None = None
+            payload = b""
+            try:
+                req = decode_request(data)
+                payload, status = await self._dispatch(loop, req)
+            except ProtocolError as exc:
+                status = Status(INVALID_ARGUMENT, f"malformed ttrpc request: {exc}")
+            self._reply(sid, status, payload)
+            with contextlib.suppress(ConnectionError):
+                await self._drain()
+        finally:
+            # here rather than a done-callback, which would cost the loop one more turn per call
+            self._tasks.pop(sid, None)
 
-    async def _dispatch(self, req: Request) -> tuple[bytes, Status | None]:
+    async def _dispatch(self, loop: asyncio.AbstractEventLoop, req: Request) -> tuple[bytes, Status | None]:
         methods = self._services.get(req.service)
         if methods is None:
             return b"", Status(UNIMPLEMENTED, f"service {req.service}")
@@ -198,9 +207,9 @@ class TtrpcServer:
         expiry: _Expiry | None = None
         key = 0
         if req.timeout_nano > 0:
-            deadline = asyncio.get_running_loop().time() + req.timeout_nano / 1e9
-            expiry = _Expiry(asyncio.current_task())
-            key = self._deadlines.add(deadline, expiry.fire)
+            deadline = loop.time() + req.timeout_nano / 1e9
+            expiry = _Expiry(asyncio.current_task(loop))
+            key = self._deadlines.add(deadline, expiry.fire, loop)
         try:
             return await handler(req.payload, deadline), None
         except asyncio.CancelledError:
@@ -228,7 +237,7 @@ class TtrpcServer:
         """Cancel running handlers and wait for them."""
         self._closed = True
         self._deadlines.close()
-        tasks = list(self._tasks)
+        tasks = list(self._tasks.values())
         for t in tasks:
             t.cancel()
         if tasks:
