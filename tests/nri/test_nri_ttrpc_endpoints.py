@@ -142,6 +142,28 @@ async def test_deadline_from_timeout_nano(srv: ServerUnderTest) -> None:
     assert srv.impl.cancelled == 1
 
 
+async def test_each_request_gets_its_own_deadline(srv: ServerUnderTest) -> None:
+    # the deadlines share one loop timer: a short one added after a long one still fires first,
+    # and only for its own request
+    srv.request(1, Request("test.Svc", "Slow", b"", timeout_nano=60_000_000_000))
+    srv.request(3, Request("test.Svc", "Slow", b"", timeout_nano=30_000_000))
+    srv.request(5, Request("test.Svc", "Echo", b"x", timeout_nano=20_000_000))
+    assert (await srv.reply(5)) == Response(None, b"x")  # answered before its deadline
+    resp = await srv.reply(3)
+    assert resp.status is not None and resp.status.code == 4
+    assert srv.impl.cancelled == 1
+    assert 1 not in srv.replies  # the long one still runs
+
+
+async def test_a_handler_cancelled_from_outside_is_not_a_deadline(srv: ServerUnderTest) -> None:
+    srv.request(1, Request("test.Svc", "Slow", b"", timeout_nano=60_000_000_000))
+    await asyncio.sleep(0.01)
+    (task,) = srv.server._tasks.values()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled() and 1 not in srv.replies
+
+
 async def test_unknown_metadata_is_ignored(srv: ServerUnderTest) -> None:
     srv.request(1, Request("test.Svc", "Echo", b"ab", metadata=(("traceparent", "00-x"), ("x-foo", ""))))
     assert await srv.reply(1) == Response(None, b"ba")

@@ -13,6 +13,8 @@ Malformed input raises :class:`~dranet_core.errors.RemoteProtocolError`.
 
 from __future__ import annotations
 
+from typing import Final
+
 from dranet_core.errors import RemoteProtocolError
 from dranet_core.nri.handlers import ContainerInfo
 from dranet_core.types import PodSandbox
@@ -21,34 +23,55 @@ from dranet_core.wire._protobuf import read_varint
 __all__ = ["decode_container_request", "decode_pod_request", "decode_state_change", "decode_synchronize"]
 
 
-def _fields(buf: bytes, what: str) -> list[tuple[int, int, int, int]]:
-    """(field number, wire type, start, end-or-value) for each field of ``buf``.
+# the field numbers each message is read for (the rest are skipped)
+_POD_REQUEST: Final = frozenset({1})
+_ONE_TWO_THREE: Final = frozenset({1, 2, 3})
+_POD: Final = frozenset({1, 2, 3, 4, 8, 10})
+_LINUX: Final = frozenset({5})
+_NAMESPACE: Final = frozenset({1, 2})
+_CONTAINER: Final = frozenset({1, 2, 3})
 
-    For wire type 2 ``start:end`` is the value's slice; for varints ``end`` is the value.
+
+def _fields(
+    buf: bytes, pos: int, end: int, what: str, keep: frozenset[int]
+) -> list[tuple[int, int, int, int]]:
+    """(field number, wire type, start, end-or-value) for each field of ``buf[pos:end]`` whose
+    number is in ``keep``; the others (labels, annotations, ...) are checked and skipped.
+
+    For wire type 2 ``start:end`` is the value's slice of ``buf``; for varints ``end`` is the
+    value. Tags, lengths and varints below 128 (nearly all of them) are read inline; longer
+    ones go through :func:`~dranet_core.wire._protobuf.read_varint`.
     """
     out: list[tuple[int, int, int, int]] = []
-    pos, n = 0, len(buf)
-    while pos < n:
+    append = out.append
+    while pos < end:
         key = buf[pos]
         if key < 0x80:  # one-byte tag: every field number below 16
             pos += 1
         else:
-            key, pos = read_varint(buf, pos, n, what)
-        num, wt = key >> 3, key & 7
+            key, pos = read_varint(buf, pos, end, what)
+        num = key >> 3
+        wt = key & 7
         if num == 0:
             raise RemoteProtocolError(f"{what}: field number 0")
-        if wt == 2:
-            length, pos = read_varint(buf, pos, n, what)
-            if length > n - pos:
-                raise RemoteProtocolError(f"{what}: field {num} length {length} runs past the end")
-            out.append((num, 2, pos, pos + length))
-            pos += length
-        elif wt == 0:
-            val, pos = read_varint(buf, pos, n, what)
-            out.append((num, 0, pos, val))
-        elif wt in (1, 5):
+        if wt == 2 or wt == 0:  # the value of a varint, the length of a length-delimited field
+            if pos < end and buf[pos] < 0x80:
+                val = buf[pos]
+                pos += 1
+            else:
+                val, pos = read_varint(buf, pos, end, what)
+            if wt == 0:
+                if num in keep:
+                    append((num, 0, pos, val))
+                continue
+            if val > end - pos:
+                raise RemoteProtocolError(f"{what}: field {num} length {val} runs past the end")
+            if num in keep:
+                append((num, 2, pos, pos + val))
+            pos += val
+        elif wt == 1 or wt == 5:
             pos += 8 if wt == 1 else 4
-            if pos > n:
+            if pos > end:
                 raise RemoteProtocolError(f"{what}: field {num} truncated")
         else:
             raise RemoteProtocolError(f"{what}: field {num} has unsupported wire type {wt}")
@@ -63,28 +86,27 @@ def _str(buf: bytes, start: int, end: int, what: str) -> str:
 
 
 def _netns(buf: bytes, start: int, end: int) -> str | None:
-    """Path of the ``network`` entry of LinuxPodSandbox.namespaces (field 5)."""
-    linux = buf[start:end]
-    for num, wt, s, e in _fields(linux, "LinuxPodSandbox"):
+    """Path of the ``network`` entry of LinuxPodSandbox.namespaces (field 5) in ``buf[start:end]``."""
+    for num, wt, s, e in _fields(buf, start, end, "LinuxPodSandbox", _LINUX):
         if num != 5 or wt != 2:
             continue
-        ns = linux[s:e]
         typ = path = ""
-        for n2, w2, s2, e2 in _fields(ns, "LinuxNamespace"):
+        for n2, w2, s2, e2 in _fields(buf, s, e, "LinuxNamespace", _NAMESPACE):
             if w2 == 2 and n2 == 1:
-                typ = _str(ns, s2, e2, "LinuxNamespace.type")
+                typ = _str(buf, s2, e2, "LinuxNamespace.type")
             elif w2 == 2 and n2 == 2:
-                path = _str(ns, s2, e2, "LinuxNamespace.path")
+                path = _str(buf, s2, e2, "LinuxNamespace.path")
         if typ == "network":
             return path or None
     return None
 
 
-def _pod(buf: bytes) -> PodSandbox:
+def _pod(buf: bytes, start: int, end: int) -> PodSandbox:
+    """The PodSandbox in ``buf[start:end]``."""
     pid = name = uid = namespace = ""
     netns: str | None = None
     ips: list[str] = []
-    for num, wt, s, e in _fields(buf, "PodSandbox"):
+    for num, wt, s, e in _fields(buf, start, end, "PodSandbox", _POD):
         if wt != 2:
             continue
         if num == 1:
@@ -102,9 +124,10 @@ def _pod(buf: bytes) -> PodSandbox:
     return PodSandbox(uid=uid, name=name, namespace=namespace, id=pid, netns=netns, ips=tuple(ips))
 
 
-def _container(buf: bytes) -> ContainerInfo:
+def _container(buf: bytes, start: int, end: int) -> ContainerInfo:
+    """The Container in ``buf[start:end]``."""
     cid = sandbox = name = ""
-    for num, wt, s, e in _fields(buf, "Container"):
+    for num, wt, s, e in _fields(buf, start, end, "Container", _CONTAINER):
         if wt != 2:
             continue
         if num == 1:
@@ -123,20 +146,20 @@ _EMPTY_CONTAINER = ContainerInfo(id="", name="", pod_sandbox_id="")
 def decode_pod_request(payload: bytes) -> PodSandbox:
     """``pod`` (field 1) of Run/Stop/RemovePodSandboxRequest."""
     pod = _EMPTY_POD
-    for num, wt, s, e in _fields(payload, "PodSandbox request"):
+    for num, wt, s, e in _fields(payload, 0, len(payload), "PodSandbox request", _POD_REQUEST):
         if num == 1 and wt == 2:
-            pod = _pod(payload[s:e])
+            pod = _pod(payload, s, e)
     return pod
 
 
 def decode_container_request(payload: bytes) -> tuple[PodSandbox, ContainerInfo]:
     """``pod`` (1) and ``container`` (2) of CreateContainerRequest."""
     pod, ctr = _EMPTY_POD, _EMPTY_CONTAINER
-    for num, wt, s, e in _fields(payload, "CreateContainerRequest"):
+    for num, wt, s, e in _fields(payload, 0, len(payload), "CreateContainerRequest", _ONE_TWO_THREE):
         if num == 1 and wt == 2:
-            pod = _pod(payload[s:e])
+            pod = _pod(payload, s, e)
         elif num == 2 and wt == 2:
-            ctr = _container(payload[s:e])
+            ctr = _container(payload, s, e)
     return pod, ctr
 
 
@@ -145,11 +168,11 @@ def decode_synchronize(payload: bytes) -> tuple[list[PodSandbox], list[Container
     pods: list[PodSandbox] = []
     ctrs: list[ContainerInfo] = []
     more = False
-    for num, wt, s, e in _fields(payload, "SynchronizeRequest"):
+    for num, wt, s, e in _fields(payload, 0, len(payload), "SynchronizeRequest", _ONE_TWO_THREE):
         if num == 1 and wt == 2:
-            pods.append(_pod(payload[s:e]))
+            pods.append(_pod(payload, s, e))
         elif num == 2 and wt == 2:
-            ctrs.append(_container(payload[s:e]))
+            ctrs.append(_container(payload, s, e))
         elif num == 3 and wt == 0:
             more = e != 0
     return pods, ctrs, more
@@ -158,11 +181,11 @@ def decode_synchronize(payload: bytes) -> tuple[list[PodSandbox], list[Container
 def decode_state_change(payload: bytes) -> tuple[int, PodSandbox, ContainerInfo]:
     """``event`` (1), ``pod`` (2) and ``container`` (3) of StateChangeEvent."""
     event, pod, ctr = 0, _EMPTY_POD, _EMPTY_CONTAINER
-    for num, wt, s, e in _fields(payload, "StateChangeEvent"):
+    for num, wt, s, e in _fields(payload, 0, len(payload), "StateChangeEvent", _ONE_TWO_THREE):
         if num == 1 and wt == 0:
             event = e
         elif num == 2 and wt == 2:
-            pod = _pod(payload[s:e])
+            pod = _pod(payload, s, e)
         elif num == 3 and wt == 2:
-            ctr = _container(payload[s:e])
+            ctr = _container(payload, s, e)
     return event, pod, ctr

@@ -12,6 +12,7 @@ not flagged for undo.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -24,6 +25,7 @@ from dranet_core.nri.handlers import (
     StopPodSandboxHandler,
     UndoesLateRun,
 )
+from dranet_core.transport.deadlines import Deadlines
 from dranet_core.transport.ttrpc import DEADLINE_EXCEEDED
 from dranet_core.types import PodSandbox
 
@@ -56,6 +58,7 @@ class BoundedCalls:
         self.on_failure = on_failure
         self._late: dict[asyncio.Task[Any], tuple[str, str]] = {}
         self._by_key: dict[str, asyncio.Task[Any]] = {}
+        self._deadlines = Deadlines()
         self.late_completions = 0
         self.late_failures = 0
         self.late_compensations = 0
@@ -90,19 +93,23 @@ class BoundedCalls:
             log.info("NRI: %s for %s waits for the still-running %s", what, key, self._late[earlier][1])
             await asyncio.wait({earlier}, timeout=max(until - loop.time(), 0.0))
 
-        async def _call() -> T:
-            return await call()
-
-        task: asyncio.Task[T] = loop.create_task(_call(), name=f"nri-{what}-{key}")
+        # wait for the task or the budget, whichever comes first, without cancelling the task:
+        # one future, woken by the task's last step or by a shared-timer deadline (asyncio.wait
+        # builds sets, a loop timer and done-callbacks, each one more turn of the loop)
+        waiter: asyncio.Future[None] = loop.create_future()
+        task: asyncio.Task[T] = loop.create_task(_start(call, waiter), name=f"nri-{what}-{key}")
+        timer = self._deadlines.add(until, functools.partial(_wake, waiter), loop)
         try:
-            done, _ = await asyncio.wait({task}, timeout=max(until - loop.time(), 0.0))
+            await waiter
         except asyncio.CancelledError:
             # The connection went away (or we are closing). The runtime treats a lost plugin as
             # success for this event, so the work is still wanted: no undo.
             if not task.done():
                 self._adopt(key, what, task, None)
             raise
-        if not done:
+        finally:
+            self._deadlines.cancel(timer)
+        if not task.done():
             self._adopt(key, what, task, late)  # the runtime gets an error: undo a late run
             raise RpcError(DEADLINE_EXCEEDED, overrun_message(what, key, budget))
         return task.result()  # the handler's own exception becomes the ttrpc error status
@@ -140,6 +147,20 @@ class BoundedCalls:
         else:
             self.late_completions += 1
             log.info("NRI: late %s for %s completed", what, key)
+
+
+async def _start(call: Callable[[], Awaitable[T]], waiter: asyncio.Future[None]) -> T:
+    """``call()``, waking ``waiter`` as it ends (its result is set by then: the task's last step
+    runs on before the waiting task is resumed)."""
+    try:
+        return await call()
+    finally:
+        _wake(waiter)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def run_then_undo_if_late(

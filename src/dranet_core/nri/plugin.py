@@ -181,6 +181,12 @@ class NriPlugin:
         if not 0 <= handler_margin < request_timeout_hint:
             raise SettingsError("NRI handler margin must be >= 0 and below the request timeout")
         self._handler = handler
+        # the handler's event methods, resolved once: a runtime-checkable Protocol isinstance
+        # walks the protocol's members each time, which is a cost per call on the hot path
+        self._run_handler = handler if isinstance(handler, RunPodSandboxHandler) else None
+        self._stop_handler = handler if isinstance(handler, StopPodSandboxHandler) else None
+        self._remove_handler = handler if isinstance(handler, RemovePodSandboxHandler) else None
+        self._create_handler = handler if isinstance(handler, CreateContainerHandler) else None
         self._events = subscribed_events(handler)
         if not self._events:
             raise SettingsError(
@@ -438,15 +444,15 @@ class NriPlugin:
         return bytes(api.Empty())
 
     async def _pod_event(self, event: EventType, pod: PodSandbox, deadline: float | None) -> None:
-        h = self._handler
         call: Callable[[], Awaitable[object]]
-        late = LateFlag()
-        if event == EventType.RUN_POD_SANDBOX and isinstance(h, RunPodSandboxHandler):
-            call = functools.partial(run_then_undo_if_late, h, pod, late, self._calls)
-        elif event == EventType.STOP_POD_SANDBOX and isinstance(h, StopPodSandboxHandler):
-            call = functools.partial(h.stop_pod_sandbox, pod)
-        elif event == EventType.REMOVE_POD_SANDBOX and isinstance(h, RemovePodSandboxHandler):
-            call = functools.partial(h.remove_pod_sandbox, pod)
+        late = None
+        if event is EventType.RUN_POD_SANDBOX and (run := self._run_handler) is not None:
+            late = LateFlag()
+            call = functools.partial(run_then_undo_if_late, run, pod, late, self._calls)
+        elif event is EventType.STOP_POD_SANDBOX and (stop := self._stop_handler) is not None:
+            call = functools.partial(stop.stop_pod_sandbox, pod)
+        elif event is EventType.REMOVE_POD_SANDBOX and (remove := self._remove_handler) is not None:
+            call = functools.partial(remove.remove_pod_sandbox, pod)
         else:
             return
         await self._calls.run(pod.id or pod.uid, event.name, deadline, call, late)
@@ -468,8 +474,8 @@ class NriPlugin:
 
     async def _create_container(self, payload: bytes, deadline: float | None) -> bytes:
         pod, ctr = _decode(decode_container_request, payload, "CreateContainerRequest")
-        h = self._handler
-        if not isinstance(h, CreateContainerHandler):
+        h = self._create_handler
+        if h is None:
             return b""
         nodes = await self._calls.run(
             pod.id or pod.uid, "CreateContainer", deadline, functools.partial(h.create_container, pod, ctr)

@@ -12,7 +12,8 @@ Server (:class:`TtrpcServer`) rules, as containerd/ttrpc's Go server:
   ``method <name>``; a Data frame (streaming) → INVALID_ARGUMENT; an oversized request →
   RESOURCE_EXHAUSTED; unknown metadata is ignored;
 * ``timeout_nano`` becomes the handler's deadline (loop time, passed to the handler): when it
-  passes, the handler is cancelled and DEADLINE_EXCEEDED is answered;
+  passes, the handler is cancelled and DEADLINE_EXCEEDED is answered (the deadlines of all
+  requests share one loop timer, :class:`~dranet_core.transport.deadlines.Deadlines`);
 * a handler raising :class:`~dranet_core.errors.RpcError` answers with its code and message;
   any other exception answers UNKNOWN (2) with the exception text;
 * an OK answer leaves ``status`` absent.
@@ -31,6 +32,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from dranet_core.errors import DranetError, LocalProtocolError, ProtocolError, RpcError
+from dranet_core.transport.deadlines import Deadlines
 from dranet_core.wire.ttrpc import (
     MAX_MESSAGE_LENGTH,
     MESSAGE_TYPE_DATA,
@@ -80,6 +82,25 @@ Send = Callable[[bytes], None]
 Drain = Callable[[], Awaitable[None]]
 
 
+class _Expiry:
+    """A request's deadline: cancels the request's task when it is reached."""
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[object] | None) -> None:
+        self.task = task
+        self.fired = False
+
+    def fire(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.fired = True
+            self.task.cancel()
+
+    def uncancel(self) -> int:
+        """Withdraw our cancellation; return how many others are still pending on the task."""
+        return self.task.uncancel() if self.task is not None else 0
+
+
 class TtrpcServer:
     """Serves ``services[service][method]`` handlers on one ttrpc connection."""
 
@@ -88,7 +109,12 @@ class TtrpcServer:
         self._send = send
         self._drain = drain
         self._last_stream = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        """Running requests by stream id; each removes itself when it ends."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop of the first request (one connection, one loop; asyncio.get_running_loop
+        costs a getpid() system call each time)."""
+        self._deadlines = Deadlines()
         self._closed = False
         self.requests = 0
         """Requests received (including rejected ones)."""
@@ -116,11 +142,12 @@ class TtrpcServer:
                         ),
                     )
                     continue
-                task = asyncio.get_running_loop().create_task(
-                    self._serve(f.stream_id, f.data), name=f"ttrpc-request-{f.stream_id}"
+                loop = self._loop
+                if loop is None:
+                    loop = self._loop = asyncio.get_running_loop()
+                self._tasks[f.stream_id] = loop.create_task(
+                    self._serve(loop, f.stream_id, f.data), name=f"ttrpc-request-{f.stream_id}"
                 )
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
             elif f.type == MESSAGE_TYPE_DATA:
                 self._reply(f.stream_id, Status(INVALID_ARGUMENT, "StreamID is no longer active"))
             else:
@@ -153,30 +180,42 @@ class TtrpcServer:
         except (ConnectionError, LocalProtocolError) as exc:
             log.debug("ttrpc server: cannot answer stream %d: %s", sid, exc)
 
-    async def _serve(self, sid: int, data: bytes) -> None:
-        status: Status | None = None
-        payload = b""
+    async def _serve(self, loop: asyncio.AbstractEventLoop, sid: int, data: bytes) -> None:
         try:
-            req = decode_request(data)
-            payload, status = await self._dispatch(req)
-        except ProtocolError as exc:
-            status = Status(INVALID_ARGUMENT, f"malformed ttrpc request: {exc}")
-        self._reply(sid, status, payload)
-        with contextlib.suppress(ConnectionError):
-            await self._drain()
+            status: Status | None = None
+            payload = b""
+            try:
+                req = decode_request(data)
+                payload, status = await self._dispatch(loop, req)
+            except ProtocolError as exc:
+                status = Status(INVALID_ARGUMENT, f"malformed ttrpc request: {exc}")
+            self._reply(sid, status, payload)
+            with contextlib.suppress(ConnectionError):
+                await self._drain()
+        finally:
+            # here rather than a done-callback, which would cost the loop one more turn per call
+            self._tasks.pop(sid, None)
 
-    async def _dispatch(self, req: Request) -> tuple[bytes, Status | None]:
+    async def _dispatch(self, loop: asyncio.AbstractEventLoop, req: Request) -> tuple[bytes, Status | None]:
         methods = self._services.get(req.service)
         if methods is None:
             return b"", Status(UNIMPLEMENTED, f"service {req.service}")
         handler = methods.get(req.method)
         if handler is None:
             return b"", Status(UNIMPLEMENTED, f"method {req.method}")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + req.timeout_nano / 1e9 if req.timeout_nano > 0 else None
+        deadline: float | None = None
+        expiry: _Expiry | None = None
+        key = 0
+        if req.timeout_nano > 0:
+            deadline = loop.time() + req.timeout_nano / 1e9
+            expiry = _Expiry(asyncio.current_task(loop))
+            key = self._deadlines.add(deadline, expiry.fire, loop)
         try:
-            async with asyncio.timeout_at(deadline):
-                return await handler(req.payload, deadline), None
+            return await handler(req.payload, deadline), None
+        except asyncio.CancelledError:
+            if expiry is None or not expiry.fired or expiry.uncancel():
+                raise  # not (only) our deadline: aclose, or the task was cancelled from outside
+            return b"", Status(DEADLINE_EXCEEDED, f"{req.service}/{req.method}: deadline exceeded")
         except TimeoutError:
             return b"", Status(DEADLINE_EXCEEDED, f"{req.service}/{req.method}: deadline exceeded")
         except RpcError as exc:
@@ -186,6 +225,9 @@ class TtrpcServer:
         except Exception as exc:  # a handler bug must answer, not kill the connection
             log.exception("ttrpc handler %s/%s failed", req.service, req.method)
             return b"", Status(UNKNOWN, f"{type(exc).__name__}: {exc}")
+        finally:
+            if expiry is not None:
+                self._deadlines.cancel(key)
 
     def close(self) -> None:
         """Stop answering; running handlers are cancelled by :meth:`aclose`."""
@@ -194,7 +236,8 @@ class TtrpcServer:
     async def aclose(self) -> None:
         """Cancel running handlers and wait for them."""
         self._closed = True
-        tasks = list(self._tasks)
+        self._deadlines.close()
+        tasks = list(self._tasks.values())
         for t in tasks:
             t.cancel()
         if tasks:

@@ -20,9 +20,13 @@ WT_I64 = 1
 WT_LEN = 2
 WT_I32 = 5
 
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
+
 
 def varint(value: int) -> bytes:
     """Encode a non-negative int (or an int64 as two's complement) as a varint."""
+    if 0 <= value < 0x80:
+        return _ONE_BYTE[value]
     if value < 0:
         value += 1 << 64
     out = bytearray()
@@ -77,15 +81,28 @@ def iter_fields(buf: bytes, what: str) -> Iterator[tuple[int, int, int | bytes]]
     pos = 0
     end = len(buf)
     while pos < end:
-        key, pos = read_varint(buf, pos, end, what)
+        # one-byte tags, lengths and varints (nearly all of them) are read inline
+        key = buf[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = read_varint(buf, pos, end, what)
         num, wt = key >> 3, key & 7
         if num == 0:
             raise RemoteProtocolError(f"{what}: field number 0")
         if wt == WT_VARINT:
-            value, pos = read_varint(buf, pos, end, what)
+            if pos < end and buf[pos] < 0x80:
+                value = buf[pos]
+                pos += 1
+            else:
+                value, pos = read_varint(buf, pos, end, what)
             yield num, wt, value
         elif wt == WT_LEN:
-            length, pos = read_varint(buf, pos, end, what)
+            if pos < end and buf[pos] < 0x80:
+                length = buf[pos]
+                pos += 1
+            else:
+                length, pos = read_varint(buf, pos, end, what)
             if length > end - pos:
                 raise RemoteProtocolError(f"{what}: field {num} length {length} runs past the end")
             yield num, wt, buf[pos : pos + length]
