@@ -69,6 +69,16 @@ ERA_V0_9 = Era("containerd", "v2.0.5", "", 0x7FF, dedicated_rpcs=False)
 ERA_V0_12 = Era("containerd", "v2.3.1", "v0.12.2", 0x3FFF, dedicated_rpcs=True)
 
 
+_TRACE_HEADER: pb.Value = [(1, "traceparent"), (2, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]
+"""The metadata entry every call carries (containerd propagates a W3C trace context)."""
+
+
+def _expire(fut: asyncio.Future[tuple[int, str, bytes]]) -> None:
+    """A call's timeout: its reply did not come in time."""
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
 @dataclass
 class FakePod:
     """A pod sandbox as the runtime reports it (``netns`` is its network namespace path)."""
@@ -302,25 +312,28 @@ class PeerSession:
         timeout = self.peer.request_timeout
         sid = self.next_sid
         self.next_sid += 2
-        fut: asyncio.Future[tuple[int, str, bytes]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[int, str, bytes]] = loop.create_future()
         self.pending[sid] = fut
-        trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         req = pb.encode(
             [
                 (1, PLUGIN),
                 (2, method),
                 (3, payload),
                 (4, int(timeout * 1e9)),
-                (5, [(1, "traceparent"), (2, trace)]),
+                (5, _TRACE_HEADER),
             ]
         )
         self.write_msg(1, ttrpc_msg(sid, 1, req))
+        timer = loop.call_later(timeout, _expire, fut)  # one timer, no wrapping task (wait_for's)
         try:
-            code, message, data = await asyncio.wait_for(fut, timeout)
+            code, message, data = await fut
         except TimeoutError:
             self.pending.pop(sid, None)
             self.close()
             return Result(method, -1, "timeout", timed_out=True)
+        finally:
+            timer.cancel()
         return Result(method, code, message, data)
 
     def close(self) -> None:

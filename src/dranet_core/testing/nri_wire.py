@@ -13,33 +13,56 @@ from typing import Union
 Value = Union[int, bytes, str, "list[tuple[int, Value]]"]
 
 
+_ONE_BYTE = tuple(bytes((i,)) for i in range(0x80))
+
+
 def varint(n: int) -> bytes:
+    """``n`` as a protobuf varint (a negative ``n`` as its 64-bit two's complement)."""
+    if 0 <= n < 0x80:
+        return _ONE_BYTE[n]
     if n < 0:
         n += 1 << 64
     out = bytearray()
-    while True:
-        b = n & 0x7F
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
         n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+    out.append(n)
+    return bytes(out)
 
 
 def encode(fields: list[tuple[int, Value]]) -> bytes:
+    """The message of ``fields`` in order: int (bool) -> varint, str/bytes -> length-delimited
+    (str as UTF-8), list -> a nested message, length-delimited."""
     out = bytearray()
     for num, value in fields:
-        if isinstance(value, bool | int):
-            out += varint(num << 3 | 0) + varint(int(value))
+        kind = type(value)
+        if kind is str:
+            raw = value.encode()  # type: ignore[union-attr]
+        elif kind is bytes:
+            raw = value
+        elif kind is list:
+            raw = encode(value)  # type: ignore[arg-type]
+        elif isinstance(value, int):  # bool included
+            out += varint(num << 3)
+            out += varint(int(value))
+            continue
+        elif isinstance(value, str):
+            raw = value.encode()
+        elif isinstance(value, bytes):
+            raw = bytes(value)
         else:
-            if isinstance(value, str):
-                raw = value.encode()
-            elif isinstance(value, bytes):
-                raw = value
-            else:
-                raw = encode(value)
-            out += varint(num << 3 | 2) + varint(len(raw)) + raw
+            raw = encode(value)
+        key = num << 3 | 2
+        if key < 0x80:
+            out.append(key)
+        else:
+            out += varint(key)
+        size = len(raw)
+        if size < 0x80:
+            out.append(size)
+        else:
+            out += varint(size)
+        out += raw
     return bytes(out)
 
 
