@@ -39,7 +39,7 @@ from typing import Any, NamedTuple, TypeVar
 import betterproto2
 from grpclib.encoding.proto import ProtoCodec
 
-from dranet_core.wire._protobuf import varint
+from dranet_core.wire._protobuf import read_varint, varint
 
 __all__ = ["FastProtoCodec", "decode_message", "encode_message"]
 
@@ -255,17 +255,22 @@ def _decode_plan_of(cls: type) -> _DecodePlan | None:
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    """The varint at ``data[pos]`` and the position after it (IndexError when truncated)."""
-    result = shift = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise _Fallback  # betterproto2 raises ValueError for an 11th byte
+    """The varint at ``data[pos]`` and the position after it (the shared reader, bounded by the
+    whole buffer: a field checks its own end; truncated or over-long raises, and the caller
+    falls back)."""
+    return read_varint(data, pos, len(data), "message")
+
+
+def _span(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """The (start, stop) of the length-delimited value whose length is at ``data[pos]``."""
+    size = data[pos]
+    pos += 1
+    if size > 0x7F:
+        size, pos = _varint(data, pos - 1)
+    stop = pos + size
+    if stop > end:
+        raise _Fallback  # betterproto2 would take what is there
+    return pos, stop
 
 
 def _convert(kind: int, value: int, cls: Any) -> Any:
@@ -290,7 +295,7 @@ def _message(cls: type, data: bytes, pos: int, end: int) -> Any:
     return _read(cls, plan, data, pos, end)
 
 
-def _read(cls: type, plan: _DecodePlan, data: bytes, pos: int, end: int) -> Any:  # noqa: C901, PLR0915 - one flat dispatch, hot path
+def _read(cls: type, plan: _DecodePlan, data: bytes, pos: int, end: int) -> Any:  # noqa: C901 - one flat dispatch, hot path
     """The message of class ``cls`` in ``data[pos:end]``; raises on anything it leaves to betterproto2."""
     msg = cls()
     by_tag = plan.by_tag
@@ -319,13 +324,7 @@ def _read(cls: type, plan: _DecodePlan, data: bytes, pos: int, end: int) -> Any:
                 raise _Fallback
             value = _convert(kind, raw, sub)
         else:
-            size = data[pos]
-            pos += 1
-            if size > 0x7F:
-                size, pos = _varint(data, pos - 1)
-            stop = pos + size
-            if stop > end:
-                raise _Fallback  # betterproto2 would take what is there
+            pos, stop = _span(data, pos, end)
             if kind == _D_STR:
                 value = data[pos:stop].decode()
             elif kind == _D_MSG:
@@ -384,13 +383,7 @@ def _entry(spec: _MapValue, data: bytes, pos: int, end: int) -> tuple[str, Any]:
         tag = data[pos]
         pos += 1
         if tag == 0x0A or (tag == spec.tag and spec.kind <= _D_MSG):
-            size = data[pos]
-            pos += 1
-            if size > 0x7F:
-                size, pos = _varint(data, pos - 1)
-            stop = pos + size
-            if stop > end:
-                raise _Fallback
+            pos, stop = _span(data, pos, end)
             if tag == 0x0A:
                 key = data[pos:stop].decode()
             elif spec.kind == _D_STR:
